@@ -1,1 +1,15 @@
-//! Topology model.
+//! weft's topology model: parse a lab file (keeping positions for errors),
+//! check it completely, expand shorthands, and diff two labs into a plan.
+//!
+//! Pure: nothing here touches the system, so every rule is unit-tested.
+
+pub mod error;
+pub mod file;
+pub mod model;
+pub mod plan;
+pub mod route;
+
+pub use error::{Diagnostic, Diagnostics};
+pub use file::{parse, Parsed};
+pub use model::*;
+pub use plan::{plan, Op, Plan, Res, ResKey};

@@ -1,0 +1,1159 @@
+//! The topology file: its serde shape, expansion into a [`Lab`], and every
+//! check that must pass before anything is built.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::Range;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Diagnostic, Diagnostics};
+use crate::model::*;
+use crate::route::parse_route;
+
+type Span = Range<usize>;
+
+macro_rules! bridge_keys {
+    ($r:expr) => {
+        RawBridge {
+            stp: $r.stp.clone(),
+            forward_delay: $r.forward_delay.clone(),
+            hello_time: $r.hello_time.clone(),
+            max_age: $r.max_age.clone(),
+            ageing_time: $r.ageing_time.clone(),
+            priority: $r.priority.clone(),
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    name: Spanned<String>,
+    #[serde(default)]
+    nodes: BTreeMap<Spanned<String>, RawNode>,
+    #[serde(default)]
+    links: Vec<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    kind: Option<Spanned<String>>,
+    count: Option<Spanned<u32>>,
+    attach: Option<Spanned<String>>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
+    #[serde(default)]
+    sysctls: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    #[serde(default)]
+    interfaces: BTreeMap<Spanned<String>, RawIface>,
+    mtu: Option<Spanned<u32>>,
+    mac: Option<Spanned<String>>,
+    stp: Option<Spanned<bool>>,
+    forward_delay: Option<Spanned<toml::Value>>,
+    hello_time: Option<Spanned<toml::Value>>,
+    max_age: Option<Spanned<toml::Value>>,
+    ageing_time: Option<Spanned<toml::Value>>,
+    priority: Option<Spanned<u32>>,
+}
+
+/// The bridge keys of a node or interface, gathered (serde's `flatten`
+/// would lose the positions and the unknown-key check).
+#[derive(Default)]
+struct RawBridge {
+    stp: Option<Spanned<bool>>,
+    forward_delay: Option<Spanned<toml::Value>>,
+    hello_time: Option<Spanned<toml::Value>>,
+    max_age: Option<Spanned<toml::Value>>,
+    ageing_time: Option<Spanned<toml::Value>>,
+    priority: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIface {
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    mtu: Option<Spanned<u32>>,
+    mac: Option<Spanned<String>>,
+    up: Option<bool>,
+    master: Option<Spanned<String>>,
+    port: Option<bool>,
+    cost: Option<Spanned<u32>>,
+    owner: Option<Spanned<u32>>,
+    group: Option<Spanned<u32>>,
+    multi_queue: Option<bool>,
+    pi: Option<bool>,
+    vnet_hdr: Option<bool>,
+    stp: Option<Spanned<bool>>,
+    forward_delay: Option<Spanned<toml::Value>>,
+    hello_time: Option<Spanned<toml::Value>>,
+    max_age: Option<Spanned<toml::Value>>,
+    ageing_time: Option<Spanned<toml::Value>>,
+    priority: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    endpoints: [Spanned<String>; 2],
+    mtu: Option<Spanned<u32>>,
+}
+
+/// A checked, expanded lab and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub lab: Lab,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Largest `count` accepted: far above what a 2-core machine builds quickly,
+/// low enough to catch a typo before it creates a million namespaces.
+pub const MAX_COUNT: u32 = 10_000;
+
+/// Parse, expand and check a topology file. Every problem is reported, each
+/// with its position; nothing here touches the system.
+pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
+    let raw: RawLab = toml::from_str(source).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            e.message().trim().to_string(),
+            e.span(),
+        )
+        .help("see docs/topology.md for every key the file takes")])
+    })?;
+    let mut cx = Cx::default();
+    let lab = cx.expand(raw);
+    if cx.errors.is_empty() {
+        Ok(Parsed {
+            lab,
+            warnings: cx.warnings,
+        })
+    } else {
+        cx.errors
+            .sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
+        Err(Diagnostics(cx.errors))
+    }
+}
+
+#[derive(Default)]
+struct Cx {
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    node_span: HashMap<String, Span>,
+    iface_span: HashMap<(String, String), Span>,
+    addr_span: HashMap<(String, String, IpNet), Span>,
+    route_span: HashMap<(String, usize), Span>,
+    master_span: HashMap<(String, String), Span>,
+    /// Groups written with `count`: name -> the nodes they became.
+    groups: HashMap<String, (u32, Span)>,
+    /// Hosts with `attach`, in the order they get addresses.
+    attached: Vec<(String, String, Span, bool)>,
+}
+
+impl Cx {
+    fn err(&mut self, span: Option<Span>, msg: impl Into<String>, help: impl Into<String>) {
+        let help = help.into();
+        let mut d = Diagnostic::new(msg, span);
+        if !help.is_empty() {
+            d = d.help(help);
+        }
+        self.errors.push(d);
+    }
+
+    fn expand(&mut self, raw: RawLab) -> Lab {
+        let name = raw.name.get_ref().clone();
+        if let Err(why) = check_lab_name(&name) {
+            self.err(Some(raw.name.span()), why, "");
+        }
+        let mut lab = Lab {
+            name: name.clone(),
+            nodes: BTreeMap::new(),
+        };
+        for (key, rn) in &raw.nodes {
+            self.add_node(&mut lab, key, rn);
+        }
+        for link in &raw.links {
+            self.add_link(&mut lab, link);
+        }
+        self.attach_hosts(&mut lab);
+        self.check(&lab);
+        lab
+    }
+
+    fn add_node(&mut self, lab: &mut Lab, key: &Spanned<String>, rn: &RawNode) {
+        let base = key.get_ref();
+        let span = key.span();
+        if let Err(why) = check_node_name(base) {
+            self.err(Some(span.clone()), format!("node name `{base}`: {why}"), "");
+            return;
+        }
+        let kind = match rn.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("host") => NodeKind::Host,
+            Some("bridge") => NodeKind::Bridge,
+            Some(other) => {
+                self.err(
+                    rn.kind.as_ref().map(|k| k.span()),
+                    format!("node `{base}`: unknown kind `{other}`"),
+                    "write kind = \"host\" (the default) or kind = \"bridge\"",
+                );
+                return;
+            }
+        };
+        let names: Vec<String> = match &rn.count {
+            None => vec![base.clone()],
+            Some(c) => {
+                let n = *c.get_ref();
+                if !(1..=MAX_COUNT).contains(&n) {
+                    self.err(
+                        Some(c.span()),
+                        format!("node `{base}`: count {n} is out of range"),
+                        format!("write a count from 1 to {MAX_COUNT}"),
+                    );
+                    return;
+                }
+                if kind != NodeKind::Host || rn.attach.is_none() {
+                    self.err(
+                        Some(c.span()),
+                        format!(
+                            "node `{base}`: `count` makes hosts on a bridge and needs `attach`"
+                        ),
+                        "add attach = \"BRIDGE\" naming a node of kind bridge",
+                    );
+                    return;
+                }
+                if !rn.addresses.is_empty() {
+                    self.err(
+                        Some(rn.addresses[0].span()),
+                        format!("node `{base}`: a group made with `count` cannot list addresses"),
+                        "leave addresses out: each host gets one from the bridge's subnet",
+                    );
+                }
+                self.groups.insert(base.clone(), (n, span.clone()));
+                (1..=n).map(|i| format!("{base}{i}")).collect()
+            }
+        };
+        let bridge_opts = match kind {
+            NodeKind::Bridge => Some(self.bridge_options(base, &bridge_keys!(rn))),
+            NodeKind::Host => {
+                self.no_bridge_keys(base, &bridge_keys!(rn), "is not a bridge: bridge settings go on a node of kind \"bridge\" or an interface of kind \"bridge\"");
+                None
+            }
+        };
+        if kind == NodeKind::Host && (rn.mtu.is_some() || rn.mac.is_some()) {
+            let s = rn
+                .mtu
+                .as_ref()
+                .map(|m| m.span())
+                .or(rn.mac.as_ref().map(|m| m.span()));
+            self.err(
+                s,
+                format!("node `{base}`: `mtu` and `mac` belong on an interface of a host"),
+                format!("write them under [nodes.{base}.interfaces.NAME]"),
+            );
+        }
+        if kind == NodeKind::Host && rn.attach.is_none() && !rn.addresses.is_empty() {
+            self.err(
+                Some(rn.addresses[0].span()),
+                format!("node `{base}`: addresses of a host belong on one of its interfaces"),
+                format!("write them under [nodes.{base}.interfaces.NAME] addresses = [...], or attach the host to a bridge"),
+            );
+        }
+        if kind == NodeKind::Bridge && rn.attach.is_some() {
+            self.err(
+                rn.attach.as_ref().map(|a| a.span()),
+                format!("node `{base}`: a bridge cannot be attached to another bridge this way"),
+                "write a [[links]] entry between the two bridges",
+            );
+        }
+        let mut routes = Vec::new();
+        for (i, r) in rn.routes.iter().enumerate() {
+            match parse_route(r.get_ref()) {
+                Ok(route) => routes.push((route, r.span(), i)),
+                Err(why) => self.err(
+                    Some(r.span()),
+                    format!("node `{base}`: route `{}`: {why}", r.get_ref()),
+                    "",
+                ),
+            }
+        }
+        let mut sysctls = BTreeMap::new();
+        for (k, v) in &rn.sysctls {
+            if let Err(why) = check_sysctl_key(k.get_ref()) {
+                self.err(
+                    Some(k.span()),
+                    format!("node `{base}`: sysctl `{}`: {why}", k.get_ref()),
+                    "",
+                );
+                continue;
+            }
+            let value = match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => u8::from(*b).to_string(),
+                _ => {
+                    self.err(
+                        Some(v.span()),
+                        format!(
+                            "node `{base}`: sysctl `{}` takes a number, a boolean or a string",
+                            k.get_ref()
+                        ),
+                        "",
+                    );
+                    continue;
+                }
+            };
+            sysctls.insert(k.get_ref().clone(), value);
+        }
+        for name in names {
+            if let Some(prev) = self.node_span.get(&name) {
+                let prev = prev.clone();
+                self.err(
+                    Some(span.clone()),
+                    format!("node name `{name}` is used twice"),
+                    format!("rename one of them (the other is at byte {})", prev.start),
+                );
+                continue;
+            }
+            self.node_span.insert(name.clone(), span.clone());
+            let mut node = Node {
+                netns: netns_name(&lab.name, &name),
+                name: name.clone(),
+                kind,
+                interfaces: BTreeMap::new(),
+                routes: Vec::new(),
+                sysctls: sysctls.clone(),
+            };
+            for (route, rspan, i) in &routes {
+                self.route_span.insert((name.clone(), *i), rspan.clone());
+                node.routes.push(route.clone());
+            }
+            let mut lo = Interface {
+                name: "lo".into(),
+                kind: IfaceKind::Loopback,
+                addresses: vec![],
+                mtu: None,
+                mac: None,
+                up: true,
+                master: None,
+                port: PortOptions::default(),
+            };
+            if let Some(opts) = &bridge_opts {
+                if let Err(why) = check_iface_name(&name) {
+                    self.err(Some(span.clone()), format!("bridge node `{name}`: the bridge device takes the node's name, and {why}"), "choose a bridge node name of at most 15 bytes");
+                }
+                let mut br = Interface {
+                    name: name.clone(),
+                    kind: IfaceKind::Bridge(opts.clone()),
+                    addresses: vec![],
+                    mtu: rn.mtu.as_ref().map(|m| *m.get_ref()),
+                    mac: None,
+                    up: true,
+                    master: None,
+                    port: PortOptions::default(),
+                };
+                if let Some(m) = &rn.mtu {
+                    self.check_mtu(&name, m);
+                }
+                br.mac = rn.mac.as_ref().and_then(|m| self.mac(&name, m));
+                br.addresses = self.addresses(&name, &name, &rn.addresses);
+                self.iface_span
+                    .insert((name.clone(), name.clone()), span.clone());
+                node.interfaces.insert(name.clone(), br);
+            }
+            for (ikey, ri) in &rn.interfaces {
+                let iname = ikey.get_ref();
+                if let Err(why) = check_iface_name(iname) {
+                    self.err(
+                        Some(ikey.span()),
+                        format!("node `{name}`: interface name `{iname}`: {why}"),
+                        "",
+                    );
+                    continue;
+                }
+                if node.interfaces.contains_key(iname) {
+                    self.err(
+                        Some(ikey.span()),
+                        format!("node `{name}`: interface `{iname}` is the bridge itself"),
+                        "give the port another name, or put bridge settings on the node",
+                    );
+                    continue;
+                }
+                self.iface_span
+                    .insert((name.clone(), iname.clone()), ikey.span());
+                if iname == "lo" {
+                    if ri.kind.is_some()
+                        || ri.mtu.is_some()
+                        || ri.mac.is_some()
+                        || ri.master.is_some()
+                    {
+                        self.err(Some(ikey.span()), format!("node `{name}`: `lo` is the loopback device and takes only addresses"), "");
+                    }
+                    lo.addresses = self.addresses(&name, "lo", &ri.addresses);
+                    continue;
+                }
+                if let Some(iface) = self.iface(&name, kind, ikey, ri) {
+                    node.interfaces.insert(iname.clone(), iface);
+                }
+            }
+            node.interfaces.insert("lo".into(), lo);
+            if let Some(a) = &rn.attach {
+                self.attached.push((
+                    name.clone(),
+                    a.get_ref().clone(),
+                    a.span(),
+                    rn.routes.is_empty(),
+                ));
+                if rn.count.is_none() && !rn.addresses.is_empty() {
+                    let addrs = self.addresses(&name, "eth0", &rn.addresses);
+                    let eth0 = node
+                        .interfaces
+                        .entry("eth0".into())
+                        .or_insert_with(|| new_veth("eth0"));
+                    eth0.addresses.extend(addrs);
+                }
+            }
+            lab.nodes.insert(name, node);
+        }
+    }
+
+    fn iface(
+        &mut self,
+        node: &str,
+        node_kind: NodeKind,
+        key: &Spanned<String>,
+        ri: &RawIface,
+    ) -> Option<Interface> {
+        let iname = key.get_ref();
+        let kspan = ri.kind.as_ref().map(|k| k.span()).unwrap_or(key.span());
+        let tun = TunOptions {
+            owner: ri.owner.as_ref().map(|o| *o.get_ref()),
+            group: ri.group.as_ref().map(|o| *o.get_ref()),
+            multi_queue: ri.multi_queue.unwrap_or(false),
+            pi: ri.pi.unwrap_or(false),
+            vnet_hdr: ri.vnet_hdr.unwrap_or(false),
+        };
+        let kind = match ri.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("veth") => IfaceKind::Veth {
+                peer: Endpoint::new("", ""),
+            },
+            Some("tun") => IfaceKind::Tun(tun.clone()),
+            Some("tap") => IfaceKind::Tap(tun.clone()),
+            Some("bridge") => {
+                if node_kind == NodeKind::Bridge {
+                    self.err(Some(kspan), format!("node `{node}`: a bridge node holds one bridge; interface `{iname}` cannot be another"), "make a separate node of kind \"bridge\"");
+                    return None;
+                }
+                IfaceKind::Bridge(
+                    self.bridge_options(&format!("{node}:{iname}"), &bridge_keys!(ri)),
+                )
+            }
+            Some(other) => {
+                self.err(
+                    Some(kspan),
+                    format!("node `{node}`: interface `{iname}` has unknown kind `{other}`"),
+                    "write veth (the default, made by a link), tun, tap or bridge",
+                );
+                return None;
+            }
+        };
+        let is_tun = matches!(kind, IfaceKind::Tun(_) | IfaceKind::Tap(_));
+        if !is_tun
+            && (ri.owner.is_some()
+                || ri.group.is_some()
+                || ri.multi_queue.is_some()
+                || ri.pi.is_some()
+                || ri.vnet_hdr.is_some())
+        {
+            self.err(Some(key.span()), format!("node `{node}`: interface `{iname}` is a {}, and owner, group, multi_queue, pi and vnet_hdr are TUN/TAP settings", kind.name()), "remove them or give the interface kind = \"tun\" or \"tap\"");
+        }
+        let is_bridge = matches!(kind, IfaceKind::Bridge(_));
+        if !is_bridge {
+            let msg = format!("is a {}, not a bridge", kind.name());
+            self.no_bridge_keys(
+                &format!("{node}:{iname}"),
+                &RawBridge {
+                    priority: None,
+                    ..bridge_keys!(ri)
+                },
+                &msg,
+            );
+        }
+        let master = match (&ri.master, ri.port) {
+            (Some(m), Some(false)) => {
+                self.err(
+                    Some(m.span()),
+                    format!(
+                        "node `{node}`: interface `{iname}` has both `master` and port = false"
+                    ),
+                    "keep one of them",
+                );
+                None
+            }
+            (Some(m), _) => {
+                self.master_span
+                    .insert((node.to_string(), iname.clone()), m.span());
+                Some(m.get_ref().clone())
+            }
+            (None, Some(false)) => None,
+            (None, _) if node_kind == NodeKind::Bridge => Some(node.to_string()),
+            (None, _) => None,
+        };
+        if is_bridge && master.is_some() {
+            self.err(
+                Some(key.span()),
+                format!("node `{node}`: bridge `{iname}` cannot be a port of another bridge"),
+                "join bridges with a veth link instead",
+            );
+        }
+        let mut port = PortOptions::default();
+        if let Some(c) = &ri.cost {
+            if master.is_none() {
+                self.err(Some(c.span()), format!("node `{node}`: `cost` is a bridge port setting, and `{iname}` is not a bridge port"), "set master = \"BRIDGE\" or remove cost");
+            } else if !(1..=65535).contains(c.get_ref()) {
+                self.err(
+                    Some(c.span()),
+                    format!("node `{node}`: port cost {} is out of range", c.get_ref()),
+                    "write a cost from 1 to 65535",
+                );
+            }
+            port.cost = Some(*c.get_ref());
+        }
+        if !is_bridge {
+            if let Some(p) = &ri.priority {
+                if master.is_none() {
+                    self.err(Some(p.span()), format!("node `{node}`: `priority` on `{iname}` is a bridge port setting, and `{iname}` is not a bridge port"), "set master = \"BRIDGE\" or remove priority");
+                } else if *p.get_ref() > 63 {
+                    self.err(
+                        Some(p.span()),
+                        format!(
+                            "node `{node}`: port priority {} is out of range",
+                            p.get_ref()
+                        ),
+                        "write a port priority from 0 to 63",
+                    );
+                }
+                port.priority = Some(*p.get_ref() as u16);
+            }
+        }
+        if let Some(m) = &ri.mtu {
+            self.check_mtu(node, m);
+        }
+        let mac = ri.mac.as_ref().and_then(|m| self.mac(node, m));
+        if mac.is_some() && matches!(kind, IfaceKind::Tun(_)) {
+            self.err(ri.mac.as_ref().map(|m| m.span()), format!("node `{node}`: `{iname}` is a TUN device, which carries IP packets and has no MAC address"), "remove mac, or use kind = \"tap\"");
+        }
+        let addresses = self.addresses(node, iname, &ri.addresses);
+        Some(Interface {
+            name: iname.clone(),
+            kind,
+            addresses,
+            mtu: ri.mtu.as_ref().map(|m| *m.get_ref()),
+            mac,
+            up: ri.up.unwrap_or(true),
+            master,
+            port,
+        })
+    }
+
+    fn bridge_options(&mut self, who: &str, rb: &RawBridge) -> BridgeOptions {
+        let stp = rb.stp.as_ref().is_some_and(|s| *s.get_ref());
+        let fd_min = if stp { 2.0 } else { 0.0 };
+        BridgeOptions {
+            stp,
+            forward_delay_cs: self.seconds(who, "forward_delay", &rb.forward_delay, fd_min, 30.0),
+            hello_time_cs: self.seconds(who, "hello_time", &rb.hello_time, 1.0, 10.0),
+            max_age_cs: self.seconds(who, "max_age", &rb.max_age, 6.0, 40.0),
+            ageing_time_cs: self.seconds(who, "ageing_time", &rb.ageing_time, 0.0, 1_000_000.0),
+            priority: rb.priority.as_ref().and_then(|p| {
+                if *p.get_ref() > 65535 {
+                    self.err(
+                        Some(p.span()),
+                        format!("bridge `{who}`: priority {} is out of range", p.get_ref()),
+                        "write a bridge priority from 0 to 65535 (lower wins the root election)",
+                    );
+                    None
+                } else {
+                    Some(*p.get_ref() as u16)
+                }
+            }),
+        }
+    }
+
+    fn seconds(
+        &mut self,
+        who: &str,
+        key: &str,
+        v: &Option<Spanned<toml::Value>>,
+        min: f64,
+        max: f64,
+    ) -> Option<u32> {
+        let v = v.as_ref()?;
+        let secs = match v.get_ref() {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) => *f,
+            _ => {
+                self.err(
+                    Some(v.span()),
+                    format!("bridge `{who}`: `{key}` is a number of seconds"),
+                    format!("write for example {key} = 2"),
+                );
+                return None;
+            }
+        };
+        if !(min..=max).contains(&secs) {
+            let why = if key == "forward_delay" && min > 0.0 {
+                " with STP on (the kernel refuses shorter)"
+            } else {
+                ""
+            };
+            self.err(
+                Some(v.span()),
+                format!("bridge `{who}`: {key} = {secs} s is out of range{why}"),
+                format!("write {key} between {min} and {max} seconds"),
+            );
+            return None;
+        }
+        Some((secs * 100.0).round() as u32)
+    }
+
+    fn no_bridge_keys(&mut self, who: &str, rb: &RawBridge, why: &str) {
+        let spans = [
+            rb.stp.as_ref().map(|s| s.span()),
+            rb.forward_delay.as_ref().map(|s| s.span()),
+            rb.hello_time.as_ref().map(|s| s.span()),
+            rb.max_age.as_ref().map(|s| s.span()),
+            rb.ageing_time.as_ref().map(|s| s.span()),
+            rb.priority.as_ref().map(|s| s.span()),
+        ];
+        if let Some(s) = spans.into_iter().flatten().next() {
+            self.err(Some(s), format!("`{who}` {why}"), "");
+        }
+    }
+
+    fn check_mtu(&mut self, who: &str, m: &Spanned<u32>) {
+        if !(68..=65535).contains(m.get_ref()) {
+            self.err(
+                Some(m.span()),
+                format!("node `{who}`: MTU {} is out of range", m.get_ref()),
+                "write an MTU from 68 to 65535",
+            );
+        }
+    }
+
+    fn mac(&mut self, who: &str, m: &Spanned<String>) -> Option<Mac> {
+        match m.get_ref().parse::<Mac>() {
+            Ok(mac) if mac.0[0] & 1 == 1 => {
+                self.err(Some(m.span()), format!("node `{who}`: {mac} is a multicast address and cannot be an interface's MAC"), "clear the lowest bit of the first byte (02:... is a safe locally administered prefix)");
+                None
+            }
+            Ok(mac) if mac.0 == [0; 6] => {
+                self.err(
+                    Some(m.span()),
+                    format!("node `{who}`: 00:00:00:00:00:00 cannot be an interface's MAC"),
+                    "",
+                );
+                None
+            }
+            Ok(mac) => Some(mac),
+            Err(why) => {
+                self.err(Some(m.span()), format!("node `{who}`: {why}"), "");
+                None
+            }
+        }
+    }
+
+    fn addresses(&mut self, node: &str, iface: &str, raw: &[Spanned<String>]) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for a in raw {
+            let s = a.get_ref();
+            let net: Option<IpNet> = if s.contains('/') {
+                s.parse().ok()
+            } else {
+                s.parse::<IpAddr>().ok().map(IpNet::from)
+            };
+            match net {
+                Some(n) => {
+                    self.addr_span
+                        .insert((node.to_string(), iface.to_string(), n), a.span());
+                    out.push(n);
+                }
+                None => self.err(
+                    Some(a.span()),
+                    format!("node `{node}`: `{s}` is not an address"),
+                    "write an address with its prefix length, like 192.168.50.1/24 or fd00::1/64",
+                ),
+            }
+        }
+        out
+    }
+
+    fn add_link(&mut self, lab: &mut Lab, link: &Spanned<RawLink>) {
+        let mut eps = Vec::new();
+        for e in &link.get_ref().endpoints {
+            match self.endpoint(lab, e) {
+                Some(ep) => eps.push(ep),
+                None => return,
+            }
+        }
+        let (a, b) = (eps[0].clone(), eps[1].clone());
+        if a == b {
+            self.err(
+                Some(link.span()),
+                format!("link from `{a}` to itself"),
+                "a veth pair has two different ends: name another interface",
+            );
+            return;
+        }
+        let mtu = link.get_ref().mtu.as_ref().map(|m| {
+            self.check_mtu(&a.node, m);
+            *m.get_ref()
+        });
+        for (me, peer) in [(&a, &b), (&b, &a)] {
+            let iface = lab
+                .nodes
+                .get_mut(&me.node)
+                .unwrap()
+                .interfaces
+                .get_mut(&me.iface)
+                .unwrap();
+            iface.kind = IfaceKind::Veth { peer: peer.clone() };
+            if iface.mtu.is_none() {
+                iface.mtu = mtu;
+            }
+        }
+    }
+
+    /// Resolve `node:iface` in a link, creating the interface when the node
+    /// does not declare it.
+    fn endpoint(&mut self, lab: &mut Lab, e: &Spanned<String>) -> Option<Endpoint> {
+        let text = e.get_ref();
+        let Some((node, iface)) = text.split_once(':') else {
+            self.err(
+                Some(e.span()),
+                format!("link endpoint `{text}` is not NODE:INTERFACE"),
+                "write it like \"ns1:eth0\"",
+            );
+            return None;
+        };
+        let Some(n) = lab.nodes.get_mut(node) else {
+            let help = match self.groups.get(node) {
+                Some((count, _)) => format!("`{node}` is a group of {count} hosts ({node}1 to {node}{count}): name one of them"),
+                None => format!("declare it as [nodes.{node}], or fix the name"),
+            };
+            self.err(
+                Some(e.span()),
+                format!("link endpoint `{text}`: there is no node `{node}`"),
+                help,
+            );
+            return None;
+        };
+        if let Err(why) = check_iface_name(iface) {
+            self.err(
+                Some(e.span()),
+                format!("link endpoint `{text}`: interface name `{iface}`: {why}"),
+                "",
+            );
+            return None;
+        }
+        let ep = Endpoint::new(node, iface);
+        match n.interfaces.get(iface) {
+            None => {
+                let mut v = new_veth(iface);
+                if n.kind == NodeKind::Bridge {
+                    v.master = Some(node.to_string());
+                }
+                n.interfaces.insert(iface.to_string(), v);
+                self.iface_span
+                    .insert((node.to_string(), iface.to_string()), e.span());
+            }
+            Some(i) => {
+                match &i.kind {
+                    IfaceKind::Veth { peer } if peer.node.is_empty() => {}
+                    IfaceKind::Veth { peer } => {
+                        self.err(Some(e.span()), format!("interface `{text}` is in two links (it is already cabled to `{peer}`)"), "a veth end joins exactly one link: add another interface");
+                        return None;
+                    }
+                    other => {
+                        self.err(
+                            Some(e.span()),
+                            format!(
+                                "link endpoint `{text}` is a {} device, not a veth end",
+                                other.name()
+                            ),
+                            "links are veth pairs: use another interface name",
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(ep)
+    }
+
+    fn attach_hosts(&mut self, lab: &mut Lab) {
+        let attached = std::mem::take(&mut self.attached);
+        let mut used: HashSet<IpAddr> = lab
+            .nodes
+            .values()
+            .flat_map(|n| n.interfaces.values())
+            .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
+            .collect();
+        let mut next: HashMap<IpNet, u128> = HashMap::new();
+        for (host, bridge, span, default_route) in attached {
+            let Some(br) = lab.nodes.get(&bridge) else {
+                self.err(
+                    Some(span),
+                    format!("node `{host}`: attach names `{bridge}`, which is not a node"),
+                    format!("declare [nodes.{bridge}] with kind = \"bridge\""),
+                );
+                continue;
+            };
+            if br.kind != NodeKind::Bridge {
+                self.err(
+                    Some(span),
+                    format!(
+                        "node `{host}`: attach names `{bridge}`, which is a host, not a bridge"
+                    ),
+                    format!("give `{bridge}` kind = \"bridge\", or write a [[links]] entry"),
+                );
+                continue;
+            }
+            if check_iface_name(&host).is_err() {
+                self.err(Some(span), format!("node `{host}`: the bridge port for it would be named `{host}`, over 15 bytes"), "shorten the node name, or cable it with an explicit [[links]] entry");
+                continue;
+            }
+            if br.interfaces.contains_key(&host) {
+                self.err(
+                    Some(span),
+                    format!("node `{host}`: bridge `{bridge}` already has an interface `{host}`"),
+                    "rename one of them",
+                );
+                continue;
+            }
+            let subnets: Vec<IpNet> = {
+                let b = &br.interfaces[&bridge];
+                let v4 = b.addresses.iter().find(|a| a.addr().is_ipv4());
+                let v6 = b.addresses.iter().find(|a| a.addr().is_ipv6());
+                v4.into_iter().chain(v6).copied().collect()
+            };
+            let h = lab.nodes.get_mut(&host).unwrap();
+            let eth0 = h
+                .interfaces
+                .entry("eth0".into())
+                .or_insert_with(|| new_veth("eth0"));
+            if let IfaceKind::Veth { peer } = &eth0.kind {
+                if !peer.node.is_empty() {
+                    self.err(Some(span), format!("node `{host}`: `attach` cables eth0, which is already in a link to `{peer}`"), "remove the link or the attach");
+                    continue;
+                }
+            } else {
+                self.err(
+                    Some(span),
+                    format!(
+                        "node `{host}`: `attach` cables eth0, which is a {}",
+                        eth0.kind.name()
+                    ),
+                    "rename that interface",
+                );
+                continue;
+            }
+            eth0.kind = IfaceKind::Veth {
+                peer: Endpoint::new(&bridge, &host),
+            };
+            let explicit = !eth0.addresses.is_empty();
+            let mut gateways = Vec::new();
+            for net in &subnets {
+                if !explicit {
+                    let cursor = next.entry(net.trunc()).or_insert(1);
+                    match allocate(net, cursor, &used) {
+                        Some(a) => {
+                            used.insert(a.addr());
+                            eth0.addresses.push(a);
+                        }
+                        None => {
+                            self.err(Some(span.clone()), format!("node `{host}`: bridge `{bridge}`'s subnet {} has no free address left", net.trunc()), "use a larger subnet on the bridge");
+                            continue;
+                        }
+                    }
+                }
+                if eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
+                    gateways.push(net.addr());
+                }
+            }
+            if default_route {
+                for gw in gateways {
+                    h.routes
+                        .push(parse_route(&format!("default via {gw}")).expect("a valid route"));
+                }
+            }
+            self.iface_span
+                .insert((host.clone(), "eth0".into()), span.clone());
+            self.iface_span
+                .insert((bridge.clone(), host.clone()), span.clone());
+            let mut port = new_veth(&host);
+            port.kind = IfaceKind::Veth {
+                peer: Endpoint::new(&host, "eth0"),
+            };
+            port.master = Some(bridge.clone());
+            lab.nodes
+                .get_mut(&bridge)
+                .unwrap()
+                .interfaces
+                .insert(host.clone(), port);
+        }
+    }
+
+    fn check(&mut self, lab: &Lab) {
+        let mut owners: HashMap<IpAddr, (Endpoint, IpNet)> = HashMap::new();
+        for n in lab.nodes.values() {
+            for i in n.interfaces.values() {
+                let ispan = self
+                    .iface_span
+                    .get(&(n.name.clone(), i.name.clone()))
+                    .cloned();
+                if let IfaceKind::Veth { peer } = &i.kind {
+                    if peer.node.is_empty() {
+                        self.err(ispan.clone(), format!("node `{}`: interface `{}` is a veth end, but no link uses it", n.name, i.name), format!("add a [[links]] entry with \"{}:{}\", or give it kind = \"tun\", \"tap\" or \"bridge\"", n.name, i.name));
+                    }
+                }
+                if let Some(m) = &i.master {
+                    let mspan = self
+                        .master_span
+                        .get(&(n.name.clone(), i.name.clone()))
+                        .cloned()
+                        .or(ispan.clone());
+                    match n.interfaces.get(m) {
+                        Some(b) if matches!(b.kind, IfaceKind::Bridge(_)) => {}
+                        Some(b) => self.err(mspan, format!("node `{}`: `{}` has master `{m}`, which is a {}, not a bridge", n.name, i.name, b.kind.name()), ""),
+                        None => self.err(mspan, format!("node `{}`: `{}` has master `{m}`, but the node has no interface `{m}`", n.name, i.name), "a port's bridge must be in the same node"),
+                    }
+                    if !i.addresses.is_empty() {
+                        let mut w = Diagnostic::new(format!("node `{}`: `{}` is a port of bridge `{m}`, so the stack never sees its addresses ({}); they are useless there", n.name, i.name, list(&i.addresses)), ispan.clone());
+                        w = w.help(format!("move the addresses to the bridge `{m}`"));
+                        self.warnings.push(w);
+                    }
+                }
+                for a in &i.addresses {
+                    let aspan = self
+                        .addr_span
+                        .get(&(n.name.clone(), i.name.clone(), *a))
+                        .cloned()
+                        .or(ispan.clone());
+                    let me = Endpoint::new(&n.name, &i.name);
+                    if let Some((other, _)) = owners.get(&a.addr()) {
+                        self.err(
+                            aspan,
+                            format!(
+                                "address {} is used twice: on `{other}` and on `{me}`",
+                                a.addr()
+                            ),
+                            "each address may be on one interface only",
+                        );
+                    } else {
+                        owners.insert(a.addr(), (me, *a));
+                    }
+                    if a.addr().is_unspecified() || a.addr().is_multicast() {
+                        self.err(
+                            self.addr_span
+                                .get(&(n.name.clone(), i.name.clone(), *a))
+                                .cloned(),
+                            format!("{} cannot be an interface address", a.addr()),
+                            "",
+                        );
+                    }
+                }
+            }
+            self.check_routes(lab, n);
+        }
+    }
+
+    fn check_routes(&mut self, lab: &Lab, n: &Node) {
+        for (idx, r) in n.routes.iter().enumerate() {
+            let rspan = self.route_span.get(&(n.name.clone(), idx)).cloned();
+            if let Some(dev) = &r.dev {
+                if !n.interfaces.contains_key(dev) {
+                    let elsewhere: Vec<&str> = lab
+                        .nodes
+                        .values()
+                        .filter(|o| o.interfaces.contains_key(dev))
+                        .map(|o| o.name.as_str())
+                        .collect();
+                    let help = if elsewhere.is_empty() {
+                        format!(
+                            "`{}` has the interfaces {}",
+                            n.name,
+                            n.interfaces
+                                .keys()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    } else {
+                        format!("`{dev}` is an interface of {}, and a route can only use the node's own interfaces", elsewhere.join(", "))
+                    };
+                    self.err(rspan.clone(), format!("node `{}`: route `{r}` uses dev `{dev}`, but node `{}` has no interface `{dev}`", n.name, n.name), help);
+                    continue;
+                }
+            }
+            if let (Some(gw), false) = (r.via, r.onlink) {
+                let candidates: Vec<&Interface> = match &r.dev {
+                    Some(d) => n.interfaces.get(d).into_iter().collect(),
+                    None => n.interfaces.values().collect(),
+                };
+                let reachable = candidates.iter().any(|i| {
+                    i.addresses
+                        .iter()
+                        .any(|a| a.contains(&gw) && a.prefix_len() < a.max_prefix_len())
+                });
+                if !reachable {
+                    let on = r
+                        .dev
+                        .as_ref()
+                        .map(|d| format!(" on `{d}`"))
+                        .unwrap_or_default();
+                    self.err(rspan, format!("node `{}`: route `{r}`: gateway {gw} is not in any subnet of the node{on}", n.name), "give the node an address in the gateway's subnet, or add `onlink` if the gateway really is on the link");
+                }
+            }
+        }
+    }
+}
+
+fn list(a: &[IpNet]) -> String {
+    a.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn new_veth(name: &str) -> Interface {
+    Interface {
+        name: name.to_string(),
+        kind: IfaceKind::Veth {
+            peer: Endpoint::new("", ""),
+        },
+        addresses: vec![],
+        mtu: None,
+        mac: None,
+        up: true,
+        master: None,
+        port: PortOptions::default(),
+    }
+}
+
+/// The next free host address of `net`, from offset `*cursor` on, keeping the
+/// subnet's prefix length.
+fn allocate(net: &IpNet, cursor: &mut u128, used: &HashSet<IpAddr>) -> Option<IpNet> {
+    let base = net.trunc();
+    let (start, last): (u128, u128) = match base {
+        IpNet::V4(n) => {
+            let s = u32::from(n.network()) as u128;
+            let b = u32::from(n.broadcast()) as u128;
+            // A /31 or /32 has no network or broadcast address to skip.
+            if n.prefix_len() >= 31 {
+                (s, b)
+            } else {
+                (s, b - 1)
+            }
+        }
+        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    };
+    loop {
+        let v = start.checked_add(*cursor)?;
+        if v > last {
+            return None;
+        }
+        *cursor += 1;
+        let addr = match base {
+            IpNet::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(v as u32)),
+            IpNet::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(v)),
+        };
+        if !used.contains(&addr) {
+            return IpNet::new(addr, net.prefix_len()).ok();
+        }
+    }
+}
+
+/// Lab names become part of namespace names (`weft-LAB-NODE`) and journal
+/// paths, so they are kept to a safe alphabet.
+pub fn check_lab_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 32 {
+        return Err(format!("lab name `{name}` must be 1 to 32 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        || !name.as_bytes()[0].is_ascii_alphanumeric()
+    {
+        return Err(format!(
+            "lab name `{name}` may use only a-z, 0-9, '-' and '_', starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("a node name must be 1 to 64 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("a node name may use only letters, digits, '-' and '_'".into());
+    }
+    Ok(())
+}
+
+/// The kernel's own rule (`dev_valid_name`): at most 15 bytes, not `.` or
+/// `..`, and no `/`, `:` or white space.
+pub fn check_iface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an interface name cannot be empty".into());
+    }
+    if name.len() > 15 {
+        return Err(format!(
+            "`{name}` is {} bytes; the kernel allows at most 15",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err("`.` and `..` are not valid interface names".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "the kernel refuses the character {c:?} in an interface name"
+        ));
+    }
+    Ok(())
+}
+
+/// Only per-namespace keys (`net.`) are accepted, so a lab file can never
+/// change a setting of the machine itself.
+pub fn check_sysctl_key(key: &str) -> Result<(), String> {
+    if !key.starts_with("net.") {
+        return Err("only `net.` sysctls can be set: they are per network namespace, others would change the whole machine".into());
+    }
+    for part in key.split('.') {
+        if part.is_empty() || part == ".." {
+            return Err("a sysctl key cannot have empty components".into());
+        }
+        if !part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-/@+".contains(c))
+        {
+            return Err(format!(
+                "the component `{part}` has a character sysctl keys do not use"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The expanded lab: every node, interface, address and route spelled out.
+//!
+//! This is what the planner diffs and what the journal stores, so it is
+//! plain data with a stable serde shape and no file positions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every network namespace weft creates; `weft-LAB-NODE`.
+pub const NETNS_PREFIX: &str = "weft-";
+
+/// The network namespace name of a node, as `ip netns list` shows it.
+pub fn netns_name(lab: &str, node: &str) -> String {
+    format!("{NETNS_PREFIX}{lab}-{node}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lab {
+    pub name: String,
+    pub nodes: BTreeMap<String, Node>,
+}
+
+impl Lab {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    pub fn iface(&self, ep: &Endpoint) -> Option<&Interface> {
+        self.nodes.get(&ep.node)?.interfaces.get(&ep.iface)
+    }
+
+    /// Every veth pair once, with its ends in canonical order.
+    pub fn veths(&self) -> impl Iterator<Item = (Endpoint, Endpoint)> + '_ {
+        self.nodes.values().flat_map(|n| {
+            n.interfaces.values().filter_map(move |i| match &i.kind {
+                IfaceKind::Veth { peer } => {
+                    let me = Endpoint::new(&n.name, &i.name);
+                    (me < *peer).then(|| (me, peer.clone()))
+                }
+                _ => None,
+            })
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A network namespace standing for a machine.
+    Host,
+    /// A network namespace holding one kernel bridge named like the node,
+    /// with the node's other interfaces as its ports.
+    Bridge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    /// The network namespace that holds this node (`weft-LAB-NODE`).
+    pub netns: String,
+    pub interfaces: BTreeMap<String, Interface>,
+    pub routes: Vec<Route>,
+    /// Per-namespace sysctls, `net.` keys only, values as written to /proc/sys.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// A node and one of its interfaces: `ns1:eth0`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub node: String,
+    pub iface: String,
+}
+
+impl Endpoint {
+    pub fn new(node: &str, iface: &str) -> Self {
+        Endpoint {
+            node: node.to_string(),
+            iface: iface.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.node, self.iface)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub kind: IfaceKind,
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub up: bool,
+    /// The bridge (an interface of the same node) this interface is a port of.
+    pub master: Option<String>,
+    pub port: PortOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum IfaceKind {
+    /// One end of a veth pair (`ip link add A type veth peer name B`).
+    Veth { peer: Endpoint },
+    /// `ip tuntap add mode tun`: carries IP packets, has no MAC.
+    Tun(TunOptions),
+    /// `ip tuntap add mode tap`: carries Ethernet frames.
+    Tap(TunOptions),
+    /// `ip link add NAME type bridge`.
+    Bridge(BridgeOptions),
+    /// The namespace's `lo`, which always exists.
+    Loopback,
+}
+
+impl IfaceKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            IfaceKind::Veth { .. } => "veth",
+            IfaceKind::Tun(_) => "tun",
+            IfaceKind::Tap(_) => "tap",
+            IfaceKind::Bridge(_) => "bridge",
+            IfaceKind::Loopback => "loopback",
+        }
+    }
+}
+
+/// The options of `ip tuntap add`; all fixed at creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunOptions {
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub multi_queue: bool,
+    /// Prepend the 4-byte packet information header (`pi`).
+    pub pi: bool,
+    pub vnet_hdr: bool,
+}
+
+/// Kernel bridge settings; `None` keeps the kernel's default. Times are in
+/// centiseconds, the unit the kernel's netlink interface uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeOptions {
+    pub stp: bool,
+    pub forward_delay_cs: Option<u32>,
+    pub hello_time_cs: Option<u32>,
+    pub max_age_cs: Option<u32>,
+    pub ageing_time_cs: Option<u32>,
+    pub priority: Option<u16>,
+}
+
+/// Per-port bridge settings (`bridge link set dev X cost N priority N`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortOptions {
+    pub cost: Option<u32>,
+    pub priority: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(format!(
+                "`{s}` is not a MAC address (write six hex bytes, like 02:00:00:00:00:01)"
+            ));
+        }
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(&parts) {
+            if p.is_empty() || p.len() > 2 {
+                return Err(format!(
+                    "`{s}` is not a MAC address (write six hex bytes, like 02:00:00:00:00:01)"
+                ));
+            }
+            *b = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("`{s}` is not a MAC address (`{p}` is not hex)"))?;
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl From<Mac> for String {
+    fn from(m: Mac) -> String {
+        m.to_string()
+    }
+}
+
+impl TryFrom<String> for Mac {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// A route in `ip route` terms.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Route {
+    pub kind: RouteKind,
+    /// `None` for `default`; the family then comes from `via` (IPv4 if neither).
+    pub dst: Option<IpNet>,
+    pub ipv6: bool,
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub src: Option<IpAddr>,
+    pub metric: Option<u32>,
+    pub table: Option<u32>,
+    pub mtu: Option<u32>,
+    pub onlink: bool,
+    pub scope_link: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            RouteKind::Unicast => {}
+            RouteKind::Blackhole => write!(f, "blackhole ")?,
+            RouteKind::Unreachable => write!(f, "unreachable ")?,
+            RouteKind::Prohibit => write!(f, "prohibit ")?,
+        }
+        match &self.dst {
+            None if self.ipv6 && self.via.is_none() => write!(f, "default (ipv6)")?,
+            None => write!(f, "default")?,
+            Some(n) => write!(f, "{n}")?,
+        }
+        if let Some(v) = self.via {
+            write!(f, " via {v}")?;
+        }
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
+        }
+        if let Some(s) = self.src {
+            write!(f, " src {s}")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        if let Some(t) = self.table {
+            write!(f, " table {t}")?;
+        }
+        if let Some(m) = self.mtu {
+            write!(f, " mtu {m}")?;
+        }
+        if self.scope_link {
+            write!(f, " scope link")?;
+        }
+        if self.onlink {
+            write!(f, " onlink")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trip() {
+        let m: Mac = "02:AB:00:00:0c:01".parse().unwrap();
+        assert_eq!(m.0, [2, 0xab, 0, 0, 0x0c, 1]);
+        assert_eq!(m.to_string(), "02:ab:00:00:0c:01");
+        assert!("02:ab:00:00:0c".parse::<Mac>().is_err());
+        assert!("02:ab:00:00:0c:zz".parse::<Mac>().is_err());
+        assert!("02:ab:00:00:0c:123".parse::<Mac>().is_err());
+    }
+}

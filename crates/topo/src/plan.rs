@@ -1,0 +1,448 @@
+//! Diff two labs into the operations that turn one into the other.
+//!
+//! A lab is flattened into resources (a namespace, a device, a veth pair, an
+//! interface's settings, an address, a route, a sysctl), each with a key and
+//! a value. The plan adds what is new, removes what is gone, and changes in
+//! place what the kernel can change; a device whose creation-time settings
+//! differ is removed and made again, together with what hangs on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::model::*;
+
+/// What a resource is. The variant order is the order of creation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ResKey {
+    Netns {
+        node: String,
+    },
+    /// A bridge, TUN or TAP device.
+    Device {
+        node: String,
+        iface: String,
+    },
+    /// A veth pair, ends in canonical order.
+    Veth {
+        a: Endpoint,
+        b: Endpoint,
+    },
+    /// MTU, MAC, master, bridge and port settings, link state.
+    Attrs {
+        node: String,
+        iface: String,
+    },
+    Sysctl {
+        node: String,
+        key: String,
+    },
+    Addr {
+        node: String,
+        iface: String,
+        addr: IpNet,
+    },
+    Route {
+        node: String,
+        route: Route,
+    },
+}
+
+impl ResKey {
+    pub fn node(&self) -> &str {
+        match self {
+            ResKey::Netns { node }
+            | ResKey::Device { node, .. }
+            | ResKey::Attrs { node, .. }
+            | ResKey::Sysctl { node, .. }
+            | ResKey::Addr { node, .. }
+            | ResKey::Route { node, .. } => node,
+            ResKey::Veth { a, .. } => &a.node,
+        }
+    }
+}
+
+/// Everything about an interface that can change without recreating it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attrs {
+    pub mtu: Option<u32>,
+    pub mac: Option<Mac>,
+    pub up: bool,
+    pub master: Option<String>,
+    pub port: PortOptions,
+    pub bridge: Option<BridgeOptions>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Res {
+    Netns,
+    /// The device's kind with its creation-time options.
+    Device(IfaceKind),
+    Veth,
+    Attrs(Attrs),
+    Sysctl(String),
+    Addr,
+    Route,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Add {
+        key: ResKey,
+        val: Res,
+    },
+    /// `implied` removals happen by themselves when something they live in
+    /// goes (an address with its device, everything with its namespace); they
+    /// are in the plan so that undoing it restores them.
+    Remove {
+        key: ResKey,
+        val: Res,
+        implied: bool,
+    },
+    Change {
+        key: ResKey,
+        from: Res,
+        to: Res,
+    },
+}
+
+impl Op {
+    pub fn key(&self) -> &ResKey {
+        match self {
+            Op::Add { key, .. } | Op::Remove { key, .. } | Op::Change { key, .. } => key,
+        }
+    }
+
+    /// The operation that undoes this one.
+    pub fn inverse(&self) -> Op {
+        match self.clone() {
+            Op::Add { key, val } => Op::Remove {
+                key,
+                val,
+                implied: false,
+            },
+            Op::Remove { key, val, .. } => Op::Add { key, val },
+            Op::Change { key, from, to } => Op::Change {
+                key,
+                from: to,
+                to: from,
+            },
+        }
+    }
+}
+
+/// An ordered list of operations: removals first (innermost first), then
+/// additions and changes in creation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    /// True when applying would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops
+            .iter()
+            .all(|o| matches!(o, Op::Remove { implied: true, .. }))
+    }
+
+    /// Counts of (added, changed, removed) objects the user would care about:
+    /// implied removals and interface settings of new interfaces are not
+    /// counted.
+    pub fn summary(&self) -> (usize, usize, usize) {
+        let (mut a, mut c, mut r) = (0, 0, 0);
+        for o in &self.ops {
+            match o {
+                Op::Add {
+                    key: ResKey::Attrs { .. },
+                    ..
+                } => {}
+                Op::Add { .. } => a += 1,
+                Op::Change { .. } => c += 1,
+                Op::Remove { implied: false, .. } => r += 1,
+                Op::Remove { .. } => {}
+            }
+        }
+        (a, c, r)
+    }
+
+    /// The plan that undoes this one once all of it has been applied; for a
+    /// partial application, invert only the applied prefix.
+    pub fn inverse_of(applied: &[Op]) -> Plan {
+        Plan {
+            ops: applied.iter().rev().map(Op::inverse).collect(),
+        }
+    }
+
+    /// The user-facing lines of the plan (`+ netns ns1`, `~ ns1:eth0 mtu ...`).
+    pub fn lines(&self) -> Vec<String> {
+        self.ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Remove { implied: true, .. } => None,
+                Op::Add {
+                    key: ResKey::Attrs { .. },
+                    ..
+                } => None,
+                Op::Add { key, val } => Some(format!("+ {}", describe(key, val))),
+                Op::Remove { key, val, .. } => Some(format!("- {}", describe(key, val))),
+                Op::Change { key, from, to } => {
+                    Some(format!("~ {}", describe_change(key, from, to)))
+                }
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in self.lines() {
+            writeln!(f, "{l}")?;
+        }
+        Ok(())
+    }
+}
+
+fn describe(key: &ResKey, val: &Res) -> String {
+    match (key, val) {
+        (ResKey::Netns { node }, _) => format!("node {node}"),
+        (ResKey::Device { node, iface }, Res::Device(k)) => format!("{} {node}:{iface}", k.name()),
+        (ResKey::Device { node, iface }, _) => format!("device {node}:{iface}"),
+        (ResKey::Veth { a, b }, _) => format!("link {a} <-> {b}"),
+        (ResKey::Attrs { node, iface }, _) => format!("settings of {node}:{iface}"),
+        (ResKey::Sysctl { node, key }, Res::Sysctl(v)) => format!("sysctl {key}={v} in {node}"),
+        (ResKey::Sysctl { node, key }, _) => format!("sysctl {key} in {node}"),
+        (ResKey::Addr { node, iface, addr }, _) => format!("address {addr} on {node}:{iface}"),
+        (ResKey::Route { node, route }, _) => format!("route {route} in {node}"),
+    }
+}
+
+fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
+    match (key, from, to) {
+        (ResKey::Attrs { node, iface }, Res::Attrs(a), Res::Attrs(b)) => {
+            let mut parts = Vec::new();
+            let opt = |x: &Option<u32>| x.map_or("default".to_string(), |v| v.to_string());
+            if a.mtu != b.mtu {
+                parts.push(format!("mtu {} -> {}", opt(&a.mtu), opt(&b.mtu)));
+            }
+            if a.mac != b.mac {
+                let m = |x: &Option<Mac>| x.map_or("random".to_string(), |v| v.to_string());
+                parts.push(format!("mac {} -> {}", m(&a.mac), m(&b.mac)));
+            }
+            if a.up != b.up {
+                parts.push(format!("{} -> {}", updown(a.up), updown(b.up)));
+            }
+            if a.master != b.master {
+                let m = |x: &Option<String>| x.clone().unwrap_or_else(|| "none".into());
+                parts.push(format!("master {} -> {}", m(&a.master), m(&b.master)));
+            }
+            if a.port != b.port {
+                parts.push(format!("port {:?} -> {:?}", a.port, b.port));
+            }
+            if a.bridge != b.bridge {
+                parts.push(format!("bridge {:?} -> {:?}", a.bridge, b.bridge));
+            }
+            format!("{node}:{iface} {}", parts.join(", "))
+        }
+        (ResKey::Sysctl { node, key }, Res::Sysctl(a), Res::Sysctl(b)) => {
+            format!("sysctl {key} in {node}: {a} -> {b}")
+        }
+        _ => describe(key, to),
+    }
+}
+
+fn updown(up: bool) -> &'static str {
+    if up {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+/// Flatten a lab into its resources.
+pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
+    let mut out = BTreeMap::new();
+    for n in lab.nodes.values() {
+        let node = n.name.clone();
+        out.insert(ResKey::Netns { node: node.clone() }, Res::Netns);
+        for i in n.interfaces.values() {
+            let iface = i.name.clone();
+            match &i.kind {
+                IfaceKind::Loopback => {}
+                IfaceKind::Veth { peer } => {
+                    let me = Endpoint::new(&node, &iface);
+                    if me < *peer {
+                        out.insert(
+                            ResKey::Veth {
+                                a: me,
+                                b: peer.clone(),
+                            },
+                            Res::Veth,
+                        );
+                    }
+                }
+                k => {
+                    out.insert(
+                        ResKey::Device {
+                            node: node.clone(),
+                            iface: iface.clone(),
+                        },
+                        Res::Device(k.clone()),
+                    );
+                }
+            }
+            let attrs = Attrs {
+                mtu: i.mtu,
+                mac: i.mac,
+                up: i.up,
+                master: i.master.clone(),
+                port: i.port.clone(),
+                bridge: match &i.kind {
+                    IfaceKind::Bridge(b) => Some(b.clone()),
+                    _ => None,
+                },
+            };
+            out.insert(
+                ResKey::Attrs {
+                    node: node.clone(),
+                    iface: iface.clone(),
+                },
+                Res::Attrs(attrs),
+            );
+            for a in &i.addresses {
+                out.insert(
+                    ResKey::Addr {
+                        node: node.clone(),
+                        iface: iface.clone(),
+                        addr: *a,
+                    },
+                    Res::Addr,
+                );
+            }
+        }
+        for r in &n.routes {
+            out.insert(
+                ResKey::Route {
+                    node: node.clone(),
+                    route: r.clone(),
+                },
+                Res::Route,
+            );
+        }
+        for (k, v) in &n.sysctls {
+            out.insert(
+                ResKey::Sysctl {
+                    node: node.clone(),
+                    key: k.clone(),
+                },
+                Res::Sysctl(v.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// The plan that turns `old` (what is built, `None` for nothing) into `new`.
+pub fn plan(old: Option<&Lab>, new: &Lab) -> Plan {
+    let before = old.map(resources).unwrap_or_default();
+    let after = resources(new);
+    diff(&before, &after)
+}
+
+/// The plan between two resource sets.
+pub fn diff(before: &BTreeMap<ResKey, Res>, after: &BTreeMap<ResKey, Res>) -> Plan {
+    let gone_nodes: BTreeSet<&str> = before
+        .keys()
+        .filter_map(|k| match k {
+            ResKey::Netns { node } if !after.contains_key(k) => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Interfaces that are deleted (or deleted and made again): what hangs on
+    // them goes with them.
+    let mut gone_ifaces: BTreeSet<(String, String)> = BTreeSet::new();
+    for (k, v) in before {
+        let recreated = after.get(k).is_some_and(|w| w != v) && matches!(k, ResKey::Device { .. });
+        if after.contains_key(k) && !recreated {
+            continue;
+        }
+        match k {
+            ResKey::Device { node, iface } => {
+                gone_ifaces.insert((node.clone(), iface.clone()));
+            }
+            ResKey::Veth { a, b } => {
+                gone_ifaces.insert((a.node.clone(), a.iface.clone()));
+                gone_ifaces.insert((b.node.clone(), b.iface.clone()));
+            }
+            _ => {}
+        }
+    }
+    let touched_nodes: BTreeSet<&str> = gone_ifaces.iter().map(|(n, _)| n.as_str()).collect();
+    let on_gone_iface = |k: &ResKey| match k {
+        ResKey::Attrs { node, iface } | ResKey::Addr { node, iface, .. } => {
+            gone_ifaces.contains(&(node.clone(), iface.clone()))
+        }
+        // The kernel drops a node's routes through a deleted device; re-add
+        // all of the node's routes rather than guess which (adding replaces).
+        ResKey::Route { node, .. } => touched_nodes.contains(node.as_str()),
+        _ => false,
+    };
+
+    let mut removes = Vec::new();
+    let mut adds = Vec::new();
+    for (k, v) in before.iter().rev() {
+        let node_gone = gone_nodes.contains(k.node());
+        let keep = after.get(k);
+        let recreate = match (k, keep) {
+            (ResKey::Device { .. }, Some(w)) => w != v,
+            (_, Some(_)) => on_gone_iface(k),
+            (_, None) => false,
+        };
+        if keep.is_some() && !recreate {
+            continue;
+        }
+        let implied = match k {
+            ResKey::Netns { .. } => false,
+            // A veth whose one end stays is deleted explicitly, so that its
+            // name is free at once (namespaces die asynchronously).
+            ResKey::Veth { a, b } => {
+                gone_nodes.contains(a.node.as_str()) && gone_nodes.contains(b.node.as_str())
+            }
+            _ if node_gone => true,
+            ResKey::Attrs { .. } => true,
+            _ => on_gone_iface(k),
+        };
+        removes.push(Op::Remove {
+            key: k.clone(),
+            val: v.clone(),
+            implied,
+        });
+    }
+    for (k, v) in after {
+        match before.get(k) {
+            None => adds.push(Op::Add {
+                key: k.clone(),
+                val: v.clone(),
+            }),
+            Some(w) => {
+                let recreate = matches!(k, ResKey::Device { .. }) && w != v || on_gone_iface(k);
+                if recreate {
+                    adds.push(Op::Add {
+                        key: k.clone(),
+                        val: v.clone(),
+                    });
+                } else if w != v {
+                    adds.push(Op::Change {
+                        key: k.clone(),
+                        from: w.clone(),
+                        to: v.clone(),
+                    });
+                }
+            }
+        }
+    }
+    removes.extend(adds);
+    Plan { ops: removes }
+}

@@ -1,0 +1,215 @@
+//! Every example parses; every file in tests/bad is refused at the line and
+//! with the words its first comment names.
+
+use std::path::{Path, PathBuf};
+
+use weft_topo::{parse, plan, IfaceKind, NodeKind, Op, ResKey};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no files in {dir}");
+    v
+}
+
+#[test]
+fn every_example_parses_and_plans() {
+    for f in files("examples") {
+        let src = std::fs::read_to_string(&f).unwrap();
+        let parsed = parse(&src).unwrap_or_else(|e| panic!("{}: {:?}", f.display(), e.0));
+        let p = plan(None, &parsed.lab);
+        assert!(!p.is_empty(), "{}", f.display());
+        assert!(
+            plan(Some(&parsed.lab), &parsed.lab).is_empty(),
+            "{}: re-plan not empty",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn every_bad_file_is_refused_where_it_says() {
+    for f in files("tests/bad") {
+        let src = std::fs::read_to_string(&f).unwrap();
+        let first = src.lines().next().unwrap();
+        let spec = first.strip_prefix("# expect: line ").unwrap_or_else(|| {
+            panic!(
+                "{}: first line must be `# expect: line N: words`",
+                f.display()
+            )
+        });
+        let (line, words) = spec.split_once(": ").unwrap();
+        let line: usize = line.parse().unwrap();
+        let errs = match parse(&src) {
+            Ok(_) => panic!("{} was accepted", f.display()),
+            Err(e) => e.0,
+        };
+        let hit = errs.iter().find(|d| {
+            d.message.contains(words) || d.help.as_deref().is_some_and(|h| h.contains(words))
+        });
+        let Some(d) = hit else {
+            panic!("{}: no error says {words:?}; got {:#?}", f.display(), errs)
+        };
+        assert_eq!(
+            d.line_col(&src).map(|l| l.0),
+            Some(line),
+            "{}: {d:?}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn star_expands_with_addresses_and_default_routes() {
+    let src = std::fs::read_to_string(root().join("examples/star.toml")).unwrap();
+    let lab = parse(&src).unwrap().lab;
+    assert_eq!(lab.nodes.len(), 21);
+    let h1 = &lab.nodes["h1"];
+    assert_eq!(h1.netns, "weft-star-h1");
+    assert_eq!(
+        h1.interfaces["eth0"].addresses[0].to_string(),
+        "10.0.0.2/16"
+    );
+    assert_eq!(
+        lab.nodes["h20"].interfaces["eth0"].addresses[0].to_string(),
+        "10.0.0.21/16"
+    );
+    assert_eq!(h1.routes[0].to_string(), "default via 10.0.0.1");
+    let br = &lab.nodes["br"];
+    assert_eq!(br.kind, NodeKind::Bridge);
+    assert_eq!(br.interfaces["h7"].master.as_deref(), Some("br"));
+    assert!(
+        matches!(&br.interfaces["h7"].kind, IfaceKind::Veth { peer } if peer.node == "h7" && peer.iface == "eth0")
+    );
+    assert_eq!(lab.veths().count(), 20);
+}
+
+#[test]
+fn address_allocation_skips_taken_addresses() {
+    let src = r#"
+name = "alloc"
+[nodes.br]
+kind = "bridge"
+addresses = ["10.0.0.2/29", "fd00::1/64"]
+[nodes.x]
+attach = "br"
+addresses = ["10.0.0.1/29"]
+[nodes.h]
+count = 4
+attach = "br"
+"#;
+    let lab = parse(src).unwrap().lab;
+    let a = |n: &str| {
+        lab.nodes[n].interfaces["eth0"]
+            .addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(a("x"), ["10.0.0.1/29"]);
+    assert_eq!(a("h1"), ["10.0.0.3/29", "fd00::2/64"]);
+    assert_eq!(a("h4"), ["10.0.0.6/29", "fd00::5/64"]);
+    assert_eq!(lab.nodes["h1"].routes.len(), 2);
+    let full = src.replace("count = 4", "count = 5");
+    let e = parse(&full).unwrap_err();
+    assert!(e.0[0].message.contains("no free address"), "{:?}", e.0);
+}
+
+#[test]
+fn address_on_a_bridge_port_warns() {
+    let src = std::fs::read_to_string(root().join("examples/bridge-port-address.toml")).unwrap();
+    let p = parse(&src).unwrap();
+    assert_eq!(p.warnings.len(), 1);
+    assert!(
+        p.warnings[0].message.contains("useless"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn edit_plans_only_the_difference() {
+    let old =
+        parse(&std::fs::read_to_string(root().join("examples/bridge-port-address.toml")).unwrap())
+            .unwrap()
+            .lab;
+    let new = parse(
+        &std::fs::read_to_string(root().join("examples/bridge-port-address-fixed.toml")).unwrap(),
+    )
+    .unwrap()
+    .lab;
+    let p = plan(Some(&old), &new);
+    let lines = p.lines();
+    assert_eq!(
+        lines,
+        [
+            "- address 192.168.3.101/24 on host:veth0",
+            "+ address 192.168.3.101/24 on host:br0"
+        ],
+        "{p}"
+    );
+    assert_eq!(p.summary(), (1, 0, 1));
+}
+
+#[test]
+fn removing_a_node_removes_its_link_explicitly_and_the_rest_by_implication() {
+    let src = std::fs::read_to_string(root().join("examples/bridge.toml")).unwrap();
+    let old = parse(&src).unwrap().lab;
+    let mut new = old.clone();
+    new.nodes.remove("ns2");
+    let br = new.nodes.get_mut("br0").unwrap();
+    br.interfaces.remove("br-tap2");
+    let p = plan(Some(&old), &new);
+    assert_eq!(p.lines(), ["- link br0:br-tap2 <-> ns2:tap2", "- node ns2"]);
+    // Undoing the plan restores everything, including what went implicitly.
+    let undo = weft_topo::Plan::inverse_of(&p.ops);
+    assert!(undo
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::Add { key: ResKey::Addr { node, .. }, .. } if node == "ns2")));
+}
+
+#[test]
+fn changing_tap_options_recreates_it_with_its_addresses() {
+    let src = std::fs::read_to_string(root().join("examples/tuntap.toml")).unwrap();
+    let old = parse(&src).unwrap().lab;
+    let new = parse(&src.replace("vnet_hdr = true", "vnet_hdr = false"))
+        .unwrap()
+        .lab;
+    let p = plan(Some(&old), &new);
+    let lines = p.lines();
+    assert!(lines.contains(&"- tap vm:tap0".to_string()), "{p}");
+    assert!(lines.contains(&"+ tap vm:tap0".to_string()), "{p}");
+    assert!(
+        lines.contains(&"+ address 192.168.4.11/24 on vm:tap0".to_string()),
+        "{p}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("tun0")), "{p}");
+}
+
+#[test]
+fn mtu_change_is_in_place() {
+    let src = std::fs::read_to_string(root().join("examples/veth.toml")).unwrap();
+    let old = parse(&src).unwrap().lab;
+    let new = parse(&src.replace(
+        "[[links]]\nendpoints = [\"ns1:veth0\", \"ns2:veth1\"]",
+        "[[links]]\nendpoints = [\"ns1:veth0\", \"ns2:veth1\"]\nmtu = 9000",
+    ))
+    .unwrap()
+    .lab;
+    assert_eq!(
+        plan(Some(&old), &new).lines(),
+        [
+            "~ ns1:veth0 mtu default -> 9000",
+            "~ ns2:veth1 mtu default -> 9000"
+        ]
+    );
+}
