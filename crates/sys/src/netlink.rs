@@ -1,0 +1,812 @@
+//! rtnetlink, batched: many requests in one `sendmsg`, one ACK per batch.
+//!
+//! `ip` sends a request and waits for its answer, once per step. The kernel
+//! however processes every message of a datagram in order and only answers
+//! failures unless asked, so weft queues a namespace's whole configuration
+//! and sends it in a few system calls. Devices are addressed by interface
+//! indexes weft chooses itself, so no request waits for an earlier answer.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use ipnet::IpNet;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
+    InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
+    RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// A request the kernel refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: {}", io::Error::from_raw_os_error(*.errno))]
+pub struct NlError {
+    /// The operation, in `ip` terms (`ip link add h1 type veth ...`).
+    pub what: String,
+    pub errno: i32,
+}
+
+/// The kernel takes a datagram up to the socket's send buffer; chunks of this
+/// size keep the answers of one chunk well inside the receive buffer.
+const CHUNK: usize = 32 * 1024;
+
+/// A NETLINK_ROUTE socket bound to one network namespace (the one it was
+/// created in), with a queue of requests.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    queue: Vec<(NetlinkMessage<RouteNetlinkMessage>, String)>,
+    rbuf: Vec<u8>,
+}
+
+impl Netlink {
+    /// A socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Netlink> {
+        let sock = Socket::new(NETLINK_ROUTE)?;
+        Self::setup(sock)
+    }
+
+    /// Wrap a NETLINK_ROUTE socket opened elsewhere (typically inside another
+    /// namespace, which it stays bound to).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Netlink> {
+        // SAFETY: the fd is an owned NETLINK_ROUTE socket; ownership moves in.
+        let sock = unsafe { Socket::from_raw_fd(fd.into_raw_fd()) };
+        Self::setup(sock)
+    }
+
+    fn setup(mut sock: Socket) -> io::Result<Netlink> {
+        sock.bind(&SocketAddr::new(0, 0))?;
+        // Larger buffers so a chunk of answers (or a dump of a big bridge)
+        // never overflows; as root the kernel accepts the FORCE variants.
+        for (opt, size) in [(libc::SO_SNDBUFFORCE, 1 << 20), (libc::SO_RCVBUFFORCE, 4 << 20)] {
+            let v: libc::c_int = size;
+            // SAFETY: setsockopt on a valid fd with a pointer to a live c_int.
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    &v as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        let _ = sock.set_ext_ack(true);
+        Ok(Netlink {
+            sock,
+            seq: 1,
+            queue: Vec::new(),
+            rbuf: vec![0; 256 * 1024],
+        })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Queue a request; `what` names it in errors.
+    pub fn push(&mut self, req: Request, what: String) {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | req.flags;
+        let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(req.msg));
+        msg.finalize();
+        self.queue.push((msg, what));
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Send everything queued. Returns every refusal (the kernel goes on with
+    /// the next message after one fails, so there may be several).
+    pub fn flush(&mut self) -> Result<(), Vec<NlError>> {
+        let queue = std::mem::take(&mut self.queue);
+        let mut errors = Vec::new();
+        let mut i = 0;
+        let mut buf = Vec::with_capacity(CHUNK);
+        while i < queue.len() {
+            buf.clear();
+            let first_seq = self.seq;
+            let start = i;
+            while i < queue.len() && (buf.is_empty() || buf.len() + queue[i].0.buffer_len() <= CHUNK) {
+                i += 1;
+            }
+            for (n, (msg, _)) in queue[start..i].iter().enumerate() {
+                let mut msg = msg.clone();
+                msg.header.sequence_number = first_seq + n as u32;
+                if start + n + 1 == i {
+                    msg.header.flags |= NLM_F_ACK;
+                }
+                let at = buf.len();
+                buf.resize(at + msg.buffer_len(), 0);
+                msg.serialize(&mut buf[at..]);
+            }
+            self.seq += (i - start) as u32;
+            let last_seq = self.seq - 1;
+            if let Err(e) = self.sock.send(&buf, 0) {
+                for (_, what) in &queue[start..] {
+                    errors.push(NlError {
+                        what: what.clone(),
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    });
+                }
+                return Err(errors);
+            }
+            // Read answers until the ACK of the chunk's last message.
+            'acks: loop {
+                let n = match self.recv() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        errors.push(NlError {
+                            what: format!("reading the kernel's answers ({})", queue[start].1),
+                            errno: e.raw_os_error().unwrap_or(libc::EIO),
+                        });
+                        return Err(errors);
+                    }
+                };
+                let mut off = 0;
+                while off + 16 <= n {
+                    let len = u32::from_ne_bytes(self.rbuf[off..off + 4].try_into().unwrap()) as usize;
+                    if len < 16 || off + len > n {
+                        break;
+                    }
+                    let seq = u32::from_ne_bytes(self.rbuf[off + 8..off + 12].try_into().unwrap());
+                    if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.rbuf[off..off + len]) {
+                        if let NetlinkPayload::Error(e) = m.payload {
+                            if let Some(code) = e.code {
+                                if (first_seq..=last_seq).contains(&seq) {
+                                    errors.push(NlError {
+                                        what: queue[start + (seq - first_seq) as usize].1.clone(),
+                                        errno: -code.get(),
+                                    });
+                                }
+                            }
+                            if seq == last_seq {
+                                break 'acks;
+                            }
+                        }
+                    }
+                    off += (len + 3) & !3;
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn recv(&mut self) -> io::Result<usize> {
+        loop {
+            // SAFETY: recv into our own buffer of the given length.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    self.rbuf.as_mut_ptr() as *mut libc::c_void,
+                    self.rbuf.len(),
+                    0,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Send one dump request and collect every answer.
+    pub fn dump(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        assert!(self.queue.is_empty(), "flush before dumping");
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        hdr.sequence_number = self.seq;
+        self.seq += 1;
+        let mut req = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        let mut buf = vec![0; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.sock.send(&buf, 0)?;
+        let mut out = Vec::new();
+        loop {
+            let n = self.recv()?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(self.rbuf[off..off + 4].try_into().unwrap()) as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.rbuf[off..off + len]) {
+                    Ok(m) => match m.payload {
+                        NetlinkPayload::Done(_) => return Ok(out),
+                        NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                        NetlinkPayload::InnerMessage(i) => out.push(i),
+                        _ => {}
+                    },
+                    // A message this crate version cannot decode is skipped,
+                    // not fatal: status must work on newer kernels too.
+                    Err(_) => {}
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+
+    pub fn links(&mut self) -> io::Result<Vec<LinkState>> {
+        let msgs = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(LinkState::from_message(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn addresses(&mut self) -> io::Result<Vec<AddrState>> {
+        let msgs = self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let RouteNetlinkMessage::NewAddress(a) = m else { continue };
+            let mut addr = None;
+            let mut local = None;
+            let mut flags = a.header.flags.bits() as u32;
+            for at in &a.attributes {
+                match at {
+                    AddressAttribute::Address(x) => addr = Some(*x),
+                    AddressAttribute::Local(x) => local = Some(*x),
+                    AddressAttribute::Flags(f) => flags = f.bits(),
+                    _ => {}
+                }
+            }
+            if let Some(ip) = local.or(addr) {
+                if let Ok(net) = IpNet::new(ip, a.header.prefix_len) {
+                    out.push(AddrState {
+                        index: a.header.index,
+                        net,
+                        tentative: flags & AddressFlags::Tentative.bits() != 0,
+                        dad_failed: flags & AddressFlags::Dadfailed.bits() != 0,
+                        link_local: matches!(ip, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One queued request: the message and its `NLM_F_*` flags.
+pub struct Request {
+    msg: RouteNetlinkMessage,
+    flags: u16,
+}
+
+/// What weft reads back about a link.
+#[derive(Debug, Clone, Default)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    /// The `ip -d link` kind: veth, bridge, tun, ... (`None` for lo and
+    /// physical devices).
+    pub kind: Option<String>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    pub admin_up: bool,
+    pub oper: String,
+    pub lower_up: bool,
+    pub master: Option<u32>,
+    /// The peer's ifindex for a veth (in the namespace `link_netnsid` names).
+    pub peer_index: Option<u32>,
+    pub alias: Option<String>,
+    pub port_state: Option<PortState>,
+    pub stp: Option<bool>,
+    /// TUN/TAP details: (is_tap, pi, vnet_hdr, multi_queue, persist, owner, group).
+    pub tun: Option<TunState>,
+    pub point_to_point: bool,
+    pub no_arp: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    Disabled,
+    Listening,
+    Learning,
+    Forwarding,
+    Blocking,
+}
+
+impl PortState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::Disabled => "disabled",
+            PortState::Listening => "listening",
+            PortState::Learning => "learning",
+            PortState::Forwarding => "forwarding",
+            PortState::Blocking => "blocking",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunState {
+    pub tap: bool,
+    pub pi: bool,
+    pub vnet_hdr: bool,
+    pub multi_queue: bool,
+    pub persist: bool,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
+impl LinkState {
+    fn from_message(l: &LinkMessage) -> LinkState {
+        let mut s = LinkState {
+            index: l.header.index,
+            admin_up: l.header.flags.contains(LinkFlags::Up),
+            lower_up: l.header.flags.contains(LinkFlags::LowerUp),
+            point_to_point: l.header.flags.contains(LinkFlags::Pointopoint),
+            no_arp: l.header.flags.contains(LinkFlags::Noarp),
+            ..Default::default()
+        };
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => s.name = n.clone(),
+                LinkAttribute::Address(m) if m.len() == 6 => s.mac = Some(m[..].try_into().unwrap()),
+                LinkAttribute::Mtu(m) => s.mtu = *m,
+                LinkAttribute::Controller(m) => s.master = Some(*m),
+                LinkAttribute::Link(p) => s.peer_index = Some(*p),
+                LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
+                LinkAttribute::OperState(st) => {
+                    s.oper = match st {
+                        State::Up => "up",
+                        State::Down => "down",
+                        State::LowerLayerDown => "lowerlayerdown",
+                        State::Dormant => "dormant",
+                        State::NotPresent => "notpresent",
+                        State::Testing => "testing",
+                        _ => "unknown",
+                    }
+                    .into()
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        match i {
+                            LinkInfo::Kind(k) => s.kind = Some(k.to_string()),
+                            LinkInfo::Data(InfoData::Bridge(b)) => {
+                                for o in b {
+                                    if let InfoBridge::StpState(st) = o {
+                                        s.stp = Some(!matches!(st, BridgeStpState::Disabled));
+                                    }
+                                }
+                            }
+                            LinkInfo::Data(InfoData::Tun(t)) => {
+                                let mut ts = TunState::default();
+                                for o in t {
+                                    let netlink_packet_route::link::InfoTun::Other(nla) = o else { continue };
+                                    let v = nla_bytes(nla);
+                                    let b = v.first().copied().unwrap_or(0) != 0;
+                                    let u = (v.len() >= 4).then(|| u32::from_ne_bytes(v[..4].try_into().unwrap()));
+                                    use netlink_packet_core::Nla;
+                                    match nla.kind() {
+                                        1 => ts.owner = u,
+                                        2 => ts.group = u,
+                                        3 => ts.tap = v.first() == Some(&2),
+                                        4 => ts.pi = b,
+                                        5 => ts.vnet_hdr = b,
+                                        6 => ts.persist = b,
+                                        7 => ts.multi_queue = b,
+                                        _ => {}
+                                    }
+                                }
+                                s.tun = Some(ts);
+                            }
+                            LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                for o in p {
+                                    if let InfoBridgePort::State(st) = o {
+                                        s.port_state = Some(match st {
+                                            BridgePortState::Disabled => PortState::Disabled,
+                                            BridgePortState::Listening => PortState::Listening,
+                                            BridgePortState::Learning => PortState::Learning,
+                                            BridgePortState::Forwarding => PortState::Forwarding,
+                                            _ => PortState::Blocking,
+                                        });
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+fn nla_bytes(nla: &netlink_packet_core::DefaultNla) -> Vec<u8> {
+    use netlink_packet_core::Nla;
+    let mut v = vec![0; nla.value_len()];
+    nla.emit_value(&mut v);
+    v
+}
+
+#[derive(Debug, Clone)]
+pub struct AddrState {
+    pub index: u32,
+    pub net: IpNet,
+    pub tentative: bool,
+    pub dad_failed: bool,
+    pub link_local: bool,
+}
+
+/// Settings of the kernel bridge; times in centiseconds (the kernel's
+/// clock_t), `None` leaves the kernel's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeSettings {
+    pub stp: bool,
+    pub forward_delay_cs: Option<u32>,
+    pub hello_time_cs: Option<u32>,
+    pub max_age_cs: Option<u32>,
+    pub ageing_time_cs: Option<u32>,
+    pub priority: Option<u16>,
+}
+
+impl BridgeSettings {
+    fn info(&self) -> Vec<InfoBridge> {
+        let mut v = vec![InfoBridge::StpState(if self.stp {
+            BridgeStpState::KernelStp
+        } else {
+            BridgeStpState::Disabled
+        })];
+        // The kernel checks forward_delay against the STP range when it is
+        // set, so it goes after StpState.
+        if let Some(x) = self.forward_delay_cs {
+            v.push(InfoBridge::ForwardDelay(x));
+        }
+        if let Some(x) = self.hello_time_cs {
+            v.push(InfoBridge::HelloTime(x));
+        }
+        if let Some(x) = self.max_age_cs {
+            v.push(InfoBridge::MaxAge(x));
+        }
+        if let Some(x) = self.ageing_time_cs {
+            v.push(InfoBridge::AgeingTime(x));
+        }
+        if let Some(x) = self.priority {
+            v.push(InfoBridge::Priority(x));
+        }
+        v
+    }
+}
+
+/// Identity and create-time settings of a new link.
+#[derive(Debug, Clone, Default)]
+pub struct NewLink<'a> {
+    /// The ifindex weft chose; 0 lets the kernel choose.
+    pub index: u32,
+    pub name: &'a str,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+}
+
+fn link_msg(l: &NewLink) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = l.index;
+    m.attributes.push(LinkAttribute::IfName(l.name.to_string()));
+    if let Some(mtu) = l.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = l.mac {
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    m
+}
+
+/// `ip link add NAME type bridge stp_state ... forward_delay ...`
+pub fn new_bridge(l: &NewLink, s: &BridgeSettings) -> Request {
+    let mut m = link_msg(l);
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(s.info())),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    }
+}
+
+/// `ip link set NAME type bridge ...`: change a bridge's settings in place.
+pub fn set_bridge(index: u32, s: &BridgeSettings) -> Request {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(s.info())),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: 0,
+    }
+}
+
+/// `ip link add A [master BR] type veth peer name B netns NS`: both ends in
+/// one request, the peer straight into its namespace.
+pub fn new_veth(a: &NewLink, master: Option<u32>, b: &NewLink, b_netns: Option<RawFd>) -> Request {
+    let mut m = link_msg(a);
+    if let Some(br) = master {
+        m.attributes.push(LinkAttribute::Controller(br));
+    }
+    let mut p = link_msg(b);
+    if let Some(fd) = b_netns {
+        p.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    }
+}
+
+/// `ip link set dev X [up|down] [mtu N] [address MAC] [master BR|nomaster]
+/// [alias TEXT]`.
+#[derive(Debug, Clone, Default)]
+pub struct SetLink {
+    pub up: Option<bool>,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    /// `Some(0)` is `nomaster`.
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+}
+
+pub fn set_link(index: u32, s: &SetLink) -> Request {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    if let Some(up) = s.up {
+        m.header.change_mask = LinkFlags::Up;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+    }
+    if let Some(mtu) = s.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = s.mac {
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(br) = s.master {
+        m.attributes.push(LinkAttribute::Controller(br));
+    }
+    if let Some(a) = &s.alias {
+        m.attributes.push(LinkAttribute::IfAlias(a.clone()));
+    }
+    Request {
+        msg: RouteNetlinkMessage::SetLink(m),
+        flags: 0,
+    }
+}
+
+/// `ip link set dev X type bridge_slave cost N priority N`.
+pub fn set_port(index: u32, cost: Option<u32>, priority: Option<u16>) -> Request {
+    let mut opts = Vec::new();
+    if let Some(c) = cost {
+        opts.push(InfoBridgePort::Cost(c));
+    }
+    if let Some(p) = priority {
+        opts.push(InfoBridgePort::Priority(p));
+    }
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(opts)),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: 0,
+    }
+}
+
+/// `ip link del dev X`.
+pub fn del_link(index: u32) -> Request {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    Request {
+        msg: RouteNetlinkMessage::DelLink(m),
+        flags: 0,
+    }
+}
+
+/// `ip addr replace NET dev X` (or `del`). IPv6 addresses skip duplicate
+/// address detection: weft checked them unique before building, and DAD
+/// would keep them unusable for ~2 s.
+pub fn address(add: bool, index: u32, net: IpNet) -> Request {
+    let mut m = AddressMessage::default();
+    m.header.index = index;
+    m.header.prefix_len = net.prefix_len();
+    m.header.scope = AddressScope::Universe;
+    match net.addr() {
+        IpAddr::V4(a) => {
+            m.header.family = AddressFamily::Inet;
+            m.attributes.push(AddressAttribute::Local(IpAddr::V4(a)));
+            m.attributes.push(AddressAttribute::Address(IpAddr::V4(a)));
+            if let IpNet::V4(n) = net {
+                if n.prefix_len() < 31 {
+                    m.attributes.push(AddressAttribute::Broadcast(n.broadcast()));
+                }
+            }
+        }
+        IpAddr::V6(a) => {
+            m.header.family = AddressFamily::Inet6;
+            m.attributes.push(AddressAttribute::Address(IpAddr::V6(a)));
+            if add {
+                m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+        }
+    }
+    if a_is_loopback(net.addr()) {
+        m.header.scope = AddressScope::Host;
+    }
+    Request {
+        msg: if add {
+            RouteNetlinkMessage::NewAddress(m)
+        } else {
+            RouteNetlinkMessage::DelAddress(m)
+        },
+        flags: if add { NLM_F_CREATE | NLM_F_REPLACE } else { 0 },
+    }
+}
+
+fn a_is_loopback(a: IpAddr) -> bool {
+    a.is_loopback()
+}
+
+/// A route in kernel terms (interfaces already resolved to indexes).
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec {
+    pub dst: Option<IpNet>,
+    pub ipv6: bool,
+    pub kind: RouteKindSpec,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub src: Option<IpAddr>,
+    pub metric: Option<u32>,
+    pub table: Option<u32>,
+    pub mtu: Option<u32>,
+    pub onlink: bool,
+    pub scope_link: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RouteKindSpec {
+    #[default]
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+fn raddr(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(v) => RouteAddress::Inet(v),
+        IpAddr::V6(v) => RouteAddress::Inet6(v),
+    }
+}
+
+/// `ip route replace ...` (or `del`), with iproute2's defaults: protocol
+/// static, scope link for a gateway-less unicast route.
+pub fn route(add: bool, r: &RouteSpec) -> Request {
+    let mut h = RouteHeader {
+        address_family: if r.ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet },
+        protocol: RouteProtocol::Static,
+        ..Default::default()
+    };
+    let table = r.table.unwrap_or(254);
+    h.table = if table < 256 { table as u8 } else { 0 };
+    h.kind = match r.kind {
+        RouteKindSpec::Unicast => RouteType::Unicast,
+        RouteKindSpec::Blackhole => RouteType::BlackHole,
+        RouteKindSpec::Unreachable => RouteType::Unreachable,
+        RouteKindSpec::Prohibit => RouteType::Prohibit,
+    };
+    h.scope = if !add {
+        RouteScope::NoWhere
+    } else if r.scope_link || (r.kind == RouteKindSpec::Unicast && r.via.is_none()) {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
+    if r.onlink {
+        h.flags = RouteFlags::Onlink;
+    }
+    let mut attrs = Vec::new();
+    if let Some(d) = r.dst {
+        h.destination_prefix_length = d.prefix_len();
+        attrs.push(RouteAttribute::Destination(raddr(d.network())));
+    }
+    attrs.push(RouteAttribute::Table(table));
+    if let Some(v) = r.via {
+        attrs.push(RouteAttribute::Gateway(raddr(v)));
+    }
+    if let Some(o) = r.oif {
+        attrs.push(RouteAttribute::Oif(o));
+    }
+    if let Some(s) = r.src {
+        attrs.push(RouteAttribute::PrefSource(raddr(s)));
+    }
+    if let Some(m) = r.metric {
+        attrs.push(RouteAttribute::Priority(m));
+    }
+    if let Some(m) = r.mtu {
+        attrs.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(m)]));
+    }
+    let mut msg = RouteMessage::default();
+    msg.header = h;
+    msg.attributes = attrs;
+    Request {
+        msg: if add {
+            RouteNetlinkMessage::NewRoute(msg)
+        } else {
+            RouteNetlinkMessage::DelRoute(msg)
+        },
+        flags: if add { NLM_F_CREATE | NLM_F_REPLACE } else { 0 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(r: Request) -> Vec<u8> {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | r.flags;
+        let mut m = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(r.msg));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    #[test]
+    fn address_v4_has_local_and_broadcast() {
+        let b = bytes(address(true, 7, "10.0.0.2/24".parse().unwrap()));
+        // nlmsghdr (16) + ifaddrmsg (8): family 2, prefix 24, index 7.
+        assert_eq!(b[16], libc::AF_INET as u8);
+        assert_eq!(b[17], 24);
+        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 7);
+        let flags = u16::from_ne_bytes(b[6..8].try_into().unwrap());
+        assert_eq!(flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE);
+        // IFA_LOCAL (2) = 10.0.0.2 is in there, and IFA_BROADCAST 10.0.0.255.
+        assert!(b.windows(8).any(|w| w == [8, 0, 2, 0, 10, 0, 0, 2]));
+        assert!(b.windows(8).any(|w| w == [8, 0, 4, 0, 10, 0, 0, 255]));
+    }
+
+    #[test]
+    fn gatewayless_route_is_scope_link() {
+        let r = RouteSpec {
+            dst: Some("10.1.0.0/16".parse().unwrap()),
+            oif: Some(3),
+            ..Default::default()
+        };
+        let b = bytes(route(true, &r));
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
+        assert_eq!(&b[16..24], &[libc::AF_INET as u8, 16, 0, 0, 254, 4, 253, 1]);
+    }
+}
