@@ -1,2 +1,12 @@
 //! weft's one contact with the operating system. Every `unsafe` block of the
 //! project lives in this crate; the layers above (topo, lab) are safe Rust.
+
+pub mod error;
+pub mod netns;
+mod rtnl;
+
+pub use error::{Error, Result};
+pub use rtnl::route_socket;
+
+#[cfg(test)]
+pub(crate) mod testutil;
