@@ -200,11 +200,15 @@ fn wait_cleanup_with_nothing_pending_is_quick() {
 fn bench_create_1000() {
     let names: Vec<String> = (0..1000).map(|_| unique("bench")).collect();
     let _guard = NsGuard(names.clone());
+    let threads = std::env::var("WEFT_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let t = Instant::now();
-    let created = create_many(&names, 2, |_| Ok::<_, Error>(())).unwrap();
+    let created = create_many(&names, threads, |_| Ok::<_, Error>(())).unwrap();
     let el = t.elapsed();
     assert!(created.iter().all(|r| r.is_ok()));
-    eprintln!("created 1000 namespaces in {el:?}");
+    eprintln!("created 1000 namespaces on {threads} threads in {el:?}");
     drop(created);
     let t = Instant::now();
     for n in &names {
