@@ -2,3 +2,12 @@
 //! project lives in this crate; the layers above (topo, lab) are safe Rust.
 
 pub mod netlink;
+pub mod error;
+pub mod netns;
+mod rtnl;
+
+pub use error::{Error, Result};
+pub use rtnl::route_socket;
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,702 @@
+//! Named network namespaces, compatible with iproute2's `ip netns`: a
+//! namespace NAME is kept alive by a bind mount of its nsfs inode on
+//! `/run/netns/NAME`, so `ip netns list/exec/del` see weft's namespaces and
+//! weft sees theirs.
+//!
+//! Creation never forks and never runs `ip`: worker threads `unshare` into a
+//! fresh namespace, pin it with a bind mount, set it up, and `setns` back.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
+
+use crate::error::{Error, Result};
+use crate::rtnl::{route_socket, Rtnl};
+
+/// Where iproute2 (and weft) pin named network namespaces.
+pub const RUN_DIR: &str = "/run/netns";
+
+/// The multicast group on which the kernel announces nsid changes.
+const RTNLGRP_NSID: u32 = 28;
+
+/// The nsfs link of the calling thread's network namespace. `/proc/self`
+/// would name the main thread's, which is wrong on worker threads.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// `/run/netns/NAME`.
+pub fn path(name: &str) -> PathBuf {
+    PathBuf::from(RUN_DIR).join(name)
+}
+
+/// Checks that `name` can be a file in `/run/netns` (as `ip netns add` does).
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "`.` and `..` are not names"
+    } else if name.contains('/') {
+        "it contains `/`"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
+    } else if name.len() > 255 {
+        "it is longer than 255 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(Error::NetnsName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+static RUN_DIR_READY: Mutex<bool> = Mutex::new(false);
+
+/// Prepares `/run/netns` the way `ip netns add` does before its first
+/// namespace: `mkdir -p -m 0755 /run/netns; mount --make-shared /run/netns`,
+/// and if it is not a mount point yet, `mount --bind /run/netns /run/netns`
+/// first.
+///
+/// The shared mount makes namespaces pinned later visible in mount
+/// namespaces cloned earlier (e.g. by `ip netns exec`). Done once per
+/// process; later calls return at once.
+pub fn ensure_run_dir() -> Result<()> {
+    let mut ready = RUN_DIR_READY.lock().unwrap_or_else(|e| e.into_inner());
+    if *ready {
+        return Ok(());
+    }
+    match nix::unistd::mkdir(RUN_DIR, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => {
+            return Err(Error::os_hint(
+                format!("creating directory {RUN_DIR}"),
+                e,
+                "managing network namespaces needs root",
+            ))
+        }
+    }
+    let mut bound = false;
+    loop {
+        let shared = mount(
+            None::<&str>,
+            RUN_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        );
+        match shared {
+            Ok(()) => break,
+            // EINVAL: not a mount point yet; make it one and retry.
+            Err(Errno::EINVAL) if !bound => {
+                mount(
+                    Some(RUN_DIR),
+                    RUN_DIR,
+                    Some("none"),
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    Error::os_hint(
+                        format!("bind-mounting {RUN_DIR} onto itself"),
+                        e,
+                        "managing network namespaces needs CAP_SYS_ADMIN (run as root)",
+                    )
+                })?;
+                bound = true;
+            }
+            Err(e) => {
+                return Err(Error::os_hint(
+                    format!("making {RUN_DIR} a shared mount"),
+                    e,
+                    "managing network namespaces needs CAP_SYS_ADMIN (run as root)",
+                ))
+            }
+        }
+    }
+    *ready = true;
+    Ok(())
+}
+
+/// A namespace made by [`create_many`], with handles opened inside it.
+#[derive(Debug)]
+pub struct Created<T> {
+    pub name: String,
+    /// `O_RDONLY` fd of the namespace, for [`run_in`] / `setns`.
+    pub ns: OwnedFd,
+    /// An unbound NETLINK_ROUTE socket that lives in the new namespace.
+    pub route_socket: OwnedFd,
+    /// What `setup` returned.
+    pub value: T,
+}
+
+/// Creates the named namespaces like `ip netns add NAME` each, spread over
+/// `threads` worker threads, and runs `setup(name)` inside each new
+/// namespace (on a thread that sits in it, so sysctls and `/dev/net/tun`
+/// resolve there).
+///
+/// The outer error is for failures that affect every name (preparing
+/// `/run/netns`); the inner results are per name, in the order of `names`.
+/// A name that fails leaves nothing behind. The fds in [`Created`] keep the
+/// namespace alive even after [`delete`]: drop them before [`wait_cleanup`].
+pub fn create_many<T, E, F>(
+    names: &[String],
+    threads: usize,
+    setup: F,
+) -> Result<Vec<Result<Created<T>>>>
+where
+    T: Send,
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    F: Fn(&str) -> std::result::Result<T, E> + Sync,
+{
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    ensure_run_dir()?;
+    let threads = threads.clamp(1, names.len());
+    let chunk = names.len().div_ceil(threads);
+    let setup = &setup;
+    let results = std::thread::scope(|s| {
+        let workers: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name("weft-netns".into())
+                    .spawn_scoped(s, move || create_on_worker(part, setup))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for (w, part) in workers.into_iter().zip(names.chunks(chunk)) {
+            match w {
+                Ok(handle) => match handle.join() {
+                    Ok(rs) => out.extend(rs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(e) => out.extend(part.iter().map(|n| {
+                    Err(Error::os(
+                        format!("creating network namespace {n}: spawning a worker thread"),
+                        std::io::Error::new(e.kind(), e.to_string()),
+                    ))
+                })),
+            }
+        }
+        out
+    });
+    Ok(results)
+}
+
+/// Creates one namespace; see [`create_many`].
+pub fn create<T, E, F>(name: &str, setup: F) -> Result<Created<T>>
+where
+    T: Send,
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    F: Fn(&str) -> std::result::Result<T, E> + Sync,
+{
+    create_many(&[name.to_string()], 1, setup)?
+        .pop()
+        .expect("one result per name")
+}
+
+fn create_on_worker<T, E, F>(names: &[String], setup: &F) -> Vec<Result<Created<T>>>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    F: Fn(&str) -> std::result::Result<T, E>,
+{
+    let home = match open_thread_netns() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let msg = e.to_string();
+            return names
+                .iter()
+                .map(|n| {
+                    Err(Error::Invalid(format!(
+                        "creating network namespace {n}: {msg}"
+                    )))
+                })
+                .collect();
+        }
+    };
+    let mut out = Vec::with_capacity(names.len());
+    let mut stranded: Option<String> = None;
+    for name in names {
+        if let Some(why) = &stranded {
+            out.push(Err(Error::Invalid(format!(
+                "creating network namespace {name}: skipped, {why}"
+            ))));
+            continue;
+        }
+        let (res, returned) = create_one(name, home.as_fd(), setup);
+        if let Err(e) = returned {
+            // This thread is stuck in a namespace that is not its own;
+            // creating more from here would nest them wrongly.
+            stranded = Some(format!(
+                "the worker thread could not return to its namespace: {e}"
+            ));
+        }
+        out.push(res);
+    }
+    out
+}
+
+/// Undoes a half-made namespace unless disarmed.
+struct Partial<'a> {
+    path: &'a std::path::Path,
+    mounted: bool,
+    armed: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.mounted {
+            let _ = umount2(self.path, MntFlags::MNT_DETACH);
+        }
+        let _ = fs::remove_file(self.path);
+    }
+}
+
+/// Returns the result for `name` and whether the thread made it home.
+fn create_one<T, E, F>(
+    name: &str,
+    home: BorrowedFd<'_>,
+    setup: &F,
+) -> (Result<Created<T>>, std::result::Result<(), Errno>)
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    F: Fn(&str) -> std::result::Result<T, E>,
+{
+    if let Err(e) = validate_name(name) {
+        return (Err(e), Ok(()));
+    }
+    let path = path(name);
+    let action = || format!("creating network namespace {name}");
+    // O_EXCL is the ownership test: a file that is already there belongs to
+    // someone else (another lab, `ip netns add`), never to this call.
+    match nix::fcntl::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => drop(fd),
+        Err(Errno::EEXIST) => {
+            return (
+                Err(Error::NetnsExists {
+                    name: name.to_string(),
+                }),
+                Ok(()),
+            )
+        }
+        Err(e) => {
+            return (
+                Err(Error::os(
+                    format!("{}: creating {}", action(), path.display()),
+                    e,
+                )),
+                Ok(()),
+            )
+        }
+    }
+    let mut partial = Partial {
+        path: &path,
+        mounted: false,
+        armed: true,
+    };
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+        let err = match e {
+            Errno::ENOSPC => Error::os_hint(
+                format!("{}: unshare(CLONE_NEWNET)", action()),
+                e,
+                "the namespace limit is reached (see /proc/sys/user/max_net_namespaces)",
+            ),
+            Errno::EPERM => Error::os_hint(
+                format!("{}: unshare(CLONE_NEWNET)", action()),
+                e,
+                "creating network namespaces needs CAP_SYS_ADMIN (run as root)",
+            ),
+            e => Error::os(format!("{}: unshare(CLONE_NEWNET)", action()), e),
+        };
+        return (Err(err), Ok(()));
+    }
+    // From here on the thread lives in the new namespace; it must go home
+    // whatever happens below.
+    let inside = (|| -> Result<Created<T>> {
+        let ns = open_thread_netns().map_err(|e| Error::Invalid(format!("{}: {e}", action())))?;
+        mount(
+            Some(THREAD_NETNS),
+            &path,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            Error::os(
+                format!(
+                    "{}: bind-mounting {THREAD_NETNS} on {}",
+                    action(),
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        partial.mounted = true;
+        let route_socket =
+            route_socket().map_err(|e| Error::Invalid(format!("{}: {e}", action())))?;
+        let value = setup(name).map_err(|e| Error::Setup {
+            name: name.to_string(),
+            source: e.into(),
+        })?;
+        Ok(Created {
+            name: name.to_string(),
+            ns,
+            route_socket,
+            value,
+        })
+    })();
+    let back = setns(home, CloneFlags::CLONE_NEWNET);
+    if inside.is_ok() {
+        partial.armed = false;
+    }
+    drop(partial);
+    (inside, back)
+}
+
+fn open_thread_netns() -> Result<OwnedFd> {
+    nix::fcntl::open(
+        THREAD_NETNS,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os(format!("opening {THREAD_NETNS}"), e))
+}
+
+/// Opens the named namespace (`O_RDONLY`), for `setns` or [`run_in`].
+pub fn open(name: &str) -> Result<OwnedFd> {
+    validate_name(name)?;
+    let path = path(name);
+    let fd = match nix::fcntl::open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            return Err(Error::NetnsMissing {
+                name: name.to_string(),
+            })
+        }
+        Err(e) => {
+            return Err(Error::os(
+                format!("opening network namespace {name} ({})", path.display()),
+                e,
+            ))
+        }
+    };
+    // A plain file here is the leftover of an interrupted `ip netns add` or
+    // weft run; setns() on it would fail with a confusing EINVAL.
+    let is_ns = fstatfs(&fd)
+        .map(|st| st.filesystem_type() == NSFS_MAGIC)
+        .unwrap_or(false);
+    if !is_ns {
+        return Err(Error::Invalid(format!(
+            "opening network namespace {name}: {} is not a mounted namespace (left over from an \
+             interrupted creation?); remove it with `ip netns del {name}`",
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// Whether `/run/netns/NAME` exists (`ip netns list | grep NAME`).
+pub fn exists(name: &str) -> bool {
+    validate_name(name).is_ok() && path(name).exists()
+}
+
+/// The names in `/run/netns`, sorted (`ip netns list`). A missing directory
+/// means no namespaces.
+pub fn list() -> Result<Vec<String>> {
+    let dir = match fs::read_dir(RUN_DIR) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::os(format!("listing {RUN_DIR}"), e)),
+    };
+    let mut names = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(|e| Error::os(format!("listing {RUN_DIR}"), e))?;
+        if let Some(n) = entry.file_name().to_str() {
+            names.push(n.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes the name, like `ip netns del NAME`: lazily unmount and unlink
+/// `/run/netns/NAME`. The kernel destroys the namespace once nothing else
+/// holds it (processes, open fds, sockets); see [`holders`] and
+/// [`wait_cleanup`]. A missing namespace is not an error.
+pub fn delete(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let path = path(name);
+    match umount2(&path, MntFlags::MNT_DETACH) {
+        // EINVAL: not a mount point, i.e. a leftover plain file.
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(Error::os(
+                format!(
+                    "deleting network namespace {name}: unmounting {}",
+                    path.display()
+                ),
+                e,
+            ))
+        }
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::os(
+            format!(
+                "deleting network namespace {name}: removing {}",
+                path.display()
+            ),
+            e,
+        )),
+    }
+}
+
+/// Runs `f` on a fresh thread that has joined the namespace `ns` (the
+/// in-process `ip netns exec`). `setns` affects only the calling thread, so
+/// this never moves the caller (or an async runtime's worker) anywhere.
+/// A panic in `f` is propagated.
+pub fn run_in<R, F>(ns: BorrowedFd<'_>, f: F) -> Result<R>
+where
+    R: Send,
+    F: FnOnce() -> R + Send,
+{
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("weft-netns-run".into())
+            .spawn_scoped(s, move || -> Result<R> {
+                setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    Error::os(
+                        format!("entering network namespace fd {}", ns.as_raw_fd()),
+                        e,
+                    )
+                })?;
+                Ok(f())
+            })
+            .map_err(|e| Error::os("spawning a thread to enter a network namespace", e))?;
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// [`run_in`] for a namespace given by name.
+pub fn run_in_named<R, F>(name: &str, f: F) -> Result<R>
+where
+    R: Send,
+    F: FnOnce() -> R + Send,
+{
+    let fd = open(name)?;
+    run_in(fd.as_fd(), f)
+}
+
+/// An unbound NETLINK_ROUTE socket that lives in `ns`.
+pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<OwnedFd> {
+    run_in(ns, route_socket)?
+}
+
+/// The identity (nsfs device and inode) of a network namespace; two handles
+/// name the same namespace exactly when their identities are equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NsIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The identity of the named namespace.
+pub fn identity(name: &str) -> Result<NsIdentity> {
+    validate_name(name)?;
+    match fs::metadata(path(name)) {
+        Ok(m) => Ok(NsIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NetnsMissing {
+            name: name.to_string(),
+        }),
+        Err(e) => Err(Error::os(format!("inspecting network namespace {name}"), e)),
+    }
+}
+
+/// The identity of the namespace behind an fd.
+pub fn identity_of(ns: BorrowedFd<'_>) -> Result<NsIdentity> {
+    let st = nix::sys::stat::fstat(ns).map_err(|e| Error::os("inspecting a namespace fd", e))?;
+    Ok(NsIdentity {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    })
+}
+
+/// PIDs of processes that are in the named namespace (any of their
+/// threads) or hold an open fd of it. Empty if the name does not exist;
+/// call it before [`delete`] or use [`holders_of`] with a saved identity.
+///
+/// Sockets created in the namespace also keep it alive but cannot be traced
+/// back from outside; they are not reported.
+pub fn holders(name: &str) -> Vec<u32> {
+    identity(name).map(holders_of).unwrap_or_default()
+}
+
+/// [`holders`] for a namespace identity.
+pub fn holders_of(id: NsIdentity) -> Vec<u32> {
+    let matches = |p: &std::path::Path| {
+        fs::metadata(p)
+            .map(|m| m.dev() == id.dev && m.ino() == id.ino)
+            .unwrap_or(false)
+    };
+    let Ok(proc_dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let base = entry.path();
+        let in_ns = fs::read_dir(base.join("task"))
+            .map(|tasks| tasks.flatten().any(|t| matches(&t.path().join("ns/net"))))
+            .unwrap_or(false);
+        let holds_fd = || {
+            fs::read_dir(base.join("fd"))
+                .map(|fds| fds.flatten().any(|f| matches(&f.path())))
+                .unwrap_or(false)
+        };
+        if in_ns || holds_fd() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits until the kernel has finished destroying every network namespace
+/// whose last reference was dropped before this call (deleted names whose
+/// fds, sockets and processes are all gone), so their devices (e.g. veth
+/// peers left in surviving namespaces) have disappeared too.
+///
+/// The kernel destroys namespaces in batches on the ordered, single-threaded
+/// "netns" workqueue: each run of `cleanup_net` takes the whole pending list
+/// and first announces RTM_DELNSID for namespaces that had an nsid. So a
+/// "canary" namespace with an nsid in the calling namespace, dropped now,
+/// is announced when the batch holding everything dropped before it
+/// *starts*; a second canary dropped after that announcement lands in a
+/// later batch, which starts only after that batch has *finished*.
+///
+/// This assigns short-lived nsids in the calling thread's namespace (as
+/// `ip netns set` would) and removes nothing but its canaries.
+pub fn wait_cleanup(timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let action = "waiting for the kernel to destroy deleted network namespaces";
+    let mut listener = Rtnl::new()?;
+    listener.add_membership(RTNLGRP_NSID, action)?;
+    let mut ctl = Rtnl::new()?;
+    for _round in 0..2 {
+        let canary = anonymous_netns()?;
+        let nsid = assign_nsid(&mut ctl, canary.as_fd())?;
+        drop(canary);
+        wait_delnsid(&listener, nsid, deadline, timeout)?;
+    }
+    Ok(())
+}
+
+/// A new, unnamed network namespace, alive as long as the fd.
+fn anonymous_netns() -> Result<OwnedFd> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<OwnedFd> {
+            let home = open_thread_netns()?;
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::os("creating a canary network namespace", e))?;
+            let fd = open_thread_netns();
+            // Return so that, once the fd is dropped, nothing else holds it.
+            setns(home, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::os("leaving the canary network namespace", e))?;
+            fd
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Gives `ns` an nsid in the calling namespace (`ip netns set`, with the
+/// kernel choosing the number) and returns it.
+fn assign_nsid(ctl: &mut Rtnl, ns: BorrowedFd<'_>) -> Result<i32> {
+    let fd = u32::try_from(ns.as_raw_fd()).expect("open fds are non-negative");
+    let mut set = NsidMessage::default();
+    set.attributes = vec![NsidAttribute::Fd(fd), NsidAttribute::Id(-1)];
+    ctl.request(
+        "giving the canary namespace an nsid (RTM_NEWNSID)",
+        RouteNetlinkMessage::NewNsId(set),
+        false,
+    )?;
+    let mut get = NsidMessage::default();
+    get.attributes = vec![NsidAttribute::Fd(fd)];
+    let answers = ctl.request(
+        "reading the canary namespace's nsid (RTM_GETNSID)",
+        RouteNetlinkMessage::GetNsId(get),
+        false,
+    )?;
+    answers
+        .iter()
+        .find_map(|m| match m {
+            RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
+                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Netlink {
+            action: "reading the canary namespace's nsid (RTM_GETNSID)".into(),
+            detail: "the kernel's answer has no nsid".into(),
+        })
+}
+
+fn wait_delnsid(listener: &Rtnl, nsid: i32, deadline: Instant, timeout: Duration) -> Result<()> {
+    let action = "waiting for the kernel to destroy deleted network namespaces";
+    loop {
+        let Some(msgs) = listener.recv_until(deadline, action)? else {
+            return Err(Error::Timeout {
+                what: action.into(),
+                timeout,
+                hint: Some(
+                    "namespace teardown is slow (many devices?); try a longer timeout".into(),
+                ),
+            });
+        };
+        for m in msgs {
+            if let netlink_packet_core::NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::DelNsId(m),
+            ) = m.payload
+            {
+                if m.attributes.contains(&NsidAttribute::Id(nsid)) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
