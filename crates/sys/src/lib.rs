@@ -11,3 +11,26 @@ pub use rtnl::route_socket;
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+/// Take an exclusive `flock` on an open file, waiting for other holders.
+pub fn flock_exclusive(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    loop {
+        // SAFETY: flock on a caller-provided open fd has no memory effects.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The index of an interface by name in the calling thread's namespace
+/// (`if_nametoindex`), or `None` if there is none.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}

@@ -1,0 +1,659 @@
+//! Turn a plan into kernel objects, fast, and undo it when it fails.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use weft_sys::netlink::{self as nl, Netlink, NewLink, PortState, SetLink};
+use weft_sys::{netns, sysctl, tuntap};
+use weft_topo::plan::Attrs;
+use weft_topo::{Endpoint, IfaceKind, Lab, Op, Res, ResKey, Route, RouteKind};
+
+use crate::state::State;
+use crate::{Error, Event};
+
+/// The ownership tag weft writes as `lo`'s alias in each namespace it makes,
+/// so `weft down` can tell its namespaces from others' with similar names.
+pub fn owner_tag(lab: &str) -> String {
+    format!("weft:{lab}")
+}
+
+/// One namespace being worked on: its fd, a netlink socket inside it, and
+/// the indexes of its interfaces by name.
+pub(crate) struct NsHandle {
+    pub node: String,
+    pub fd: OwnedFd,
+    pub nl: Netlink,
+    pub index: HashMap<String, u32>,
+    /// (what, op number) of each queued request, to map refusals to ops.
+    pub ops: Vec<usize>,
+}
+
+impl NsHandle {
+    /// Open an existing namespace and learn its interface indexes.
+    pub fn open(node: &str, netns_name: &str) -> Result<NsHandle, Error> {
+        let fd = netns::open(netns_name)?;
+        let sock = netns::route_socket_in(fd.as_fd())?;
+        let mut nl = Netlink::from_fd(sock).map_err(|e| Error::io(format!("netlink socket in {netns_name}"), e))?;
+        let index = nl
+            .links()
+            .map_err(|e| Error::io(format!("listing the interfaces of {netns_name}"), e))?
+            .into_iter()
+            .map(|l| (l.name, l.index))
+            .collect();
+        Ok(NsHandle {
+            node: node.to_string(),
+            fd,
+            nl,
+            index,
+            ops: Vec::new(),
+        })
+    }
+}
+
+pub(crate) struct Exec<'a> {
+    pub lab_name: &'a str,
+    pub new: &'a Lab,
+    pub old: Option<&'a Lab>,
+    pub state: &'a mut State,
+    pub ns: BTreeMap<String, NsHandle>,
+    pub threads: usize,
+    pub progress: &'a dyn Fn(Event),
+    /// Interfaces made in this run: their create-time MTU and MAC are set.
+    created: BTreeSet<(String, String)>,
+    /// Ops that took effect, for undoing them.
+    pub applied: Vec<usize>,
+}
+
+fn netns_of(new: &Lab, old: Option<&Lab>, node: &str) -> String {
+    new.node(node)
+        .or_else(|| old.and_then(|o| o.node(node)))
+        .map(|n| n.netns.clone())
+        .unwrap_or_else(|| weft_topo::netns_name(&new.name, node))
+}
+
+impl<'a> Exec<'a> {
+    pub fn new(lab_name: &'a str, new: &'a Lab, old: Option<&'a Lab>, state: &'a mut State, threads: usize, progress: &'a dyn Fn(Event)) -> Self {
+        Exec {
+            lab_name,
+            new,
+            old,
+            state,
+            ns: BTreeMap::new(),
+            threads,
+            progress,
+            created: BTreeSet::new(),
+            applied: Vec::new(),
+        }
+    }
+
+    fn handle(&mut self, node: &str) -> Result<&mut NsHandle, Error> {
+        if !self.ns.contains_key(node) {
+            let h = NsHandle::open(node, &netns_of(self.new, self.old, node))?;
+            self.ns.insert(node.to_string(), h);
+        }
+        Ok(self.ns.get_mut(node).unwrap())
+    }
+
+    fn alloc_index(&mut self) -> u32 {
+        let i = self.state.next_index;
+        self.state.next_index += 1;
+        i
+    }
+
+    fn index_of(&mut self, node: &str, iface: &str) -> Result<u32, Error> {
+        let h = self.handle(node)?;
+        h.index.get(iface).copied().ok_or_else(|| Error::Other(format!("node {node}: interface {iface} is not there (was it removed by hand? `weft up` again recreates it)")))
+    }
+
+    /// Apply the ops; on failure, `self.applied` says which took effect.
+    pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let t0 = Instant::now();
+        self.removals(ops)?;
+        self.namespaces(ops)?;
+        self.devices(ops)?;
+        self.sysctls(ops)?;
+        self.settings(ops)?;
+        tracing::debug!(elapsed = ?t0.elapsed(), ops = ops.len(), "applied");
+        Ok(())
+    }
+
+    fn removals(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let mut gone_ns = Vec::new();
+        let mut batch = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let Op::Remove { key, val, implied } = op else { continue };
+            if *implied {
+                batch.push(i);
+                continue;
+            }
+            let old = self.old.unwrap_or(self.new);
+            match key {
+                ResKey::Netns { node } => gone_ns.push((i, old.nodes[node].netns.clone())),
+                ResKey::Veth { a, b } => {
+                    // Delete from a side that stays (the other may be going).
+                    let side = if self.new.nodes.contains_key(&a.node) { a } else { b };
+                    let idx = self.index_of(&side.node, &side.iface)?;
+                    let h = self.handle(&side.node)?;
+                    h.nl.push(nl::del_link(idx), format!("ip link del {} (veth to {})", side.iface, if side == a { b } else { a }));
+                    h.ops.push(i);
+                }
+                ResKey::Device { node, iface } => {
+                    let idx = self.index_of(node, iface)?;
+                    let h = self.handle(node)?;
+                    h.nl.push(nl::del_link(idx), format!("ip link del {iface}"));
+                    h.ops.push(i);
+                }
+                ResKey::Addr { node, iface, addr } => {
+                    let idx = self.index_of(node, iface)?;
+                    let h = self.handle(node)?;
+                    h.nl.push(nl::address(false, idx, *addr), format!("ip addr del {addr} dev {iface}"));
+                    h.ops.push(i);
+                }
+                ResKey::Route { node, route } => {
+                    let spec = self.route_spec(node, route)?;
+                    let h = self.handle(node)?;
+                    h.nl.push(nl::route(false, &spec), format!("ip route del {route}"));
+                    h.ops.push(i);
+                }
+                ResKey::Sysctl { node, key } => {
+                    if let Some(before) = self.state.sysctl_before.remove(&format!("{node} {key}")) {
+                        let fd = self.handle(node)?.fd.try_clone().map_err(|e| Error::io("dup", e))?;
+                        let k = key.clone();
+                        netns::run_in(fd.as_fd(), move || sysctl::write(&k, &before))??;
+                    }
+                    batch.push(i);
+                }
+                ResKey::Attrs { .. } => batch.push(i),
+            }
+            let _ = val;
+        }
+        self.flush(ops)?;
+        self.applied.extend(batch);
+        for (i, name) in gone_ns {
+            if let Some(node) = ops[i].key().node().to_string().into() {
+                self.ns.remove(&node);
+            }
+            netns::delete(&name)?;
+            self.applied.push(i);
+        }
+        Ok(())
+    }
+
+    fn namespaces(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let new_nodes: Vec<(usize, String)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                Op::Add { key: ResKey::Netns { node }, .. } => Some((i, node.clone())),
+                _ => None,
+            })
+            .collect();
+        // TUN/TAP devices are made through /dev/net/tun inside their
+        // namespace: for new namespaces, while the worker is still in it.
+        let mut tuns: HashMap<String, Vec<(usize, tuntap::TunTapSpec)>> = HashMap::new();
+        for (i, o) in ops.iter().enumerate() {
+            if let Op::Add { key: ResKey::Device { node, iface }, val: Res::Device(k) } = o {
+                if let Some(spec) = tun_spec(iface, k) {
+                    tuns.entry(node.clone()).or_default().push((i, spec));
+                }
+            }
+        }
+        if !new_nodes.is_empty() {
+            let names: Vec<String> = new_nodes.iter().map(|(_, n)| self.new.nodes[n].netns.clone()).collect();
+            crate::state::journal_netns(self.lab_name, &names)?;
+            (self.progress)(Event::Stage { what: "creating namespaces", total: names.len() });
+            let by_netns: HashMap<&str, &str> = new_nodes.iter().map(|(_, n)| (self.new.nodes[n].netns.as_str(), n.as_str())).collect();
+            let lab = self.new;
+            let tuns_ref = &tuns;
+            let created = netns::create_many(&names, self.threads, |netns_name| -> Result<HashMap<String, u32>, Error> {
+                let node = &lab.nodes[by_netns[netns_name]];
+                base_sysctls(node)?;
+                let mut idx = HashMap::new();
+                for (_, spec) in tuns_ref.get(&node.name).map(|v| v.as_slice()).unwrap_or(&[]) {
+                    tuntap::create_persistent(spec)?;
+                    idx.insert(spec.name.clone(), weft_sys::if_index(&spec.name).unwrap_or(0));
+                }
+                Ok(idx)
+            })?;
+            let mut first_err = None;
+            for ((i, node), res) in new_nodes.iter().zip(created) {
+                match res {
+                    Ok(c) => {
+                        let mut nlh = Netlink::from_fd(c.route_socket).map_err(|e| Error::io(format!("netlink socket in {}", c.name), e))?;
+                        nlh.push(
+                            nl::set_link(1, &SetLink { up: Some(true), alias: Some(owner_tag(self.lab_name)), ..Default::default() }),
+                            "ip link set lo up".into(),
+                        );
+                        let mut index: HashMap<String, u32> = c.value;
+                        index.insert("lo".into(), 1);
+                        self.applied.push(*i);
+                        for (ti, spec) in tuns.get(node).map(|v| v.as_slice()).unwrap_or(&[]) {
+                            self.applied.push(*ti);
+                            self.created.insert((node.clone(), spec.name.clone()));
+                        }
+                        self.ns.insert(node.clone(), NsHandle { node: node.clone(), fd: c.ns, nl: nlh, index, ops: vec![*i] });
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                (self.progress)(Event::Step);
+            }
+            if let Some(e) = first_err {
+                return Err(e.into());
+            }
+        }
+        // TUN/TAP devices added to namespaces that already existed.
+        for (node, specs) in &tuns {
+            if new_nodes.iter().any(|(_, n)| n == node) {
+                continue;
+            }
+            let fd = self.handle(node)?.fd.try_clone().map_err(|e| Error::io("dup", e))?;
+            let specs2 = specs.clone();
+            let made: Vec<(String, u32)> = netns::run_in(fd.as_fd(), move || -> Result<Vec<(String, u32)>, Error> {
+                let mut v = Vec::new();
+                for (_, s) in &specs2 {
+                    tuntap::create_persistent(s)?;
+                    v.push((s.name.clone(), weft_sys::if_index(&s.name).unwrap_or(0)));
+                }
+                Ok(v)
+            })??;
+            let h = self.handle(node)?;
+            for (n, i) in made {
+                h.index.insert(n.clone(), i);
+                self.created.insert((node.clone(), n));
+            }
+            self.applied.extend(specs.iter().map(|(i, _)| *i));
+        }
+        Ok(())
+    }
+
+    fn devices(&mut self, ops: &[Op]) -> Result<(), Error> {
+        for (i, op) in ops.iter().enumerate() {
+            let Op::Add { key, val } = op else { continue };
+            match (key, val) {
+                (ResKey::Device { node, iface }, Res::Device(IfaceKind::Bridge(b))) => {
+                    let at = self.attrs(node, iface);
+                    let index = self.alloc_index();
+                    let h = self.handle(node)?;
+                    h.nl.push(
+                        nl::new_bridge(&NewLink { index, name: iface, mtu: at.mtu, mac: at.mac.map(|m| m.0) }, &bridge_settings(b)),
+                        format!("ip link add {iface} type bridge"),
+                    );
+                    h.index.insert(iface.clone(), index);
+                    h.ops.push(i);
+                    self.created.insert((node.clone(), iface.clone()));
+                }
+                (ResKey::Veth { a, b }, _) => {
+                    let (mut x, mut y) = (a.clone(), b.clone());
+                    // Create from the end that is a bridge port, so the port
+                    // joins its bridge in the creating request.
+                    if self.attrs(&x.node, &x.iface).master.is_none() && self.attrs(&y.node, &y.iface).master.is_some() {
+                        std::mem::swap(&mut x, &mut y);
+                    }
+                    self.queue_veth(i, &x, &y)?;
+                }
+                _ => {}
+            }
+        }
+        (self.progress)(Event::Stage { what: "creating links", total: 0 });
+        self.flush(ops)
+    }
+
+    fn queue_veth(&mut self, i: usize, x: &Endpoint, y: &Endpoint) -> Result<(), Error> {
+        let (ax, ay) = (self.attrs(&x.node, &x.iface), self.attrs(&y.node, &y.iface));
+        let master = match &ax.master {
+            Some(m) => Some(self.index_of(&x.node, m)?),
+            None => None,
+        };
+        let (ix, iy) = (self.alloc_index(), self.alloc_index());
+        let peer_fd = if x.node == y.node {
+            None
+        } else {
+            Some(self.handle(&y.node)?.fd.as_raw_fd())
+        };
+        let req = nl::new_veth(
+            &NewLink { index: ix, name: &x.iface, mtu: ax.mtu, mac: ax.mac.map(|m| m.0) },
+            master,
+            &NewLink { index: iy, name: &y.iface, mtu: ay.mtu, mac: ay.mac.map(|m| m.0) },
+            peer_fd,
+        );
+        let hx = self.handle(&x.node)?;
+        hx.nl.push(req, format!("ip link add {} type veth peer name {} netns {}", x.iface, y.iface, y.node));
+        hx.index.insert(x.iface.clone(), ix);
+        hx.ops.push(i);
+        self.handle(&y.node)?.index.insert(y.iface.clone(), iy);
+        self.created.insert((x.node.clone(), x.iface.clone()));
+        self.created.insert((y.node.clone(), y.iface.clone()));
+        if master.is_some() {
+            // The creating end already joined its bridge.
+            self.created.insert((x.node.clone(), format!("{}\0master", x.iface)));
+        }
+        Ok(())
+    }
+
+    fn attrs(&self, node: &str, iface: &str) -> Attrs {
+        self.new
+            .node(node)
+            .and_then(|n| n.interfaces.get(iface))
+            .map(|i| Attrs {
+                mtu: i.mtu,
+                mac: i.mac,
+                up: i.up,
+                master: i.master.clone(),
+                port: i.port.clone(),
+                bridge: None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn sysctls(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let mut by_node: BTreeMap<String, Vec<(usize, String, String)>> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Add { key: ResKey::Sysctl { node, key }, val: Res::Sysctl(v) } | Op::Change { key: ResKey::Sysctl { node, key }, to: Res::Sysctl(v), .. } => {
+                    by_node.entry(node.clone()).or_default().push((i, key.clone(), v.clone()));
+                }
+                _ => {}
+            }
+        }
+        for (node, list) in by_node {
+            let fd = self.handle(&node)?.fd.try_clone().map_err(|e| Error::io("dup", e))?;
+            let l2: Vec<(String, String)> = list.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
+            let before: Vec<(String, String)> = netns::run_in(fd.as_fd(), move || -> Result<Vec<(String, String)>, Error> {
+                let mut out = Vec::new();
+                for (k, v) in &l2 {
+                    let old = sysctl::read(k)?;
+                    sysctl::ensure(k, v)?;
+                    out.push((k.clone(), old));
+                }
+                Ok(out)
+            })??;
+            for (k, old) in before {
+                self.state.sysctl_before.entry(format!("{node} {k}")).or_insert(old);
+            }
+            self.applied.extend(list.iter().map(|(i, _, _)| *i));
+        }
+        Ok(())
+    }
+
+    /// Interface settings, addresses, link state and routes: one batch per
+    /// namespace, in that order.
+    fn settings(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let mut routes = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Add { key: ResKey::Attrs { node, iface }, val: Res::Attrs(a) } => {
+                    let fresh = self.created.contains(&(node.clone(), iface.clone()));
+                    let joined = self.created.contains(&(node.clone(), format!("{iface}\0master")));
+                    self.queue_attrs(i, node, iface, None, a, fresh, joined)?;
+                }
+                Op::Change { key: ResKey::Attrs { node, iface }, from: Res::Attrs(f), to: Res::Attrs(t) } => {
+                    self.queue_attrs(i, node, iface, Some(f), t, false, false)?;
+                }
+                Op::Add { key: ResKey::Addr { node, iface, addr }, .. } => {
+                    let idx = self.index_of(node, iface)?;
+                    let h = self.handle(node)?;
+                    h.nl.push(nl::address(true, idx, *addr), format!("ip addr add {addr} dev {iface}"));
+                    h.ops.push(i);
+                }
+                Op::Add { key: ResKey::Route { .. }, .. } => routes.push(i),
+                _ => {}
+            }
+        }
+        // Routes go last in each namespace's batch: a gateway is reachable
+        // only once its interface has its address and is up.
+        for i in routes {
+            let ResKey::Route { node, route } = ops[i].key() else { unreachable!() };
+            let spec = self.route_spec(node, route)?;
+            let h = self.handle(node)?;
+            h.nl.push(nl::route(true, &spec), format!("ip route replace {route}"));
+            h.ops.push(i);
+        }
+        (self.progress)(Event::Stage { what: "configuring", total: 0 });
+        self.flush(ops)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_attrs(&mut self, i: usize, node: &str, iface: &str, from: Option<&Attrs>, to: &Attrs, fresh: bool, joined: bool) -> Result<(), Error> {
+        let idx = self.index_of(node, iface)?;
+        let master = if joined || from.is_some_and(|f| f.master == to.master) {
+            None
+        } else {
+            match &to.master {
+                Some(m) => Some(self.index_of(node, m)?),
+                None if from.is_some() => Some(0),
+                None => None,
+            }
+        };
+        let changed = |f: &dyn Fn(&Attrs) -> bool| from.is_none_or(|old| f(old));
+        let set = SetLink {
+            up: if changed(&|o| o.up != to.up) { Some(to.up) } else { None },
+            mtu: if !fresh && changed(&|o| o.mtu != to.mtu) { to.mtu } else { None },
+            mac: if !fresh && changed(&|o| o.mac != to.mac) { to.mac.map(|m| m.0) } else { None },
+            master,
+            alias: None,
+        };
+        let h = self.handle(node)?;
+        // Join the bridge before setting port options; those need the port.
+        if set.master.is_some() {
+            h.nl.push(nl::set_link(idx, &SetLink { master: set.master, ..Default::default() }), format!("ip link set {iface} master ..."));
+            h.ops.push(i);
+        }
+        if (to.port.cost.is_some() || to.port.priority.is_some()) && changed(&|o| o.port != to.port) {
+            h.nl.push(nl::set_port(idx, to.port.cost, to.port.priority), format!("ip link set {iface} type bridge_slave cost/priority"));
+            h.ops.push(i);
+        }
+        if let (Some(b), false) = (&to.bridge, fresh) {
+            if changed(&|o| o.bridge.as_ref() != Some(b)) {
+                h.nl.push(nl::set_bridge(idx, &bridge_settings(b)), format!("ip link set {iface} type bridge ..."));
+                h.ops.push(i);
+            }
+        }
+        let plain = SetLink { master: None, ..set };
+        if plain.up.is_some() || plain.mtu.is_some() || plain.mac.is_some() {
+            h.nl.push(nl::set_link(idx, &plain), format!("ip link set {iface}{}", if to.up { " up" } else { " down" }));
+            h.ops.push(i);
+        }
+        if h.ops.last() != Some(&i) {
+            self.applied.push(i);
+        }
+        Ok(())
+    }
+
+    fn route_spec(&mut self, node: &str, r: &Route) -> Result<nl::RouteSpec, Error> {
+        let oif = match &r.dev {
+            Some(d) => Some(self.index_of(node, d)?),
+            None => None,
+        };
+        Ok(nl::RouteSpec {
+            dst: r.dst,
+            ipv6: r.ipv6,
+            kind: match r.kind {
+                RouteKind::Unicast => nl::RouteKindSpec::Unicast,
+                RouteKind::Blackhole => nl::RouteKindSpec::Blackhole,
+                RouteKind::Unreachable => nl::RouteKindSpec::Unreachable,
+                RouteKind::Prohibit => nl::RouteKindSpec::Prohibit,
+            },
+            via: r.via,
+            oif,
+            src: r.src,
+            metric: r.metric,
+            table: r.table,
+            mtu: r.mtu,
+            onlink: r.onlink,
+            scope_link: r.scope_link,
+        })
+    }
+
+    /// Send every namespace's queue, two namespaces at a time.
+    fn flush(&mut self, _ops: &[Op]) -> Result<(), Error> {
+        let mut handles: Vec<&mut NsHandle> = self.ns.values_mut().filter(|h| h.nl.pending() > 0).collect();
+        if handles.is_empty() {
+            return Ok(());
+        }
+        let threads = self.threads.clamp(1, handles.len());
+        let chunk = handles.len().div_ceil(threads);
+        let results: Vec<(Vec<usize>, Vec<(String, nl::NlError)>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = handles
+                .chunks_mut(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut ok = Vec::new();
+                        let mut errs = Vec::new();
+                        for h in part.iter_mut() {
+                            let ops = std::mem::take(&mut h.ops);
+                            match h.nl.flush() {
+                                Ok(()) => ok.extend(ops),
+                                Err(es) => {
+                                    ok.extend(ops);
+                                    errs.extend(es.into_iter().map(|e| (h.node.clone(), e)));
+                                }
+                            }
+                        }
+                        (ok, errs)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("flush worker")).collect()
+        });
+        let mut first = None;
+        for (ok, errs) in results {
+            self.applied.extend(ok);
+            for (node, e) in errs {
+                tracing::warn!(node, what = %e.what, errno = e.errno, "kernel refused");
+                first.get_or_insert(Error::kernel(&node, e.what, e.errno));
+            }
+        }
+        self.applied.sort_unstable();
+        self.applied.dedup();
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn bridge_settings(b: &weft_topo::BridgeOptions) -> nl::BridgeSettings {
+    nl::BridgeSettings {
+        stp: b.stp,
+        forward_delay_cs: b.forward_delay_cs,
+        hello_time_cs: b.hello_time_cs,
+        max_age_cs: b.max_age_cs,
+        ageing_time_cs: b.ageing_time_cs,
+        priority: b.priority,
+    }
+}
+
+fn tun_spec(name: &str, k: &IfaceKind) -> Option<tuntap::TunTapSpec> {
+    let (mode, o) = match k {
+        IfaceKind::Tun(o) => (tuntap::Mode::Tun, o),
+        IfaceKind::Tap(o) => (tuntap::Mode::Tap, o),
+        _ => return None,
+    };
+    Some(tuntap::TunTapSpec {
+        name: name.to_string(),
+        mode,
+        owner: o.owner,
+        group: o.group,
+        multi_queue: o.multi_queue,
+        pi: o.pi,
+        vnet_hdr: o.vnet_hdr,
+    })
+}
+
+/// Settings weft makes in every namespace it creates, before any interface
+/// exists so that new interfaces inherit them.
+fn base_sysctls(node: &weft_topo::Node) -> Result<(), Error> {
+    let has_v6 = node.interfaces.values().any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+        || node.routes.iter().any(|r| r.ipv6);
+    if has_v6 {
+        // Addresses are checked unique before building; duplicate address
+        // detection would only keep them unusable for ~2 s.
+        sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
+        sysctl::write("net.ipv6.conf.all.accept_dad", "0")?;
+    } else if !node.sysctls.keys().any(|k| k.starts_with("net.ipv6.")) {
+        // No IPv6 in this node: no link-local addresses, so no router
+        // solicitations, MLD reports or DAD probes flooding the bridge.
+        sysctl::write("net.ipv6.conf.default.addr_gen_mode", "1")?;
+    }
+    Ok(())
+}
+
+/// Wait until the lab can carry traffic: every bridge port that has a
+/// carrier is forwarding (or blocked by STP for good), and no address is
+/// still tentative.
+pub(crate) fn wait_ready(lab: &Lab, handles: &mut BTreeMap<String, NsHandle>, progress: &dyn Fn(Event)) -> Result<Duration, Error> {
+    let t0 = Instant::now();
+    let mut limit = Duration::from_secs(5);
+    let mut stp = false;
+    for n in lab.nodes.values() {
+        for i in n.interfaces.values() {
+            if let IfaceKind::Bridge(b) = &i.kind {
+                if b.stp {
+                    stp = true;
+                    let fd = Duration::from_millis(b.forward_delay_cs.unwrap_or(1500) as u64 * 10);
+                    limit = limit.max(fd * 2 + Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    let watch: Vec<String> = lab
+        .nodes
+        .values()
+        .filter(|n| {
+            n.interfaces.values().any(|i| matches!(i.kind, IfaceKind::Bridge(_)))
+                || n.interfaces.values().any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    let mut announced = false;
+    loop {
+        let mut waiting = Vec::new();
+        for node in &watch {
+            let h = match handles.get_mut(node) {
+                Some(h) => h,
+                None => {
+                    let netns = &lab.nodes[node].netns;
+                    handles.insert(node.clone(), NsHandle::open(node, netns)?);
+                    handles.get_mut(node).unwrap()
+                }
+            };
+            let links = h.nl.links().map_err(|e| Error::io(format!("reading links of node {node}"), e))?;
+            for l in &links {
+                if l.master.is_none() || !l.admin_up || !l.lower_up {
+                    continue;
+                }
+                match l.port_state {
+                    Some(PortState::Forwarding) | Some(PortState::Blocking) | None => {}
+                    Some(s) => waiting.push(format!("{node}:{} {}", l.name, s.as_str())),
+                }
+            }
+            if lab.nodes[node].interfaces.values().any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6())) {
+                let addrs = h.nl.addresses().map_err(|e| Error::io(format!("reading addresses of node {node}"), e))?;
+                for a in addrs.iter().filter(|a| a.tentative) {
+                    waiting.push(format!("{node}: {} tentative", a.net));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            return Err(Error::Timeout {
+                what: "the lab becoming usable".into(),
+                secs: limit.as_secs_f64(),
+                detail: format!("still waiting for {}", waiting.join(", ")),
+            });
+        }
+        if stp && !announced {
+            progress(Event::Stage { what: "waiting for STP (listening, learning, then forwarding)", total: 0 });
+            announced = true;
+        }
+        if stp {
+            progress(Event::Note(format!("{} port(s) not forwarding yet, {:.0} s", waiting.len(), t0.elapsed().as_secs_f64())));
+        }
+        std::thread::sleep(if stp { Duration::from_millis(100) } else { Duration::from_millis(2) });
+    }
+}

@@ -1,0 +1,162 @@
+//! What weft knows about the labs it built, kept under /run/weft.
+//!
+//! /run is a tmpfs: it lives exactly as long as the namespaces it describes
+//! (both vanish at reboot). Per lab:
+//! - `journal`: one line per namespace, appended *before* the namespace is
+//!   created, so a `weft up` killed at any point leaves a record of all it
+//!   may have made;
+//! - `state.json`: the lab as last applied, written atomically once an
+//!   apply has finished;
+//! - `lock`: held (flock) by whoever changes the lab.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use weft_topo::Lab;
+
+use crate::Error;
+
+/// Root of weft's state; `WEFT_STATE_DIR` moves it (tests use that to keep
+/// their labs apart).
+pub fn state_root() -> PathBuf {
+    std::env::var_os("WEFT_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/weft"))
+}
+
+pub fn lab_dir(name: &str) -> PathBuf {
+    state_root().join("labs").join(name)
+}
+
+/// The first interface index weft hands out. Kernel-chosen indexes in a
+/// fresh namespace start at 2, so weft's never collide with them, and the
+/// two ends of a veth never share an index (which would delay the bridge
+/// port's carrier by up to a second).
+pub const FIRST_INDEX: u32 = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub lab: Lab,
+    /// The file it came from, when it came from a file.
+    pub source: Option<PathBuf>,
+    pub next_index: u32,
+    /// Values sysctls had before weft set them, so removing a sysctl from
+    /// the file restores it: "node key" -> value.
+    #[serde(default)]
+    pub sysctl_before: BTreeMap<String, String>,
+}
+
+pub fn load(name: &str) -> Result<Option<State>, Error> {
+    let p = lab_dir(name).join("state.json");
+    match fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::State {
+            path: p,
+            detail: format!("{e}; the file is corrupt: `weft down {name}` still removes the lab using the journal"),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
+pub fn save(name: &str, st: &State) -> Result<(), Error> {
+    let dir = lab_dir(name);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let tmp = dir.join("state.json.tmp");
+    let body = serde_json::to_vec_pretty(st).expect("state serializes");
+    fs::write(&tmp, body).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    fs::rename(&tmp, dir.join("state.json")).map_err(|e| Error::io(format!("writing state of lab {name}"), e))
+}
+
+/// Names of the namespaces the journal says weft may have created.
+pub fn journal_entries(name: &str) -> Vec<String> {
+    fs::read_to_string(lab_dir(name).join("journal"))
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.strip_prefix("netns "))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Record namespaces about to be created, in one write: a write(2) that has
+/// returned survives the process being killed.
+pub fn journal_netns(name: &str, netns: &[String]) -> Result<(), Error> {
+    if netns.is_empty() {
+        return Ok(());
+    }
+    let dir = lab_dir(name);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut body = String::with_capacity(netns.len() * 32);
+    for n in netns {
+        body.push_str("netns ");
+        body.push_str(n);
+        body.push('\n');
+    }
+    let p = dir.join("journal");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+    f.write_all(body.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", p.display()), e))
+}
+
+/// Rewrite the journal to hold exactly these namespaces (after an apply
+/// removed some, so the journal does not grow without bound).
+pub fn journal_reset(name: &str, netns: &[String]) -> Result<(), Error> {
+    let p = lab_dir(name).join("journal");
+    let _ = fs::remove_file(&p);
+    journal_netns(name, netns)
+}
+
+pub fn remove(name: &str) -> Result<(), Error> {
+    let dir = lab_dir(name);
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+    }
+}
+
+/// Labs that have a state directory.
+pub fn labs() -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(state_root().join("labs"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// An exclusive lock on a lab, released on drop.
+pub struct LabLock {
+    _file: File,
+}
+
+pub fn lock(name: &str) -> Result<LabLock, Error> {
+    let dir = lab_dir(name);
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let p: &Path = &dir.join("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+    nix_flock(&f).map_err(|e| Error::io(format!("locking lab {name} ({})", p.display()), e))?;
+    Ok(LabLock { _file: f })
+}
+
+fn nix_flock(f: &File) -> io::Result<()> {
+    weft_sys::flock_exclusive(f.as_raw_fd())
+}

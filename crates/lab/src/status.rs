@@ -1,0 +1,144 @@
+//! `weft status`: what is built, read back from the kernel.
+//!
+//! The JSON shape (`weft status --json`) is documented in docs/status.md
+//! and kept stable: fields are added, never renamed or removed.
+
+use serde::Serialize;
+use weft_topo::IfaceKind;
+
+use crate::apply::NsHandle;
+use crate::{state, Error};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabStatus {
+    pub name: String,
+    pub source: Option<String>,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub netns: String,
+    /// False when the namespace has vanished (`weft up` recreates it).
+    pub present: bool,
+    pub interfaces: Vec<IfaceStatus>,
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IfaceStatus {
+    pub name: String,
+    /// veth, bridge, tun, tap, loopback.
+    pub kind: &'static str,
+    /// False when the file wants it but the kernel does not have it.
+    pub present: bool,
+    pub index: Option<u32>,
+    /// `None` for a TUN (it has no link-layer address).
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+    /// The kernel's operational state: up, down, lowerlayerdown, unknown.
+    pub state: Option<String>,
+    pub admin_up: Option<bool>,
+    pub carrier: Option<bool>,
+    /// Addresses as the kernel has them.
+    pub addresses: Vec<String>,
+    /// `node:iface` at the other end of a veth.
+    pub peer: Option<String>,
+    /// The bridge this interface is a port of.
+    pub master: Option<String>,
+    /// STP port state of a bridge port: disabled, listening, learning,
+    /// forwarding, blocking.
+    pub port_state: Option<&'static str>,
+    /// Bridges: whether STP runs.
+    pub stp: Option<bool>,
+    pub tun: Option<TunStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TunStatus {
+    pub tap: bool,
+    pub pi: bool,
+    pub vnet_hdr: bool,
+    pub multi_queue: bool,
+    pub persist: bool,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
+/// Status of one lab, or of every lab on this machine.
+pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
+    let names = match name {
+        Some(n) => vec![n.to_string()],
+        None => state::labs(),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let Some(st) = state::load(&n)? else {
+            if name.is_some() {
+                return Err(Error::NoLab(n));
+            }
+            continue;
+        };
+        let mut nodes = Vec::new();
+        for node in st.lab.nodes.values() {
+            let mut h = NsHandle::open(&node.name, &node.netns).ok();
+            let links = h.as_mut().and_then(|h| h.nl.links().ok()).unwrap_or_default();
+            let addrs = h.as_mut().and_then(|h| h.nl.addresses().ok()).unwrap_or_default();
+            let by_index = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
+            let mut ifaces = Vec::new();
+            for i in node.interfaces.values() {
+                let l = links.iter().find(|l| l.name == i.name);
+                let kind = i.kind.name();
+                ifaces.push(IfaceStatus {
+                    name: i.name.clone(),
+                    kind,
+                    present: l.is_some(),
+                    index: l.map(|l| l.index),
+                    mac: l.and_then(|l| l.mac).filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback)).map(|m| weft_topo::Mac(m).to_string()),
+                    mtu: l.map(|l| l.mtu),
+                    state: l.map(|l| l.oper.clone()),
+                    admin_up: l.map(|l| l.admin_up),
+                    carrier: l.map(|l| l.lower_up),
+                    addresses: l
+                        .map(|l| addrs.iter().filter(|a| a.index == l.index && !a.link_local).map(|a| a.net.to_string()).collect())
+                        .unwrap_or_default(),
+                    peer: match &i.kind {
+                        IfaceKind::Veth { peer } => Some(peer.to_string()),
+                        _ => None,
+                    },
+                    master: l.and_then(|l| l.master).and_then(by_index),
+                    port_state: l.and_then(|l| l.port_state).map(|s| s.as_str()),
+                    stp: l.and_then(|l| l.stp),
+                    tun: l.and_then(|l| l.tun.as_ref()).map(|t| TunStatus {
+                        tap: t.tap,
+                        pi: t.pi,
+                        vnet_hdr: t.vnet_hdr,
+                        multi_queue: t.multi_queue,
+                        persist: t.persist,
+                        owner: t.owner,
+                        group: t.group,
+                    }),
+                });
+            }
+            nodes.push(NodeStatus {
+                name: node.name.clone(),
+                kind: match node.kind {
+                    weft_topo::NodeKind::Host => "host",
+                    weft_topo::NodeKind::Bridge => "bridge",
+                },
+                netns: node.netns.clone(),
+                present: h.is_some(),
+                interfaces: ifaces,
+                routes: node.routes.iter().map(|r| r.to_string()).collect(),
+            });
+        }
+        out.push(LabStatus {
+            name: n,
+            source: st.source.map(|p| p.display().to_string()),
+            nodes,
+        });
+    }
+    Ok(out)
+}
