@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod error;
+pub mod exec;
 pub mod netns;
 mod rtnl;
 pub mod sysctl;
