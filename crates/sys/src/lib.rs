@@ -1,10 +1,14 @@
 //! weft's one contact with the operating system. Every `unsafe` block of the
 //! project lives in this crate; the layers above (topo, lab) are safe Rust.
 
+pub mod caps;
 pub mod netlink;
 pub mod error;
+pub mod exec;
 pub mod netns;
 mod rtnl;
+pub mod sysctl;
+pub mod tuntap;
 
 pub use error::{Error, Result};
 pub use rtnl::route_socket;
