@@ -1,1 +1,320 @@
-fn main() {}
+//! The `weft` command: a thin layer over the `weft` library.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use miette::{LabeledSpan, NamedSource};
+
+mod render;
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Build, run, inspect and tear down Linux virtual networks"
+)]
+struct Cli {
+    /// Log what weft does (also: RUST_LOG=weft=debug).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build a lab from a topology file, or apply the file's changes to it.
+    Up {
+        file: PathBuf,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// On failure, leave what this run made in place.
+        #[arg(long)]
+        keep_on_error: bool,
+        /// Print only errors.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Worker threads (default: the number of CPUs, at most 4).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Remove a lab: every namespace, interface, address and route it made.
+    Down {
+        /// The lab's name, or its topology file.
+        lab: String,
+        /// Return without waiting for the kernel to finish the removal.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show labs, their nodes, interfaces, addresses, bridges and ports.
+    Status {
+        lab: Option<String>,
+        /// Machine-readable output (shape in docs/status.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a node, like `ip netns exec`.
+    Exec {
+        lab: String,
+        node: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<OsString>,
+    },
+    /// Send ICMP echo requests from a node to a node name or address.
+    Ping {
+        lab: String,
+        node: String,
+        /// A node name (its addresses) or an IP address.
+        target: String,
+        /// Number of requests.
+        #[arg(short = 'c', long, default_value_t = 3)]
+        count: u32,
+        /// Seconds between requests.
+        #[arg(short = 'i', long, default_value_t = 0.2)]
+        interval: f64,
+        /// Seconds to wait for each reply.
+        #[arg(short = 'W', long, default_value_t = 1.0)]
+        timeout: f64,
+        /// Send out of this interface (SO_BINDTODEVICE), like `ping -I`.
+        #[arg(short = 'I', long)]
+        interface: Option<String>,
+        /// Payload bytes.
+        #[arg(short = 's', long, default_value_t = 56)]
+        size: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // exec must stay single-threaded until it has entered the namespace, so
+    // it runs before anything that could start a thread.
+    if let Cmd::Exec { lab, node, cmd } = &cli.cmd {
+        let err = match weft::node_netns(lab, node) {
+            Ok(ns) => match weft_sys::exec::exec_in(&ns, cmd) {
+                Err(e) => e.to_string(),
+                Ok(never) => match never {},
+            },
+            Err(e) => e.to_string(),
+        };
+        eprintln!("weft exec: {err}");
+        return ExitCode::from(125);
+    }
+    init_logging(cli.verbose);
+    let r = match cli.cmd {
+        Cmd::Up {
+            file,
+            dry_run,
+            keep_on_error,
+            quiet,
+            threads,
+        } => up(&file, dry_run, keep_on_error, quiet, threads),
+        Cmd::Down { lab, no_wait } => down(&lab, no_wait),
+        Cmd::Status { lab, json } => status(lab.as_deref(), json),
+        Cmd::Ping {
+            lab,
+            node,
+            target,
+            count,
+            interval,
+            timeout,
+            interface,
+            size,
+        } => render::ping(
+            &lab, &node, &target, count, interval, timeout, interface, size,
+        ),
+        Cmd::Exec { .. } => unreachable!(),
+    };
+    match r {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("weft: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let filter = if verbose {
+        tracing_subscriber::EnvFilter::new("weft=debug,weft_sys=debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Print every diagnostic with the file's lines around it.
+fn show_diagnostics(path: &Path, text: &str, diags: &[weft_topo::Diagnostic], warning: bool) {
+    for d in diags {
+        let labels: Vec<LabeledSpan> = d
+            .span
+            .clone()
+            .map(|s| LabeledSpan::at(s, "here"))
+            .into_iter()
+            .collect();
+        let mut md = miette::MietteDiagnostic::new(d.message.clone()).with_labels(labels);
+        if let Some(h) = &d.help {
+            md = md.with_help(h.clone());
+        }
+        if warning {
+            md = md.with_severity(miette::Severity::Warning);
+        }
+        let report = miette::Report::new(md).with_source_code(NamedSource::new(
+            path.display().to_string(),
+            text.to_string(),
+        ));
+        let pos = d
+            .line_col(text)
+            .map(|(l, c)| format!("{}:{l}:{c}: ", path.display()))
+            .unwrap_or_default();
+        eprintln!("{pos}{}", if warning { "warning" } else { "error" });
+        eprintln!("{report:?}");
+    }
+}
+
+fn up(
+    file: &Path,
+    dry_run: bool,
+    keep_on_error: bool,
+    quiet: bool,
+    threads: Option<usize>,
+) -> Result<ExitCode, String> {
+    let parsed = match weft::parse_file(file) {
+        Ok(p) => p,
+        Err(e) => {
+            show_diagnostics(&e.path, &e.source_text, &e.diagnostics.0, false);
+            return Err(format!(
+                "{} was not applied: {} problem(s); nothing was changed",
+                file.display(),
+                e.diagnostics.0.len()
+            ));
+        }
+    };
+    if !quiet && !parsed.warnings.is_empty() {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        show_diagnostics(file, &text, &parsed.warnings, true);
+    }
+    let progress = render::Progress::new(
+        !quiet && std::io::stderr().is_terminal() && parsed.lab.nodes.len() >= 20,
+    );
+    let on_event = |e: weft::Event| progress.event(e);
+    let mut opts = weft::UpOptions {
+        dry_run,
+        keep_on_error,
+        source: Some(std::fs::canonicalize(file).unwrap_or(file.to_path_buf())),
+        progress: &on_event,
+        ..Default::default()
+    };
+    if let Some(t) = threads {
+        opts.threads = t.max(1);
+    }
+    let report = weft::up(&parsed.lab, &opts);
+    progress.finish();
+    let report = report.map_err(|e| e.to_string())?;
+    let name = &parsed.lab.name;
+    if dry_run {
+        if report.plan.is_empty() {
+            println!("lab {name} matches {}: nothing to change", file.display());
+        } else {
+            let (a, c, r) = report.plan.summary();
+            println!("plan for lab {name}: {a} to add, {c} to change, {r} to remove (dry run: nothing changed)");
+            print!("{}", report.plan);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.recovered > 0 {
+        println!(
+            "removed {} namespace(s) left by an interrupted `weft up` of {name}",
+            report.recovered
+        );
+    }
+    if !report.changed {
+        println!("lab {name} is up to date: nothing to change");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (a, c, r) = report.plan.summary();
+    let lines = report.plan.lines();
+    if lines.len() <= 60 {
+        for l in &lines {
+            println!("{l}");
+        }
+    } else {
+        println!(
+            "({} changes; `weft up --dry-run` on a changed file lists them)",
+            lines.len()
+        );
+    }
+    println!(
+        "lab {name} is up: {a} added, {c} changed, {r} removed in {:.0} ms, usable after {:.0} ms more",
+        report.apply_time.as_secs_f64() * 1e3,
+        report.wait_time.as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(lab: &str, no_wait: bool) -> Result<ExitCode, String> {
+    let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
+        lab_name_of(Path::new(lab))?
+    } else {
+        lab.to_string()
+    };
+    let r = weft::down(&name, &weft::DownOptions { no_wait }).map_err(|e| e.to_string())?;
+    for (ns, pids) in &r.held {
+        eprintln!(
+            "weft: warning: {ns} was deleted, but processes still run in it and keep it alive: {}; they were not touched",
+            pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if r.removed.is_empty() {
+        println!("lab {name}: nothing to remove");
+    } else {
+        println!(
+            "lab {name} is down: removed {} namespace(s)",
+            r.removed.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lab name of a file, even a file that no longer passes the checks.
+fn lab_name_of(path: &Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let v: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    v.get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "{} has no `name`; give the lab's name instead",
+                path.display()
+            )
+        })
+}
+
+fn status(lab: Option<&str>, json: bool) -> Result<ExitCode, String> {
+    let labs = weft::status(lab).map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&labs).expect("serializes")
+        );
+    } else if labs.is_empty() {
+        println!("no labs on this machine");
+    } else {
+        print!("{}", render::status_table(&labs));
+    }
+    Ok(ExitCode::SUCCESS)
+}

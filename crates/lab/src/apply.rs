@@ -34,7 +34,8 @@ impl NsHandle {
     pub fn open(node: &str, netns_name: &str) -> Result<NsHandle, Error> {
         let fd = netns::open(netns_name)?;
         let sock = netns::route_socket_in(fd.as_fd())?;
-        let mut nl = Netlink::from_fd(sock).map_err(|e| Error::io(format!("netlink socket in {netns_name}"), e))?;
+        let mut nl = Netlink::from_fd(sock)
+            .map_err(|e| Error::io(format!("netlink socket in {netns_name}"), e))?;
         let index = nl
             .links()
             .map_err(|e| Error::io(format!("listing the interfaces of {netns_name}"), e))?
@@ -73,7 +74,14 @@ fn netns_of(new: &Lab, old: Option<&Lab>, node: &str) -> String {
 }
 
 impl<'a> Exec<'a> {
-    pub fn new(lab_name: &'a str, new: &'a Lab, old: Option<&'a Lab>, state: &'a mut State, threads: usize, progress: &'a dyn Fn(Event)) -> Self {
+    pub fn new(
+        lab_name: &'a str,
+        new: &'a Lab,
+        old: Option<&'a Lab>,
+        state: &'a mut State,
+        threads: usize,
+        progress: &'a dyn Fn(Event),
+    ) -> Self {
         Exec {
             lab_name,
             new,
@@ -110,11 +118,18 @@ impl<'a> Exec<'a> {
     pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
         let t0 = Instant::now();
         self.removals(ops)?;
+        let t1 = Instant::now();
         self.namespaces(ops)?;
+        let t2 = Instant::now();
         self.devices(ops)?;
+        let t3 = Instant::now();
         self.sysctls(ops)?;
+        let t4 = Instant::now();
         self.settings(ops)?;
-        tracing::debug!(elapsed = ?t0.elapsed(), ops = ops.len(), "applied");
+        tracing::debug!(
+            removals = ?(t1 - t0), namespaces = ?(t2 - t1), devices = ?(t3 - t2), sysctls = ?(t4 - t3), settings = ?t4.elapsed(),
+            ops = ops.len(), "applied"
+        );
         Ok(())
     }
 
@@ -122,7 +137,9 @@ impl<'a> Exec<'a> {
         let mut gone_ns = Vec::new();
         let mut batch = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            let Op::Remove { key, val, implied } = op else { continue };
+            let Op::Remove { key, val, implied } = op else {
+                continue;
+            };
             if *implied {
                 batch.push(i);
                 continue;
@@ -132,10 +149,21 @@ impl<'a> Exec<'a> {
                 ResKey::Netns { node } => gone_ns.push((i, old.nodes[node].netns.clone())),
                 ResKey::Veth { a, b } => {
                     // Delete from a side that stays (the other may be going).
-                    let side = if self.new.nodes.contains_key(&a.node) { a } else { b };
+                    let side = if self.new.nodes.contains_key(&a.node) {
+                        a
+                    } else {
+                        b
+                    };
                     let idx = self.index_of(&side.node, &side.iface)?;
                     let h = self.handle(&side.node)?;
-                    h.nl.push(nl::del_link(idx), format!("ip link del {} (veth to {})", side.iface, if side == a { b } else { a }));
+                    h.nl.push(
+                        nl::del_link(idx),
+                        format!(
+                            "ip link del {} (veth to {})",
+                            side.iface,
+                            if side == a { b } else { a }
+                        ),
+                    );
                     h.ops.push(i);
                 }
                 ResKey::Device { node, iface } => {
@@ -147,7 +175,10 @@ impl<'a> Exec<'a> {
                 ResKey::Addr { node, iface, addr } => {
                     let idx = self.index_of(node, iface)?;
                     let h = self.handle(node)?;
-                    h.nl.push(nl::address(false, idx, *addr), format!("ip addr del {addr} dev {iface}"));
+                    h.nl.push(
+                        nl::address(false, idx, *addr),
+                        format!("ip addr del {addr} dev {iface}"),
+                    );
                     h.ops.push(i);
                 }
                 ResKey::Route { node, route } => {
@@ -157,8 +188,13 @@ impl<'a> Exec<'a> {
                     h.ops.push(i);
                 }
                 ResKey::Sysctl { node, key } => {
-                    if let Some(before) = self.state.sysctl_before.remove(&format!("{node} {key}")) {
-                        let fd = self.handle(node)?.fd.try_clone().map_err(|e| Error::io("dup", e))?;
+                    if let Some(before) = self.state.sysctl_before.remove(&format!("{node} {key}"))
+                    {
+                        let fd = self
+                            .handle(node)?
+                            .fd
+                            .try_clone()
+                            .map_err(|e| Error::io("dup", e))?;
                         let k = key.clone();
                         netns::run_in(fd.as_fd(), move || sysctl::write(&k, &before))??;
                     }
@@ -185,7 +221,10 @@ impl<'a> Exec<'a> {
             .iter()
             .enumerate()
             .filter_map(|(i, o)| match o {
-                Op::Add { key: ResKey::Netns { node }, .. } => Some((i, node.clone())),
+                Op::Add {
+                    key: ResKey::Netns { node },
+                    ..
+                } => Some((i, node.clone())),
                 _ => None,
             })
             .collect();
@@ -193,36 +232,68 @@ impl<'a> Exec<'a> {
         // namespace: for new namespaces, while the worker is still in it.
         let mut tuns: HashMap<String, Vec<(usize, tuntap::TunTapSpec)>> = HashMap::new();
         for (i, o) in ops.iter().enumerate() {
-            if let Op::Add { key: ResKey::Device { node, iface }, val: Res::Device(k) } = o {
+            if let Op::Add {
+                key: ResKey::Device { node, iface },
+                val: Res::Device(k),
+            } = o
+            {
                 if let Some(spec) = tun_spec(iface, k) {
                     tuns.entry(node.clone()).or_default().push((i, spec));
                 }
             }
         }
         if !new_nodes.is_empty() {
-            let names: Vec<String> = new_nodes.iter().map(|(_, n)| self.new.nodes[n].netns.clone()).collect();
+            let names: Vec<String> = new_nodes
+                .iter()
+                .map(|(_, n)| self.new.nodes[n].netns.clone())
+                .collect();
             crate::state::journal_netns(self.lab_name, &names)?;
-            (self.progress)(Event::Stage { what: "creating namespaces", total: names.len() });
-            let by_netns: HashMap<&str, &str> = new_nodes.iter().map(|(_, n)| (self.new.nodes[n].netns.as_str(), n.as_str())).collect();
+            (self.progress)(Event::Stage {
+                what: "creating namespaces",
+                total: names.len(),
+            });
+            let by_netns: HashMap<&str, &str> = new_nodes
+                .iter()
+                .map(|(_, n)| (self.new.nodes[n].netns.as_str(), n.as_str()))
+                .collect();
             let lab = self.new;
             let tuns_ref = &tuns;
-            let created = netns::create_many(&names, self.threads, |netns_name| -> Result<HashMap<String, u32>, Error> {
-                let node = &lab.nodes[by_netns[netns_name]];
-                base_sysctls(node)?;
-                let mut idx = HashMap::new();
-                for (_, spec) in tuns_ref.get(&node.name).map(|v| v.as_slice()).unwrap_or(&[]) {
-                    tuntap::create_persistent(spec)?;
-                    idx.insert(spec.name.clone(), weft_sys::if_index(&spec.name).unwrap_or(0));
-                }
-                Ok(idx)
-            })?;
+            let created = netns::create_many(
+                &names,
+                self.threads,
+                |netns_name| -> Result<HashMap<String, u32>, Error> {
+                    let node = &lab.nodes[by_netns[netns_name]];
+                    base_sysctls(node)?;
+                    let mut idx = HashMap::new();
+                    for (_, spec) in tuns_ref
+                        .get(&node.name)
+                        .map(|v| v.as_slice())
+                        .unwrap_or(&[])
+                    {
+                        tuntap::create_persistent(spec)?;
+                        idx.insert(
+                            spec.name.clone(),
+                            weft_sys::if_index(&spec.name).unwrap_or(0),
+                        );
+                    }
+                    Ok(idx)
+                },
+            )?;
             let mut first_err = None;
             for ((i, node), res) in new_nodes.iter().zip(created) {
                 match res {
                     Ok(c) => {
-                        let mut nlh = Netlink::from_fd(c.route_socket).map_err(|e| Error::io(format!("netlink socket in {}", c.name), e))?;
+                        let mut nlh = Netlink::from_fd(c.route_socket)
+                            .map_err(|e| Error::io(format!("netlink socket in {}", c.name), e))?;
                         nlh.push(
-                            nl::set_link(1, &SetLink { up: Some(true), alias: Some(owner_tag(self.lab_name)), ..Default::default() }),
+                            nl::set_link(
+                                1,
+                                &SetLink {
+                                    up: Some(true),
+                                    alias: Some(owner_tag(self.lab_name)),
+                                    ..Default::default()
+                                },
+                            ),
                             "ip link set lo up".into(),
                         );
                         let mut index: HashMap<String, u32> = c.value;
@@ -232,7 +303,16 @@ impl<'a> Exec<'a> {
                             self.applied.push(*ti);
                             self.created.insert((node.clone(), spec.name.clone()));
                         }
-                        self.ns.insert(node.clone(), NsHandle { node: node.clone(), fd: c.ns, nl: nlh, index, ops: vec![*i] });
+                        self.ns.insert(
+                            node.clone(),
+                            NsHandle {
+                                node: node.clone(),
+                                fd: c.ns,
+                                nl: nlh,
+                                index,
+                                ops: vec![*i],
+                            },
+                        );
                     }
                     Err(e) => {
                         first_err.get_or_insert(e);
@@ -249,19 +329,23 @@ impl<'a> Exec<'a> {
             if new_nodes.iter().any(|(_, n)| n == node) {
                 continue;
             }
-            let fd = self.handle(node)?.fd.try_clone().map_err(|e| Error::io("dup", e))?;
+            let fd = self
+                .handle(node)?
+                .fd
+                .try_clone()
+                .map_err(|e| Error::io("dup", e))?;
             let specs2 = specs.clone();
-            let made: Vec<(String, u32)> = netns::run_in(fd.as_fd(), move || -> Result<Vec<(String, u32)>, Error> {
-                let mut v = Vec::new();
-                for (_, s) in &specs2 {
-                    tuntap::create_persistent(s)?;
-                    v.push((s.name.clone(), weft_sys::if_index(&s.name).unwrap_or(0)));
-                }
-                Ok(v)
-            })??;
-            let h = self.handle(node)?;
+            let made: Vec<(String, u32)> =
+                netns::run_in(fd.as_fd(), move || -> Result<Vec<(String, u32)>, Error> {
+                    let mut v = Vec::new();
+                    for (_, s) in &specs2 {
+                        tuntap::create_persistent(s)?;
+                        v.push((s.name.clone(), weft_sys::if_index(&s.name).unwrap_or(0)));
+                    }
+                    Ok(v)
+                })??;
             for (n, i) in made {
-                h.index.insert(n.clone(), i);
+                self.handle(node)?.index.insert(n.clone(), i);
                 self.created.insert((node.clone(), n));
             }
             self.applied.extend(specs.iter().map(|(i, _)| *i));
@@ -278,7 +362,15 @@ impl<'a> Exec<'a> {
                     let index = self.alloc_index();
                     let h = self.handle(node)?;
                     h.nl.push(
-                        nl::new_bridge(&NewLink { index, name: iface, mtu: at.mtu, mac: at.mac.map(|m| m.0) }, &bridge_settings(b)),
+                        nl::new_bridge(
+                            &NewLink {
+                                index,
+                                name: iface,
+                                mtu: at.mtu,
+                                mac: at.mac.map(|m| m.0),
+                            },
+                            &bridge_settings(b),
+                        ),
                         format!("ip link add {iface} type bridge"),
                     );
                     h.index.insert(iface.clone(), index);
@@ -289,7 +381,9 @@ impl<'a> Exec<'a> {
                     let (mut x, mut y) = (a.clone(), b.clone());
                     // Create from the end that is a bridge port, so the port
                     // joins its bridge in the creating request.
-                    if self.attrs(&x.node, &x.iface).master.is_none() && self.attrs(&y.node, &y.iface).master.is_some() {
+                    if self.attrs(&x.node, &x.iface).master.is_none()
+                        && self.attrs(&y.node, &y.iface).master.is_some()
+                    {
                         std::mem::swap(&mut x, &mut y);
                     }
                     self.queue_veth(i, &x, &y)?;
@@ -297,7 +391,10 @@ impl<'a> Exec<'a> {
                 _ => {}
             }
         }
-        (self.progress)(Event::Stage { what: "creating links", total: 0 });
+        (self.progress)(Event::Stage {
+            what: "creating links",
+            total: 0,
+        });
         self.flush(ops)
     }
 
@@ -314,13 +411,29 @@ impl<'a> Exec<'a> {
             Some(self.handle(&y.node)?.fd.as_raw_fd())
         };
         let req = nl::new_veth(
-            &NewLink { index: ix, name: &x.iface, mtu: ax.mtu, mac: ax.mac.map(|m| m.0) },
+            &NewLink {
+                index: ix,
+                name: &x.iface,
+                mtu: ax.mtu,
+                mac: ax.mac.map(|m| m.0),
+            },
             master,
-            &NewLink { index: iy, name: &y.iface, mtu: ay.mtu, mac: ay.mac.map(|m| m.0) },
+            &NewLink {
+                index: iy,
+                name: &y.iface,
+                mtu: ay.mtu,
+                mac: ay.mac.map(|m| m.0),
+            },
             peer_fd,
         );
         let hx = self.handle(&x.node)?;
-        hx.nl.push(req, format!("ip link add {} type veth peer name {} netns {}", x.iface, y.iface, y.node));
+        hx.nl.push(
+            req,
+            format!(
+                "ip link add {} type veth peer name {} netns {}",
+                x.iface, y.iface, y.node
+            ),
+        );
         hx.index.insert(x.iface.clone(), ix);
         hx.ops.push(i);
         self.handle(&y.node)?.index.insert(y.iface.clone(), iy);
@@ -328,7 +441,8 @@ impl<'a> Exec<'a> {
         self.created.insert((y.node.clone(), y.iface.clone()));
         if master.is_some() {
             // The creating end already joined its bridge.
-            self.created.insert((x.node.clone(), format!("{}\0master", x.iface)));
+            self.created
+                .insert((x.node.clone(), format!("{}\0master", x.iface)));
         }
         Ok(())
     }
@@ -352,26 +466,50 @@ impl<'a> Exec<'a> {
         let mut by_node: BTreeMap<String, Vec<(usize, String, String)>> = BTreeMap::new();
         for (i, op) in ops.iter().enumerate() {
             match op {
-                Op::Add { key: ResKey::Sysctl { node, key }, val: Res::Sysctl(v) } | Op::Change { key: ResKey::Sysctl { node, key }, to: Res::Sysctl(v), .. } => {
-                    by_node.entry(node.clone()).or_default().push((i, key.clone(), v.clone()));
+                Op::Add {
+                    key: ResKey::Sysctl { node, key },
+                    val: Res::Sysctl(v),
+                }
+                | Op::Change {
+                    key: ResKey::Sysctl { node, key },
+                    to: Res::Sysctl(v),
+                    ..
+                } => {
+                    by_node
+                        .entry(node.clone())
+                        .or_default()
+                        .push((i, key.clone(), v.clone()));
                 }
                 _ => {}
             }
         }
         for (node, list) in by_node {
-            let fd = self.handle(&node)?.fd.try_clone().map_err(|e| Error::io("dup", e))?;
-            let l2: Vec<(String, String)> = list.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
-            let before: Vec<(String, String)> = netns::run_in(fd.as_fd(), move || -> Result<Vec<(String, String)>, Error> {
-                let mut out = Vec::new();
-                for (k, v) in &l2 {
-                    let old = sysctl::read(k)?;
-                    sysctl::ensure(k, v)?;
-                    out.push((k.clone(), old));
-                }
-                Ok(out)
-            })??;
+            let fd = self
+                .handle(&node)?
+                .fd
+                .try_clone()
+                .map_err(|e| Error::io("dup", e))?;
+            let l2: Vec<(String, String)> = list
+                .iter()
+                .map(|(_, k, v)| (k.clone(), v.clone()))
+                .collect();
+            let before: Vec<(String, String)> = netns::run_in(
+                fd.as_fd(),
+                move || -> Result<Vec<(String, String)>, Error> {
+                    let mut out = Vec::new();
+                    for (k, v) in &l2 {
+                        let old = sysctl::read(k)?;
+                        sysctl::ensure(k, v)?;
+                        out.push((k.clone(), old));
+                    }
+                    Ok(out)
+                },
+            )??;
             for (k, old) in before {
-                self.state.sysctl_before.entry(format!("{node} {k}")).or_insert(old);
+                self.state
+                    .sysctl_before
+                    .entry(format!("{node} {k}"))
+                    .or_insert(old);
             }
             self.applied.extend(list.iter().map(|(i, _, _)| *i));
         }
@@ -384,39 +522,71 @@ impl<'a> Exec<'a> {
         let mut routes = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             match op {
-                Op::Add { key: ResKey::Attrs { node, iface }, val: Res::Attrs(a) } => {
+                Op::Add {
+                    key: ResKey::Attrs { node, iface },
+                    val: Res::Attrs(a),
+                } => {
                     let fresh = self.created.contains(&(node.clone(), iface.clone()));
-                    let joined = self.created.contains(&(node.clone(), format!("{iface}\0master")));
+                    let joined = self
+                        .created
+                        .contains(&(node.clone(), format!("{iface}\0master")));
                     self.queue_attrs(i, node, iface, None, a, fresh, joined)?;
                 }
-                Op::Change { key: ResKey::Attrs { node, iface }, from: Res::Attrs(f), to: Res::Attrs(t) } => {
+                Op::Change {
+                    key: ResKey::Attrs { node, iface },
+                    from: Res::Attrs(f),
+                    to: Res::Attrs(t),
+                } => {
                     self.queue_attrs(i, node, iface, Some(f), t, false, false)?;
                 }
-                Op::Add { key: ResKey::Addr { node, iface, addr }, .. } => {
+                Op::Add {
+                    key: ResKey::Addr { node, iface, addr },
+                    ..
+                } => {
                     let idx = self.index_of(node, iface)?;
                     let h = self.handle(node)?;
-                    h.nl.push(nl::address(true, idx, *addr), format!("ip addr add {addr} dev {iface}"));
+                    h.nl.push(
+                        nl::address(true, idx, *addr),
+                        format!("ip addr add {addr} dev {iface}"),
+                    );
                     h.ops.push(i);
                 }
-                Op::Add { key: ResKey::Route { .. }, .. } => routes.push(i),
+                Op::Add {
+                    key: ResKey::Route { .. },
+                    ..
+                } => routes.push(i),
                 _ => {}
             }
         }
         // Routes go last in each namespace's batch: a gateway is reachable
         // only once its interface has its address and is up.
         for i in routes {
-            let ResKey::Route { node, route } = ops[i].key() else { unreachable!() };
+            let ResKey::Route { node, route } = ops[i].key() else {
+                unreachable!()
+            };
             let spec = self.route_spec(node, route)?;
             let h = self.handle(node)?;
             h.nl.push(nl::route(true, &spec), format!("ip route replace {route}"));
             h.ops.push(i);
         }
-        (self.progress)(Event::Stage { what: "configuring", total: 0 });
+        (self.progress)(Event::Stage {
+            what: "configuring",
+            total: 0,
+        });
         self.flush(ops)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn queue_attrs(&mut self, i: usize, node: &str, iface: &str, from: Option<&Attrs>, to: &Attrs, fresh: bool, joined: bool) -> Result<(), Error> {
+    fn queue_attrs(
+        &mut self,
+        i: usize,
+        node: &str,
+        iface: &str,
+        from: Option<&Attrs>,
+        to: &Attrs,
+        fresh: bool,
+        joined: bool,
+    ) -> Result<(), Error> {
         let idx = self.index_of(node, iface)?;
         let master = if joined || from.is_some_and(|f| f.master == to.master) {
             None
@@ -427,33 +597,67 @@ impl<'a> Exec<'a> {
                 None => None,
             }
         };
-        let changed = |f: &dyn Fn(&Attrs) -> bool| from.is_none_or(|old| f(old));
+        let changed = |f: &dyn Fn(&Attrs) -> bool| from.is_none_or(f);
         let set = SetLink {
-            up: if changed(&|o| o.up != to.up) { Some(to.up) } else { None },
-            mtu: if !fresh && changed(&|o| o.mtu != to.mtu) { to.mtu } else { None },
-            mac: if !fresh && changed(&|o| o.mac != to.mac) { to.mac.map(|m| m.0) } else { None },
+            up: if changed(&|o| o.up != to.up) {
+                Some(to.up)
+            } else {
+                None
+            },
+            mtu: if !fresh && changed(&|o| o.mtu != to.mtu) {
+                to.mtu
+            } else {
+                None
+            },
+            mac: if !fresh && changed(&|o| o.mac != to.mac) {
+                to.mac.map(|m| m.0)
+            } else {
+                None
+            },
             master,
             alias: None,
         };
         let h = self.handle(node)?;
         // Join the bridge before setting port options; those need the port.
         if set.master.is_some() {
-            h.nl.push(nl::set_link(idx, &SetLink { master: set.master, ..Default::default() }), format!("ip link set {iface} master ..."));
+            h.nl.push(
+                nl::set_link(
+                    idx,
+                    &SetLink {
+                        master: set.master,
+                        ..Default::default()
+                    },
+                ),
+                format!("ip link set {iface} master ..."),
+            );
             h.ops.push(i);
         }
-        if (to.port.cost.is_some() || to.port.priority.is_some()) && changed(&|o| o.port != to.port) {
-            h.nl.push(nl::set_port(idx, to.port.cost, to.port.priority), format!("ip link set {iface} type bridge_slave cost/priority"));
+        if (to.port.cost.is_some() || to.port.priority.is_some()) && changed(&|o| o.port != to.port)
+        {
+            h.nl.push(
+                nl::set_port(idx, to.port.cost, to.port.priority),
+                format!("ip link set {iface} type bridge_slave cost/priority"),
+            );
             h.ops.push(i);
         }
         if let (Some(b), false) = (&to.bridge, fresh) {
             if changed(&|o| o.bridge.as_ref() != Some(b)) {
-                h.nl.push(nl::set_bridge(idx, &bridge_settings(b)), format!("ip link set {iface} type bridge ..."));
+                h.nl.push(
+                    nl::set_bridge(idx, &bridge_settings(b)),
+                    format!("ip link set {iface} type bridge ..."),
+                );
                 h.ops.push(i);
             }
         }
-        let plain = SetLink { master: None, ..set };
+        let plain = SetLink {
+            master: None,
+            ..set
+        };
         if plain.up.is_some() || plain.mtu.is_some() || plain.mac.is_some() {
-            h.nl.push(nl::set_link(idx, &plain), format!("ip link set {iface}{}", if to.up { " up" } else { " down" }));
+            h.nl.push(
+                nl::set_link(idx, &plain),
+                format!("ip link set {iface}{}", if to.up { " up" } else { " down" }),
+            );
             h.ops.push(i);
         }
         if h.ops.last() != Some(&i) {
@@ -489,13 +693,17 @@ impl<'a> Exec<'a> {
 
     /// Send every namespace's queue, two namespaces at a time.
     fn flush(&mut self, _ops: &[Op]) -> Result<(), Error> {
-        let mut handles: Vec<&mut NsHandle> = self.ns.values_mut().filter(|h| h.nl.pending() > 0).collect();
+        let mut handles: Vec<&mut NsHandle> = self
+            .ns
+            .values_mut()
+            .filter(|h| h.nl.pending() > 0)
+            .collect();
         if handles.is_empty() {
             return Ok(());
         }
         let threads = self.threads.clamp(1, handles.len());
         let chunk = handles.len().div_ceil(threads);
-        let results: Vec<(Vec<usize>, Vec<(String, nl::NlError)>)> = std::thread::scope(|s| {
+        let results: Vec<FlushOutcome> = std::thread::scope(|s| {
             let workers: Vec<_> = handles
                 .chunks_mut(chunk)
                 .map(|part| {
@@ -516,7 +724,10 @@ impl<'a> Exec<'a> {
                     })
                 })
                 .collect();
-            workers.into_iter().map(|w| w.join().expect("flush worker")).collect()
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("flush worker"))
+                .collect()
         });
         let mut first = None;
         for (ok, errs) in results {
@@ -534,6 +745,9 @@ impl<'a> Exec<'a> {
         }
     }
 }
+
+/// Per worker: the ops whose requests went out, and the refusals by node.
+type FlushOutcome = (Vec<usize>, Vec<(String, nl::NlError)>);
 
 pub(crate) fn bridge_settings(b: &weft_topo::BridgeOptions) -> nl::BridgeSettings {
     nl::BridgeSettings {
@@ -566,7 +780,10 @@ fn tun_spec(name: &str, k: &IfaceKind) -> Option<tuntap::TunTapSpec> {
 /// Settings weft makes in every namespace it creates, before any interface
 /// exists so that new interfaces inherit them.
 fn base_sysctls(node: &weft_topo::Node) -> Result<(), Error> {
-    let has_v6 = node.interfaces.values().any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+    let has_v6 = node
+        .interfaces
+        .values()
+        .any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
         || node.routes.iter().any(|r| r.ipv6);
     if has_v6 {
         // Addresses are checked unique before building; duplicate address
@@ -584,7 +801,11 @@ fn base_sysctls(node: &weft_topo::Node) -> Result<(), Error> {
 /// Wait until the lab can carry traffic: every bridge port that has a
 /// carrier is forwarding (or blocked by STP for good), and no address is
 /// still tentative.
-pub(crate) fn wait_ready(lab: &Lab, handles: &mut BTreeMap<String, NsHandle>, progress: &dyn Fn(Event)) -> Result<Duration, Error> {
+pub(crate) fn wait_ready(
+    lab: &Lab,
+    handles: &mut BTreeMap<String, NsHandle>,
+    progress: &dyn Fn(Event),
+) -> Result<Duration, Error> {
     let t0 = Instant::now();
     let mut limit = Duration::from_secs(5);
     let mut stp = false;
@@ -603,8 +824,12 @@ pub(crate) fn wait_ready(lab: &Lab, handles: &mut BTreeMap<String, NsHandle>, pr
         .nodes
         .values()
         .filter(|n| {
-            n.interfaces.values().any(|i| matches!(i.kind, IfaceKind::Bridge(_)))
-                || n.interfaces.values().any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+            n.interfaces
+                .values()
+                .any(|i| matches!(i.kind, IfaceKind::Bridge(_)))
+                || n.interfaces
+                    .values()
+                    .any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
         })
         .map(|n| n.name.clone())
         .collect();
@@ -620,7 +845,9 @@ pub(crate) fn wait_ready(lab: &Lab, handles: &mut BTreeMap<String, NsHandle>, pr
                     handles.get_mut(node).unwrap()
                 }
             };
-            let links = h.nl.links().map_err(|e| Error::io(format!("reading links of node {node}"), e))?;
+            let links =
+                h.nl.links()
+                    .map_err(|e| Error::io(format!("reading links of node {node}"), e))?;
             for l in &links {
                 if l.master.is_none() || !l.admin_up || !l.lower_up {
                     continue;
@@ -630,8 +857,14 @@ pub(crate) fn wait_ready(lab: &Lab, handles: &mut BTreeMap<String, NsHandle>, pr
                     Some(s) => waiting.push(format!("{node}:{} {}", l.name, s.as_str())),
                 }
             }
-            if lab.nodes[node].interfaces.values().any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6())) {
-                let addrs = h.nl.addresses().map_err(|e| Error::io(format!("reading addresses of node {node}"), e))?;
+            if lab.nodes[node]
+                .interfaces
+                .values()
+                .any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+            {
+                let addrs =
+                    h.nl.addresses()
+                        .map_err(|e| Error::io(format!("reading addresses of node {node}"), e))?;
                 for a in addrs.iter().filter(|a| a.tentative) {
                     waiting.push(format!("{node}: {} tentative", a.net));
                 }
@@ -648,12 +881,23 @@ pub(crate) fn wait_ready(lab: &Lab, handles: &mut BTreeMap<String, NsHandle>, pr
             });
         }
         if stp && !announced {
-            progress(Event::Stage { what: "waiting for STP (listening, learning, then forwarding)", total: 0 });
+            progress(Event::Stage {
+                what: "waiting for STP (listening, learning, then forwarding)",
+                total: 0,
+            });
             announced = true;
         }
         if stp {
-            progress(Event::Note(format!("{} port(s) not forwarding yet, {:.0} s", waiting.len(), t0.elapsed().as_secs_f64())));
+            progress(Event::Note(format!(
+                "{} port(s) not forwarding yet, {:.0} s",
+                waiting.len(),
+                t0.elapsed().as_secs_f64()
+            )));
         }
-        std::thread::sleep(if stp { Duration::from_millis(100) } else { Duration::from_millis(2) });
+        std::thread::sleep(if stp {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(2)
+        });
     }
 }

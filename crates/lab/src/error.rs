@@ -23,9 +23,17 @@ pub enum Error {
     #[error("there is no lab named {0} on this machine (`weft status` lists the labs)")]
     NoLab(String),
     #[error("lab {lab} has no node {node} (its nodes: {known})")]
-    NoNode { lab: String, node: String, known: String },
+    NoNode {
+        lab: String,
+        node: String,
+        known: String,
+    },
     #[error("{what} did not happen within {secs:.1} s: {detail}")]
-    Timeout { what: String, secs: f64, detail: String },
+    Timeout {
+        what: String,
+        secs: f64,
+        detail: String,
+    },
     #[error("{0}")]
     Other(String),
 }

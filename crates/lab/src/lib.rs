@@ -31,7 +31,10 @@ use crate::state::State;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A new stage; `total` steps follow (0 when not counted).
-    Stage { what: &'static str, total: usize },
+    Stage {
+        what: &'static str,
+        total: usize,
+    },
     Step,
     Note(String),
 }
@@ -52,7 +55,10 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Parsed, Box<FileError>> {
         Box::new(FileError {
             path: path.to_path_buf(),
             source_text: String::new(),
-            diagnostics: Diagnostics(vec![weft_topo::Diagnostic::new(format!("cannot read the file: {e}"), None)]),
+            diagnostics: Diagnostics(vec![weft_topo::Diagnostic::new(
+                format!("cannot read the file: {e}"),
+                None,
+            )]),
         })
     })?;
     weft_topo::parse(&text).map_err(|d| {
@@ -105,7 +111,11 @@ pub struct UpReport {
 pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let name = lab.name.as_str();
     let t0 = Instant::now();
-    let old_state = if opts.dry_run { state::load(name)? } else { None };
+    let old_state = if opts.dry_run {
+        state::load(name)?
+    } else {
+        None
+    };
     if opts.dry_run {
         let old = old_state.as_ref().map(|s| &s.lab);
         return Ok(UpReport {
@@ -139,7 +149,10 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             }
             state::journal_reset(name, &[])?;
             State {
-                lab: Lab { name: name.to_string(), nodes: BTreeMap::new() },
+                lab: Lab {
+                    name: name.to_string(),
+                    nodes: BTreeMap::new(),
+                },
                 source: None,
                 next_index: state::FIRST_INDEX,
                 sysctl_before: BTreeMap::new(),
@@ -151,11 +164,24 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let had_nodes = !old_lab.nodes.is_empty();
     let plan = weft_topo::plan(Some(&old_lab), lab);
     if plan.is_empty() {
-        return Ok(UpReport { plan, changed: false, recovered, apply_time: Duration::ZERO, wait_time: Duration::ZERO });
+        return Ok(UpReport {
+            plan,
+            changed: false,
+            recovered,
+            apply_time: Duration::ZERO,
+            wait_time: Duration::ZERO,
+        });
     }
     let mut handles;
     let result = {
-        let mut ex = Exec::new(name, lab, Some(&old_lab), &mut st, opts.threads, opts.progress);
+        let mut ex = Exec::new(
+            name,
+            lab,
+            Some(&old_lab),
+            &mut st,
+            opts.threads,
+            opts.progress,
+        );
         let r = ex.run(&plan.ops);
         let applied: Vec<weft_topo::Op> = ex.applied.iter().map(|&i| plan.ops[i].clone()).collect();
         handles = std::mem::take(&mut ex.ns);
@@ -182,12 +208,27 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
     state::journal_reset(name, &nets)?;
     let wait_time = apply::wait_ready(lab, &mut handles, opts.progress)?;
-    Ok(UpReport { plan, changed: true, recovered, apply_time, wait_time })
+    tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
+    Ok(UpReport {
+        plan,
+        changed: true,
+        recovered,
+        apply_time,
+        wait_time,
+    })
 }
 
 /// Undo a partial apply: for a new lab, remove every namespace this run
 /// made; otherwise apply the inverse of what took effect.
-fn rollback(name: &str, old: &Lab, new: &Lab, st: &mut State, had_nodes: bool, applied: &[weft_topo::Op], opts: &UpOptions) -> Result<(), Error> {
+fn rollback(
+    name: &str,
+    old: &Lab,
+    new: &Lab,
+    st: &mut State,
+    had_nodes: bool,
+    applied: &[weft_topo::Op],
+    opts: &UpOptions,
+) -> Result<(), Error> {
     if !had_nodes {
         let mut errs = Vec::new();
         for n in state::journal_entries(name) {
@@ -230,12 +271,19 @@ fn check_names_free(new: &Lab, built: &Lab) -> Result<(), Error> {
 /// veth ends cabled to them, which died with them), so the plan recreates
 /// them.
 fn repair_drift(lab: &mut Lab) {
-    let gone: Vec<String> = lab.nodes.values().filter(|n| !weft_sys::netns::exists(&n.netns)).map(|n| n.name.clone()).collect();
+    let gone: Vec<String> = lab
+        .nodes
+        .values()
+        .filter(|n| !weft_sys::netns::exists(&n.netns))
+        .map(|n| n.name.clone())
+        .collect();
     for g in &gone {
         lab.nodes.remove(g);
     }
     for n in lab.nodes.values_mut() {
-        n.interfaces.retain(|_, i| !matches!(&i.kind, IfaceKind::Veth { peer } if gone.contains(&peer.node)));
+        n.interfaces.retain(
+            |_, i| !matches!(&i.kind, IfaceKind::Veth { peer } if gone.contains(&peer.node)),
+        );
     }
 }
 
@@ -287,12 +335,14 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
         }
         report.removed.push(ns);
     }
+    let ids: Vec<_> = held_ids.iter().map(|(_, id)| *id).collect();
+    let mut holders = weft_sys::netns::holders_of_many(&ids);
     for (ns, id) in held_ids {
-        let pids = weft_sys::netns::holders_of(id);
-        if !pids.is_empty() {
+        if let Some(pids) = holders.remove(&id) {
             report.held.push((ns, pids));
         }
     }
+    tracing::debug!(namespaces = report.removed.len(), "deleted");
     if !opts.no_wait && !report.removed.is_empty() && report.held.is_empty() {
         weft_sys::netns::wait_cleanup(Duration::from_secs(60))?;
     }
@@ -304,7 +354,11 @@ fn has_owner_tag(netns: &str, lab: &str) -> bool {
     NsHandle::open("", netns)
         .ok()
         .and_then(|mut h| h.nl.links().ok())
-        .is_some_and(|links| links.iter().any(|l| l.index == 1 && l.alias.as_deref() == Some(apply::owner_tag(lab).as_str())))
+        .is_some_and(|links| {
+            links
+                .iter()
+                .any(|l| l.index == 1 && l.alias.as_deref() == Some(apply::owner_tag(lab).as_str()))
+        })
 }
 
 /// The lab as last applied, or an error naming the labs that exist.
@@ -315,9 +369,13 @@ pub fn built(name: &str) -> Result<State, Error> {
 /// The namespace of a node of a built lab.
 pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
     let st = built(lab)?;
-    st.lab.nodes.get(node).map(|n| n.netns.clone()).ok_or_else(|| Error::NoNode {
-        lab: lab.to_string(),
-        node: node.to_string(),
-        known: st.lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
-    })
+    st.lab
+        .nodes
+        .get(node)
+        .map(|n| n.netns.clone())
+        .ok_or_else(|| Error::NoNode {
+            lab: lab.to_string(),
+            node: node.to_string(),
+            known: st.lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
 }

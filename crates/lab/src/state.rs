@@ -68,7 +68,8 @@ pub fn save(name: &str, st: &State) -> Result<(), Error> {
     let tmp = dir.join("state.json.tmp");
     let body = serde_json::to_vec_pretty(st).expect("state serializes");
     fs::write(&tmp, body).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, dir.join("state.json")).map_err(|e| Error::io(format!("writing state of lab {name}"), e))
+    fs::rename(&tmp, dir.join("state.json"))
+        .map_err(|e| Error::io(format!("writing state of lab {name}"), e))
 }
 
 /// Names of the namespaces the journal says weft may have created.

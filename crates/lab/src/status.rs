@@ -84,8 +84,14 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
         let mut nodes = Vec::new();
         for node in st.lab.nodes.values() {
             let mut h = NsHandle::open(&node.name, &node.netns).ok();
-            let links = h.as_mut().and_then(|h| h.nl.links().ok()).unwrap_or_default();
-            let addrs = h.as_mut().and_then(|h| h.nl.addresses().ok()).unwrap_or_default();
+            let links = h
+                .as_mut()
+                .and_then(|h| h.nl.links().ok())
+                .unwrap_or_default();
+            let addrs = h
+                .as_mut()
+                .and_then(|h| h.nl.addresses().ok())
+                .unwrap_or_default();
             let by_index = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
             let mut ifaces = Vec::new();
             for i in node.interfaces.values() {
@@ -96,13 +102,22 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                     kind,
                     present: l.is_some(),
                     index: l.map(|l| l.index),
-                    mac: l.and_then(|l| l.mac).filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback)).map(|m| weft_topo::Mac(m).to_string()),
+                    mac: l
+                        .and_then(|l| l.mac)
+                        .filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback))
+                        .map(|m| weft_topo::Mac(m).to_string()),
                     mtu: l.map(|l| l.mtu),
                     state: l.map(|l| l.oper.clone()),
                     admin_up: l.map(|l| l.admin_up),
                     carrier: l.map(|l| l.lower_up),
                     addresses: l
-                        .map(|l| addrs.iter().filter(|a| a.index == l.index && !a.link_local).map(|a| a.net.to_string()).collect())
+                        .map(|l| {
+                            addrs
+                                .iter()
+                                .filter(|a| a.index == l.index && !a.link_local)
+                                .map(|a| a.net.to_string())
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     peer: match &i.kind {
                         IfaceKind::Veth { peer } => Some(peer.to_string()),

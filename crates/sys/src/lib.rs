@@ -2,9 +2,9 @@
 //! project lives in this crate; the layers above (topo, lab) are safe Rust.
 
 pub mod caps;
-pub mod netlink;
 pub mod error;
 pub mod exec;
+pub mod netlink;
 pub mod netns;
 mod rtnl;
 pub mod sysctl;

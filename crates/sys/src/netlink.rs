@@ -12,17 +12,17 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
-    InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -46,7 +46,14 @@ pub struct Netlink {
     sock: Socket,
     seq: u32,
     queue: Vec<(NetlinkMessage<RouteNetlinkMessage>, String)>,
-    rbuf: Vec<u8>,
+}
+
+/// 256 KiB: more than the kernel puts in one dump datagram. One per thread,
+/// not per socket: a lab holds a socket per namespace, thousands of them.
+const RBUF: usize = 256 * 1024;
+
+thread_local! {
+    static RBUF_TLS: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; RBUF]);
 }
 
 impl Netlink {
@@ -68,7 +75,10 @@ impl Netlink {
         sock.bind(&SocketAddr::new(0, 0))?;
         // Larger buffers so a chunk of answers (or a dump of a big bridge)
         // never overflows; as root the kernel accepts the FORCE variants.
-        for (opt, size) in [(libc::SO_SNDBUFFORCE, 1 << 20), (libc::SO_RCVBUFFORCE, 4 << 20)] {
+        for (opt, size) in [
+            (libc::SO_SNDBUFFORCE, 1 << 20),
+            (libc::SO_RCVBUFFORCE, 4 << 20),
+        ] {
             let v: libc::c_int = size;
             // SAFETY: setsockopt on a valid fd with a pointer to a live c_int.
             unsafe {
@@ -86,7 +96,6 @@ impl Netlink {
             sock,
             seq: 1,
             queue: Vec::new(),
-            rbuf: vec![0; 256 * 1024],
         })
     }
 
@@ -110,6 +119,10 @@ impl Netlink {
     /// Send everything queued. Returns every refusal (the kernel goes on with
     /// the next message after one fails, so there may be several).
     pub fn flush(&mut self) -> Result<(), Vec<NlError>> {
+        RBUF_TLS.with(|b| self.flush_with(&mut b.borrow_mut()))
+    }
+
+    fn flush_with(&mut self, rbuf: &mut [u8]) -> Result<(), Vec<NlError>> {
         let queue = std::mem::take(&mut self.queue);
         let mut errors = Vec::new();
         let mut i = 0;
@@ -118,7 +131,9 @@ impl Netlink {
             buf.clear();
             let first_seq = self.seq;
             let start = i;
-            while i < queue.len() && (buf.is_empty() || buf.len() + queue[i].0.buffer_len() <= CHUNK) {
+            while i < queue.len()
+                && (buf.is_empty() || buf.len() + queue[i].0.buffer_len() <= CHUNK)
+            {
                 i += 1;
             }
             for (n, (msg, _)) in queue[start..i].iter().enumerate() {
@@ -144,7 +159,7 @@ impl Netlink {
             }
             // Read answers until the ACK of the chunk's last message.
             'acks: loop {
-                let n = match self.recv() {
+                let n = match self.recv(rbuf) {
                     Ok(n) => n,
                     Err(e) => {
                         errors.push(NlError {
@@ -156,12 +171,14 @@ impl Netlink {
                 };
                 let mut off = 0;
                 while off + 16 <= n {
-                    let len = u32::from_ne_bytes(self.rbuf[off..off + 4].try_into().unwrap()) as usize;
+                    let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
                     if len < 16 || off + len > n {
                         break;
                     }
-                    let seq = u32::from_ne_bytes(self.rbuf[off + 8..off + 12].try_into().unwrap());
-                    if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.rbuf[off..off + len]) {
+                    let seq = u32::from_ne_bytes(rbuf[off + 8..off + 12].try_into().unwrap());
+                    if let Ok(m) =
+                        NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
+                    {
                         if let NetlinkPayload::Error(e) = m.payload {
                             if let Some(code) = e.code {
                                 if (first_seq..=last_seq).contains(&seq) {
@@ -187,14 +204,14 @@ impl Netlink {
         }
     }
 
-    fn recv(&mut self) -> io::Result<usize> {
+    fn recv(&self, rbuf: &mut [u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: recv into our own buffer of the given length.
+            // SAFETY: recv into a buffer we own, of the given length.
             let n = unsafe {
                 libc::recv(
                     self.sock.as_raw_fd(),
-                    self.rbuf.as_mut_ptr() as *mut libc::c_void,
-                    self.rbuf.len(),
+                    rbuf.as_mut_ptr() as *mut libc::c_void,
+                    rbuf.len(),
                     0,
                 )
             };
@@ -210,6 +227,14 @@ impl Netlink {
 
     /// Send one dump request and collect every answer.
     pub fn dump(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        RBUF_TLS.with(|b| self.dump_with(msg, &mut b.borrow_mut()))
+    }
+
+    fn dump_with(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        rbuf: &mut [u8],
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
         assert!(self.queue.is_empty(), "flush before dumping");
         let mut hdr = NetlinkHeader::default();
         hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -222,23 +247,24 @@ impl Netlink {
         self.sock.send(&buf, 0)?;
         let mut out = Vec::new();
         loop {
-            let n = self.recv()?;
+            let n = self.recv(rbuf)?;
             let mut off = 0;
             while off + 16 <= n {
-                let len = u32::from_ne_bytes(self.rbuf[off..off + 4].try_into().unwrap()) as usize;
+                let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
                 if len < 16 || off + len > n {
                     break;
                 }
-                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.rbuf[off..off + len]) {
-                    Ok(m) => match m.payload {
+                // A message this crate version cannot decode is skipped,
+                // not fatal: status must work on newer kernels too.
+                if let Ok(m) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
+                {
+                    match m.payload {
                         NetlinkPayload::Done(_) => return Ok(out),
                         NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
                         NetlinkPayload::InnerMessage(i) => out.push(i),
                         _ => {}
-                    },
-                    // A message this crate version cannot decode is skipped,
-                    // not fatal: status must work on newer kernels too.
-                    Err(_) => {}
+                    }
                 }
                 off += (len + 3) & !3;
             }
@@ -260,7 +286,9 @@ impl Netlink {
         let msgs = self.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
         let mut out = Vec::new();
         for m in msgs {
-            let RouteNetlinkMessage::NewAddress(a) = m else { continue };
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
             let mut addr = None;
             let mut local = None;
             let mut flags = a.header.flags.bits() as u32;
@@ -364,7 +392,9 @@ impl LinkState {
         for a in &l.attributes {
             match a {
                 LinkAttribute::IfName(n) => s.name = n.clone(),
-                LinkAttribute::Address(m) if m.len() == 6 => s.mac = Some(m[..].try_into().unwrap()),
+                LinkAttribute::Address(m) if m.len() == 6 => {
+                    s.mac = Some(m[..].try_into().unwrap())
+                }
                 LinkAttribute::Mtu(m) => s.mtu = *m,
                 LinkAttribute::Controller(m) => s.master = Some(*m),
                 LinkAttribute::Link(p) => s.peer_index = Some(*p),
@@ -395,10 +425,13 @@ impl LinkState {
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
                                 for o in t {
-                                    let netlink_packet_route::link::InfoTun::Other(nla) = o else { continue };
+                                    let netlink_packet_route::link::InfoTun::Other(nla) = o else {
+                                        continue;
+                                    };
                                     let v = nla_bytes(nla);
                                     let b = v.first().copied().unwrap_or(0) != 0;
-                                    let u = (v.len() >= 4).then(|| u32::from_ne_bytes(v[..4].try_into().unwrap()));
+                                    let u = (v.len() >= 4)
+                                        .then(|| u32::from_ne_bytes(v[..4].try_into().unwrap()));
                                     use netlink_packet_core::Nla;
                                     match nla.kind() {
                                         1 => ts.owner = u,
@@ -649,7 +682,8 @@ pub fn address(add: bool, index: u32, net: IpNet) -> Request {
             m.attributes.push(AddressAttribute::Address(IpAddr::V4(a)));
             if let IpNet::V4(n) = net {
                 if n.prefix_len() < 31 {
-                    m.attributes.push(AddressAttribute::Broadcast(n.broadcast()));
+                    m.attributes
+                        .push(AddressAttribute::Broadcast(n.broadcast()));
                 }
             }
         }
@@ -657,7 +691,8 @@ pub fn address(add: bool, index: u32, net: IpNet) -> Request {
             m.header.family = AddressFamily::Inet6;
             m.attributes.push(AddressAttribute::Address(IpAddr::V6(a)));
             if add {
-                m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                m.attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
             }
         }
     }
@@ -714,7 +749,11 @@ fn raddr(a: IpAddr) -> RouteAddress {
 /// static, scope link for a gateway-less unicast route.
 pub fn route(add: bool, r: &RouteSpec) -> Request {
     let mut h = RouteHeader {
-        address_family: if r.ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet },
+        address_family: if r.ipv6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        },
         protocol: RouteProtocol::Static,
         ..Default::default()
     };

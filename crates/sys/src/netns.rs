@@ -559,15 +559,26 @@ pub fn holders(name: &str) -> Vec<u32> {
 
 /// [`holders`] for a namespace identity.
 pub fn holders_of(id: NsIdentity) -> Vec<u32> {
-    let matches = |p: &std::path::Path| {
+    holders_of_many(&[id]).remove(&id).unwrap_or_default()
+}
+
+/// [`holders_of`] for many namespaces in one pass over `/proc`: a lab of a
+/// thousand namespaces must not walk every process's fds a thousand times.
+pub fn holders_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdentity, Vec<u32>> {
+    let wanted: std::collections::HashSet<NsIdentity> = ids.iter().copied().collect();
+    let mut out: std::collections::HashMap<NsIdentity, Vec<u32>> = std::collections::HashMap::new();
+    let identity = |p: &std::path::Path| {
         fs::metadata(p)
-            .map(|m| m.dev() == id.dev && m.ino() == id.ino)
-            .unwrap_or(false)
+            .ok()
+            .map(|m| NsIdentity {
+                dev: m.dev(),
+                ino: m.ino(),
+            })
+            .filter(|i| wanted.contains(i))
     };
     let Ok(proc_dir) = fs::read_dir("/proc") else {
-        return Vec::new();
+        return out;
     };
-    let mut pids = Vec::new();
     for entry in proc_dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -577,19 +588,24 @@ pub fn holders_of(id: NsIdentity) -> Vec<u32> {
             continue;
         };
         let base = entry.path();
-        let in_ns = fs::read_dir(base.join("task"))
-            .map(|tasks| tasks.flatten().any(|t| matches(&t.path().join("ns/net"))))
-            .unwrap_or(false);
-        let holds_fd = || {
-            fs::read_dir(base.join("fd"))
-                .map(|fds| fds.flatten().any(|f| matches(&f.path())))
-                .unwrap_or(false)
-        };
-        if in_ns || holds_fd() {
-            pids.push(pid);
+        let mut found: Vec<NsIdentity> = Vec::new();
+        if let Ok(tasks) = fs::read_dir(base.join("task")) {
+            found.extend(
+                tasks
+                    .flatten()
+                    .filter_map(|t| identity(&t.path().join("ns/net"))),
+            );
+        }
+        if let Ok(fds) = fs::read_dir(base.join("fd")) {
+            found.extend(fds.flatten().filter_map(|f| identity(&f.path())));
+        }
+        found.sort_by_key(|i| (i.dev, i.ino));
+        found.dedup();
+        for id in found {
+            out.entry(id).or_default().push(pid);
         }
     }
-    pids
+    out
 }
 
 /// Waits until the kernel has finished destroying every network namespace

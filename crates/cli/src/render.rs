@@ -1,0 +1,145 @@
+//! Human output: status tables, progress, ping lines.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Progress {
+        Progress {
+            bar: enabled.then(|| {
+                let b = ProgressBar::new(0);
+                b.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                        .unwrap()
+                        .progress_chars("=> "),
+                );
+                b
+            }),
+        }
+    }
+
+    pub fn event(&self, e: weft::Event) {
+        let Some(b) = &self.bar else { return };
+        match e {
+            weft::Event::Stage { what, total } => {
+                b.set_message(what);
+                b.set_length(total as u64);
+                b.set_position(0);
+            }
+            weft::Event::Step => b.inc(1),
+            weft::Event::Note(n) => b.set_message(n),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn status_table(labs: &[weft::LabStatus]) -> String {
+    let mut out = String::new();
+    for lab in labs {
+        let _ = writeln!(
+            out,
+            "lab {}{}",
+            lab.name,
+            lab.source
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        );
+        for n in &lab.nodes {
+            let missing = if n.present {
+                ""
+            } else {
+                "  MISSING (weft up recreates it)"
+            };
+            let _ = writeln!(out, "  {} {} [netns {}]{missing}", n.kind, n.name, n.netns);
+            for i in &n.interfaces {
+                if i.kind == "loopback"
+                    && i.addresses
+                        .iter()
+                        .all(|a| a.starts_with("127.") || a == "::1/128")
+                {
+                    continue;
+                }
+                let mut cols = vec![format!("{:<15}", i.name), format!("{:<6}", i.kind)];
+                if !i.present {
+                    cols.push("MISSING".into());
+                } else {
+                    cols.push(format!("{:<14}", i.state.clone().unwrap_or_default()));
+                    if let Some(m) = &i.mac {
+                        cols.push(m.clone());
+                    } else if i.kind == "tun" {
+                        cols.push("(no mac)         ".into());
+                    }
+                    if let Some(m) = i.mtu {
+                        cols.push(format!("mtu {m}"));
+                    }
+                }
+                if let Some(p) = &i.peer {
+                    cols.push(format!("<-> {p}"));
+                }
+                if let Some(m) = &i.master {
+                    cols.push(format!("port of {m}: {}", i.port_state.unwrap_or("?")));
+                }
+                if i.stp == Some(true) {
+                    cols.push("stp on".into());
+                }
+                if let Some(t) = &i.tun {
+                    let mut f = vec![if t.tap { "tap" } else { "tun" }];
+                    if t.pi {
+                        f.push("pi");
+                    }
+                    if t.vnet_hdr {
+                        f.push("vnet_hdr");
+                    }
+                    if t.multi_queue {
+                        f.push("multi_queue");
+                    }
+                    if t.persist {
+                        f.push("persist");
+                    }
+                    cols.push(f.join(","));
+                    if let Some(o) = t.owner {
+                        cols.push(format!("user {o}"));
+                    }
+                    if let Some(g) = t.group {
+                        cols.push(format!("group {g}"));
+                    }
+                }
+                if !i.addresses.is_empty() {
+                    cols.push(i.addresses.join(" "));
+                }
+                let _ = writeln!(out, "    {}", cols.join("  "));
+            }
+            for r in &n.routes {
+                let _ = writeln!(out, "    route {r}");
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn ping(
+    lab: &str,
+    node: &str,
+    target: &str,
+    count: u32,
+    interval: f64,
+    timeout: f64,
+    iface: Option<String>,
+    size: usize,
+) -> Result<ExitCode, String> {
+    let _ = (lab, node, target, count, interval, timeout, iface, size);
+    Err("ping is not built yet".into())
+}
