@@ -112,8 +112,9 @@ impl Report {
         let _ = writeln!(o, "{}\n", self.machine);
         let _ = writeln!(
             o,
-            "Star of N hosts on one bridge, each host its own namespace. Seconds, median of \
-             {} runs (min–max). Ratios are of medians; above 1× means weft is faster.\n",
+            "Star of N hosts on one bridge, each host its own namespace. Seconds: median of \
+             {} run(s), (min–max). Ratios are of medians: build is method / weft (above 1×: \
+             weft faster), removal is weft / ip -batch (below 1×: weft faster).\n",
             self.runs
         );
 
@@ -185,6 +186,19 @@ impl Report {
             }
         );
         let mut notes = Vec::new();
+        // weft claims `down` returns once the kernel is done; if the sentinel still takes
+        // much longer than it does alone, that claim does not hold.
+        for &n in &self.sizes {
+            let lag = self.median(n, we, |s| s.down_done - s.down_cmd);
+            if let (Some(lag), Some(alone)) = (lag, self.sentinel_s) {
+                if lag > alone + 0.05 {
+                    notes.push(format!(
+                        "- weft at {n} hosts: the kernel finished {lag:.3} s after `weft down` \
+                         returned (sentinel alone: {alone:.3} s), so `down` returns early"
+                    ));
+                }
+            }
+        }
         for ((n, m), c) in &self.cells {
             match c {
                 Cell::Failed(why) => {
@@ -239,5 +253,25 @@ mod tests {
         );
         assert!(md.contains("ip -batch at 10 hosts FAILED: ping"));
         assert!(r.any_failed());
+    }
+
+    #[test]
+    fn flags_a_weft_down_that_returns_before_the_kernel() {
+        let s = |down_cmd| Sample {
+            up: 1.0,
+            down_cmd,
+            down_done: 0.5,
+            maxrss_kib: 0,
+        };
+        let mut r = Report {
+            runs: 1,
+            sizes: vec![10],
+            sentinel_s: Some(0.015),
+            ..Default::default()
+        };
+        r.cells.insert((10, Method::Weft), Cell::Ok(vec![s(0.49)]));
+        assert!(!r.markdown().contains("returns early"));
+        r.cells.insert((10, Method::Weft), Cell::Ok(vec![s(0.01)]));
+        assert!(r.markdown().contains("returns early"));
     }
 }

@@ -145,7 +145,8 @@ mod tests {
             up.lines().filter(|l| l.starts_with("ip ")).count(),
             4 + 8 * 3
         );
-        assert!(up.contains("ip -n wb-s3-br link add name h3 type veth peer name eth0 netns wb-s3-h3\n"));
+        assert!(up
+            .contains("ip -n wb-s3-br link add name h3 type veth peer name eth0 netns wb-s3-h3\n"));
         assert!(up.contains("ip -n wb-s3-h3 addr add 10.0.0.4/16 dev eth0\n"));
         let down = per_step_down(&s);
         assert_eq!(down.lines().filter(|l| l.starts_with("ip ")).count(), 4);
