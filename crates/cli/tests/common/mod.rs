@@ -1,0 +1,165 @@
+//! Helpers for tests that drive the real `weft` binary against the kernel.
+//!
+//! Every test builds its own lab (a unique name, so tests run in parallel),
+//! with weft's state in a private directory, and a guard that runs
+//! `weft down` even when the test fails. Labs live in fresh namespaces only.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub fn weft_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weft")
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Kernel tests need root; say so plainly rather than fail obscurely.
+pub fn require_root() {
+    let uid = unsafe_free_uid();
+    assert_eq!(uid, 0, "these tests build network namespaces and must run as root (the README's test command does)");
+}
+
+fn unsafe_free_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|u| u.parse().ok()))
+        .unwrap_or(u32::MAX)
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A lab under test: its name, its file, its private state directory.
+pub struct Lab {
+    pub name: String,
+    pub file: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Lab {
+    /// Copy an example (or any TOML text) under a unique lab name.
+    pub fn from_text(tag: &str, text: &str) -> Lab {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}{}-{tag}", std::process::id() % 100000, n);
+        assert!(name.len() <= 32, "lab name {name} too long");
+        let dir = std::env::temp_dir().join(format!("weft-test-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut replaced = false;
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if !replaced && l.starts_with("name = ") {
+                    replaced = true;
+                    format!("name = \"{name}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = dir.join("lab.toml");
+        std::fs::write(&file, text + "\n").unwrap();
+        Lab { name, file, state: dir.join("state") }
+    }
+
+    pub fn example(tag: &str, example: &str) -> Lab {
+        let text = std::fs::read_to_string(root().join("examples").join(example)).unwrap();
+        Lab::from_text(tag, &text)
+    }
+
+    pub fn weft(&self) -> Command {
+        let mut c = Command::new(weft_bin());
+        c.env("WEFT_STATE_DIR", &self.state).env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.weft().args(args).output().unwrap()
+    }
+
+    /// Run and require success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "weft {args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    pub fn up(&self) -> String {
+        self.ok(&["up", self.file.to_str().unwrap()])
+    }
+
+    /// Rewrite the lab's file (keeping the lab's name).
+    pub fn rewrite(&self, text: &str) {
+        let text: String = text
+            .lines()
+            .map(|l| if l.starts_with("name = ") { format!("name = \"{}\"", self.name) } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&self.file, text + "\n").unwrap();
+    }
+
+    pub fn netns(&self, node: &str) -> String {
+        format!("weft-{}-{node}", self.name)
+    }
+
+    /// `weft ping LAB NODE TARGET` with one probe; true if it answered.
+    pub fn ping(&self, node: &str, target: &str, iface: Option<&str>) -> bool {
+        let mut args = vec!["ping", &self.name, node, target, "-c", "1", "-W", "1"];
+        if let Some(i) = iface {
+            args.extend(["-I", i]);
+        }
+        self.run(&args).status.success()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", &self.name, "--json"])).unwrap()
+    }
+
+    /// The status entry of one interface.
+    pub fn iface(&self, node: &str, iface: &str) -> serde_json::Value {
+        let s = self.status_json();
+        let n = s[0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}")).clone();
+        n["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == iface).unwrap_or_else(|| panic!("no iface {node}:{iface}")).clone()
+    }
+
+    /// Namespaces of this lab that exist right now.
+    pub fn namespaces(&self) -> Vec<String> {
+        let prefix = format!("weft-{}-", self.name);
+        let mut v: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// `ip -n NETNS ARGS...` output, for checks weft does not itself report.
+    pub fn ip(&self, node: &str, args: &[&str]) -> String {
+        let o = Command::new("ip").arg("-n").arg(self.netns(node)).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// RX and TX packet counters of an interface, from sysfs-free netlink
+    /// statistics (`ip -s -j link`).
+    pub fn counters(&self, node: &str, iface: &str) -> (u64, u64) {
+        let out = self.ip(node, &["-s", "-j", "link", "show", "dev", iface]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let st = &v[0]["stats64"];
+        (st["rx"]["packets"].as_u64().unwrap(), st["tx"]["packets"].as_u64().unwrap())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", &self.name]);
+        let left = self.namespaces();
+        let _ = std::fs::remove_dir_all(self.file.parent().unwrap());
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("weft down left namespaces behind: {left:?}");
+        }
+    }
+}
