@@ -5,6 +5,7 @@ pub mod caps;
 pub mod error;
 pub mod exec;
 pub mod netns;
+pub mod ping;
 mod rtnl;
 pub mod sysctl;
 pub mod tuntap;
