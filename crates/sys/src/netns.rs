@@ -660,8 +660,14 @@ pub fn holders_of(id: NsIdentity) -> Vec<u32> {
 /// *starts*; a second canary dropped after that announcement lands in a
 /// later batch, which starts only after that batch has *finished*.
 ///
+/// Checked on kernel 6.18 by `wait_cleanup_sees_veth_peers_vanish`: right
+/// after deleting 200 namespaces about 80 of their veth peers were still
+/// in the surviving namespace; after this returned (about 0.1 s), none.
+///
 /// This assigns short-lived nsids in the calling thread's namespace (as
-/// `ip netns set` would) and removes nothing but its canaries.
+/// `ip netns set` would) and removes nothing but its canaries. Namespaces
+/// still held by an fd, socket or process are not waited for (they are not
+/// being destroyed); see [`holders`].
 pub fn wait_cleanup(timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let action = "waiting for the kernel to destroy deleted network namespaces";
