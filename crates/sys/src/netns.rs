@@ -10,7 +10,7 @@ use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
@@ -149,6 +149,10 @@ pub struct Created<T> {
 /// `/run/netns`); the inner results are per name, in the order of `names`.
 /// A name that fails leaves nothing behind. The fds in [`Created`] keep the
 /// namespace alive even after [`delete`]: drop them before [`wait_cleanup`].
+///
+/// One extra thread creates the `/run/netns/NAME` files ahead of the
+/// workers: on a disk-backed `/run` that file creation costs as much as
+/// the namespace itself, and it needs no namespace, so it overlaps.
 pub fn create_many<T, E, F>(
     names: &[String],
     threads: usize,
@@ -165,23 +169,46 @@ where
     ensure_run_dir()?;
     let threads = threads.clamp(1, names.len());
     let chunk = names.len().div_ceil(threads);
+    let parts: Vec<&[String]> = names.chunks(chunk).collect();
     let setup = &setup;
     let results = std::thread::scope(|s| {
-        let workers: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
+        let (txs, rxs): (Vec<_>, Vec<_>) = parts.iter().map(|_| mpsc::channel()).unzip();
+        let creator = {
+            let parts = parts.clone();
+            std::thread::Builder::new()
+                .name("weft-netns-files".into())
+                .spawn_scoped(s, move || create_files(&parts, chunk, txs))
+        };
+        if let Err(e) = creator {
+            return names
+                .iter()
+                .map(|n| {
+                    Err(Error::os(
+                        format!("creating network namespace {n}: spawning a thread"),
+                        std::io::Error::new(e.kind(), e.to_string()),
+                    ))
+                })
+                .collect();
+        }
+        let workers: Vec<_> = parts
+            .iter()
+            .zip(rxs)
+            .map(|(part, rx)| {
+                let part: &[String] = part;
                 std::thread::Builder::new()
                     .name("weft-netns".into())
-                    .spawn_scoped(s, move || create_on_worker(part, setup))
+                    .spawn_scoped(s, move || create_on_worker(part, rx, setup))
             })
             .collect();
         let mut out = Vec::with_capacity(names.len());
-        for (w, part) in workers.into_iter().zip(names.chunks(chunk)) {
+        for (w, part) in workers.into_iter().zip(&parts) {
             match w {
                 Ok(handle) => match handle.join() {
                     Ok(rs) => out.extend(rs),
                     Err(panic) => std::panic::resume_unwind(panic),
                 },
+                // The receiver died with the failed spawn, so the creator
+                // removes this part's files itself.
                 Err(e) => out.extend(part.iter().map(|n| {
                     Err(Error::os(
                         format!("creating network namespace {n}: spawning a worker thread"),
@@ -207,34 +234,89 @@ where
         .expect("one result per name")
 }
 
-fn create_on_worker<T, E, F>(names: &[String], setup: &F) -> Vec<Result<Created<T>>>
+/// Creates the `/run/netns` files, interleaving the parts so that every
+/// worker gets its first file early, and hands each result to the part's
+/// worker in order. A file whose worker is gone is removed again.
+fn create_files(parts: &[&[String]], chunk: usize, txs: Vec<mpsc::Sender<Result<()>>>) {
+    let mut txs: Vec<Option<mpsc::Sender<Result<()>>>> = txs.into_iter().map(Some).collect();
+    for i in 0..chunk {
+        for (part, tx_slot) in parts.iter().zip(txs.iter_mut()) {
+            let (Some(name), Some(tx)) = (part.get(i), tx_slot.as_ref()) else {
+                continue;
+            };
+            let res = create_file(name);
+            let made = res.is_ok();
+            if tx.send(res).is_err() {
+                if made {
+                    let _ = fs::remove_file(path(name));
+                }
+                *tx_slot = None;
+            }
+        }
+    }
+}
+
+/// `/run/netns/NAME`, created exclusively: a file that is already there
+/// belongs to someone else (another lab, `ip netns add`), never to us.
+fn create_file(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let path = path(name);
+    match nix::fcntl::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(_fd) => Ok(()),
+        Err(Errno::EEXIST) => Err(Error::NetnsExists {
+            name: name.to_string(),
+        }),
+        Err(e) => Err(Error::os(
+            format!(
+                "creating network namespace {name}: creating {}",
+                path.display()
+            ),
+            e,
+        )),
+    }
+}
+
+fn create_on_worker<T, E, F>(
+    names: &[String],
+    files: mpsc::Receiver<Result<()>>,
+    setup: &F,
+) -> Vec<Result<Created<T>>>
 where
     E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     F: Fn(&str) -> std::result::Result<T, E>,
 {
-    let home = match open_thread_netns() {
-        Ok(fd) => fd,
-        Err(e) => {
-            let msg = e.to_string();
-            return names
-                .iter()
-                .map(|n| {
-                    Err(Error::Invalid(format!(
-                        "creating network namespace {n}: {msg}"
-                    )))
-                })
-                .collect();
-        }
-    };
+    let home = open_thread_netns();
     let mut out = Vec::with_capacity(names.len());
-    let mut stranded: Option<String> = None;
+    let mut stranded: Option<String> = home.as_ref().err().map(|e| e.to_string());
     for name in names {
-        if let Some(why) = &stranded {
-            out.push(Err(Error::Invalid(format!(
-                "creating network namespace {name}: skipped, {why}"
-            ))));
+        let file = files.recv().unwrap_or_else(|_| {
+            Err(Error::Invalid(format!(
+                "creating network namespace {name}: the file-creating thread is gone"
+            )))
+        });
+        if let Err(e) = file {
+            out.push(Err(e));
             continue;
         }
+        let home = match (&home, &stranded) {
+            (Ok(home), None) => home,
+            (_, why) => {
+                let why = why.clone().unwrap_or_default();
+                drop(Partial {
+                    path: &path(name),
+                    mounted: false,
+                    armed: true,
+                });
+                out.push(Err(Error::Invalid(format!(
+                    "creating network namespace {name}: skipped, {why}"
+                ))));
+                continue;
+            }
+        };
         let (res, returned) = create_one(name, home.as_fd(), setup);
         if let Err(e) = returned {
             // This thread is stuck in a namespace that is not its own;
@@ -267,7 +349,9 @@ impl Drop for Partial<'_> {
     }
 }
 
-/// Returns the result for `name` and whether the thread made it home.
+/// Turns the freshly created (empty) file `/run/netns/NAME` into a
+/// namespace. Returns the result for `name` and whether the thread made it
+/// back home.
 fn create_one<T, E, F>(
     name: &str,
     home: BorrowedFd<'_>,
@@ -277,37 +361,8 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     F: Fn(&str) -> std::result::Result<T, E>,
 {
-    if let Err(e) = validate_name(name) {
-        return (Err(e), Ok(()));
-    }
     let path = path(name);
     let action = || format!("creating network namespace {name}");
-    // O_EXCL is the ownership test: a file that is already there belongs to
-    // someone else (another lab, `ip netns add`), never to this call.
-    match nix::fcntl::open(
-        &path,
-        OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => drop(fd),
-        Err(Errno::EEXIST) => {
-            return (
-                Err(Error::NetnsExists {
-                    name: name.to_string(),
-                }),
-                Ok(()),
-            )
-        }
-        Err(e) => {
-            return (
-                Err(Error::os(
-                    format!("{}: creating {}", action(), path.display()),
-                    e,
-                )),
-                Ok(()),
-            )
-        }
-    }
     let mut partial = Partial {
         path: &path,
         mounted: false,
@@ -621,8 +676,14 @@ pub fn holders_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdenti
 /// *starts*; a second canary dropped after that announcement lands in a
 /// later batch, which starts only after that batch has *finished*.
 ///
+/// Checked on kernel 6.18 by `wait_cleanup_sees_veth_peers_vanish`: right
+/// after deleting 200 namespaces about 80 of their veth peers were still
+/// in the surviving namespace; after this returned (about 0.1 s), none.
+///
 /// This assigns short-lived nsids in the calling thread's namespace (as
-/// `ip netns set` would) and removes nothing but its canaries.
+/// `ip netns set` would) and removes nothing but its canaries. Namespaces
+/// still held by an fd, socket or process are not waited for (they are not
+/// being destroyed); see [`holders`].
 pub fn wait_cleanup(timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let action = "waiting for the kernel to destroy deleted network namespaces";

@@ -219,3 +219,32 @@ fn bench_create_1000() {
     wait_cleanup(Duration::from_secs(120)).unwrap();
     eprintln!("kernel cleanup took {:?}", t.elapsed());
 }
+
+#[test]
+fn create_many_keeps_order_and_reports_per_name() {
+    let a = unique("order");
+    let b = unique("order");
+    let names = vec![a.clone(), "bad/name".to_string(), b.clone(), a.clone()];
+    let _guard = NsGuard(vec![a.clone(), b.clone()]);
+    let res = create_many(&names, 2, |n| Ok::<_, Error>(n.len())).unwrap();
+    assert_eq!(res.len(), 4);
+    assert_eq!(res[0].as_ref().unwrap().name, a);
+    assert!(matches!(res[1], Err(Error::NetnsName { .. })));
+    assert_eq!(res[2].as_ref().unwrap().value, b.len());
+    assert!(matches!(res[3], Err(Error::NetnsExists { .. })));
+    assert!(exists(&a) && exists(&b));
+}
+
+#[test]
+fn panicking_setup_leaves_nothing_behind() {
+    let name = unique("panic");
+    let _guard = NsGuard(vec![name.clone()]);
+    let n2 = name.clone();
+    let caught = std::panic::catch_unwind(move || {
+        let _ = create(&n2, |_| -> std::result::Result<(), Error> {
+            panic!("setup blew up")
+        });
+    });
+    assert!(caught.is_err());
+    assert!(!exists(&name));
+}
