@@ -140,6 +140,86 @@ pub fn ping(
     iface: Option<String>,
     size: usize,
 ) -> Result<ExitCode, String> {
-    let _ = (lab, node, target, count, interval, timeout, iface, size);
-    Err("ping is not built yet".into())
+    use weft_sys::ping::{PingEvent, PingOptions};
+    let built = weft::built(lab).map_err(|e| e.to_string())?;
+    let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
+    let opts = PingOptions {
+        count,
+        interval: std::time::Duration::from_secs_f64(interval.max(0.0)),
+        timeout: std::time::Duration::from_secs_f64(timeout.max(0.001)),
+        iface: iface.clone(),
+        size,
+        ..Default::default()
+    };
+    let via = iface
+        .as_ref()
+        .map(|i| format!(" from {i}"))
+        .unwrap_or_default();
+    println!("PING {target} ({ip}) from node {node}{via}: {size} data bytes");
+    let mut unreachable = false;
+    let summary = weft::ping(lab, node, ip, &opts, |e| match e {
+        PingEvent::Reply {
+            seq,
+            from,
+            bytes,
+            ttl,
+            rtt,
+        } => {
+            let ttl = ttl.map(|t| format!(" ttl={t}")).unwrap_or_default();
+            println!(
+                "{bytes} bytes from {from}: icmp_seq={seq}{ttl} time={:.3} ms",
+                rtt.as_secs_f64() * 1e3
+            );
+        }
+        PingEvent::Error {
+            seq, from, text, ..
+        } => {
+            unreachable |= text.contains("Unreachable") || text.contains("unreachable");
+            let from = from.map(|f| f.to_string()).unwrap_or_else(|| "?".into());
+            println!("From {from} icmp_seq={seq} {text}");
+        }
+        PingEvent::Timeout { seq } => println!("no reply to icmp_seq={seq}"),
+    })
+    .map_err(|e| e.to_string())?;
+    println!("--- {target} ping statistics from {node} ---");
+    let errs = if summary.errors > 0 {
+        format!(", +{} errors", summary.errors)
+    } else {
+        String::new()
+    };
+    println!(
+        "{} packets transmitted, {} received{errs}, {:.0}% packet loss",
+        summary.transmitted, summary.received, summary.loss_percent
+    );
+    if let Some(r) = summary.rtt {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "rtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms",
+            ms(r.min),
+            ms(r.avg),
+            ms(r.max),
+            ms(r.mdev)
+        );
+    }
+    if summary.received == 0 {
+        // Explain the commonest silent failure: the address is on-link but
+        // nobody there owns it, so address resolution never completes.
+        let what = if ip.is_ipv4() {
+            "ARP"
+        } else {
+            "neighbour discovery"
+        };
+        match weft::neighbour(lab, node, ip) {
+            Ok(Some((dev, state))) if state == "incomplete" || state == "failed" => println!(
+                "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}): nothing on that link owns the address; is it assigned on the other end?"
+            ),
+            _ if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            _ => {}
+        }
+    }
+    Ok(if summary.received > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -715,7 +715,13 @@ impl<'a> Exec<'a> {
                             match h.nl.flush() {
                                 Ok(()) => ok.extend(ops),
                                 Err(es) => {
-                                    ok.extend(ops);
+                                    // An op is applied when none of its
+                                    // requests was refused.
+                                    let failed: BTreeSet<usize> = es
+                                        .iter()
+                                        .filter_map(|e| ops.get(e.index).copied())
+                                        .collect();
+                                    ok.extend(ops.iter().copied().filter(|o| !failed.contains(o)));
                                     errs.extend(es.into_iter().map(|e| (h.node.clone(), e)));
                                 }
                             }

@@ -379,3 +379,67 @@ pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
             known: st.lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
         })
 }
+
+/// Resolve a ping target: an IP address, or a node name (its first IPv4
+/// address, else its first IPv6 one; `lo` is not considered).
+pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error> {
+    if let Ok(ip) = target.parse() {
+        return Ok(ip);
+    }
+    let node = lab.nodes.get(target).ok_or_else(|| Error::NoNode {
+        lab: lab.name.clone(),
+        node: target.to_string(),
+        known: lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    let addrs: Vec<std::net::IpAddr> = node
+        .interfaces
+        .values()
+        .filter(|i| !matches!(i.kind, IfaceKind::Loopback))
+        .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| Error::Other(format!("node {target} has no address to ping; give one of its interfaces an address, or ping an IP")))
+}
+
+/// ICMP echo from inside a node, with weft's own sockets.
+pub fn ping(
+    lab: &str,
+    node: &str,
+    target: std::net::IpAddr,
+    opts: &weft_sys::ping::PingOptions,
+    on_event: impl FnMut(weft_sys::ping::PingEvent) + Send,
+) -> Result<weft_sys::ping::PingSummary, Error> {
+    let ns = node_netns(lab, node)?;
+    let opts = opts.clone();
+    Ok(weft_sys::netns::run_in_named(&ns, move || {
+        weft_sys::ping::ping(target, &opts, on_event)
+    })??)
+}
+
+/// The neighbour-cache entry a node has for an address, with the name of
+/// the interface it is on: `("veth0", "incomplete")`.
+pub fn neighbour(
+    lab: &str,
+    node: &str,
+    addr: std::net::IpAddr,
+) -> Result<Option<(String, String)>, Error> {
+    let ns = node_netns(lab, node)?;
+    let mut h = NsHandle::open(node, &ns)?;
+    let neigh =
+        h.nl.neighbours()
+            .map_err(|e| Error::io(format!("reading the neighbour table of {node}"), e))?;
+    let Some(n) = neigh.into_iter().find(|n| n.addr == addr) else {
+        return Ok(None);
+    };
+    let name = h
+        .index
+        .iter()
+        .find(|(_, &i)| i == n.index)
+        .map(|(k, _)| k.clone())
+        .unwrap_or_default();
+    Ok(Some((name, n.state)))
+}

@@ -34,6 +34,8 @@ pub struct NlError {
     /// The operation, in `ip` terms (`ip link add h1 type veth ...`).
     pub what: String,
     pub errno: i32,
+    /// Position of the refused request in the flushed queue.
+    pub index: usize,
 }
 
 /// The kernel takes a datagram up to the socket's send buffer; chunks of this
@@ -149,10 +151,11 @@ impl Netlink {
             self.seq += (i - start) as u32;
             let last_seq = self.seq - 1;
             if let Err(e) = self.sock.send(&buf, 0) {
-                for (_, what) in &queue[start..] {
+                for (k, (_, what)) in queue.iter().enumerate().skip(start) {
                     errors.push(NlError {
                         what: what.clone(),
                         errno: e.raw_os_error().unwrap_or(libc::EIO),
+                        index: k,
                     });
                 }
                 return Err(errors);
@@ -162,10 +165,13 @@ impl Netlink {
                 let n = match self.recv(rbuf) {
                     Ok(n) => n,
                     Err(e) => {
-                        errors.push(NlError {
-                            what: format!("reading the kernel's answers ({})", queue[start].1),
-                            errno: e.raw_os_error().unwrap_or(libc::EIO),
-                        });
+                        for k in start..queue.len() {
+                            errors.push(NlError {
+                                what: format!("reading the kernel's answers ({})", queue[k].1),
+                                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                                index: k,
+                            });
+                        }
                         return Err(errors);
                     }
                 };
@@ -182,10 +188,23 @@ impl Netlink {
                         if let NetlinkPayload::Error(e) = m.payload {
                             if let Some(code) = e.code {
                                 if (first_seq..=last_seq).contains(&seq) {
-                                    errors.push(NlError {
-                                        what: queue[start + (seq - first_seq) as usize].1.clone(),
-                                        errno: -code.get(),
-                                    });
+                                    let k = start + (seq - first_seq) as usize;
+                                    let errno = -code.get();
+                                    // Deleting what is already gone is done.
+                                    let gone = matches!(
+                                        errno,
+                                        libc::ESRCH
+                                            | libc::ENODEV
+                                            | libc::EADDRNOTAVAIL
+                                            | libc::ENOENT
+                                    ) && queue[k].1.contains(" del ");
+                                    if !gone {
+                                        errors.push(NlError {
+                                            what: queue[k].1.clone(),
+                                            errno,
+                                            index: k,
+                                        });
+                                    }
                                 }
                             }
                             if seq == last_seq {
@@ -310,6 +329,69 @@ impl Netlink {
                         link_local: matches!(ip, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80),
                     });
                 }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A neighbour (ARP / NDP) cache entry.
+#[derive(Debug, Clone)]
+pub struct NeighState {
+    pub index: u32,
+    pub addr: IpAddr,
+    /// incomplete, reachable, stale, delay, probe, failed, noarp, permanent.
+    pub state: String,
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Netlink {
+    /// `ip neigh show`.
+    pub fn neighbours(&mut self) -> io::Result<Vec<NeighState>> {
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+        };
+        let mut out = Vec::new();
+        for m in self.dump(RouteNetlinkMessage::GetNeighbour(
+            NeighbourMessage::default(),
+        ))? {
+            let RouteNetlinkMessage::NewNeighbour(n) = m else {
+                continue;
+            };
+            let mut addr = None;
+            let mut mac = None;
+            for a in &n.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                        addr = Some(IpAddr::V4(*v))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                        addr = Some(IpAddr::V6(*v))
+                    }
+                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                        mac = Some(l[..].try_into().unwrap())
+                    }
+                    _ => {}
+                }
+            }
+            let state = match n.header.state {
+                NeighbourState::Incomplete => "incomplete",
+                NeighbourState::Reachable => "reachable",
+                NeighbourState::Stale => "stale",
+                NeighbourState::Delay => "delay",
+                NeighbourState::Probe => "probe",
+                NeighbourState::Failed => "failed",
+                NeighbourState::Noarp => "noarp",
+                NeighbourState::Permanent => "permanent",
+                _ => "none",
+            };
+            if let Some(addr) = addr {
+                out.push(NeighState {
+                    index: n.header.ifindex,
+                    addr,
+                    state: state.into(),
+                    mac,
+                });
             }
         }
         Ok(out)

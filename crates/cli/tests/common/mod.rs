@@ -27,7 +27,12 @@ pub fn require_root() {
 fn unsafe_free_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|u| u.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse().ok())
+        })
         .unwrap_or(u32::MAX)
 }
 
@@ -64,7 +69,11 @@ impl Lab {
             .join("\n");
         let file = dir.join("lab.toml");
         std::fs::write(&file, text + "\n").unwrap();
-        Lab { name, file, state: dir.join("state") }
+        Lab {
+            name,
+            file,
+            state: dir.join("state"),
+        }
     }
 
     pub fn example(tag: &str, example: &str) -> Lab {
@@ -85,7 +94,12 @@ impl Lab {
     /// Run and require success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(o.status.success(), "weft {args:?} failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "weft {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
 
@@ -97,7 +111,13 @@ impl Lab {
     pub fn rewrite(&self, text: &str) {
         let text: String = text
             .lines()
-            .map(|l| if l.starts_with("name = ") { format!("name = \"{}\"", self.name) } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with("name = ") {
+                    format!("name = \"{}\"", self.name)
+                } else {
+                    l.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(&self.file, text + "\n").unwrap();
@@ -123,15 +143,32 @@ impl Lab {
     /// The status entry of one interface.
     pub fn iface(&self, node: &str, iface: &str) -> serde_json::Value {
         let s = self.status_json();
-        let n = s[0]["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}")).clone();
-        n["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == iface).unwrap_or_else(|| panic!("no iface {node}:{iface}")).clone()
+        let n = s[0]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .unwrap_or_else(|| panic!("no node {node}"))
+            .clone();
+        n["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == iface)
+            .unwrap_or_else(|| panic!("no iface {node}:{iface}"))
+            .clone()
     }
 
     /// Namespaces of this lab that exist right now.
     pub fn namespaces(&self) -> Vec<String> {
         let prefix = format!("weft-{}-", self.name);
         let mut v: Vec<String> = std::fs::read_dir("/run/netns")
-            .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -139,7 +176,12 @@ impl Lab {
 
     /// `ip -n NETNS ARGS...` output, for checks weft does not itself report.
     pub fn ip(&self, node: &str, args: &[&str]) -> String {
-        let o = Command::new("ip").arg("-n").arg(self.netns(node)).args(args).output().unwrap();
+        let o = Command::new("ip")
+            .arg("-n")
+            .arg(self.netns(node))
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 
@@ -147,9 +189,13 @@ impl Lab {
     /// statistics (`ip -s -j link`).
     pub fn counters(&self, node: &str, iface: &str) -> (u64, u64) {
         let out = self.ip(node, &["-s", "-j", "link", "show", "dev", iface]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         let st = &v[0]["stats64"];
-        (st["rx"]["packets"].as_u64().unwrap(), st["tx"]["packets"].as_u64().unwrap())
+        (
+            st["rx"]["packets"].as_u64().unwrap(),
+            st["tx"]["packets"].as_u64().unwrap(),
+        )
     }
 }
 
