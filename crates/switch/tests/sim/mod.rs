@@ -341,4 +341,64 @@ impl Sim {
             })
             .sum()
     }
+
+    /// Component label of each switch over the links that are up.
+    pub fn components(&self) -> Vec<usize> {
+        let n = self.switches.len();
+        let mut label: Vec<usize> = (0..n).collect();
+        loop {
+            let mut changed = false;
+            for l in self.links.iter().filter(|l| l.up) {
+                if let (Node::Switch(a, _), Node::Switch(b, _)) = (l.a, l.b) {
+                    let m = label[a].min(label[b]);
+                    if label[a] != m || label[b] != m {
+                        label[a] = m;
+                        label[b] = m;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                return label;
+            }
+        }
+    }
+
+    /// The active links form a spanning forest of the up graph: no loop,
+    /// and each connected part of the network is spanned.
+    pub fn is_spanning_forest(&self) -> bool {
+        let n = self.switches.len();
+        let comps = self.components();
+        let parts = (0..n).filter(|i| comps[*i] == *i).count();
+        let edges = self.active_links();
+        if edges.len() != n - parts {
+            return false;
+        }
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], x: usize) -> usize {
+            let mut x = x;
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        for (a, b) in edges {
+            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            if ra == rb {
+                return false;
+            }
+            parent[ra] = rb;
+        }
+        true
+    }
+
+    /// The switch a host hangs off.
+    pub fn host_switch(&self, h: usize) -> usize {
+        let l = &self.links[self.ends[&Node::Host(h)]];
+        match (l.a, l.b) {
+            (Node::Switch(s, _), _) | (_, Node::Switch(s, _)) => s,
+            _ => unreachable!(),
+        }
+    }
 }
