@@ -77,8 +77,8 @@ fn build(m: &Mesh) -> (Sim, Vec<usize>) {
         degree[*a] += 1;
         degree[*b] += 1;
     }
-    for i in 0..m.n {
-        let mut ports: Vec<PortConfig> = (0..degree[i]).map(|_| PortConfig::access(1)).collect();
+    for (i, d) in degree.iter().enumerate() {
+        let mut ports: Vec<PortConfig> = (0..*d).map(|_| PortConfig::access(1)).collect();
         for (k, (a, b, cost)) in m.links.iter().enumerate() {
             if *a == i {
                 ports[usize::from(ends[k].0)].stp.path_cost = *cost;
@@ -98,8 +98,8 @@ fn build(m: &Mesh) -> (Sim, Vec<usize>) {
     for (k, (a, b, _)) in m.links.iter().enumerate() {
         link_ids.push(sim.link_switches(*a, ends[k].0, *b, ends[k].1));
     }
-    for i in 0..m.n {
-        sim.add_host(i, degree[i], mac(0x1000 + i as u64));
+    for (i, d) in degree.iter().enumerate() {
+        sim.add_host(i, *d, mac(0x1000 + i as u64));
     }
     (sim, link_ids)
 }
