@@ -101,6 +101,8 @@ struct Port {
     agreed: bool,
     /// Send an agreement in the next BPDU.
     agree: bool,
+    /// Just became the root port: say so to the far end once.
+    announce_root: bool,
     /// Set TCA in the next Configuration BPDU (answer to a TCN).
     tc_ack: bool,
     /// Send TCNs on this (root) port until the root acknowledges.
@@ -199,6 +201,7 @@ impl Stp {
                 proposing: false,
                 agreed: false,
                 agree: false,
+                announce_root: false,
                 tc_ack: false,
                 tcn_pending: false,
                 new_info: false,
@@ -429,6 +432,8 @@ impl Stp {
                     if old_role != PortRole::Root {
                         p.proposing = false;
                         p.agreed = false;
+                        p.announce_root = true;
+                        p.new_info = true;
                     }
                     // RSTP's root port waits for nothing: the sync below puts
                     // every other non-edge port to discarding in the same step.
@@ -590,9 +595,6 @@ impl Stp {
         rst: bool,
         now: Instant,
     ) {
-        if c.message_age >= c.max_age {
-            return;
-        }
         let msg = PriorityVector {
             root: c.root,
             root_cost: c.root_path_cost,
@@ -611,6 +613,18 @@ impl Stp {
                 let same_sender = p.info == InfoIs::Received
                     && p.prio.bridge == msg.bridge
                     && p.prio.port == msg.port;
+                // Information one hop from max age cannot be passed on; like
+                // 802.1D-2004 (updtRcvdInfoWhile) it expires at once, so a
+                // dead root's stale information dies after at most max_age
+                // hops instead of lingering for three hello times.
+                if c.message_age.0.saturating_add(ONE_SEC.0) > c.max_age.0 {
+                    if same_sender {
+                        p.info = InfoIs::Aged;
+                        p.info_expires = None;
+                        self.update_roles(now);
+                    }
+                    return;
+                }
                 let better = match p.info {
                     InfoIs::Received | InfoIs::Mine => msg < p.prio,
                     InfoIs::Aged | InfoIs::Disabled => true,
@@ -670,6 +684,20 @@ impl Stp {
                 }
             }
             PortRoleFlag::Root | PortRoleFlag::AlternateOrBackup => {
+                // The bridge whose designated information we hold no longer
+                // calls its port designated: that information is stale (two
+                // crossing BPDUs during a count-to-infinity can leave both
+                // ends of a link holding each other's as root port). Drop it
+                // rather than wait three hellos for it to expire.
+                if p.info == InfoIs::Received
+                    && p.prio.bridge == msg.bridge
+                    && p.prio.port == msg.port
+                {
+                    p.info = InfoIs::Aged;
+                    p.info_expires = None;
+                    self.update_roles(now);
+                    return;
+                }
                 // From the far end of a segment we are designated for.
                 if flags.has(BpduFlags::AGREEMENT)
                     && p.role == PortRole::Designated
@@ -783,6 +811,7 @@ impl Stp {
             let p = &mut self.ports[i];
             p.new_info = false;
             p.agree = false;
+            p.announce_root = false;
             p.tc_ack = false;
         }
     }
@@ -819,7 +848,9 @@ impl Stp {
         }
         let role = match p.role {
             PortRole::Designated => PortRoleFlag::Designated,
-            PortRole::Root if p.agree || p.tc_while.is_some() => PortRoleFlag::Root,
+            PortRole::Root if p.agree || p.announce_root || p.tc_while.is_some() => {
+                PortRoleFlag::Root
+            }
             PortRole::Alternate | PortRole::Backup if p.agree => PortRoleFlag::AlternateOrBackup,
             _ => return None,
         };
