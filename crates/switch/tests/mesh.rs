@@ -14,7 +14,7 @@ use weft_switch::{PortConfig, StpMode, SwitchConfig};
 struct Mesh {
     n: usize,
     /// (a, b, cost) links; the first n-1 form a random tree, so the mesh is
-    /// connected, the rest are redundant.
+    /// connected, the rest are redundant (parallel links and self-loops too).
     links: Vec<(usize, usize, u32)>,
     priorities: Vec<u16>,
     modes: Vec<StpMode>,
@@ -49,8 +49,9 @@ fn mesh(max_n: usize, mixed: bool) -> impl Strategy<Value = Mesh> {
                     .enumerate()
                     .map(|(i, p)| (i + 1, *p))
                     .collect();
-                // Self-loops are left out: they are a hub problem, not a mesh.
-                links.extend(extra.into_iter().filter(|(a, b)| a != b));
+                // Extra links may join a switch to itself (a cable between two
+                // of its ports): one end must become a backup port.
+                links.extend(extra);
                 let links: Vec<_> = links
                     .into_iter()
                     .enumerate()
@@ -73,8 +74,9 @@ fn build(m: &Mesh) -> (Sim, Vec<usize>) {
     let mut degree = vec![0u16; m.n];
     let mut ends = Vec::new();
     for (a, b, _) in &m.links {
-        ends.push((degree[*a], degree[*b]));
+        let pa = degree[*a];
         degree[*a] += 1;
+        ends.push((pa, degree[*b]));
         degree[*b] += 1;
     }
     for (i, d) in degree.iter().enumerate() {
@@ -183,4 +185,3 @@ fn rstp_ring_converges_fast() {
     assert!(sim.one_root());
     assert!(sim.is_spanning_tree(), "{:?}", sim.active_links());
 }
-
