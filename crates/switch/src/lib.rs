@@ -1,0 +1,451 @@
+//! weft's userspace switch core: MAC learning per VLAN, VLAN access/trunk
+//! rules, STP/RSTP, port mirroring and counters, with no I/O at all.
+//!
+//! Frames, port ids and the current time go in; [`Actions`] come out. The
+//! core never reads a clock, so everything (ageing, STP timers) can be
+//! driven by simulated time in tests. See the crate README for the design.
+//!
+//! ```
+//! use weft_switch::{Actions, Instant, PortConfig, PortId, Switch, SwitchConfig};
+//! let mac = "02:00:00:00:00:01".parse().unwrap();
+//! let mut sw = Switch::new(SwitchConfig::new(mac, vec![PortConfig::access(1).edge(); 3]));
+//! let mut out = Actions::new();
+//! let frame = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 9, 0x08, 0x06, 0, 0];
+//! sw.receive(PortId(0), &frame, Instant::from_secs(1), &mut out);
+//! let ports: Vec<_> = out.frames(&frame).map(|(p, _)| p).collect();
+//! assert_eq!(ports, [PortId(1), PortId(2)]);
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod actions;
+pub mod config;
+pub mod counters;
+pub mod fdb;
+pub mod stp;
+pub mod time;
+
+use std::collections::HashMap;
+
+use core::time::Duration;
+
+pub use actions::{Action, Actions, OutFrame, TagOp};
+pub use config::{
+    MirrorConfig, PortConfig, PortId, PortMode, PortStpConfig, StpConfig, StpMode, SwitchConfig,
+    VlanSet, DEFAULT_AGEING, DEFAULT_FDB_MAX,
+};
+pub use counters::{DropReason, Drops, FdbCounters, PortCounters, VlanCounters};
+pub use fdb::{Fdb, FdbEntry, Learn};
+pub use stp::{BridgeStatus, PortRole, PortState, PortStatus, PriorityVector};
+pub use time::Instant;
+
+use stp::Stp;
+use weft_wire::ethernet::{EtherType, HEADER_LEN};
+use weft_wire::{BpduRepr, L2Header, MacAddr, Tci};
+
+/// How the frame arrived, which decides the tag operation on the way out.
+#[derive(Debug, Clone, Copy)]
+enum Ingress {
+    Untagged,
+    Tagged,
+    /// VID 0: priority only, the VLAN comes from the port.
+    PriorityTagged(Tci),
+}
+
+#[derive(Debug, Clone)]
+struct Port {
+    cfg: PortConfig,
+    link_up: bool,
+    mirror_ingress: bool,
+    mirror_egress: bool,
+}
+
+/// One switch (a bridge): `ovs-vsctl add-br` / `ip link add type bridge`.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    mac: MacAddr,
+    mtu: usize,
+    ageing: Duration,
+    ports: Vec<Port>,
+    mirror_out: Option<usize>,
+    mirror_vlans: VlanSet,
+    fdb: Fdb,
+    stp: Stp,
+    port_counters: Vec<PortCounters>,
+    vlan_counters: HashMap<u16, VlanCounters>,
+    unknown_port_frames: u64,
+    started: bool,
+    next_age: Instant,
+}
+
+impl Switch {
+    /// Builds a switch; ports start with their link up. Ports past 4095 are
+    /// ignored, as STP port numbers have 12 bits.
+    pub fn new(mut config: SwitchConfig) -> Self {
+        config.ports.truncate(4095);
+        let mut stp = Stp::new(&config.stp, config.mac, &config.ports);
+        let mirror_out = config
+            .mirror
+            .output
+            .map(PortId::index)
+            .filter(|i| *i < config.ports.len());
+        if let Some(m) = mirror_out {
+            // The mirror output port takes no part in the spanning tree.
+            stp.set_link(m, false, Instant::ZERO);
+            while stp.take_port_down_flush().is_some() {}
+        }
+        let ports = config
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, cfg)| Port {
+                cfg: cfg.clone(),
+                link_up: true,
+                mirror_ingress: config.mirror.select_ingress.iter().any(|p| p.index() == i),
+                mirror_egress: config.mirror.select_egress.iter().any(|p| p.index() == i),
+            })
+            .collect::<Vec<_>>();
+        Switch {
+            mac: config.mac,
+            mtu: usize::from(config.mtu),
+            ageing: config.ageing,
+            port_counters: vec![PortCounters::default(); ports.len()],
+            ports,
+            mirror_out,
+            mirror_vlans: config.mirror.select_vlans.clone(),
+            fdb: Fdb::new(config.fdb_max_entries),
+            stp,
+            vlan_counters: HashMap::new(),
+            unknown_port_frames: 0,
+            started: false,
+            next_age: Instant::ZERO,
+        }
+    }
+
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    fn start(&mut self, now: Instant) {
+        if !self.started {
+            self.started = true;
+            self.next_age = now + Duration::from_secs(1);
+            self.stp.start(now);
+        }
+    }
+
+    /// Handles one frame received on `port`. `out` is cleared first and then
+    /// holds what to send; the frame itself is referenced, not copied, so
+    /// with a warmed-up `out` this does not allocate.
+    pub fn receive(&mut self, port: PortId, frame: &[u8], now: Instant, out: &mut Actions) {
+        out.clear();
+        self.start(now);
+        let i = port.index();
+        let Some(p) = self.ports.get(i) else {
+            self.unknown_port_frames += 1;
+            return;
+        };
+        let usable = p.cfg.enabled && p.link_up;
+        let c = &mut self.port_counters[i];
+        c.rx_frames += 1;
+        c.rx_bytes += frame.len() as u64;
+        if !usable {
+            return self.drop_port(i, DropReason::PortDown);
+        }
+        if self.mirror_out == Some(i) {
+            return self.drop_port(i, DropReason::MirrorPort);
+        }
+        let hdr = match L2Header::parse(frame) {
+            Ok(h) => h,
+            Err(_) if frame.len() < HEADER_LEN => return self.drop_port(i, DropReason::Runt),
+            Err(_) => return self.drop_port(i, DropReason::TruncatedTag),
+        };
+        let tags = match (hdr.outer, hdr.inner_tagged) {
+            (None, _) => 0,
+            (Some(_), false) => 1,
+            (Some(_), true) => 2,
+        };
+        if frame.len() > HEADER_LEN + self.mtu + 4 * tags {
+            return self.drop_port(i, DropReason::Oversize);
+        }
+        if hdr.dst.is_link_local_group() {
+            let stp_on = self.stp.mode() != StpMode::Off;
+            if hdr.dst == MacAddr::STP_GROUP && stp_on {
+                match BpduRepr::parse_frame(frame) {
+                    Ok((_, bpdu)) => {
+                        self.port_counters[i].rx_bpdus += 1;
+                        self.stp.receive(i, &bpdu, now);
+                        self.after_stp(out);
+                    }
+                    Err(_) => self.drop_port(i, DropReason::BadBpdu),
+                }
+                return;
+            }
+            // Without STP, BPDUs are flooded like the Linux bridge does, so
+            // that a loop of such bridges can at least be seen.
+            if hdr.dst != MacAddr::STP_GROUP {
+                return self.drop_port(i, DropReason::ReservedGroup);
+            }
+        }
+        if hdr.src.is_multicast() {
+            return self.drop_port(i, DropReason::InvalidSource);
+        }
+        let (vid, ingress) = match classify(&self.ports[i].cfg.mode, &hdr) {
+            Ok(x) => x,
+            Err(r) => return self.drop_port(i, r),
+        };
+        if !self.stp.learning(i) {
+            return self.drop_vlan(i, vid, DropReason::StpNotForwarding);
+        }
+        let vc = self.vlan_counters.entry(vid).or_default();
+        vc.frames += 1;
+        vc.bytes += frame.len() as u64;
+        self.fdb.learn(vid, hdr.src, port, now);
+        if !self.stp.forwarding(i) {
+            return self.drop_vlan(i, vid, DropReason::StpNotForwarding);
+        }
+
+        let mut mirrored = self.ports[i].mirror_ingress || self.mirror_vlans.contains(vid);
+        let known = if hdr.dst.is_unicast() {
+            self.fdb.lookup(vid, hdr.dst)
+        } else {
+            None
+        };
+        match known {
+            Some(dp) if dp == port => return self.drop_vlan(i, vid, DropReason::SameSegment),
+            Some(dp) => {
+                let j = dp.index();
+                if !self.egress_ok(j, vid) {
+                    return self.drop_vlan(i, vid, DropReason::NoEgress);
+                }
+                mirrored |= self.emit(j, vid, ingress, frame.len(), out);
+            }
+            None => {
+                if let Some(vc) = self.vlan_counters.get_mut(&vid) {
+                    vc.flooded += 1;
+                }
+                for j in 0..self.ports.len() {
+                    if j != i && self.egress_ok(j, vid) {
+                        mirrored |= self.emit(j, vid, ingress, frame.len(), out);
+                    }
+                }
+            }
+        }
+        if let (true, Some(m)) = (mirrored, self.mirror_out) {
+            if m != i && self.ports[m].cfg.enabled && self.ports[m].link_up {
+                // The copy carries its VLAN as a tag, so one mirror port can
+                // show several VLANs apart.
+                let tag = match ingress {
+                    Ingress::Untagged => TagOp::Push(Tci::new(0, vid)),
+                    Ingress::Tagged => TagOp::Keep,
+                    Ingress::PriorityTagged(t) => TagOp::Rewrite(Tci { vid, ..t }),
+                };
+                self.count_tx(m, tag.out_len(frame.len()));
+                out.forward(PortId(m as u16), tag);
+            }
+        }
+    }
+
+    fn egress_ok(&self, j: usize, vid: u16) -> bool {
+        let p = &self.ports[j];
+        p.cfg.enabled
+            && p.link_up
+            && self.mirror_out != Some(j)
+            && p.cfg.mode.is_member(vid)
+            && self.stp.forwarding(j)
+    }
+
+    /// Queues the frame for port `j`; returns whether `j` is mirrored.
+    fn emit(
+        &mut self,
+        j: usize,
+        vid: u16,
+        ingress: Ingress,
+        len: usize,
+        out: &mut Actions,
+    ) -> bool {
+        let untagged = self.ports[j].cfg.mode.is_untagged(vid);
+        let tag = match (untagged, ingress) {
+            (true, Ingress::Untagged) => TagOp::Keep,
+            (true, _) => TagOp::Pop,
+            // PCP 0: an untagged frame had no priority to keep.
+            (false, Ingress::Untagged) => TagOp::Push(Tci::new(0, vid)),
+            (false, Ingress::Tagged) => TagOp::Keep,
+            (false, Ingress::PriorityTagged(t)) => TagOp::Rewrite(Tci { vid, ..t }),
+        };
+        self.count_tx(j, tag.out_len(len));
+        out.forward(PortId(j as u16), tag);
+        self.ports[j].mirror_egress
+    }
+
+    fn count_tx(&mut self, j: usize, len: usize) {
+        let c = &mut self.port_counters[j];
+        c.tx_frames += 1;
+        c.tx_bytes += len as u64;
+    }
+
+    fn drop_port(&mut self, i: usize, r: DropReason) {
+        self.port_counters[i].drops.bump(r);
+    }
+
+    fn drop_vlan(&mut self, i: usize, vid: u16, r: DropReason) {
+        self.port_counters[i].drops.bump(r);
+        self.vlan_counters.entry(vid).or_default().drops.bump(r);
+    }
+
+    /// Runs timers: BPDU hellos, STP state timers, information expiry, MAC
+    /// ageing. Call it at least every [`poll_at`](Self::poll_at); calling it
+    /// more often is harmless.
+    pub fn tick(&mut self, now: Instant, out: &mut Actions) {
+        out.clear();
+        self.start(now);
+        self.stp.tick(now);
+        if now >= self.next_age {
+            let ageing = self
+                .stp
+                .short_ageing()
+                .unwrap_or(self.ageing)
+                .min(self.ageing);
+            self.fdb.age(now, ageing);
+            self.next_age = now + Duration::from_secs(1);
+        }
+        self.after_stp(out);
+    }
+
+    /// When `tick` next has work to do.
+    pub fn poll_at(&self) -> Instant {
+        let t = self.stp.next_deadline().unwrap_or(self.next_age);
+        t.min(self.next_age)
+    }
+
+    /// Carrier change on a port (`ip link set X down/up`). Learned entries
+    /// on a port that goes down are flushed.
+    pub fn set_link(&mut self, port: PortId, up: bool, now: Instant, out: &mut Actions) {
+        out.clear();
+        let i = port.index();
+        if i >= self.ports.len() || self.ports[i].link_up == up {
+            return;
+        }
+        self.start(now);
+        self.ports[i].link_up = up;
+        if !up {
+            self.fdb.flush_port(port);
+        }
+        if self.mirror_out != Some(i) {
+            self.stp.set_link(i, up && self.ports[i].cfg.enabled, now);
+        }
+        self.after_stp(out);
+    }
+
+    fn after_stp(&mut self, out: &mut Actions) {
+        if let Some(scope) = self.stp.take_flush() {
+            self.fdb.flush_except(scope.map(|i| PortId(i as u16)));
+        }
+        while let Some(i) = self.stp.take_port_down_flush() {
+            self.fdb.flush_port(PortId(i as u16));
+        }
+        let mac = self.mac;
+        let counters = &mut self.port_counters;
+        self.stp.transmit(|i, bpdu| {
+            let len = bpdu.frame_len();
+            out.transmit(PortId(i as u16), len, |buf| {
+                bpdu.emit_frame(mac, buf);
+            });
+            let c = &mut counters[i];
+            c.tx_bpdus += 1;
+            c.tx_frames += 1;
+            c.tx_bytes += len as u64;
+        });
+    }
+
+    /// The forwarding database (`bridge fdb show`, `ovs-appctl fdb/show`).
+    pub fn fdb(&self) -> &Fdb {
+        &self.fdb
+    }
+
+    /// `bridge fdb add MAC dev PORT vlan VID static`. `false` if the table
+    /// is full.
+    pub fn add_static_mac(&mut self, vid: u16, mac: MacAddr, port: PortId) -> bool {
+        port.index() < self.ports.len() && self.fdb.add_static(vid, mac, port)
+    }
+
+    /// `bridge fdb del`.
+    pub fn remove_mac(&mut self, vid: u16, mac: MacAddr) -> Option<FdbEntry> {
+        self.fdb.remove(vid, mac)
+    }
+
+    /// `ovs-appctl fdb/flush`: drops all learned entries.
+    pub fn flush_fdb(&mut self) {
+        self.fdb.flush_except(None);
+    }
+
+    pub fn fdb_counters(&self) -> &FdbCounters {
+        self.fdb.counters()
+    }
+
+    /// `ip -s link show PORT` plus drop reasons.
+    pub fn port_counters(&self, port: PortId) -> Option<&PortCounters> {
+        self.port_counters.get(port.index())
+    }
+
+    /// `bridge -s vlan show`.
+    pub fn vlan_counters(&self, vid: u16) -> VlanCounters {
+        self.vlan_counters.get(&vid).copied().unwrap_or_default()
+    }
+
+    /// Frames handed in with a port number the switch does not have.
+    pub fn unknown_port_frames(&self) -> u64 {
+        self.unknown_port_frames
+    }
+
+    /// `ovs-appctl stp/show`, `ovs-appctl rstp/show`, `brctl showstp`.
+    pub fn stp_status(&self) -> BridgeStatus {
+        self.stp.status()
+    }
+
+    pub fn port_stp_status(&self, port: PortId) -> Option<PortStatus> {
+        (port.index() < self.ports.len()).then(|| self.stp.port_status(port.index()))
+    }
+
+    /// Whether frames may currently leave and enter `port` (up, and
+    /// forwarding in the spanning tree).
+    pub fn port_forwarding(&self, port: PortId) -> bool {
+        let i = port.index();
+        i < self.ports.len()
+            && self.ports[i].cfg.enabled
+            && self.ports[i].link_up
+            && self.mirror_out != Some(i)
+            && self.stp.forwarding(i)
+    }
+}
+
+/// Ingress VLAN rules. Any second tag, and any 802.1ad outer tag, is
+/// refused: a host on an access port or native VLAN could otherwise have its
+/// outer tag stripped on the way out of a trunk and its inner tag read by
+/// the next switch, hopping into another VLAN.
+fn classify(mode: &PortMode, hdr: &L2Header) -> Result<(u16, Ingress), DropReason> {
+    let tci = match hdr.outer {
+        None => None,
+        Some((tpid, _)) if tpid == EtherType::QINQ => return Err(DropReason::DoubleTagged),
+        Some(_) if hdr.inner_tagged => return Err(DropReason::DoubleTagged),
+        Some((_, tci)) => Some(tci),
+    };
+    match (mode, tci) {
+        (PortMode::Access(v), None) => Ok((*v, Ingress::Untagged)),
+        (PortMode::Access(v), Some(t)) if t.vid == 0 => Ok((*v, Ingress::PriorityTagged(t))),
+        (PortMode::Access(_), Some(_)) => Err(DropReason::TaggedOnAccess),
+        (PortMode::Trunk { native, .. }, None) => native
+            .map(|n| (n, Ingress::Untagged))
+            .ok_or(DropReason::UntaggedNoNative),
+        (PortMode::Trunk { native, .. }, Some(t)) if t.vid == 0 => native
+            .map(|n| (n, Ingress::PriorityTagged(t)))
+            .ok_or(DropReason::UntaggedNoNative),
+        (m, Some(t)) if t.vid <= weft_wire::vlan::VID_MAX && m.is_member(t.vid) => {
+            Ok((t.vid, Ingress::Tagged))
+        }
+        (_, Some(_)) => Err(DropReason::VlanNotAllowed),
+    }
+}
