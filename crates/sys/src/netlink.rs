@@ -165,9 +165,9 @@ impl Netlink {
                 let n = match self.recv(rbuf) {
                     Ok(n) => n,
                     Err(e) => {
-                        for k in start..queue.len() {
+                        for (k, (_, what)) in queue.iter().enumerate().skip(start) {
                             errors.push(NlError {
-                                what: format!("reading the kernel's answers ({})", queue[k].1),
+                                what: format!("reading the kernel's answers ({what})"),
                                 errno: e.raw_os_error().unwrap_or(libc::EIO),
                                 index: k,
                             });
