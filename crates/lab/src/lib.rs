@@ -322,6 +322,13 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     }
     candidates.sort();
     candidates.dedup();
+    let t0 = Instant::now();
+    // Armed before the first deletion so it orders after all of them.
+    let watch = if opts.no_wait {
+        None
+    } else {
+        Some(weft_sys::netns::watch_cleanup()?)
+    };
     let mut report = DownReport::default();
     let mut held_ids = Vec::new();
     for ns in candidates {
@@ -335,6 +342,7 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
         }
         report.removed.push(ns);
     }
+    let t1 = Instant::now();
     let ids: Vec<_> = held_ids.iter().map(|(_, id)| *id).collect();
     let mut holders = weft_sys::netns::holders_of_many(&ids);
     for (ns, id) in held_ids {
@@ -342,9 +350,13 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
             report.held.push((ns, pids));
         }
     }
-    tracing::debug!(namespaces = report.removed.len(), "deleted");
+    tracing::debug!(namespaces = report.removed.len(), delete = ?(t1 - t0), holders = ?t1.elapsed(), "deleted");
     if !opts.no_wait && !report.removed.is_empty() && report.held.is_empty() {
-        weft_sys::netns::wait_cleanup(Duration::from_secs(60))?;
+        let t2 = Instant::now();
+        if let Some(w) = watch {
+            w.wait(Duration::from_secs(60))?;
+        }
+        tracing::debug!(wait = ?t2.elapsed(), "kernel done");
     }
     state::remove(name)?;
     Ok(report)

@@ -186,6 +186,46 @@ fn wait_cleanup_sees_veth_peers_vanish() {
     eprintln!("wait_cleanup for {n} namespaces took {waited:?}");
 }
 
+/// The same check for the sentinel watch `weft down` uses: armed before the
+/// deletions, it must not return while a deleted namespace's veth ends are
+/// still in the surviving one.
+#[test]
+fn cleanup_watch_sees_veth_peers_vanish() {
+    let mut guard = NsGuard::default();
+    let keep = guard.create("keepw");
+    let n = 200;
+    let names: Vec<String> = (0..n).map(|_| unique("dyingw")).collect();
+    guard.0.extend(names.iter().cloned());
+    drop(create_many(&names, 2, |_| Ok::<_, Error>(())).unwrap());
+    let mut batch = String::new();
+    for (i, ns) in names.iter().enumerate() {
+        batch.push_str(&format!(
+            "link add v{i} netns {keep} type veth peer name p{i} netns {ns}\n"
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("{}.batch", unique("vethw")));
+    fs::write(&file, batch).unwrap();
+    ip(&["-batch", file.to_str().unwrap()]);
+    let _ = fs::remove_file(&file);
+    let count = |ns: &str| ip(&["-n", ns, "-o", "link"]).lines().count();
+    assert_eq!(count(&keep), n + 1);
+    let watch = watch_cleanup().unwrap();
+    for ns in &names {
+        delete(ns).unwrap();
+    }
+    let t = Instant::now();
+    watch.wait(Duration::from_secs(60)).unwrap();
+    let waited = t.elapsed();
+    let left = count(&keep);
+    assert_eq!(
+        left,
+        1,
+        "{} veth ends still in {keep} after {waited:?}",
+        left - 1
+    );
+    eprintln!("cleanup watch for {n} namespaces took {waited:?}");
+}
+
 #[test]
 fn wait_cleanup_with_nothing_pending_is_quick() {
     let t = Instant::now();
