@@ -324,3 +324,74 @@ fn status_lists_the_lab_in_a_table_and_as_json() {
     assert_eq!(tap1["state"], "up");
     assert_eq!(tap1["carrier"], true);
 }
+
+#[test]
+fn bridge_settings_change_in_place_on_a_live_lab() {
+    let lab = Lab::example("brset", "bridge.toml");
+    lab.up();
+    let port = lab.iface("br0", "br-tap1")["index"].clone();
+    let text = std::fs::read_to_string(&lab.file).unwrap();
+    lab.rewrite(&text.replace(
+        "stp = false",
+        "stp = false\nageing_time = 30\npriority = 100",
+    ));
+    let out = lab.up();
+    assert!(out.contains("~ br0:br0 bridge"), "{out}");
+    assert!(
+        !out.contains("+ bridge"),
+        "the bridge is not made again: {out}"
+    );
+    assert_eq!(lab.iface("br0", "br-tap1")["index"], port);
+    assert_eq!(lab.iface("br0", "br-tap1")["master"], "br0");
+    let detail = lab.ip("br0", &["-d", "link", "show", "dev", "br0"]);
+    assert!(
+        detail.contains("ageing_time 3000") && detail.contains("priority 100"),
+        "{detail}"
+    );
+    assert!(lab.ping("ns1", "ns2", None));
+}
+
+#[test]
+fn removing_an_mtu_restores_the_default() {
+    let lab = Lab::example("mtu", "veth.toml");
+    let text = std::fs::read_to_string(&lab.file).unwrap();
+    lab.rewrite(&format!("{text}mtu = 9000\n"));
+    lab.up();
+    assert_eq!(lab.iface("ns1", "veth0")["mtu"], 9000);
+    lab.rewrite(&text);
+    let out = lab.up();
+    assert!(out.contains("~ ns1:veth0 mtu 9000 -> default"), "{out}");
+    assert_eq!(lab.iface("ns1", "veth0")["mtu"], 1500);
+}
+
+#[test]
+fn an_edit_killed_half_way_is_cleaned_up_by_the_next_up() {
+    let base = std::fs::read_to_string(common::root().join("examples/star.toml"))
+        .unwrap()
+        .replace("count = 20", "count = 2");
+    let lab = Lab::from_text("killedit", &base);
+    lab.up();
+    lab.rewrite(&base.replace("count = 2", "count = 400"));
+    let mut child = lab
+        .weft()
+        .args(["up", "-q", lab.file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while lab.namespaces().len() < 40 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(lab.namespaces().len() > 3, "the kill came too late");
+    lab.rewrite(&base.replace("count = 2", "count = 3"));
+    let out = lab.up();
+    assert!(out.contains("left by an interrupted `weft up`"), "{out}");
+    assert_eq!(lab.namespaces().len(), 4);
+    assert!(lab.ping("h3", "h1", None));
+}

@@ -357,7 +357,14 @@ impl<'a> Exec<'a> {
         for (i, op) in ops.iter().enumerate() {
             let Op::Add { key, val } = op else { continue };
             match (key, val) {
-                (ResKey::Device { node, iface }, Res::Device(IfaceKind::Bridge(b))) => {
+                (ResKey::Device { node, iface }, Res::Device(IfaceKind::Bridge(_))) => {
+                    // The settings come from the lab: the plan keeps them in
+                    // the bridge's Attrs (they change in place).
+                    let b = match self.new.iface(&Endpoint::new(node, iface)).map(|i| &i.kind) {
+                        Some(IfaceKind::Bridge(b)) => b.clone(),
+                        _ => Default::default(),
+                    };
+                    let b = &b;
                     let at = self.attrs(node, iface);
                     let index = self.alloc_index();
                     let h = self.handle(node)?;
@@ -604,8 +611,10 @@ impl<'a> Exec<'a> {
             } else {
                 None
             },
+            // Removing `mtu` from the file means the kernel's default,
+            // 1500 for every kind of device weft makes.
             mtu: if !fresh && changed(&|o| o.mtu != to.mtu) {
-                to.mtu
+                Some(to.mtu.unwrap_or(1500))
             } else {
                 None
             },

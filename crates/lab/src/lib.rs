@@ -61,13 +61,19 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Parsed, Box<FileError>> {
             )]),
         })
     })?;
-    weft_topo::parse(&text).map_err(|d| {
+    let err = |d| {
         Box::new(FileError {
             path: path.to_path_buf(),
-            source_text: text,
+            source_text: text.clone(),
             diagnostics: d,
         })
-    })
+    };
+    let parsed = weft_topo::parse(&text).map_err(err)?;
+    // A lab that is built keeps the addresses its hosts have.
+    match state::load(&parsed.lab.name) {
+        Ok(Some(st)) => weft_topo::parse_with(&text, Some(&st.lab)).map_err(err),
+        _ => Ok(parsed),
+    }
 }
 
 pub struct UpOptions<'a> {
@@ -131,22 +137,26 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let mut recovered = 0;
     let mut st = match state::load(name)? {
         Some(mut s) => {
+            // Namespaces journaled but not in the state were added by an
+            // edit that died half-way; they are ours, so remove them.
+            let known: std::collections::BTreeSet<&str> =
+                s.lab.nodes.values().map(|n| n.netns.as_str()).collect();
+            let leftovers: Vec<String> = state::journal_entries(name)
+                .into_iter()
+                .filter(|ns| !known.contains(ns.as_str()) && weft_sys::netns::exists(ns))
+                .collect();
+            recovered += remove_and_wait(&leftovers)?;
             repair_drift(&mut s.lab);
             s
         }
         None => {
             // A journal without a state: an earlier `weft up` died half-way.
             // What it made is ours; remove it and start clean.
-            let left = state::journal_entries(name);
-            for ns in &left {
-                if weft_sys::netns::exists(ns) {
-                    weft_sys::netns::delete(ns)?;
-                    recovered += 1;
-                }
-            }
-            if recovered > 0 {
-                weft_sys::netns::wait_cleanup(Duration::from_secs(30))?;
-            }
+            let left: Vec<String> = state::journal_entries(name)
+                .into_iter()
+                .filter(|ns| weft_sys::netns::exists(ns))
+                .collect();
+            recovered += remove_and_wait(&left)?;
             state::journal_reset(name, &[])?;
             State {
                 lab: Lab {
@@ -218,6 +228,21 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     })
 }
 
+/// Delete namespaces and wait until the kernel has destroyed them (and the
+/// veths cabled from them into surviving namespaces), so their names can be
+/// used again at once.
+fn remove_and_wait(netns: &[String]) -> Result<usize, Error> {
+    if netns.is_empty() {
+        return Ok(0);
+    }
+    let watch = weft_sys::netns::watch_cleanup()?;
+    for ns in netns {
+        weft_sys::netns::delete(ns)?;
+    }
+    watch.wait(Duration::from_secs(60))?;
+    Ok(netns.len())
+}
+
 /// Undo a partial apply: for a new lab, remove every namespace this run
 /// made; otherwise apply the inverse of what took effect.
 fn rollback(
@@ -231,12 +256,15 @@ fn rollback(
 ) -> Result<(), Error> {
     if !had_nodes {
         let mut errs = Vec::new();
+        let watch = weft_sys::netns::watch_cleanup().ok();
         for n in state::journal_entries(name) {
             if let Err(e) = weft_sys::netns::delete(&n) {
                 errs.push(e.to_string());
             }
         }
-        let _ = weft_sys::netns::wait_cleanup(Duration::from_secs(30));
+        if let Some(w) = watch {
+            let _ = w.wait(Duration::from_secs(30));
+        }
         if errs.is_empty() {
             state::remove(name)?;
             return Ok(());

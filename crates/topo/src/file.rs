@@ -120,6 +120,12 @@ pub const MAX_COUNT: u32 = 10_000;
 /// Parse, expand and check a topology file. Every problem is reported, each
 /// with its position; nothing here touches the system.
 pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
+    parse_with(source, None)
+}
+
+/// [`parse`], keeping the addresses `attach` gave hosts in `previous` (the
+/// lab as built), so that an edit never renumbers hosts it did not touch.
+pub fn parse_with(source: &str, previous: Option<&Lab>) -> Result<Parsed, Diagnostics> {
     let raw: RawLab = toml::from_str(source).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(
             e.message().trim().to_string(),
@@ -127,7 +133,10 @@ pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
         )
         .help("see docs/topology.md for every key the file takes")])
     })?;
-    let mut cx = Cx::default();
+    let mut cx = Cx {
+        previous,
+        ..Cx::default()
+    };
     let lab = cx.expand(raw);
     if cx.errors.is_empty() {
         Ok(Parsed {
@@ -142,7 +151,8 @@ pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
 }
 
 #[derive(Default)]
-struct Cx {
+struct Cx<'p> {
+    previous: Option<&'p Lab>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     node_span: HashMap<String, Span>,
@@ -156,7 +166,7 @@ struct Cx {
     attached: Vec<(String, String, Span, bool)>,
 }
 
-impl Cx {
+impl Cx<'_> {
     fn err(&mut self, span: Option<Span>, msg: impl Into<String>, help: impl Into<String>) {
         let help = help.into();
         let mut d = Diagnostic::new(msg, span);
@@ -805,6 +815,30 @@ impl Cx {
             .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
             .collect();
         let mut next: HashMap<IpNet, u128> = HashMap::new();
+        // Addresses hosts already have keep them: reserve those first, so a
+        // new host cannot take one.
+        let mut sticky: HashMap<String, Vec<IpNet>> = HashMap::new();
+        if let Some(prev) = self.previous {
+            for (host, bridge, _, _) in &attached {
+                let explicit = lab
+                    .nodes
+                    .get(host)
+                    .and_then(|n| n.interfaces.get("eth0"))
+                    .is_some_and(|i| !i.addresses.is_empty());
+                let had = prev.nodes.get(host).and_then(|n| n.interfaces.get("eth0"));
+                let (Some(had), false) = (had, explicit) else {
+                    continue;
+                };
+                if !matches!(&had.kind, IfaceKind::Veth { peer } if peer.node == *bridge) {
+                    continue;
+                }
+                for a in &had.addresses {
+                    if used.insert(a.addr()) {
+                        sticky.entry(host.clone()).or_default().push(*a);
+                    }
+                }
+            }
+        }
         for (host, bridge, span, default_route) in attached {
             let Some(br) = lab.nodes.get(&bridge) else {
                 self.err(
@@ -870,6 +904,21 @@ impl Cx {
             let mut gateways = Vec::new();
             for net in &subnets {
                 if !explicit {
+                    let kept = sticky
+                        .get(&host)
+                        .and_then(|v| {
+                            v.iter().find(|a| {
+                                a.trunc() == net.trunc() && a.prefix_len() == net.prefix_len()
+                            })
+                        })
+                        .copied();
+                    if let Some(a) = kept {
+                        eth0.addresses.push(a);
+                        if eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
+                            gateways.push(net.addr());
+                        }
+                        continue;
+                    }
                     let cursor = next.entry(net.trunc()).or_insert(1);
                     match allocate(net, cursor, &used) {
                         Some(a) => {
@@ -1148,7 +1197,7 @@ pub fn check_sysctl_key(key: &str) -> Result<(), String> {
         }
         if !part
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-/@+".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "_-/@:".contains(c))
         {
             return Err(format!(
                 "the component `{part}` has a character sysctl keys do not use"

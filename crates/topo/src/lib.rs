@@ -10,6 +10,6 @@ pub mod plan;
 pub mod route;
 
 pub use error::{Diagnostic, Diagnostics};
-pub use file::{parse, Parsed};
+pub use file::{parse, parse_with, Parsed};
 pub use model::*;
 pub use plan::{plan, Op, Plan, Res, ResKey};

@@ -271,6 +271,17 @@ pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
             let iface = i.name.clone();
             match &i.kind {
                 IfaceKind::Loopback => {}
+                // A bridge's settings change in place (they are in its
+                // Attrs); only TUN/TAP options need the device made again.
+                IfaceKind::Bridge(_) => {
+                    out.insert(
+                        ResKey::Device {
+                            node: node.clone(),
+                            iface: iface.clone(),
+                        },
+                        Res::Device(IfaceKind::Bridge(BridgeOptions::default())),
+                    );
+                }
                 IfaceKind::Veth { peer } => {
                     let me = Endpoint::new(&node, &iface);
                     if me < *peer {
@@ -380,10 +391,19 @@ pub fn diff(before: &BTreeMap<ResKey, Res>, after: &BTreeMap<ResKey, Res>) -> Pl
         }
     }
     let touched_nodes: BTreeSet<&str> = gone_ifaces.iter().map(|(n, _)| n.as_str()).collect();
+    // A port whose bridge is made again must join the new one.
+    let master_gone = |node: &str, v: Option<&Res>| match v {
+        Some(Res::Attrs(a)) => a
+            .master
+            .as_ref()
+            .is_some_and(|m| gone_ifaces.contains(&(node.to_string(), m.clone()))),
+        _ => false,
+    };
     let on_gone_iface = |k: &ResKey| match k {
-        ResKey::Attrs { node, iface } | ResKey::Addr { node, iface, .. } => {
-            gone_ifaces.contains(&(node.clone(), iface.clone()))
+        ResKey::Attrs { node, iface } => {
+            gone_ifaces.contains(&(node.clone(), iface.clone())) || master_gone(node, after.get(k))
         }
+        ResKey::Addr { node, iface, .. } => gone_ifaces.contains(&(node.clone(), iface.clone())),
         // The kernel drops a node's routes through a deleted device; re-add
         // all of the node's routes rather than guess which (adding replaces).
         ResKey::Route { node, .. } => touched_nodes.contains(node.as_str()),

@@ -213,3 +213,74 @@ fn mtu_change_is_in_place() {
         ]
     );
 }
+
+#[test]
+fn bridge_settings_change_in_place() {
+    let src = std::fs::read_to_string(root().join("examples/stp.toml")).unwrap();
+    let old = parse(&src).unwrap().lab;
+    let new = parse(&src.replace("priority = 4096", "priority = 8192"))
+        .unwrap()
+        .lab;
+    let lines = plan(Some(&old), &new).lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("~ br0:br0 bridge"), "{lines:?}");
+}
+
+#[test]
+fn attached_hosts_keep_their_addresses_across_edits() {
+    let src = "name = \"s\"\n[nodes.br]\nkind = \"bridge\"\naddresses = [\"10.0.0.1/24\"]\n[nodes.a]\nattach = \"br\"\n[nodes.b]\nattach = \"br\"\n[nodes.c]\nattach = \"br\"\n";
+    let built = parse(src).unwrap().lab;
+    let addr =
+        |lab: &weft_topo::Lab, n: &str| lab.nodes[n].interfaces["eth0"].addresses[0].to_string();
+    assert_eq!(addr(&built, "c"), "10.0.0.4/24");
+    // Remove b, add aa (which sorts before c): c keeps .4, aa takes b's old .3.
+    let edited = src.replace(
+        "[nodes.b]\nattach = \"br\"\n",
+        "[nodes.aa]\nattach = \"br\"\n",
+    );
+    let fresh = parse(&edited).unwrap().lab;
+    assert_eq!(
+        addr(&fresh, "c"),
+        "10.0.0.4/24",
+        "without the built lab the order decides"
+    );
+    let kept = weft_topo::parse_with(&edited, Some(&built)).unwrap().lab;
+    assert_eq!(addr(&kept, "a"), "10.0.0.2/24");
+    assert_eq!(addr(&kept, "c"), "10.0.0.4/24");
+    assert_eq!(addr(&kept, "aa"), "10.0.0.3/24");
+    let p = plan(Some(&built), &kept);
+    assert!(!p.lines().iter().any(|l| l.contains("on c:eth0")), "{p}");
+    // A host that has gone and comes back gets whatever is free then.
+    let renamed = src.replace("[nodes.a]", "[nodes.z]");
+    let z = weft_topo::parse_with(&renamed, Some(&built)).unwrap().lab;
+    assert_eq!(addr(&z, "b"), "10.0.0.3/24");
+    assert_eq!(addr(&z, "z"), "10.0.0.2/24");
+}
+
+#[test]
+fn ports_rejoin_a_bridge_that_is_made_again() {
+    // `br0` turns from a TAP into a bridge of the same name: its would-be
+    // port must be (re)attached in the same plan.
+    let before = "name = \"p\"\n[nodes.h.interfaces.br0]\nkind = \"tap\"\n[nodes.h.interfaces.t1]\nkind = \"tap\"\n";
+    let after = "name = \"p\"\n[nodes.h.interfaces.br0]\nkind = \"bridge\"\n[nodes.h.interfaces.t1]\nkind = \"tap\"\nmaster = \"br0\"\n";
+    let mut old = parse(after).unwrap().lab;
+    let new = old.clone();
+    // Same desired ports, but the device changed kind underneath.
+    old.nodes
+        .get_mut("h")
+        .unwrap()
+        .interfaces
+        .get_mut("br0")
+        .unwrap()
+        .kind = parse(before).unwrap().lab.nodes["h"].interfaces["br0"]
+        .kind
+        .clone();
+    let p = plan(Some(&old), &new);
+    assert!(
+        p.ops.iter().any(
+            |o| matches!(o, Op::Add { key: ResKey::Attrs { iface, .. }, .. } if iface == "t1")
+        ),
+        "{:#?}",
+        p.ops
+    );
+}
