@@ -2,13 +2,15 @@
 //!
 //! Deleting a namespace only unmounts its name; the kernel destroys it later, in one
 //! ordered work queue (`cleanup_net`), batching whatever namespaces are pending. So
-//! the harness keeps an observer namespace `wb-obs` holding one end of a veth whose
-//! other end lives in a sentinel namespace `wb-sent`. After a method's removal
-//! commands return, the harness drops the sentinel; when the kernel reports the
-//! observer's veth gone, the sentinel has been torn down, and because the queue is
-//! ordered, so has every namespace deleted before it. The same signal serves all
-//! three methods, including weft's, so their "down" figures are comparable. The
-//! sentinel's own teardown is measured alone at start-up and reported.
+//! the harness keeps an observer namespace `wb-obs` holding one end of a veth into
+//! each of two sentinel namespaces, `wb-sent` and `wb-sent2`. After a method's
+//! removal commands return, the harness drops the first sentinel and waits for the
+//! kernel to report its veth gone, then the second. The first can share a batch with
+//! the lab's last namespaces (its veth goes while that batch is still tearing down the
+//! rest); the second cannot, so when its veth goes every namespace deleted before has
+//! been destroyed completely. The same signal serves all three methods, including
+//! weft's, so their "down" figures are comparable. The sentinels' own teardown is
+//! measured alone at start-up and reported.
 
 use std::fs::File;
 use std::io;
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 use crate::proc::{interrupted, output};
 
 pub const OBSERVER: &str = "wb-obs";
-pub const SENTINEL: &str = "wb-sent";
-const OBS_IF: &str = "wbo0";
+/// (namespace, observer-side veth) of the two sentinels.
+const SENTINELS: [(&str, &str); 2] = [("wb-sent", "wbo0"), ("wb-sent2", "wbo1")];
 const SENT_IF: &str = "wbs0";
 const QUICK: Duration = Duration::from_secs(20);
 
@@ -189,10 +191,16 @@ fn dellink_in(mut msgs: &[u8], ifindex: i32) -> bool {
     false
 }
 
-/// The observer namespace plus a re-armable sentinel; see the module docs.
+/// The observer namespace plus two re-armable sentinels; see the module docs.
+///
+/// Two, because the kernel destroys namespaces in batches: the first
+/// sentinel may join the batch that holds the last of the lab's namespaces,
+/// and its veth goes while that batch is still tearing the rest down; the
+/// second, dropped only then, lands in a later batch, which starts once that
+/// batch has finished. (weft's own `down` waits the same way.)
 pub struct Finish {
     watcher: LinkWatcher,
-    armed: Option<i32>,
+    armed: Option<[i32; 2]>,
 }
 
 impl Finish {
@@ -207,30 +215,38 @@ impl Finish {
         })
     }
 
-    /// Creates the sentinel namespace and its veth to the observer (not measured).
+    /// Creates the sentinel namespaces and their veths to the observer (not measured).
     pub fn arm(&mut self) -> Result<(), String> {
-        ip(&["netns", "add", SENTINEL])?;
-        ip(&[
-            "-n", OBSERVER, "link", "add", OBS_IF, "type", "veth", "peer", "name", SENT_IF,
-            "netns", SENTINEL,
-        ])?;
-        let text = ip(&["-n", OBSERVER, "-o", "link", "show", OBS_IF])?;
-        let idx = text
-            .split(':')
-            .next()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| format!("cannot read ifindex from {text:?}"))?;
+        let mut idx = [0i32; 2];
+        for (slot, (ns, obs_if)) in idx.iter_mut().zip(SENTINELS) {
+            ip(&["netns", "add", ns])?;
+            ip(&[
+                "-n", OBSERVER, "link", "add", obs_if, "type", "veth", "peer", "name", SENT_IF,
+                "netns", ns,
+            ])?;
+            let text = ip(&["-n", OBSERVER, "-o", "link", "show", obs_if])?;
+            *slot = text
+                .split(':')
+                .next()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| format!("cannot read ifindex from {text:?}"))?;
+        }
         self.watcher.drain();
         self.armed = Some(idx);
         Ok(())
     }
 
-    /// Drops the sentinel and waits until the kernel has destroyed it (and so every
-    /// namespace whose last reference went before it). Returns that instant.
+    /// Drops the sentinels one after the other and waits until the kernel has
+    /// destroyed the second (and so finished every namespace whose last
+    /// reference went before the first). Returns that instant.
     pub fn wait(&mut self, timeout: Duration) -> Result<Instant, String> {
         let idx = self.armed.take().ok_or("sentinel not armed")?;
-        unmount_name(SENTINEL).map_err(|e| format!("dropping {SENTINEL}: {e}"))?;
-        self.watcher.wait_dellink(idx, timeout)
+        let mut done = Instant::now();
+        for ((ns, _), i) in SENTINELS.iter().zip(idx) {
+            unmount_name(ns).map_err(|e| format!("dropping {ns}: {e}"))?;
+            done = self.watcher.wait_dellink(i, timeout)?;
+        }
+        Ok(done)
     }
 
     /// Time the kernel needs to destroy the sentinel alone: the floor of every "down".

@@ -173,12 +173,14 @@ impl Report {
         let _ = writeln!(
             o,
             "\"Until the kernel has destroyed the namespaces\": after the removal commands return, \
-             the harness drops a sentinel namespace and waits for the kernel to report its veth \
-             gone; namespaces are destroyed in order, so the lab's are gone by then. For weft, \
-             whose `down` already waits for the kernel, the same check runs after it returns.{}",
+             the harness drops a sentinel namespace, waits for the kernel to report its veth \
+             gone, then does the same with a second one; namespaces are destroyed in order and in \
+             batches, and the second sentinel cannot share a batch with the lab's last namespaces, \
+             so the lab's are completely gone by then. For weft, whose `down` already waits the \
+             same way, the same check runs after it returns.{}",
             match self.sentinel_s {
                 Some(s) => format!(
-                    " Every removal figure includes the sentinel's own teardown, measured alone at \
+                    " Every removal figure includes the sentinels' own teardown, measured alone at \
                      {:.3} s.",
                     s
                 ),

@@ -201,8 +201,15 @@ fn up(
         let text = std::fs::read_to_string(file).unwrap_or_default();
         show_diagnostics(file, &text, &parsed.warnings, true);
     }
+    // A bar for long runs: many nodes, or STP's listening and learning wait.
+    let stp = parsed
+        .lab
+        .nodes
+        .values()
+        .flat_map(|n| n.interfaces.values())
+        .any(|i| matches!(&i.kind, weft_topo::IfaceKind::Bridge(b) if b.stp));
     let progress = render::Progress::new(
-        !quiet && std::io::stderr().is_terminal() && parsed.lab.nodes.len() >= 20,
+        !quiet && std::io::stderr().is_terminal() && (parsed.lab.nodes.len() >= 20 || stp),
     );
     let on_event = |e: weft::Event| progress.event(e);
     let mut opts = weft::UpOptions {

@@ -751,20 +751,24 @@ fn assign_nsid(ctl: &mut Rtnl, ns: BorrowedFd<'_>) -> Result<i32> {
 }
 
 /// A watch armed *before* namespaces are deleted: [`CleanupWatch::wait`]
-/// returns once the kernel has unregistered the devices of every namespace
-/// deleted before it.
+/// returns once the kernel has finished destroying every namespace deleted
+/// before it.
 ///
-/// It owns two anonymous namespaces (nothing of the host's is touched): an
-/// observer and a sentinel, joined by a veth. The kernel destroys deleted
-/// namespaces in order, on one work queue; so when the sentinel, dropped
-/// last, loses its veth (and the observer hears RTM_DELLINK for the peer),
-/// every namespace deleted earlier has lost its devices too. It costs one
-/// small namespace teardown (~15 ms) instead of the two extra destruction
-/// batches of [`wait_cleanup`]'s canaries.
+/// It owns three anonymous namespaces (nothing of the host's is touched): an
+/// observer and two sentinels, each sentinel joined to the observer by a
+/// veth. The kernel destroys deleted namespaces on one ordered work queue,
+/// in batches: each batch takes everything pending, unregisters the devices
+/// of all its namespaces, then runs the rest of their teardown. So:
+/// - sentinel 1, dropped after the deletions, is in the last batch that
+///   holds any of them (or a later one); its veth vanishing (the observer
+///   hears RTM_DELLINK) says that batch is tearing down devices;
+/// - sentinel 2, dropped only then, cannot join that batch: its veth
+///   vanishes after that batch has finished completely.
+///
+/// The cost over the kernel's own work is one tiny extra batch.
 pub struct CleanupWatch {
     listener: Rtnl,
-    sentinel: Option<OwnedFd>,
-    peer_index: u32,
+    sentinels: Vec<(OwnedFd, u32)>,
     _observer: OwnedFd,
 }
 
@@ -774,39 +778,44 @@ const RTNLGRP_LINK: u32 = 1;
 pub fn watch_cleanup() -> Result<CleanupWatch> {
     let action = "preparing to wait for namespace teardown";
     let observer = anonymous_netns()?;
-    let sentinel = anonymous_netns()?;
     let mut listener = Rtnl::from_fd(route_socket_in(observer.as_fd())?);
     listener.add_membership(RTNLGRP_LINK, action)?;
     let mut nl = crate::netlink::Netlink::from_fd(route_socket_in(observer.as_fd())?)
         .map_err(|e| Error::os(action.to_string(), e))?;
-    nl.push(
-        crate::netlink::new_veth(
-            &crate::netlink::NewLink {
-                name: "observer",
-                ..Default::default()
-            },
-            None,
-            &crate::netlink::NewLink {
-                name: "sentinel",
-                ..Default::default()
-            },
-            Some(sentinel.as_raw_fd()),
-        ),
-        "ip link add observer type veth peer name sentinel".into(),
-    );
+    let mut sentinels = Vec::new();
+    for name in ["sentinel1", "sentinel2"] {
+        let ns = anonymous_netns()?;
+        nl.push(
+            crate::netlink::new_veth(
+                &crate::netlink::NewLink {
+                    name,
+                    ..Default::default()
+                },
+                None,
+                &crate::netlink::NewLink {
+                    name: "peer",
+                    ..Default::default()
+                },
+                Some(ns.as_raw_fd()),
+            ),
+            format!("ip link add {name} type veth peer name peer netns SENTINEL"),
+        );
+        sentinels.push((ns, name));
+    }
     nl.flush()
         .map_err(|e| Error::Invalid(format!("{action}: {}", e[0])))?;
-    let peer_index = nl
-        .links()
-        .map_err(|e| Error::os(action.to_string(), e))?
+    let links = nl.links().map_err(|e| Error::os(action.to_string(), e))?;
+    let sentinels = sentinels
         .into_iter()
-        .find(|l| l.name == "observer")
-        .map(|l| l.index)
-        .ok_or_else(|| Error::Invalid(format!("{action}: the observer veth vanished")))?;
+        .map(|(ns, name)| {
+            let idx = links.iter().find(|l| l.name == name).map(|l| l.index);
+            idx.map(|i| (ns, i))
+                .ok_or_else(|| Error::Invalid(format!("{action}: the veth {name} vanished")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(CleanupWatch {
         listener,
-        sentinel: Some(sentinel),
-        peer_index,
+        sentinels,
         _observer: observer,
     })
 }
@@ -815,7 +824,20 @@ impl CleanupWatch {
     pub fn wait(mut self, timeout: Duration) -> Result<()> {
         let action = "waiting for the kernel to destroy deleted network namespaces";
         let deadline = Instant::now() + timeout;
-        drop(self.sentinel.take());
+        for (ns, index) in std::mem::take(&mut self.sentinels) {
+            drop(ns);
+            self.wait_dellink(index, deadline, timeout, action)?;
+        }
+        Ok(())
+    }
+
+    fn wait_dellink(
+        &self,
+        index: u32,
+        deadline: Instant,
+        timeout: Duration,
+        action: &str,
+    ) -> Result<()> {
         loop {
             let Some(msgs) = self.listener.recv_until(deadline, action)? else {
                 return Err(Error::Timeout {
@@ -829,7 +851,7 @@ impl CleanupWatch {
                     RouteNetlinkMessage::DelLink(l),
                 ) = m.payload
                 {
-                    if l.header.index == self.peer_index {
+                    if l.header.index == index {
                         return Ok(());
                     }
                 }
