@@ -315,6 +315,9 @@ fn repair_drift(lab: &mut Lab) {
     }
 }
 
+/// A deleted namespace and its identity (to find processes keeping it).
+type Deleted = (String, Option<weft_sys::netns::NsIdentity>);
+
 #[derive(Default)]
 pub struct DownOptions {
     /// Return without waiting for the kernel to finish destroying the
@@ -366,27 +369,26 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
         .filter(|ns| weft_sys::netns::exists(ns))
         .collect();
     let chunk = present.len().div_ceil(2).max(1);
-    let results: Vec<Result<Vec<(String, Option<weft_sys::netns::NsIdentity>)>, Error>> =
-        std::thread::scope(|s| {
-            let workers: Vec<_> = present
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut done = Vec::with_capacity(part.len());
-                        for ns in part {
-                            let id = weft_sys::netns::identity(ns).ok();
-                            weft_sys::netns::delete(ns)?;
-                            done.push((ns.clone(), id));
-                        }
-                        Ok(done)
-                    })
+    let results: Vec<Result<Vec<Deleted>, Error>> = std::thread::scope(|s| {
+        let workers: Vec<_> = present
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut done = Vec::with_capacity(part.len());
+                    for ns in part {
+                        let id = weft_sys::netns::identity(ns).ok();
+                        weft_sys::netns::delete(ns)?;
+                        done.push((ns.clone(), id));
+                    }
+                    Ok(done)
                 })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("delete worker"))
-                .collect()
-        });
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("delete worker"))
+            .collect()
+    });
     for r in results {
         for (ns, id) in r? {
             if let Some(id) = id {
