@@ -3,7 +3,6 @@
 
 mod common;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::Lab;
 
@@ -95,25 +94,7 @@ fn down_after_up_was_killed_half_way() {
         .unwrap()
         .replace("count = 20", "count = 400");
     let lab = Lab::from_text("kill", &text);
-    let mut child = lab
-        .weft()
-        .args(["up", "-q", lab.file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while lab.namespaces().len() < 30 && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // SIGKILL: no destructor, no cleanup of any kind runs.
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "up must have been killed, not finished");
-    let left = lab.namespaces().len();
+    let left = lab.kill_up_when(30);
     assert!(left > 0, "the kill came too late to test anything");
     let out = lab.ok(&["down", &lab.name]);
     assert!(
@@ -372,22 +353,7 @@ fn an_edit_killed_half_way_is_cleaned_up_by_the_next_up() {
     let lab = Lab::from_text("killedit", &base);
     lab.up();
     lab.rewrite(&base.replace("count = 2", "count = 400"));
-    let mut child = lab
-        .weft()
-        .args(["up", "-q", lab.file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while lab.namespaces().len() < 40 && t0.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(!child.wait().unwrap().success());
+    lab.kill_up_when(40);
     assert!(lab.namespaces().len() > 3, "the kill came too late");
     lab.rewrite(&base.replace("count = 2", "count = 3"));
     let out = lab.up();
