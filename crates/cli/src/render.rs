@@ -29,8 +29,16 @@ impl Progress {
         match e {
             weft::Event::Stage { what, total } => {
                 // Counted stages get a bar; the others (STP's wait) a spinner.
-                let template = if total > 0 { "{spinner} {msg} [{bar:30}] {pos}/{len}" } else { "{spinner} {msg} ({elapsed})" };
-                b.set_style(ProgressStyle::with_template(template).unwrap().progress_chars("=> "));
+                let template = if total > 0 {
+                    "{spinner} {msg} [{bar:30}] {pos}/{len}"
+                } else {
+                    "{spinner} {msg} ({elapsed})"
+                };
+                b.set_style(
+                    ProgressStyle::with_template(template)
+                        .unwrap()
+                        .progress_chars("=> "),
+                );
                 b.enable_steady_tick(std::time::Duration::from_millis(100));
                 b.set_message(what);
                 b.set_length(total as u64);
