@@ -2,7 +2,7 @@
 //! project lives in this crate; the layers above (topo, lab) are safe Rust.
 //!
 //! - [`netns`]: named network namespaces (`ip netns add/del/list/exec`),
-//!   created in bulk on worker threads, plus [`netns::wait_cleanup`].
+//!   created in bulk on worker threads, plus [`netns::watch_cleanup`].
 //! - [`tuntap`]: persistent TUN/TAP devices (`ip tuntap add`).
 //! - [`sysctl`]: per-namespace `net.*` sysctls.
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
