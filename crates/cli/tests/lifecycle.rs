@@ -361,3 +361,14 @@ fn an_edit_killed_half_way_is_cleaned_up_by_the_next_up() {
     assert_eq!(lab.namespaces().len(), 4);
     assert!(lab.ping("h3", "h1", None));
 }
+
+#[test]
+fn down_takes_the_file_even_when_it_no_longer_passes_the_checks() {
+    let lab = Lab::example("byfile", "veth.toml");
+    lab.up();
+    let text = std::fs::read_to_string(&lab.file).unwrap();
+    std::fs::write(&lab.file, format!("{text}\n[nodes.broken]\ncolour = \"red\"\n")).unwrap();
+    let out = lab.ok(&["down", lab.file.to_str().unwrap()]);
+    assert!(out.contains("removed 2 namespace(s)"), "{out}");
+    assert!(lab.namespaces().is_empty());
+}
