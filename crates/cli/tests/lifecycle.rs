@@ -367,8 +367,30 @@ fn down_takes_the_file_even_when_it_no_longer_passes_the_checks() {
     let lab = Lab::example("byfile", "veth.toml");
     lab.up();
     let text = std::fs::read_to_string(&lab.file).unwrap();
-    std::fs::write(&lab.file, format!("{text}\n[nodes.broken]\ncolour = \"red\"\n")).unwrap();
+    std::fs::write(
+        &lab.file,
+        format!("{text}\n[nodes.broken]\ncolour = \"red\"\n"),
+    )
+    .unwrap();
     let out = lab.ok(&["down", lab.file.to_str().unwrap()]);
     assert!(out.contains("removed 2 namespace(s)"), "{out}");
     assert!(lab.namespaces().is_empty());
+}
+
+#[test]
+fn ipv6_addresses_answer_the_first_ping() {
+    // Duplicate address detection would keep these tentative for ~2 s; weft
+    // checks uniqueness itself and skips it, so the first probe answers.
+    let lab = Lab::from_text(
+        "v6",
+        "name = \"x\"\n[nodes.br]\nkind = \"bridge\"\naddresses = [\"fd00:50::1/64\"]\n[nodes.h]\ncount = 2\nattach = \"br\"\n",
+    );
+    lab.up();
+    assert_eq!(lab.iface("h2", "eth0")["addresses"][0], "fd00:50::3/64");
+    let o = lab.run(&["ping", &lab.name, "h1", "fd00:50::3", "-c", "1", "-W", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(lab.ping("h1", "fd00:50::1", None));
+    assert!(lab
+        .ip("h1", &["-6", "route"])
+        .contains("default via fd00:50::1"));
 }
