@@ -290,6 +290,63 @@ impl Netlink {
         }
     }
 
+    /// Ask for each link by index (`ip link show dev X`, not a dump). For a
+    /// single-link RTM_GETLINK the kernel first runs the link's pending
+    /// linkwatch event (`linkwatch_sync_dev`), which it may otherwise defer
+    /// by up to a second under load; until that event runs, a device whose
+    /// carrier just came on keeps its noop qdisc and drops what it sends, and
+    /// a bridge port stays disabled. So this makes fresh links usable now.
+    pub fn sync_links(&mut self, indexes: &[u32]) -> io::Result<()> {
+        assert!(self.queue.is_empty(), "flush before syncing");
+        // Each answer is a full link message (~1-2 KiB): small groups keep
+        // them inside the receive buffer.
+        for group in indexes.chunks(64) {
+            let first_seq = self.seq;
+            let mut buf = Vec::with_capacity(group.len() * 32);
+            for (n, &index) in group.iter().enumerate() {
+                let mut hdr = NetlinkHeader::default();
+                hdr.flags = NLM_F_REQUEST | if n + 1 == group.len() { NLM_F_ACK } else { 0 };
+                hdr.sequence_number = first_seq + n as u32;
+                let mut m = LinkMessage::default();
+                m.header.index = index;
+                let mut msg = NetlinkMessage::new(
+                    hdr,
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(m)),
+                );
+                msg.finalize();
+                let at = buf.len();
+                buf.resize(at + msg.buffer_len(), 0);
+                msg.serialize(&mut buf[at..]);
+            }
+            self.seq += group.len() as u32;
+            let last_seq = self.seq - 1;
+            self.sock.send(&buf, 0)?;
+            RBUF_TLS.with(|b| -> io::Result<()> {
+                let rbuf = &mut b.borrow_mut()[..];
+                loop {
+                    let n = self.recv(rbuf)?;
+                    let mut off = 0;
+                    while off + 16 <= n {
+                        let len =
+                            u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
+                        if len < 16 || off + len > n {
+                            break;
+                        }
+                        let kind = u16::from_ne_bytes(rbuf[off + 4..off + 6].try_into().unwrap());
+                        let seq = u32::from_ne_bytes(rbuf[off + 8..off + 12].try_into().unwrap());
+                        // NLMSG_ERROR (2) carries the ACK; a link that went
+                        // away meanwhile (ENODEV) needs no syncing.
+                        if kind == 2 && seq == last_seq {
+                            return Ok(());
+                        }
+                        off += (len + 3) & !3;
+                    }
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn links(&mut self) -> io::Result<Vec<LinkState>> {
         let msgs = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
         Ok(msgs

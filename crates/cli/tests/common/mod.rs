@@ -133,7 +133,17 @@ impl Lab {
         if let Some(i) = iface {
             args.extend(["-I", i]);
         }
-        self.run(&args).status.success()
+        let o = self.run(&args);
+        if !o.status.success() {
+            // Shown only for failing tests: what the ping itself said.
+            eprintln!(
+                "weft {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        o.status.success()
     }
 
     pub fn status_json(&self) -> serde_json::Value {
