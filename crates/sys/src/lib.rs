@@ -7,6 +7,7 @@
 //! - [`sysctl`]: per-namespace `net.*` sysctls.
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
+//! - [`packet`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
@@ -19,6 +20,7 @@ pub mod error;
 pub mod exec;
 pub mod netlink;
 pub mod netns;
+pub mod packet;
 pub mod ping;
 mod rtnl;
 pub mod sysctl;
