@@ -142,6 +142,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                 kind: match node.kind {
                     weft_topo::NodeKind::Host => "host",
                     weft_topo::NodeKind::Bridge => "bridge",
+                    weft_topo::NodeKind::Switch => "switch",
                 },
                 netns: node.netns.clone(),
                 present: h.is_some(),

@@ -8,6 +8,7 @@
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
+//! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
@@ -22,6 +23,7 @@ pub mod netlink;
 pub mod netns;
 pub mod packet;
 pub mod ping;
+pub mod port;
 mod rtnl;
 pub mod sysctl;
 pub mod tuntap;
