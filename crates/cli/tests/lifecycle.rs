@@ -394,3 +394,105 @@ fn ipv6_addresses_answer_the_first_ping() {
         .ip("h1", &["-6", "route"])
         .contains("default via fd00:50::1"));
 }
+
+#[test]
+fn every_setting_reaches_the_kernel() {
+    let lab = Lab::from_text(
+        "settings",
+        r#"
+name = "x"
+[nodes.br0]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+ageing_time = 120
+priority = 4096
+addresses = ["10.5.0.1/24"]
+[nodes.br0.interfaces.p1]
+cost = 42
+priority = 7
+[nodes.a]
+routes = ["default via 10.5.0.1 metric 50", "blackhole 10.99.0.0/16", "10.77.0.0/16 via 10.5.0.1 table 100", "10.88.0.0/16 dev eth0 scope link"]
+sysctls = { "net.ipv6.conf.all.disable_ipv6" = 1, "net.ipv4.ip_forward" = 1 }
+[nodes.a.interfaces.eth0]
+addresses = ["10.5.0.2/24"]
+mac = "02:00:00:00:05:02"
+mtu = 1400
+[nodes.a.interfaces.spare]
+kind = "tap"
+up = false
+group = 4242
+[[links]]
+endpoints = ["a:eth0", "br0:p1"]
+"#,
+    );
+    // A dry run of a lab that is not built builds nothing.
+    let dry = lab.ok(&["up", "--dry-run", lab.file.to_str().unwrap()]);
+    assert!(
+        dry.contains("+ node a") && lab.namespaces().is_empty(),
+        "{dry}"
+    );
+    lab.up();
+    let br = lab.ip("br0", &["-d", "link", "show", "dev", "br0"]);
+    for want in [
+        "stp_state 1",
+        "forward_delay 200",
+        "hello_time 100",
+        "max_age 600",
+        "priority 4096",
+    ] {
+        assert!(br.contains(want), "bridge lacks {want}: {br}");
+    }
+    // During a topology change (just after STP converged) the kernel shows
+    // the shortened ageing, 2 x forward_delay, instead of the configured one.
+    assert!(
+        br.contains("ageing_time 12000")
+            || (br.contains("topology_change 1") && br.contains("ageing_time 400")),
+        "{br}"
+    );
+    let port = lab.ip("br0", &["-d", "link", "show", "dev", "p1"]);
+    assert!(
+        port.contains("cost 42") && port.contains("priority 7"),
+        "{port}"
+    );
+    let eth0 = lab.ip("a", &["link", "show", "dev", "eth0"]);
+    assert!(
+        eth0.contains("02:00:00:00:05:02") && eth0.contains("mtu 1400"),
+        "{eth0}"
+    );
+    let spare = lab.ip("a", &["-d", "link", "show", "dev", "spare"]);
+    assert!(
+        !spare.contains(",UP") && spare.contains("group 4242"),
+        "{spare}"
+    );
+    let routes = lab.ip("a", &["route"]);
+    assert!(
+        routes.contains("default via 10.5.0.1 dev eth0 proto static metric 50"),
+        "{routes}"
+    );
+    assert!(routes.contains("blackhole 10.99.0.0/16"), "{routes}");
+    assert!(
+        routes.contains("10.88.0.0/16 dev eth0 proto static scope link"),
+        "{routes}"
+    );
+    assert!(lab
+        .ip("a", &["route", "show", "table", "100"])
+        .contains("10.77.0.0/16 via 10.5.0.1"));
+    let sysctl = |k: &str| {
+        lab.ok(&[
+            "exec",
+            &lab.name,
+            "a",
+            "--",
+            "cat",
+            &format!("/proc/sys/{}", k.replace('.', "/")),
+        ])
+        .trim()
+        .to_string()
+    };
+    assert_eq!(sysctl("net.ipv6.conf.all.disable_ipv6"), "1");
+    assert_eq!(sysctl("net.ipv4.ip_forward"), "1");
+    assert!(lab.ping("a", "10.5.0.1", None));
+}
