@@ -142,6 +142,15 @@ endpoints = ["a:eth0", "b:eth0"]
     let o = lab.run(&["up", "--keep-on-error", lab.file.to_str().unwrap()]);
     assert!(!o.status.success());
     assert_eq!(lab.namespaces().len(), 2);
+    // Fixed, the next up clears what the failed run left and builds cleanly.
+    lab.rewrite(
+        &text
+            .replace("routes = [\"default via 10.9.0.1 dev eth0 onlink\"]\n", "")
+            .replace("up = false\n", ""),
+    );
+    let out = lab.up();
+    assert!(out.contains("left by an interrupted `weft up`"), "{out}");
+    assert!(lab.ping("a", "10.0.0.2", None));
 }
 
 #[test]

@@ -117,15 +117,10 @@ pub struct UpReport {
 pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let name = lab.name.as_str();
     let t0 = Instant::now();
-    let old_state = if opts.dry_run {
-        state::load(name)?
-    } else {
-        None
-    };
     if opts.dry_run {
-        let old = old_state.as_ref().map(|s| &s.lab);
+        let built = state::load(name)?;
         return Ok(UpReport {
-            plan: weft_topo::plan(old, lab),
+            plan: weft_topo::plan(built.as_ref().map(|s| &s.lab), lab),
             changed: false,
             recovered: 0,
             apply_time: Duration::ZERO,
@@ -134,29 +129,25 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     }
     weft_sys::caps::require_admin("weft up")?;
     let _lock = state::lock(name)?;
-    let mut recovered = 0;
-    let mut st = match state::load(name)? {
+    let built = state::load(name)?;
+    // Namespaces the journal lists but the state does not were made by a run
+    // that died half-way (or failed with --keep-on-error); they are ours:
+    // remove them before planning.
+    let known: std::collections::BTreeSet<String> = built
+        .iter()
+        .flat_map(|s| s.lab.nodes.values().map(|n| n.netns.clone()))
+        .collect();
+    let leftovers: Vec<String> = state::journal_entries(name)
+        .into_iter()
+        .filter(|ns| !known.contains(ns) && weft_sys::netns::exists(ns))
+        .collect();
+    let recovered = remove_and_wait(&leftovers)?;
+    let mut st = match built {
         Some(mut s) => {
-            // Namespaces journaled but not in the state were added by an
-            // edit that died half-way; they are ours, so remove them.
-            let known: std::collections::BTreeSet<&str> =
-                s.lab.nodes.values().map(|n| n.netns.as_str()).collect();
-            let leftovers: Vec<String> = state::journal_entries(name)
-                .into_iter()
-                .filter(|ns| !known.contains(ns.as_str()) && weft_sys::netns::exists(ns))
-                .collect();
-            recovered += remove_and_wait(&leftovers)?;
             repair_drift(&mut s.lab);
             s
         }
         None => {
-            // A journal without a state: an earlier `weft up` died half-way.
-            // What it made is ours; remove it and start clean.
-            let left: Vec<String> = state::journal_entries(name)
-                .into_iter()
-                .filter(|ns| weft_sys::netns::exists(ns))
-                .collect();
-            recovered += remove_and_wait(&left)?;
             state::journal_reset(name, &[])?;
             State {
                 lab: Lab {
@@ -182,6 +173,14 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             wait_time: Duration::ZERO,
         });
     }
+    // Reserve this run's interface indexes on disk first: if it dies or
+    // fails half-way, devices it made in surviving namespaces keep indexes
+    // the next run will not hand out again.
+    let first_index = st.next_index;
+    st.next_index = first_index + 2 * plan.ops.len() as u32;
+    state::save(name, &st)?;
+    st.next_index = first_index;
+    let reserved_end = first_index + 2 * plan.ops.len() as u32;
     let mut handles;
     let result = {
         let mut ex = Exec::new(
@@ -198,9 +197,11 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         r.map_err(|e| (e, applied))
     };
     if let Err((e, applied)) = result {
+        st.next_index = st.next_index.max(reserved_end);
         if opts.keep_on_error {
-            st.lab = lab.clone();
-            st.source = opts.source.clone();
+            // The state keeps the lab as it was: `weft down` finds the new
+            // namespaces in the journal, and the next `up` removes them
+            // first, like a crashed run's.
             let _ = state::save(name, &st);
             return Err(e);
         }
@@ -212,6 +213,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     let apply_time = t0.elapsed();
+    st.next_index = st.next_index.max(reserved_end);
     st.lab = lab.clone();
     st.source = opts.source.clone();
     state::save(name, &st)?;
@@ -275,6 +277,9 @@ fn rollback(
     let mut ex = Exec::new(name, old, Some(new), st, opts.threads, opts.progress);
     let r = ex.run(&undo.ops);
     drop(ex);
+    // The lab is as it was; keep the indexes and sysctl values the undo used.
+    st.lab = old.clone();
+    state::save(name, st)?;
     if r.is_ok() {
         let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
         state::journal_reset(name, &nets)?;
