@@ -24,12 +24,11 @@ pub mod netns;
 pub mod packet;
 pub mod ping;
 pub mod port;
-mod rtnl;
 pub mod sysctl;
 pub mod tuntap;
 
 pub use error::{Error, Result};
-pub use rtnl::route_socket;
+pub use netns::route_socket;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -290,6 +290,63 @@ impl Netlink {
         }
     }
 
+    /// Join a multicast group (`RTNLGRP_*`), as `ip monitor` does.
+    pub fn subscribe(&mut self, group: u32) -> io::Result<()> {
+        self.sock.add_membership(group)
+    }
+
+    /// The next datagram's messages, or `None` if nothing came by `deadline`.
+    pub fn recv_until(
+        &self,
+        deadline: std::time::Instant,
+    ) -> io::Result<Option<Vec<RouteNetlinkMessage>>> {
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: poll on one pollfd we own, for at most `ms`.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if r > 0 {
+                break;
+            }
+        }
+        RBUF_TLS.with(|b| {
+            let rbuf = &mut b.borrow_mut()[..];
+            let n = self.recv(rbuf)?;
+            let mut out = Vec::new();
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                if let Ok(m) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
+                {
+                    if let NetlinkPayload::InnerMessage(i) = m.payload {
+                        out.push(i);
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+            Ok(Some(out))
+        })
+    }
+
     /// Ask for each link by index (`ip link show dev X`, not a dump). For a
     /// single-link RTM_GETLINK the kernel first runs the link's pending
     /// linkwatch event (`linkwatch_sync_dev`), which it may otherwise defer

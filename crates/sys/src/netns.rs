@@ -22,7 +22,22 @@ use nix::sys::stat::Mode;
 use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
 
 use crate::error::{Error, Result};
-use crate::rtnl::{route_socket, Rtnl};
+
+/// A NETLINK_ROUTE socket in the calling thread's current network namespace.
+///
+/// Equivalent to `socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE)`;
+/// the socket stays tied to this namespace for its whole life, whatever
+/// namespace the thread moves to later.
+pub fn route_socket() -> Result<OwnedFd> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| Error::os("opening a NETLINK_ROUTE socket", e))
+}
 
 /// Where iproute2 (and weft) pin named network namespaces.
 pub const RUN_DIR: &str = "/run/netns";
@@ -699,7 +714,7 @@ fn anonymous_netns() -> Result<OwnedFd> {
 ///
 /// The cost over the kernel's own work is one tiny extra batch.
 pub struct CleanupWatch {
-    listener: Rtnl,
+    listener: crate::netlink::Netlink,
     sentinels: Vec<(OwnedFd, u32)>,
     _observer: OwnedFd,
 }
@@ -710,8 +725,11 @@ const RTNLGRP_LINK: u32 = 1;
 pub fn watch_cleanup() -> Result<CleanupWatch> {
     let action = "preparing to wait for namespace teardown";
     let observer = anonymous_netns()?;
-    let mut listener = Rtnl::from_fd(route_socket_in(observer.as_fd())?);
-    listener.add_membership(RTNLGRP_LINK, action)?;
+    let mut listener = crate::netlink::Netlink::from_fd(route_socket_in(observer.as_fd())?)
+        .map_err(|e| Error::os(action.to_string(), e))?;
+    listener
+        .subscribe(RTNLGRP_LINK)
+        .map_err(|e| Error::os(action.to_string(), e))?;
     let mut nl = crate::netlink::Netlink::from_fd(route_socket_in(observer.as_fd())?)
         .map_err(|e| Error::os(action.to_string(), e))?;
     let mut sentinels = Vec::new();
@@ -771,7 +789,11 @@ impl CleanupWatch {
         action: &str,
     ) -> Result<()> {
         loop {
-            let Some(msgs) = self.listener.recv_until(deadline, action)? else {
+            let Some(msgs) = self
+                .listener
+                .recv_until(deadline)
+                .map_err(|e| Error::os(action.to_string(), e))?
+            else {
                 return Err(Error::Timeout {
                     what: action.into(),
                     timeout,
@@ -779,10 +801,7 @@ impl CleanupWatch {
                 });
             };
             for m in msgs {
-                if let netlink_packet_core::NetlinkPayload::InnerMessage(
-                    RouteNetlinkMessage::DelLink(l),
-                ) = m.payload
-                {
+                if let RouteNetlinkMessage::DelLink(l) = m {
                     if l.header.index == index {
                         return Ok(());
                     }

@@ -104,13 +104,9 @@ fn run_in_and_route_socket_in() {
 
     // The socket sees the namespace's links: only lo.
     let sock = route_socket_in(fd.as_fd()).unwrap();
-    let mut rtnl = Rtnl::from_fd(sock);
-    let links = rtnl
-        .request(
-            "dumping links",
-            RouteNetlinkMessage::GetLink(Default::default()),
-            true,
-        )
+    let links = crate::netlink::Netlink::from_fd(sock)
+        .unwrap()
+        .links()
         .unwrap();
     assert_eq!(links.len(), 1, "{links:?}");
 }
