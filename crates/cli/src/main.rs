@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use miette::{LabeledSpan, NamedSource};
 
 mod capture;
+mod graph;
 mod render;
 
 #[derive(Parser)]
@@ -109,6 +110,17 @@ enum Cmd {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// Draw a lab: a live lab by name (with link state), or a file before `up`.
+    Graph {
+        /// The lab's name, or a topology file.
+        lab: String,
+        /// text (box diagram), dot (Graphviz) or svg.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -162,6 +174,11 @@ fn main() -> ExitCode {
             count,
             duration,
         }),
+        Cmd::Graph {
+            lab,
+            format,
+            output,
+        } => graph::run(&lab, &format, output.as_deref()),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
