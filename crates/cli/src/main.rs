@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use miette::{LabeledSpan, NamedSource};
 
+mod capture;
+mod graph;
 mod render;
 
 #[derive(Parser)]
@@ -86,6 +88,39 @@ enum Cmd {
         #[arg(short = 's', long, default_value_t = 56)]
         size: usize,
     },
+    /// Record packets of interfaces into one pcapng file (docs/capture.md).
+    ///
+    /// Capture points: NODE:IFACE; NODE (all its interfaces; a bridge node:
+    /// all its ports); link:NODE:IFACE (both ends of a veth). Then an
+    /// optional filter: host, net, port (src/dst), tcp, udp, icmp, icmp6,
+    /// arp, ip, ip6, vlan [ID], and, or, not, ( ).
+    Capture {
+        lab: String,
+        /// Capture points, then the filter.
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Write pcapng to this file, or `-` for stdout (flushed per
+        /// packet: `| wireshark -k -i -`). Without it: one line per packet.
+        #[arg(short = 'w', long)]
+        write: Option<String>,
+        /// Stop after this many packets.
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Draw a lab: a live lab by name (with link state), or a file before `up`.
+    Graph {
+        /// The lab's name, or a topology file.
+        lab: String,
+        /// text (box diagram), dot (Graphviz) or svg.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +161,24 @@ fn main() -> ExitCode {
         } => render::ping(
             &lab, &node, &target, count, interval, timeout, interface, size,
         ),
+        Cmd::Capture {
+            lab,
+            words,
+            write,
+            count,
+            duration,
+        } => capture::run(capture::Args {
+            lab,
+            words,
+            write,
+            count,
+            duration,
+        }),
+        Cmd::Graph {
+            lab,
+            format,
+            output,
+        } => graph::run(&lab, &format, output.as_deref()),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {

@@ -11,6 +11,7 @@
 //! ```
 
 mod apply;
+pub mod capture;
 mod error;
 pub mod state;
 pub mod status;

@@ -155,9 +155,34 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Put back an 802.1Q tag the kernel moved out of an Ethernet frame into
+/// its metadata (`PACKET_AUXDATA`), where it was on the wire: after the
+/// two MAC addresses.
+pub fn reinsert_vlan(frame: &[u8], tci: u16, tpid: u16) -> Vec<u8> {
+    if frame.len() < 12 {
+        return frame.to_vec();
+    }
+    let mut v = Vec::with_capacity(frame.len() + 4);
+    v.extend_from_slice(&frame[..12]);
+    v.extend_from_slice(&tpid.to_be_bytes());
+    v.extend_from_slice(&tci.to_be_bytes());
+    v.extend_from_slice(&frame[12..]);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlan_tag_goes_back_after_the_macs() {
+        let f: Vec<u8> = (0u8..20).collect();
+        let t = reinsert_vlan(&f, 0x2064, 0x8100);
+        assert_eq!(&t[..12], &f[..12]);
+        assert_eq!(&t[12..16], &[0x81, 0x00, 0x20, 0x64]);
+        assert_eq!(&t[16..], &f[12..]);
+        assert_eq!(reinsert_vlan(&f[..5], 1, 0x8100), &f[..5]);
+    }
 
     #[test]
     fn arp_and_icmp() {

@@ -6,9 +6,12 @@
 //! expr  := term { (or | ||) term }
 //! term  := factor { (and | &&) factor }
 //! factor:= (not | !) factor | ( expr ) | prim
-//! prim  := [src|dst] host ADDR | [src|dst] net CIDR | [src|dst] port N
-//!        | tcp | udp | icmp | icmp6 | arp | ip | ip6 | vlan [ID]
+//! prim  := [PROTO] qual | PROTO | vlan [ID]
+//! qual  := [src|dst] host ADDR | [src|dst] net CIDR | [src|dst] port N
+//! PROTO := tcp | udp | icmp | icmp6 | arp | ip | ip6
 //! ```
+//!
+//! `PROTO qual` means `PROTO and qual` (`udp port 53`).
 //!
 //! The meaning follows tcpdump's: `host`/`net` on IPv4 also match the
 //! sender and target addresses of ARP and RARP; `port` means TCP, UDP or
@@ -33,6 +36,12 @@ pub enum Link {
     /// Bare IP packets (TUN).
     RawIp,
 }
+
+/// The words a filter can start with or contain besides values.
+pub const KEYWORDS: &[&str] = &[
+    "host", "net", "port", "src", "dst", "tcp", "udp", "icmp", "icmp6", "arp", "ip", "ip6", "vlan",
+    "and", "or", "not", "(", "!",
+];
 
 /// The snapshot length accepted packets are kept to, as tcpdump's.
 pub const SNAPLEN: u32 = 262_144;
@@ -154,6 +163,19 @@ impl Parser {
         }
     }
     fn prim(&mut self) -> Result<Expr, FilterError> {
+        let e = self.prim1()?;
+        // A protocol word qualifies the primitive after it, as in tcpdump:
+        // `udp port 53`, `ip6 host fd00::1`, `arp net 10.0.0.0/8`.
+        let proto = matches!(
+            e,
+            Expr::Tcp | Expr::Udp | Expr::Ip | Expr::Ip6 | Expr::Arp | Expr::Icmp | Expr::Icmp6
+        );
+        if proto && matches!(self.peek(), Some("host" | "net" | "port" | "src" | "dst")) {
+            return Ok(Expr::And(Box::new(e), Box::new(self.prim1()?)));
+        }
+        Ok(e)
+    }
+    fn prim1(&mut self) -> Result<Expr, FilterError> {
         let Some(t) = self.next() else {
             return err("the filter ends where an expression was expected");
         };

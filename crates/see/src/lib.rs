@@ -6,9 +6,11 @@
 //!   compiled to classic BPF for `SO_ATTACH_FILTER`.
 //! - [`pcapng`]: a pcapng writer, one interface block per capture point.
 //! - [`decode`]: one-line summaries of captured frames.
+//! - [`graph`]: drawings of a lab (text boxes, DOT, SVG).
 #![forbid(unsafe_code)]
 
 pub mod bpf;
 pub mod decode;
 pub mod filter;
+pub mod graph;
 pub mod pcapng;

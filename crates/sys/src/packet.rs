@@ -180,6 +180,27 @@ impl AsFd for PacketSocket {
 }
 
 impl PacketSocket {
+    /// Send a whole link-layer frame out of the bound interface, as is
+    /// (an 802.1Q tag in it stays in the bytes).
+    pub fn send(&self, frame: &[u8]) -> Result<()> {
+        // SAFETY: frame is a live buffer of the length given.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(Error::os(
+                "sending a frame on a packet socket",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Receive one packet without blocking; `Ok(None)` when none is queued.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Option<Received>> {
         // SAFETY: all-zero is valid for these plain C structs.

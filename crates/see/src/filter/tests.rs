@@ -186,6 +186,12 @@ fn operators_and_parentheses() {
     );
     assert_eq!(accepts("udp && !(port 53)", e), Vec::<&str>::new());
     assert_eq!(accepts("tcp || icmp6", e).len(), 5);
+    assert_eq!(
+        accepts("udp port 53", e),
+        ["udp a:5000>c:53", "udp6 2:53>1:999"]
+    );
+    assert_eq!(accepts("tcp src port 80", e), ["tcp b:80>a:40000"]);
+    assert_eq!(accepts("ip6 src host fd00::2", e), ["udp6 2:53>1:999"]);
 }
 
 #[test]
@@ -261,6 +267,8 @@ fn same_verdicts_as_tcpdump() {
             "net fd00::/8",
             "not icmp and (udp or arp)",
             "tcp and not port 80",
+            "udp port 53",
+            "tcp dst port 80 or arp",
         ] {
             let out = std::process::Command::new("tcpdump")
                 .args(["-dd", "-y", dlt, expr])
