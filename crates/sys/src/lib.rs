@@ -6,6 +6,7 @@
 //! - [`tuntap`]: persistent TUN/TAP devices (`ip tuntap add`).
 //! - [`sysctl`]: per-namespace `net.*` sysctls.
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
+//! - [`spawn`]: start a program in a namespace from a threaded process.
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
 //! - [`caps`]: the up-front root check.
 //!
@@ -21,6 +22,7 @@ pub mod netlink;
 pub mod netns;
 pub mod ping;
 mod rtnl;
+pub mod spawn;
 pub mod sysctl;
 pub mod tuntap;
 
