@@ -66,6 +66,11 @@ enum Cmd {
         #[arg(last = true, required = true)]
         cmd: Vec<OsString>,
     },
+    /// Run the lab's health checks (the file's [[checks]]) now.
+    Check {
+        /// The lab's name, or its topology file.
+        lab: String,
+    },
     /// Send ICMP echo requests from a node to a node name or address.
     Ping {
         lab: String,
@@ -149,6 +154,7 @@ fn main() -> ExitCode {
         } => up(&file, dry_run, keep_on_error, quiet, threads),
         Cmd::Down { lab, no_wait } => down(&lab, no_wait),
         Cmd::Status { lab, json } => status(lab.as_deref(), json),
+        Cmd::Check { lab } => check(&lab),
         Cmd::Ping {
             lab,
             node,
@@ -289,6 +295,9 @@ fn up(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    for w in &report.warnings {
+        eprintln!("weft: warning: {w}");
+    }
     if quiet {
         return Ok(ExitCode::SUCCESS);
     }
@@ -319,6 +328,37 @@ fn up(
         report.apply_time.as_secs_f64() * 1e3,
         report.wait_time.as_secs_f64() * 1e3
     );
+    if !report.checks.is_empty() {
+        println!("{} check(s) passed", report.checks.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(lab: &str) -> Result<ExitCode, String> {
+    let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
+        lab_name_of(Path::new(lab))?
+    } else {
+        lab.to_string()
+    };
+    let r = weft::check(&name).map_err(|e| e.to_string())?;
+    for w in &r.warnings {
+        eprintln!("weft: warning: {w}");
+    }
+    if r.results.is_empty() {
+        println!("lab {name} has no checks (add [[checks]] to its file)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &r.results {
+        println!("{c}");
+    }
+    let failed = r.results.iter().filter(|c| !c.ok).count();
+    if failed > 0 {
+        return Err(format!(
+            "lab {name}: {failed} of {} check(s) failed",
+            r.results.len()
+        ));
+    }
+    println!("lab {name}: {} check(s) passed", r.results.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,8 @@ use weft_topo::{Endpoint, IfaceKind, Lab, Op, Res, ResKey, Route, RouteKind};
 use crate::state::State;
 use crate::{Error, Event};
 
+pub(crate) mod nat;
+
 /// The ownership tag weft writes as `lo`'s alias in each namespace it makes,
 /// so `weft down` can tell its namespaces from others' with similar names.
 pub fn owner_tag(lab: &str) -> String {
@@ -120,6 +122,7 @@ impl<'a> Exec<'a> {
     /// Apply the ops; on failure, `self.applied` says which took effect.
     pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
         let t0 = Instant::now();
+        self.nat_removals(ops)?;
         self.removals(ops)?;
         let t1 = Instant::now();
         self.namespaces(ops)?;
@@ -129,6 +132,7 @@ impl<'a> Exec<'a> {
         self.sysctls(ops)?;
         let t4 = Instant::now();
         self.settings(ops)?;
+        self.nat_loads(ops)?;
         tracing::debug!(
             removals = ?(t1 - t0), namespaces = ?(t2 - t1), devices = ?(t3 - t2), sysctls = ?(t4 - t3), settings = ?t4.elapsed(),
             ops = ops.len(), "applied"
@@ -204,6 +208,8 @@ impl<'a> Exec<'a> {
                     batch.push(i);
                 }
                 ResKey::Attrs { .. } => batch.push(i),
+                // Done before this, in nat_removals.
+                ResKey::Nat { .. } => {}
             }
         }
         self.flush()?;
@@ -646,6 +652,16 @@ impl<'a> Exec<'a> {
             h.nl.push(
                 nl::set_port(idx, to.port.cost, to.port.priority),
                 format!("ip link set {iface} type bridge_slave cost/priority"),
+            );
+            h.ops.push(i);
+        }
+        if changed(&|o| o.port.hairpin != to.port.hairpin) && (to.port.hairpin || from.is_some()) {
+            h.nl.push(
+                nl::set_hairpin(idx, to.port.hairpin),
+                format!(
+                    "ip link set {iface} type bridge_slave hairpin {}",
+                    if to.port.hairpin { "on" } else { "off" }
+                ),
             );
             h.ops.push(i);
         }

@@ -12,7 +12,9 @@
 
 mod apply;
 pub mod capture;
+mod checks;
 mod error;
+pub mod names;
 pub mod state;
 pub mod status;
 
@@ -20,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use checks::CheckResult;
 pub use error::Error;
 pub use status::{status, LabStatus};
 pub use weft_topo as topo;
@@ -111,6 +114,11 @@ pub struct UpReport {
     pub apply_time: Duration,
     /// Time spent waiting for ports to forward (STP) and addresses to settle.
     pub wait_time: Duration,
+    /// Things that are not errors but may keep the lab from working (a
+    /// foreign nftables chain that drops forwarded packets).
+    pub warnings: Vec<String>,
+    /// The health checks run after applying (all passed, or `up` failed).
+    pub checks: Vec<CheckResult>,
 }
 
 /// Build the lab, or bring a built one in line with `lab`, applying only
@@ -126,6 +134,8 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             recovered: 0,
             apply_time: Duration::ZERO,
             wait_time: Duration::ZERO,
+            warnings: Vec::new(),
+            checks: Vec::new(),
         });
     }
     weft_sys::caps::require_admin("weft up")?;
@@ -151,10 +161,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         None => {
             state::journal_reset(name, &[])?;
             State {
-                lab: Lab {
-                    name: name.to_string(),
-                    nodes: BTreeMap::new(),
-                },
+                lab: Lab::empty(name),
                 source: None,
                 next_index: state::FIRST_INDEX,
                 sysctl_before: BTreeMap::new(),
@@ -172,6 +179,8 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             recovered,
             apply_time: Duration::ZERO,
             wait_time: Duration::ZERO,
+            warnings: Vec::new(),
+            checks: Vec::new(),
         });
     }
     // Reserve this run's interface indexes on disk first: if it dies or
@@ -220,14 +229,83 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     state::save(name, &st)?;
     let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
     state::journal_reset(name, &nets)?;
+    names::sync(lab)?;
     let wait_time = apply::wait_ready(lab, &mut handles, opts.progress)?;
+    drop(handles);
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
+    let warnings = nat_warnings(lab);
+    let results = checks::run_all(lab);
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{} failed: {}", r.check, r.detail))
+        .collect();
+    if !failed.is_empty() {
+        let hint = if warnings.is_empty() {
+            String::new()
+        } else {
+            format!("\n(warning: {})", warnings.join("\n(warning: "))
+        };
+        let failed = failed.join("\n");
+        if opts.keep_on_error {
+            return Err(Error::Other(format!(
+                "{failed}{hint}\nthe lab was left as applied (--keep-on-error)"
+            )));
+        }
+        let undo = rollback(name, &old_lab, lab, &mut st, had_nodes, &plan.ops, opts);
+        let restored = match undo {
+            Ok(()) if had_nodes => {
+                st.lab = old_lab.clone();
+                state::save(name, &st)?;
+                names::sync(&old_lab)?;
+                format!("lab {name} was restored to its state before this `weft up`")
+            }
+            Ok(()) => format!("lab {name} was new, so it was removed"),
+            Err(u) => format!(
+                "restoring lab {name} to its state before this `weft up` failed: {u}\n`weft down {name}` removes the lab"
+            ),
+        };
+        return Err(Error::Other(format!("{failed}{hint}\n{restored}")));
+    }
     Ok(UpReport {
         plan,
         changed: true,
         recovered,
         apply_time,
         wait_time,
+        warnings,
+        checks: results,
+    })
+}
+
+/// Warnings about foreign nftables chains in the NAT nodes of a built lab.
+fn nat_warnings(lab: &Lab) -> Vec<String> {
+    let mut out = Vec::new();
+    for (node, n) in &lab.nat {
+        let netns = &lab.nodes[node].netns;
+        match apply::nat::foreign_drops(&lab.name, node, netns, n) {
+            Ok(w) => out.extend(w),
+            Err(e) => out.push(e.to_string()),
+        }
+    }
+    out
+}
+
+/// The outcome of `weft check`.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub results: Vec<CheckResult>,
+    pub warnings: Vec<String>,
+}
+
+/// Run a built lab's health checks now.
+pub fn check(name: &str) -> Result<CheckReport, Error> {
+    weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
+    weft_sys::caps::require_admin("weft check")?;
+    let st = built(name)?;
+    Ok(CheckReport {
+        warnings: nat_warnings(&st.lab),
+        results: checks::run_all(&st.lab),
     })
 }
 
@@ -269,6 +347,7 @@ fn rollback(
             let _ = w.wait(Duration::from_secs(30));
         }
         if errs.is_empty() {
+            names::remove_all(name);
             state::remove(name)?;
             return Ok(());
         }
@@ -277,15 +356,31 @@ fn rollback(
     let undo = Plan::inverse_of(applied);
     let mut ex = Exec::new(name, old, Some(new), st, opts.threads, opts.progress);
     let r = ex.run(&undo.ops);
+    let done: std::collections::BTreeSet<usize> = ex.applied.iter().copied().collect();
     drop(ex);
     // The lab is as it was; keep the indexes and sysctl values the undo used.
     st.lab = old.clone();
     state::save(name, st)?;
-    if r.is_ok() {
-        let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
-        state::journal_reset(name, &nets)?;
+    if let Err(e) = r {
+        let missed = Plan {
+            ops: undo
+                .ops
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !done.contains(i))
+                .map(|(_, o)| o.clone())
+                .collect(),
+        }
+        .lines();
+        return Err(Error::Other(format!(
+            "{e}\nnot restored ({} step(s)): {}",
+            missed.len(),
+            missed.join("; ")
+        )));
     }
-    r
+    let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
+    state::journal_reset(name, &nets)?;
+    Ok(())
 }
 
 /// Refuse to take over a namespace that exists but is not this lab's.
@@ -359,6 +454,16 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     }
     candidates.sort();
     candidates.dedup();
+    // weft's nftables tables go before the links they name.
+    if let Some(st) = state::load(name).ok().flatten() {
+        for node in st.lab.nat.keys() {
+            if let Some(n) = st.lab.nodes.get(node) {
+                if weft_sys::netns::exists(&n.netns) {
+                    let _ = apply::nat::unload(node, &n.netns);
+                }
+            }
+        }
+    }
     let t0 = Instant::now();
     // Armed before the first deletion so it orders after all of them.
     let watch = if opts.no_wait {
@@ -419,6 +524,7 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
         }
         tracing::debug!(wait = ?t2.elapsed(), "kernel done");
     }
+    names::remove_all(name);
     state::remove(name)?;
     Ok(report)
 }

@@ -6,6 +6,7 @@
 //! - [`tuntap`]: persistent TUN/TAP devices (`ip tuntap add`).
 //! - [`sysctl`]: per-namespace `net.*` sysctls.
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
+//! - [`spawn`]: start a program in a namespace from a threaded process.
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
@@ -24,6 +25,7 @@ pub mod netns;
 pub mod packet;
 pub mod ping;
 pub mod port;
+pub mod spawn;
 pub mod sysctl;
 pub mod tuntap;
 

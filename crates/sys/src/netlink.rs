@@ -853,6 +853,23 @@ pub fn set_port(index: u32, cost: Option<u32>, priority: Option<u16>) -> Request
     }
 }
 
+/// `ip link set dev X type bridge_slave hairpin on|off`: whether frames may
+/// leave by the port they came in on.
+pub fn set_hairpin(index: u32, on: bool) -> Request {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )])),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: 0,
+    }
+}
+
 /// `ip link del dev X`.
 pub fn del_link(index: u32) -> Request {
     let mut m = LinkMessage::default();

@@ -197,6 +197,40 @@ pub fn create_persistent(spec: &TunTapSpec) -> Result<()> {
     Ok(())
 }
 
+/// Attaches to an existing TUN/TAP device in the calling thread's network
+/// namespace, as a VM's emulator does, and returns the fd that reads and
+/// writes its packets (frames, for a TAP). The device must have been made
+/// with the same mode and `multi_queue`; `pi` and `vnet_hdr` of `spec`
+/// become the device's from now on.
+pub fn attach(spec: &TunTapSpec) -> Result<OwnedFd> {
+    let what = spec.what();
+    let name = &spec.name;
+    validate_ifname(name)
+        .map_err(|r| Error::Invalid(format!("opening {what} {name}: invalid name: {r}")))?;
+    if nix::net::if_::if_nametoindex(name.as_str()).is_err() {
+        return Err(Error::Invalid(format!(
+            "opening {what} {name}: there is no such device in this namespace"
+        )));
+    }
+    let tun: OwnedFd = nix::fcntl::open(
+        "/dev/net/tun",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        FileMode::empty(),
+    )
+    .map_err(|e| Error::os(format!("opening {what} {name}: opening /dev/net/tun"), e))?;
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: spec.flags(),
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: `tun` is an open /dev/net/tun fd and `req` a live, correctly
+    // laid out ifreq for the duration of the call.
+    unsafe { tun_set_iff(tun.as_raw_fd(), &req) }
+        .map_err(|e| Error::os(format!("opening {what} {name}: TUNSETIFF"), e))?;
+    Ok(tun)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,10 @@ struct RawLab {
     nodes: BTreeMap<Spanned<String>, RawNode>,
     #[serde(default)]
     links: Vec<Spanned<RawLink>>,
+    #[serde(default)]
+    nat: BTreeMap<Spanned<String>, crate::nat::RawNat>,
+    #[serde(default)]
+    checks: Vec<Spanned<crate::check::RawCheck>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -144,6 +148,7 @@ pub fn parse_with(source: &str, previous: Option<&Lab>) -> Result<Parsed, Diagno
     })?;
     let mut cx = Cx {
         previous,
+        source,
         ..Cx::default()
     };
     let lab = cx.expand(raw);
@@ -162,6 +167,7 @@ pub fn parse_with(source: &str, previous: Option<&Lab>) -> Result<Parsed, Diagno
 #[derive(Default)]
 struct Cx<'p> {
     previous: Option<&'p Lab>,
+    source: &'p str,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     node_span: HashMap<String, Span>,
@@ -192,10 +198,7 @@ impl Cx<'_> {
         if let Err(why) = check_lab_name(&name) {
             self.err(Some(raw.name.span()), why, "");
         }
-        let mut lab = Lab {
-            name: name.clone(),
-            nodes: BTreeMap::new(),
-        };
+        let mut lab = Lab::empty(&name);
         for (key, rn) in &raw.nodes {
             self.add_node(&mut lab, key, rn);
         }
@@ -205,6 +208,22 @@ impl Cx<'_> {
         self.attach_hosts(&mut lab);
         self.switch_ports(&mut lab);
         self.check(&lab);
+        let mut more = Vec::new();
+        let (spans, ispans) = (&self.addr_span, &self.iface_span);
+        crate::nat::check_overlaps(
+            &lab,
+            &|n, i, a| {
+                let k = (n.to_string(), i.to_string());
+                spans
+                    .get(&(k.0.clone(), k.1.clone(), *a))
+                    .or(ispans.get(&k))
+                    .cloned()
+            },
+            &mut more,
+        );
+        crate::nat::expand(&mut lab, &raw.nat, &mut more);
+        crate::check::expand(&mut lab, &raw.checks, self.source, &mut more);
+        self.errors.extend(more);
         lab
     }
 

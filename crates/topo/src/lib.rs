@@ -3,9 +3,11 @@
 //!
 //! Pure: nothing here touches the system, so every rule is unit-tested.
 
+pub mod check;
 pub mod error;
 pub mod file;
 pub mod model;
+pub mod nat;
 pub mod plan;
 pub mod route;
 

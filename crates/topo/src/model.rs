@@ -22,9 +22,25 @@ pub fn netns_name(lab: &str, node: &str) -> String {
 pub struct Lab {
     pub name: String,
     pub nodes: BTreeMap<String, Node>,
+    /// NAT and port forwards, by the node that does them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nat: BTreeMap<String, crate::nat::Nat>,
+    /// Health checks `weft up` runs after applying.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::check::Check>,
 }
 
 impl Lab {
+    /// A lab with no nodes.
+    pub fn empty(name: &str) -> Lab {
+        Lab {
+            name: name.to_string(),
+            nodes: BTreeMap::new(),
+            nat: BTreeMap::new(),
+            checks: Vec::new(),
+        }
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.get(name)
     }
@@ -219,6 +235,10 @@ pub struct BridgeOptions {
 pub struct PortOptions {
     pub cost: Option<u32>,
     pub priority: Option<u16>,
+    /// Frames may leave by the port they came in on; set on the ports of a
+    /// NATed bridge (see nat.rs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hairpin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -48,6 +48,11 @@ pub enum ResKey {
         node: String,
         route: Route,
     },
+    /// weft's nftables table in the node (NAT and port forwards); last, as
+    /// its rules name interfaces and addresses.
+    Nat {
+        node: String,
+    },
 }
 
 impl ResKey {
@@ -58,7 +63,8 @@ impl ResKey {
             | ResKey::Attrs { node, .. }
             | ResKey::Sysctl { node, .. }
             | ResKey::Addr { node, .. }
-            | ResKey::Route { node, .. } => node,
+            | ResKey::Route { node, .. }
+            | ResKey::Nat { node } => node,
             ResKey::Veth { a, .. } => &a.node,
         }
     }
@@ -85,6 +91,7 @@ pub enum Res {
     Sysctl(String),
     Addr,
     Route,
+    Nat(crate::nat::Nat),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +223,8 @@ fn describe(key: &ResKey, val: &Res) -> String {
         (ResKey::Sysctl { node, key }, _) => format!("sysctl {key} in {node}"),
         (ResKey::Addr { node, iface, addr }, _) => format!("address {addr} on {node}:{iface}"),
         (ResKey::Route { node, route }, _) => format!("route {route} in {node}"),
+        (ResKey::Nat { node }, Res::Nat(n)) => format!("nat in {node}: {n}"),
+        (ResKey::Nat { node }, _) => format!("nat in {node}"),
     }
 }
 
@@ -238,7 +247,14 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                 let m = |x: &Option<String>| x.clone().unwrap_or_else(|| "none".into());
                 parts.push(format!("master {} -> {}", m(&a.master), m(&b.master)));
             }
-            if a.port != b.port {
+            if a.port.hairpin != b.port.hairpin {
+                parts.push(format!(
+                    "hairpin {} -> {}",
+                    onoff(a.port.hairpin),
+                    onoff(b.port.hairpin)
+                ));
+            }
+            if (a.port.cost, a.port.priority) != (b.port.cost, b.port.priority) {
                 parts.push(format!("port {:?} -> {:?}", a.port, b.port));
             }
             if a.bridge != b.bridge {
@@ -249,7 +265,41 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
         (ResKey::Sysctl { node, key }, Res::Sysctl(a), Res::Sysctl(b)) => {
             format!("sysctl {key} in {node}: {a} -> {b}")
         }
+        (ResKey::Nat { node }, Res::Nat(a), Res::Nat(b)) => {
+            let mut parts = Vec::new();
+            if (&a.bridge, &a.subnets, &a.uplink) != (&b.bridge, &b.subnets, &b.uplink) {
+                let nets = |n: &crate::nat::Nat| {
+                    n.subnets
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                parts.push(format!(
+                    "masquerade {} out of {} -> {} out of {}",
+                    nets(a),
+                    a.uplink,
+                    nets(b),
+                    b.uplink
+                ));
+            }
+            for f in a.forwards.iter().filter(|f| !b.forwards.contains(f)) {
+                parts.push(format!("- forward {f}"));
+            }
+            for f in b.forwards.iter().filter(|f| !a.forwards.contains(f)) {
+                parts.push(format!("+ forward {f}"));
+            }
+            format!("nat in {node}: {}", parts.join(", "))
+        }
         _ => describe(key, to),
+    }
+}
+
+fn onoff(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
     }
 }
 
@@ -351,6 +401,9 @@ pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
                 Res::Sysctl(v.clone()),
             );
         }
+    }
+    for (node, nat) in &lab.nat {
+        out.insert(ResKey::Nat { node: node.clone() }, Res::Nat(nat.clone()));
     }
     out
 }

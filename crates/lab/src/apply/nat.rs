@@ -1,0 +1,153 @@
+//! weft's nftables table in a node: loaded after everything else of a run
+//! (its rules name interfaces and addresses), removed before anything else.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use weft_sys::spawn::{command_in, View};
+use weft_topo::nat;
+use weft_topo::{Op, Res, ResKey};
+
+use super::Exec;
+use crate::Error;
+
+/// Run `nft ARGS` in a namespace with `input` on stdin; its stdout.
+pub(crate) fn nft(
+    node: &str,
+    netns: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, Error> {
+    let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut cmd = command_in(netns, "nft", &argv, View::NetOnly)?;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Other(format!(
+                "node {node}: NAT needs the `nft` program, which is not installed (Debian: apt-get install nftables)"
+            ))
+        } else {
+            Error::io(format!("node {node}: running nft in {netns}"), e)
+        }
+    })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("node {node}: writing the ruleset to nft"), e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(format!("node {node}: waiting for nft"), e))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "node {node}: nft {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Load weft's table with this NAT, replacing what it held, atomically.
+pub(crate) fn load(node: &str, netns: &str, n: &nat::Nat) -> Result<(), Error> {
+    nft(
+        node,
+        netns,
+        &["-j", "-f", "-"],
+        Some(&nat::ruleset(n).to_string()),
+    )
+    .map(|_| ())
+}
+
+/// Delete weft's table (nothing else), if it is there.
+pub(crate) fn unload(node: &str, netns: &str) -> Result<(), Error> {
+    nft(
+        node,
+        netns,
+        &["-j", "-f", "-"],
+        Some(&nat::delete().to_string()),
+    )
+    .map(|_| ())
+}
+
+/// Forward-hook chains of other tables in the namespace that drop by
+/// policy, each explained: weft's table cannot override them.
+pub(crate) fn foreign_drops(
+    lab: &str,
+    node: &str,
+    netns: &str,
+    n: &nat::Nat,
+) -> Result<Vec<String>, Error> {
+    let chains = nft(node, netns, &["-j", "list", "chains"], None)?;
+    let drops = nat::foreign_forward_drops(&chains)
+        .map_err(|e| Error::Other(format!("node {node}: {e}")))?;
+    Ok(drops
+        .into_iter()
+        .map(|d| {
+            format!(
+                "node {node}: {d} is not weft's and drops forwarded packets unless its own rules accept them, \
+                 so NAT and port forwards through {node} may not work; weft does not change other tables. \
+                 To let the lab's traffic through, accept it in that chain, e.g. \
+                 `weft exec {lab} {node} -- nft insert rule {fam} {tab} {chain} iifname \"{br}\" accept` and \
+                 `weft exec {lab} {node} -- nft insert rule {fam} {tab} {chain} oifname \"{br}\" ct state established,related accept` \
+                 (with Docker: the same rules in its DOCKER-USER chain)",
+                fam = d.family,
+                tab = d.table,
+                chain = d.chain,
+                br = n.bridge,
+            )
+        })
+        .collect())
+}
+
+impl Exec<'_> {
+    fn netns_of_node(&self, node: &str) -> String {
+        super::netns_of(self.new, self.old, node)
+    }
+
+    /// Tables that go: before any link or device is removed.
+    pub(crate) fn nat_removals(&mut self, ops: &[Op]) -> Result<(), Error> {
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Remove {
+                key: ResKey::Nat { node },
+                implied: false,
+                ..
+            } = op
+            {
+                unload(node, &self.netns_of_node(node))?;
+                self.applied.push(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tables that are new or changed: after everything else.
+    pub(crate) fn nat_loads(&mut self, ops: &[Op]) -> Result<(), Error> {
+        for (i, op) in ops.iter().enumerate() {
+            let (node, n) = match op {
+                Op::Add {
+                    key: ResKey::Nat { node },
+                    val: Res::Nat(n),
+                }
+                | Op::Change {
+                    key: ResKey::Nat { node },
+                    to: Res::Nat(n),
+                    ..
+                } => (node, n),
+                _ => continue,
+            };
+            load(node, &self.netns_of_node(node), n)?;
+            self.applied.push(i);
+        }
+        self.applied.sort_unstable();
+        self.applied.dedup();
+        Ok(())
+    }
+}
