@@ -22,6 +22,7 @@ pub mod netlink;
 pub mod netns;
 pub mod packet;
 pub mod ping;
+pub mod process;
 mod rtnl;
 pub mod sysctl;
 pub mod tuntap;
