@@ -126,6 +126,16 @@ enum Cmd {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// List the MACs a userspace switch has learned, like `bridge fdb show`.
+    Fdb {
+        lab: String,
+        switch: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
+    #[command(hide = true)]
+    Datapath { lab: String },
 }
 
 fn main() -> ExitCode {
@@ -143,7 +153,15 @@ fn main() -> ExitCode {
         eprintln!("weft exec: {err}");
         return ExitCode::from(125);
     }
-    init_logging(cli.verbose);
+    if matches!(cli.cmd, Cmd::Datapath { .. }) {
+        // Its log goes to /run/weft/labs/LAB/datapath.log.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("weft_datapath=info"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    } else {
+        init_logging(cli.verbose);
+    }
     let r = match cli.cmd {
         Cmd::Up {
             file,
@@ -185,6 +203,8 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
+        Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -416,5 +436,12 @@ fn status(lab: Option<&str>, json: bool) -> Result<ExitCode, String> {
     } else {
         print!("{}", render::status_table(&labs));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn datapath(lab: &str) -> Result<ExitCode, String> {
+    let st = weft::built(lab).map_err(|e| e.to_string())?;
+    weft_datapath::run(&st.lab, &weft::datapath::control_path(lab))
+        .map_err(|e| format!("datapath of lab {lab}: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

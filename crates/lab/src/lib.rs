@@ -13,6 +13,7 @@
 mod apply;
 pub mod capture;
 mod checks;
+pub mod datapath;
 mod error;
 pub mod names;
 pub mod state;
@@ -90,6 +91,9 @@ pub struct UpOptions<'a> {
     /// The file the lab came from, recorded for `weft status`.
     pub source: Option<PathBuf>,
     pub progress: &'a dyn Fn(Event),
+    /// The `weft` binary that runs the switch datapath (`weft datapath
+    /// LAB`) for labs with switches; default: the running executable.
+    pub datapath_exe: Option<PathBuf>,
 }
 
 impl Default for UpOptions<'_> {
@@ -100,6 +104,7 @@ impl Default for UpOptions<'_> {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
             source: None,
             progress: &|_| {},
+            datapath_exe: None,
         }
     }
 }
@@ -173,12 +178,23 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let had_nodes = !old_lab.nodes.is_empty();
     let plan = weft_topo::plan(Some(&old_lab), lab);
     if plan.is_empty() {
+        // The kernel side matches; the datapath may still have died or its
+        // switch settings changed.
+        let t1 = Instant::now();
+        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), false)?;
+        if restarted {
+            datapath::wait_ready(lab, opts.progress)?;
+        }
         return Ok(UpReport {
             plan,
-            changed: false,
+            changed: restarted,
             recovered,
             apply_time: Duration::ZERO,
-            wait_time: Duration::ZERO,
+            wait_time: if restarted {
+                t1.elapsed()
+            } else {
+                Duration::ZERO
+            },
             warnings: Vec::new(),
             checks: Vec::new(),
         });
@@ -230,7 +246,15 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
     state::journal_reset(name, &nets)?;
     names::sync(lab)?;
-    let wait_time = apply::wait_ready(lab, &mut handles, opts.progress)?;
+    // Started before the bridges are waited for: in a loop of switches
+    // and kernel bridges, both must hear each other's BPDUs to converge.
+    let t1 = Instant::now();
+    datapath::ensure(lab, opts.datapath_exe.as_deref(), true)?;
+    apply::wait_ready(lab, &mut handles, opts.progress)?;
+    if datapath::has_switches(lab) {
+        datapath::wait_ready(lab, opts.progress)?;
+    }
+    let wait_time = t1.elapsed();
     drop(handles);
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
     let warnings = nat_warnings(lab);
@@ -440,6 +464,9 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
     weft_sys::caps::require_admin("weft down")?;
     let _lock = state::lock(name)?;
+    // The datapath first, by its recorded pid: it holds sockets in the
+    // switch namespaces.
+    datapath::stop(name)?;
     let mut candidates: Vec<String> = state::journal_entries(name);
     if let Some(st) = state::load(name).ok().flatten() {
         candidates.extend(st.lab.nodes.values().map(|n| n.netns.clone()));

@@ -25,6 +25,7 @@ pub mod netns;
 pub mod packet;
 pub mod ping;
 pub mod port;
+pub mod process;
 pub mod spawn;
 pub mod sysctl;
 pub mod tuntap;
