@@ -11,6 +11,7 @@ use miette::{LabeledSpan, NamedSource};
 mod capture;
 mod graph;
 mod render;
+mod trace;
 
 #[derive(Parser)]
 #[command(
@@ -121,6 +122,17 @@ enum Cmd {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// Explain, step by step, what happens to a ping from a node to a target,
+    /// and prove it with a real probe captured on every interface of the path.
+    Trace {
+        lab: String,
+        node: String,
+        /// A node name (its address) or an IP address.
+        target: String,
+        /// Send out of this interface, like `ping -I`.
+        #[arg(short = 'I', long)]
+        interface: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -179,6 +191,12 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Trace {
+            lab,
+            node,
+            target,
+            interface,
+        } => trace::run(&lab, &node, &target, interface.as_deref()),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {

@@ -15,6 +15,7 @@ pub mod capture;
 mod error;
 pub mod state;
 pub mod status;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
