@@ -11,6 +11,7 @@ use miette::{LabeledSpan, NamedSource};
 mod capture;
 mod graph;
 mod render;
+mod trace;
 
 #[derive(Parser)]
 #[command(
@@ -136,6 +137,17 @@ enum Cmd {
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]
     Datapath { lab: String },
+    /// Explain, step by step, what happens to a ping from a node to a target,
+    /// and prove it with a real probe captured on every interface of the path.
+    Trace {
+        lab: String,
+        node: String,
+        /// A node name (its address) or an IP address.
+        target: String,
+        /// Send out of this interface, like `ping -I`.
+        #[arg(short = 'I', long)]
+        interface: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -205,6 +217,12 @@ fn main() -> ExitCode {
         } => graph::run(&lab, &format, output.as_deref()),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
+        Cmd::Trace {
+            lab,
+            node,
+            target,
+            interface,
+        } => trace::run(&lab, &node, &target, interface.as_deref()),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {

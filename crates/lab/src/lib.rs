@@ -18,6 +18,7 @@ mod error;
 pub mod names;
 pub mod state;
 pub mod status;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -27,6 +27,9 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+mod route_get;
+pub use route_get::RouteLookup;
+
 /// A request the kernel refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {}", io::Error::from_raw_os_error(*.errno))]
