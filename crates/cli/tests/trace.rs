@@ -82,3 +82,69 @@ fn through_a_bridge_and_back() {
         "{out}"
     );
 }
+
+fn same_ns(sysctls: &str) -> String {
+    let text = std::fs::read_to_string(common::root().join("examples/same-ns.toml")).unwrap();
+    text.lines()
+        .map(|l| {
+            if l.starts_with("sysctls") {
+                sysctls.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn same_namespace_pair_without_accept_local_is_explained() {
+    let lab = Lab::from_text("tral", &same_ns(""));
+    lab.up();
+    let (ok, out) = trace(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("is an address of host itself") && out.contains("accept_local"),
+        "{out}"
+    );
+}
+
+#[test]
+fn same_namespace_pair_with_rp_filter_on_is_explained() {
+    let lab = Lab::from_text(
+        "trrp",
+        &same_ns("sysctls = { \"net.ipv4.conf.all.rp_filter\" = 1, \"net.ipv4.conf.veth0.accept_local\" = 1, \"net.ipv4.conf.veth1.accept_local\" = 1 }"),
+    );
+    lab.up();
+    let (ok, out) = trace(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("rp_filter is on") && out.contains("set rp_filter = 0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bridge_port_that_does_not_forward_is_named() {
+    // STP on, forward_delay 2 s. Bouncing a's link puts its bridge port back
+    // through listening and learning: traced at once, the probe dies there.
+    let lab = Lab::example("trstp", "stp.toml");
+    lab.up();
+    for state in ["down", "up"] {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &lab.netns("a"), "link", "set", "dev", "eth0", state])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let (ok, out) = trace(&lab, &["a", "b"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("br0:a is listening")
+            || out.contains("br0:a is learning")
+            || out.contains("br0:a is disabled"),
+        "{out}"
+    );
+    assert!(out.contains("dropped at the bridge"), "{out}");
+}

@@ -64,6 +64,51 @@ fn sysctl_in(netns: &str, key: &str) -> Option<String> {
         .flatten()
 }
 
+/// Why `owner` would refuse an ARP request (and anything else) from `src`:
+/// the kernel validates a packet's source before answering it. A source
+/// that is one of the receiver's own addresses (a veth pair inside one
+/// namespace, experiment 4) is a martian unless accept_local is on, and
+/// with rp_filter on the kernel also wants the reply to leave by the
+/// interface the request came in on, which for a local address it never
+/// does (it goes over lo).
+fn source_check(lab: &Lab, owner: &Endpoint, src: Option<IpAddr>) -> Option<String> {
+    let src = src?;
+    let n = lab.nodes.get(&owner.node)?;
+    let own = n
+        .interfaces
+        .values()
+        .any(|i| i.addresses.iter().any(|a| a.addr() == src));
+    let get = |k: String| sysctl_in(&n.netns, &k).unwrap_or_default();
+    let conf = |what: &str| {
+        (
+            get(format!("net.ipv4.conf.all.{what}")),
+            get(format!("net.ipv4.conf.{}.{what}", owner.iface)),
+        )
+    };
+    let (al_all, al_dev) = conf("accept_local");
+    let (rp_all, rp_dev) = conf("rp_filter");
+    let rp_on = rp_all.trim() != "0" || rp_dev.trim() != "0";
+    if own && al_all.trim() == "0" && al_dev.trim() == "0" {
+        Some(format!(
+            "the request's sender {src} is an address of {} itself, and {owner} drops packets from its own addresses unless accept_local is on (net.ipv4.conf.{}.accept_local = {al_dev}); set accept_local = 1{} on both ends, as the seed article does",
+            owner.node,
+            owner.iface,
+            if rp_on { " and rp_filter = 0" } else { "" }
+        ))
+    } else if own && rp_on {
+        Some(format!(
+            "the request's sender {src} is an address of {} itself; accept_local lets it in, but rp_filter is on (all = {}, {} = {}), and the way back to {src} is lo, not {}: set rp_filter = 0",
+            owner.node,
+            rp_all.trim(),
+            owner.iface,
+            rp_dev.trim(),
+            owner.iface
+        ))
+    } else {
+        None
+    }
+}
+
 /// Trace an ICMP echo from `node` to `target` (an address or node name),
 /// out of `iface` if given (like `ping -I`).
 pub fn trace(
@@ -332,12 +377,19 @@ pub fn trace(
                 )
             }
             (None, None) => format!("nobody in the lab owns {next_hop}"),
-            (Some(o), _) => {
-                format!("{o} owns {next_hop} but did not answer (is it up? is arp_ignore set?)")
-            }
+            (Some(o), _) => match source_check(lab, o, src) {
+                Some(why) => why,
+                None => {
+                    format!("{o} owns {next_hop} but did not answer (is it up? is arp_ignore set?)")
+                }
+            },
         };
         steps.push(format!("6. dropped at ARP: {node} asked who has {next_hop} and got no answer, so the echo request was never sent. Why: {why}"));
-        Verdict::ArpUnanswered
+        if why.contains("accept_local") || why.contains("rp_filter") {
+            Verdict::RpFilter
+        } else {
+            Verdict::ArpUnanswered
+        }
     } else if req.is_empty() && r.kind != "local" {
         steps.push("6. dropped: the echo request never left".to_string());
         Verdict::Unanswered
