@@ -147,6 +147,12 @@ enum Cmd {
         /// Send out of this interface, like `ping -I`.
         #[arg(short = 'I', long)]
         interface: Option<String>,
+        /// Probe with a UDP datagram to this port instead of a ping.
+        #[arg(long, conflicts_with = "tcp")]
+        udp: Option<u16>,
+        /// Probe with a TCP connection attempt to this port.
+        #[arg(long)]
+        tcp: Option<u16>,
     },
 }
 
@@ -222,7 +228,16 @@ fn main() -> ExitCode {
             node,
             target,
             interface,
-        } => trace::run(&lab, &node, &target, interface.as_deref()),
+            udp,
+            tcp,
+        } => {
+            let probe = match (udp, tcp) {
+                (Some(p), _) => weft::trace::Probe::Udp(p),
+                (_, Some(p)) => weft::trace::Probe::Tcp(p),
+                _ => weft::trace::Probe::Icmp,
+            };
+            trace::run(&lab, &node, &target, interface.as_deref(), probe)
+        }
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {

@@ -2,8 +2,14 @@
 
 use std::process::ExitCode;
 
-pub fn run(lab: &str, node: &str, target: &str, iface: Option<&str>) -> Result<ExitCode, String> {
-    let t = weft::trace::trace(lab, node, target, iface).map_err(|e| e.to_string())?;
+pub fn run(
+    lab: &str,
+    node: &str,
+    target: &str,
+    iface: Option<&str>,
+    probe: weft::trace::Probe,
+) -> Result<ExitCode, String> {
+    let t = weft::trace::trace(lab, node, target, iface, probe).map_err(|e| e.to_string())?;
     println!("trace {node} -> {target} in lab {lab}");
     for s in &t.steps {
         println!("{s}");

@@ -148,3 +148,35 @@ fn a_bridge_port_that_does_not_forward_is_named() {
     );
     assert!(out.contains("dropped at the bridge"), "{out}");
 }
+
+#[test]
+fn udp_and_tcp_probes_prove_delivery_by_their_answers() {
+    let lab = Lab::example("trport", "bridge.toml");
+    lab.up();
+    // UDP to a closed port: ICMP port unreachable comes back.
+    let (ok, out) = trace(&lab, &["ns1", "ns2", "--udp", "5353"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "UDP datagram to port 5353 seen on ns1:tap1, br0:br-tap1, br0:br-tap2, ns2:tap2"
+        ),
+        "{out}"
+    );
+    // TCP to a listening port (the test listens inside ns2).
+    let listener = weft_sys::netns::run_in_named(&lab.netns("ns2"), || {
+        std::net::TcpListener::bind("0.0.0.0:8080")
+    })
+    .unwrap()
+    .unwrap();
+    let (ok, out) = trace(&lab, &["ns1", "192.168.50.2", "--tcp", "8080"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("TCP SYN to port 8080 seen on"), "{out}");
+    assert!(
+        out.contains("SYN-ACK: open, RST: closed) seen on ns2:tap2"),
+        "{out}"
+    );
+    drop(listener);
+    // TCP to a closed port: refused, but delivered.
+    let (ok, out) = trace(&lab, &["ns1", "192.168.50.2", "--tcp", "8081"]);
+    assert!(ok, "{out}");
+}

@@ -32,6 +32,29 @@ pub enum Verdict {
     Unanswered,
 }
 
+/// What `trace` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// One ICMP echo request (the default).
+    Icmp,
+    /// One UDP datagram to this port; a reply, or an ICMP port-unreachable,
+    /// proves delivery.
+    Udp(u16),
+    /// A TCP connection attempt to this port; a SYN-ACK (open) or a RST
+    /// (closed) proves delivery.
+    Tcp(u16),
+}
+
+impl Probe {
+    fn name(self) -> String {
+        match self {
+            Probe::Icmp => "ICMP echo request".into(),
+            Probe::Udp(p) => format!("UDP datagram to port {p}"),
+            Probe::Tcp(p) => format!("TCP SYN to port {p}"),
+        }
+    }
+}
+
 pub struct Trace {
     pub steps: Vec<String>,
     pub verdict: Verdict,
@@ -62,6 +85,47 @@ fn sysctl_in(netns: &str, key: &str) -> Option<String> {
     weft_sys::netns::run_in_named(netns, move || weft_sys::sysctl::read(&key).ok())
         .ok()
         .flatten()
+}
+
+/// Send a UDP or TCP probe from the calling thread's namespace; true if
+/// the target answered at all (a reply, a connection, or a refusal).
+fn send_probe(probe: Probe, dst: IpAddr, port: u16, dev: Option<&str>) -> bool {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let to = SockAddr::from(std::net::SocketAddr::new(dst, port));
+    let domain = if dst.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let (ty, proto) = match probe {
+        Probe::Tcp(_) => (Type::STREAM, Protocol::TCP),
+        _ => (Type::DGRAM, Protocol::UDP),
+    };
+    let Ok(sock) = Socket::new(domain, ty, Some(proto)) else {
+        return false;
+    };
+    if let Some(d) = dev {
+        let _ = sock.bind_device(Some(d.as_bytes()));
+    }
+    let wait = Duration::from_millis(1500);
+    match probe {
+        Probe::Tcp(_) => match sock.connect_timeout(&to, wait) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        },
+        _ => {
+            if sock.connect(&to).is_err() || sock.send(b"weft trace probe").is_err() {
+                return false;
+            }
+            let _ = sock.set_read_timeout(Some(wait));
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+            match sock.recv(&mut buf) {
+                Ok(_) => true,
+                // A connected UDP socket learns of ICMP port unreachable.
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+            }
+        }
+    }
 }
 
 /// Why `owner` would refuse an ARP request (and anything else) from `src`:
@@ -116,6 +180,7 @@ pub fn trace(
     node: &str,
     target: &str,
     iface: Option<&str>,
+    probe: Probe,
 ) -> Result<Trace, Error> {
     let st = crate::built(lab_name)?;
     let lab = &st.lab;
@@ -265,7 +330,12 @@ pub fn trace(
             netns: lab.nodes[&e.node].netns.clone(),
         })
         .collect();
-    let filter = weft_see::filter::parse(&["icmp or arp or icmp6".to_string()]).expect("valid");
+    let expr = match probe {
+        Probe::Icmp => "icmp or arp or icmp6".to_string(),
+        Probe::Udp(p) => format!("icmp or arp or icmp6 or udp port {p}"),
+        Probe::Tcp(p) => format!("icmp or arp or icmp6 or tcp port {p}"),
+    };
+    let filter = weft_see::filter::parse(&[expr]).expect("valid");
     let cap = Capture::open(cap_points, Some(&filter))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -298,9 +368,17 @@ pub fn trace(
         iface: iface.map(str::to_string),
         ..Default::default()
     };
-    let answered = crate::ping(lab_name, node, dst, &opts, |_| {})
-        .map(|s| s.received > 0)
-        .unwrap_or(false);
+    let answered = match probe {
+        Probe::Icmp => crate::ping(lab_name, node, dst, &opts, |_| {})
+            .map(|s| s.received > 0)
+            .unwrap_or(false),
+        Probe::Udp(port) | Probe::Tcp(port) => {
+            let dev = iface.map(str::to_string);
+            weft_sys::netns::run_in_named(&n.netns, move || {
+                send_probe(probe, dst, port, dev.as_deref())
+            })?
+        }
+    };
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = handle.join();
@@ -321,8 +399,31 @@ pub fn trace(
     let arp_rep = where_(
         &|c| matches!(c.kind, Kind::ArpReply { sender, .. } if IpAddr::V4(sender) == next_hop),
     );
-    let req = where_(&|c| c.kind == Kind::IcmpEchoRequest);
-    let rep = where_(&|c| c.kind == Kind::IcmpEchoReply);
+    let (req, rep) = match probe {
+        Probe::Icmp => (
+            where_(&|c| c.kind == Kind::IcmpEchoRequest),
+            where_(&|c| c.kind == Kind::IcmpEchoReply),
+        ),
+        Probe::Udp(p) => (
+            where_(&|c| matches!(c.kind, Kind::Udp(_, d) if d == p)),
+            // A reply from the port, or ICMP port unreachable (3/3, or
+            // ICMPv6 1/4): either way the datagram was delivered.
+            where_(&|c| {
+                matches!(c.kind, Kind::Udp(sp, _) if sp == p)
+                    || matches!(c.kind, Kind::Icmp(3, 3) | Kind::Icmp(1, 4))
+            }),
+        ),
+        Probe::Tcp(p) => (
+            where_(
+                &|c| matches!(c.kind, Kind::Tcp(_, d, f) if d == p && f & 0x02 != 0 && f & 0x10 == 0),
+            ),
+            where_(
+                &|c| matches!(c.kind, Kind::Tcp(sp, _, f) if sp == p && (f & 0x12 == 0x12 || f & 0x04 != 0)),
+            ),
+        ),
+    };
+    // A closed port answers too (RST, port unreachable): delivered.
+    let answered = answered || !rep.is_empty();
     let list = |v: &[String]| {
         if v.is_empty() {
             "nowhere".to_string()
@@ -331,7 +432,8 @@ pub fn trace(
         }
     };
     steps.push(format!(
-        "5. probe: one ICMP echo request from {node} to {dst}, captured on {}",
+        "5. probe: one {} from {node} to {dst}, captured on {}",
+        probe.name(),
         list(&points.iter().map(|p| p.to_string()).collect::<Vec<_>>())
     ));
     if !arp_req.is_empty() {
@@ -342,8 +444,17 @@ pub fn trace(
         ));
     }
     steps.push(format!(
-        "   echo request seen on {}; echo reply seen on {}",
+        "   {} seen on {}; {} seen on {}",
+        match probe {
+            Probe::Icmp => "echo request".to_string(),
+            p => p.name(),
+        },
         list(&req),
+        match probe {
+            Probe::Icmp => "echo reply",
+            Probe::Udp(_) => "the answer (a datagram back, or ICMP port unreachable)",
+            Probe::Tcp(_) => "the answer (SYN-ACK: open, RST: closed)",
+        },
         list(&rep)
     ));
     let verdict = if answered {
@@ -384,14 +495,14 @@ pub fn trace(
                 }
             },
         };
-        steps.push(format!("6. dropped at ARP: {node} asked who has {next_hop} and got no answer, so the echo request was never sent. Why: {why}"));
+        steps.push(format!("6. dropped at ARP: {node} asked who has {next_hop} and got no answer, so the {} was never sent. Why: {why}", probe.name()));
         if why.contains("accept_local") || why.contains("rp_filter") {
             Verdict::RpFilter
         } else {
             Verdict::ArpUnanswered
         }
     } else if req.is_empty() && r.kind != "local" {
-        steps.push("6. dropped: the echo request never left".to_string());
+        steps.push(format!("6. dropped: the {} never left", probe.name()));
         Verdict::Unanswered
     } else {
         let last = req.last().cloned().unwrap_or_default();
