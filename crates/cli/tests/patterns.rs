@@ -529,3 +529,27 @@ fn exp10_a_program_on_a_tap_port_is_on_the_bridges_l2_subnet() {
     // With the program gone, nothing answers.
     assert!(!lab.ping("ns1", "192.168.60.51", None));
 }
+
+/// A run killed after writing the name files (here: the state is gone, as
+/// if `weft up` died before saving it): the journal still lists them, and
+/// `weft down` removes them.
+#[test]
+fn name_files_of_a_killed_run_are_removed_by_down() {
+    let lab = Lab::from_text(
+        "namekill",
+        "name = \"x\"\n[nodes.a.interfaces.eth0]\naddresses = [\"10.9.0.1/24\"]\n[nodes.b.interfaces.eth0]\naddresses = [\"10.9.0.2/24\"]\n[[links]]\nendpoints = [\"a:eth0\", \"b:eth0\"]\n",
+    );
+    lab.up();
+    let dir = std::path::PathBuf::from(format!("/etc/netns/{}", lab.netns("a")));
+    assert!(dir.join("hosts").exists());
+    let labdir = lab.state.join("labs").join(&lab.name);
+    let journal = std::fs::read_to_string(labdir.join("journal")).unwrap();
+    assert!(
+        journal.contains(&format!("etc {}", dir.display())),
+        "{journal}"
+    );
+    std::fs::remove_file(labdir.join("state.json")).unwrap();
+    lab.ok(&["down", &lab.name]);
+    assert!(!dir.exists());
+    assert!(lab.namespaces().is_empty());
+}
