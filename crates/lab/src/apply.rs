@@ -13,6 +13,7 @@ use crate::state::State;
 use crate::{Error, Event};
 
 pub(crate) mod nat;
+mod uplink;
 
 /// The ownership tag weft writes as `lo`'s alias in each namespace it makes,
 /// so `weft down` can tell its namespaces from others' with similar names.
@@ -391,6 +392,9 @@ impl<'a> Exec<'a> {
                     h.index.insert(iface.clone(), index);
                     h.ops.push(i);
                     self.created.insert((node.clone(), iface.clone()));
+                }
+                (ResKey::Device { node, iface }, Res::Device(IfaceKind::Macvlan { host })) => {
+                    self.add_macvlan(i, node, iface, host)?;
                 }
                 (ResKey::Veth { a, b }, _) => {
                     let (mut x, mut y) = (a.clone(), b.clone());

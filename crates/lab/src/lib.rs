@@ -179,6 +179,11 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let had_nodes = !old_lab.nodes.is_empty();
     let plan = weft_topo::plan(Some(&old_lab), lab);
     if plan.is_empty() {
+        // Edits that build nothing (the checks) are still the lab's.
+        if had_nodes && old_lab.checks != lab.checks {
+            st.lab.checks = lab.checks.clone();
+            state::save(name, &st)?;
+        }
         // The kernel side matches; the datapath may still have died or its
         // switch settings changed.
         let t1 = Instant::now();
@@ -208,6 +213,12 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     state::save(name, &st)?;
     st.next_index = first_index;
     let reserved_end = first_index + 2 * plan.ops.len() as u32;
+    // The name files depend only on the file: they are written (mostly
+    // directory and symlink creation on /etc) while the kernel work runs.
+    let names_job = {
+        let lab = lab.clone();
+        std::thread::spawn(move || names::sync(&lab))
+    };
     let mut handles;
     let result = {
         let mut ex = Exec::new(
@@ -223,6 +234,9 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         handles = std::mem::take(&mut ex.ns);
         r.map_err(|e| (e, applied))
     };
+    let names_done = names_job
+        .join()
+        .unwrap_or_else(|_| Err(Error::Other("writing the name files panicked".into())));
     if let Err((e, applied)) = result {
         st.next_index = st.next_index.max(reserved_end);
         if opts.keep_on_error {
@@ -234,6 +248,9 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         }
         drop(handles);
         let undo = rollback(name, &old_lab, lab, &mut st, had_nodes, &applied, opts);
+        if had_nodes {
+            let _ = names::sync(&old_lab);
+        }
         return Err(match undo {
             Ok(()) => e,
             Err(u) => Error::Other(format!("{e}\nand undoing the partial change failed too: {u}\n`weft down {name}` removes the lab")),
@@ -246,7 +263,9 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     state::save(name, &st)?;
     let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
     state::journal_reset(name, &nets)?;
-    names::sync(lab)?;
+    // The journal was just rewritten: list the name directories again.
+    names_done?;
+    names::journal_all(lab)?;
     // Started before the bridges are waited for: in a loop of switches
     // and kernel bridges, both must hear each other's BPDUs to converge.
     let t1 = Instant::now();

@@ -99,7 +99,7 @@ pub fn sync(lab: &Lab) -> Result<(), Error> {
     }
     let want: Vec<PathBuf> = lab.nodes.values().map(|n| etc_dir(&n.netns)).collect();
     // Journaled first, so a run killed in between still gets them removed.
-    journal(&lab.name, &want)?;
+    journal_all(lab)?;
     for d in &want {
         if ours(d, &target) {
             continue;
@@ -144,6 +144,13 @@ fn stale(lab: &str, target: &Path) -> Vec<PathBuf> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Journal the name directories of every node (after the journal was
+/// rewritten).
+pub fn journal_all(lab: &Lab) -> Result<(), Error> {
+    let dirs: Vec<PathBuf> = lab.nodes.values().map(|n| etc_dir(&n.netns)).collect();
+    journal(&lab.name, &dirs)
 }
 
 /// Remove every name directory of the lab, and the shared file.

@@ -17,8 +17,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan,
+    InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode, State,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
@@ -789,6 +790,25 @@ pub fn new_veth(a: &NewLink, master: Option<u32>, b: &NewLink, b_netns: Option<R
     m.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    }
+}
+
+/// `ip link add link LOWER name NAME netns NS type macvlan mode bridge`,
+/// sent in LOWER's namespace: the new device appears in `netns`. Index 0
+/// in `l` lets the kernel choose.
+pub fn new_macvlan(l: &NewLink, lower: u32, netns: RawFd) -> Request {
+    let mut m = link_msg(l);
+    m.attributes.push(LinkAttribute::Link(lower));
+    m.attributes.push(LinkAttribute::NetNsFd(netns));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::MacVlan),
+        LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+            MacVlanMode::Bridge,
+        )])),
     ]));
     Request {
         msg: RouteNetlinkMessage::NewLink(m),

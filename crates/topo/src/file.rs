@@ -41,6 +41,7 @@ struct RawLab {
     links: Vec<Spanned<RawLink>>,
     #[serde(default)]
     nat: BTreeMap<Spanned<String>, crate::nat::RawNat>,
+    allow_host_interfaces: Option<bool>,
     #[serde(default)]
     checks: Vec<Spanned<crate::check::RawCheck>>,
 }
@@ -100,6 +101,7 @@ struct RawIface {
     multi_queue: Option<bool>,
     pi: Option<bool>,
     vnet_hdr: Option<bool>,
+    host_interface: Option<Spanned<String>>,
     stp: Option<Spanned<bool>>,
     forward_delay: Option<Spanned<toml::Value>>,
     hello_time: Option<Spanned<toml::Value>>,
@@ -168,6 +170,9 @@ pub fn parse_with(source: &str, previous: Option<&Lab>) -> Result<Parsed, Diagno
 struct Cx<'p> {
     previous: Option<&'p Lab>,
     source: &'p str,
+    /// `allow_host_interfaces = true`: the file may use the machine's own
+    /// interfaces (macvlan uplinks).
+    allow_host: bool,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     node_span: HashMap<String, Span>,
@@ -199,6 +204,7 @@ impl Cx<'_> {
             self.err(Some(raw.name.span()), why, "");
         }
         let mut lab = Lab::empty(&name);
+        self.allow_host = raw.allow_host_interfaces == Some(true);
         for (key, rn) in &raw.nodes {
             self.add_node(&mut lab, key, rn);
         }
@@ -501,16 +507,49 @@ impl Cx<'_> {
                     self.bridge_options(&format!("{node}:{iname}"), &bridge_keys!(ri)),
                 )
             }
+            Some("macvlan") => {
+                let Some(h) = &ri.host_interface else {
+                    self.err(Some(kspan), format!("node `{node}`: macvlan `{iname}` needs host_interface, the machine's interface it sits on"), "add host_interface = \"eth0\" (and allow_host_interfaces = true at the top of the file)");
+                    return None;
+                };
+                if let Err(why) = check_iface_name(h.get_ref()) {
+                    self.err(
+                        Some(h.span()),
+                        format!("node `{node}`: host_interface: {why}"),
+                        "",
+                    );
+                    return None;
+                }
+                if !self.allow_host {
+                    self.err(Some(h.span()), format!("node `{node}`: `{iname}` would put a macvlan on the machine's own interface `{}`, and this file does not allow that", h.get_ref()), "add allow_host_interfaces = true at the top of the file if you mean it: the lab then sends and receives on a real network");
+                    return None;
+                }
+                IfaceKind::Macvlan {
+                    host: h.get_ref().clone(),
+                }
+            }
             Some(other) => {
                 self.err(
                     Some(kspan),
                     format!("node `{node}`: interface `{iname}` has unknown kind `{other}`"),
-                    "write veth (the default, made by a link), tun, tap or bridge",
+                    "write veth (the default, made by a link), tun, tap, bridge or macvlan",
                 );
                 return None;
             }
         };
         self.switch_iface_keys(node, node_kind, key, ri, &kind);
+        if let (Some(h), false) = (
+            &ri.host_interface,
+            matches!(kind, IfaceKind::Macvlan { .. }),
+        ) {
+            self.err(
+                Some(h.span()),
+                format!(
+                    "node `{node}`: host_interface belongs to an interface of kind \"macvlan\""
+                ),
+                "add kind = \"macvlan\" or remove host_interface",
+            );
+        }
         let is_tun = matches!(kind, IfaceKind::Tun(_) | IfaceKind::Tap(_));
         if !is_tun
             && (ri.owner.is_some()

@@ -193,6 +193,10 @@ pub enum IfaceKind {
     Bridge(BridgeOptions),
     /// The namespace's `lo`, which always exists.
     Loopback,
+    /// `ip link add link HOST name NAME netns NODE type macvlan mode
+    /// bridge`: an uplink on one of the machine's own interfaces (allowed
+    /// only with `allow_host_interfaces = true` in the file).
+    Macvlan { host: String },
 }
 
 impl IfaceKind {
@@ -203,6 +207,7 @@ impl IfaceKind {
             IfaceKind::Tap(_) => "tap",
             IfaceKind::Bridge(_) => "bridge",
             IfaceKind::Loopback => "loopback",
+            IfaceKind::Macvlan { .. } => "macvlan",
         }
     }
 }

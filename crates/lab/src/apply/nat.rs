@@ -91,17 +91,20 @@ pub(crate) fn foreign_drops(
     Ok(drops
         .into_iter()
         .map(|d| {
+            let rule = |r: &str| {
+                format!(
+                    "`weft exec {lab} {node} -- nft insert rule {} {} {} {r}`",
+                    d.family, d.table, d.chain
+                )
+            };
             format!(
                 "node {node}: {d} is not weft's and drops forwarded packets unless its own rules accept them, \
                  so NAT and port forwards through {node} may not work; weft does not change other tables. \
-                 To let the lab's traffic through, accept it in that chain, e.g. \
-                 `weft exec {lab} {node} -- nft insert rule {fam} {tab} {chain} iifname \"{br}\" accept` and \
-                 `weft exec {lab} {node} -- nft insert rule {fam} {tab} {chain} oifname \"{br}\" ct state established,related accept` \
+                 To let the lab's traffic through, accept it in that chain: {}, {} and {} \
                  (with Docker: the same rules in its DOCKER-USER chain)",
-                fam = d.family,
-                tab = d.table,
-                chain = d.chain,
-                br = n.bridge,
+                rule(&format!("iifname \"{}\" accept", n.bridge)),
+                rule(&format!("oifname \"{}\" ct state established,related accept", n.bridge)),
+                rule(&format!("oifname \"{}\" ct status dnat accept", n.bridge)),
             )
         })
         .collect())
