@@ -171,6 +171,13 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
         "    switch {} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
         sw.stp, sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
     );
+    if sw.loop_suspected {
+        let _ = writeln!(
+            out,
+            "    LOOP SUSPECTED: {} MAC moves/s (a loop with stp = \"off\"?)",
+            sw.mac_moves_per_s
+        );
+    }
     for p in &sw.ports {
         let state = if !p.present {
             "GONE (its interface vanished)".to_string()

@@ -42,6 +42,11 @@ pub struct SwitchInfo {
     /// The port towards the root; none on the root bridge.
     pub root_port: Option<String>,
     pub root_path_cost: u32,
+    /// FDB moves per second, measured over the last 100 ms.
+    pub mac_moves_per_s: u64,
+    /// MACs move between ports faster than a network without a loop
+    /// makes them: a loop that no spanning tree breaks.
+    pub loop_suspected: bool,
     pub topology_changes: u64,
     pub fdb_entries: usize,
     pub fdb_max: usize,

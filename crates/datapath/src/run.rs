@@ -49,6 +49,43 @@ struct Port {
     sock: Option<PacketSocket>,
     carrier: bool,
     tx_errors: u64,
+    storm: Storm,
+}
+
+/// Storm control: broadcast and multicast frames entering a port are
+/// limited to [`STORM_LIMIT`] per [`STORM_WINDOW`]; the rest are dropped
+/// and counted. Without a spanning tree a loop would otherwise circulate
+/// every broadcast as fast as the CPU allows.
+#[derive(Default)]
+struct Storm {
+    window: Option<Instant>,
+    count: u32,
+    dropped: u64,
+}
+
+/// 10,000 broadcast/multicast frames per second per port: far above what
+/// a lab's ARP, ND and DHCP make, far below a loop's rate.
+pub const STORM_LIMIT: u32 = 1000;
+pub const STORM_WINDOW: Duration = Duration::from_millis(100);
+
+impl Storm {
+    /// True if this flooded frame may pass.
+    fn admit(&mut self, now: Instant) -> bool {
+        match self.window {
+            Some(w) if now.saturating_duration_since(w) < STORM_WINDOW => {}
+            _ => {
+                self.window = Some(now);
+                self.count = 0;
+            }
+        }
+        self.count += 1;
+        if self.count > STORM_LIMIT {
+            self.dropped += 1;
+            false
+        } else {
+            true
+        }
+    }
 }
 
 struct Sw {
@@ -57,6 +94,41 @@ struct Sw {
     /// Core port index -> global port index.
     ports: Vec<usize>,
     modes: Vec<String>,
+    flap: Flap,
+}
+
+/// Loop detection: a loop without spanning tree makes every source MAC
+/// move between ports all the time. More than [`FLAP_MOVES_PER_S`] moves
+/// a second flags the switch (status, log) until it calms down.
+#[derive(Default)]
+struct Flap {
+    last_moves: u64,
+    last_at: Option<Instant>,
+    rate: u64,
+    since: Option<Instant>,
+}
+
+pub const FLAP_MOVES_PER_S: u64 = 500;
+
+impl Flap {
+    fn sample(&mut self, moves: u64, now: Instant, name: &str) {
+        if let Some(t) = self.last_at {
+            let dt = now.saturating_duration_since(t).as_secs_f64();
+            if dt > 0.0 {
+                self.rate = ((moves - self.last_moves) as f64 / dt) as u64;
+            }
+        }
+        self.last_moves = moves;
+        self.last_at = Some(now);
+        if self.rate > FLAP_MOVES_PER_S {
+            if self.since.is_none() {
+                tracing::warn!(switch = %name, moves_per_s = self.rate, "MACs keep moving between ports: a loop without spanning tree?");
+                self.since = Some(now);
+            }
+        } else {
+            self.since = None;
+        }
+    }
 }
 
 /// Where a queued output frame's bytes are.
@@ -127,6 +199,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 sock,
                 carrier: true,
                 tx_errors: 0,
+                storm: Storm::default(),
             });
             dp.queues.push(Vec::new());
             global.push(g);
@@ -136,6 +209,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             core: Switch::new(cfg),
             ports: global,
             modes,
+            flap: Flap::default(),
         });
     }
     if dp.switches.is_empty() {
@@ -198,6 +272,10 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 return Ok(());
             }
             dp.check_carriers();
+            for s in &mut dp.switches {
+                let moves = s.core.fdb_counters().moves;
+                s.flap.sample(moves, now, &s.name);
+            }
             next_carrier = now + CARRIER_EVERY;
         }
     }
@@ -243,6 +321,14 @@ impl Dp {
                 let Some((vnet, frame)) = rx.frame(i) else {
                     continue;
                 };
+                // Group addresses, except the IEEE reserved ones (BPDUs
+                // must always pass, or STP itself would starve).
+                if frame.first().is_some_and(|b| b & 1 == 1)
+                    && !frame.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00])
+                    && !self.ports[g].storm.admit(now)
+                {
+                    continue;
+                }
                 let sw = &mut self.switches[s];
                 sw.core.receive(id, frame, now, &mut self.acts);
                 for (a, (_, out)) in self.acts.as_slice().iter().zip(self.acts.frames(frame)) {
@@ -458,6 +544,10 @@ impl Dp {
                                 .chain(
                                     (p.tx_errors > 0).then(|| ("TxError".to_string(), p.tx_errors)),
                                 )
+                                .chain(
+                                    (p.storm.dropped > 0)
+                                        .then(|| ("StormControl".to_string(), p.storm.dropped)),
+                                )
                                 .collect(),
                         }
                     })
@@ -475,6 +565,8 @@ impl Dp {
                     is_root: st.root_id == st.bridge_id,
                     root_port: st.root_port.map(|i| self.ports[sw.ports[i]].name.clone()),
                     root_path_cost: st.root_path_cost,
+                    mac_moves_per_s: sw.flap.rate,
+                    loop_suspected: sw.flap.since.is_some(),
                     topology_changes: st.topology_changes,
                     fdb_entries: sw.core.fdb().len(),
                     fdb_max: sw.core.fdb().max_entries(),
@@ -515,5 +607,21 @@ impl Dp {
             switch: sw.name.clone(),
             entries,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storm_control_admits_a_budget_per_window() {
+        let mut s = Storm::default();
+        let t = Instant::from_secs(10);
+        let passed = (0..3000).filter(|_| s.admit(t)).count();
+        assert_eq!(passed, STORM_LIMIT as usize);
+        assert_eq!(s.dropped, 3000 - u64::from(STORM_LIMIT));
+        // The next window starts afresh.
+        assert!(s.admit(t + STORM_WINDOW));
     }
 }
