@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use miette::{LabeledSpan, NamedSource};
 
+mod capture;
+mod graph;
 mod render;
+mod trace;
 
 #[derive(Parser)]
 #[command(
@@ -91,6 +94,60 @@ enum Cmd {
         #[arg(short = 's', long, default_value_t = 56)]
         size: usize,
     },
+    /// Record packets of interfaces into one pcapng file (docs/capture.md).
+    ///
+    /// Capture points: NODE:IFACE; NODE (all its interfaces; a bridge node:
+    /// all its ports); link:NODE:IFACE (both ends of a veth). Then an
+    /// optional filter: host, net, port (src/dst), tcp, udp, icmp, icmp6,
+    /// arp, ip, ip6, vlan [ID], and, or, not, ( ).
+    Capture {
+        lab: String,
+        /// Capture points, then the filter.
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Write pcapng to this file, or `-` for stdout (flushed per
+        /// packet: `| wireshark -k -i -`). Without it: one line per packet.
+        #[arg(short = 'w', long)]
+        write: Option<String>,
+        /// Stop after this many packets.
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Draw a lab: a live lab by name (with link state), or a file before `up`.
+    Graph {
+        /// The lab's name, or a topology file.
+        lab: String,
+        /// text (box diagram), dot (Graphviz) or svg.
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// List the MACs a userspace switch has learned, like `bridge fdb show`.
+    Fdb {
+        lab: String,
+        switch: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
+    #[command(hide = true)]
+    Datapath { lab: String },
+    /// Explain, step by step, what happens to a ping from a node to a target,
+    /// and prove it with a real probe captured on every interface of the path.
+    Trace {
+        lab: String,
+        node: String,
+        /// A node name (its address) or an IP address.
+        target: String,
+        /// Send out of this interface, like `ping -I`.
+        #[arg(short = 'I', long)]
+        interface: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,7 +165,15 @@ fn main() -> ExitCode {
         eprintln!("weft exec: {err}");
         return ExitCode::from(125);
     }
-    init_logging(cli.verbose);
+    if matches!(cli.cmd, Cmd::Datapath { .. }) {
+        // Its log goes to /run/weft/labs/LAB/datapath.log.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("weft_datapath=info"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    } else {
+        init_logging(cli.verbose);
+    }
     let r = match cli.cmd {
         Cmd::Up {
             file,
@@ -132,6 +197,32 @@ fn main() -> ExitCode {
         } => render::ping(
             &lab, &node, &target, count, interval, timeout, interface, size,
         ),
+        Cmd::Capture {
+            lab,
+            words,
+            write,
+            count,
+            duration,
+        } => capture::run(capture::Args {
+            lab,
+            words,
+            write,
+            count,
+            duration,
+        }),
+        Cmd::Graph {
+            lab,
+            format,
+            output,
+        } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
+        Cmd::Datapath { lab } => datapath(&lab),
+        Cmd::Trace {
+            lab,
+            node,
+            target,
+            interface,
+        } => trace::run(&lab, &node, &target, interface.as_deref()),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -363,5 +454,12 @@ fn status(lab: Option<&str>, json: bool) -> Result<ExitCode, String> {
     } else {
         print!("{}", render::status_table(&labs));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn datapath(lab: &str) -> Result<ExitCode, String> {
+    let st = weft::built(lab).map_err(|e| e.to_string())?;
+    weft_datapath::run(&st.lab, &weft::datapath::control_path(lab))
+        .map_err(|e| format!("datapath of lab {lab}: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,18 @@ impl Progress {
         let Some(b) = &self.bar else { return };
         match e {
             weft::Event::Stage { what, total } => {
+                // Counted stages get a bar; the others (STP's wait) a spinner.
+                let template = if total > 0 {
+                    "{spinner} {msg} [{bar:30}] {pos}/{len}"
+                } else {
+                    "{spinner} {msg} ({elapsed})"
+                };
+                b.set_style(
+                    ProgressStyle::with_template(template)
+                        .unwrap()
+                        .progress_chars("=> "),
+                );
+                b.enable_steady_tick(std::time::Duration::from_millis(100));
                 b.set_message(what);
                 b.set_length(total as u64);
                 b.set_position(0);
@@ -124,9 +136,102 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
             for r in &n.routes {
                 let _ = writeln!(out, "    route {r}");
             }
+            if n.kind == "switch" {
+                switch_status(&mut out, lab, &n.name);
+            }
         }
     }
     out
+}
+
+/// The spanning tree view of a userspace switch, like `ovs-appctl
+/// rstp/show`: root bridge, root port, each port's role and state.
+fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
+    let Some(Some(switches)) = &lab.switches else {
+        let _ = writeln!(out, "    datapath not running: `weft up` starts it again");
+        return;
+    };
+    let Some(sw) = switches.iter().find(|s| s.name == node) else {
+        return;
+    };
+    let root = if sw.stp == "off" {
+        "spanning tree off".to_string()
+    } else if sw.is_root {
+        format!("root bridge {} (this switch)", sw.root_id)
+    } else {
+        format!(
+            "root bridge {} via root port {} (cost {})",
+            sw.root_id,
+            sw.root_port.as_deref().unwrap_or("?"),
+            sw.root_path_cost
+        )
+    };
+    let _ = writeln!(
+        out,
+        "    switch {} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
+        sw.stp, sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
+    );
+    for p in &sw.ports {
+        let state = if !p.present {
+            "GONE (its interface vanished)".to_string()
+        } else if !p.carrier {
+            "no carrier".to_string()
+        } else {
+            format!("{:<11} {:<11}", p.role, p.state)
+        };
+        let mut cols = vec![format!("{:<15}", p.name), state, format!("{:<16}", p.vlan)];
+        if p.edge {
+            cols.push("edge".into());
+        }
+        cols.push(format!("rx {} tx {}", p.rx_frames, p.tx_frames));
+        let drops: u64 = p.drops.values().sum();
+        if drops > 0 {
+            cols.push(format!("drops {drops}"));
+        }
+        let _ = writeln!(out, "      port {}", cols.join("  "));
+    }
+}
+
+/// `weft fdb LAB SWITCH`: the learned table, like `ovs-appctl fdb/show`.
+pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, String> {
+    use weft_datapath::control::{Reply, Request};
+    let built = weft::built(lab).map_err(|e| e.to_string())?;
+    match built.lab.nodes.get(switch) {
+        Some(n) if n.kind == weft_topo::NodeKind::Switch => {}
+        Some(n) => {
+            return Err(format!(
+                "{switch} is a {:?} node, not a switch; for a kernel bridge run `weft exec {lab} {switch} -- bridge fdb show`",
+                n.kind
+            ).to_lowercase())
+        }
+        None => return Err(format!("lab {lab} has no node {switch}")),
+    }
+    let reply = weft::datapath::query(
+        lab,
+        &Request::Fdb {
+            switch: switch.to_string(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let f = match reply {
+        Reply::Fdb(f) => f,
+        Reply::Error { message } => return Err(message),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&f).expect("serializes"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(" port             VLAN  MAC                Age");
+    for e in &f.entries {
+        let age = if e.is_static {
+            "static".to_string()
+        } else {
+            format!("{:.0}", e.age)
+        };
+        println!(" {:<15}  {:>4}  {}  {age}", e.port, e.vlan, e.mac);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[allow(clippy::too_many_arguments)]

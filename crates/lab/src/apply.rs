@@ -65,6 +65,8 @@ pub(crate) struct Exec<'a> {
     pub progress: &'a dyn Fn(Event),
     /// Interfaces made in this run: their create-time MTU and MAC are set.
     created: BTreeSet<(String, String)>,
+    /// Ports that joined their bridge in the request that created them.
+    joined: BTreeSet<(String, String)>,
     /// Ops that took effect, for undoing them.
     pub applied: Vec<usize>,
 }
@@ -94,6 +96,7 @@ impl<'a> Exec<'a> {
             threads,
             progress,
             created: BTreeSet::new(),
+            joined: BTreeSet::new(),
             applied: Vec::new(),
         }
     }
@@ -142,7 +145,7 @@ impl<'a> Exec<'a> {
         let mut gone_ns = Vec::new();
         let mut batch = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            let Op::Remove { key, val, implied } = op else {
+            let Op::Remove { key, implied, .. } = op else {
                 continue;
             };
             if *implied {
@@ -209,9 +212,8 @@ impl<'a> Exec<'a> {
                 // Done before this, in nat_removals.
                 ResKey::Nat { .. } => {}
             }
-            let _ = val;
         }
-        self.flush(ops)?;
+        self.flush()?;
         self.applied.extend(batch);
         for (i, name) in gone_ns {
             if let Some(node) = ops[i].key().node().to_string().into() {
@@ -412,7 +414,7 @@ impl<'a> Exec<'a> {
             what: "creating links",
             total: 0,
         });
-        self.flush(ops)
+        self.flush()
     }
 
     fn queue_veth(&mut self, i: usize, x: &Endpoint, y: &Endpoint) -> Result<(), Error> {
@@ -458,8 +460,7 @@ impl<'a> Exec<'a> {
         self.created.insert((y.node.clone(), y.iface.clone()));
         if master.is_some() {
             // The creating end already joined its bridge.
-            self.created
-                .insert((x.node.clone(), format!("{}\0master", x.iface)));
+            self.joined.insert((x.node.clone(), x.iface.clone()));
         }
         Ok(())
     }
@@ -544,9 +545,7 @@ impl<'a> Exec<'a> {
                     val: Res::Attrs(a),
                 } => {
                     let fresh = self.created.contains(&(node.clone(), iface.clone()));
-                    let joined = self
-                        .created
-                        .contains(&(node.clone(), format!("{iface}\0master")));
+                    let joined = self.joined.contains(&(node.clone(), iface.clone()));
                     self.queue_attrs(i, node, iface, None, a, fresh, joined)?;
                 }
                 Op::Change {
@@ -590,7 +589,7 @@ impl<'a> Exec<'a> {
             what: "configuring",
             total: 0,
         });
-        self.flush(ops)
+        self.flush()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -637,6 +636,7 @@ impl<'a> Exec<'a> {
             alias: None,
         };
         let h = self.handle(node)?;
+        let queued = h.ops.len();
         // Join the bridge before setting port options; those need the port.
         if set.master.is_some() {
             h.nl.push(
@@ -689,7 +689,8 @@ impl<'a> Exec<'a> {
             );
             h.ops.push(i);
         }
-        if h.ops.last() != Some(&i) {
+        if h.ops.len() == queued {
+            // Nothing to send: the op is done as it stands.
             self.applied.push(i);
         }
         Ok(())
@@ -721,7 +722,7 @@ impl<'a> Exec<'a> {
     }
 
     /// Send every namespace's queue, two namespaces at a time.
-    fn flush(&mut self, _ops: &[Op]) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), Error> {
         let mut handles: Vec<&mut NsHandle> = self
             .ns
             .values_mut()
@@ -868,6 +869,29 @@ pub(crate) fn wait_ready(
         })
         .map(|n| n.name.clone())
         .collect();
+    // Make every link's carrier change take effect now rather than when the
+    // kernel's linkwatch gets to it: ports and veth ends first, then the
+    // bridges, whose own carrier follows their ports.
+    for pass_bridges in [false, true] {
+        for (node, h) in handles.iter_mut() {
+            let Some(n) = lab.nodes.get(node) else {
+                continue;
+            };
+            let idx: Vec<u32> = n
+                .interfaces
+                .values()
+                .filter(|i| {
+                    i.up && matches!(i.kind, IfaceKind::Bridge(_)) == pass_bridges
+                        && !matches!(i.kind, IfaceKind::Loopback)
+                })
+                .filter_map(|i| h.index.get(&i.name).copied())
+                .collect();
+            if !idx.is_empty() {
+                h.nl.sync_links(&idx)
+                    .map_err(|e| Error::io(format!("syncing link state in node {node}"), e))?;
+            }
+        }
+    }
     let mut announced = false;
     loop {
         let mut waiting = Vec::new();
@@ -880,11 +904,29 @@ pub(crate) fn wait_ready(
                     handles.get_mut(node).unwrap()
                 }
             };
+            // A bridge's carrier follows its first forwarding port (with STP,
+            // late): make that take effect before looking.
+            let bridges: Vec<u32> = lab.nodes[node]
+                .interfaces
+                .values()
+                .filter(|i| matches!(i.kind, IfaceKind::Bridge(_)))
+                .filter_map(|i| h.index.get(&i.name).copied())
+                .collect();
+            h.nl.sync_links(&bridges)
+                .map_err(|e| Error::io(format!("syncing bridges of node {node}"), e))?;
             let links =
                 h.nl.links()
                     .map_err(|e| Error::io(format!("reading links of node {node}"), e))?;
             for l in &links {
-                if l.master.is_none() || !l.admin_up || !l.lower_up {
+                if !l.admin_up || !l.lower_up {
+                    continue;
+                }
+                // Carrier is on but linkwatch has not acted on it yet: the
+                // device cannot send.
+                if l.oper == "down" || l.oper == "lowerlayerdown" {
+                    waiting.push(format!("{node}:{} carrier not yet in effect", l.name));
+                }
+                if l.master.is_none() {
                     continue;
                 }
                 match l.port_state {

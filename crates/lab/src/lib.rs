@@ -11,11 +11,14 @@
 //! ```
 
 mod apply;
+pub mod capture;
 mod checks;
+pub mod datapath;
 mod error;
 pub mod names;
 pub mod state;
 pub mod status;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,6 +92,9 @@ pub struct UpOptions<'a> {
     /// The file the lab came from, recorded for `weft status`.
     pub source: Option<PathBuf>,
     pub progress: &'a dyn Fn(Event),
+    /// The `weft` binary that runs the switch datapath (`weft datapath
+    /// LAB`) for labs with switches; default: the running executable.
+    pub datapath_exe: Option<PathBuf>,
 }
 
 impl Default for UpOptions<'_> {
@@ -99,6 +105,7 @@ impl Default for UpOptions<'_> {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
             source: None,
             progress: &|_| {},
+            datapath_exe: None,
         }
     }
 }
@@ -125,15 +132,10 @@ pub struct UpReport {
 pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let name = lab.name.as_str();
     let t0 = Instant::now();
-    let old_state = if opts.dry_run {
-        state::load(name)?
-    } else {
-        None
-    };
     if opts.dry_run {
-        let old = old_state.as_ref().map(|s| &s.lab);
+        let built = state::load(name)?;
         return Ok(UpReport {
-            plan: weft_topo::plan(old, lab),
+            plan: weft_topo::plan(built.as_ref().map(|s| &s.lab), lab),
             changed: false,
             recovered: 0,
             apply_time: Duration::ZERO,
@@ -144,29 +146,25 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     }
     weft_sys::caps::require_admin("weft up")?;
     let _lock = state::lock(name)?;
-    let mut recovered = 0;
-    let mut st = match state::load(name)? {
+    let built = state::load(name)?;
+    // Namespaces the journal lists but the state does not were made by a run
+    // that died half-way (or failed with --keep-on-error); they are ours:
+    // remove them before planning.
+    let known: std::collections::BTreeSet<String> = built
+        .iter()
+        .flat_map(|s| s.lab.nodes.values().map(|n| n.netns.clone()))
+        .collect();
+    let leftovers: Vec<String> = state::journal_entries(name)
+        .into_iter()
+        .filter(|ns| !known.contains(ns) && weft_sys::netns::exists(ns))
+        .collect();
+    let recovered = remove_and_wait(&leftovers)?;
+    let mut st = match built {
         Some(mut s) => {
-            // Namespaces journaled but not in the state were added by an
-            // edit that died half-way; they are ours, so remove them.
-            let known: std::collections::BTreeSet<&str> =
-                s.lab.nodes.values().map(|n| n.netns.as_str()).collect();
-            let leftovers: Vec<String> = state::journal_entries(name)
-                .into_iter()
-                .filter(|ns| !known.contains(ns.as_str()) && weft_sys::netns::exists(ns))
-                .collect();
-            recovered += remove_and_wait(&leftovers)?;
             repair_drift(&mut s.lab);
             s
         }
         None => {
-            // A journal without a state: an earlier `weft up` died half-way.
-            // What it made is ours; remove it and start clean.
-            let left: Vec<String> = state::journal_entries(name)
-                .into_iter()
-                .filter(|ns| weft_sys::netns::exists(ns))
-                .collect();
-            recovered += remove_and_wait(&left)?;
             state::journal_reset(name, &[])?;
             State {
                 lab: Lab::empty(name),
@@ -186,12 +184,23 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             st.lab.checks = lab.checks.clone();
             state::save(name, &st)?;
         }
+        // The kernel side matches; the datapath may still have died or its
+        // switch settings changed.
+        let t1 = Instant::now();
+        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), false)?;
+        if restarted {
+            datapath::wait_ready(lab, opts.progress)?;
+        }
         return Ok(UpReport {
             plan,
-            changed: false,
+            changed: restarted,
             recovered,
             apply_time: Duration::ZERO,
-            wait_time: Duration::ZERO,
+            wait_time: if restarted {
+                t1.elapsed()
+            } else {
+                Duration::ZERO
+            },
             warnings: Vec::new(),
             checks: Vec::new(),
         });
@@ -202,6 +211,14 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         let lab = lab.clone();
         std::thread::spawn(move || names::sync(&lab))
     };
+    // Reserve this run's interface indexes on disk first: if it dies or
+    // fails half-way, devices it made in surviving namespaces keep indexes
+    // the next run will not hand out again.
+    let first_index = st.next_index;
+    st.next_index = first_index + 2 * plan.ops.len() as u32;
+    state::save(name, &st)?;
+    st.next_index = first_index;
+    let reserved_end = first_index + 2 * plan.ops.len() as u32;
     let mut handles;
     let result = {
         let mut ex = Exec::new(
@@ -221,9 +238,11 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         .join()
         .unwrap_or_else(|_| Err(Error::Other("writing the name files panicked".into())));
     if let Err((e, applied)) = result {
+        st.next_index = st.next_index.max(reserved_end);
         if opts.keep_on_error {
-            st.lab = lab.clone();
-            st.source = opts.source.clone();
+            // The state keeps the lab as it was: `weft down` finds the new
+            // namespaces in the journal, and the next `up` removes them
+            // first, like a crashed run's.
             let _ = state::save(name, &st);
             return Err(e);
         }
@@ -238,6 +257,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     let apply_time = t0.elapsed();
+    st.next_index = st.next_index.max(reserved_end);
     st.lab = lab.clone();
     st.source = opts.source.clone();
     state::save(name, &st)?;
@@ -246,7 +266,15 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     // The journal was just rewritten: list the name directories again.
     names_done?;
     names::journal_all(lab)?;
-    let wait_time = apply::wait_ready(lab, &mut handles, opts.progress)?;
+    // Started before the bridges are waited for: in a loop of switches
+    // and kernel bridges, both must hear each other's BPDUs to converge.
+    let t1 = Instant::now();
+    datapath::ensure(lab, opts.datapath_exe.as_deref(), true)?;
+    apply::wait_ready(lab, &mut handles, opts.progress)?;
+    if datapath::has_switches(lab) {
+        datapath::wait_ready(lab, opts.progress)?;
+    }
+    let wait_time = t1.elapsed();
     drop(handles);
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
     let warnings = nat_warnings(lab);
@@ -374,6 +402,9 @@ fn rollback(
     let r = ex.run(&undo.ops);
     let done: std::collections::BTreeSet<usize> = ex.applied.iter().copied().collect();
     drop(ex);
+    // The lab is as it was; keep the indexes and sysctl values the undo used.
+    st.lab = old.clone();
+    state::save(name, st)?;
     if let Err(e) = r {
         let missed = Plan {
             ops: undo
@@ -391,11 +422,9 @@ fn rollback(
             missed.join("; ")
         )));
     }
-    if r.is_ok() {
-        let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
-        state::journal_reset(name, &nets)?;
-    }
-    r
+    let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
+    state::journal_reset(name, &nets)?;
+    Ok(())
 }
 
 /// Refuse to take over a namespace that exists but is not this lab's.
@@ -455,6 +484,9 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
     weft_sys::caps::require_admin("weft down")?;
     let _lock = state::lock(name)?;
+    // The datapath first, by its recorded pid: it holds sockets in the
+    // switch namespaces.
+    datapath::stop(name)?;
     let mut candidates: Vec<String> = state::journal_entries(name);
     if let Some(st) = state::load(name).ok().flatten() {
         candidates.extend(st.lab.nodes.values().map(|n| n.netns.clone()));
@@ -636,4 +668,76 @@ pub fn neighbour(
         .map(|(k, _)| k.clone())
         .unwrap_or_default();
     Ok(Some((name, n.state)))
+}
+
+/// A lab that is up for as long as this value lives: `weft down` runs when it
+/// is dropped (also when a test panics). For programs that build labs in
+/// their own tests:
+///
+/// ```no_run
+/// let lab = weft::Running::from_file("examples/bridge.toml").unwrap();
+/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br-ns1", for `ip netns exec`
+/// # let _ = ns1;
+/// // ... run the test against the lab ...
+/// drop(lab); // removed again
+/// ```
+pub struct Running {
+    name: String,
+    lab: Lab,
+}
+
+impl Running {
+    /// Check the file, build the lab, wait until it is usable.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Running, Error> {
+        let parsed = parse_file(path.as_ref()).map_err(|e| Error::Other(e.to_string()))?;
+        Running::up(parsed.lab)
+    }
+
+    /// Build a lab made in code (or parsed with [`weft_topo::parse`]).
+    pub fn up(lab: Lab) -> Result<Running, Error> {
+        up(&lab, &UpOptions::default())?;
+        Ok(Running {
+            name: lab.name.clone(),
+            lab,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lab as built.
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The network namespace of a node (`ip netns exec NAME ...`).
+    pub fn netns(&self, node: &str) -> Result<String, Error> {
+        node_netns(&self.name, node)
+    }
+
+    /// Ping from a node to a node name or address; true if anything answered.
+    pub fn ping(&self, node: &str, target: &str) -> Result<bool, Error> {
+        let ip = resolve_target(&self.lab, target)?;
+        let opts = weft_sys::ping::PingOptions {
+            count: 1,
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        Ok(ping(&self.name, node, ip, &opts, |_| {})?.received > 0)
+    }
+
+    /// Run a closure inside a node's network namespace (on a thread of its
+    /// own: sockets it opens belong to the node).
+    pub fn run_in<R: Send>(&self, node: &str, f: impl FnOnce() -> R + Send) -> Result<R, Error> {
+        Ok(weft_sys::netns::run_in_named(&self.netns(node)?, f)?)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Err(e) = down(&self.name, &DownOptions::default()) {
+            eprintln!("weft: removing lab {}: {e}", self.name);
+        }
+    }
 }

@@ -14,6 +14,10 @@ pub struct LabStatus {
     pub name: String,
     pub source: Option<String>,
     pub nodes: Vec<NodeStatus>,
+    /// The userspace switches, as their datapath reports them; absent
+    /// when the lab has none, `null` when the datapath does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switches: Option<Option<Vec<weft_datapath::control::SwitchInfo>>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +146,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                 kind: match node.kind {
                     weft_topo::NodeKind::Host => "host",
                     weft_topo::NodeKind::Bridge => "bridge",
+                    weft_topo::NodeKind::Switch => "switch",
                 },
                 netns: node.netns.clone(),
                 present: h.is_some(),
@@ -150,8 +155,10 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
             });
         }
         out.push(LabStatus {
-            name: n,
+            name: n.clone(),
             source: st.source.map(|p| p.display().to_string()),
+            switches: crate::datapath::has_switches(&st.lab)
+                .then(|| crate::datapath::status(&n).map(|s| s.switches)),
             nodes,
         });
     }

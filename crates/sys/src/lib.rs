@@ -2,12 +2,14 @@
 //! project lives in this crate; the layers above (topo, lab) are safe Rust.
 //!
 //! - [`netns`]: named network namespaces (`ip netns add/del/list/exec`),
-//!   created in bulk on worker threads, plus [`netns::wait_cleanup`].
+//!   created in bulk on worker threads, plus [`netns::watch_cleanup`].
 //! - [`tuntap`]: persistent TUN/TAP devices (`ip tuntap add`).
 //! - [`sysctl`]: per-namespace `net.*` sysctls.
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
 //! - [`spawn`]: start a program in a namespace from a threaded process.
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
+//! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
+//! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
@@ -20,14 +22,16 @@ pub mod error;
 pub mod exec;
 pub mod netlink;
 pub mod netns;
+pub mod packet;
 pub mod ping;
-mod rtnl;
+pub mod port;
+pub mod process;
 pub mod spawn;
 pub mod sysctl;
 pub mod tuntap;
 
 pub use error::{Error, Result};
-pub use rtnl::route_socket;
+pub use netns::route_socket;
 
 #[cfg(test)]
 pub(crate) mod testutil;

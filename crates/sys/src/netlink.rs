@@ -28,6 +28,9 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+mod route_get;
+pub use route_get::RouteLookup;
+
 /// A request the kernel refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {}", io::Error::from_raw_os_error(*.errno))]
@@ -289,6 +292,120 @@ impl Netlink {
                 off += (len + 3) & !3;
             }
         }
+    }
+
+    /// Join a multicast group (`RTNLGRP_*`), as `ip monitor` does.
+    pub fn subscribe(&mut self, group: u32) -> io::Result<()> {
+        self.sock.add_membership(group)
+    }
+
+    /// The next datagram's messages, or `None` if nothing came by `deadline`.
+    pub fn recv_until(
+        &self,
+        deadline: std::time::Instant,
+    ) -> io::Result<Option<Vec<RouteNetlinkMessage>>> {
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: poll on one pollfd we own, for at most `ms`.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if r > 0 {
+                break;
+            }
+        }
+        RBUF_TLS.with(|b| {
+            let rbuf = &mut b.borrow_mut()[..];
+            let n = self.recv(rbuf)?;
+            let mut out = Vec::new();
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                if let Ok(m) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
+                {
+                    if let NetlinkPayload::InnerMessage(i) = m.payload {
+                        out.push(i);
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+            Ok(Some(out))
+        })
+    }
+
+    /// Ask for each link by index (`ip link show dev X`, not a dump). For a
+    /// single-link RTM_GETLINK the kernel first runs the link's pending
+    /// linkwatch event (`linkwatch_sync_dev`), which it may otherwise defer
+    /// by up to a second under load; until that event runs, a device whose
+    /// carrier just came on keeps its noop qdisc and drops what it sends, and
+    /// a bridge port stays disabled. So this makes fresh links usable now.
+    pub fn sync_links(&mut self, indexes: &[u32]) -> io::Result<()> {
+        assert!(self.queue.is_empty(), "flush before syncing");
+        // Each answer is a full link message (~1-2 KiB): small groups keep
+        // them inside the receive buffer.
+        for group in indexes.chunks(64) {
+            let first_seq = self.seq;
+            let mut buf = Vec::with_capacity(group.len() * 32);
+            for (n, &index) in group.iter().enumerate() {
+                let mut hdr = NetlinkHeader::default();
+                hdr.flags = NLM_F_REQUEST | if n + 1 == group.len() { NLM_F_ACK } else { 0 };
+                hdr.sequence_number = first_seq + n as u32;
+                let mut m = LinkMessage::default();
+                m.header.index = index;
+                let mut msg = NetlinkMessage::new(
+                    hdr,
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(m)),
+                );
+                msg.finalize();
+                let at = buf.len();
+                buf.resize(at + msg.buffer_len(), 0);
+                msg.serialize(&mut buf[at..]);
+            }
+            self.seq += group.len() as u32;
+            let last_seq = self.seq - 1;
+            self.sock.send(&buf, 0)?;
+            RBUF_TLS.with(|b| -> io::Result<()> {
+                let rbuf = &mut b.borrow_mut()[..];
+                loop {
+                    let n = self.recv(rbuf)?;
+                    let mut off = 0;
+                    while off + 16 <= n {
+                        let len =
+                            u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
+                        if len < 16 || off + len > n {
+                            break;
+                        }
+                        let kind = u16::from_ne_bytes(rbuf[off + 4..off + 6].try_into().unwrap());
+                        let seq = u32::from_ne_bytes(rbuf[off + 8..off + 12].try_into().unwrap());
+                        // NLMSG_ERROR (2) carries the ACK; a link that went
+                        // away meanwhile (ENODEV) needs no syncing.
+                        if kind == 2 && seq == last_seq {
+                            return Ok(());
+                        }
+                        off += (len + 3) & !3;
+                    }
+                }
+            })?;
+        }
+        Ok(())
     }
 
     pub fn links(&mut self) -> io::Result<Vec<LinkState>> {

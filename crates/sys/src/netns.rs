@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -23,13 +22,25 @@ use nix::sys::stat::Mode;
 use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
 
 use crate::error::{Error, Result};
-use crate::rtnl::{route_socket, Rtnl};
+
+/// A NETLINK_ROUTE socket in the calling thread's current network namespace.
+///
+/// Equivalent to `socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE)`;
+/// the socket stays tied to this namespace for its whole life, whatever
+/// namespace the thread moves to later.
+pub fn route_socket() -> Result<OwnedFd> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| Error::os("opening a NETLINK_ROUTE socket", e))
+}
 
 /// Where iproute2 (and weft) pin named network namespaces.
 pub const RUN_DIR: &str = "/run/netns";
-
-/// The multicast group on which the kernel announces nsid changes.
-const RTNLGRP_NSID: u32 = 28;
 
 /// The nsfs link of the calling thread's network namespace. `/proc/self`
 /// would name the main thread's, which is wrong on worker threads.
@@ -148,7 +159,7 @@ pub struct Created<T> {
 /// The outer error is for failures that affect every name (preparing
 /// `/run/netns`); the inner results are per name, in the order of `names`.
 /// A name that fails leaves nothing behind. The fds in [`Created`] keep the
-/// namespace alive even after [`delete`]: drop them before [`wait_cleanup`].
+/// namespace alive even after [`delete`]: drop them before waiting with [`watch_cleanup`].
 ///
 /// One extra thread creates the `/run/netns/NAME` files ahead of the
 /// workers: on a disk-backed `/run` that file creation costs as much as
@@ -496,7 +507,7 @@ pub fn list() -> Result<Vec<String>> {
 /// Removes the name, like `ip netns del NAME`: lazily unmount and unlink
 /// `/run/netns/NAME`. The kernel destroys the namespace once nothing else
 /// holds it (processes, open fds, sockets); see [`holders`] and
-/// [`wait_cleanup`]. A missing namespace is not an error.
+/// [`watch_cleanup`]. A missing namespace is not an error.
 pub fn delete(name: &str) -> Result<()> {
     validate_name(name)?;
     let path = path(name);
@@ -668,37 +679,6 @@ pub fn holders_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdenti
 /// fds, sockets and processes are all gone), so their devices (e.g. veth
 /// peers left in surviving namespaces) have disappeared too.
 ///
-/// The kernel destroys namespaces in batches on the ordered, single-threaded
-/// "netns" workqueue: each run of `cleanup_net` takes the whole pending list
-/// and first announces RTM_DELNSID for namespaces that had an nsid. So a
-/// "canary" namespace with an nsid in the calling namespace, dropped now,
-/// is announced when the batch holding everything dropped before it
-/// *starts*; a second canary dropped after that announcement lands in a
-/// later batch, which starts only after that batch has *finished*.
-///
-/// Checked on kernel 6.18 by `wait_cleanup_sees_veth_peers_vanish`: right
-/// after deleting 200 namespaces about 80 of their veth peers were still
-/// in the surviving namespace; after this returned (about 0.1 s), none.
-///
-/// This assigns short-lived nsids in the calling thread's namespace (as
-/// `ip netns set` would) and removes nothing but its canaries. Namespaces
-/// still held by an fd, socket or process are not waited for (they are not
-/// being destroyed); see [`holders`].
-pub fn wait_cleanup(timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let action = "waiting for the kernel to destroy deleted network namespaces";
-    let mut listener = Rtnl::new()?;
-    listener.add_membership(RTNLGRP_NSID, action)?;
-    let mut ctl = Rtnl::new()?;
-    for _round in 0..2 {
-        let canary = anonymous_netns()?;
-        let nsid = assign_nsid(&mut ctl, canary.as_fd())?;
-        drop(canary);
-        wait_delnsid(&listener, nsid, deadline, timeout)?;
-    }
-    Ok(())
-}
-
 /// A new, unnamed network namespace, alive as long as the fd.
 fn anonymous_netns() -> Result<OwnedFd> {
     std::thread::scope(|s| {
@@ -715,39 +695,6 @@ fn anonymous_netns() -> Result<OwnedFd> {
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
-}
-
-/// Gives `ns` an nsid in the calling namespace (`ip netns set`, with the
-/// kernel choosing the number) and returns it.
-fn assign_nsid(ctl: &mut Rtnl, ns: BorrowedFd<'_>) -> Result<i32> {
-    let fd = u32::try_from(ns.as_raw_fd()).expect("open fds are non-negative");
-    let mut set = NsidMessage::default();
-    set.attributes = vec![NsidAttribute::Fd(fd), NsidAttribute::Id(-1)];
-    ctl.request(
-        "giving the canary namespace an nsid (RTM_NEWNSID)",
-        RouteNetlinkMessage::NewNsId(set),
-        false,
-    )?;
-    let mut get = NsidMessage::default();
-    get.attributes = vec![NsidAttribute::Fd(fd)];
-    let answers = ctl.request(
-        "reading the canary namespace's nsid (RTM_GETNSID)",
-        RouteNetlinkMessage::GetNsId(get),
-        false,
-    )?;
-    answers
-        .iter()
-        .find_map(|m| match m {
-            RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
-                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
-                _ => None,
-            }),
-            _ => None,
-        })
-        .ok_or_else(|| Error::Netlink {
-            action: "reading the canary namespace's nsid (RTM_GETNSID)".into(),
-            detail: "the kernel's answer has no nsid".into(),
-        })
 }
 
 /// A watch armed *before* namespaces are deleted: [`CleanupWatch::wait`]
@@ -767,7 +714,7 @@ fn assign_nsid(ctl: &mut Rtnl, ns: BorrowedFd<'_>) -> Result<i32> {
 ///
 /// The cost over the kernel's own work is one tiny extra batch.
 pub struct CleanupWatch {
-    listener: Rtnl,
+    listener: crate::netlink::Netlink,
     sentinels: Vec<(OwnedFd, u32)>,
     _observer: OwnedFd,
 }
@@ -778,8 +725,11 @@ const RTNLGRP_LINK: u32 = 1;
 pub fn watch_cleanup() -> Result<CleanupWatch> {
     let action = "preparing to wait for namespace teardown";
     let observer = anonymous_netns()?;
-    let mut listener = Rtnl::from_fd(route_socket_in(observer.as_fd())?);
-    listener.add_membership(RTNLGRP_LINK, action)?;
+    let mut listener = crate::netlink::Netlink::from_fd(route_socket_in(observer.as_fd())?)
+        .map_err(|e| Error::os(action.to_string(), e))?;
+    listener
+        .subscribe(RTNLGRP_LINK)
+        .map_err(|e| Error::os(action.to_string(), e))?;
     let mut nl = crate::netlink::Netlink::from_fd(route_socket_in(observer.as_fd())?)
         .map_err(|e| Error::os(action.to_string(), e))?;
     let mut sentinels = Vec::new();
@@ -839,7 +789,11 @@ impl CleanupWatch {
         action: &str,
     ) -> Result<()> {
         loop {
-            let Some(msgs) = self.listener.recv_until(deadline, action)? else {
+            let Some(msgs) = self
+                .listener
+                .recv_until(deadline)
+                .map_err(|e| Error::os(action.to_string(), e))?
+            else {
                 return Err(Error::Timeout {
                     what: action.into(),
                     timeout,
@@ -847,38 +801,10 @@ impl CleanupWatch {
                 });
             };
             for m in msgs {
-                if let netlink_packet_core::NetlinkPayload::InnerMessage(
-                    RouteNetlinkMessage::DelLink(l),
-                ) = m.payload
-                {
+                if let RouteNetlinkMessage::DelLink(l) = m {
                     if l.header.index == index {
                         return Ok(());
                     }
-                }
-            }
-        }
-    }
-}
-
-fn wait_delnsid(listener: &Rtnl, nsid: i32, deadline: Instant, timeout: Duration) -> Result<()> {
-    let action = "waiting for the kernel to destroy deleted network namespaces";
-    loop {
-        let Some(msgs) = listener.recv_until(deadline, action)? else {
-            return Err(Error::Timeout {
-                what: action.into(),
-                timeout,
-                hint: Some(
-                    "namespace teardown is slow (many devices?); try a longer timeout".into(),
-                ),
-            });
-        };
-        for m in msgs {
-            if let netlink_packet_core::NetlinkPayload::InnerMessage(
-                RouteNetlinkMessage::DelNsId(m),
-            ) = m.payload
-            {
-                if m.attributes.contains(&NsidAttribute::Id(nsid)) {
-                    return Ok(());
                 }
             }
         }

@@ -235,10 +235,7 @@ pub fn attach(spec: &TunTapSpec) -> Result<OwnedFd> {
 mod tests {
     use super::*;
     use crate::netns;
-    use crate::rtnl::Rtnl;
     use crate::testutil::{ip, NsGuard};
-    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-    use netlink_packet_route::RouteNetlinkMessage;
 
     #[test]
     fn flags_follow_spec() {
@@ -308,13 +305,16 @@ mod tests {
         assert!(nix::net::if_::if_nametoindex("wtun0").is_err());
 
         netns::run_in_named(&ns, || {
-            let mut rtnl = Rtnl::new().unwrap();
+            // `ip link del` by index: RTM_DELLINK works on persistent TUN/TAP.
+            let mut nl = crate::netlink::Netlink::open().unwrap();
             for name in ["wtun0", "wtap0"] {
-                let mut msg = LinkMessage::default();
-                msg.attributes.push(LinkAttribute::IfName(name.into()));
-                rtnl.request("deleting link", RouteNetlinkMessage::DelLink(msg), false)
-                    .unwrap();
+                let index = crate::if_index(name).unwrap();
+                nl.push(
+                    crate::netlink::del_link(index),
+                    format!("ip link del {name}"),
+                );
             }
+            nl.flush().unwrap();
         })
         .unwrap();
         let left = ip(&["-n", &ns, "-o", "link"]);

@@ -15,10 +15,13 @@ use crate::route::parse_route;
 
 type Span = Range<usize>;
 
+mod switch;
+use switch::StpKey;
+
 macro_rules! bridge_keys {
     ($r:expr) => {
         RawBridge {
-            stp: $r.stp.clone(),
+            stp: StpKey::as_bool(&$r.stp),
             forward_delay: $r.forward_delay.clone(),
             hello_time: $r.hello_time.clone(),
             max_age: $r.max_age.clone(),
@@ -59,12 +62,14 @@ struct RawNode {
     interfaces: BTreeMap<Spanned<String>, RawIface>,
     mtu: Option<Spanned<u32>>,
     mac: Option<Spanned<String>>,
-    stp: Option<Spanned<bool>>,
+    /// `true`/`false` on a bridge; also `"rstp"`, `"stp"`, `"off"` on a switch.
+    stp: Option<Spanned<toml::Value>>,
     forward_delay: Option<Spanned<toml::Value>>,
     hello_time: Option<Spanned<toml::Value>>,
     max_age: Option<Spanned<toml::Value>>,
     ageing_time: Option<Spanned<toml::Value>>,
     priority: Option<Spanned<u32>>,
+    fdb_size: Option<Spanned<u32>>,
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -103,6 +108,10 @@ struct RawIface {
     max_age: Option<Spanned<toml::Value>>,
     ageing_time: Option<Spanned<toml::Value>>,
     priority: Option<Spanned<u32>>,
+    vlan: Option<Spanned<u32>>,
+    trunk: Option<Spanned<Vec<u32>>>,
+    native: Option<Spanned<u32>>,
+    edge: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +184,8 @@ struct Cx<'p> {
     groups: HashMap<String, (u32, Span)>,
     /// Hosts with `attach`, in the order they get addresses.
     attached: Vec<(String, String, Span, bool)>,
+    /// Port settings written on interfaces of switch nodes.
+    switch_ports: HashMap<(String, String), switch::RawPort>,
 }
 
 impl Cx<'_> {
@@ -201,6 +212,7 @@ impl Cx<'_> {
             self.add_link(&mut lab, link);
         }
         self.attach_hosts(&mut lab);
+        self.switch_ports(&mut lab);
         self.check(&lab);
         let mut more = Vec::new();
         let (spans, ispans) = (&self.addr_span, &self.iface_span);
@@ -231,11 +243,12 @@ impl Cx<'_> {
         let kind = match rn.kind.as_ref().map(|k| k.get_ref().as_str()) {
             None | Some("host") => NodeKind::Host,
             Some("bridge") => NodeKind::Bridge,
+            Some("switch") => NodeKind::Switch,
             Some(other) => {
                 self.err(
                     rn.kind.as_ref().map(|k| k.span()),
                     format!("node `{base}`: unknown kind `{other}`"),
-                    "write kind = \"host\" (the default) or kind = \"bridge\"",
+                    "write kind = \"host\" (the default), kind = \"bridge\" or kind = \"switch\"",
                 );
                 return;
             }
@@ -273,8 +286,13 @@ impl Cx<'_> {
                 (1..=n).map(|i| format!("{base}{i}")).collect()
             }
         };
+        let switch_opts = self.switch_node(base, kind, rn);
+        if kind == NodeKind::Bridge {
+            self.stp_is_bool(base, rn);
+        }
         let bridge_opts = match kind {
             NodeKind::Bridge => Some(self.bridge_options(base, &bridge_keys!(rn))),
+            NodeKind::Switch => None,
             NodeKind::Host => {
                 self.no_bridge_keys(base, &bridge_keys!(rn), "is not a bridge: bridge settings go on a node of kind \"bridge\" or an interface of kind \"bridge\"");
                 None
@@ -363,6 +381,7 @@ impl Cx<'_> {
                 interfaces: BTreeMap::new(),
                 routes: Vec::new(),
                 sysctls: sysctls.clone(),
+                switch: switch_opts.clone(),
             };
             for (route, rspan, i) in &routes {
                 self.route_span.insert((name.clone(), *i), rspan.clone());
@@ -530,6 +549,7 @@ impl Cx<'_> {
                 "add kind = \"macvlan\" or remove host_interface",
             );
         }
+        self.switch_iface_keys(node, node_kind, key, ri, &kind);
         let is_tun = matches!(kind, IfaceKind::Tun(_) | IfaceKind::Tap(_));
         if !is_tun
             && (ri.owner.is_some()
@@ -581,9 +601,9 @@ impl Cx<'_> {
         }
         let mut port = PortOptions::default();
         if let Some(c) = &ri.cost {
-            if master.is_none() {
+            if master.is_none() && node_kind != NodeKind::Switch {
                 self.err(Some(c.span()), format!("node `{node}`: `cost` is a bridge port setting, and `{iname}` is not a bridge port"), "set master = \"BRIDGE\" or remove cost");
-            } else if !(1..=65535).contains(c.get_ref()) {
+            } else if node_kind != NodeKind::Switch && !(1..=65535).contains(c.get_ref()) {
                 self.err(
                     Some(c.span()),
                     format!("node `{node}`: port cost {} is out of range", c.get_ref()),
@@ -594,7 +614,7 @@ impl Cx<'_> {
         }
         if !is_bridge {
             if let Some(p) = &ri.priority {
-                if master.is_none() {
+                if master.is_none() && node_kind != NodeKind::Switch {
                     self.err(Some(p.span()), format!("node `{node}`: `priority` on `{iname}` is a bridge port setting, and `{iname}` is not a bridge port"), "set master = \"BRIDGE\" or remove priority");
                 } else if *p.get_ref() > 63 {
                     self.err(

@@ -71,6 +71,9 @@ pub enum NodeKind {
     /// A network namespace holding one kernel bridge named like the node,
     /// with the node's other interfaces as its ports.
     Bridge,
+    /// A network namespace whose interfaces are the ports of a weft
+    /// userspace switch, served by the lab's datapath process.
+    Switch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +86,63 @@ pub struct Node {
     pub routes: Vec<Route>,
     /// Per-namespace sysctls, `net.` keys only, values as written to /proc/sys.
     pub sysctls: BTreeMap<String, String>,
+    /// Switch settings of a `kind = "switch"` node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SwitchOptions>,
+}
+
+/// Spanning tree protocol of a weft switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchStp {
+    /// 802.1w; falls back to 802.1D per port towards an STP neighbour.
+    Rstp,
+    /// 802.1D, as the Linux kernel bridge speaks it.
+    Stp,
+    Off,
+}
+
+/// Settings of a weft userspace switch; `None` keeps the switch's default.
+/// Times are in centiseconds, like [`BridgeOptions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchOptions {
+    pub stp: SwitchStp,
+    pub priority: Option<u16>,
+    pub forward_delay_cs: Option<u32>,
+    pub hello_time_cs: Option<u32>,
+    pub max_age_cs: Option<u32>,
+    pub ageing_time_cs: Option<u32>,
+    /// Largest number of learned plus static FDB entries.
+    pub fdb_size: Option<u32>,
+    /// The switch's own MAC (bridge id, BPDU source); derived from the lab
+    /// and node names when not given.
+    pub mac: Option<Mac>,
+    /// Every port (interface of the node), by interface name.
+    pub ports: BTreeMap<String, SwitchPort>,
+}
+
+/// VLAN membership of a switch port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchPortMode {
+    /// Untagged member of one VLAN (the default is VLAN 1).
+    Access(u16),
+    /// Tagged member of `allowed`; untagged frames belong to `native`.
+    Trunk {
+        allowed: Vec<u16>,
+        native: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchPort {
+    pub mode: SwitchPortMode,
+    pub cost: Option<u32>,
+    /// 0..=63 like a kernel bridge port (`bridge link set dev X priority`).
+    pub priority: Option<u16>,
+    /// An edge (host-facing) port forwards at once; it defaults to true for
+    /// ports cabled to a host node.
+    pub edge: bool,
 }
 
 /// A node and one of its interfaces: `ns1:eth0`.

@@ -284,3 +284,32 @@ fn ports_rejoin_a_bridge_that_is_made_again() {
         p.ops
     );
 }
+
+#[test]
+fn switch_ports_get_modes_and_edge_defaults() {
+    let src = std::fs::read_to_string(root().join("examples/switch-vlan.toml")).unwrap();
+    let lab = parse(&src).unwrap().lab;
+    let sw = &lab.nodes["sw1"];
+    assert_eq!(sw.kind, NodeKind::Switch);
+    let opts = sw.switch.as_ref().unwrap();
+    assert_eq!(opts.stp, weft_topo::SwitchStp::Rstp);
+    assert_eq!(opts.ports["a1"].mode, weft_topo::SwitchPortMode::Access(10));
+    assert_eq!(
+        opts.ports["trunk"].mode,
+        weft_topo::SwitchPortMode::Trunk {
+            allowed: vec![10, 20],
+            native: None
+        }
+    );
+    // Host-facing ports are edge ports, switch-to-switch ports are not.
+    assert!(opts.ports["a1"].edge);
+    assert!(!opts.ports["trunk"].edge);
+    // Ports are plain veth ends with no kernel master.
+    assert!(sw.interfaces["a1"].master.is_none());
+    let src = "name = \"x\"\n[nodes.sw]\nkind = \"switch\"\nstp = \"off\"\n[nodes.sw.interfaces.p]\nedge = false\n[nodes.a.interfaces.e]\n[[links]]\nendpoints = [\"a:e\", \"sw:p\"]\n";
+    let lab = parse(src).unwrap().lab;
+    let opts = lab.nodes["sw"].switch.as_ref().unwrap();
+    assert_eq!(opts.stp, weft_topo::SwitchStp::Off);
+    assert!(!opts.ports["p"].edge);
+    assert_eq!(opts.ports["p"].mode, weft_topo::SwitchPortMode::Access(1));
+}

@@ -133,7 +133,17 @@ impl Lab {
         if let Some(i) = iface {
             args.extend(["-I", i]);
         }
-        self.run(&args).status.success()
+        let o = self.run(&args);
+        if !o.status.success() {
+            // Shown only for failing tests: what the ping itself said.
+            eprintln!(
+                "weft {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        o.status.success()
     }
 
     pub fn status_json(&self) -> serde_json::Value {
@@ -157,6 +167,34 @@ impl Lab {
             .find(|i| i["name"] == iface)
             .unwrap_or_else(|| panic!("no iface {node}:{iface}"))
             .clone()
+    }
+
+    /// Start `weft up` on the lab's file and SIGKILL it (no destructor, no
+    /// cleanup of any kind runs) once `namespaces` of its namespaces exist.
+    /// Returns how many existed after the kill.
+    pub fn kill_up_when(&self, namespaces: usize) -> usize {
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let mut child = self
+            .weft()
+            .args(["up", "-q", self.file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while self.namespaces().len() < namespaces && t0.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(
+            !child.wait().unwrap().success(),
+            "up must have been killed, not finished"
+        );
+        self.namespaces().len()
     }
 
     /// Namespaces of this lab that exist right now.

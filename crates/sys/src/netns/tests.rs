@@ -50,13 +50,14 @@ fn create_many_list_exec_delete() {
     assert_eq!(out.lines().count(), 1, "{out}");
 
     drop(created);
+    let watch = watch_cleanup().unwrap();
     for n in &names {
         delete(n).unwrap();
         assert!(!exists(n));
     }
     delete(&names[0]).unwrap(); // idempotent
     guard.0.clear();
-    wait_cleanup(Duration::from_secs(30)).unwrap();
+    watch.wait(Duration::from_secs(30)).unwrap();
     let listed = list().unwrap();
     assert!(names.iter().all(|n| !listed.contains(n)));
 }
@@ -103,13 +104,9 @@ fn run_in_and_route_socket_in() {
 
     // The socket sees the namespace's links: only lo.
     let sock = route_socket_in(fd.as_fd()).unwrap();
-    let mut rtnl = Rtnl::from_fd(sock);
-    let links = rtnl
-        .request(
-            "dumping links",
-            RouteNetlinkMessage::GetLink(Default::default()),
-            true,
-        )
+    let links = crate::netlink::Netlink::from_fd(sock)
+        .unwrap()
+        .links()
         .unwrap();
     assert_eq!(links.len(), 1, "{links:?}");
 }
@@ -139,51 +136,6 @@ fn holders_finds_processes_in_namespace() {
     let fd = open(&name).unwrap();
     assert!(holders(&name).contains(&std::process::id()));
     drop(fd);
-}
-
-/// The double-canary technique: after deleting namespaces that each hold
-/// one end of a veth pair whose other end sits in a surviving namespace,
-/// wait_cleanup returns only once those surviving ends are gone.
-#[test]
-fn wait_cleanup_sees_veth_peers_vanish() {
-    let mut guard = NsGuard::default();
-    let keep = guard.create("keep");
-    let n = 200;
-    let names: Vec<String> = (0..n).map(|_| unique("dying")).collect();
-    guard.0.extend(names.iter().cloned());
-    let created = create_many(&names, 2, |_| Ok::<_, Error>(())).unwrap();
-    drop(created);
-    // One batch file for `ip -batch` keeps setup fast.
-    let mut batch = String::new();
-    for (i, ns) in names.iter().enumerate() {
-        batch.push_str(&format!(
-            "link add v{i} netns {keep} type veth peer name p{i} netns {ns}\n"
-        ));
-    }
-    let file = std::env::temp_dir().join(format!("{}.batch", unique("veth")));
-    fs::write(&file, batch).unwrap();
-    ip(&["-batch", file.to_str().unwrap()]);
-    let _ = fs::remove_file(&file);
-    let count = |ns: &str| ip(&["-n", ns, "-o", "link"]).lines().count();
-    assert_eq!(count(&keep), n + 1);
-
-    for ns in &names {
-        delete(ns).unwrap();
-    }
-    // Without waiting, teardown is normally still under way here; this shows
-    // the test is able to see what wait_cleanup waits for.
-    eprintln!("veth ends right after delete: {}", count(&keep) - 1);
-    let t = Instant::now();
-    wait_cleanup(Duration::from_secs(60)).unwrap();
-    let waited = t.elapsed();
-    let left = count(&keep);
-    assert_eq!(
-        left,
-        1,
-        "{} veth ends still in {keep} after {waited:?}",
-        left - 1
-    );
-    eprintln!("wait_cleanup for {n} namespaces took {waited:?}");
 }
 
 /// The same check for the sentinel watch `weft down` uses: armed before the
@@ -227,9 +179,12 @@ fn cleanup_watch_sees_veth_peers_vanish() {
 }
 
 #[test]
-fn wait_cleanup_with_nothing_pending_is_quick() {
+fn cleanup_watch_with_nothing_pending_is_quick() {
     let t = Instant::now();
-    wait_cleanup(Duration::from_secs(10)).unwrap();
+    watch_cleanup()
+        .unwrap()
+        .wait(Duration::from_secs(10))
+        .unwrap();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
@@ -250,13 +205,14 @@ fn bench_create_1000() {
     assert!(created.iter().all(|r| r.is_ok()));
     eprintln!("created 1000 namespaces on {threads} threads in {el:?}");
     drop(created);
+    let watch = watch_cleanup().unwrap();
     let t = Instant::now();
     for n in &names {
         delete(n).unwrap();
     }
     eprintln!("deleted 1000 names in {:?}", t.elapsed());
     let t = Instant::now();
-    wait_cleanup(Duration::from_secs(120)).unwrap();
+    watch.wait(Duration::from_secs(120)).unwrap();
     eprintln!("kernel cleanup took {:?}", t.elapsed());
 }
 

@@ -1,0 +1,158 @@
+//! The datapath's control socket: one JSON request per connection, one
+//! JSON reply (a line each). `weft status`, `weft fdb` and `weft up`'s
+//! readiness wait are its clients.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Fdb { switch: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "lowercase")]
+pub enum Reply {
+    Status(StatusReply),
+    Fdb(FdbReply),
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub pid: u32,
+    pub switches: Vec<SwitchInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwitchInfo {
+    pub name: String,
+    /// rstp, stp or off.
+    pub stp: String,
+    pub bridge_id: String,
+    pub root_id: String,
+    pub is_root: bool,
+    /// The port towards the root; none on the root bridge.
+    pub root_port: Option<String>,
+    pub root_path_cost: u32,
+    pub topology_changes: u64,
+    pub fdb_entries: usize,
+    pub fdb_max: usize,
+    pub fdb: FdbStats,
+    pub ports: Vec<PortInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FdbStats {
+    pub learned: u64,
+    pub moves: u64,
+    pub table_full: u64,
+    pub aged: u64,
+    pub flushed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    /// False once its interface is gone (the node at the other end was
+    /// removed); the switch runs on without it.
+    pub present: bool,
+    pub carrier: bool,
+    /// `access 10`, `trunk 10,20 native 30`.
+    pub vlan: String,
+    /// root, designated, alternate, backup, disabled.
+    pub role: String,
+    /// forwarding, learning, discarding, listening, blocking, disabled.
+    pub state: String,
+    pub edge: bool,
+    /// Talks RSTP to its neighbour (else 802.1D).
+    pub rstp: bool,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub rx_bpdus: u64,
+    pub tx_bpdus: u64,
+    /// Drops by reason (only reasons that happened).
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl SwitchInfo {
+    /// Ports that can carry traffic but do not yet: `port state`.
+    pub fn waiting(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .filter(|p| p.present && p.carrier)
+            .filter(|p| {
+                p.state != "forwarding"
+                    && !matches!(p.role.as_str(), "alternate" | "backup" | "disabled")
+            })
+            .map(|p| format!("{}:{} {}", self.name, p.name, p.state))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbReply {
+    pub switch: String,
+    pub entries: Vec<FdbRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbRow {
+    pub mac: String,
+    pub vlan: u16,
+    pub port: String,
+    pub is_static: bool,
+    /// Seconds since the source was last seen.
+    pub age: f64,
+}
+
+/// Sends one request to the datapath listening on `path`.
+pub fn request(path: &Path, req: &Request, timeout: Duration) -> io::Result<Reply> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut answer = String::new();
+    r.read_line(&mut answer)?;
+    serde_json::from_str(&answer).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the datapath's answer is not understood: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_stable() {
+        assert_eq!(
+            serde_json::to_string(&Request::Fdb {
+                switch: "s1".into()
+            })
+            .unwrap(),
+            r#"{"cmd":"fdb","switch":"s1"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
+        let r: Reply =
+            serde_json::from_str(r#"{"reply":"error","message":"no switch x"}"#).unwrap();
+        assert!(matches!(r, Reply::Error { message } if message == "no switch x"));
+    }
+}

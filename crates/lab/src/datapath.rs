@@ -1,0 +1,207 @@
+//! The lab's switch datapath process (`weft datapath LAB`): started by
+//! `weft up` when the lab has `kind = "switch"` nodes, recorded (pid and
+//! start time) in `/run/weft/labs/LAB/datapath.json` before `up` returns,
+//! found again by a later `up`, and stopped by `weft down` by that pid.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use weft_datapath::control::{self, Reply, Request, StatusReply};
+use weft_sys::process::{self, ProcId};
+use weft_topo::{Lab, NodeKind, SwitchStp};
+
+use crate::{state, Error, Event};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    pid: u32,
+    start_time: u64,
+    /// The switch nodes it was started for; a change restarts it.
+    switches: serde_json::Value,
+}
+
+pub fn control_path(lab: &str) -> PathBuf {
+    state::lab_dir(lab).join("datapath.sock")
+}
+
+fn record_path(lab: &str) -> PathBuf {
+    state::lab_dir(lab).join("datapath.json")
+}
+
+pub fn has_switches(lab: &Lab) -> bool {
+    lab.nodes.values().any(|n| n.kind == NodeKind::Switch)
+}
+
+fn switches_of(lab: &Lab) -> serde_json::Value {
+    let v: Vec<_> = lab
+        .nodes
+        .values()
+        .filter(|n| n.kind == NodeKind::Switch)
+        .collect();
+    serde_json::to_value(v).expect("nodes serialize")
+}
+
+fn load(lab: &str) -> Option<Record> {
+    let b = std::fs::read(record_path(lab)).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn running(lab: &str) -> Option<Record> {
+    load(lab).filter(|r| {
+        process::is_running(ProcId {
+            pid: r.pid,
+            start_time: r.start_time,
+        })
+    })
+}
+
+/// Pid of the lab's datapath if it runs.
+pub fn pid(lab: &str) -> Option<u32> {
+    running(lab).map(|r| r.pid)
+}
+
+/// Stops the lab's datapath, if one runs (checked by pid and start time).
+pub fn stop(lab: &str) -> Result<bool, Error> {
+    let Some(r) = load(lab) else { return Ok(false) };
+    let p = ProcId {
+        pid: r.pid,
+        start_time: r.start_time,
+    };
+    let was = process::stop(p, Duration::from_secs(2)).map_err(|e| {
+        Error::io(
+            format!("stopping the datapath of lab {lab} (pid {})", r.pid),
+            e,
+        )
+    })?;
+    let _ = std::fs::remove_file(record_path(lab));
+    let _ = std::fs::remove_file(control_path(lab));
+    Ok(was)
+}
+
+/// Makes the datapath match `lab`: starts it when the lab has switches and
+/// none runs, restarts it when the lab changed (`changed`: the kernel
+/// side was edited, so its sockets may point at removed interfaces) or
+/// its switch settings did, stops it when the lab has no switch left.
+/// Returns true if a datapath was (re)started.
+pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Error> {
+    let name = lab.name.as_str();
+    if !has_switches(lab) {
+        stop(name)?;
+        return Ok(false);
+    }
+    let want = switches_of(lab);
+    if let Some(r) = running(name) {
+        if !changed && r.switches == want {
+            return Ok(false);
+        }
+    }
+    stop(name)?;
+    let exe = match exe {
+        Some(e) => e.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| Error::io("finding the weft binary to start the datapath", e))?,
+    };
+    let dir = state::lab_dir(name);
+    let p = process::spawn_detached(&exe, &["datapath", name], &dir.join("datapath.log")).map_err(
+        |e| {
+            Error::io(
+                format!(
+                    "starting the switch datapath ({} datapath {name})",
+                    exe.display()
+                ),
+                e,
+            )
+        },
+    )?;
+    let rec = Record {
+        pid: p.pid,
+        start_time: p.start_time,
+        switches: want,
+    };
+    let tmp = dir.join("datapath.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&rec).expect("record serializes"))
+        .and_then(|_| std::fs::rename(&tmp, record_path(name)))
+        .map_err(|e| Error::io(format!("recording the datapath of lab {name}"), e))?;
+    Ok(true)
+}
+
+/// Asks the lab's datapath something.
+pub fn query(lab: &str, req: &Request) -> Result<Reply, Error> {
+    if running(lab).is_none() {
+        return Err(Error::Other(format!(
+            "the switch datapath of lab {lab} is not running; `weft up` starts it again"
+        )));
+    }
+    control::request(&control_path(lab), req, Duration::from_secs(2))
+        .map_err(|e| Error::io(format!("asking the switch datapath of lab {lab}"), e))
+}
+
+/// The status of every switch, or `None` when the lab has no datapath.
+pub fn status(lab: &str) -> Option<StatusReply> {
+    match query(lab, &Request::Status) {
+        Ok(Reply::Status(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Waits until the datapath answers and every switch port with a carrier
+/// forwards (or is an alternate/backup port): with RSTP well under a
+/// second; with 802.1D (or towards a kernel bridge) about 2 x forward_delay.
+pub fn wait_ready(lab: &Lab, progress: &dyn Fn(Event)) -> Result<Duration, Error> {
+    let t0 = Instant::now();
+    let mut limit = Duration::from_secs(5);
+    for n in lab.nodes.values() {
+        if let Some(sw) = &n.switch {
+            if sw.stp != SwitchStp::Off {
+                let fd = Duration::from_millis(u64::from(sw.forward_delay_cs.unwrap_or(1500)) * 10);
+                limit = limit.max(fd * 2 + Duration::from_secs(5));
+            }
+        }
+    }
+    let path = control_path(&lab.name);
+    let mut announced = false;
+    loop {
+        let waiting = match control::request(&path, &Request::Status, Duration::from_secs(2)) {
+            Ok(Reply::Status(s)) => s.switches.iter().flat_map(|s| s.waiting()).collect(),
+            Ok(other) => {
+                return Err(Error::Other(format!(
+                    "the switch datapath answered {other:?}"
+                )))
+            }
+            Err(e) => {
+                if running(&lab.name).is_none() {
+                    let log =
+                        std::fs::read_to_string(state::lab_dir(&lab.name).join("datapath.log"))
+                            .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    return Err(Error::Other(format!(
+                        "the switch datapath of lab {} exited: {}",
+                        lab.name,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    )));
+                }
+                vec![format!("datapath not answering yet ({e})")]
+            }
+        };
+        if waiting.is_empty() {
+            return Ok(t0.elapsed());
+        }
+        if !announced && t0.elapsed() > Duration::from_millis(300) {
+            announced = true;
+            progress(Event::Stage {
+                what: "waiting for switch ports to forward",
+                total: 0,
+            });
+        }
+        if t0.elapsed() > limit {
+            return Err(Error::Other(format!(
+                "switch ports still not forwarding after {:.0} s: {}; `weft status {}` shows them",
+                limit.as_secs_f64(),
+                waiting.join(", "),
+                lab.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

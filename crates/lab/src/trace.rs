@@ -1,0 +1,425 @@
+//! `weft trace`: what the kernels of a lab do with a packet from a node to
+//! a target, asked of the kernels (route lookup, neighbour table, link and
+//! STP state) and proved by a real probe captured on every interface of
+//! the path.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_see::decode::{summarize, Kind};
+use weft_topo::{Endpoint, IfaceKind, Lab};
+
+use crate::apply::NsHandle;
+use crate::capture::{Capture, Point};
+use crate::Error;
+
+/// Where the packet ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The probe was answered.
+    Delivered,
+    NoRoute,
+    /// ARP (or ND) for the next hop got no answer.
+    ArpUnanswered,
+    /// A bridge port on the way does not forward (STP).
+    StpBlocked,
+    /// The request arrived and the node dropped it on reverse-path check.
+    RpFilter,
+    /// The request arrived but no reply came back, for a reason weft
+    /// cannot name.
+    Unanswered,
+}
+
+pub struct Trace {
+    pub steps: Vec<String>,
+    pub verdict: Verdict,
+}
+
+struct Captured {
+    point: Endpoint,
+    kind: Kind,
+}
+
+fn ep_of(lab: &Lab, node: &str, index: u32, h: &NsHandle) -> Option<Endpoint> {
+    let name = h.index.iter().find(|(_, &i)| i == index)?.0.clone();
+    lab.nodes.get(node)?.interfaces.get(&name)?;
+    Some(Endpoint::new(node, &name))
+}
+
+fn owner(lab: &Lab, addr: IpAddr) -> Option<Endpoint> {
+    lab.nodes.values().find_map(|n| {
+        n.interfaces
+            .values()
+            .find(|i| i.addresses.iter().any(|a| a.addr() == addr))
+            .map(|i| Endpoint::new(&n.name, &i.name))
+    })
+}
+
+fn sysctl_in(netns: &str, key: &str) -> Option<String> {
+    let key = key.to_string();
+    weft_sys::netns::run_in_named(netns, move || weft_sys::sysctl::read(&key).ok())
+        .ok()
+        .flatten()
+}
+
+/// Why `owner` would refuse an ARP request (and anything else) from `src`:
+/// the kernel validates a packet's source before answering it. A source
+/// that is one of the receiver's own addresses (a veth pair inside one
+/// namespace, experiment 4) is a martian unless accept_local is on, and
+/// with rp_filter on the kernel also wants the reply to leave by the
+/// interface the request came in on, which for a local address it never
+/// does (it goes over lo).
+fn source_check(lab: &Lab, owner: &Endpoint, src: Option<IpAddr>) -> Option<String> {
+    let src = src?;
+    let n = lab.nodes.get(&owner.node)?;
+    let own = n
+        .interfaces
+        .values()
+        .any(|i| i.addresses.iter().any(|a| a.addr() == src));
+    let get = |k: String| sysctl_in(&n.netns, &k).unwrap_or_default();
+    let conf = |what: &str| {
+        (
+            get(format!("net.ipv4.conf.all.{what}")),
+            get(format!("net.ipv4.conf.{}.{what}", owner.iface)),
+        )
+    };
+    let (al_all, al_dev) = conf("accept_local");
+    let (rp_all, rp_dev) = conf("rp_filter");
+    let rp_on = rp_all.trim() != "0" || rp_dev.trim() != "0";
+    if own && al_all.trim() == "0" && al_dev.trim() == "0" {
+        Some(format!(
+            "the request's sender {src} is an address of {} itself, and {owner} drops packets from its own addresses unless accept_local is on (net.ipv4.conf.{}.accept_local = {al_dev}); set accept_local = 1{} on both ends, as the seed article does",
+            owner.node,
+            owner.iface,
+            if rp_on { " and rp_filter = 0" } else { "" }
+        ))
+    } else if own && rp_on {
+        Some(format!(
+            "the request's sender {src} is an address of {} itself; accept_local lets it in, but rp_filter is on (all = {}, {} = {}), and the way back to {src} is lo, not {}: set rp_filter = 0",
+            owner.node,
+            rp_all.trim(),
+            owner.iface,
+            rp_dev.trim(),
+            owner.iface
+        ))
+    } else {
+        None
+    }
+}
+
+/// Trace an ICMP echo from `node` to `target` (an address or node name),
+/// out of `iface` if given (like `ping -I`).
+pub fn trace(
+    lab_name: &str,
+    node: &str,
+    target: &str,
+    iface: Option<&str>,
+) -> Result<Trace, Error> {
+    let st = crate::built(lab_name)?;
+    let lab = &st.lab;
+    let n = lab.nodes.get(node).ok_or_else(|| Error::NoNode {
+        lab: lab_name.into(),
+        node: node.into(),
+        known: lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    let dst = crate::resolve_target(lab, target)?;
+    let mut steps = Vec::new();
+    let mut h = NsHandle::open(node, &n.netns)?;
+    let oif = match iface {
+        Some(i) => Some(
+            *h.index
+                .get(i)
+                .ok_or_else(|| Error::Other(format!("node {node} has no interface {i}")))?,
+        ),
+        None => None,
+    };
+    // 1. The route.
+    let r = match h.nl.route_get(dst, oif) {
+        Ok(r) => r,
+        Err(e) => {
+            steps.push(format!(
+                "1. route: {node}'s kernel has no route to {dst} ({e}); its routes: {}. The packet dies before it leaves: add a route or an address in {dst}'s network.",
+                if n.routes.is_empty() { "only the connected networks of its addresses".to_string() } else { n.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ") }
+            ));
+            return Ok(Trace {
+                steps,
+                verdict: Verdict::NoRoute,
+            });
+        }
+    };
+    let out = r.oif.and_then(|o| ep_of(lab, node, o, &h));
+    let out_name = r
+        .oif
+        .and_then(|o| {
+            h.index
+                .iter()
+                .find(|(_, &i)| i == o)
+                .map(|(k, _)| k.clone())
+        })
+        .unwrap_or_else(|| "?".into());
+    let src = r.source;
+    steps.push(format!(
+        "1. route: `ip route get {dst}`{} in {node}: {} route, out of {out_name}{}{}",
+        iface.map(|i| format!(" oif {i}")).unwrap_or_default(),
+        r.kind,
+        r.gateway
+            .map(|g| format!(", via gateway {g}"))
+            .unwrap_or_default(),
+        src.map(|s| format!(", source address {s}"))
+            .unwrap_or_default()
+    ));
+    if r.kind == "local" {
+        steps.push(format!(
+            "2. {dst} is an address of {node} itself: the kernel delivers the packet locally over lo, never onto a cable"
+        ));
+    }
+    // 2. Neighbour and the cable.
+    let next_hop = r.gateway.unwrap_or(dst);
+    let mut peer: Option<Endpoint> = None;
+    if let Some(o) = &out {
+        if let Some(i) = lab.iface(o) {
+            if let IfaceKind::Veth { peer: p } = &i.kind {
+                peer = Some(p.clone());
+            }
+        }
+    }
+    if r.kind != "local" {
+        let neigh =
+            h.nl.neighbours()
+                .map_err(|e| Error::io(format!("reading the neighbour table of {node}"), e))?;
+        let ns = neigh
+            .iter()
+            .find(|x| x.addr == next_hop && Some(x.index) == r.oif)
+            .map(|x| x.state.clone())
+            .unwrap_or_else(|| "none (it will ask with ARP)".into());
+        steps.push(format!(
+            "2. neighbour: {node} needs the MAC address of {next_hop} on {out_name}; its neighbour entry now: {ns}"
+        ));
+        match &peer {
+            Some(p) => steps.push(format!(
+                "3. cable: {node}:{out_name} is a veth; whatever it sends comes out of its peer {p}"
+            )),
+            None => steps.push(format!(
+                "3. cable: {node}:{out_name} is not a veth; weft follows it no further"
+            )),
+        }
+    }
+    // 3. The bridge on the far end, if any.
+    let mut points: Vec<Endpoint> = out.iter().cloned().collect();
+    let mut blocked = None;
+    if let Some(p) = &peer {
+        points.push(p.clone());
+        let pn = &lab.nodes[&p.node];
+        if let Some(master) = pn.interfaces.get(&p.iface).and_then(|i| i.master.clone()) {
+            let status = crate::status(Some(lab_name))?;
+            let port_state = |e: &Endpoint| {
+                status[0]
+                    .nodes
+                    .iter()
+                    .find(|x| x.name == e.node)
+                    .and_then(|x| x.interfaces.iter().find(|i| i.name == e.iface))
+                    .and_then(|i| i.port_state)
+                    .unwrap_or("unknown")
+            };
+            let ps = port_state(p);
+            steps.push(format!(
+                "4. bridge: {p} is a port of bridge {master} in {} (STP state {ps}); the bridge forwards by its learned MAC table, or floods to all forwarding ports",
+                p.node
+            ));
+            if ps != "forwarding" {
+                blocked = Some(format!("{p} is {ps}: a bridge port that is not forwarding drops every frame it receives"));
+            }
+            for i in pn.interfaces.values() {
+                if i.master.as_deref() == Some(master.as_str()) && i.name != p.iface {
+                    let e = Endpoint::new(&pn.name, &i.name);
+                    let ps = port_state(&e);
+                    let far = match &i.kind {
+                        IfaceKind::Veth { peer } => format!(" to {peer}"),
+                        _ => String::new(),
+                    };
+                    steps.push(format!("   port {e}{far}: {ps}"));
+                    points.push(e);
+                }
+            }
+        }
+    }
+    let target_owner = owner(lab, dst);
+    if let Some(o) = &target_owner {
+        if !points.contains(o) && r.kind != "local" {
+            points.push(o.clone());
+        }
+        let lo = Endpoint::new(&o.node, "lo");
+        if !points.contains(&lo) {
+            points.push(lo);
+        }
+    }
+    // 4. The probe, captured on every interface of the path.
+    let cap_points: Vec<Point> = points
+        .iter()
+        .filter(|e| lab.iface(e).is_some())
+        .map(|e| Point {
+            node: e.node.clone(),
+            iface: e.iface.clone(),
+            netns: lab.nodes[&e.node].netns.clone(),
+        })
+        .collect();
+    let filter = weft_see::filter::parse(&["icmp or arp or icmp6".to_string()]).expect("valid");
+    let cap = Capture::open(cap_points, Some(&filter))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let labels: Vec<Endpoint> = cap
+        .points
+        .iter()
+        .map(|p| Endpoint::new(&p.node, &p.iface))
+        .collect();
+    let links = cap.links.clone();
+    let handle = std::thread::spawn(move || {
+        let _ = cap.run(
+            &stop2,
+            Some(Instant::now() + Duration::from_secs(5)),
+            None,
+            |p| {
+                if let Some(s) = summarize(p.data, links[p.point]) {
+                    let _ = tx.send(Captured {
+                        point: labels[p.point].clone(),
+                        kind: s.kind,
+                    });
+                }
+                Ok(())
+            },
+        );
+    });
+    let opts = weft_sys::ping::PingOptions {
+        count: 1,
+        timeout: Duration::from_millis(1500),
+        iface: iface.map(str::to_string),
+        ..Default::default()
+    };
+    let answered = crate::ping(lab_name, node, dst, &opts, |_| {})
+        .map(|s| s.received > 0)
+        .unwrap_or(false);
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = handle.join();
+    let seen: Vec<Captured> = rx.try_iter().collect();
+    let where_ = |f: &dyn Fn(&Captured) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for c in seen.iter().filter(|c| f(c)) {
+            let p = c.point.to_string();
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+        v
+    };
+    let arp_req = where_(
+        &|c| matches!(c.kind, Kind::ArpRequest { target, .. } if IpAddr::V4(target) == next_hop),
+    );
+    let arp_rep = where_(
+        &|c| matches!(c.kind, Kind::ArpReply { sender, .. } if IpAddr::V4(sender) == next_hop),
+    );
+    let req = where_(&|c| c.kind == Kind::IcmpEchoRequest);
+    let rep = where_(&|c| c.kind == Kind::IcmpEchoReply);
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "nowhere".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    steps.push(format!(
+        "5. probe: one ICMP echo request from {node} to {dst}, captured on {}",
+        list(&points.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+    ));
+    if !arp_req.is_empty() {
+        steps.push(format!(
+            "   ARP who-has {next_hop}: seen on {}; ARP reply: seen on {}",
+            list(&arp_req),
+            list(&arp_rep)
+        ));
+    }
+    steps.push(format!(
+        "   echo request seen on {}; echo reply seen on {}",
+        list(&req),
+        list(&rep)
+    ));
+    let verdict = if answered {
+        let over_lo: Vec<&String> = rep.iter().filter(|p| p.ends_with(":lo")).collect();
+        if !over_lo.is_empty() {
+            steps.push(format!(
+                "6. delivered. The reply is addressed to {}, an address of the answering node itself, so the kernel routes it locally: it returns over lo ({}), not back over the cable",
+                src.map(|s| s.to_string()).unwrap_or_else(|| "the sender".into()),
+                over_lo.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        } else {
+            steps.push(format!(
+                "6. delivered: the reply came back over {}",
+                list(&rep)
+            ));
+        }
+        Verdict::Delivered
+    } else if let Some(b) = blocked {
+        steps.push(format!("6. dropped at the bridge: {b}"));
+        Verdict::StpBlocked
+    } else if !arp_req.is_empty() && arp_rep.is_empty() && req.is_empty() {
+        let why = match (&target_owner, &peer) {
+            (None, Some(p)) => {
+                let has = lab
+                    .iface(p)
+                    .map(|i| i.addresses.is_empty())
+                    .unwrap_or(false);
+                format!(
+                    "nobody in the lab owns {next_hop}{}: the ARP request arrives at {p}, but no interface answers for an address it does not have",
+                    if has { format!(" ({p}, the other end of the cable, has no address at all)") } else { String::new() }
+                )
+            }
+            (None, None) => format!("nobody in the lab owns {next_hop}"),
+            (Some(o), _) => match source_check(lab, o, src) {
+                Some(why) => why,
+                None => {
+                    format!("{o} owns {next_hop} but did not answer (is it up? is arp_ignore set?)")
+                }
+            },
+        };
+        steps.push(format!("6. dropped at ARP: {node} asked who has {next_hop} and got no answer, so the echo request was never sent. Why: {why}"));
+        if why.contains("accept_local") || why.contains("rp_filter") {
+            Verdict::RpFilter
+        } else {
+            Verdict::ArpUnanswered
+        }
+    } else if req.is_empty() && r.kind != "local" {
+        steps.push("6. dropped: the echo request never left".to_string());
+        Verdict::Unanswered
+    } else {
+        let last = req.last().cloned().unwrap_or_default();
+        let rp = target_owner.as_ref().and_then(|o| {
+            let all = sysctl_in(&lab.nodes[&o.node].netns, "net.ipv4.conf.all.rp_filter")?;
+            let dev = sysctl_in(
+                &lab.nodes[&o.node].netns,
+                &format!(
+                    "net.ipv4.conf.{}.rp_filter",
+                    last.split(':').nth(1).unwrap_or("")
+                ),
+            )
+            .unwrap_or_default();
+            (all != "0" || dev != "0")
+                .then(|| format!("rp_filter is on in {} (all={all}, {last}={dev})", o.node))
+        });
+        match rp {
+            Some(why) => {
+                steps.push(format!("6. dropped on arrival at {last}: the request arrived, no reply left. {why}: the kernel drops a packet whose source it would not route back out of the interface it came in on (or whose source is one of its own addresses without accept_local)"));
+                Verdict::RpFilter
+            }
+            None => {
+                steps.push(format!(
+                    "6. unanswered: the request reached {last}; no reply was seen"
+                ));
+                Verdict::Unanswered
+            }
+        }
+    };
+    Ok(Trace { steps, verdict })
+}

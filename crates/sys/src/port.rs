@@ -1,0 +1,618 @@
+//! AF_PACKET ports for weft's userspace switch, and the epoll loop that
+//! waits on them.
+//!
+//! One [`PacketSocket`] per switch port, bound to a veth end in the
+//! switch's namespace (open it on a thread inside that namespace: a packet
+//! socket stays in the namespace it was made in). Frames move in batches:
+//! [`PacketSocket::recv_batch`] is one `recvmmsg`, [`PacketSocket::send_batch`]
+//! one `sendmmsg` whose frames are gathered from the caller's slices (no
+//! copy in user space).
+//!
+//! Every socket uses `PACKET_VNET_HDR`: each frame comes with the 10-byte
+//! virtio-net header that describes checksum and segmentation offload
+//! ([`VnetHdr`]). veth hands TCP over with the checksum still to be done
+//! (CHECKSUM_PARTIAL) and as 64 KiB GSO super-frames; without the header,
+//! AF_PACKET gives those out with a wrong checksum and the frames are lost
+//! at the receiver (the reason Open vSwitch's userspace datapath passes no
+//! TCP on default veths). Passing the header through on send keeps both
+//! offloads, so the receiving stack finishes the checksum or segments, as
+//! it would behind a kernel bridge.
+//!
+//! The kernel takes the 802.1Q tag off received frames (veth offers
+//! VLAN RX offload) and reports it in `PACKET_AUXDATA`; `recv_batch` puts
+//! it back in place, in front of the frame, so the switch sees the frame as
+//! it was on the wire.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// Length of the virtio-net header in front of every frame.
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset`
+/// is still to be computed.
+pub const VNET_F_NEEDS_CSUM: u8 = 1;
+/// Bytes kept free in front of each received frame for a VLAN tag.
+const HEADROOM: usize = 4;
+/// Largest frame a slot holds: a 64 KiB GSO frame, its Ethernet header and
+/// a tag.
+pub const MAX_FRAME: usize = 65536 + 14 + 4;
+
+/// The virtio-net header (`struct virtio_net_hdr`, native byte order as
+/// AF_PACKET uses it on little-endian machines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VnetHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    pub fn from_bytes(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b
+    }
+
+    /// The header for the same frame after `delta` bytes (a VLAN tag) were
+    /// inserted (positive) or removed (negative) in front of the L3 header:
+    /// offsets into the frame move with it.
+    pub fn shifted(self, delta: i32) -> VnetHdr {
+        let mv = |v: u16| (i32::from(v) + delta).clamp(0, 65535) as u16;
+        VnetHdr {
+            csum_start: if self.flags & VNET_F_NEEDS_CSUM != 0 {
+                mv(self.csum_start)
+            } else {
+                self.csum_start
+            },
+            hdr_len: if self.hdr_len != 0 {
+                mv(self.hdr_len)
+            } else {
+                0
+            },
+            ..self
+        }
+    }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live c_int of the size passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// An AF_PACKET socket bound to one interface of the calling thread's
+/// network namespace.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifname: String,
+    ifindex: u32,
+}
+
+impl PacketSocket {
+    /// Opens a raw packet socket on `ifname` with the virtio-net header,
+    /// VLAN aux data, and without the frames it sends itself.
+    pub fn open(ifname: &str) -> io::Result<PacketSocket> {
+        let ifindex = crate::if_index(ifname).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {ifname} in this namespace"),
+            )
+        })?;
+        // Protocol 0: the socket receives nothing until bind names the
+        // interface, so no frame of another interface slips in.
+        // SAFETY: plain socket(2) call.
+        let raw = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        })?;
+        // SAFETY: raw is a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let r = fd.as_raw_fd();
+        setsockopt_int(r, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+        setsockopt_int(r, SOL_PACKET, PACKET_AUXDATA, 1)?;
+        setsockopt_int(r, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        // Bursts of 64 KiB GSO frames need room; FORCE works as root and
+        // goes past net.core.rmem_max.
+        let _ = setsockopt_int(r, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20);
+        let _ = setsockopt_int(r, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 8 << 20);
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: sll is a valid sockaddr_ll of the size passed.
+        cvt(unsafe {
+            libc::bind(
+                r,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(PacketSocket {
+            fd,
+            ifname: ifname.to_string(),
+            ifindex,
+        })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Whether the interface has a carrier and is up (`IFF_RUNNING`);
+    /// `ENODEV` once it is gone (its veth peer's namespace was deleted).
+    pub fn carrier(&self) -> io::Result<bool> {
+        // SAFETY: ifreq is plain data; zeroed is a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        let name = CString::new(self.ifname.as_str()).map_err(io::Error::other)?;
+        for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS fills the ifreq we pass; the ioctl acts in
+        // the socket's own namespace.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+        // SAFETY: SIOCGIFFLAGS wrote the flags member of the union.
+        let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+        // SAFETY: SIOCGIFINDEX fills the index member of the same ifreq.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr) })?;
+        // SAFETY: SIOCGIFINDEX wrote the index member of the union.
+        if unsafe { ifr.ifr_ifru.ifru_ifindex } as u32 != self.ifindex {
+            // Same name, another device: the port we had is gone.
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        let want = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        Ok(flags & want == want)
+    }
+
+    /// Receives up to `rx.capacity()` frames without blocking; 0 when none
+    /// is waiting. Frames are then read with [`RxBatch::frame`].
+    pub fn recv_batch(&self, rx: &mut RxBatch) -> io::Result<usize> {
+        let n = rx.slots;
+        for i in 0..n {
+            let slot = rx.data[i * rx.slot_len..].as_mut_ptr();
+            rx.iov[2 * i] = libc::iovec {
+                iov_base: rx.vnet[i].as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            };
+            rx.iov[2 * i + 1] = libc::iovec {
+                // SAFETY: HEADROOM < slot_len, within the slot.
+                iov_base: unsafe { slot.add(HEADROOM) }.cast(),
+                iov_len: rx.slot_len - HEADROOM,
+            };
+            // SAFETY: mmsghdr is plain data; zeroed is a valid value.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            // SAFETY: the iovec pair of message i lies within rx.iov.
+            h.msg_hdr.msg_iov = unsafe { rx.iov.as_mut_ptr().add(2 * i) };
+            h.msg_hdr.msg_iovlen = 2;
+            h.msg_hdr.msg_control = rx.cmsg[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = rx.cmsg[i].len() * 8;
+            rx.hdrs[i] = h;
+        }
+        // SAFETY: every pointer in hdrs points into rx's buffers, which
+        // live and stay put for the duration of the call.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                rx.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let got = got as usize;
+        for i in 0..got {
+            let h = &rx.hdrs[i];
+            let total = h.msg_len as usize;
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            if truncated || total < VNET_HDR_LEN {
+                rx.meta[i] = None;
+                rx.truncated += u64::from(truncated);
+                continue;
+            }
+            let len = total - VNET_HDR_LEN;
+            let vlan = aux_vlan(&h.msg_hdr);
+            let slot = &mut rx.data[i * rx.slot_len..(i + 1) * rx.slot_len];
+            let mut vnet = VnetHdr::from_bytes(&rx.vnet[i]);
+            let (start, len) = match vlan {
+                Some((tpid, tci)) if len >= 12 => {
+                    // The kernel took the tag out; put it back where it was.
+                    slot.copy_within(HEADROOM..HEADROOM + 12, 0);
+                    slot[12..14].copy_from_slice(&tpid.to_be_bytes());
+                    slot[14..16].copy_from_slice(&tci.to_be_bytes());
+                    vnet = vnet.shifted(4);
+                    (0, len + 4)
+                }
+                _ => (HEADROOM, len),
+            };
+            rx.meta[i] = Some((start as u32, len as u32, vnet));
+        }
+        Ok(got)
+    }
+
+    /// Sends every frame of `frames` (one `sendmmsg`, more if the kernel
+    /// takes fewer at a time). Returns how many were sent; frames the
+    /// kernel refuses (e.g. too large for the device) are dropped and
+    /// counted in the second value.
+    pub fn send_batch(&self, frames: &[TxFrame<'_>]) -> io::Result<(usize, usize)> {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let TxScratch { iov, hdrs, vnet } = &mut *s;
+            iov.clear();
+            hdrs.clear();
+            vnet.clear();
+            vnet.extend(frames.iter().map(|f| f.vnet.to_bytes()));
+            for (f, v) in frames.iter().zip(vnet.iter()) {
+                iov.push(libc::iovec {
+                    iov_base: v.as_ptr() as *mut libc::c_void,
+                    iov_len: VNET_HDR_LEN,
+                });
+                iov.push(libc::iovec {
+                    iov_base: f.head.as_ptr() as *mut libc::c_void,
+                    iov_len: f.head.len(),
+                });
+                if let Some(t) = &f.tag {
+                    iov.push(libc::iovec {
+                        iov_base: t.as_ptr() as *mut libc::c_void,
+                        iov_len: 4,
+                    });
+                }
+                if !f.tail.is_empty() {
+                    iov.push(libc::iovec {
+                        iov_base: f.tail.as_ptr() as *mut libc::c_void,
+                        iov_len: f.tail.len(),
+                    });
+                }
+            }
+            let mut k = 0;
+            for f in frames {
+                let parts = 2 + usize::from(f.tag.is_some()) + usize::from(!f.tail.is_empty());
+                // SAFETY: mmsghdr is plain data; zeroed is a valid value.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                // SAFETY: iov[k..k+parts] was pushed above for this frame.
+                h.msg_hdr.msg_iov = unsafe { iov.as_mut_ptr().add(k) };
+                h.msg_hdr.msg_iovlen = parts;
+                hdrs.push(h);
+                k += parts;
+            }
+            let (mut sent, mut dropped) = (0usize, 0usize);
+            while sent + dropped < frames.len() {
+                let rest = &mut hdrs[sent + dropped..];
+                // SAFETY: every iovec points into `frames` (borrowed for the
+                // call), `vnet` or a tag inside `frames`; none moves during
+                // the call.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        self.fd.as_raw_fd(),
+                        rest.as_mut_ptr(),
+                        rest.len() as libc::c_uint,
+                        0,
+                    )
+                };
+                if r > 0 {
+                    sent += r as usize;
+                    continue;
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                        // Socket buffer full: wait for the device to drain
+                        // it rather than drop (TCP through the switch
+                        // backs off far worse on loss than on delay).
+                        wait_writable(self.fd.as_fd(), Duration::from_millis(10))?;
+                    }
+                    Some(libc::EMSGSIZE) | Some(libc::EINVAL) => dropped += 1,
+                    _ => return Err(e),
+                }
+            }
+            Ok((sent, dropped))
+        })
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn wait_writable(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, t.as_millis() as libc::c_int) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The VLAN tag the kernel took off a received frame, from its aux data.
+fn aux_vlan(h: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: walking the control buffer the kernel filled, with the libc
+    // CMSG macros, bounded by msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                let d = libc::CMSG_DATA(c) as *const Aux;
+                let aux = std::ptr::read_unaligned(d);
+                if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    return Some((tpid, aux.tp_vlan_tci));
+                }
+                return None;
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Aux {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// Buffers for one `recvmmsg`: a slot per frame with room for a 64 KiB GSO
+/// frame, reused from call to call (and shared by every port of a
+/// datapath thread, since ports are read one after the other).
+pub struct RxBatch {
+    slots: usize,
+    slot_len: usize,
+    data: Vec<u8>,
+    vnet: Vec<[u8; VNET_HDR_LEN]>,
+    cmsg: Vec<[u64; 8]>,
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    meta: Vec<Option<(u32, u32, VnetHdr)>>,
+    truncated: u64,
+}
+
+impl RxBatch {
+    pub fn new(slots: usize) -> RxBatch {
+        let slots = slots.max(1);
+        let slot_len = (MAX_FRAME + HEADROOM).next_multiple_of(64);
+        RxBatch {
+            slots,
+            slot_len,
+            data: vec![0; slots * slot_len],
+            vnet: vec![[0; VNET_HDR_LEN]; slots],
+            cmsg: vec![[0; 8]; slots],
+            // SAFETY (for the zeroed values): iovec and mmsghdr are plain
+            // data; all-zero is valid for both.
+            iov: vec![unsafe { std::mem::zeroed() }; 2 * slots],
+            hdrs: vec![unsafe { std::mem::zeroed() }; slots],
+            meta: vec![None; slots],
+            truncated: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots
+    }
+
+    /// Frame `i` of the last batch with its offload header; `None` for a
+    /// frame that was cut short (larger than a slot).
+    pub fn frame(&self, i: usize) -> Option<(VnetHdr, &[u8])> {
+        let (start, len, v) = (*self.meta.get(i)?)?;
+        let base = i * self.slot_len + start as usize;
+        Some((v, &self.data[base..base + len as usize]))
+    }
+
+    /// Frames dropped because they did not fit a slot.
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+}
+
+// The raw pointers in RxBatch only ever point into its own buffers, which
+// move with it; sending the batch to another thread is sound.
+// SAFETY: see above; no pointer escapes a call.
+unsafe impl Send for RxBatch {}
+
+/// One frame to send: the offload header, then `head`, `tag`, `tail`
+/// gathered by the kernel (a frame with a tag pushed or popped is never
+/// copied).
+#[derive(Debug, Clone, Copy)]
+pub struct TxFrame<'a> {
+    pub vnet: VnetHdr,
+    pub head: &'a [u8],
+    pub tag: Option<[u8; 4]>,
+    pub tail: &'a [u8],
+}
+
+#[derive(Default)]
+struct TxScratch {
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    vnet: Vec<[u8; VNET_HDR_LEN]>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<TxScratch> = RefCell::new(TxScratch::default());
+}
+
+/// An epoll set: tokens in, ready tokens out.
+#[derive(Debug)]
+pub struct Poller {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+/// A ready file descriptor: its token, and whether it reported an error
+/// or hang-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub token: u64,
+    pub error: bool,
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        // SAFETY: plain epoll_create1 call.
+        let raw = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Poller {
+            // SAFETY: raw is a fresh fd we own.
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            events: Vec::with_capacity(64),
+        })
+    }
+
+    /// Watch `fd` for input under `token`.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: ev is a valid epoll_event for the call.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        })
+        .map(drop)
+    }
+
+    pub fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        })
+        .map(drop)
+    }
+
+    /// Waits up to `timeout` (forever if `None`) and fills `out` with what
+    /// is ready.
+    pub fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        out.clear();
+        let ms = match timeout {
+            None => -1,
+            // Round up, so a deadline 0.3 ms away does not spin.
+            Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+        };
+        self.events.clear();
+        let cap = self.events.capacity();
+        // SAFETY: the kernel writes at most `cap` events into the spare
+        // capacity, and we set the length to what it reports.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                cap as i32,
+                ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: the kernel initialised n events.
+        unsafe { self.events.set_len(n as usize) };
+        out.extend(self.events.iter().map(|e| Ready {
+            token: e.u64,
+            error: e.events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0,
+        }));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! Starting, identifying and stopping weft's own background processes
+//! (the switch datapath). A process is named by its pid *and* its start
+//! time, so a recycled pid is never mistaken for ours.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process as recorded: pid and start time (clock ticks after boot,
+/// field 22 of /proc/PID/stat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// Starts `exe args` in a process group of its own (a Ctrl-C at the
+/// terminal of `weft up` does not reach it), stdin from /dev/null, output
+/// appended to `log`; does not wait for it.
+pub fn spawn_detached(exe: &Path, args: &[&str], log: &Path) -> io::Result<ProcId> {
+    let out = File::options().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id();
+    // The child handle is dropped without waiting: the process outlives
+    // this one (it is reaped by init once we exit).
+    let start_time = start_time(pid).ok_or_else(|| {
+        io::Error::other(format!("process {pid} vanished right after it started"))
+    })?;
+    Ok(ProcId { pid, start_time })
+}
+
+/// Start time of a live (not zombie) process.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // are counted after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state), so field 22 is fields[19].
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// True while the recorded process (same pid, same start) is alive.
+pub fn is_running(p: ProcId) -> bool {
+    start_time(p.pid) == Some(p.start_time)
+}
+
+/// Stops the recorded process: SIGTERM, then SIGKILL after `grace`.
+/// Does nothing if it is gone or the pid now belongs to another process.
+/// Returns true if it was running.
+pub fn stop(p: ProcId, grace: Duration) -> io::Result<bool> {
+    if !is_running(p) {
+        return Ok(false);
+    }
+    signal(p.pid, libc::SIGTERM)?;
+    let t0 = Instant::now();
+    while is_running(p) {
+        if t0.elapsed() > grace {
+            signal(p.pid, libc::SIGKILL)?;
+            let t1 = Instant::now();
+            while is_running(p) && t1.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(true)
+}
+
+fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) with a pid we recorded and checked just before.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        return Ok(());
+    }
+    Err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_stop_by_pid_and_start_time() {
+        let dir = std::env::temp_dir().join(format!("weft-proc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = spawn_detached(Path::new("/bin/sleep"), &["30"], &dir.join("log")).unwrap();
+        assert!(is_running(p));
+        // Same pid, other start time: not ours, left alone.
+        let other = ProcId {
+            start_time: p.start_time + 1,
+            ..p
+        };
+        assert!(!is_running(other));
+        assert!(!stop(other, Duration::from_millis(10)).unwrap());
+        assert!(is_running(p));
+        assert!(stop(p, Duration::from_secs(2)).unwrap());
+        assert!(!is_running(p));
+        assert!(start_time(std::process::id()).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,319 @@
+//! Settings of `kind = "switch"` nodes (weft's userspace switch) and of
+//! their ports, checked like every other key: with positions, before
+//! anything is built.
+
+use serde_spanned::Spanned;
+
+use super::{Cx, RawIface, RawNode};
+use crate::model::*;
+
+/// `stp` is a bool on bridges and also a protocol name on switches; the
+/// bridge code keeps seeing a bool.
+pub(super) trait StpKey {
+    fn as_bool(&self) -> Option<Spanned<bool>>;
+}
+
+impl StpKey for Option<Spanned<bool>> {
+    fn as_bool(&self) -> Option<Spanned<bool>> {
+        self.clone()
+    }
+}
+
+impl StpKey for Option<Spanned<toml::Value>> {
+    fn as_bool(&self) -> Option<Spanned<bool>> {
+        self.as_ref()
+            .map(|v| Spanned::new(v.span(), matches!(v.get_ref(), toml::Value::Boolean(true))))
+    }
+}
+
+/// Port settings as written, resolved once every link is known (the edge
+/// default depends on what the port is cabled to).
+#[derive(Debug, Clone, Default)]
+pub(super) struct RawPort {
+    mode: Option<SwitchPortMode>,
+    cost: Option<u32>,
+    priority: Option<u16>,
+    edge: Option<bool>,
+}
+
+/// Largest FDB a file may ask for: 100 times the default, far more than
+/// a lab needs, small enough that a typo cannot ask for gigabytes.
+pub const MAX_FDB_SIZE: u32 = 1_000_000;
+
+impl Cx<'_> {
+    pub(super) fn stp_is_bool(&mut self, who: &str, rn: &RawNode) {
+        if let Some(v) = &rn.stp {
+            if !matches!(v.get_ref(), toml::Value::Boolean(_)) {
+                self.err(
+                    Some(v.span()),
+                    format!("bridge `{who}`: stp is true or false on a kernel bridge"),
+                    "write stp = true; \"rstp\", \"stp\" and \"off\" are for kind = \"switch\"",
+                );
+            }
+        }
+    }
+
+    /// The switch settings of a node; errors for switch keys elsewhere.
+    pub(super) fn switch_node(
+        &mut self,
+        who: &str,
+        kind: NodeKind,
+        rn: &RawNode,
+    ) -> Option<SwitchOptions> {
+        if kind != NodeKind::Switch {
+            if let Some(f) = &rn.fdb_size {
+                self.err(
+                    Some(f.span()),
+                    format!("node `{who}`: fdb_size is a setting of kind = \"switch\""),
+                    "remove it, or make the node a switch",
+                );
+            }
+            return None;
+        }
+        if let Some(a) = rn.addresses.first() {
+            self.err(
+                Some(a.span()),
+                format!("switch `{who}`: a switch has no address of its own"),
+                "put addresses on the hosts cabled to it",
+            );
+        }
+        if let Some(m) = &rn.mtu {
+            self.err(
+                Some(m.span()),
+                format!("switch `{who}`: mtu is set per link, not on a switch"),
+                "write mtu on the [[links]] entries",
+            );
+        }
+        if let Some(a) = &rn.attach {
+            self.err(
+                Some(a.span()),
+                format!("switch `{who}`: a switch cannot be attached"),
+                "write a [[links]] entry between the two nodes",
+            );
+        }
+        let stp = match rn.stp.as_ref().map(|v| (v.get_ref(), v.span())) {
+            None => SwitchStp::Rstp,
+            Some((toml::Value::Boolean(true), _)) => SwitchStp::Rstp,
+            Some((toml::Value::Boolean(false), _)) => SwitchStp::Off,
+            Some((toml::Value::String(s), span)) => match s.as_str() {
+                "rstp" => SwitchStp::Rstp,
+                "stp" => SwitchStp::Stp,
+                "off" => SwitchStp::Off,
+                other => {
+                    self.err(
+                        Some(span),
+                        format!("switch `{who}`: unknown spanning tree protocol `{other}`"),
+                        "write stp = \"rstp\" (the default), \"stp\" or \"off\"",
+                    );
+                    SwitchStp::Rstp
+                }
+            },
+            Some((_, span)) => {
+                self.err(
+                    Some(span),
+                    format!("switch `{who}`: stp is \"rstp\", \"stp\" or \"off\""),
+                    "write stp = \"rstp\" (the default), \"stp\" or \"off\"",
+                );
+                SwitchStp::Rstp
+            }
+        };
+        let on = stp != SwitchStp::Off;
+        let fd_min = if on { 4.0 } else { 0.0 };
+        let opts = SwitchOptions {
+            stp,
+            priority: rn.priority.as_ref().and_then(|p| {
+                let v = *p.get_ref();
+                if v > 65535 {
+                    self.err(
+                        Some(p.span()),
+                        format!("switch `{who}`: priority {v} is out of range"),
+                        "write a bridge priority from 0 to 61440 in steps of 4096 (lower wins the root election)",
+                    );
+                    None
+                } else if stp == SwitchStp::Rstp && v % 4096 != 0 {
+                    self.err(
+                        Some(p.span()),
+                        format!("switch `{who}`: RSTP bridge priority {v} is not a multiple of 4096"),
+                        "write 0, 4096, 8192, ... 61440 (802.1w allows only those)",
+                    );
+                    None
+                } else {
+                    Some(v as u16)
+                }
+            }),
+            forward_delay_cs: self.seconds(who, "forward_delay", &rn.forward_delay, fd_min, 30.0),
+            hello_time_cs: self.seconds(who, "hello_time", &rn.hello_time, 1.0, 10.0),
+            max_age_cs: self.seconds(who, "max_age", &rn.max_age, 6.0, 40.0),
+            ageing_time_cs: self.seconds(who, "ageing_time", &rn.ageing_time, 1.0, 1_000_000.0),
+            fdb_size: rn.fdb_size.as_ref().and_then(|f| {
+                let v = *f.get_ref();
+                if !(1..=MAX_FDB_SIZE).contains(&v) {
+                    self.err(
+                        Some(f.span()),
+                        format!("switch `{who}`: fdb_size {v} is out of range"),
+                        format!("write a table size from 1 to {MAX_FDB_SIZE}"),
+                    );
+                    None
+                } else {
+                    Some(v)
+                }
+            }),
+            mac: rn.mac.as_ref().and_then(|m| self.mac(who, m)),
+            ports: Default::default(),
+        };
+        Some(opts)
+    }
+
+    /// Port keys of one interface: refused off switches, checked and kept
+    /// for [`Cx::switch_ports`] on them.
+    pub(super) fn switch_iface_keys(
+        &mut self,
+        node: &str,
+        node_kind: NodeKind,
+        key: &Spanned<String>,
+        ri: &RawIface,
+        kind: &IfaceKind,
+    ) {
+        let iname = key.get_ref();
+        let spans = [
+            ri.vlan.as_ref().map(|s| s.span()),
+            ri.trunk.as_ref().map(|s| s.span()),
+            ri.native.as_ref().map(|s| s.span()),
+            ri.edge.as_ref().map(|s| s.span()),
+        ];
+        if node_kind != NodeKind::Switch {
+            if let Some(s) = spans.into_iter().flatten().next() {
+                self.err(
+                    Some(s),
+                    format!("node `{node}`: `{iname}` is not a switch port, and vlan, trunk, native and edge are switch port settings"),
+                    "make the node kind = \"switch\" (VLANs are not available on kernel bridges here)",
+                );
+            }
+            return;
+        }
+        if !matches!(kind, IfaceKind::Veth { .. }) {
+            self.err(
+                Some(ri.kind.as_ref().map(|k| k.span()).unwrap_or(key.span())),
+                format!(
+                    "switch `{node}`: `{iname}` is a {}, and a switch's ports are veth ends",
+                    kind.name()
+                ),
+                "leave kind out and cable the interface with a [[links]] entry",
+            );
+            return;
+        }
+        let vid = |cx: &mut Self, v: &Spanned<u32>, what: &str| -> Option<u16> {
+            let n = *v.get_ref();
+            if (1..=4094).contains(&n) {
+                Some(n as u16)
+            } else {
+                cx.err(
+                    Some(v.span()),
+                    format!("switch `{node}`: port `{iname}`: {what} {n} is not a VLAN id"),
+                    "write a VLAN id from 1 to 4094",
+                );
+                None
+            }
+        };
+        let mut port = RawPort::default();
+        match (&ri.vlan, &ri.trunk) {
+            (Some(v), Some(_)) => self.err(
+                Some(v.span()),
+                format!("switch `{node}`: port `{iname}` has both vlan (access) and trunk"),
+                "an access port has one untagged VLAN; a trunk carries a list: keep one",
+            ),
+            (Some(v), None) => {
+                port.mode = vid(self, v, "vlan").map(SwitchPortMode::Access);
+            }
+            (None, Some(t)) => {
+                if t.get_ref().is_empty() {
+                    self.err(
+                        Some(t.span()),
+                        format!("switch `{node}`: port `{iname}`: the trunk allows no VLAN"),
+                        "list the VLANs it carries, like trunk = [10, 20]",
+                    );
+                }
+                let mut allowed = Vec::new();
+                for &n in t.get_ref() {
+                    if (1..=4094).contains(&n) {
+                        allowed.push(n as u16);
+                    } else {
+                        self.err(
+                            Some(t.span()),
+                            format!(
+                                "switch `{node}`: port `{iname}`: trunk VLAN {n} is not a VLAN id"
+                            ),
+                            "write VLAN ids from 1 to 4094",
+                        );
+                    }
+                }
+                allowed.sort_unstable();
+                allowed.dedup();
+                let native = ri.native.as_ref().and_then(|n| vid(self, n, "native VLAN"));
+                port.mode = Some(SwitchPortMode::Trunk { allowed, native });
+            }
+            (None, None) => {}
+        }
+        if let (Some(n), None) = (&ri.native, &ri.trunk) {
+            self.err(
+                Some(n.span()),
+                format!("switch `{node}`: port `{iname}`: native is a trunk setting"),
+                "add trunk = [VLANs], or write vlan = N for an access port",
+            );
+        }
+        if let Some(c) = &ri.cost {
+            if !(1..=200_000_000).contains(c.get_ref()) {
+                self.err(
+                    Some(c.span()),
+                    format!(
+                        "switch `{node}`: port `{iname}`: cost {} is out of range",
+                        c.get_ref()
+                    ),
+                    "write a path cost from 1 to 200000000",
+                );
+            }
+            port.cost = Some(*c.get_ref());
+        }
+        if let Some(p) = &ri.priority {
+            port.priority = Some(*p.get_ref() as u16);
+        }
+        port.edge = ri.edge.as_ref().map(|e| *e.get_ref());
+        self.switch_ports
+            .insert((node.to_string(), iname.clone()), port);
+    }
+
+    /// Every interface of a switch node becomes a port, with its settings
+    /// or the defaults: VLAN 1, edge when cabled to a host.
+    pub(super) fn switch_ports(&mut self, lab: &mut Lab) {
+        let kinds: std::collections::HashMap<String, NodeKind> = lab
+            .nodes
+            .values()
+            .map(|n| (n.name.clone(), n.kind))
+            .collect();
+        for n in lab.nodes.values_mut() {
+            let Some(sw) = n.switch.as_mut() else {
+                continue;
+            };
+            for i in n.interfaces.values() {
+                let IfaceKind::Veth { peer } = &i.kind else {
+                    continue;
+                };
+                let raw = self
+                    .switch_ports
+                    .get(&(n.name.clone(), i.name.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                let host = kinds.get(&peer.node) == Some(&NodeKind::Host);
+                sw.ports.insert(
+                    i.name.clone(),
+                    SwitchPort {
+                        mode: raw.mode.unwrap_or(SwitchPortMode::Access(1)),
+                        cost: raw.cost,
+                        priority: raw.priority,
+                        edge: raw.edge.unwrap_or(host),
+                    },
+                );
+            }
+        }
+    }
+}
