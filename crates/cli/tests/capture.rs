@@ -297,7 +297,9 @@ fn stdout_stream_is_flushed_per_packet() {
     while t.elapsed() < Duration::from_secs(3) {
         if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
             got = b;
-            if parse_pcapng(&got).1.len() == 2 {
+            // A read may end inside a block: wait for a whole stream.
+            let whole = matches!(pcap_parser::parse_pcapng(&got), Ok((rest, _)) if rest.is_empty());
+            if whole && parse_pcapng(&got).1.len() == 2 {
                 break;
             }
         }
