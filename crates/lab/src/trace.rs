@@ -37,8 +37,8 @@ pub enum Verdict {
 pub enum Probe {
     /// One ICMP echo request (the default).
     Icmp,
-    /// One UDP datagram to this port; a reply, or an ICMP port-unreachable,
-    /// proves delivery.
+    /// UDP datagrams to this port (up to three); a reply, or an ICMP
+    /// port-unreachable, proves delivery.
     Udp(u16),
     /// A TCP connection attempt to this port; a SYN-ACK (open) or a RST
     /// (closed) proves delivery.
@@ -114,16 +114,24 @@ fn send_probe(probe: Probe, dst: IpAddr, port: u16, dev: Option<&str>) -> bool {
             Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
         },
         _ => {
-            if sock.connect(&to).is_err() || sock.send(b"weft trace probe").is_err() {
+            if sock.connect(&to).is_err() {
                 return false;
             }
-            let _ = sock.set_read_timeout(Some(wait));
+            // Up to three datagrams, like traceroute: the kernel rate-limits
+            // ICMP errors (one machine-wide budget), so one port-unreachable
+            // can go missing.
+            let _ = sock.set_read_timeout(Some(wait / 3));
             let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
-            match sock.recv(&mut buf) {
-                Ok(_) => true,
-                // A connected UDP socket learns of ICMP port unreachable.
-                Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-            }
+            (0..3).any(|_| {
+                if sock.send(b"weft trace probe").is_err() {
+                    return false;
+                }
+                match sock.recv(&mut buf) {
+                    Ok(_) => true,
+                    // A connected UDP socket learns of ICMP port unreachable.
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                }
+            })
         }
     }
 }
