@@ -205,10 +205,12 @@ impl Capture {
         let mut n = 0u64;
         let refs: Vec<&PacketSocket> = self.socks.iter().collect();
         loop {
-            if stop.load(Ordering::SeqCst) {
-                return Ok((Ended::Stopped, n));
-            }
+            // Once stopped, take what is already queued on the sockets
+            // (without waiting) before ending: a packet that arrived just
+            // before the stop belongs in the capture.
+            let stopping = stop.load(Ordering::SeqCst);
             let wait = match deadline {
+                _ if stopping => Duration::ZERO,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
@@ -219,6 +221,9 @@ impl Capture {
                 None => Duration::from_millis(100),
             };
             let ready = packet::wait_readable(&refs, wait)?;
+            if stopping && ready.is_empty() {
+                return Ok((Ended::Stopped, n));
+            }
             // Take what is queued on every ready socket, then write in
             // time order so the file reads like one timeline.
             let mut batch: Vec<(u64, usize, Vec<u8>, u32, bool)> = Vec::new();
