@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use miette::{LabeledSpan, NamedSource};
 
 mod render;
+mod tunnel;
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +87,12 @@ enum Cmd {
         #[arg(short = 's', long, default_value_t = 56)]
         size: usize,
     },
+    /// Make a tunnel key pair: the private key into FILE (mode 0600), the
+    /// public key into FILE.pub and onto stdout.
+    Keygen(tunnel::KeygenArgs),
+    /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
+    /// replacement); docs/tunnel.md.
+    Tunnel(tunnel::TunnelArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +133,8 @@ fn main() -> ExitCode {
         } => render::ping(
             &lab, &node, &target, count, interval, timeout, interface, size,
         ),
+        Cmd::Keygen(a) => tunnel::keygen(&a),
+        Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {

@@ -8,6 +8,7 @@
 //! - [`exec`]: `ip netns exec` for a single-threaded process.
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
 //! - [`caps`]: the up-front root check.
+//! - [`tunnel`]: the `weft tunnel` datapath (TUN/TAP device, batched UDP, TCP).
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
 //! act in the network namespace of the *calling thread*; run them inside
@@ -22,6 +23,7 @@ pub mod netns;
 pub mod ping;
 mod rtnl;
 pub mod sysctl;
+pub mod tunnel;
 pub mod tuntap;
 
 pub use error::{Error, Result};
