@@ -14,6 +14,7 @@ mod apply;
 mod error;
 pub mod state;
 pub mod status;
+pub mod tunnels;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -162,6 +163,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
                 lab: Lab {
                     name: name.to_string(),
                     nodes: BTreeMap::new(),
+                    tunnels: Vec::new(),
                 },
                 source: None,
                 next_index: state::FIRST_INDEX,
@@ -174,6 +176,12 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let had_nodes = !old_lab.nodes.is_empty();
     let plan = weft_topo::plan(Some(&old_lab), lab);
     if plan.is_empty() {
+        // Tunnel processes may have died, or only their settings changed.
+        tunnels::reconcile(lab)?;
+        if st.lab.tunnels != lab.tunnels {
+            st.lab = lab.clone();
+            state::save(name, &st)?;
+        }
         return Ok(UpReport {
             plan,
             changed: false,
@@ -218,6 +226,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
     state::journal_reset(name, &nets)?;
     let wait_time = apply::wait_ready(lab, &mut handles, opts.progress)?;
+    tunnels::reconcile(lab)?;
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
     Ok(UpReport {
         plan,
@@ -339,6 +348,8 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
     weft_sys::caps::require_admin("weft down")?;
     let _lock = state::lock(name)?;
+    // Tunnel processes run inside the namespaces and would keep them alive.
+    tunnels::stop_all(name);
     let mut candidates: Vec<String> = state::journal_entries(name);
     if let Some(st) = state::load(name).ok().flatten() {
         candidates.extend(st.lab.nodes.values().map(|n| n.netns.clone()));

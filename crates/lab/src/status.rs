@@ -14,6 +14,8 @@ pub struct LabStatus {
     pub name: String,
     pub source: Option<String>,
     pub nodes: Vec<NodeStatus>,
+    /// One entry per end of each `kind = "tunnel"` link.
+    pub tunnels: Vec<crate::tunnels::TunnelStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +153,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
         }
         out.push(LabStatus {
             name: n,
+            tunnels: crate::tunnels::status(&st.lab),
             source: st.source.map(|p| p.display().to_string()),
             nodes,
         });
