@@ -12,6 +12,7 @@ mod capture;
 mod graph;
 mod render;
 mod trace;
+mod tunnel;
 
 #[derive(Parser)]
 #[command(
@@ -154,6 +155,12 @@ enum Cmd {
         #[arg(long)]
         tcp: Option<u16>,
     },
+    /// Make a tunnel key pair: the private key into FILE (mode 0600), the
+    /// public key into FILE.pub and onto stdout.
+    Keygen(tunnel::KeygenArgs),
+    /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
+    /// replacement); docs/tunnel.md.
+    Tunnel(tunnel::TunnelArgs),
 }
 
 fn main() -> ExitCode {
@@ -238,6 +245,8 @@ fn main() -> ExitCode {
             };
             trace::run(&lab, &node, &target, interface.as_deref(), probe)
         }
+        Cmd::Keygen(a) => tunnel::keygen(&a),
+        Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {

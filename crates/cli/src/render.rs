@@ -140,6 +140,9 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 switch_status(&mut out, lab, &n.name);
             }
         }
+        for t in &lab.tunnels {
+            let _ = writeln!(out, "  {}", tunnel_line(t));
+        }
     }
     out
 }
@@ -239,6 +242,55 @@ pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, String> {
         println!(" {:<15}  {:>4}  {}  {age}", e.port, e.vlan, e.mac);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tunnel m1:wt0 <-> m2:wt0  pid 42  up  peer 10.77.0.2:5000  handshake 3 s ago  tx 1.2 MB  rx 3.4 MB  drops none`
+fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
+    let s = &t.state;
+    let mut cols = vec![format!("tunnel {}:{} <-> {}", t.node, t.iface, t.peer)];
+    match (t.pid, t.running) {
+        (Some(p), true) => cols.push(format!("pid {p}")),
+        (Some(p), false) => cols.push(format!("pid {p} NOT RUNNING (weft up restarts it)")),
+        (None, _) => cols.push("NOT STARTED".into()),
+    }
+    if s.is_null() {
+        return cols.join("  ");
+    }
+    cols.push(if s["up"] == true { "up" } else { "no session" }.into());
+    if let Some(e) = s["endpoint"].as_str() {
+        cols.push(format!("peer {e}"));
+    }
+    match s["last_handshake_unix"].as_f64() {
+        Some(h) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            cols.push(format!("handshake {:.0} s ago", (now - h).max(0.0)));
+        }
+        None => cols.push("no handshake yet".into()),
+    }
+    let mb = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / 1e6;
+    cols.push(format!(
+        "tx {:.1} MB  rx {:.1} MB",
+        mb(&s["tx_bytes"]),
+        mb(&s["rx_bytes"])
+    ));
+    let drops: Vec<String> = s["drops"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    cols.push(if drops.is_empty() {
+        "drops none".into()
+    } else {
+        format!("drops {}", drops.join(", "))
+    });
+    cols.join("  ")
 }
 
 #[allow(clippy::too_many_arguments)]

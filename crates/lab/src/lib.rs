@@ -19,6 +19,7 @@ pub mod names;
 pub mod state;
 pub mod status;
 pub mod trace;
+pub mod tunnels;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -191,6 +192,12 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         if restarted {
             datapath::wait_ready(lab, opts.progress)?;
         }
+        // Tunnel processes may have died, or only their settings changed.
+        tunnels::reconcile(lab)?;
+        if st.lab.tunnels != lab.tunnels {
+            st.lab = lab.clone();
+            state::save(name, &st)?;
+        }
         return Ok(UpReport {
             plan,
             changed: restarted,
@@ -274,8 +281,10 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     if datapath::has_switches(lab) {
         datapath::wait_ready(lab, opts.progress)?;
     }
-    let wait_time = t1.elapsed();
     drop(handles);
+    // Tunnel processes run on the TUN/TAP ends the apply made.
+    tunnels::reconcile(lab)?;
+    let wait_time = t1.elapsed();
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
     let warnings = nat_warnings(lab);
     let results = checks::run_all(lab);
@@ -487,6 +496,8 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     // The datapath first, by its recorded pid: it holds sockets in the
     // switch namespaces.
     datapath::stop(name)?;
+    // Tunnel processes run inside the namespaces and would keep them alive.
+    tunnels::stop_all(name);
     let mut candidates: Vec<String> = state::journal_entries(name);
     if let Some(st) = state::load(name).ok().flatten() {
         candidates.extend(st.lab.nodes.values().map(|n| n.netns.clone()));

@@ -18,6 +18,8 @@ pub struct LabStatus {
     /// when the lab has none, `null` when the datapath does not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switches: Option<Option<Vec<weft_datapath::control::SwitchInfo>>>,
+    /// One entry per end of each `kind = "tunnel"` link.
+    pub tunnels: Vec<crate::tunnels::TunnelStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +158,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
         }
         out.push(LabStatus {
             name: n.clone(),
+            tunnels: crate::tunnels::status(&st.lab),
             source: st.source.map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
                 .then(|| crate::datapath::status(&n).map(|s| s.switches)),

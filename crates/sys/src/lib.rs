@@ -11,6 +11,7 @@
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
+//! - [`tunnel`]: the `weft tunnel` datapath (TUN/TAP device, batched UDP, TCP).
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
 //! act in the network namespace of the *calling thread*; run them inside
@@ -28,6 +29,7 @@ pub mod port;
 pub mod process;
 pub mod spawn;
 pub mod sysctl;
+pub mod tunnel;
 pub mod tuntap;
 
 pub use error::{Error, Result};

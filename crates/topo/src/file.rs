@@ -13,6 +13,8 @@ use crate::error::{Diagnostic, Diagnostics};
 use crate::model::*;
 use crate::route::parse_route;
 
+mod tunnel;
+
 type Span = Range<usize>;
 
 mod switch;
@@ -119,6 +121,11 @@ struct RawIface {
 struct RawLink {
     endpoints: [Spanned<String>; 2],
     mtu: Option<Spanned<u32>>,
+    kind: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    underlay: Option<Spanned<Vec<Spanned<String>>>>,
+    port: Option<Spanned<u16>>,
+    transport: Option<Spanned<String>>,
 }
 
 /// A checked, expanded lab and the warnings found on the way.
@@ -186,6 +193,8 @@ struct Cx<'p> {
     attached: Vec<(String, String, Span, bool)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
+    /// Positions of each tunnel link's two underlay addresses.
+    tunnel_spans: Vec<[Span; 2]>,
 }
 
 impl Cx<'_> {
@@ -230,6 +239,7 @@ impl Cx<'_> {
         crate::nat::expand(&mut lab, &raw.nat, &mut more);
         crate::check::expand(&mut lab, &raw.checks, self.source, &mut more);
         self.errors.extend(more);
+        self.check_tunnels(&lab);
         lab
     }
 
@@ -782,6 +792,38 @@ impl Cx<'_> {
     }
 
     fn add_link(&mut self, lab: &mut Lab, link: &Spanned<RawLink>) {
+        match link
+            .get_ref()
+            .kind
+            .as_ref()
+            .map(|k| (k.get_ref().as_str(), k.span()))
+        {
+            None | Some(("veth", _)) => {}
+            Some(("tunnel", _)) => return self.add_tunnel(lab, link),
+            Some((other, span)) => {
+                self.err(
+                    Some(span),
+                    format!("link kind `{other}` is not known"),
+                    "write kind = \"veth\" (the default) or kind = \"tunnel\"",
+                );
+                return;
+            }
+        }
+        let l = link.get_ref();
+        for (key, span) in [
+            ("mode", l.mode.as_ref().map(|m| m.span())),
+            ("underlay", l.underlay.as_ref().map(|m| m.span())),
+            ("port", l.port.as_ref().map(|m| m.span())),
+            ("transport", l.transport.as_ref().map(|m| m.span())),
+        ] {
+            if span.is_some() {
+                self.err(
+                    span,
+                    format!("`{key}` is a tunnel link's key, and this link is a veth pair"),
+                    "add kind = \"tunnel\", or remove the key",
+                );
+            }
+        }
         let mut eps = Vec::new();
         for e in &link.get_ref().endpoints {
             match self.endpoint(lab, e) {

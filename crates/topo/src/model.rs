@@ -28,6 +28,27 @@ pub struct Lab {
     /// Health checks `weft up` runs after applying.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::check::Check>,
+    /// `kind = "tunnel"` links: a `weft tunnel` process at each end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tunnels: Vec<TunnelLink>,
+}
+
+/// A `kind = "tunnel"` link. Each end is a TUN or TAP interface in the
+/// model (built like any other); weft runs `weft tunnel` on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelLink {
+    pub ends: [TunnelEnd; 2],
+    /// TAP (Ethernet frames) rather than TUN (IP packets).
+    pub tap: bool,
+    pub port: u16,
+    pub tcp: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelEnd {
+    pub endpoint: Endpoint,
+    /// This end's address on the underlay (where its peer sends).
+    pub underlay: IpAddr,
 }
 
 impl Lab {
@@ -38,6 +59,7 @@ impl Lab {
             nodes: BTreeMap::new(),
             nat: BTreeMap::new(),
             checks: Vec::new(),
+            tunnels: Vec::new(),
         }
     }
 

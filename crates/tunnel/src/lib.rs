@@ -357,6 +357,20 @@ impl Tunnel {
         self.usable(now)
     }
 
+    /// Start a new handshake now (unless one is under way), keeping the
+    /// current session until it completes. For a transport that knows more
+    /// than datagrams do: a new TCP connection suggests a restarted peer.
+    pub fn rehandshake(&mut self, now: Duration) {
+        let recent = self
+            .init
+            .as_ref()
+            .is_some_and(|i| now < i.sent + self.timers.rekey_timeout);
+        if !recent {
+            self.init = None;
+            self.initiate(now);
+        }
+    }
+
     /// A datagram to send (handshakes, keepalives, packets that waited for
     /// a session). Call after every `send`, `receive` and `tick`.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -357,3 +357,17 @@ fn handshake_floods_are_rate_limited() {
     assert!(k.dropped(DropReason::RateLimited) >= 970, "{k:?}");
     assert!(p.works(), "the flood did not disturb the session");
 }
+
+#[test]
+fn rehandshake_replaces_the_session_without_loss() {
+    let mut p = Pair::new(Timers::default());
+    let hs = p.a.t.counters().handshakes_completed;
+    let init = p.a.t.counters().handshakes_initiated;
+    p.advance(S);
+    p.a.t.rehandshake(p.now);
+    p.a.t.rehandshake(p.now); // at most one under way
+    p.flush();
+    assert_eq!(p.a.t.counters().handshakes_completed, hs + 1);
+    assert_eq!(p.a.t.counters().handshakes_initiated, init + 1);
+    assert!(p.works());
+}

@@ -1,0 +1,431 @@
+//! `weft keygen` and `weft tunnel` through the real binary: two lab nodes
+//! stand in for two machines (their veth is the underlay), each runs a
+//! tunnel, and traffic crosses the tunnel in TUN and TAP mode, over UDP and
+//! TCP; a wrong key never connects; a restarted peer, an underlay outage
+//! and a peer changing address are survived. Every wait is bounded; every
+//! tunnel process is killed by its PID when its guard drops.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{weft_bin, Lab};
+
+const UNDERLAY: &str = r#"
+name = "x"
+[nodes.m1.interfaces.eth0]
+addresses = ["10.77.0.1/24"]
+[nodes.m2.interfaces.eth0]
+addresses = ["10.77.0.2/24"]
+[[links]]
+endpoints = ["m1:eth0", "m2:eth0"]
+"#;
+
+/// A running `weft tunnel`, killed (by PID) on drop.
+struct Tun {
+    child: Child,
+    status: PathBuf,
+}
+
+impl Drop for Tun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Tun {
+    fn status(&self) -> serde_json::Value {
+        std::fs::read(&self.status)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Wait until the status file satisfies `f` (it is rewritten every second).
+    fn wait_status(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.status();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status never showed {what}: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+struct Setup {
+    lab: Lab,
+    dir: PathBuf,
+}
+
+fn keygen(dir: &Path, name: &str) -> String {
+    let o = Command::new(weft_bin())
+        .arg("keygen")
+        .arg(dir.join(name))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+impl Setup {
+    fn new(tag: &str) -> Setup {
+        let lab = Lab::from_text(tag, UNDERLAY);
+        lab.up();
+        let dir = lab.file.parent().unwrap().to_path_buf();
+        keygen(&dir, "m1.key");
+        keygen(&dir, "m2.key");
+        Setup { lab, dir }
+    }
+
+    /// `ip -n NODE ARGS`, which must succeed.
+    fn ip(&self, node: &str, args: &[&str]) {
+        let o = Command::new("ip")
+            .arg("-n")
+            .arg(self.lab.netns(node))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ip {args:?} in {node}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn pubkey(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{node}.pub")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Start `weft tunnel` in `node` with a key file and extra flags.
+    fn tunnel(&self, node: &str, key: &str, args: &[&str]) -> Tun {
+        let status = self.dir.join(format!("{node}.json"));
+        let _ = std::fs::remove_file(&status);
+        let log = std::fs::File::create(self.dir.join(format!("{node}.log"))).unwrap();
+        let child = self
+            .lab
+            .weft()
+            .args(["exec", &self.lab.name, node, "--", weft_bin(), "tunnel"])
+            .arg("--key")
+            .arg(self.dir.join(key))
+            .arg("--status")
+            .arg(&status)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Tun { child, status }
+    }
+
+    /// The usual pair: m1 knows m2's address, m2 waits for m1.
+    fn pair(&self, mode: &str, transport: &str) -> (Tun, Tun) {
+        let (k1, k2) = (self.pubkey("m1"), self.pubkey("m2"));
+        let a = self.tunnel(
+            "m1",
+            "m1.key",
+            &[
+                "--dev",
+                "wt0",
+                "--mode",
+                mode,
+                "--transport",
+                transport,
+                "--peer-key",
+                &k2,
+                "--peer",
+                "10.77.0.2:5000",
+                "--address",
+                "10.9.0.1/24",
+            ],
+        );
+        let b = self.tunnel(
+            "m2",
+            "m2.key",
+            &[
+                "--dev",
+                "wt0",
+                "--mode",
+                mode,
+                "--transport",
+                transport,
+                "--peer-key",
+                &k1,
+                "--address",
+                "10.9.0.2/24",
+            ],
+        );
+        (a, b)
+    }
+
+    /// Ping until it answers or `within` passes; the time it took.
+    fn ping_within(&self, from: &str, to: &str, within: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if self.lab.ping(from, to, None) {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    }
+
+    /// A TCP transfer across the tunnel (iperf3, one second).
+    fn tcp_bytes(&self) -> u64 {
+        let mut server = self
+            .lab
+            .weft()
+            .args([
+                "exec",
+                &self.lab.name,
+                "m2",
+                "--",
+                "iperf3",
+                "-s",
+                "-1",
+                "-B",
+                "10.9.0.2",
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.dir.join("iperf3.log")).unwrap())
+            .stderr(std::fs::File::create(self.dir.join("iperf3.err")).unwrap())
+            .spawn()
+            .unwrap();
+        // The server needs a moment to listen; iperf3 -J exits 0 even when
+        // it could not connect, so look at its "error".
+        let mut v = serde_json::Value::Null;
+        for _ in 0..30 {
+            let o = self.lab.run(&[
+                "exec",
+                &self.lab.name,
+                "m1",
+                "--",
+                "iperf3",
+                "-c",
+                "10.9.0.2",
+                "-t",
+                "1",
+                "-J",
+            ]);
+            v = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            if o.status.success() && v.get("error").is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+        v["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("iperf3 said: {v:#}"))
+    }
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_root_reads_and_never_overwrites() {
+    let dir = std::env::temp_dir().join(format!("weft-keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = keygen(&dir, "k");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir.join("k")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("k.pub")).unwrap().trim(),
+        p
+    );
+    assert_eq!(p.len(), 44);
+    let o = Command::new(weft_bin())
+        .arg("keygen")
+        .arg(dir.join("k"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("never overwrites"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tun_mode_carries_ping_and_tcp() {
+    let s = Setup::new("tun");
+    let (a, b) = s.pair("tun", "udp");
+    assert!(s
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
+        .is_some());
+    assert!(s.tcp_bytes() > 1_000_000);
+    let st = b.wait_status("a session and traffic", |v| {
+        v["up"] == true && v["rx_packets"].as_u64() > Some(100)
+    });
+    assert_eq!(st["endpoint"], "10.77.0.1:5000");
+    assert_eq!(st["mode"], "tun");
+    // The MTU leaves room for the outer headers.
+    assert!(s
+        .lab
+        .ip("m1", &["link", "show", "wt0"])
+        .contains("mtu 1440"));
+    let st = a.status();
+    assert_eq!(
+        st["drops"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        0,
+        "{st:#}"
+    );
+}
+
+#[test]
+fn tap_mode_carries_ping_and_tcp() {
+    let s = Setup::new("tap");
+    let (_a, b) = s.pair("tap", "udp");
+    assert!(s
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
+        .is_some());
+    assert!(s.tcp_bytes() > 1_000_000);
+    let l = s.lab.ip("m1", &["link", "show", "wt0"]);
+    assert!(l.contains("link/ether") && l.contains("mtu 1426"), "{l}");
+    b.wait_status("TAP mode", |v| v["mode"] == "tap" && v["up"] == true);
+}
+
+#[test]
+fn tcp_transport_carries_ping_and_tcp_and_reconnects() {
+    let s = Setup::new("tcp");
+    let (_a, b) = s.pair("tun", "tcp");
+    assert!(s
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
+        .is_some());
+    assert!(s.tcp_bytes() > 1_000_000);
+    b.wait_status("TCP", |v| v["transport"] == "tcp" && v["up"] == true);
+    // The listening end restarts: the connecting end reconnects by itself.
+    drop(b);
+    let k1 = s.pubkey("m1");
+    let _b = s.tunnel(
+        "m2",
+        "m2.key",
+        &[
+            "--dev",
+            "wt0",
+            "--transport",
+            "tcp",
+            "--peer-key",
+            &k1,
+            "--address",
+            "10.9.0.2/24",
+        ],
+    );
+    assert!(
+        s.ping_within("m1", "10.9.0.2", Duration::from_secs(15))
+            .is_some(),
+        "no traffic after the listener restarted"
+    );
+}
+
+#[test]
+fn a_wrong_key_never_connects() {
+    let s = Setup::new("badkey");
+    keygen(&s.dir, "other.key");
+    let k2 = s.pubkey("m2");
+    let other = s.pubkey("other");
+    // m2 expects "other", not m1.
+    let a = s.tunnel(
+        "m1",
+        "m1.key",
+        &[
+            "--dev",
+            "wt0",
+            "--peer-key",
+            &k2,
+            "--peer",
+            "10.77.0.2:5000",
+            "--address",
+            "10.9.0.1/24",
+        ],
+    );
+    let b = s.tunnel(
+        "m2",
+        "m2.key",
+        &[
+            "--dev",
+            "wt0",
+            "--peer-key",
+            &other,
+            "--address",
+            "10.9.0.2/24",
+        ],
+    );
+    assert!(s
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(3))
+        .is_none());
+    let st = b.wait_status("refused handshakes", |v| {
+        v["drops"]["handshake_auth"].as_u64() >= Some(1)
+    });
+    assert_eq!(st["handshakes"], 0);
+    assert_eq!(st["up"], false);
+    assert_eq!(a.status()["up"], false);
+    assert_eq!(a.status()["handshakes"], 0);
+}
+
+#[test]
+fn survives_peer_restart_underlay_outage_and_a_new_peer_address() {
+    let s = Setup::new("faults");
+    let (_a, b) = s.pair("tun", "udp");
+    assert!(s
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
+        .is_some());
+
+    // The waiting end restarts (new process, no session): m1 notices within
+    // keepalive + retry time and makes a new session.
+    drop(b);
+    let k1 = s.pubkey("m1");
+    let b = s.tunnel(
+        "m2",
+        "m2.key",
+        &[
+            "--dev",
+            "wt0",
+            "--peer-key",
+            &k1,
+            "--address",
+            "10.9.0.2/24",
+        ],
+    );
+    let t = s.ping_within("m1", "10.9.0.2", Duration::from_secs(30));
+    assert!(t.is_some(), "no traffic after the peer restarted");
+    eprintln!("back {:?} after the peer restarted", t.unwrap());
+
+    // The underlay goes down for 3 seconds.
+    s.ip("m1", &["link", "set", "eth0", "down"]);
+    assert!(!s.lab.ping("m1", "10.9.0.2", None));
+    std::thread::sleep(Duration::from_secs(3));
+    s.ip("m1", &["link", "set", "eth0", "up"]);
+    let t = s.ping_within("m1", "10.9.0.2", Duration::from_secs(20));
+    assert!(t.is_some(), "no traffic after the underlay came back");
+    eprintln!("back {:?} after the underlay came back", t.unwrap());
+
+    // m1 moves to another underlay address: m2 follows it.
+    // (Deleting first: deleting a primary address also deletes secondaries.)
+    s.ip("m1", &["addr", "del", "10.77.0.1/24", "dev", "eth0"]);
+    s.ip("m1", &["addr", "add", "10.77.0.11/24", "dev", "eth0"]);
+    let t = s.ping_within("m1", "10.9.0.2", Duration::from_secs(20));
+    assert!(
+        t.is_some(),
+        "no traffic after m1 changed address: {:#} {:#} {}",
+        _a.status(),
+        b.status(),
+        s.lab.ip("m1", &["addr"])
+    );
+    let st = b.wait_status("the new endpoint", |v| v["endpoint"] == "10.77.0.11:5000");
+    assert!(st["roams"].as_u64() >= Some(1), "{st:#}");
+}

@@ -1,0 +1,265 @@
+//! The processes behind `kind = "tunnel"` links: `weft up` makes a key pair
+//! per end (in the lab's state directory, mode 0600), starts one
+//! `weft tunnel` per end inside its node, records its PID, and on every
+//! later `weft up` restarts any that died or whose settings changed;
+//! `weft down` stops them by PID (after checking the PID is still theirs)
+//! before removing the namespaces. Each writes a status file that
+//! `weft status` shows.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weft_topo::{Endpoint, Lab};
+
+use crate::{state, Error};
+
+fn dir(lab: &str) -> PathBuf {
+    state::lab_dir(lab).join("tunnels")
+}
+
+fn stem(ep: &Endpoint) -> String {
+    format!("{}-{}", ep.node, ep.iface)
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct Running {
+    pid: u32,
+    args: Vec<String>,
+}
+
+/// One end of a tunnel link as `weft status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelStatus {
+    pub node: String,
+    pub iface: String,
+    /// The other end, `NODE:IFACE`.
+    pub peer: String,
+    pub pid: Option<u32>,
+    pub running: bool,
+    /// What the process last wrote (docs/tunnel.md: the status file):
+    /// endpoint, up, last_handshake_unix, bytes, drops by reason, ...
+    pub state: serde_json::Value,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::Other(format!("{what}: {e}"))
+}
+
+/// The program to start: the running `weft`, or `WEFT_EXE` (for programs
+/// that use this library and are not themselves `weft`).
+fn exe() -> Result<String, Error> {
+    if let Some(e) = std::env::var_os("WEFT_EXE") {
+        return Ok(e.to_string_lossy().into_owned());
+    }
+    std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| {
+            Error::Other(format!(
+                "finding the weft program to start tunnels with: {e} (set WEFT_EXE)"
+            ))
+        })
+}
+
+/// The key pair of one end, made on first use.
+fn key(d: &Path, ep: &Endpoint) -> Result<(PathBuf, weft_tunnel::PublicKey), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = d.join(format!("{}.key", stem(ep)));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(k) = weft_tunnel::PrivateKey::from_base64(&text) {
+            return Ok((path, k.public_key()));
+        }
+    }
+    let k = weft_tunnel::PrivateKey::generate();
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(format!("writing the tunnel key {}", path.display())))?;
+    f.write_all(format!("{}\n", k.to_base64()).as_bytes())
+        .map_err(io(format!("writing the tunnel key {}", path.display())))?;
+    Ok((path, k.public_key()))
+}
+
+fn sock(a: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(a, port).to_string()
+}
+
+/// The command lines the lab wants, by file stem.
+fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let mut out = vec![];
+    for t in &lab.tunnels {
+        let keys = [key(d, &t.ends[0].endpoint)?, key(d, &t.ends[1].endpoint)?];
+        for i in 0..2 {
+            let (me, peer) = (&t.ends[i], &t.ends[1 - i]);
+            let mtu = lab
+                .node(&me.endpoint.node)
+                .and_then(|n| n.interfaces.get(&me.endpoint.iface))
+                .and_then(|i| i.mtu)
+                .unwrap_or(1400);
+            let st = stem(&me.endpoint);
+            let mut a: Vec<String> = vec![
+                exe.into(),
+                "exec".into(),
+                lab.name.clone(),
+                me.endpoint.node.clone(),
+                "--".into(),
+                exe.into(),
+                "tunnel".into(),
+                "--dev".into(),
+                me.endpoint.iface.clone(),
+                "--mode".into(),
+                if t.tap { "tap" } else { "tun" }.into(),
+                "--key".into(),
+                keys[i].0.display().to_string(),
+                "--peer-key".into(),
+                keys[1 - i].1.to_base64(),
+                "--listen".into(),
+                sock(me.underlay, t.port),
+                "--transport".into(),
+                if t.tcp { "tcp" } else { "udp" }.into(),
+                "--mtu".into(),
+                mtu.to_string(),
+                "--keepalive".into(),
+                "10".into(),
+                "--status".into(),
+                d.join(format!("{st}.json")).display().to_string(),
+            ];
+            // UDP: both ends know each other. TCP: the first end connects,
+            // the second listens.
+            if !t.tcp || i == 0 {
+                a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
+            }
+            out.push((st, a));
+        }
+    }
+    Ok(out)
+}
+
+fn read_running(path: &Path) -> Option<Running> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn marker(args: &[String]) -> String {
+    // The key path is unique to one end of one lab.
+    args.iter()
+        .skip_while(|a| *a != "--key")
+        .nth(1)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Start what is missing, restart what died or changed, stop what the lab
+/// no longer has. Returns a line per change.
+pub fn reconcile(lab: &Lab) -> Result<Vec<String>, Error> {
+    let d = dir(&lab.name);
+    if lab.tunnels.is_empty() && !d.exists() {
+        return Ok(vec![]);
+    }
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .map_err(io(format!("creating {}", d.display())))?;
+    }
+    let exe = exe()?;
+    let want = wanted(lab, &d, &exe)?;
+    let mut notes = vec![];
+    // Stop ends the lab no longer has.
+    for e in std::fs::read_dir(&d)
+        .map_err(io(format!("reading {}", d.display())))?
+        .flatten()
+    {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "pid") {
+            let st = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if !want.iter().any(|(s, _)| *s == st) {
+                if let Some(r) = read_running(&p) {
+                    weft_sys::tunnel::stop_process(r.pid, &marker(&r.args), Duration::from_secs(2));
+                }
+                for x in ["pid", "json", "key"] {
+                    let _ = std::fs::remove_file(d.join(format!("{st}.{x}")));
+                }
+                notes.push(format!("- tunnel {st} stopped"));
+            }
+        }
+    }
+    for (st, args) in want {
+        let pidf = d.join(format!("{st}.pid"));
+        let m = marker(&args);
+        if let Some(r) = read_running(&pidf) {
+            let alive =
+                weft_sys::tunnel::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)));
+            if alive && r.args == args {
+                continue;
+            }
+            if alive {
+                weft_sys::tunnel::stop_process(r.pid, &m, Duration::from_secs(2));
+            }
+        }
+        let _ = std::fs::remove_file(d.join(format!("{st}.json")));
+        let pid = weft_sys::tunnel::spawn_detached(&args, &d.join(format!("{st}.log")))?;
+        let r = Running { pid, args };
+        std::fs::write(&pidf, serde_json::to_vec(&r).expect("serializes"))
+            .map_err(io(format!("writing {}", pidf.display())))?;
+        notes.push(format!("+ tunnel {st} (pid {pid})"));
+    }
+    Ok(notes)
+}
+
+/// Stop every tunnel process of the lab (by recorded PID). Never fails:
+/// `weft down` goes on to remove the namespaces regardless.
+pub fn stop_all(name: &str) {
+    let d = dir(name);
+    let Ok(rd) = std::fs::read_dir(&d) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "pid") {
+            if let Some(r) = read_running(&p) {
+                weft_sys::tunnel::stop_process(r.pid, &marker(&r.args), Duration::from_secs(2));
+            }
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+/// Each tunnel end of a lab, with what its process last reported.
+pub fn status(lab: &Lab) -> Vec<TunnelStatus> {
+    let d = dir(&lab.name);
+    let mut out = vec![];
+    for t in &lab.tunnels {
+        for i in 0..2 {
+            let (me, peer): (&Endpoint, &Endpoint) = (&t.ends[i].endpoint, &t.ends[1 - i].endpoint);
+            let st = stem(me);
+            let r = read_running(&d.join(format!("{st}.pid")));
+            let running = r.as_ref().is_some_and(|r| {
+                weft_sys::tunnel::cmdline(r.pid)
+                    .is_some_and(|c| c.iter().any(|a| a.contains(&marker(&r.args))))
+            });
+            let state = std::fs::read(d.join(format!("{st}.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(serde_json::Value::Null);
+            out.push(TunnelStatus {
+                node: me.node.clone(),
+                iface: me.iface.clone(),
+                peer: peer.to_string(),
+                pid: r.map(|r| r.pid),
+                running,
+                state,
+            });
+        }
+    }
+    out
+}
