@@ -154,6 +154,25 @@ pub fn text(lab: &Lab, live: &LiveMap) -> String {
             let _ = writeln!(out, "  {:<width$} {mid} {b}", a.to_string());
         }
     }
+    if !lab.tunnels.is_empty() {
+        out.push_str(
+            "
+tunnels (weft tunnel, encrypted, over the underlay):
+",
+        );
+        for t in &lab.tunnels {
+            let [a, b] = &t.ends;
+            let _ = writeln!(
+                out,
+                "  {} <~~ {} {}/{} ~~> {}",
+                a.endpoint,
+                if t.tap { "tap" } else { "tun" },
+                if t.tcp { "tcp" } else { "udp" },
+                t.port,
+                b.endpoint
+            );
+        }
+    }
     out
 }
 
@@ -218,6 +237,17 @@ pub fn dot(lab: &Lab, live: &LiveMap) -> String {
     }
     for (a, b) in cables(lab) {
         let _ = writeln!(o, "  \"{a}\" -- \"{b}\" [penwidth=2];");
+    }
+    for t in &lab.tunnels {
+        let [a, b] = &t.ends;
+        let _ = writeln!(
+            o,
+            "  \"{}\" -- \"{}\" [style=dotted, penwidth=2, label=\"tunnel {}/{}\"];",
+            a.endpoint,
+            b.endpoint,
+            if t.tcp { "tcp" } else { "udp" },
+            t.port
+        );
     }
     for n in lab.nodes.values() {
         for i in n.interfaces.values() {
