@@ -180,3 +180,27 @@ fn udp_and_tcp_probes_prove_delivery_by_their_answers() {
     let (ok, out) = trace(&lab, &["ns1", "192.168.50.2", "--tcp", "8081"]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_vlan_mismatch_on_the_userspace_switch_is_named() {
+    let lab = Lab::example("trvlan", "switch-vlan.toml");
+    lab.up();
+    let (ok, out) = trace(&lab, &["a1", "b1"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("dropped at the switch: sw1:a1 is an access port of VLAN 10 and sw1:b1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("is an access port of VLAN 20: they share no VLAN"),
+        "{out}"
+    );
+    // The capture proves it: the ARP request never reaches b1's port.
+    assert!(
+        out.contains("ARP who-has 10.13.0.11: seen on a1:eth0, sw1:a1; ARP reply: seen on nowhere"),
+        "{out}"
+    );
+    // Same VLAN across the trunk: delivered.
+    let (ok, out) = trace(&lab, &["a1", "a2"]);
+    assert!(ok, "{out}");
+}

@@ -25,6 +25,8 @@ pub enum Verdict {
     ArpUnanswered,
     /// A bridge port on the way does not forward (STP).
     StpBlocked,
+    /// The sender's switch port and the target's share no VLAN.
+    VlanMismatch,
     /// The request arrived and the node dropped it on reverse-path check.
     RpFilter,
     /// The request arrived but no reply came back, for a reason weft
@@ -85,6 +87,32 @@ fn sysctl_in(netns: &str, key: &str) -> Option<String> {
     weft_sys::netns::run_in_named(netns, move || weft_sys::sysctl::read(&key).ok())
         .ok()
         .flatten()
+}
+
+/// A switch port's VLAN membership, described and as a list.
+fn port_vlans(sw: &weft_topo::SwitchOptions, iface: &str) -> (String, Vec<u16>) {
+    match sw.ports.get(iface).map(|p| &p.mode) {
+        Some(weft_topo::SwitchPortMode::Trunk { allowed, native }) => {
+            let mut v = allowed.clone();
+            v.extend(native.iter().copied());
+            (
+                format!(
+                    "a trunk for VLANs {}{}",
+                    allowed
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    native.map(|n| format!(", native {n}")).unwrap_or_default()
+                ),
+                v,
+            )
+        }
+        Some(weft_topo::SwitchPortMode::Access(v)) => {
+            (format!("an access port of VLAN {v}"), vec![*v])
+        }
+        None => ("an access port of VLAN 1".into(), vec![1]),
+    }
 }
 
 /// Send a UDP or TCP probe from the calling thread's namespace; true if
@@ -318,6 +346,37 @@ pub fn trace(
             }
         }
     }
+    // 3b. A weft switch on the far end: VLANs decide who hears the frame.
+    let mut vlan_block = None;
+    if let Some(p) = &peer {
+        if let Some(sw) = &lab.nodes[&p.node].switch {
+            let (desc, vlans) = port_vlans(sw, &p.iface);
+            steps.push(format!(
+                "4. switch: {p}, a port of weft switch {}, is {desc}; a switch forwards a frame only within its VLAN (by its learned table, or flooding that VLAN)",
+                p.node
+            ));
+            // The next hop's own switch port (on this switch or another one
+            // across trunks, which carry every VLAN they allow).
+            let far = owner(lab, next_hop).and_then(|o| match lab.iface(&o).map(|i| &i.kind) {
+                Some(IfaceKind::Veth { peer: tp }) => Some((o, tp.clone())),
+                _ => None,
+            });
+            if let Some((o, tp)) = far {
+                if let Some(tsw) = &lab.nodes[&tp.node].switch {
+                    let (tdesc, tvlans) = port_vlans(tsw, &tp.iface);
+                    steps.push(format!("   {o} is behind {tp}, {tdesc}"));
+                    if !points.contains(&tp) {
+                        points.push(tp.clone());
+                    }
+                    if !vlans.iter().any(|v| tvlans.contains(v)) {
+                        vlan_block = Some(format!(
+                            "{p} is {desc} and {tp}, towards {o}, is {tdesc}: they share no VLAN, so frames from {node} never reach {o} (not even the ARP broadcast)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
     let target_owner = owner(lab, dst);
     if let Some(o) = &target_owner {
         if !points.contains(o) && r.kind != "local" {
@@ -480,6 +539,9 @@ pub fn trace(
             ));
         }
         Verdict::Delivered
+    } else if let Some(v) = vlan_block {
+        steps.push(format!("6. dropped at the switch: {v}"));
+        Verdict::VlanMismatch
     } else if let Some(b) = blocked {
         steps.push(format!("6. dropped at the bridge: {b}"));
         Verdict::StpBlocked
