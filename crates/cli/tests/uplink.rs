@@ -104,3 +104,89 @@ ping = "192.0.2.1"
         "lo, fake0, fake1 only"
     );
 }
+
+/// Docker's rules on the machine (a forward chain with policy drop, its own
+/// masquerade) do not reach into the lab: weft's bridge and NAT live in
+/// namespaces of their own, and the macvlan uplink leaves through the
+/// machine's card without passing the machine's forward hook. The machine's
+/// ruleset is left exactly as it was.
+#[test]
+fn docker_style_rules_on_the_machine_leave_the_labs_nat_working() {
+    let lab = Lab::from_text(
+        "dockerish",
+        r#"
+name = "x"
+allow_host_interfaces = true
+
+[nodes.gw]
+kind = "bridge"
+addresses = ["172.18.0.1/24"]
+[nodes.gw.interfaces.wan]
+kind = "macvlan"
+host_interface = "fake0"
+port = false
+addresses = ["192.0.2.50/24"]
+
+[nodes.app]
+attach = "gw"
+
+[nat.gw]
+uplink = "wan"
+"#,
+    );
+    let fake = FakeMachine(format!("wt-machine-{}", lab.name));
+    ip(&["netns", "add", &fake.0]);
+    ip(&[
+        "-n", &fake.0, "link", "add", "fake0", "type", "veth", "peer", "name", "fake1",
+    ]);
+    ip(&["-n", &fake.0, "addr", "add", "192.0.2.1/24", "dev", "fake1"]);
+    ip(&["-n", &fake.0, "link", "set", "fake0", "up"]);
+    ip(&["-n", &fake.0, "link", "set", "fake1", "up"]);
+    // What Docker leaves on a machine (iptables-nft): FORWARD policy drop,
+    // its user chain, and a masquerade for its own bridge.
+    let docker = "table ip filter {\n chain DOCKER-USER {\n  return\n }\n chain FORWARD {\n  type filter hook forward priority filter; policy drop;\n  jump DOCKER-USER\n }\n}\ntable ip nat {\n chain POSTROUTING {\n  type nat hook postrouting priority srcnat; policy accept;\n  ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade\n }\n}\n";
+    let nft = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &fake.0, "nft"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(c.stdin.take());
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "nft {args:?} failed");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    nft(&["-f", "-"], Some(docker));
+    let before = nft(&["list", "ruleset"], None);
+    let o = command_in(
+        &fake.0,
+        common::weft_bin(),
+        &["up".to_string(), lab.file.to_str().unwrap().to_string()],
+        View::NetOnly,
+    )
+    .unwrap()
+    .env("WEFT_STATE_DIR", &lab.state)
+    .output()
+    .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The container reaches the machine's network through weft's NAT.
+    assert!(lab.ping("app", "192.0.2.1", None));
+    assert_eq!(
+        nft(&["list", "ruleset"], None),
+        before,
+        "the machine's rules are untouched"
+    );
+    lab.ok(&["down", &lab.name]);
+    assert_eq!(nft(&["list", "ruleset"], None), before);
+}
