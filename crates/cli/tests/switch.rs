@@ -356,3 +356,16 @@ fn mixed_loop_of_weft_switches_and_a_kernel_stp_bridge_elects_one_root() {
     assert!(lab.ping("h2", "h1", None));
     assert!(total_rx(&lab) - before < 200);
 }
+
+#[test]
+fn hosts_attached_to_a_switch_get_addresses_and_a_default_route() {
+    let lab = Lab::from_text(
+        "swsub",
+        "name = \"x\"\n[nodes.sw]\nkind = \"switch\"\nsubnet = \"10.40.0.0/24\"\ngateway = \"10.40.0.1\"\n[nodes.h]\ncount = 2\nattach = \"sw\"\n[nodes.r]\nattach = \"sw\"\naddresses = [\"10.40.0.1/24\"]\n",
+    );
+    lab.up();
+    assert_eq!(lab.iface("h2", "eth0")["addresses"][0], "10.40.0.3/24");
+    assert!(lab.ip("h1", &["route"]).contains("default via 10.40.0.1"));
+    assert!(lab.ping("h1", "h2", None));
+    assert!(lab.ping("h2", "r", None), "the gateway answers");
+}

@@ -72,6 +72,10 @@ struct RawNode {
     ageing_time: Option<Spanned<toml::Value>>,
     priority: Option<Spanned<u32>>,
     fdb_size: Option<Spanned<u32>>,
+    /// Bridge or switch: the network `attach` draws host addresses from.
+    subnet: Option<Spanned<String>>,
+    /// Switch: the router on its segment, the attached hosts' default route.
+    gateway: Option<Spanned<String>>,
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -191,6 +195,8 @@ struct Cx<'p> {
     groups: HashMap<String, (u32, Span)>,
     /// Hosts with `attach`, in the order they get addresses.
     attached: Vec<(String, String, Span, bool)>,
+    /// `subnet` and `gateway` of bridge and switch nodes, for `attach`.
+    segments: HashMap<String, (Option<IpNet>, Option<IpAddr>)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
     /// Positions of each tunnel link's two underlay addresses.
@@ -263,6 +269,7 @@ impl Cx<'_> {
                 return;
             }
         };
+        self.segment_keys(base, kind, rn);
         let names: Vec<String> = match &rn.count {
             None => vec![base.clone()],
             Some(c) => {
@@ -484,6 +491,59 @@ impl Cx<'_> {
             }
             lab.nodes.insert(name, node);
         }
+    }
+
+    /// `subnet` (bridge or switch) and `gateway` (switch): where attached
+    /// hosts get their addresses and default route.
+    fn segment_keys(&mut self, node: &str, kind: NodeKind, rn: &RawNode) {
+        if rn.subnet.is_none() && rn.gateway.is_none() {
+            return;
+        }
+        if kind == NodeKind::Host {
+            let s = rn.subnet.as_ref().or(rn.gateway.as_ref()).map(|x| x.span());
+            self.err(s, format!("node `{node}`: `subnet` and `gateway` belong on a node of kind \"bridge\" or \"switch\""), "give the host an address on an interface, or attach it to a bridge or switch");
+            return;
+        }
+        let subnet = rn
+            .subnet
+            .as_ref()
+            .and_then(|sn| match sn.get_ref().parse::<IpNet>() {
+                Ok(n) if n.trunc() == n => Some(n),
+                Ok(n) => {
+                    self.err(
+                        Some(sn.span()),
+                        format!("node `{node}`: subnet `{}` has host bits set", sn.get_ref()),
+                        format!("write `{}`", n.trunc()),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.err(
+                        Some(sn.span()),
+                        format!("node `{node}`: `{}` is not a subnet", sn.get_ref()),
+                        "write a network with its prefix length, like 10.0.0.0/24",
+                    );
+                    None
+                }
+            });
+        let gateway = rn.gateway.as_ref().and_then(|g| {
+            if kind != NodeKind::Switch {
+                self.err(Some(g.span()), format!("node `{node}`: `gateway` is for a switch; a bridge's own address is its hosts' gateway"), "give the bridge an address in the subnet instead");
+                return None;
+            }
+            match g.get_ref().parse::<IpAddr>() {
+                Ok(a) if subnet.is_some_and(|n| n.contains(&a)) => Some(a),
+                Ok(a) => {
+                    self.err(Some(g.span()), format!("node `{node}`: gateway {a} is not in the switch's subnet"), "add a subnet that contains it");
+                    None
+                }
+                Err(_) => {
+                    self.err(Some(g.span()), format!("node `{node}`: `{}` is not an address", g.get_ref()), "");
+                    None
+                }
+            }
+        });
+        self.segments.insert(node.to_string(), (subnet, gateway));
     }
 
     fn iface(
@@ -968,11 +1028,11 @@ impl Cx<'_> {
                 );
                 continue;
             };
-            if br.kind != NodeKind::Bridge {
+            if br.kind == NodeKind::Host {
                 self.err(
                     Some(span),
                     format!(
-                        "node `{host}`: attach names `{bridge}`, which is a host, not a bridge"
+                        "node `{host}`: attach names `{bridge}`, which is a host, not a bridge or switch"
                     ),
                     format!("give `{bridge}` kind = \"bridge\", or write a [[links]] entry"),
                 );
@@ -990,12 +1050,28 @@ impl Cx<'_> {
                 );
                 continue;
             }
-            let subnets: Vec<IpNet> = {
-                let b = &br.interfaces[&bridge];
-                let v4 = b.addresses.iter().find(|a| a.addr().is_ipv4());
-                let v6 = b.addresses.iter().find(|a| a.addr().is_ipv6());
-                v4.into_iter().chain(v6).copied().collect()
+            let on_switch = br.kind == NodeKind::Switch;
+            // Where addresses come from: the bridge's own addresses (which
+            // are also the gateway), or a `subnet` on the bridge or switch
+            // (whose `gateway`, on a switch, is then the default route).
+            let (segment, seg_gw) = self.segments.get(&bridge).copied().unwrap_or((None, None));
+            let subnets: Vec<IpNet> = match (on_switch, segment) {
+                (_, Some(n)) => vec![IpNet::new(seg_gw.unwrap_or(n.addr()), n.prefix_len())
+                    .expect("a subnet's prefix")],
+                (true, None) => Vec::new(),
+                (false, None) => {
+                    let b = &br.interfaces[&bridge];
+                    let v4 = b.addresses.iter().find(|a| a.addr().is_ipv4());
+                    let v6 = b.addresses.iter().find(|a| a.addr().is_ipv6());
+                    v4.into_iter().chain(v6).copied().collect()
+                }
             };
+            // The default route goes to the gateway: the bridge's address, or
+            // a switch's `gateway`; a bare subnet has none.
+            let route_via_subnet = !(segment.is_some() && seg_gw.is_none());
+            if let Some(g) = seg_gw {
+                used.insert(g);
+            }
             let h = lab.nodes.get_mut(&host).unwrap();
             let eth0 = h
                 .interfaces
@@ -1035,7 +1111,9 @@ impl Cx<'_> {
                     if let Some(a) = kept {
                         eth0.addresses.push(a);
                         if eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
-                            gateways.push(net.addr());
+                            if route_via_subnet {
+                                gateways.push(net.addr());
+                            }
                         }
                         continue;
                     }
@@ -1052,7 +1130,9 @@ impl Cx<'_> {
                     }
                 }
                 if eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
-                    gateways.push(net.addr());
+                    if route_via_subnet {
+                        gateways.push(net.addr());
+                    }
                 }
             }
             if default_route {
@@ -1069,7 +1149,11 @@ impl Cx<'_> {
             port.kind = IfaceKind::Veth {
                 peer: Endpoint::new(&host, "eth0"),
             };
-            port.master = Some(bridge.clone());
+            // A kernel bridge takes the port as master; a weft switch's
+            // ports are plain veth ends its datapath serves.
+            if !on_switch {
+                port.master = Some(bridge.clone());
+            }
             lab.nodes
                 .get_mut(&bridge)
                 .unwrap()

@@ -313,3 +313,36 @@ fn switch_ports_get_modes_and_edge_defaults() {
     assert!(!opts.ports["p"].edge);
     assert_eq!(opts.ports["p"].mode, weft_topo::SwitchPortMode::Access(1));
 }
+
+#[test]
+fn hosts_attached_to_a_switch_get_addresses_from_its_subnet() {
+    let src = "name = \"s\"\n[nodes.sw]\nkind = \"switch\"\nsubnet = \"10.40.0.0/24\"\ngateway = \"10.40.0.1\"\n[nodes.h]\ncount = 2\nattach = \"sw\"\n[nodes.r]\nattach = \"sw\"\naddresses = [\"10.40.0.1/24\"]\n";
+    let lab = parse(src).unwrap().lab;
+    let eth0 = |n: &str| &lab.nodes[n].interfaces["eth0"];
+    assert_eq!(eth0("h1").addresses[0].to_string(), "10.40.0.2/24");
+    assert_eq!(eth0("h2").addresses[0].to_string(), "10.40.0.3/24");
+    assert_eq!(
+        lab.nodes["h1"].routes[0].to_string(),
+        "default via 10.40.0.1"
+    );
+    let port = &lab.nodes["sw"].interfaces["h1"];
+    assert_eq!(port.master, None, "a switch port has no kernel master");
+    assert!(lab.nodes["sw"]
+        .switch
+        .as_ref()
+        .unwrap()
+        .ports
+        .contains_key("h1"));
+    // A bare subnet: addresses, and no default route.
+    let bare = parse(
+        &src.replace("gateway = \"10.40.0.1\"\n", "")
+            .replace("addresses = [\"10.40.0.1/24\"]\n", ""),
+    )
+    .unwrap()
+    .lab;
+    assert_eq!(
+        bare.nodes["h1"].interfaces["eth0"].addresses[0].to_string(),
+        "10.40.0.1/24"
+    );
+    assert!(bare.nodes["h1"].routes.is_empty());
+}
