@@ -1110,10 +1110,10 @@ impl Cx<'_> {
                         .copied();
                     if let Some(a) = kept {
                         eth0.addresses.push(a);
-                        if eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
-                            if route_via_subnet {
-                                gateways.push(net.addr());
-                            }
+                        if route_via_subnet
+                            && eth0.addresses.iter().any(|a| a.contains(&net.addr()))
+                        {
+                            gateways.push(net.addr());
                         }
                         continue;
                     }
@@ -1129,10 +1129,8 @@ impl Cx<'_> {
                         }
                     }
                 }
-                if eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
-                    if route_via_subnet {
-                        gateways.push(net.addr());
-                    }
+                if route_via_subnet && eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
+                    gateways.push(net.addr());
                 }
             }
             if default_route {
