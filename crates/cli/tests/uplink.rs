@@ -11,6 +11,22 @@ use weft_sys::spawn::{command_in, View};
 
 struct FakeMachine(String);
 
+impl FakeMachine {
+    /// A namespace standing for the machine, with a veth whose end `fake0`
+    /// plays the machine's network card and `fake1` (192.0.2.1) its network.
+    fn new(lab: &Lab) -> FakeMachine {
+        let fake = FakeMachine(format!("wt-machine-{}", lab.name));
+        ip(&["netns", "add", &fake.0]);
+        ip(&[
+            "-n", &fake.0, "link", "add", "fake0", "type", "veth", "peer", "name", "fake1",
+        ]);
+        ip(&["-n", &fake.0, "addr", "add", "192.0.2.1/24", "dev", "fake1"]);
+        ip(&["-n", &fake.0, "link", "set", "fake0", "up"]);
+        ip(&["-n", &fake.0, "link", "set", "fake1", "up"]);
+        fake
+    }
+}
+
 impl Drop for FakeMachine {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -44,14 +60,7 @@ from = "edge"
 ping = "192.0.2.1"
 "#,
     );
-    let fake = FakeMachine(format!("wt-machine-{}", lab.name));
-    ip(&["netns", "add", &fake.0]);
-    ip(&[
-        "-n", &fake.0, "link", "add", "fake0", "type", "veth", "peer", "name", "fake1",
-    ]);
-    ip(&["-n", &fake.0, "addr", "add", "192.0.2.1/24", "dev", "fake1"]);
-    ip(&["-n", &fake.0, "link", "set", "fake0", "up"]);
-    ip(&["-n", &fake.0, "link", "set", "fake1", "up"]);
+    let fake = FakeMachine::new(&lab);
     let weft_in_machine = |args: &[&str]| {
         let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         command_in(&fake.0, common::weft_bin(), &argv, View::NetOnly)
@@ -134,14 +143,7 @@ attach = "gw"
 uplink = "wan"
 "#,
     );
-    let fake = FakeMachine(format!("wt-machine-{}", lab.name));
-    ip(&["netns", "add", &fake.0]);
-    ip(&[
-        "-n", &fake.0, "link", "add", "fake0", "type", "veth", "peer", "name", "fake1",
-    ]);
-    ip(&["-n", &fake.0, "addr", "add", "192.0.2.1/24", "dev", "fake1"]);
-    ip(&["-n", &fake.0, "link", "set", "fake0", "up"]);
-    ip(&["-n", &fake.0, "link", "set", "fake1", "up"]);
+    let fake = FakeMachine::new(&lab);
     // What Docker leaves on a machine (iptables-nft): FORWARD policy drop,
     // its user chain, and a masquerade for its own bridge.
     let docker = "table ip filter {\n chain DOCKER-USER {\n  return\n }\n chain FORWARD {\n  type filter hook forward priority filter; policy drop;\n  jump DOCKER-USER\n }\n}\ntable ip nat {\n chain POSTROUTING {\n  type nat hook postrouting priority srcnat; policy accept;\n  ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade\n }\n}\n";

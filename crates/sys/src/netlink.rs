@@ -179,16 +179,8 @@ impl Netlink {
                         return Err(errors);
                     }
                 };
-                let mut off = 0;
-                while off + 16 <= n {
-                    let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
-                    if len < 16 || off + len > n {
-                        break;
-                    }
-                    let seq = u32::from_ne_bytes(rbuf[off + 8..off + 12].try_into().unwrap());
-                    if let Ok(m) =
-                        NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
-                    {
+                for (_, seq, msg) in messages(&rbuf[..n]) {
+                    if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
                         if let NetlinkPayload::Error(e) = m.payload {
                             if let Some(code) = e.code {
                                 if (first_seq..=last_seq).contains(&seq) {
@@ -216,7 +208,6 @@ impl Netlink {
                             }
                         }
                     }
-                    off += (len + 3) & !3;
                 }
             }
         }
@@ -271,17 +262,10 @@ impl Netlink {
         let mut out = Vec::new();
         loop {
             let n = self.recv(rbuf)?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
-                if len < 16 || off + len > n {
-                    break;
-                }
+            for (_, _, msg) in messages(&rbuf[..n]) {
                 // A message this crate version cannot decode is skipped,
                 // not fatal: status must work on newer kernels too.
-                if let Ok(m) =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
-                {
+                if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
                     match m.payload {
                         NetlinkPayload::Done(_) => return Ok(out),
                         NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
@@ -289,7 +273,6 @@ impl Netlink {
                         _ => {}
                     }
                 }
-                off += (len + 3) & !3;
             }
         }
     }
@@ -332,20 +315,12 @@ impl Netlink {
             let rbuf = &mut b.borrow_mut()[..];
             let n = self.recv(rbuf)?;
             let mut out = Vec::new();
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
-                if len < 16 || off + len > n {
-                    break;
-                }
-                if let Ok(m) =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..off + len])
-                {
+            for (_, _, msg) in messages(&rbuf[..n]) {
+                if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
                     if let NetlinkPayload::InnerMessage(i) = m.payload {
                         out.push(i);
                     }
                 }
-                off += (len + 3) & !3;
             }
             Ok(Some(out))
         })
@@ -386,21 +361,12 @@ impl Netlink {
                 let rbuf = &mut b.borrow_mut()[..];
                 loop {
                     let n = self.recv(rbuf)?;
-                    let mut off = 0;
-                    while off + 16 <= n {
-                        let len =
-                            u32::from_ne_bytes(rbuf[off..off + 4].try_into().unwrap()) as usize;
-                        if len < 16 || off + len > n {
-                            break;
-                        }
-                        let kind = u16::from_ne_bytes(rbuf[off + 4..off + 6].try_into().unwrap());
-                        let seq = u32::from_ne_bytes(rbuf[off + 8..off + 12].try_into().unwrap());
+                    for (kind, seq, _) in messages(&rbuf[..n]) {
                         // NLMSG_ERROR (2) carries the ACK; a link that went
                         // away meanwhile (ENODEV) needs no syncing.
                         if kind == 2 && seq == last_seq {
                             return Ok(());
                         }
-                        off += (len + 3) & !3;
                     }
                 }
             })?;
@@ -514,6 +480,24 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+/// The messages of one received datagram: (type, sequence number, bytes).
+/// Stops at the first malformed length rather than trusting it.
+fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        let head = buf.get(off..off + 16)?;
+        let len = u32::from_ne_bytes(head[0..4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > buf.len() {
+            return None;
+        }
+        let kind = u16::from_ne_bytes(head[4..6].try_into().unwrap());
+        let seq = u32::from_ne_bytes(head[8..12].try_into().unwrap());
+        let msg = &buf[off..off + len];
+        off += (len + 3) & !3;
+        Some((kind, seq, msg))
+    })
 }
 
 /// One queued request: the message and its `NLM_F_*` flags.
@@ -1057,6 +1041,28 @@ mod tests {
         let mut b = vec![0; m.buffer_len()];
         m.serialize(&mut b);
         b
+    }
+
+    #[test]
+    fn messages_walks_a_datagram_and_stops_at_a_bad_length() {
+        let msg = |kind: u16, seq: u32, payload: &[u8]| {
+            let mut m = Vec::new();
+            m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+            m.extend_from_slice(&kind.to_ne_bytes());
+            m.extend_from_slice(&[0, 0]);
+            m.extend_from_slice(&seq.to_ne_bytes());
+            m.extend_from_slice(&[0; 4]);
+            m.extend_from_slice(payload);
+            while m.len() % 4 != 0 {
+                m.push(0); // netlink pads each message to 4 bytes
+            }
+            m
+        };
+        let mut buf = msg(2, 7, &[1, 2, 3]);
+        buf.extend(msg(16, 8, &[]));
+        buf.extend_from_slice(&[200, 0, 0, 0, 0, 0]); // a header claiming 200 bytes
+        let got: Vec<(u16, u32, usize)> = messages(&buf).map(|(k, s, m)| (k, s, m.len())).collect();
+        assert_eq!(got, [(2, 7, 19), (16, 8, 16)]);
     }
 
     #[test]
