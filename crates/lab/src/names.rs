@@ -81,9 +81,10 @@ fn ours(dir: &Path, target: &Path) -> bool {
 fn remove_dir(dir: &Path, target: &Path) {
     if ours(dir, target) {
         let _ = fs::remove_file(dir.join("hosts"));
-        // Only if empty: files someone else put there stay.
-        let _ = fs::remove_dir(dir);
     }
+    // Only if empty: files someone else put there stay. A journaled
+    // directory a killed run made but never linked is empty, and goes too.
+    let _ = fs::remove_dir(dir);
 }
 
 /// Make the lab's names match `lab`: rewrite the shared file if it changed,

@@ -240,7 +240,16 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.run(&["down", &self.name]);
-        let left = self.namespaces();
+        let mut left = self.namespaces();
+        // Name files (/etc/netns/NETNS) must go with the lab too.
+        let prefix = format!("weft-{}-", self.name);
+        if let Ok(d) = std::fs::read_dir("/etc/netns") {
+            left.extend(
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(&prefix))
+                    .map(|n| format!("/etc/netns/{n}")),
+            );
+        }
         let _ = std::fs::remove_dir_all(self.file.parent().unwrap());
         if !left.is_empty() && !std::thread::panicking() {
             panic!("weft down left namespaces behind: {left:?}");
