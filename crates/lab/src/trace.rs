@@ -450,43 +450,50 @@ pub fn trace(
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = handle.join();
     let seen: Vec<Captured> = rx.try_iter().collect();
+    // Where a kind of packet was seen, in the order of the path (the order
+    // packets were read from the sockets varies with the machine's load).
     let where_ = |f: &dyn Fn(&Captured) -> bool| -> Vec<String> {
-        let mut v: Vec<String> = Vec::new();
+        let mut v: Vec<&Endpoint> = Vec::new();
         for c in seen.iter().filter(|c| f(c)) {
-            let p = c.point.to_string();
-            if !v.contains(&p) {
-                v.push(p);
+            if !v.contains(&&c.point) {
+                v.push(&c.point);
             }
         }
+        v.sort_by_key(|e| points.iter().position(|p| p == *e).unwrap_or(usize::MAX));
+        v.into_iter().map(|e| e.to_string()).collect()
+    };
+    // Answers travel the path backwards.
+    let back = |mut v: Vec<String>| {
+        v.reverse();
         v
     };
     let arp_req = where_(
         &|c| matches!(c.kind, Kind::ArpRequest { target, .. } if IpAddr::V4(target) == next_hop),
     );
-    let arp_rep = where_(
+    let arp_rep = back(where_(
         &|c| matches!(c.kind, Kind::ArpReply { sender, .. } if IpAddr::V4(sender) == next_hop),
-    );
+    ));
     let (req, rep) = match probe {
         Probe::Icmp => (
             where_(&|c| c.kind == Kind::IcmpEchoRequest),
-            where_(&|c| c.kind == Kind::IcmpEchoReply),
+            back(where_(&|c| c.kind == Kind::IcmpEchoReply)),
         ),
         Probe::Udp(p) => (
             where_(&|c| matches!(c.kind, Kind::Udp(_, d) if d == p)),
             // A reply from the port, or ICMP port unreachable (3/3, or
             // ICMPv6 1/4): either way the datagram was delivered.
-            where_(&|c| {
+            back(where_(&|c| {
                 matches!(c.kind, Kind::Udp(sp, _) if sp == p)
                     || matches!(c.kind, Kind::Icmp(3, 3) | Kind::Icmp(1, 4))
-            }),
+            })),
         ),
         Probe::Tcp(p) => (
             where_(
                 &|c| matches!(c.kind, Kind::Tcp(_, d, f) if d == p && f & 0x02 != 0 && f & 0x10 == 0),
             ),
-            where_(
+            back(where_(
                 &|c| matches!(c.kind, Kind::Tcp(sp, _, f) if sp == p && (f & 0x12 == 0x12 || f & 0x04 != 0)),
-            ),
+            )),
         ),
     };
     // A closed port answers too (RST, port unreachable): delivered.

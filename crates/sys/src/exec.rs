@@ -215,15 +215,20 @@ mod tests {
             "-n", &ns, "link", "add", "wexa", "type", "veth", "peer", "name", "wexb",
         ]);
         let etc = std::path::Path::new(ETC_NETNS_DIR).join(&ns);
-        struct RmDir(std::path::PathBuf);
+        // Removes what the test made: its directory, and /etc/netns only if
+        // the test created it.
+        struct RmDir(std::path::PathBuf, bool);
         impl Drop for RmDir {
             fn drop(&mut self) {
                 let _ = std::fs::remove_dir_all(&self.0);
-                let _ = std::fs::remove_dir(ETC_NETNS_DIR);
+                if self.1 {
+                    let _ = std::fs::remove_dir(ETC_NETNS_DIR);
+                }
             }
         }
+        let made_parent = !std::path::Path::new(ETC_NETNS_DIR).exists();
         std::fs::create_dir_all(&etc).unwrap();
-        let _rm = RmDir(etc.clone());
+        let _rm = RmDir(etc.clone(), made_parent);
         std::fs::write(etc.join("hosts"), "10.9.8.7 weft-test-host\n").unwrap();
 
         let (r, w) = nix::unistd::pipe().unwrap();
