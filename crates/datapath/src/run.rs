@@ -354,6 +354,8 @@ impl Dp {
                 }
             }
             self.flush(rx);
+            // Ring slots go back to the kernel as soon as the batch is sent.
+            rx.release();
             if n < rx.capacity() {
                 return;
             }

@@ -3,10 +3,22 @@
 //!
 //! One [`PacketSocket`] per switch port, bound to a veth end in the
 //! switch's namespace (open it on a thread inside that namespace: a packet
-//! socket stays in the namespace it was made in). Frames move in batches:
-//! [`PacketSocket::recv_batch`] is one `recvmmsg`, [`PacketSocket::send_batch`]
-//! one `sendmmsg` whose frames are gathered from the caller's slices (no
-//! copy in user space).
+//! socket stays in the namespace it was made in). Frames move in batches.
+//!
+//! Receiving uses a `PACKET_RX_RING` (TPACKET_V2) mapped into the process:
+//! the kernel copies each frame into a ring slot in the softirq that
+//! delivers it (on the sender's CPU), and [`PacketSocket::recv_batch`]
+//! reads the slots in place, with no system call while frames are
+//! waiting. Slots are 2 KiB, so MTU-sized frames and all small ones take
+//! that path; a larger frame (a 64 KiB GSO frame) is marked
+//! `TP_STATUS_COPY` in its slot and queued whole on the socket
+//! (`PACKET_COPY_THRESH`), and is read there with one `recvmsg` in its
+//! turn. [`PacketSocket::send_batch`] is one `sendmmsg` whose frames are
+//! gathered from the caller's slices (no copy in user space). A TX ring is
+//! not used: it would lend the ring's pages to the frame, and the kernel
+//! hands the slot back as soon as the frame crosses into the peer's
+//! namespace (the skb is orphaned there), while the receiver may still
+//! hold the pages.
 //!
 //! Every socket uses `PACKET_VNET_HDR`: each frame comes with the 10-byte
 //! virtio-net header that describes checksum and segmentation offload
@@ -23,14 +35,28 @@
 //! it back in place, in front of the frame, so the switch sees the frame as
 //! it was on the wire.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const SOL_PACKET: libc::c_int = 263;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_COPY_THRESH: libc::c_int = 7;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_COPY: u32 = 1 << 1;
+/// Ring geometry: 2 KiB slots (an MTU-sized frame with the headers and a
+/// tag), 64 KiB blocks, 512 slots: 1 MiB per port.
+const RING_FRAME: usize = 2048;
+const RING_BLOCK: usize = 64 << 10;
+const RING_BLOCKS: usize = 16;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
@@ -139,6 +165,102 @@ pub struct PacketSocket {
     fd: OwnedFd,
     ifname: String,
     ifindex: u32,
+    ring: Option<RxRing>,
+}
+
+/// A receive ring's mapping. Shared with the [`RxBatch`] that holds
+/// frames in it, so those stay valid even if the socket goes first.
+#[derive(Debug)]
+struct RxMap {
+    base: *mut u8,
+    len: usize,
+}
+
+impl RxMap {
+    fn slot(&self, i: usize) -> *mut u8 {
+        debug_assert!((i + 1) * RING_FRAME <= self.len);
+        // SAFETY (for callers): i is below the slot count, so the slot
+        // lies in the mapping.
+        unsafe { self.base.add(i * RING_FRAME) }
+    }
+
+    /// The slot's status word, shared with the kernel.
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: the status is the slot's first, 4-aligned u32 and lives
+        // as long as the mapping (as long as self).
+        unsafe { &*(self.slot(i) as *const AtomicU32) }
+    }
+}
+
+impl Drop for RxMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in RxRing::new.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; slots are written only by
+// the kernel (status KERNEL) or by the holder of the frame (status USER),
+// and status words are atomics.
+unsafe impl Send for RxMap {}
+// SAFETY: as above.
+unsafe impl Sync for RxMap {}
+
+/// The mapped receive ring and the next slot to look at.
+#[derive(Debug)]
+struct RxRing {
+    map: Arc<RxMap>,
+    slots: usize,
+    next: Cell<usize>,
+}
+
+impl RxRing {
+    /// Sets up and maps a TPACKET_V2 receive ring on `fd` (before bind).
+    fn new(fd: RawFd) -> io::Result<RxRing> {
+        setsockopt_int(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2)?;
+        // Frames too large for a slot are queued whole on the socket and
+        // flagged in their slot, instead of cut short.
+        setsockopt_int(fd, SOL_PACKET, PACKET_COPY_THRESH, 1)?;
+        let req = libc::tpacket_req {
+            tp_block_size: RING_BLOCK as u32,
+            tp_block_nr: RING_BLOCKS as u32,
+            tp_frame_size: RING_FRAME as u32,
+            tp_frame_nr: (RING_BLOCK / RING_FRAME * RING_BLOCKS) as u32,
+        };
+        // SAFETY: req is a live tpacket_req of the size passed.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                SOL_PACKET,
+                PACKET_RX_RING,
+                (&req as *const libc::tpacket_req).cast(),
+                std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
+            )
+        })?;
+        let len = RING_BLOCK * RING_BLOCKS;
+        // SAFETY: maps the ring the kernel just made for fd; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RxRing {
+            map: Arc::new(RxMap {
+                base: base.cast(),
+                len,
+            }),
+            slots: len / RING_FRAME,
+            next: Cell::new(0),
+        })
+    }
 }
 
 impl PacketSocket {
@@ -167,6 +289,8 @@ impl PacketSocket {
         setsockopt_int(r, SOL_PACKET, PACKET_VNET_HDR, 1)?;
         setsockopt_int(r, SOL_PACKET, PACKET_AUXDATA, 1)?;
         setsockopt_int(r, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        // Without the ring (no memory for it), recvmmsg serves all frames.
+        let ring = RxRing::new(r).ok();
         // Bursts of 64 KiB GSO frames need room; FORCE works as root and
         // goes past net.core.rmem_max.
         let _ = setsockopt_int(r, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20);
@@ -188,6 +312,7 @@ impl PacketSocket {
             fd,
             ifname: ifname.to_string(),
             ifindex,
+            ring,
         })
     }
 
@@ -224,11 +349,105 @@ impl PacketSocket {
         Ok(flags & want == want)
     }
 
+    /// Whether frames are read from a mapped ring (else with `recvmmsg`).
+    pub fn has_ring(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    /// Whether a frame is waiting in the ring (no system call). Without a
+    /// ring, or for frames only queued on the socket, `false`: ask the
+    /// poller.
+    pub fn ring_ready(&self) -> bool {
+        self.ring.as_ref().is_some_and(|r| {
+            r.map.status(r.next.get()).load(Ordering::Acquire) & TP_STATUS_USER != 0
+        })
+    }
+
     /// Receives up to `rx.capacity()` frames without blocking; 0 when none
-    /// is waiting. Frames are then read with [`RxBatch::frame`].
+    /// is waiting. Frames are then read with [`RxBatch::frame`] until
+    /// [`RxBatch::release`] or the next `recv_batch` (which releases the
+    /// previous batch first).
     pub fn recv_batch(&self, rx: &mut RxBatch) -> io::Result<usize> {
-        let n = rx.slots;
-        for i in 0..n {
+        rx.release();
+        let Some(ring) = &self.ring else {
+            return self.recv_mmsg(rx, 0, rx.slots);
+        };
+        let mut got = 0;
+        while got < rx.slots {
+            let i = ring.next.get();
+            let st = ring.map.status(i).load(Ordering::Acquire);
+            if st & TP_STATUS_USER == 0 {
+                break;
+            }
+            ring.next.set((i + 1) % ring.slots);
+            if rx.held.is_empty() {
+                rx.held_map = Some(ring.map.clone());
+            }
+            rx.held.push(i as u32);
+            let slot = ring.map.slot(i);
+            // SAFETY: the slot is ours while its status says USER; the
+            // header is its first bytes.
+            let h: libc::tpacket2_hdr = unsafe { std::ptr::read(slot.cast()) };
+            let (mac, snap) = (h.tp_mac as usize, h.tp_snaplen as usize);
+            if snap < h.tp_len as usize {
+                if st & TP_STATUS_COPY != 0 {
+                    // The whole frame is next in the socket's queue.
+                    if self.recv_mmsg(rx, got, 1)? == 0 {
+                        rx.meta[got] = None;
+                    }
+                } else {
+                    rx.meta[got] = None;
+                    rx.truncated += 1;
+                }
+                got += 1;
+                continue;
+            }
+            if mac < VNET_HDR_LEN + HEADROOM || mac + snap > RING_FRAME {
+                rx.meta[got] = None;
+                got += 1;
+                continue;
+            }
+            // SAFETY: mac - VNET_HDR_LEN .. mac + snap lies within the
+            // slot (checked above), which is ours until released.
+            let buf = unsafe {
+                std::slice::from_raw_parts_mut(slot.add(mac - VNET_HDR_LEN), VNET_HDR_LEN + snap)
+            };
+            let mut vnet = VnetHdr::from_bytes(buf[..VNET_HDR_LEN].try_into().unwrap());
+            let vlan = (h.tp_status & TP_STATUS_VLAN_VALID != 0).then(|| {
+                let tpid = if h.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    h.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                (tpid, h.tp_vlan_tci)
+            });
+            let (start, len) = match vlan {
+                Some((tpid, tci)) if snap >= 12 => {
+                    // The kernel took the tag out; put it back where it
+                    // was, in place (over the header already read).
+                    let m = VNET_HDR_LEN;
+                    buf.copy_within(m..m + 12, m - 4);
+                    buf[m + 8..m + 10].copy_from_slice(&tpid.to_be_bytes());
+                    buf[m + 10..m + 12].copy_from_slice(&tci.to_be_bytes());
+                    vnet = vnet.shifted(4);
+                    (mac - 4, snap + 4)
+                }
+                _ => (mac, snap),
+            };
+            rx.meta[got] = Some(Meta::Ring {
+                // SAFETY: start is within the slot (mac >= 14).
+                ptr: unsafe { slot.add(start) },
+                len: len as u32,
+                vnet,
+            });
+            got += 1;
+        }
+        Ok(got)
+    }
+
+    /// Up to `n` frames with one `recvmmsg` into `rx`'s slots `first..`.
+    fn recv_mmsg(&self, rx: &mut RxBatch, first: usize, n: usize) -> io::Result<usize> {
+        for i in first..first + n {
             let slot = rx.data[i * rx.slot_len..].as_mut_ptr();
             rx.iov[2 * i] = libc::iovec {
                 iov_base: rx.vnet[i].as_mut_ptr().cast(),
@@ -248,12 +467,12 @@ impl PacketSocket {
             h.msg_hdr.msg_controllen = rx.cmsg[i].len() * 8;
             rx.hdrs[i] = h;
         }
-        // SAFETY: every pointer in hdrs points into rx's buffers, which
-        // live and stay put for the duration of the call.
+        // SAFETY: every pointer in hdrs[first..first + n] points into rx's
+        // buffers, which live and stay put for the duration of the call.
         let got = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                rx.hdrs.as_mut_ptr(),
+                rx.hdrs.as_mut_ptr().add(first),
                 n as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -267,7 +486,7 @@ impl PacketSocket {
             };
         }
         let got = got as usize;
-        for i in 0..got {
+        for i in first..first + got {
             let h = &rx.hdrs[i];
             let total = h.msg_len as usize;
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -291,7 +510,11 @@ impl PacketSocket {
                 }
                 _ => (HEADROOM, len),
             };
-            rx.meta[i] = Some((start as u32, len as u32, vnet));
+            rx.meta[i] = Some(Meta::Buf {
+                start: start as u32,
+                len: len as u32,
+                vnet,
+            });
         }
         Ok(got)
     }
@@ -450,8 +673,24 @@ pub struct RxBatch {
     cmsg: Vec<[u64; 8]>,
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
-    meta: Vec<Option<(u32, u32, VnetHdr)>>,
+    meta: Vec<Option<Meta>>,
     truncated: u64,
+    /// Ring slots whose frames are in `meta`, handed back by `release`.
+    held: Vec<u32>,
+    held_map: Option<Arc<RxMap>>,
+}
+
+/// Where frame `i` of a batch is.
+#[derive(Debug, Clone, Copy)]
+enum Meta {
+    /// In the batch's own buffer (read with `recvmmsg`).
+    Buf { start: u32, len: u32, vnet: VnetHdr },
+    /// In place in a ring slot (kept alive by `held_map`).
+    Ring {
+        ptr: *const u8,
+        len: u32,
+        vnet: VnetHdr,
+    },
 }
 
 impl RxBatch {
@@ -470,6 +709,25 @@ impl RxBatch {
             hdrs: vec![unsafe { std::mem::zeroed() }; slots],
             meta: vec![None; slots],
             truncated: 0,
+            held: Vec::with_capacity(slots),
+            held_map: None,
+        }
+    }
+
+    /// Hands the ring slots of the last batch back to the kernel; its
+    /// frames are gone after this.
+    pub fn release(&mut self) {
+        if let Some(map) = self.held_map.take() {
+            for &i in &self.held {
+                map.status(i as usize)
+                    .store(TP_STATUS_KERNEL, Ordering::Release);
+            }
+        }
+        self.held.clear();
+        for m in &mut self.meta {
+            if matches!(m, Some(Meta::Ring { .. })) {
+                *m = None;
+            }
         }
     }
 
@@ -480,9 +738,17 @@ impl RxBatch {
     /// Frame `i` of the last batch with its offload header; `None` for a
     /// frame that was cut short (larger than a slot).
     pub fn frame(&self, i: usize) -> Option<(VnetHdr, &[u8])> {
-        let (start, len, v) = (*self.meta.get(i)?)?;
-        let base = i * self.slot_len + start as usize;
-        Some((v, &self.data[base..base + len as usize]))
+        match (*self.meta.get(i)?)? {
+            Meta::Buf { start, len, vnet } => {
+                let base = i * self.slot_len + start as usize;
+                Some((vnet, &self.data[base..base + len as usize]))
+            }
+            // SAFETY: the slot is held (status USER, mapping kept alive by
+            // held_map) until release(), which also forgets this entry.
+            Meta::Ring { ptr, len, vnet } => Some((vnet, unsafe {
+                std::slice::from_raw_parts(ptr, len as usize)
+            })),
+        }
     }
 
     /// Frames dropped because they did not fit a slot.
@@ -492,7 +758,8 @@ impl RxBatch {
 }
 
 // The raw pointers in RxBatch only ever point into its own buffers, which
-// move with it; sending the batch to another thread is sound.
+// move with it, or into a ring mapping it holds an Arc of; sending the
+// batch to another thread is sound.
 // SAFETY: see above; no pointer escapes a call.
 unsafe impl Send for RxBatch {}
 
