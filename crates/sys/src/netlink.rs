@@ -29,6 +29,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 mod route_get;
+pub mod tc;
 pub use route_get::RouteLookup;
 
 /// A request the kernel refused.

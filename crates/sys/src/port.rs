@@ -349,6 +349,54 @@ impl PacketSocket {
         Ok(flags & want == want)
     }
 
+    /// Stops the socket from receiving untagged IPv4 and IPv6 frames to
+    /// `macs` (the kernel fast path forwards those), with a classic BPF
+    /// filter run before the frame is copied; an empty list receives
+    /// everything again. At most [`MAX_SKIP_MACS`].
+    pub fn skip_unicast_to(&self, macs: &[[u8; 6]]) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        if macs.is_empty() {
+            let v: libc::c_int = 0;
+            // SAFETY: SO_DETACH_FILTER with a live int; ENOENT when none.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_DETACH_FILTER,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(());
+        }
+        if macs.len() > MAX_SKIP_MACS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("at most {MAX_SKIP_MACS} MACs can be skipped on one port"),
+            ));
+        }
+        let prog = skip_filter(macs);
+        let fp = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: fp points at `prog`, alive for the call; the kernel
+        // copies and checks the program.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fp as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
     /// Whether frames are read from a mapped ring (else with `recvmmsg`).
     pub fn has_ring(&self) -> bool {
         self.ring.is_some()
@@ -621,6 +669,47 @@ fn wait_writable(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Most destinations one port's socket filter can skip (the filter's
+/// jumps reach 255 instructions).
+pub const MAX_SKIP_MACS: usize = 60;
+
+/// Classic BPF: accept everything except untagged IPv4/IPv6 frames whose
+/// destination is one of `macs`.
+fn skip_filter(macs: &[[u8; 6]]) -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT: 1 if the device took a tag off.
+    const VLAN_PRESENT: u32 = (-0x1000i32 + 48) as u32;
+    let i = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let n = macs.len();
+    let accept = 5 + 4 * n;
+    let drop = accept + 1;
+    let mut p = vec![
+        i(LD_W_ABS, 0, 0, VLAN_PRESENT),
+        i(JEQ_K, 0, (accept - 2) as u8, 0),
+        i(LD_H_ABS, 0, 0, 12),
+        i(JEQ_K, 1, 0, 0x0800),
+        i(JEQ_K, 0, (accept - 5) as u8, 0x86dd),
+    ];
+    for m in macs {
+        let b = p.len();
+        p.push(i(LD_W_ABS, 0, 0, 0));
+        p.push(i(JEQ_K, 0, 2, u32::from_be_bytes([m[0], m[1], m[2], m[3]])));
+        p.push(i(LD_H_ABS, 0, 0, 4));
+        p.push(i(
+            JEQ_K,
+            (drop - (b + 4)) as u8,
+            0,
+            u32::from(u16::from_be_bytes([m[4], m[5]])),
+        ));
+    }
+    p.push(i(RET_K, 0, 0, u32::MAX));
+    p.push(i(RET_K, 0, 0, 0));
+    p
 }
 
 /// The VLAN tag the kernel took off a received frame, from its aux data.

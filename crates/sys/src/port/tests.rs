@@ -260,3 +260,74 @@ fn frames_larger_than_a_ring_slot_arrive_whole_and_in_order() {
     })
     .unwrap();
 }
+
+#[test]
+fn skipped_destinations_do_not_reach_the_socket() {
+    let mut g = NsGuard::default();
+    let ns = g.create("skip");
+    ip(&[
+        "-n", &ns, "link", "add", "ka", "type", "veth", "peer", "name", "kb",
+    ]);
+    ip(&["-n", &ns, "link", "set", "ka", "up"]);
+    ip(&["-n", &ns, "link", "set", "kb", "up"]);
+    crate::netns::run_in_named(&ns, || {
+        let a = PacketSocket::open("ka").unwrap();
+        let b = PacketSocket::open("kb").unwrap();
+        for _ in 0..200 {
+            if a.carrier().unwrap() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mac = [0x02, 0xcc, 0, 0, 0, 7];
+        let frame = |dst: [u8; 6], ethertype: [u8; 2]| {
+            let mut f = dst.to_vec();
+            f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+            f.extend_from_slice(&ethertype);
+            f.extend((0..46u8).map(|i| i ^ 0x33));
+            f
+        };
+        let mut rx = RxBatch::new(16);
+        let mut gets = |f: &[u8], tag: Option<[u8; 4]>| {
+            while b.recv_batch(&mut rx).unwrap() > 0 {}
+            a.send_batch(&[TxFrame {
+                vnet: VnetHdr::default(),
+                head: &f[..12],
+                tag,
+                tail: &f[12..],
+            }])
+            .unwrap();
+            for _ in 0..30 {
+                let n = b.recv_batch(&mut rx).unwrap();
+                if (0..n).any(|i| {
+                    rx.frame(i)
+                        .is_some_and(|(_, x)| x.ends_with(&f[14..]) && x.starts_with(&f[..12]))
+                }) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            false
+        };
+        b.skip_unicast_to(&[[0x02, 0xcc, 0, 0, 0, 9], mac]).unwrap();
+        let ip4 = frame(mac, [0x08, 0x00]);
+        assert!(!gets(&ip4, None), "skipped IPv4 frame arrived");
+        assert!(
+            !gets(&frame(mac, [0x86, 0xdd]), None),
+            "skipped IPv6 frame arrived"
+        );
+        assert!(
+            gets(&frame(mac, [0x08, 0x06]), None),
+            "ARP must still arrive"
+        );
+        assert!(
+            gets(&ip4, Some([0x81, 0x00, 0, 5])),
+            "tagged frames must still arrive"
+        );
+        assert!(gets(&frame([0x02, 0xcc, 0, 0, 0, 8], [0x08, 0x00]), None));
+        b.skip_unicast_to(&[]).unwrap();
+        assert!(gets(&ip4, None), "filter not removed");
+        b.skip_unicast_to(&[]).unwrap();
+    })
+    .unwrap();
+}
