@@ -369,3 +369,82 @@ fn hosts_attached_to_a_switch_get_addresses_and_a_default_route() {
     assert!(lab.ping("h1", "h2", None));
     assert!(lab.ping("h2", "r", None), "the gateway answers");
 }
+
+fn fastpath_rules(lab: &Lab) -> u64 {
+    switches(lab)[0]["fastpath_rules"].as_u64().unwrap()
+}
+
+#[test]
+fn tcp_through_userspace_only_with_default_offloads() {
+    // With the kernel fast path off every frame takes the AF_PACKET
+    // path: the checksums and GSO frames veth leaves for offload must
+    // cross it intact (the virtio-net header).
+    let lab = Lab::example("swuser", "switch.toml");
+    let o = lab
+        .weft()
+        .env("WEFT_SWITCH_FASTPATH", "off")
+        .args(["up", lab.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = total_rx(&lab);
+    let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert_eq!(fastpath_rules(&lab), 0);
+    // 20 MB is at least 300 GSO frames and their ACKs, all seen here.
+    let seen = total_rx(&lab) - before;
+    assert!(seen >= 300, "only {seen} frames went through the switch");
+}
+
+#[test]
+fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
+    let lab = Lab::example("swfast", "switch.toml");
+    lab.up();
+    assert!(lab.ping("ns1", "ns2", None));
+    // A ping or two stays in userspace.
+    assert_eq!(fastpath_rules(&lab), 0);
+    let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    // Both directions (data and ACKs) became steady.
+    assert_eq!(fastpath_rules(&lab), 2);
+    let sw_ns = lab.netns("sw0");
+    let rules = Command::new("tc")
+        .args(["-n", &sw_ns, "filter", "show", "dev", "p1", "ingress"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(rules.contains("Egress Redirect to device p2"), "{rules}");
+    // The frames of the transfer now bypass the datapath: a second one
+    // adds only the few frames that were in flight when the rules went in.
+    let before = total_rx(&lab);
+    let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    let seen = total_rx(&lab) - before;
+    assert!(seen < 100, "{seen} frames still went through userspace");
+
+    // A carrier change may change where frames go: every rule goes.
+    lab.ip("ns1", &["link", "set", "eth0", "down"]);
+    let t0 = Instant::now();
+    while fastpath_rules(&lab) != 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "rules survived a port going down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rules = Command::new("tc")
+        .args(["-n", &sw_ns, "filter", "show", "dev", "p1", "ingress"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&rules.stdout).trim().is_empty());
+    lab.ip("ns1", &["link", "set", "eth0", "up"]);
+    let t0 = Instant::now();
+    while !lab.ping("ns1", "ns2", None) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no ping after the port came back"
+        );
+    }
+    let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+}

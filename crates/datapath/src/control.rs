@@ -52,6 +52,10 @@ pub struct SwitchInfo {
     pub fdb_max: usize,
     pub fdb: FdbStats,
     pub ports: Vec<PortInfo>,
+    /// Flows the kernel forwards by itself (see the datapath's fastpath
+    /// module); their frames are not in the port counters.
+    #[serde(default)]
+    pub fastpath_rules: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

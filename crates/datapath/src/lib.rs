@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod control;
+pub mod fastpath;
 mod run;
 
 pub use run::{run, Error};

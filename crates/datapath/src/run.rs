@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weft_switch::{Action, Actions, Instant, PortId, PortMode, StpMode, Switch, TagOp};
+use weft_sys::netlink::Netlink;
 use weft_sys::port::{PacketSocket, Poller, Ready, RxBatch, TxFrame, VnetHdr};
 use weft_topo::Lab;
 
@@ -14,6 +15,7 @@ use crate::config::switch_config;
 use crate::control::{
     FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo,
 };
+use crate::fastpath::{self, FastPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +97,7 @@ struct Sw {
     ports: Vec<usize>,
     modes: Vec<String>,
     flap: Flap,
+    fast: FastPath,
 }
 
 /// Loop detection: a loop without spanning tree makes every source MAC
@@ -106,9 +109,12 @@ struct Flap {
     last_at: Option<Instant>,
     rate: u64,
     since: Option<Instant>,
+    last_high: Option<Instant>,
 }
 
 pub const FLAP_MOVES_PER_S: u64 = 500;
+/// How long a switch stays flagged after the moves calmed down.
+pub const FLAP_HOLD: Duration = Duration::from_secs(10);
 
 impl Flap {
     fn sample(&mut self, moves: u64, now: Instant, name: &str) {
@@ -125,7 +131,11 @@ impl Flap {
                 tracing::warn!(switch = %name, moves_per_s = self.rate, "MACs keep moving between ports: a loop without spanning tree?");
                 self.since = Some(now);
             }
-        } else {
+            self.last_high = Some(now);
+        } else if !matches!(self.last_high, Some(t) if now.saturating_duration_since(t) < FLAP_HOLD)
+        {
+            // Held a while: storm control may end a loop of a few frames
+            // within a fraction of a second, and the loop is still there.
             self.since = None;
         }
     }
@@ -149,6 +159,9 @@ struct Dp {
     dirty: Vec<usize>,
     owned: Vec<Vec<u8>>,
     clock: std::time::Instant,
+    /// Flows that became steady in the last batch: (switch, in port,
+    /// destination, out port).
+    offload: Vec<(usize, usize, [u8; 6], usize)>,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -162,12 +175,16 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         dirty: Vec::new(),
         owned: Vec::new(),
         clock: std::time::Instant::now(),
+        offload: Vec::new(),
     };
+    let fast_on = std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off");
     for node in lab.nodes.values() {
         let Some((names, cfg)) = switch_config(&lab.name, node) else {
             continue;
         };
         let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
+        // A mirror must see every frame: no fast path on that switch.
+        let fast_here = fast_on && cfg.mirror.output.is_none();
         let s = dp.switches.len();
         // Sockets belong to the namespace they are made in: make them on
         // a thread inside the switch's namespace.
@@ -204,12 +221,32 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             dp.queues.push(Vec::new());
             global.push(g);
         }
+        let fast = if fast_here {
+            let ixs: Vec<u32> = global
+                .iter()
+                .filter_map(|&g| dp.ports[g].sock.as_ref().map(|s| s.ifindex()))
+                .collect();
+            match weft_sys::netns::run_in_named(&node.netns, Netlink::open) {
+                Ok(Ok(nl)) => FastPath::new(nl, &ixs),
+                Ok(Err(e)) => {
+                    tracing::warn!(switch = %node.name, "no netlink socket for the fast path ({e}); every frame goes through userspace");
+                    FastPath::off()
+                }
+                Err(e) => {
+                    tracing::warn!(switch = %node.name, "no netlink socket for the fast path ({e}); every frame goes through userspace");
+                    FastPath::off()
+                }
+            }
+        } else {
+            FastPath::off()
+        };
         dp.switches.push(Sw {
             name: node.name.clone(),
             core: Switch::new(cfg),
             ports: global,
             modes,
             flap: Flap::default(),
+            fast,
         });
     }
     if dp.switches.is_empty() {
@@ -263,6 +300,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 dp.send_generated(s, &acts);
                 dp.acts = acts;
             }
+            dp.check_fast(s);
         }
         if now >= next_carrier {
             // `weft down` removes the lab's directory: a datapath whose
@@ -330,7 +368,24 @@ impl Dp {
                     continue;
                 }
                 let sw = &mut self.switches[s];
+                if sw.fast.offloaded(g, frame) {
+                    // The kernel forwarded it too (it reached this socket
+                    // before the socket filter went in).
+                    continue;
+                }
                 sw.core.receive(id, frame, now, &mut self.acts);
+                if let [Action::Forward {
+                    port,
+                    tag: TagOp::Keep,
+                }] = self.acts.as_slice()
+                {
+                    if let Some(dst) = fastpath::eligible(frame) {
+                        let to = sw.ports[port.index()];
+                        if sw.fast.observe(g, dst, to) {
+                            self.offload.push((s, g, dst, to));
+                        }
+                    }
+                }
                 for (a, (_, out)) in self.acts.as_slice().iter().zip(self.acts.frames(frame)) {
                     match *a {
                         Action::Forward { port, tag } => {
@@ -356,10 +411,45 @@ impl Dp {
             self.flush(rx);
             // Ring slots go back to the kernel as soon as the batch is sent.
             rx.release();
+            self.install_fast();
+            self.check_fast(s);
             if n < rx.capacity() {
                 return;
             }
         }
+    }
+
+    /// Hands the flows that became steady to the kernel.
+    fn install_fast(&mut self) {
+        for (s, g, dst, to) in std::mem::take(&mut self.offload) {
+            let (Some(in_sock), Some(out_sock)) = (&self.ports[g].sock, &self.ports[to].sock)
+            else {
+                continue;
+            };
+            let sw = &mut self.switches[s];
+            if let Err(e) = sw
+                .fast
+                .install(&sw.core, g, in_sock, dst, to, out_sock.ifindex())
+            {
+                tracing::warn!(switch = %sw.name, port = %self.ports[g].name, "fast path: {e}");
+            }
+        }
+    }
+
+    /// Removes switch `s`'s fast-path rules if a forwarding decision may
+    /// have changed since they went in.
+    fn check_fast(&mut self, s: usize) {
+        let sw = &mut self.switches[s];
+        if !sw.fast.stale(&sw.core) {
+            return;
+        }
+        let socks: Vec<(usize, &PacketSocket)> = sw
+            .ports
+            .iter()
+            .filter_map(|&g| self.ports[g].sock.as_ref().map(|k| (g, k)))
+            .collect();
+        tracing::debug!(switch = %sw.name, rules = sw.fast.rules(), "fast path rules removed");
+        sw.fast.invalidate(&socks);
     }
 
     /// Sends every queued frame, one batch per output port.
@@ -570,6 +660,7 @@ impl Dp {
                     mac_moves_per_s: sw.flap.rate,
                     loop_suspected: sw.flap.since.is_some(),
                     topology_changes: st.topology_changes,
+                    fastpath_rules: sw.fast.rules(),
                     fdb_entries: sw.core.fdb().len(),
                     fdb_max: sw.core.fdb().max_entries(),
                     fdb: FdbStats {

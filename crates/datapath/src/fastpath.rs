@@ -1,0 +1,281 @@
+//! The kernel fast path: once a flow of learned unicast frames is steady,
+//! the switch asks the kernel to forward it, as Open vSwitch's kernel
+//! datapath does for its userspace.
+//!
+//! A userspace datapath copies every frame twice (out of the kernel and
+//! back in) and runs the receiving host's stack in its own send call; on
+//! this 2-core machine that caps TCP near Open vSwitch's userspace figure
+//! and costs 3-4 µs of CPU per small frame (docs/performance.md). After
+//! [`THRESHOLD`] frames entering port IN for destination MAC M have been
+//! forwarded unchanged to port OUT, the datapath installs on IN, in the
+//! switch's namespace, `tc filter ... ingress protocol ip|ipv6 u32 match
+//! ether dst M action mirred egress redirect dev OUT`, and a socket filter
+//! so that its own socket on IN stops receiving those frames. From then on
+//! the kernel moves them without a copy, GSO frames and checksum offload
+//! untouched, like a bridge.
+//!
+//! Only what the switch would forward unchanged is offloaded: untagged
+//! IPv4 and IPv6 frames to a learned unicast MAC (a tagged frame reads as
+//! 802.1Q to tc and never matches), with the frame's port VLAN fixed by
+//! the port, on switches without mirroring. Any change that could alter a
+//! forwarding decision (a MAC moving, entries flushed or aged, an STP or
+//! carrier change on any port) removes every rule of the switch; steady
+//! flows come back after [`THRESHOLD`] frames. Offloaded frames refresh no
+//! FDB entry, so after the ageing time the entries age, the rules go, and
+//! the flow is learned again. Frames the kernel forwards are not in the
+//! switch's port counters (the status shows how many rules there are).
+//!
+//! `WEFT_SWITCH_FASTPATH=off` in the environment of `weft up` turns it off.
+
+use std::collections::HashMap;
+use std::io;
+
+use weft_switch::{PortId, Switch};
+use weft_sys::netlink::{tc, Netlink};
+use weft_sys::port::{PacketSocket, MAX_SKIP_MACS};
+
+/// Frames of one (in port, destination) pair before the flow is offloaded.
+pub const THRESHOLD: u32 = 64;
+
+const IPV4: u16 = 0x0800;
+const IPV6: u16 = 0x86dd;
+
+/// Whether `frame` is of the kind a fast-path rule can take: unicast,
+/// untagged IPv4 or IPv6.
+pub fn eligible(frame: &[u8]) -> Option<[u8; 6]> {
+    if frame.len() < 14 || frame[0] & 1 != 0 {
+        return None;
+    }
+    let et = u16::from_be_bytes([frame[12], frame[13]]);
+    if et != IPV4 && et != IPV6 {
+        return None;
+    }
+    Some(frame[..6].try_into().unwrap())
+}
+
+/// What can change a forwarding decision, sampled when rules go in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sig {
+    moves: u64,
+    flushed: u64,
+    aged: u64,
+    topology_changes: u64,
+    forwarding: Vec<bool>,
+}
+
+impl Sig {
+    fn of(core: &Switch) -> Sig {
+        let fc = core.fdb_counters();
+        Sig {
+            moves: fc.moves,
+            flushed: fc.flushed,
+            aged: fc.aged,
+            topology_changes: core.stp_status().topology_changes,
+            forwarding: (0..core.port_count())
+                .map(|i| core.port_forwarding(PortId(i as u16)))
+                .collect(),
+        }
+    }
+}
+
+/// One switch's fast path.
+pub struct FastPath {
+    /// A NETLINK_ROUTE socket in the switch's namespace; `None` when off.
+    nl: Option<Netlink>,
+    /// Per global in-port: (destination, global out-port) offloaded.
+    rules: HashMap<usize, Vec<([u8; 6], usize)>>,
+    seen: HashMap<(usize, [u8; 6]), u32>,
+    sig: Option<Sig>,
+    /// Ports whose frames must always pass through userspace.
+    excluded: Vec<usize>,
+}
+
+impl FastPath {
+    /// Off: nothing is ever offloaded.
+    pub fn off() -> FastPath {
+        FastPath {
+            nl: None,
+            rules: HashMap::new(),
+            seen: HashMap::new(),
+            sig: None,
+            excluded: Vec::new(),
+        }
+    }
+
+    /// On, with a netlink socket opened in the switch's namespace. Rules
+    /// left on `ports` by an earlier datapath (killed, then restarted by
+    /// `weft up`) are removed first: they would forward frames this one
+    /// also forwards.
+    pub fn new(mut nl: Netlink, ports: &[u32]) -> FastPath {
+        for &ix in ports {
+            nl.push(tc::del_clsact(ix), String::new());
+        }
+        // Errors here mean "there was none".
+        let _ = nl.flush();
+        FastPath {
+            nl: Some(nl),
+            ..FastPath::off()
+        }
+    }
+
+    /// Whether the fast path is on.
+    pub fn enabled(&self) -> bool {
+        self.nl.is_some()
+    }
+
+    /// Keeps frames entering or leaving global port `g` in userspace (for
+    /// features that must see every frame, such as impairment).
+    pub fn exclude(&mut self, g: usize) {
+        if !self.excluded.contains(&g) {
+            self.excluded.push(g);
+        }
+    }
+
+    /// Installed rules (each for IPv4 and IPv6).
+    pub fn rules(&self) -> usize {
+        self.rules.values().map(Vec::len).sum()
+    }
+
+    /// Whether the kernel already forwarded this frame from port `g` (it
+    /// reached the socket before the socket filter went in).
+    pub fn offloaded(&self, g: usize, frame: &[u8]) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        match (self.rules.get(&g), eligible(frame)) {
+            (Some(r), Some(dst)) => r.iter().any(|(m, _)| *m == dst),
+            _ => false,
+        }
+    }
+
+    /// Counts a frame the switch forwarded unchanged from `g` to `to`;
+    /// true when the pair has become steady enough to offload.
+    pub fn observe(&mut self, g: usize, dst: [u8; 6], to: usize) -> bool {
+        if self.nl.is_none() || self.excluded.contains(&g) || self.excluded.contains(&to) {
+            return false;
+        }
+        let n = self.seen.entry((g, dst)).or_insert(0);
+        *n += 1;
+        *n == THRESHOLD
+    }
+
+    /// Installs the rule for frames from `g` (socket `in_sock`) to `dst`,
+    /// out of port `to` (interface index `out_ix`).
+    pub fn install(
+        &mut self,
+        core: &Switch,
+        g: usize,
+        in_sock: &PacketSocket,
+        dst: [u8; 6],
+        to: usize,
+        out_ix: u32,
+    ) -> io::Result<()> {
+        let sig = Sig::of(core);
+        if self.sig.as_ref().is_some_and(|s| *s != sig) {
+            // Something changed since the other rules went in; the loop
+            // removes them (it has the sockets) before new ones go in.
+            return Ok(());
+        }
+        let Some(nl) = &mut self.nl else {
+            return Ok(());
+        };
+        let list = self.rules.entry(g).or_default();
+        if list.iter().any(|(m, _)| *m == dst) || list.len() >= MAX_SKIP_MACS {
+            return Ok(());
+        }
+        let ix = in_sock.ifindex();
+        if list.is_empty() {
+            nl.push(
+                tc::add_clsact(ix),
+                format!("clsact on {}", in_sock.ifname()),
+            );
+        }
+        let prio = 2 * list.len() as u16 + 1;
+        for (p, proto) in [(prio, IPV4), (prio + 1, IPV6)] {
+            nl.push(
+                tc::redirect_dst(ix, p, proto, dst, out_ix),
+                format!("fast path rule on {}", in_sock.ifname()),
+            );
+        }
+        if let Err(errs) = nl.flush() {
+            // Whatever went in goes out again; the flow stays in userspace.
+            let first = errs.first().map(|e| e.to_string()).unwrap_or_default();
+            nl.push(tc::del_clsact(ix), String::new());
+            let _ = nl.flush();
+            let _ = in_sock.skip_unicast_to(&[]);
+            self.rules.remove(&g);
+            self.nl = None;
+            return Err(io::Error::other(format!(
+                "{first}; fast path off for this switch"
+            )));
+        }
+        list.push((dst, to));
+        let macs: Vec<[u8; 6]> = list.iter().map(|(m, _)| *m).collect();
+        self.sig = Some(sig);
+        in_sock.skip_unicast_to(&macs)
+    }
+
+    /// Whether rules exist that a change in `core` has made stale.
+    pub fn stale(&self, core: &Switch) -> bool {
+        !self.rules.is_empty() && self.sig.as_ref().is_some_and(|s| *s != Sig::of(core))
+    }
+
+    /// Removes every rule; `socks` gives each port's socket (global index,
+    /// socket) so that it receives everything again.
+    pub fn invalidate(&mut self, socks: &[(usize, &PacketSocket)]) {
+        if let Some(nl) = &mut self.nl {
+            for (g, s) in socks {
+                if self.rules.contains_key(g) {
+                    nl.push(tc::del_clsact(s.ifindex()), String::new());
+                    let _ = s.skip_unicast_to(&[]);
+                }
+            }
+            let _ = nl.flush();
+        }
+        self.rules.clear();
+        self.seen.clear();
+        self.sig = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_untagged_unicast_ip_is_eligible() {
+        let mut f = vec![0x02, 1, 2, 3, 4, 5, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45];
+        assert_eq!(eligible(&f), Some([0x02, 1, 2, 3, 4, 5]));
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert!(eligible(&f).is_some());
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(eligible(&f), None, "ARP");
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(eligible(&f), None, "tagged");
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[0] = 0x01;
+        assert_eq!(eligible(&f), None, "group address");
+        assert_eq!(eligible(&f[..10]), None, "runt");
+    }
+
+    #[test]
+    fn a_pair_is_offered_once_at_the_threshold_and_never_when_off_or_excluded() {
+        // `observe` needs the fast path on; a stand-in socket is not
+        // needed for counting, so check the off and excluded cases and
+        // the counting rule on a path whose netlink is a real socket.
+        let mut off = FastPath::off();
+        assert!((0..200).all(|_| !off.observe(0, [2, 0, 0, 0, 0, 1], 1)));
+        let nl = Netlink::open().unwrap();
+        let mut on = FastPath {
+            nl: Some(nl),
+            ..FastPath::off()
+        };
+        let hits: Vec<u32> = (1..=200)
+            .filter(|_| on.observe(0, [2, 0, 0, 0, 0, 1], 1))
+            .collect();
+        assert_eq!(hits.len(), 1);
+        on.exclude(3);
+        assert!((0..200).all(|_| !on.observe(3, [2, 0, 0, 0, 0, 2], 1)));
+        assert!((0..200).all(|_| !on.observe(0, [2, 0, 0, 0, 0, 2], 3)));
+    }
+}
