@@ -6,16 +6,19 @@
 //! back in) and runs the receiving host's stack in its own send call; on
 //! this 2-core machine that caps TCP near Open vSwitch's userspace figure
 //! and costs 3-4 µs of CPU per small frame (docs/performance.md). After
-//! [`THRESHOLD`] frames entering port IN for destination MAC M have been
-//! forwarded unchanged to port OUT, the datapath installs on IN, in the
-//! switch's namespace, `tc filter ... ingress protocol ip|ipv6 u32 match
-//! ether dst M action mirred egress redirect dev OUT`, and a socket filter
-//! so that its own socket on IN stops receiving those frames. From then on
+//! [`THRESHOLD`] frames entering port IN from source MAC S to destination
+//! MAC D have been forwarded unchanged to port OUT, the datapath installs
+//! on IN, in the switch's namespace, `tc filter ... ingress protocol
+//! ip|ipv6 u32 match ether dst D match ether src S action mirred egress
+//! redirect dev OUT`, and a socket filter so that its own socket on IN
+//! stops receiving those frames. From then on
 //! the kernel moves them without a copy, GSO frames and checksum offload
 //! untouched, like a bridge.
 //!
-//! Only what the switch would forward unchanged is offloaded: untagged
-//! IPv4 and IPv6 frames to a learned unicast MAC (a tagged frame reads as
+//! Matching the source as well keeps every new source, and so every MAC
+//! move, in front of the switch's learning. Only what the switch would
+//! forward unchanged is offloaded: untagged IPv4 and IPv6 frames to a
+//! learned unicast MAC (a tagged frame reads as
 //! 802.1Q to tc and never matches), with the frame's port VLAN fixed by
 //! the port, on switches without mirroring. Any change that could alter a
 //! forwarding decision (a MAC moving, entries flushed or aged, an STP or
@@ -32,7 +35,7 @@ use std::io;
 
 use weft_switch::{PortId, Switch};
 use weft_sys::netlink::{tc, Netlink};
-use weft_sys::port::{PacketSocket, MAX_SKIP_MACS};
+use weft_sys::port::{PacketSocket, MAX_SKIP_PAIRS};
 
 /// Frames of one (in port, destination) pair before the flow is offloaded.
 pub const THRESHOLD: u32 = 64;
@@ -40,9 +43,12 @@ pub const THRESHOLD: u32 = 64;
 const IPV4: u16 = 0x0800;
 const IPV6: u16 = 0x86dd;
 
-/// Whether `frame` is of the kind a fast-path rule can take: unicast,
-/// untagged IPv4 or IPv6.
-pub fn eligible(frame: &[u8]) -> Option<[u8; 6]> {
+/// A (source, destination) MAC pair.
+pub type Pair = ([u8; 6], [u8; 6]);
+
+/// The frame's (source, destination) if it is of the kind a fast-path
+/// rule can take: unicast, untagged IPv4 or IPv6.
+pub fn eligible(frame: &[u8]) -> Option<Pair> {
     if frame.len() < 14 || frame[0] & 1 != 0 {
         return None;
     }
@@ -50,7 +56,10 @@ pub fn eligible(frame: &[u8]) -> Option<[u8; 6]> {
     if et != IPV4 && et != IPV6 {
         return None;
     }
-    Some(frame[..6].try_into().unwrap())
+    Some((
+        frame[6..12].try_into().unwrap(),
+        frame[..6].try_into().unwrap(),
+    ))
 }
 
 /// What can change a forwarding decision, sampled when rules go in.
@@ -82,9 +91,9 @@ impl Sig {
 pub struct FastPath {
     /// A NETLINK_ROUTE socket in the switch's namespace; `None` when off.
     nl: Option<Netlink>,
-    /// Per global in-port: (destination, global out-port) offloaded.
-    rules: HashMap<usize, Vec<([u8; 6], usize)>>,
-    seen: HashMap<(usize, [u8; 6]), u32>,
+    /// Per global in-port: (MAC pair, global out-port) offloaded.
+    rules: HashMap<usize, Vec<(Pair, usize)>>,
+    seen: HashMap<(usize, Pair), u32>,
     sig: Option<Sig>,
     /// Ports whose frames must always pass through userspace.
     excluded: Vec<usize>,
@@ -143,30 +152,30 @@ impl FastPath {
             return false;
         }
         match (self.rules.get(&g), eligible(frame)) {
-            (Some(r), Some(dst)) => r.iter().any(|(m, _)| *m == dst),
+            (Some(r), Some(pair)) => r.iter().any(|(p, _)| *p == pair),
             _ => false,
         }
     }
 
     /// Counts a frame the switch forwarded unchanged from `g` to `to`;
     /// true when the pair has become steady enough to offload.
-    pub fn observe(&mut self, g: usize, dst: [u8; 6], to: usize) -> bool {
+    pub fn observe(&mut self, g: usize, pair: Pair, to: usize) -> bool {
         if self.nl.is_none() || self.excluded.contains(&g) || self.excluded.contains(&to) {
             return false;
         }
-        let n = self.seen.entry((g, dst)).or_insert(0);
+        let n = self.seen.entry((g, pair)).or_insert(0);
         *n += 1;
         *n == THRESHOLD
     }
 
-    /// Installs the rule for frames from `g` (socket `in_sock`) to `dst`,
+    /// Installs the rule for frames of `pair` from `g` (socket `in_sock`),
     /// out of port `to` (interface index `out_ix`).
     pub fn install(
         &mut self,
         core: &Switch,
         g: usize,
         in_sock: &PacketSocket,
-        dst: [u8; 6],
+        pair: Pair,
         to: usize,
         out_ix: u32,
     ) -> io::Result<()> {
@@ -180,7 +189,7 @@ impl FastPath {
             return Ok(());
         };
         let list = self.rules.entry(g).or_default();
-        if list.iter().any(|(m, _)| *m == dst) || list.len() >= MAX_SKIP_MACS {
+        if list.iter().any(|(p, _)| *p == pair) || list.len() >= MAX_SKIP_PAIRS {
             return Ok(());
         }
         let ix = in_sock.ifindex();
@@ -193,7 +202,7 @@ impl FastPath {
         let prio = 2 * list.len() as u16 + 1;
         for (p, proto) in [(prio, IPV4), (prio + 1, IPV6)] {
             nl.push(
-                tc::redirect_dst(ix, p, proto, dst, out_ix),
+                tc::redirect_pair(ix, p, proto, pair.0, pair.1, out_ix),
                 format!("fast path rule on {}", in_sock.ifname()),
             );
         }
@@ -202,17 +211,17 @@ impl FastPath {
             let first = errs.first().map(|e| e.to_string()).unwrap_or_default();
             nl.push(tc::del_clsact(ix), String::new());
             let _ = nl.flush();
-            let _ = in_sock.skip_unicast_to(&[]);
+            let _ = in_sock.skip_pairs(&[]);
             self.rules.remove(&g);
             self.nl = None;
             return Err(io::Error::other(format!(
                 "{first}; fast path off for this switch"
             )));
         }
-        list.push((dst, to));
-        let macs: Vec<[u8; 6]> = list.iter().map(|(m, _)| *m).collect();
+        list.push((pair, to));
+        let pairs: Vec<Pair> = list.iter().map(|(p, _)| *p).collect();
         self.sig = Some(sig);
-        in_sock.skip_unicast_to(&macs)
+        in_sock.skip_pairs(&pairs)
     }
 
     /// Whether rules exist that a change in `core` has made stale.
@@ -227,7 +236,7 @@ impl FastPath {
             for (g, s) in socks {
                 if self.rules.contains_key(g) {
                     nl.push(tc::del_clsact(s.ifindex()), String::new());
-                    let _ = s.skip_unicast_to(&[]);
+                    let _ = s.skip_pairs(&[]);
                 }
             }
             let _ = nl.flush();
@@ -245,7 +254,10 @@ mod tests {
     #[test]
     fn only_untagged_unicast_ip_is_eligible() {
         let mut f = vec![0x02, 1, 2, 3, 4, 5, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45];
-        assert_eq!(eligible(&f), Some([0x02, 1, 2, 3, 4, 5]));
+        assert_eq!(
+            eligible(&f),
+            Some(([0x02, 0, 0, 0, 0, 1], [0x02, 1, 2, 3, 4, 5]))
+        );
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
         assert!(eligible(&f).is_some());
         f[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -264,18 +276,18 @@ mod tests {
         // needed for counting, so check the off and excluded cases and
         // the counting rule on a path whose netlink is a real socket.
         let mut off = FastPath::off();
-        assert!((0..200).all(|_| !off.observe(0, [2, 0, 0, 0, 0, 1], 1)));
+        assert!((0..200).all(|_| !off.observe(0, ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]), 1)));
         let nl = Netlink::open().unwrap();
         let mut on = FastPath {
             nl: Some(nl),
             ..FastPath::off()
         };
         let hits: Vec<u32> = (1..=200)
-            .filter(|_| on.observe(0, [2, 0, 0, 0, 0, 1], 1))
+            .filter(|_| on.observe(0, ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]), 1))
             .collect();
         assert_eq!(hits.len(), 1);
         on.exclude(3);
-        assert!((0..200).all(|_| !on.observe(3, [2, 0, 0, 0, 0, 2], 1)));
-        assert!((0..200).all(|_| !on.observe(0, [2, 0, 0, 0, 0, 2], 3)));
+        assert!((0..200).all(|_| !on.observe(3, ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 2]), 1)));
+        assert!((0..200).all(|_| !on.observe(0, ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 2]), 3)));
     }
 }

@@ -160,8 +160,8 @@ struct Dp {
     owned: Vec<Vec<u8>>,
     clock: std::time::Instant,
     /// Flows that became steady in the last batch: (switch, in port,
-    /// destination, out port).
-    offload: Vec<(usize, usize, [u8; 6], usize)>,
+    /// MAC pair, out port).
+    offload: Vec<(usize, usize, fastpath::Pair, usize)>,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -379,10 +379,10 @@ impl Dp {
                     tag: TagOp::Keep,
                 }] = self.acts.as_slice()
                 {
-                    if let Some(dst) = fastpath::eligible(frame) {
+                    if let Some(pair) = fastpath::eligible(frame) {
                         let to = sw.ports[port.index()];
-                        if sw.fast.observe(g, dst, to) {
-                            self.offload.push((s, g, dst, to));
+                        if sw.fast.observe(g, pair, to) {
+                            self.offload.push((s, g, pair, to));
                         }
                     }
                 }
@@ -421,7 +421,7 @@ impl Dp {
 
     /// Hands the flows that became steady to the kernel.
     fn install_fast(&mut self) {
-        for (s, g, dst, to) in std::mem::take(&mut self.offload) {
+        for (s, g, pair, to) in std::mem::take(&mut self.offload) {
             let (Some(in_sock), Some(out_sock)) = (&self.ports[g].sock, &self.ports[to].sock)
             else {
                 continue;
@@ -429,7 +429,7 @@ impl Dp {
             let sw = &mut self.switches[s];
             if let Err(e) = sw
                 .fast
-                .install(&sw.core, g, in_sock, dst, to, out_sock.ifindex())
+                .install(&sw.core, g, in_sock, pair, to, out_sock.ifindex())
             {
                 tracing::warn!(switch = %sw.name, port = %self.ports[g].name, "fast path: {e}");
             }

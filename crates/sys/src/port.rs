@@ -349,13 +349,13 @@ impl PacketSocket {
         Ok(flags & want == want)
     }
 
-    /// Stops the socket from receiving untagged IPv4 and IPv6 frames to
-    /// `macs` (the kernel fast path forwards those), with a classic BPF
-    /// filter run before the frame is copied; an empty list receives
-    /// everything again. At most [`MAX_SKIP_MACS`].
-    pub fn skip_unicast_to(&self, macs: &[[u8; 6]]) -> io::Result<()> {
+    /// Stops the socket from receiving untagged IPv4 and IPv6 frames with
+    /// these (source, destination) MACs (the kernel fast path forwards
+    /// those), with a classic BPF filter run before the frame is copied;
+    /// an empty list receives everything again. At most [`MAX_SKIP_PAIRS`].
+    pub fn skip_pairs(&self, pairs: &[([u8; 6], [u8; 6])]) -> io::Result<()> {
         let fd = self.fd.as_raw_fd();
-        if macs.is_empty() {
+        if pairs.is_empty() {
             let v: libc::c_int = 0;
             // SAFETY: SO_DETACH_FILTER with a live int; ENOENT when none.
             let r = unsafe {
@@ -372,13 +372,13 @@ impl PacketSocket {
             }
             return Ok(());
         }
-        if macs.len() > MAX_SKIP_MACS {
+        if pairs.len() > MAX_SKIP_PAIRS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("at most {MAX_SKIP_MACS} MACs can be skipped on one port"),
+                format!("at most {MAX_SKIP_PAIRS} MAC pairs can be skipped on one port"),
             ));
         }
-        let prog = skip_filter(macs);
+        let prog = skip_filter(pairs);
         let fp = libc::sock_fprog {
             len: prog.len() as u16,
             filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -671,13 +671,13 @@ fn wait_writable(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
     Ok(())
 }
 
-/// Most destinations one port's socket filter can skip (the filter's
-/// jumps reach 255 instructions).
-pub const MAX_SKIP_MACS: usize = 60;
+/// Most MAC pairs one port's socket filter can skip (the filter's jumps
+/// reach 255 instructions).
+pub const MAX_SKIP_PAIRS: usize = 40;
 
 /// Classic BPF: accept everything except untagged IPv4/IPv6 frames whose
-/// destination is one of `macs`.
-fn skip_filter(macs: &[[u8; 6]]) -> Vec<libc::sock_filter> {
+/// (source, destination) is one of `pairs`.
+fn skip_filter(pairs: &[([u8; 6], [u8; 6])]) -> Vec<libc::sock_filter> {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -685,8 +685,8 @@ fn skip_filter(macs: &[[u8; 6]]) -> Vec<libc::sock_filter> {
     // SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT: 1 if the device took a tag off.
     const VLAN_PRESENT: u32 = (-0x1000i32 + 48) as u32;
     let i = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let n = macs.len();
-    let accept = 5 + 4 * n;
+    let w = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let accept = 5 + 6 * pairs.len();
     let drop = accept + 1;
     let mut p = vec![
         i(LD_W_ABS, 0, 0, VLAN_PRESENT),
@@ -695,17 +695,19 @@ fn skip_filter(macs: &[[u8; 6]]) -> Vec<libc::sock_filter> {
         i(JEQ_K, 1, 0, 0x0800),
         i(JEQ_K, 0, (accept - 5) as u8, 0x86dd),
     ];
-    for m in macs {
+    for (src, dst) in pairs {
+        let mut a = [0u8; 12];
+        a[..6].copy_from_slice(dst);
+        a[6..].copy_from_slice(src);
         let b = p.len();
+        // Three words: bytes 0-3, 4-7, 8-11; a mismatch skips to the next
+        // pair (b + 6), the last match drops.
         p.push(i(LD_W_ABS, 0, 0, 0));
-        p.push(i(JEQ_K, 0, 2, u32::from_be_bytes([m[0], m[1], m[2], m[3]])));
-        p.push(i(LD_H_ABS, 0, 0, 4));
-        p.push(i(
-            JEQ_K,
-            (drop - (b + 4)) as u8,
-            0,
-            u32::from(u16::from_be_bytes([m[4], m[5]])),
-        ));
+        p.push(i(JEQ_K, 0, 4, w(&a[0..])));
+        p.push(i(LD_W_ABS, 0, 0, 4));
+        p.push(i(JEQ_K, 0, 2, w(&a[4..])));
+        p.push(i(LD_W_ABS, 0, 0, 8));
+        p.push(i(JEQ_K, (drop - (b + 6)) as u8, 0, w(&a[8..])));
     }
     p.push(i(RET_K, 0, 0, u32::MAX));
     p.push(i(RET_K, 0, 0, 0));

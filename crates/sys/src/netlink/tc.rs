@@ -50,29 +50,42 @@ pub fn del_clsact(ifindex: u32) -> Request {
 }
 
 /// `tc filter add dev IN ingress protocol PROTO prio PRIO u32 match ether
-/// dst MAC action mirred egress redirect dev OUT`. `proto` is an
-/// EtherType: a frame whose VLAN tag the device took off reads as 802.1Q
-/// to tc, so a filter for IPv4 or IPv6 never takes a tagged frame.
-pub fn redirect_dst(in_ifindex: u32, prio: u16, proto: u16, dst: [u8; 6], out: u32) -> Request {
+/// dst DST match ether src SRC action mirred egress redirect dev OUT`.
+/// `proto` is an EtherType: a frame whose VLAN tag the device took off
+/// reads as 802.1Q to tc, so a filter for IPv4 or IPv6 never takes a
+/// tagged frame. Matching the source too keeps every new source (and so
+/// every MAC move) in front of the switch's learning.
+pub fn redirect_pair(
+    in_ifindex: u32,
+    prio: u16,
+    proto: u16,
+    src: [u8; 6],
+    dst: [u8; 6],
+    out: u32,
+) -> Request {
     let mut m = TcMessage::with_index(in_ifindex as i32);
     m.header.parent = CLSACT_INGRESS;
     m.header.info = (u32::from(prio) << 16) | u32::from(proto.to_be());
     m.attributes.push(TcAttribute::Kind("u32".into()));
-    // Offsets count from the network header; the destination MAC is the
-    // 14 bytes before it (u32 reads the link header with negative
-    // offsets, as `match ether dst` does).
-    let mut hi = TcU32Key::default();
-    hi.mask = 0xffff_ffff;
-    hi.val = u32::from_be_bytes([dst[0], dst[1], dst[2], dst[3]]);
-    hi.off = -14;
-    let mut lo = TcU32Key::default();
-    lo.mask = 0xffff_0000;
-    lo.val = u32::from_be_bytes([dst[4], dst[5], 0, 0]);
-    lo.off = -10;
+    // Offsets count from the network header; the addresses are the 14
+    // bytes before it (u32 reads the link header with negative offsets,
+    // as `match ether dst` does): three words cover both.
+    let key = |off: i32, b: [u8; 4]| {
+        let mut k = TcU32Key::default();
+        k.mask = 0xffff_ffff;
+        k.val = u32::from_be_bytes(b);
+        k.off = off;
+        k
+    };
+    let keys = vec![
+        key(-14, [dst[0], dst[1], dst[2], dst[3]]),
+        key(-10, [dst[4], dst[5], src[0], src[1]]),
+        key(-6, [src[2], src[3], src[4], src[5]]),
+    ];
     let mut sel = TcU32Selector::default();
     sel.flags = TcU32SelectorFlags::Terminal;
-    sel.nkeys = 2;
-    sel.keys = vec![hi, lo];
+    sel.nkeys = keys.len() as u8;
+    sel.keys = keys;
     let mut generic = TcActionGeneric::default();
     generic.action = TcActionType::Stolen;
     let mut mirror = TcMirror::default();
@@ -139,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn a_u32_filter_redirects_one_destination_mac_to_another_port() {
+    fn a_u32_filter_redirects_one_mac_pair_to_another_port() {
         let mut g = NsGuard::default();
         let ns = g.create("tcfp");
         for (a, b) in [("x1", "s1"), ("x2", "s2")] {
@@ -157,7 +170,8 @@ mod tests {
             let mut nl = Netlink::open().unwrap();
             let mac = [0x02, 0xaa, 0, 0, 0, 2];
             nl.push(add_clsact(s1), "clsact".into());
-            nl.push(redirect_dst(s1, 10, 0x0800, mac, s2), "filter".into());
+            let src = [0x02, 0, 0, 0, 0, 1];
+            nl.push(redirect_pair(s1, 10, 0x0800, src, mac, s2), "filter".into());
             nl.flush().unwrap();
             let x1 = PacketSocket::open("x1").unwrap();
             let x2 = PacketSocket::open("x2").unwrap();

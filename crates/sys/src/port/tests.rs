@@ -309,7 +309,9 @@ fn skipped_destinations_do_not_reach_the_socket() {
             }
             false
         };
-        b.skip_unicast_to(&[[0x02, 0xcc, 0, 0, 0, 9], mac]).unwrap();
+        let src = [0x02, 0, 0, 0, 0, 1];
+        b.skip_pairs(&[(src, [0x02, 0xcc, 0, 0, 0, 9]), (src, mac)])
+            .unwrap();
         let ip4 = frame(mac, [0x08, 0x00]);
         assert!(!gets(&ip4, None), "skipped IPv4 frame arrived");
         assert!(
@@ -325,9 +327,12 @@ fn skipped_destinations_do_not_reach_the_socket() {
             "tagged frames must still arrive"
         );
         assert!(gets(&frame([0x02, 0xcc, 0, 0, 0, 8], [0x08, 0x00]), None));
-        b.skip_unicast_to(&[]).unwrap();
+        let mut other_src = ip4.clone();
+        other_src[11] = 2;
+        assert!(gets(&other_src, None), "another source must still arrive");
+        b.skip_pairs(&[]).unwrap();
         assert!(gets(&ip4, None), "filter not removed");
-        b.skip_unicast_to(&[]).unwrap();
+        b.skip_pairs(&[]).unwrap();
     })
     .unwrap();
 }
