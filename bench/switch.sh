@@ -47,6 +47,7 @@ cleanup() {
   sleep 0.3
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   "$W" down $LAB >/dev/null 2>&1
+  "$W" down swbu >/dev/null 2>&1
   for n in "${NSS[@]}"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$D"
 }
@@ -145,9 +146,15 @@ endpoints = ["h2:eth0", "sw:p2"]
 EOT
 "$W" up --quiet "$D/lab.toml" >/dev/null
 WEFT_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$WEFT_STATE_DIR/labs/$LAB/datapath.json")
+# The same switch with its kernel fast path off: every frame through the
+# AF_PACKET datapath.
+LAB2=swbu
+sed -e "s/^name = .*/name = \"$LAB2\"/" -e "s/10\.99\.4\./10.99.6./" "$D/lab.toml" > "$D/lab2.toml"
+WEFT_SWITCH_FASTPATH=off "$W" up --quiet "$D/lab2.toml" >/dev/null
+WEFT2_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$WEFT_STATE_DIR/labs/$LAB2/datapath.json")
 
 # name | host1 ns | host2 ns | host2 address | CPU pids | counted "ns:if:stat" list
-SETUPS=(bridge ovs-off ovs-tso tap weft)
+SETUPS=(bridge ovs-off ovs-tso tap weft-user weft)
 declare -A H1 H2 IP2 CPU CNT
 H1[bridge]=wsb-br-h1; H2[bridge]=wsb-br-h2; IP2[bridge]=10.99.1.2; CPU[bridge]=""
 CNT[bridge]="wsb-br:p1:tx_packets wsb-br:p2:tx_packets"
@@ -161,6 +168,8 @@ H1[tap]=wsb-tap-h1; H2[tap]=wsb-tap-h2; IP2[tap]=10.99.5.2; CPU[tap]=$TAP_PID
 CNT[tap]="wsb-tap-h1:eth0:rx_packets wsb-tap-h2:eth0:rx_packets"
 H1[weft]=weft-$LAB-h1; H2[weft]=weft-$LAB-h2; IP2[weft]=10.99.4.2; CPU[weft]=$WEFT_PID
 CNT[weft]="weft-$LAB-sw:p1:tx_packets weft-$LAB-sw:p2:tx_packets"
+H1[weft-user]=weft-$LAB2-h1; H2[weft-user]=weft-$LAB2-h2; IP2[weft-user]=10.99.6.2; CPU[weft-user]=$WEFT2_PID
+CNT[weft-user]="weft-$LAB2-sw:p1:tx_packets weft-$LAB2-sw:p2:tx_packets"
 for s in "${SETUPS[@]}"; do wait_ping "${H1[$s]}" "${IP2[$s]}"; done
 
 TICK=$(getconf CLK_TCK)
@@ -189,9 +198,8 @@ with_cpu() {
   local df=$((f1 - f0))
   if [ -n "${CPU[$s]}" ]; then
     rec "$s" "$metric" "$(awk -v c=$((c1 - c0)) -v f=$df -v t=$TICK 'BEGIN { if (f > 0) printf "%.3f", c / t / f * 1e6; else print "nan" }')"
-  else
-    rec "$s" "$metric-softirq" "$(awk -v c=$((q1 - q0)) -v f=$df -v t=$TICK 'BEGIN { if (f > 0) printf "%.3f", c / t / f * 1e6; else print "nan" }')"
   fi
+  rec "$s" "$metric-softirq" "$(awk -v c=$((q1 - q0)) -v f=$df -v t=$TICK 'BEGIN { if (f > 0) printf "%.3f", c / t / f * 1e6; else print "nan" }')"
   rec "$s" "$metric-frames" "$df"
 }
 
@@ -230,18 +238,8 @@ udp_gen() {
   rec "$s" udp-gen-sent "$(python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["pps"] / 1e3))' "$D/send.out" 2>/dev/null || echo 0)"
 }
 
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-for r in $(seq "$ROUNDS"); do
-  for s in "${SETUPS[@]}"; do
-    log "round $r: $s"
-    with_cpu "$s" tcp-cpu tcp "$s"
-    with_cpu "$s" udp-iperf-cpu udp_iperf "$s"
-    with_cpu "$s" udp-gen-cpu udp_gen "$s"
-  done
-done
-LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# Memory of weft's datapath with 100,000 learned MACs.
+# Memory of weft's datapath with 100,000 learned MACs (first, while the
+# hosts' own entries are fresh).
 rss() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
 RSS0=$(rss "$WEFT_PID")
 mac=$(ip netns exec weft-$LAB-h2 cat /sys/class/net/eth0/address)
@@ -256,11 +254,22 @@ while [ "$(fdb)" -lt 100002 ] && [ $FILLS -lt 20 ]; do
 done
 FDB=$(fdb)
 RSS1=$(rss "$WEFT_PID")
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in $(seq "$ROUNDS"); do
+  for s in "${SETUPS[@]}"; do
+    log "round $r: $s"
+    with_cpu "$s" tcp-cpu tcp "$s"
+    with_cpu "$s" udp-iperf-cpu udp_iperf "$s"
+    with_cpu "$s" udp-gen-cpu udp_gen "$s"
+  done
+done
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+
 "$C" 1 > "$D/core.out"
 
-python3 - "$R" "$D/core.out" "$ROUNDS" "$T" "$LOAD0" "$LOAD1" "$RSS0" "$RSS1" "$FDB" "$WRITE" <<'PY'
+python3 - "$R" "$D/core.out" "$ROUNDS" "$T" "$LOAD0" "$LOAD1" "$RSS0" "$RSS1" "$FDB" "$WRITE" "$FILLS" <<'PY'
 import sys, statistics, json, re, subprocess, datetime
-res, core, rounds, T, load0, load1, rss0, rss1, fdb, write = sys.argv[1:]
+res, core, rounds, T, load0, load1, rss0, rss1, fdb, write, fills = sys.argv[1:]
 v = {}
 for line in open(res):
     s, m, x = line.split()
@@ -281,28 +290,29 @@ def cell(s, m, f="%.2f"):
 def cpu(s, m):
     if (s, m) in v:
         return cell(s, m)
-    return "n/a (kernel; softirq est. " + cell(s, m + "-softirq") + ")"
+    return "n/a (kernel)"
 names = {
     "bridge": "Linux bridge (kernel)",
     "ovs-off": "Open vSwitch netdev, offloads off",
     "ovs-tso": "Open vSwitch netdev, userspace TSO on",
     "tap": "TAP to TAP, IFF_VNET_HDR (swgen tapfwd)",
-    "weft": "**weft switch** (AF_PACKET ports)",
+    "weft-user": "weft switch, fast path off (every frame through the AF_PACKET datapath)",
+    "weft": "**weft switch** (default: steady flows on the kernel fast path)",
 }
+ORDER = ["bridge", "ovs-off", "ovs-tso", "tap", "weft-user", "weft"]
 def ratio(m, s, inv=False):
     a, b = med("weft", m), med(s, m)
     if not a or not b:
         return "-"
     return "%.2fx" % ((b / a) if inv else (a / b))
-rows = ["| path | TCP Gbit/s | CPU µs per TCP frame | 64 B UDP kpps, iperf3 | 64 B UDP kpps, swgen | CPU µs per 64 B frame | weft / this: TCP | weft / this: swgen kpps | this / weft: CPU per 64 B frame |",
+rows = ["| path | TCP Gbit/s | 64 B UDP kpps, iperf3 | 64 B UDP kpps, swgen | switch process CPU µs per TCP frame | switch process CPU µs per 64 B frame | all softirq µs per 64 B frame | weft / this: TCP | weft / this: swgen kpps |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-for s in ["bridge", "ovs-off", "ovs-tso", "tap", "weft"]:
+for s in ORDER:
     rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        names[s], cell(s, "tcp"), cpu(s, "tcp-cpu"), cell(s, "udp-iperf", "%.0f"),
-        cell(s, "udp-gen", "%.0f"), cpu(s, "udp-gen-cpu"),
-        ratio("tcp", s) if s != "weft" else "", ratio("udp-gen", s) if s != "weft" else "",
-        (ratio("udp-gen-cpu", s, True) if (s, "udp-gen-cpu") in v else "-") if s != "weft" else ""))
-sent = ", ".join("%s %.0f" % (s, med(s, "udp-gen-sent") or 0) for s in ["bridge", "ovs-off", "ovs-tso", "tap", "weft"])
+        names[s], cell(s, "tcp"), cell(s, "udp-iperf", "%.0f"), cell(s, "udp-gen", "%.0f"),
+        cpu(s, "tcp-cpu"), cpu(s, "udp-gen-cpu"), cell(s, "udp-gen-cpu-softirq"),
+        ratio("tcp", s) if s != "weft" else "", ratio("udp-gen", s) if s != "weft" else ""))
+sent = ", ".join("%s %.0f" % (s, med(s, "udp-gen-sent") or 0) for s in ORDER)
 corel = [json.loads(l) for l in open(core)]
 crow = ["| switch core alone (no I/O, `swcore`) | frames/s | ns per frame |", "|---|---:|---:|"]
 mem = None
@@ -328,13 +338,16 @@ to CPU 1, the switch process unpinned.
   Offered kpps by path: {sent}.
 - CPU per frame: utime+stime of the switch process (ovs-vswitchd, swgen tapfwd, weft's datapath)
   from /proc over the run, divided by the frames sent out of the switch's ports (TCP: GSO frames of
-  up to 64 KiB count as one). The kernel bridge forwards in softirq, charged to whoever runs then;
-  its estimate is all softirq time on the machine (including both hosts' own stack work) per frame.
+  up to 64 KiB count as one). It includes softirq work that ran in the process's system calls
+  (for a veth that is the receiving host's whole stack). The kernel bridge and weft's fast path
+  forward in softirq, charged to whoever runs then; the softirq column is all softirq time of the
+  machine per frame (both hosts' own stack work included), comparable across rows.
 
 {chr(10).join(crow)}
 
-Memory: weft's datapath held {fdb} learned MACs (100,000 sources and the 2 hosts)
-(`fdb_size = 200000`): RSS {int(rss0)/1024:.1f} MiB before, {int(rss1)/1024:.1f} MiB after.
+Memory: weft's datapath held {fdb} learned MACs (100,000 sources and the 2 hosts, `fdb_size =
+200000`) after {fills} rounds of `swgen send --srcs 100000 --count 100000`: RSS {int(rss0)/1024:.1f} MiB
+before, {int(rss1)/1024:.1f} MiB after.
 The core alone: {mem['bytes']/1048576:.1f} MiB of heap for a switch with {mem['macs']} MACs ({mem['bytes_per_mac']:.0f} bytes per MAC, {mem['empty_bytes']/1024:.0f} KiB empty)."""
 print(out)
 if write == "1":
