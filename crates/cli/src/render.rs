@@ -100,6 +100,12 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 if let Some(p) = &i.peer {
                     cols.push(format!("<-> {p}"));
                 }
+                if let Some(v) = &i.vxlan {
+                    cols.push(format!(
+                        "vni {} {} -> {}:{}",
+                        v.vni, v.local, v.remote, v.port
+                    ));
+                }
                 if let Some(m) = &i.master {
                     cols.push(format!("port of {m}: {}", i.port_state.unwrap_or("?")));
                 }
@@ -305,7 +311,7 @@ pub fn ping(
     size: usize,
 ) -> Result<ExitCode, String> {
     use weft_sys::ping::{PingEvent, PingOptions};
-    let built = weft::built(lab).map_err(|e| e.to_string())?;
+    let built = weft::built_with(lab, node).map_err(|e| e.to_string())?;
     let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
     let opts = PingOptions {
         count,

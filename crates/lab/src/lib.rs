@@ -15,6 +15,7 @@ pub mod capture;
 mod checks;
 pub mod datapath;
 mod error;
+pub mod machines;
 pub mod names;
 pub mod state;
 pub mod status;
@@ -146,6 +147,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     weft_sys::caps::require_admin("weft up")?;
+    machines::check_underlay(lab)?;
     let _lock = state::lock(name)?;
     let built = state::load(name)?;
     // Namespaces the journal lists but the state does not were made by a run
@@ -353,7 +355,7 @@ pub struct CheckReport {
 
 /// Run a built lab's health checks now.
 pub fn check(name: &str) -> Result<CheckReport, Error> {
-    weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
+    machines::check_key(name)?;
     weft_sys::caps::require_admin("weft check")?;
     let st = built(name)?;
     Ok(CheckReport {
@@ -490,7 +492,7 @@ pub struct DownReport {
 /// and route in them) and nothing else; works without the file, and after a
 /// `weft up` that was killed.
 pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
-    weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
+    machines::check_key(name)?;
     weft_sys::caps::require_admin("weft down")?;
     let _lock = state::lock(name)?;
     // The datapath first, by its recorded pid: it holds sockets in the
@@ -504,7 +506,8 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     }
     // Namespaces with the lab's prefix that the journal does not list are
     // taken only if they carry the lab's ownership tag.
-    let prefix = weft_topo::netns_name(name, "");
+    // A share (`LAB@MACHINE`) names its namespaces after the lab.
+    let prefix = weft_topo::netns_name(weft_topo::machines::split_share_name(name).0, "");
     for ns in weft_sys::netns::list()? {
         if ns.starts_with(&prefix) && !candidates.contains(&ns) && has_owner_tag(&ns, name) {
             candidates.push(ns);
@@ -603,9 +606,22 @@ pub fn built(name: &str) -> Result<State, Error> {
     state::load(name)?.ok_or_else(|| Error::NoLab(name.to_string()))
 }
 
-/// The namespace of a node of a built lab.
+/// The built lab that has `node`: `lab` itself, or for a lab built here as
+/// machine shares, the share (`LAB@MACHINE`) that has the node.
+pub fn built_with(lab: &str, node: &str) -> Result<State, Error> {
+    if !lab.contains('@') && state::load(lab)?.is_none() {
+        for key in machines::shares_of(lab) {
+            if let Some(st) = state::load(&key)?.filter(|s| s.lab.nodes.contains_key(node)) {
+                return Ok(st);
+            }
+        }
+    }
+    built(lab)
+}
+
+/// The namespace of a node of a built lab (see [`built_with`]).
 pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
-    let st = built(lab)?;
+    let st = built_with(lab, node)?;
     st.lab
         .nodes
         .get(node)

@@ -134,7 +134,7 @@ pub fn sync(lab: &Lab) -> Result<(), Error> {
 /// hosts links to this lab's file (left by a killed run).
 fn stale(lab: &str, target: &Path) -> Vec<PathBuf> {
     let mut v = journaled(lab);
-    let prefix = weft_topo::netns_name(lab, "");
+    let prefix = weft_topo::netns_name(weft_topo::machines::split_share_name(lab).0, "");
     if let Ok(rd) = fs::read_dir(ETC_NETNS_DIR) {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with(&prefix) && ours(&e.path(), target) {

@@ -800,6 +800,57 @@ pub fn new_macvlan(l: &NewLink, lower: u32, netns: RawFd) -> Request {
     }
 }
 
+/// A VXLAN device to a single unicast peer.
+#[derive(Debug, Clone)]
+pub struct VxlanSpec {
+    pub vni: u32,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    /// UDP destination port (and the port the underlay socket binds).
+    pub port: u16,
+}
+
+/// `ip link add NAME netns NS type vxlan id VNI local L remote R dstport
+/// P`, sent from the namespace that is to carry the VXLAN UDP socket (the
+/// underlay): the kernel keeps the socket there and puts the device in
+/// `netns`.
+pub fn new_vxlan(l: &NewLink, v: &VxlanSpec, netns: RawFd) -> Request {
+    use netlink_packet_route::link::InfoVxlan;
+    let mut m = link_msg(l);
+    m.attributes.push(LinkAttribute::NetNsFd(netns));
+    let mut data = vec![InfoVxlan::Id(v.vni)];
+    match (v.local, v.remote) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            data.push(InfoVxlan::Local(a));
+            data.push(InfoVxlan::Group(b));
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            data.push(InfoVxlan::Local6(a));
+            data.push(InfoVxlan::Group6(b));
+        }
+        // The topology file refuses mixed families; the kernel would too.
+        (a, b) => {
+            data.push(match a {
+                IpAddr::V4(a) => InfoVxlan::Local(a),
+                IpAddr::V6(a) => InfoVxlan::Local6(a),
+            });
+            data.push(match b {
+                IpAddr::V4(b) => InfoVxlan::Group(b),
+                IpAddr::V6(b) => InfoVxlan::Group6(b),
+            });
+        }
+    }
+    data.push(InfoVxlan::Port(v.port));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Vxlan),
+        LinkInfo::Data(InfoData::Vxlan(data)),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    }
+}
+
 /// `ip link set dev X [up|down] [mtu N] [address MAC] [master BR|nomaster]
 /// [alias TEXT]`.
 #[derive(Debug, Clone, Default)]

@@ -13,6 +13,7 @@ use crate::error::{Diagnostic, Diagnostics};
 use crate::model::*;
 use crate::route::parse_route;
 
+mod machines;
 mod tunnel;
 
 type Span = Range<usize>;
@@ -46,6 +47,8 @@ struct RawLab {
     allow_host_interfaces: Option<bool>,
     #[serde(default)]
     checks: Vec<Spanned<crate::check::RawCheck>>,
+    #[serde(default)]
+    machines: BTreeMap<Spanned<String>, machines::RawMachine>,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +79,8 @@ struct RawNode {
     subnet: Option<Spanned<String>>,
     /// Switch: the router on its segment, the attached hosts' default route.
     gateway: Option<Spanned<String>>,
+    /// The machine the node is built on (labs that span machines).
+    machine: Option<Spanned<String>>,
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -130,6 +135,8 @@ struct RawLink {
     underlay: Option<Spanned<Vec<Spanned<String>>>>,
     port: Option<Spanned<u16>>,
     transport: Option<Spanned<String>>,
+    /// VXLAN network identifier of a `kind = "vxlan"` link.
+    vni: Option<Spanned<u32>>,
 }
 
 /// A checked, expanded lab and the warnings found on the way.
@@ -201,6 +208,7 @@ struct Cx<'p> {
     switch_ports: HashMap<(String, String), switch::RawPort>,
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
+    machines: machines::MachinesCx,
 }
 
 impl Cx<'_> {
@@ -220,6 +228,7 @@ impl Cx<'_> {
         }
         let mut lab = Lab::empty(&name);
         self.allow_host = raw.allow_host_interfaces == Some(true);
+        self.add_machines(&mut lab, &raw.machines);
         for (key, rn) in &raw.nodes {
             self.add_node(&mut lab, key, rn);
         }
@@ -246,6 +255,8 @@ impl Cx<'_> {
         crate::check::expand(&mut lab, &raw.checks, self.source, &mut more);
         self.errors.extend(more);
         self.check_tunnels(&lab);
+        self.finish_vxlan(&mut lab);
+        self.check_machines(&lab);
         lab
     }
 
@@ -380,6 +391,7 @@ impl Cx<'_> {
             };
             sysctls.insert(k.get_ref().clone(), value);
         }
+        let machine = self.node_machine(lab, base, &span, rn);
         for name in names {
             if let Some(prev) = self.node_span.get(&name) {
                 let prev = prev.clone();
@@ -399,6 +411,7 @@ impl Cx<'_> {
                 routes: Vec::new(),
                 sysctls: sysctls.clone(),
                 switch: switch_opts.clone(),
+                machine: machine.clone(),
             };
             for (route, rspan, i) in &routes {
                 self.route_span.insert((name.clone(), *i), rspan.clone());
@@ -860,11 +873,12 @@ impl Cx<'_> {
         {
             None | Some(("veth", _)) => {}
             Some(("tunnel", _)) => return self.add_tunnel(lab, link),
+            Some(("vxlan", _)) => return self.add_vxlan(lab, link),
             Some((other, span)) => {
                 self.err(
                     Some(span),
                     format!("link kind `{other}` is not known"),
-                    "write kind = \"veth\" (the default) or kind = \"tunnel\"",
+                    "write kind = \"veth\" (the default), kind = \"tunnel\" or kind = \"vxlan\"",
                 );
                 return;
             }
@@ -875,11 +889,15 @@ impl Cx<'_> {
             ("underlay", l.underlay.as_ref().map(|m| m.span())),
             ("port", l.port.as_ref().map(|m| m.span())),
             ("transport", l.transport.as_ref().map(|m| m.span())),
+            ("vni", l.vni.as_ref().map(|m| m.span())),
         ] {
             if span.is_some() {
                 self.err(
                     span,
-                    format!("`{key}` is a tunnel link's key, and this link is a veth pair"),
+                    format!(
+                        "`{key}` is a {} link's key, and this link is a veth pair",
+                        if key == "vni" { "vxlan" } else { "tunnel" }
+                    ),
                     "add kind = \"tunnel\", or remove the key",
                 );
             }

@@ -1,0 +1,299 @@
+//! Labs that span machines, on this one machine: two underlay namespaces
+//! stand in for machines a and b (a veth between them, 192.0.2.1/24 and
+//! .2/24), and `weft up FILE --machine a` runs with its network namespace
+//! set to a's underlay — by `nsenter --net`, which keeps the mount
+//! namespace, so the namespaces weft mounts are seen by everyone. Both
+//! shares keep their state in one state directory, as on a host that
+//! plays both machines.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::Lab;
+
+/// Two underlay namespaces joined by a veth; removed on drop, with what
+/// weft built from them (shares first, so `weft down` is what is tested).
+struct Underlay {
+    ns: [String; 2],
+    lab: String,
+    state: std::path::PathBuf,
+}
+
+impl Underlay {
+    fn new(lab: &Lab) -> Underlay {
+        let tag = lab.name.split('-').next().unwrap().to_string();
+        let ns = [format!("wu{tag}a"), format!("wu{tag}b")];
+        let u = Underlay {
+            ns: ns.clone(),
+            lab: lab.name.clone(),
+            state: lab.state.clone(),
+        };
+        for n in &ns {
+            sh(&["ip", "netns", "add", n]);
+        }
+        sh(&[
+            "ip", "-n", &ns[0], "link", "add", "u0", "type", "veth", "peer", "name", "u0", "netns",
+            &ns[1],
+        ]);
+        for (n, a) in ns.iter().zip(["192.0.2.1/24", "192.0.2.2/24"]) {
+            sh(&["ip", "-n", n, "addr", "add", a, "dev", "u0"]);
+            sh(&["ip", "-n", n, "link", "set", "u0", "up"]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        u
+    }
+
+    /// `weft ARGS` as machine `m` (0 or 1) would run it.
+    fn weft(&self, m: usize, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns[m]))
+            .arg(common::weft_bin())
+            .args(args)
+            .env("WEFT_STATE_DIR", &self.state)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, m: usize, args: &[&str]) -> String {
+        let o = self.weft(m, args);
+        assert!(
+            o.status.success(),
+            "weft {args:?} on machine {m} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// `ip -d link show type vxlan` in an underlay namespace.
+    fn vxlan_devices(&self, m: usize) -> String {
+        out(&[
+            "ip",
+            "-n",
+            &self.ns[m],
+            "-o",
+            "link",
+            "show",
+            "type",
+            "vxlan",
+        ])
+    }
+
+    /// UDP sockets bound in an underlay namespace on a port.
+    fn udp_on(&self, m: usize, port: u16) -> String {
+        out(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns[m],
+            "ss",
+            "-Hulnp",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
+    }
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        for (m, name) in ["a", "b"].iter().enumerate() {
+            let _ = self.weft(m, &["down", &self.lab, "--machine", name]);
+        }
+        for n in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn sh(args: &[&str]) {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn out(args: &[&str]) -> String {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn status(u: &Underlay, m: usize, machine: &str) -> serde_json::Value {
+    let s = u.ok(m, &["status", &u.lab, "--machine", machine, "--json"]);
+    serde_json::from_str(&s).unwrap()
+}
+
+fn iface<'a>(s: &'a serde_json::Value, node: &str, iface: &str) -> &'a serde_json::Value {
+    s[0]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .and_then(|n| {
+            n["interfaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == iface)
+        })
+        .unwrap_or_else(|| panic!("no {node}:{iface} in {s:#}"))
+}
+
+fn ping_within(lab: &Lab, from: &str, to: &str, secs: u64) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if lab.ping(from, to, None) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn vxlan_link_between_two_machines_each_building_its_share() {
+    let lab = Lab::example("vx", "vxlan.toml");
+    let u = Underlay::new(&lab);
+    let file = lab.file.to_str().unwrap();
+
+    // A multi-machine file is not built whole, and a machine must be the
+    // one it says: b's namespace does not have a's underlay address.
+    let o = u.weft(0, &["up", file]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--machine a"), "{err}");
+    let o = u.weft(1, &["up", file, "--machine", "a"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("192.0.2.1") && err.contains("192.0.2.2"),
+        "{err}"
+    );
+    assert!(lab.namespaces().is_empty(), "a refused up built something");
+
+    let up_a = u.ok(0, &["up", file, "--machine", "a"]);
+    assert!(
+        up_a.contains(&format!("lab {}@a is up", lab.name)),
+        "{up_a}"
+    );
+    let up_b = u.ok(1, &["up", file, "--machine", "b"]);
+    assert!(
+        up_b.contains(&format!("lab {}@b is up", lab.name)),
+        "{up_b}"
+    );
+    let mut want: Vec<String> = ["br-a", "br-b", "ha1", "ha2", "hb1", "hb2"]
+        .iter()
+        .map(|n| lab.netns(n))
+        .collect();
+    want.sort();
+    assert_eq!(lab.namespaces(), want);
+
+    // The device is in the node; its socket stayed in the underlay.
+    let vx = out(&["ip", "-n", &lab.netns("br-a"), "-d", "link", "show", "vx0"]);
+    assert!(
+        vx.contains("vxlan id") && vx.contains("local 192.0.2.1"),
+        "{vx}"
+    );
+    assert!(vx.contains(&format!("link-netns {}", u.ns[0])), "{vx}");
+    assert!(
+        vx.contains("master br-a") && vx.contains("mtu 1450"),
+        "{vx}"
+    );
+    for m in 0..2 {
+        assert_eq!(
+            u.vxlan_devices(m),
+            "",
+            "a VXLAN device sits in the underlay"
+        );
+        assert!(
+            !u.udp_on(m, 4789).is_empty(),
+            "no VXLAN socket in underlay {m}"
+        );
+    }
+
+    // Both machines planned the same VNI, each pointing at the other.
+    let (sa, sb) = (status(&u, 0, "a"), status(&u, 1, "b"));
+    assert_eq!(sa[0]["machine"], "a");
+    assert_eq!(sa[0]["name"], format!("{}@a", lab.name));
+    let (va, vb) = (
+        &iface(&sa, "br-a", "vx0")["vxlan"],
+        &iface(&sb, "br-b", "vx0")["vxlan"],
+    );
+    assert_eq!(va["vni"], vb["vni"]);
+    assert_eq!((&va["local"], &va["remote"]), (&vb["remote"], &vb["local"]));
+    assert_eq!(iface(&sa, "br-a", "vx0")["peer"], "br-b:vx0");
+    // `weft status LAB` shows every share built here.
+    let all: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["status", &lab.name, "--json"])).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all:#}");
+    let text = lab.ok(&["status", &lab.name, "--machine", "b"]);
+    assert!(
+        text.contains("vni ") && text.contains("-> 192.0.2.1:4789"),
+        "{text}"
+    );
+
+    // Host to host across the machines, both ways (names resolve to the
+    // share that has the node).
+    let hb1 = iface(&sb, "hb1", "eth0")["addresses"][0]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ha2 = iface(&sa, "ha2", "eth0")["addresses"][0]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        ping_within(&lab, "ha1", &hb1, 5),
+        "no ping a -> b over VXLAN"
+    );
+    assert!(
+        ping_within(&lab, "hb2", &ha2, 5),
+        "no ping b -> a over VXLAN"
+    );
+
+    // Applying again on a machine changes nothing.
+    assert!(u
+        .ok(0, &["up", file, "--machine", "a"])
+        .contains("nothing to change"));
+
+    // `weft down LAB` must say which share; `--machine` removes one.
+    let o = lab.run(&["down", &lab.name]);
+    assert!(!o.status.success(), "down without --machine was accepted");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--machine"));
+    let d = u.ok(0, &["down", &lab.name, "--machine", "a"]);
+    assert!(d.contains("removed 3 namespace(s)"), "{d}");
+    let left = lab.namespaces();
+    assert!(
+        left.iter()
+            .all(|n| n.contains("-hb") || n.ends_with("-br-b")),
+        "{left:?}"
+    );
+    assert_eq!(
+        u.udp_on(0, 4789),
+        "",
+        "a's VXLAN socket outlived its device"
+    );
+    u.ok(1, &["down", &lab.name, "--machine", "b"]);
+    assert!(lab.namespaces().is_empty(), "{:?}", lab.namespaces());
+    for m in 0..2 {
+        assert_eq!(u.vxlan_devices(m), "");
+        assert_eq!(u.udp_on(m, 4789), "");
+    }
+    let etc: Vec<String> = std::fs::read_dir("/etc/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&format!("weft-{}-", lab.name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(etc.is_empty(), "{etc:?}");
+    assert!(lab.ok(&["status"]).lines().all(|l| !l.contains(&lab.name)));
+}
