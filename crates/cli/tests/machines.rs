@@ -297,3 +297,136 @@ fn vxlan_link_between_two_machines_each_building_its_share() {
     assert!(etc.is_empty(), "{etc:?}");
     assert!(lab.ok(&["status"]).lines().all(|l| !l.contains(&lab.name)));
 }
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !matches!(
+            s.rsplit_once(')').map(|x| x.1.trim_start().as_bytes()[0]),
+            Some(b'Z')
+        )
+    })
+}
+
+fn netns_ino(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[test]
+fn tunnel_link_between_two_machines_runs_each_end_in_its_machine() {
+    let lab = Lab::from_text("xt", "name = \"x\"\n");
+    let dir = lab.file.parent().unwrap().to_path_buf();
+    let mut keys = Vec::new();
+    for m in ["a", "b"] {
+        let k = dir.join(format!("{m}.key"));
+        keys.push(lab.ok(&["keygen", k.to_str().unwrap()]).trim().to_string());
+    }
+    lab.rewrite(&format!(
+        r#"name = "x"
+[machines.a]
+underlay = "192.0.2.1"
+public_key = "{}"
+private_key = "a.key"
+[machines.b]
+underlay = "192.0.2.2"
+public_key = "{}"
+private_key = "b.key"
+
+[nodes.h1]
+machine = "a"
+[nodes.h1.interfaces.wt0]
+addresses = ["10.9.0.1/24"]
+[nodes.h2]
+machine = "b"
+[nodes.h2.interfaces.wt0]
+addresses = ["10.9.0.2/24"]
+
+[[links]]
+kind = "tunnel"
+mode = "tap"
+endpoints = ["h1:wt0", "h2:wt0"]
+"#,
+        keys[0], keys[1]
+    ));
+    let u = Underlay::new(&lab);
+    let file = lab.file.to_str().unwrap();
+    u.ok(0, &["up", file, "--machine", "a"]);
+    u.ok(1, &["up", file, "--machine", "b"]);
+
+    // Each share runs only its own end, and shows only that.
+    let t0 = Instant::now();
+    let ends = loop {
+        let (sa, sb) = (status(&u, 0, "a"), status(&u, 1, "b"));
+        let ends = [sa[0]["tunnels"].clone(), sb[0]["tunnels"].clone()];
+        if ends.iter().all(|e| {
+            e.as_array().unwrap().len() == 1
+                && e[0]["running"] == true
+                && e[0]["state"]["up"] == true
+        }) {
+            break ends;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tunnel never came up: {ends:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(ends[0][0]["node"], "h1");
+    assert_eq!(ends[0][0]["peer"], "h2:wt0");
+    assert_eq!(ends[0][0]["state"]["endpoint"], "192.0.2.2:5000");
+    assert_eq!(ends[1][0]["state"]["endpoint"], "192.0.2.1:5000");
+    // The process lives in its machine's namespace; its device in the node.
+    let pids: Vec<u64> = ends.iter().map(|e| e[0]["pid"].as_u64().unwrap()).collect();
+    for (m, pid) in pids.iter().enumerate() {
+        assert_eq!(
+            netns_ino(&format!("/proc/{pid}/ns/net")),
+            netns_ino(&format!("/run/netns/{}", u.ns[m])),
+            "tunnel end {m} does not run in its machine's namespace"
+        );
+    }
+    let wt = out(&["ip", "-n", &lab.netns("h1"), "-d", "link", "show", "wt0"]);
+    assert!(wt.contains("tap"), "{wt}");
+    assert!(
+        ping_within(&lab, "h1", "10.9.0.2", 5),
+        "no ping across the tunnel"
+    );
+    assert!(ping_within(&lab, "h2", "10.9.0.1", 5), "no ping back");
+
+    for (m, name) in ["a", "b"].iter().enumerate() {
+        u.ok(m, &["down", &lab.name, "--machine", name]);
+        assert!(!alive(pids[m]), "tunnel pid {} survived weft down", pids[m]);
+        assert_eq!(u.udp_on(m, 5000), "");
+    }
+    assert!(lab.namespaces().is_empty(), "{:?}", lab.namespaces());
+}
+
+#[test]
+fn a_machine_with_the_wrong_key_is_refused_before_building() {
+    let lab = Lab::from_text("xk", "name = \"x\"\n");
+    let dir = lab.file.parent().unwrap().to_path_buf();
+    let mut keys = Vec::new();
+    for m in ["a", "b"] {
+        let k = dir.join(format!("{m}.key"));
+        keys.push(lab.ok(&["keygen", k.to_str().unwrap()]).trim().to_string());
+    }
+    // b's public key under a: a's private key does not match it.
+    lab.rewrite(&format!(
+        "name = \"x\"\n[machines.a]\nunderlay = \"192.0.2.1\"\npublic_key = \"{}\"\nprivate_key = \"a.key\"\n[machines.b]\nunderlay = \"192.0.2.2\"\npublic_key = \"{}\"\n[nodes.h1]\nmachine = \"a\"\n[nodes.h2]\nmachine = \"b\"\n[[links]]\nkind = \"tunnel\"\nendpoints = [\"h1:wt0\", \"h2:wt0\"]\n",
+        keys[1], keys[1]
+    ));
+    let u = Underlay::new(&lab);
+    let o = u.weft(0, &["up", lab.file.to_str().unwrap(), "--machine", "a"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("belongs to the public key"),
+        "{err}"
+    );
+    // b has no private_key at all.
+    let o = u.weft(1, &["up", lab.file.to_str().unwrap(), "--machine", "b"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("needs private_key"),
+        "{err}"
+    );
+    assert!(lab.namespaces().is_empty());
+}
