@@ -1141,4 +1141,36 @@ mod tests {
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
         assert_eq!(&b[16..24], &[libc::AF_INET as u8, 16, 0, 0, 254, 4, 253, 1]);
     }
+
+    #[test]
+    fn vxlan_has_vni_ends_port_and_target_namespace() {
+        let b = bytes(new_vxlan(
+            &NewLink {
+                index: 1001,
+                name: "vx0",
+                mtu: Some(1450),
+                mac: None,
+            },
+            &VxlanSpec {
+                vni: 0x0a0b0c,
+                local: "192.0.2.1".parse().unwrap(),
+                remote: "192.0.2.2".parse().unwrap(),
+                port: 4789,
+            },
+            9,
+        ));
+        // ifinfomsg: index 1001.
+        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 1001);
+        // IFLA_NET_NS_FD (28) = 9; IFLA_INFO_KIND "vxlan".
+        assert!(b.windows(8).any(|w| w == [8, 0, 28, 0, 9, 0, 0, 0]));
+        assert!(b
+            .windows(10)
+            .any(|w| w == [10, 0, 1, 0, b'v', b'x', b'l', b'a', b'n', 0]));
+        // IFLA_VXLAN_ID (1), _GROUP (2, the remote), _LOCAL (4), and
+        // _PORT (15) in network byte order.
+        assert!(b.windows(8).any(|w| w == [8, 0, 1, 0, 0x0c, 0x0b, 0x0a, 0]));
+        assert!(b.windows(8).any(|w| w == [8, 0, 2, 0, 192, 0, 2, 2]));
+        assert!(b.windows(8).any(|w| w == [8, 0, 4, 0, 192, 0, 2, 1]));
+        assert!(b.windows(6).any(|w| w == [6, 0, 15, 0, 0x12, 0xb5]));
+    }
 }
