@@ -430,3 +430,56 @@ fn a_machine_with_the_wrong_key_is_refused_before_building() {
     );
     assert!(lab.namespaces().is_empty());
 }
+
+#[test]
+fn a_vni_taken_in_the_underlay_is_refused_with_advice_and_rolled_back() {
+    let text = |vni: u32| {
+        format!(
+            "name = \"x\"\n[machines.a]\nunderlay = \"192.0.2.1\"\n[machines.b]\nunderlay = \"192.0.2.2\"\n[nodes.h1]\nmachine = \"a\"\n[nodes.h1.interfaces.vx0]\naddresses = [\"10.61.0.1/24\"]\n[nodes.h2]\nmachine = \"b\"\n[[links]]\nkind = \"vxlan\"\nendpoints = [\"h1:vx0\", \"h2:vx0\"]\nvni = {vni}\n"
+        )
+    };
+    let first = Lab::from_text("vn1", &text(4242));
+    let second = Lab::from_text("vn2", &text(4242));
+    let u = Underlay::new(&first);
+    u.ok(0, &["up", first.file.to_str().unwrap(), "--machine", "a"]);
+    // Another lab's VXLAN end in the same underlay namespace, same VNI and
+    // port: the kernel refuses it; weft says why and removes what it made.
+    let up2 = |lab: &Lab| {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", u.ns[0]))
+            .arg(common::weft_bin())
+            .args(["up", lab.file.to_str().unwrap(), "--machine", "a"])
+            .env("WEFT_STATE_DIR", &lab.state)
+            .output()
+            .unwrap()
+    };
+    let o = up2(&second);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a second VNI 4242 was accepted");
+    assert!(
+        err.contains("already uses VNI 4242 on UDP port 4789"),
+        "{err}"
+    );
+    assert!(second.namespaces().is_empty(), "{:?}", second.namespaces());
+    // Another VNI is fine; both labs then share the underlay's socket.
+    second.rewrite(&text(4243));
+    let o = up2(&second);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(u.vxlan_devices(0), "");
+    // An edit of the VNI makes the device again, with its address.
+    second.rewrite(&text(4244));
+    let o = up2(&second);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(plan.contains("- vxlan h1:vx0") && plan.contains("+ vxlan h1:vx0"), "{plan}");
+    let vx = out(&["ip", "-n", &second.netns("h1"), "-d", "addr", "show", "vx0"]);
+    assert!(vx.contains("vxlan id 4244") && vx.contains("10.61.0.1/24"), "{vx}");
+    let o = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", u.ns[0]))
+        .arg(common::weft_bin())
+        .args(["down", &second.name, "--machine", "a"])
+        .env("WEFT_STATE_DIR", &second.state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
