@@ -1,6 +1,6 @@
 //! Labs that span machines, on this one machine: two underlay namespaces
 //! stand in for machines a and b (a veth between them, 192.0.2.1/24 and
-//! .2/24), and `weft up FILE --machine a` runs with its network namespace
+//! .2/24, fd00:77::1/64 and ::2/64), and `weft up FILE --machine a` runs with its network namespace
 //! set to a's underlay — by `nsenter --net`, which keeps the mount
 //! namespace, so the namespaces weft mounts are seen by everyone. Both
 //! shares keep their state in one state directory, as on a host that
@@ -37,8 +37,12 @@ impl Underlay {
             "ip", "-n", &ns[0], "link", "add", "u0", "type", "veth", "peer", "name", "u0", "netns",
             &ns[1],
         ]);
-        for (n, a) in ns.iter().zip(["192.0.2.1/24", "192.0.2.2/24"]) {
+        for (n, (a, a6)) in ns.iter().zip([
+            ("192.0.2.1/24", "fd00:77::1/64"),
+            ("192.0.2.2/24", "fd00:77::2/64"),
+        ]) {
             sh(&["ip", "-n", n, "addr", "add", a, "dev", "u0"]);
+            sh(&["ip", "-n", n, "addr", "add", a6, "dev", "u0", "nodad"]);
             sh(&["ip", "-n", n, "link", "set", "u0", "up"]);
             sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
         }
@@ -471,9 +475,15 @@ fn a_vni_taken_in_the_underlay_is_refused_with_advice_and_rolled_back() {
     let o = up2(&second);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let plan = String::from_utf8_lossy(&o.stdout);
-    assert!(plan.contains("- vxlan h1:vx0") && plan.contains("+ vxlan h1:vx0"), "{plan}");
+    assert!(
+        plan.contains("- vxlan h1:vx0") && plan.contains("+ vxlan h1:vx0"),
+        "{plan}"
+    );
     let vx = out(&["ip", "-n", &second.netns("h1"), "-d", "addr", "show", "vx0"]);
-    assert!(vx.contains("vxlan id 4244") && vx.contains("10.61.0.1/24"), "{vx}");
+    assert!(
+        vx.contains("vxlan id 4244") && vx.contains("10.61.0.1/24"),
+        "{vx}"
+    );
     let o = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", u.ns[0]))
         .arg(common::weft_bin())
@@ -482,4 +492,31 @@ fn a_vni_taken_in_the_underlay_is_refused_with_advice_and_rolled_back() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn vxlan_over_an_ipv6_underlay() {
+    let lab = Lab::from_text(
+        "v6",
+        "name = \"x\"\n[machines.a]\nunderlay = \"fd00:77::1\"\n[machines.b]\nunderlay = \"fd00:77::2\"\n[nodes.h1]\nmachine = \"a\"\n[nodes.h1.interfaces.vx0]\naddresses = [\"10.62.0.1/24\"]\n[nodes.h2]\nmachine = \"b\"\n[nodes.h2.interfaces.vx0]\naddresses = [\"10.62.0.2/24\"]\n[[links]]\nkind = \"vxlan\"\nendpoints = [\"h1:vx0\", \"h2:vx0\"]\n",
+    );
+    let u = Underlay::new(&lab);
+    let file = lab.file.to_str().unwrap();
+    u.ok(0, &["up", file, "--machine", "a"]);
+    u.ok(1, &["up", file, "--machine", "b"]);
+    let vx = out(&["ip", "-n", &lab.netns("h1"), "-d", "link", "show", "vx0"]);
+    assert!(
+        vx.contains("local fd00:77::1") && vx.contains("remote fd00:77::2"),
+        "{vx}"
+    );
+    // 1500 minus 70 bytes of VXLAN over IPv6.
+    assert!(vx.contains("mtu 1430"), "{vx}");
+    assert!(
+        ping_within(&lab, "h1", "10.62.0.2", 5),
+        "no ping over the IPv6 underlay"
+    );
+    for (m, name) in ["a", "b"].iter().enumerate() {
+        u.ok(m, &["down", &lab.name, "--machine", name]);
+        assert_eq!(u.vxlan_devices(m), "");
+    }
 }
