@@ -238,30 +238,27 @@ fn vxlan_link_between_two_machines_each_building_its_share() {
         "{text}"
     );
 
-    // Host to host across the machines, both ways (names resolve to the
-    // share that has the node).
-    let hb1 = iface(&sb, "hb1", "eth0")["addresses"][0]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let ha2 = iface(&sa, "ha2", "eth0")["addresses"][0]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    // Host to host across the machines, both ways. A node on the other
+    // machine is known by name, to `weft ping` and in the hosts file.
+    let addr = |s: &serde_json::Value, n: &str| {
+        iface(s, n, "eth0")["addresses"][0]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     assert!(
-        ping_within(&lab, "ha1", &hb1, 5),
+        ping_within(&lab, "ha1", "hb1", 5),
         "no ping a -> b over VXLAN"
     );
     assert!(
-        ping_within(&lab, "hb2", &ha2, 5),
+        ping_within(&lab, "hb2", &addr(&sa, "ha2"), 5),
         "no ping b -> a over VXLAN"
     );
+    let hosts = lab.ok(&["exec", &lab.name, "ha1", "--", "getent", "hosts", "hb1"]);
+    assert!(hosts.starts_with(&addr(&sb, "hb1")), "{hosts}");
 
     // Applying again on a machine changes nothing.
     assert!(u

@@ -639,6 +639,9 @@ pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error
     if let Ok(ip) = target.parse() {
         return Ok(ip);
     }
+    if let Some(a) = lab.remote_names.get(target) {
+        return Ok(*a);
+    }
     let node = lab.nodes.get(target).ok_or_else(|| Error::NoNode {
         lab: lab.name.clone(),
         node: target.to_string(),

@@ -31,6 +31,10 @@ pub fn hosts_text(lab: &Lab) -> String {
             s.push_str(&format!("{a}\t{}\n", n.name));
         }
     }
+    // A machine's share: the nodes on the other machines too.
+    for (name, a) in &lab.remote_names {
+        s.push_str(&format!("{a}\t{name}\n"));
+    }
     s
 }
 

@@ -125,6 +125,12 @@ pub fn share(lab: &Lab, machine: &str) -> Result<Lab, String> {
     let mut out = lab.clone();
     out.name = share_name(&lab.name, machine);
     out.machine = Some(machine.to_string());
+    out.remote_names = lab
+        .nodes
+        .values()
+        .filter(|n| n.machine.as_deref() != Some(machine))
+        .filter_map(|n| Some((n.name.clone(), crate::check::node_address(n)?)))
+        .collect();
     out.nodes
         .retain(|_, n| n.machine.as_deref() == Some(machine));
     let local: BTreeSet<String> = out.nodes.keys().cloned().collect();

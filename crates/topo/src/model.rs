@@ -39,6 +39,10 @@ pub struct Lab {
     /// [`crate::machines::share`]): the machine it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// In a share: the other machines' nodes and the address each name
+    /// stands for, for names and `weft ping LAB NODE OTHER-NODE`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_names: BTreeMap<String, IpAddr>,
 }
 
 /// A `kind = "tunnel"` link. Each end is a TUN or TAP interface in the
@@ -75,6 +79,7 @@ impl Lab {
             tunnels: Vec::new(),
             machines: BTreeMap::new(),
             machine: None,
+            remote_names: BTreeMap::new(),
         }
     }
 
