@@ -218,11 +218,11 @@ impl Cx<'_> {
                     "a vxlan link joins nodes on two machines, and this file declares no machines",
                     "declare [machines.a] and [machines.b] with their underlay addresses and put the nodes on them (machine = \"a\"), or use a veth link (the default kind) on one machine",
                 );
-                return;
+                return self.vxlan_refused(lab, &a, &b);
             }
             (Some(x), Some(y)) => (x, y),
             // The node's machine was refused already.
-            _ => return,
+            _ => return self.vxlan_refused(lab, &a, &b),
         };
         if ma == mb {
             self.err(
@@ -230,7 +230,7 @@ impl Cx<'_> {
                 format!("vxlan link from `{a}` to `{b}`: both ends are on machine `{ma}`"),
                 "a vxlan link joins two machines; on one machine write a veth link (the default kind), which carries the same frames without the underlay",
             );
-            return;
+            return self.vxlan_refused(lab, &a, &b);
         }
         let (ua, ub) = (&lab.machines[&ma], &lab.machines[&mb]);
         if ua.underlay.is_ipv6() != ub.underlay.is_ipv6() {
@@ -242,7 +242,7 @@ impl Cx<'_> {
                 ),
                 "give both machines IPv4 (or both IPv6) underlay addresses",
             );
-            return;
+            return self.vxlan_refused(lab, &a, &b);
         }
         let v6 = ua.underlay.is_ipv6();
         let most = ua.underlay_mtu.min(ub.underlay_mtu) - vxlan_overhead(v6);
@@ -258,7 +258,7 @@ impl Cx<'_> {
                         if v6 { 6 } else { 4 }
                     ),
                 );
-                return;
+                return self.vxlan_refused(lab, &a, &b);
             }
             Some(m) => {
                 self.check_mtu(&a.node, m);
@@ -273,7 +273,7 @@ impl Cx<'_> {
                     "vxlan link: port 0 is not a UDP port",
                     format!("leave it out for {VXLAN_PORT}, VXLAN's port"),
                 );
-                return;
+                return self.vxlan_refused(lab, &a, &b);
             }
             Some(p) => *p.get_ref(),
             None => VXLAN_PORT,
@@ -285,7 +285,7 @@ impl Cx<'_> {
                     format!("vxlan link: VNI {} is out of range", v.get_ref()),
                     "write a VNI from 1 to 16777215, or leave it out to have one chosen",
                 );
-                return;
+                return self.vxlan_refused(lab, &a, &b);
             }
             Some(v) => {
                 if let Some(prev) = self.machines.vnis.get(v.get_ref()) {
@@ -295,7 +295,7 @@ impl Cx<'_> {
                         format!("vxlan link: VNI {} is used twice", v.get_ref()),
                         format!("each vxlan link has its own VNI (the other is on line {line})"),
                     );
-                    return;
+                    return self.vxlan_refused(lab, &a, &b);
                 }
                 self.machines.vnis.insert(*v.get_ref(), v.span());
                 *v.get_ref()
@@ -324,6 +324,26 @@ impl Cx<'_> {
             });
             if iface.mtu.is_none() {
                 iface.mtu = Some(mtu);
+            }
+        }
+    }
+
+    /// A refused vxlan link's ends stay vxlan ends (unusable, the file is
+    /// refused anyway), so they are not reported again as unlinked veths.
+    fn vxlan_refused(&mut self, lab: &mut Lab, a: &Endpoint, b: &Endpoint) {
+        for (me, peer) in [(a, b), (b, a)] {
+            if let Some(i) = lab
+                .nodes
+                .get_mut(&me.node)
+                .and_then(|n| n.interfaces.get_mut(&me.iface))
+            {
+                i.kind = IfaceKind::Vxlan(VxlanOptions {
+                    vni: 0,
+                    local: IpAddr::from([0, 0, 0, 0]),
+                    remote: IpAddr::from([0, 0, 0, 0]),
+                    port: 0,
+                    peer: peer.clone(),
+                });
             }
         }
     }
