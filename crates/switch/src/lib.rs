@@ -104,6 +104,12 @@ impl Switch {
                 mirror_egress: config.mirror.select_egress.iter().any(|p| p.index() == i),
             })
             .collect::<Vec<_>>();
+        let mut fdb = Fdb::new(config.fdb_max_entries);
+        for &(vid, mac, port) in &config.static_macs {
+            if port.index() < ports.len() {
+                fdb.add_static(vid, mac, port);
+            }
+        }
         Switch {
             mac: config.mac,
             mtu: usize::from(config.mtu),
@@ -112,7 +118,7 @@ impl Switch {
             ports,
             mirror_out,
             mirror_vlans: config.mirror.select_vlans.clone(),
-            fdb: Fdb::new(config.fdb_max_entries),
+            fdb,
             stp,
             vlan_counters: HashMap::new(),
             unknown_port_frames: 0,

@@ -76,6 +76,11 @@ struct RawNode {
     subnet: Option<Spanned<String>>,
     /// Switch: the router on its segment, the attached hosts' default route.
     gateway: Option<Spanned<String>>,
+    /// Switch: configured FDB entries.
+    #[serde(default)]
+    static_macs: Vec<Spanned<switch::RawStaticMac>>,
+    /// Switch: port mirroring.
+    mirror: Option<Spanned<switch::RawMirror>>,
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -118,6 +123,7 @@ struct RawIface {
     trunk: Option<Spanned<Vec<u32>>>,
     native: Option<Spanned<u32>>,
     edge: Option<Spanned<bool>>,
+    impair: Option<Spanned<switch::RawImpair>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +136,7 @@ struct RawLink {
     underlay: Option<Spanned<Vec<Spanned<String>>>>,
     port: Option<Spanned<u16>>,
     transport: Option<Spanned<String>>,
+    impair: Option<Spanned<switch::RawImpair>>,
 }
 
 /// A checked, expanded lab and the warnings found on the way.
@@ -199,6 +206,8 @@ struct Cx<'p> {
     segments: HashMap<String, (Option<IpNet>, Option<IpAddr>)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
+    /// Static MACs and mirrors of switch nodes, checked once ports are known.
+    switch_extra: HashMap<String, switch::RawExtra>,
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
 }
@@ -859,7 +868,10 @@ impl Cx<'_> {
             .map(|k| (k.get_ref().as_str(), k.span()))
         {
             None | Some(("veth", _)) => {}
-            Some(("tunnel", _)) => return self.add_tunnel(lab, link),
+            Some(("tunnel", _)) => {
+                self.no_tunnel_impair(link.get_ref().impair.as_ref());
+                return self.add_tunnel(lab, link);
+            }
             Some((other, span)) => {
                 self.err(
                     Some(span),
@@ -916,6 +928,9 @@ impl Cx<'_> {
             if iface.mtu.is_none() {
                 iface.mtu = mtu;
             }
+        }
+        if let Some(imp) = &link.get_ref().impair {
+            self.link_impair(lab, &a, &b, imp);
         }
     }
 
