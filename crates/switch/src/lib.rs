@@ -21,6 +21,7 @@ pub mod actions;
 pub mod config;
 pub mod counters;
 pub mod fdb;
+pub mod impair;
 pub mod stp;
 pub mod time;
 
@@ -344,6 +345,30 @@ impl Switch {
             self.stp.set_link(i, up && self.ports[i].cfg.enabled, now);
         }
         self.after_stp(out);
+    }
+
+    /// Administrative state (`ip link set X down/up` on the switch's side,
+    /// `ovs-ofctl mod-port X down`): a disabled port neither receives nor
+    /// sends, and the spanning tree and learning see it as a link down.
+    pub fn set_enabled(&mut self, port: PortId, enabled: bool, now: Instant, out: &mut Actions) {
+        out.clear();
+        let i = port.index();
+        if i >= self.ports.len() || self.ports[i].cfg.enabled == enabled {
+            return;
+        }
+        self.start(now);
+        self.ports[i].cfg.enabled = enabled;
+        if !enabled {
+            self.fdb.flush_port(port);
+        }
+        if self.mirror_out != Some(i) {
+            self.stp.set_link(i, enabled && self.ports[i].link_up, now);
+        }
+        self.after_stp(out);
+    }
+
+    pub fn port_enabled(&self, port: PortId) -> bool {
+        self.ports.get(port.index()).is_some_and(|p| p.cfg.enabled)
     }
 
     fn after_stp(&mut self, out: &mut Actions) {

@@ -494,3 +494,22 @@ fn static_entries_from_the_config_hold_before_learning_and_never_move() {
     assert!(h.sw.fdb().get(1, s).is_some());
     assert!(h.sw.fdb().get(1, m(0x98)).is_none());
 }
+
+#[test]
+fn a_disabled_port_is_a_link_down_until_enabled_again() {
+    let mut h = Harness::new(cfg(vec![PortConfig::access(1); 3]));
+    let (a, b) = (m(1), m(2));
+    h.ports(0, &eth(b, a, &[], 60), t(1));
+    h.ports(1, &eth(a, b, &[], 60), t(1));
+    assert_eq!(h.sw.fdb().lookup(1, b), Some(PortId(1)));
+    h.sw.set_enabled(PortId(1), false, t(2), &mut Actions::new());
+    assert!(!h.sw.port_enabled(PortId(1)) && !h.sw.port_forwarding(PortId(1)));
+    // Its learned entries went, nothing leaves by it, nothing enters.
+    assert_eq!(h.sw.fdb().lookup(1, b), None);
+    assert_eq!(h.ports(0, &eth(b, a, &[], 60), t(2)), [2]);
+    assert!(h.ports(1, &eth(a, b, &[], 60), t(2)).is_empty());
+    assert_eq!(h.drops(1, DropReason::PortDown), 1);
+    h.sw.set_enabled(PortId(1), true, t(3), &mut Actions::new());
+    assert!(h.sw.port_forwarding(PortId(1)));
+    assert_eq!(h.ports(1, &eth(a, b, &[], 60), t(3)), [0]);
+}
