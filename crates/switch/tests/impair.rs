@@ -72,8 +72,12 @@ proptest! {
             .map(|f| match f { Fate::Queued { copies } => u64::from(*copies), _ => 0 })
             .sum();
         prop_assert_eq!(out.len() as u64, queued);
-        let wire = |len: usize| if cfg.rate_bps == 0 { Duration::ZERO } else {
-            Duration::from_nanos((len as u64 * 8 * 1_000_000_000) / cfg.rate_bps)
+        let wire = |len: usize| {
+            Duration::from_nanos(
+                (len as u64 * 8 * 1_000_000_000)
+                    .checked_div(cfg.rate_bps)
+                    .unwrap_or(0),
+            )
         };
         for &(id, arr, rel) in &out {
             prop_assert!(rel >= arr);
