@@ -320,6 +320,8 @@ impair = { delay = "50ms" }
     let p1 = port(&lab, "p1");
     assert_eq!(p1["impair"]["settings"], "delay 50ms", "{p1}");
     assert!(p1["impair"]["delayed"].as_u64().unwrap() >= 6, "{p1}");
+    let human = lab.ok(&["status", &lab.name]);
+    assert!(human.contains("impair delay 50ms (seed "), "{human}");
 
     // At run time, without restarting the datapath.
     let dp = lab.status_json()[0]["switches"][0]["bridge_id"].clone();

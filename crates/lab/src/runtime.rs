@@ -253,6 +253,44 @@ fn ends<'a>(lab: &Lab, a: &'a Endpoint, b: &'a Endpoint) -> Vec<&'a Endpoint> {
     }
 }
 
+/// Waits until a link brought up carries frames: both kernel ends with a
+/// carrier, switch ports forwarding (RSTP agrees within milliseconds;
+/// 802.1D takes its forward delays, as at `weft up`).
+fn wait_usable(lab: &Lab, a: &Endpoint, b: &Endpoint) -> Result<(), Error> {
+    let t0 = std::time::Instant::now();
+    for e in [a, b] {
+        if is_switch(lab, e) {
+            continue;
+        }
+        let ns = &lab.nodes[&e.node].netns;
+        let fd = netns::open(ns)?;
+        let sock = netns::route_socket_in(fd.as_fd())?;
+        let mut nl = Netlink::from_fd(sock)
+            .map_err(|err| Error::io(format!("netlink socket in {ns}"), err))?;
+        loop {
+            let up = nl
+                .links()
+                .map_err(|err| Error::io(format!("listing the interfaces of {ns}"), err))?
+                .into_iter()
+                .any(|l| l.name == e.iface && l.admin_up && l.lower_up);
+            if up {
+                break;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(Error::Other(format!(
+                    "{e} was set up but has no carrier after 5 s; `weft status {}` shows it",
+                    lab.name
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    if is_switch(lab, a) || is_switch(lab, b) {
+        datapath::wait_ready(lab, &|_| {})?;
+    }
+    Ok(())
+}
+
 /// `weft link LAB A B down|up`. Returns the link's two ends.
 pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, Endpoint), Error> {
     let _lock = state::lock(name)?;
@@ -260,6 +298,9 @@ pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, End
     let (ea, eb) = find_link(&st.lab, a, b)?;
     for e in ends(&st.lab, &ea, &eb) {
         set_end(&st.lab, e, up)?;
+    }
+    if up {
+        wait_usable(&st.lab, &ea, &eb)?;
     }
     let mut o = load(name).unwrap_or_default();
     let pair = [ea.to_string(), eb.to_string()];
@@ -339,6 +380,7 @@ pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
             }
             set_end(lab, e, true)?;
         }
+        wait_usable(lab, &ea, &eb)?;
         undone.push(format!("link {a} — {b} up again"));
     }
     for port in o.impair.keys() {
