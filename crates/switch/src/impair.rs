@@ -35,6 +35,8 @@ pub const PPM: u64 = 1_000_000;
 
 /// Frames held at most, like netem's default `limit 1000`.
 pub const DEFAULT_LIMIT: usize = 1000;
+/// Bytes held at most: 1,000 GSO super-frames would be 64 MiB a queue.
+pub const DEFAULT_LIMIT_BYTES: usize = 16 << 20;
 /// With a rate, frames that would wait longer than this for the link are
 /// dropped, so that a sender faster than the rate meets loss (as on a real
 /// bottleneck) rather than an ever longer queue.
@@ -54,6 +56,7 @@ pub struct ImpairConfig {
     pub rate_bps: u64,
     pub seed: u64,
     pub limit: usize,
+    pub limit_bytes: usize,
     pub max_backlog: Duration,
 }
 
@@ -68,6 +71,7 @@ impl Default for ImpairConfig {
             rate_bps: 0,
             seed: 0,
             limit: DEFAULT_LIMIT,
+            limit_bytes: DEFAULT_LIMIT_BYTES,
             max_backlog: DEFAULT_MAX_BACKLOG,
         }
     }
@@ -98,6 +102,7 @@ pub struct ImpairCounters {
 struct Held<T> {
     at: Instant,
     seq: u64,
+    len: usize,
     item: T,
 }
 
@@ -127,6 +132,7 @@ pub struct Impair<T> {
     rng: XorShiftRng,
     heap: BinaryHeap<Held<T>>,
     seq: u64,
+    bytes: usize,
     /// When the rate-limited link finishes sending what it was given.
     link_free: Instant,
     counters: ImpairCounters,
@@ -139,6 +145,7 @@ impl<T: Clone> Impair<T> {
             cfg,
             heap: BinaryHeap::new(),
             seq: 0,
+            bytes: 0,
             link_free: Instant::ZERO,
             counters: ImpairCounters::default(),
         }
@@ -187,7 +194,9 @@ impl<T: Clone> Impair<T> {
         }
         let dup = self.chance(self.cfg.duplicate_ppm);
         let copies = 1 + u8::from(dup);
-        if self.heap.len() + usize::from(copies) > self.cfg.limit {
+        if self.heap.len() + usize::from(copies) > self.cfg.limit
+            || self.bytes + len * usize::from(copies) > self.cfg.limit_bytes
+        {
             self.counters.queue_full += 1;
             return Fate::QueueFull;
         }
@@ -215,19 +224,21 @@ impl<T: Clone> Impair<T> {
             } else {
                 at
             };
-            self.hold(item.clone(), at);
-            self.hold(item, copy_at);
+            self.hold(item.clone(), len, at);
+            self.hold(item, len, copy_at);
         } else {
-            self.hold(item, at);
+            self.hold(item, len, at);
         }
         Fate::Queued { copies }
     }
 
-    fn hold(&mut self, item: T, at: Instant) {
+    fn hold(&mut self, item: T, len: usize, at: Instant) {
         self.seq += 1;
+        self.bytes += len;
         self.heap.push(Held {
             at,
             seq: self.seq,
+            len,
             item,
         });
     }
@@ -243,7 +254,9 @@ impl<T: Clone> Impair<T> {
             return None;
         }
         self.counters.released += 1;
-        self.heap.pop().map(|h| h.item)
+        let h = self.heap.pop()?;
+        self.bytes -= h.len;
+        Some(h.item)
     }
 
     /// Everything held, in release order (when impairment is cleared).
@@ -253,6 +266,7 @@ impl<T: Clone> Impair<T> {
             self.counters.released += 1;
             v.push(h.item);
         }
+        self.bytes = 0;
         v
     }
 
@@ -262,6 +276,11 @@ impl<T: Clone> Impair<T> {
 
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn counters(&self) -> &ImpairCounters {
@@ -513,6 +532,18 @@ mod tests {
         assert_eq!(q.len(), 100);
         assert_eq!(fates.iter().filter(|f| **f == Fate::QueueFull).count(), 50);
         assert_eq!(q.drain().len(), 100);
-        assert!(q.is_empty());
+        assert!(q.is_empty() && q.bytes() == 0);
+        // Bytes too: GSO frames of 64 KiB fill 16 MiB after 256.
+        let mut q: Impair<u32> = Impair::new(ImpairConfig {
+            delay: Duration::from_secs(10),
+            ..Default::default()
+        });
+        let held = (0..1000)
+            .filter(|i| q.push(*i, 65536, Instant::ZERO) != Fate::QueueFull)
+            .count();
+        assert_eq!(held, 256);
+        assert_eq!(q.bytes(), 16 << 20);
+        assert_eq!(q.pop_due(Instant::from_secs(10)), Some(0));
+        assert_eq!(q.bytes(), (16 << 20) - 65536);
     }
 }

@@ -60,6 +60,7 @@ fn run(cfg: &ImpairConfig, t: &[(u64, usize)]) -> (Vec<(usize, Instant, Instant)
         out.len() as u64,
         c.offered - c.lost - c.queue_full + c.duplicated
     );
+    assert_eq!(q.bytes(), 0);
     (out, fates)
 }
 

@@ -112,6 +112,7 @@ impl PortImpair {
     }
 }
 
+#[inline]
 /// True if frames into the switch on port `p` are impaired; the frame
 /// was then taken (copied: the receive buffer is reused at once).
 pub(super) fn take_in(p: &mut Port, vnet: VnetHdr, frame: &[u8], now: Instant) -> bool {
@@ -126,6 +127,7 @@ pub(super) fn take_in(p: &mut Port, vnet: VnetHdr, frame: &[u8], now: Instant) -
     true
 }
 
+#[inline]
 /// True if frames out of port `p` are impaired; the frame was then taken.
 pub(super) fn take_out(
     p: &mut Port,
