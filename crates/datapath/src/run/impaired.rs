@@ -178,8 +178,8 @@ impl Dp {
     }
 
     /// Sets (or with `None` clears) a port's impairment at run time.
-    /// Frames already held go out at once when it is cleared, and keep
-    /// their times when it is replaced.
+    /// New queues, so the PRNG starts again from the seed; frames still
+    /// held by the old ones go out at once.
     pub(super) fn set_impair(&mut self, g: usize, i: Option<Impairment>) {
         let now = self.now();
         let old = self.ports[g].imp.take();
