@@ -11,12 +11,12 @@ use weft_sys::port::{PacketSocket, Poller, Ready, RxBatch, TxFrame, VnetHdr};
 use weft_topo::Lab;
 
 use crate::config::switch_config;
-
-mod admin;
-mod impaired;
 use crate::control::{
     FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo,
 };
+
+mod admin;
+mod impaired;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
