@@ -11,6 +11,7 @@ use miette::{LabeledSpan, NamedSource};
 mod capture;
 mod graph;
 mod render;
+mod runtime;
 mod trace;
 mod tunnel;
 
@@ -145,6 +146,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take a link of a running lab down or bring it back up, like pulling
+    /// its cable (A and B: node names, or NODE:IFACE when they share
+    /// several links). `weft up` of the file undoes it.
+    Link {
+        lab: String,
+        a: String,
+        b: String,
+        /// down or up.
+        state: String,
+    },
+    /// Delay, lose, duplicate, reorder or rate-limit the frames of a link
+    /// with a switch end, in a running lab (docs/switch.md). `weft up` of
+    /// the file undoes it.
+    Impair(runtime::ImpairArgs),
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]
     Datapath { lab: String },
@@ -255,6 +270,8 @@ fn main() -> ExitCode {
         } => graph::run(&lab, &format, output.as_deref()),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
+        Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
+        Cmd::Impair(args) => runtime::impair(&args),
         Cmd::Trace {
             lab,
             node,

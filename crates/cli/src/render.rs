@@ -68,6 +68,15 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default()
         );
+        if let Some(o) = &lab.runtime {
+            let _ = writeln!(
+                out,
+                "  runtime changes (not in the file; `weft up` undoes them):"
+            );
+            for l in o.lines() {
+                let _ = writeln!(out, "    {l}");
+            }
+        }
         for n in &lab.nodes {
             let missing = if n.present {
                 ""
@@ -190,6 +199,8 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
     for p in &sw.ports {
         let state = if !p.present {
             "GONE (its interface vanished)".to_string()
+        } else if !p.admin_up {
+            "DOWN (weft link)".to_string()
         } else if !p.carrier {
             "no carrier".to_string()
         } else {
@@ -205,6 +216,13 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             cols.push(format!("drops {drops}"));
         }
         let _ = writeln!(out, "      port {}", cols.join("  "));
+        if let Some(i) = &p.impair {
+            let _ = writeln!(
+                out,
+                "        impair {} (seed {}): lost {}, queue full {}, duplicated {}, reordered {}, held {}",
+                i.settings, i.seed, i.lost, i.queue_full, i.duplicated, i.reordered, i.held
+            );
+        }
     }
 }
 

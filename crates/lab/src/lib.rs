@@ -17,6 +17,7 @@ pub mod datapath;
 mod error;
 pub mod machines;
 pub mod names;
+pub mod runtime;
 pub mod state;
 pub mod status;
 pub mod trace;
@@ -194,6 +195,8 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         if restarted {
             datapath::wait_ready(lab, opts.progress)?;
         }
+        // `weft link`/`weft impair` changes: the file is the truth.
+        let undone = runtime::restore(lab, restarted)?;
         // Tunnel processes may have died, or only their settings changed.
         tunnels::reconcile(lab)?;
         if st.lab.tunnels != lab.tunnels {
@@ -202,7 +205,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         }
         return Ok(UpReport {
             plan,
-            changed: restarted,
+            changed: restarted || !undone.is_empty(),
             recovered,
             apply_time: Duration::ZERO,
             wait_time: if restarted {
@@ -210,7 +213,10 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             } else {
                 Duration::ZERO
             },
-            warnings: Vec::new(),
+            warnings: undone
+                .into_iter()
+                .map(|u| format!("runtime change undone: {u}"))
+                .collect(),
             checks: Vec::new(),
         });
     }
@@ -284,11 +290,18 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         datapath::wait_ready(lab, opts.progress)?;
     }
     drop(handles);
+    // The datapath was just restarted with the file's settings.
+    let undone = runtime::restore(lab, true)?;
     // Tunnel processes run on the TUN/TAP ends the apply made.
     tunnels::reconcile(lab)?;
     let wait_time = t1.elapsed();
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
-    let warnings = nat_warnings(lab);
+    let mut warnings = nat_warnings(lab);
+    warnings.extend(
+        undone
+            .into_iter()
+            .map(|u| format!("runtime change undone: {u}")),
+    );
     let results = checks::run_all(lab);
     let failed: Vec<String> = results
         .iter()

@@ -23,6 +23,9 @@ pub struct LabStatus {
     pub switches: Option<Option<Vec<weft_datapath::control::SwitchInfo>>>,
     /// One entry per end of each `kind = "tunnel"` link.
     pub tunnels: Vec<crate::tunnels::TunnelStatus>,
+    /// Changes made at run time (`weft link`, `weft impair`) that the
+    /// file does not have; the next `weft up` undoes them.
+    pub runtime: Option<crate::runtime::Overrides>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,6 +193,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
             source: st.source.map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
                 .then(|| crate::datapath::status(&n).map(|s| s.switches)),
+            runtime: crate::runtime::load(&n),
             nodes,
         });
     }

@@ -81,6 +81,11 @@ struct RawNode {
     gateway: Option<Spanned<String>>,
     /// The machine the node is built on (labs that span machines).
     machine: Option<Spanned<String>>,
+    /// Switch: configured FDB entries.
+    #[serde(default)]
+    static_macs: Vec<Spanned<switch::RawStaticMac>>,
+    /// Switch: port mirroring.
+    mirror: Option<Spanned<switch::RawMirror>>,
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -123,6 +128,7 @@ struct RawIface {
     trunk: Option<Spanned<Vec<u32>>>,
     native: Option<Spanned<u32>>,
     edge: Option<Spanned<bool>>,
+    impair: Option<Spanned<switch::RawImpair>>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +143,7 @@ struct RawLink {
     transport: Option<Spanned<String>>,
     /// VXLAN network identifier of a `kind = "vxlan"` link.
     vni: Option<Spanned<u32>>,
+    impair: Option<Spanned<switch::RawImpair>>,
 }
 
 /// A checked, expanded lab and the warnings found on the way.
@@ -206,6 +213,8 @@ struct Cx<'p> {
     segments: HashMap<String, (Option<IpNet>, Option<IpAddr>)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
+    /// Static MACs and mirrors of switch nodes, checked once ports are known.
+    switch_extra: HashMap<String, switch::RawExtra>,
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
     machines: machines::MachinesCx,
@@ -872,8 +881,14 @@ impl Cx<'_> {
             .map(|k| (k.get_ref().as_str(), k.span()))
         {
             None | Some(("veth", _)) => {}
-            Some(("tunnel", _)) => return self.add_tunnel(lab, link),
-            Some(("vxlan", _)) => return self.add_vxlan(lab, link),
+            Some(("tunnel", _)) => {
+                self.no_link_impair("tunnel", link.get_ref().impair.as_ref());
+                return self.add_tunnel(lab, link);
+            }
+            Some(("vxlan", _)) => {
+                self.no_link_impair("vxlan", link.get_ref().impair.as_ref());
+                return self.add_vxlan(lab, link);
+            }
             Some((other, span)) => {
                 self.err(
                     Some(span),
@@ -934,6 +949,9 @@ impl Cx<'_> {
             if iface.mtu.is_none() {
                 iface.mtu = mtu;
             }
+        }
+        if let Some(imp) = &link.get_ref().impair {
+            self.link_impair(lab, &a, &b, imp);
         }
     }
 

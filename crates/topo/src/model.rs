@@ -165,6 +165,34 @@ pub struct SwitchOptions {
     pub mac: Option<Mac>,
     /// Every port (interface of the node), by interface name.
     pub ports: BTreeMap<String, SwitchPort>,
+    /// Configured FDB entries (`bridge fdb add ... static`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_macs: Vec<StaticMac>,
+    /// Port mirroring to one output port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<SwitchMirror>,
+}
+
+/// A static FDB entry: frames to `mac` in `vlan` leave by `port` only, and
+/// the entry never ages or moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticMac {
+    pub mac: Mac,
+    pub port: String,
+    pub vlan: u16,
+}
+
+/// Port mirroring: copies of the selected frames leave by `output`, which
+/// takes no part in switching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchMirror {
+    pub output: String,
+    /// Frames received on these ports.
+    pub ingress: Vec<String>,
+    /// Frames sent out of these ports.
+    pub egress: Vec<String>,
+    /// Frames in these VLANs.
+    pub vlans: Vec<u16>,
 }
 
 /// VLAN membership of a switch port.
@@ -189,6 +217,9 @@ pub struct SwitchPort {
     /// An edge (host-facing) port forwards at once; it defaults to true for
     /// ports cabled to a host node.
     pub edge: bool,
+    /// Delay, loss, ... applied by the datapath on this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<crate::impair::Impairment>,
 }
 
 /// A node and one of its interfaces: `ns1:eth0`.
