@@ -422,6 +422,26 @@ fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     let seen = total_rx(&lab) - before;
     assert!(seen < 100, "{seen} frames still went through userspace");
 
+    // Impairment set at run time must see every frame: the rules go, and
+    // the delay shows (the kernel would have bypassed it).
+    lab.ok(&["impair", &lab.name, "sw0:p2", "ns2", "--delay", "30ms"]);
+    assert_eq!(fastpath_rules(&lab), 0);
+    let o = lab.run(&[
+        "exec", &lab.name, "ns1", "--", "ping", "-c", "1", "-W", "2", "10.60.0.2",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rtt: f64 = out
+        .split("time=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no ping reply: {out}"));
+    assert!(rtt >= 30.0, "delay bypassed: {rtt} ms");
+    lab.ok(&["impair", &lab.name, "sw0:p2", "ns2", "--clear"]);
+    let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert_eq!(fastpath_rules(&lab), 2);
+
     // A carrier change may change where frames go: every rule goes.
     lab.ip("ns1", &["link", "set", "eth0", "down"]);
     let t0 = Instant::now();

@@ -17,6 +17,9 @@ use crate::control::{
 };
 use crate::fastpath::{self, FastPath};
 
+mod admin;
+mod impaired;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
@@ -52,6 +55,8 @@ struct Port {
     carrier: bool,
     tx_errors: u64,
     storm: Storm,
+    /// Delay, loss, ...: frames through this port wait in a queue.
+    imp: Option<Box<impaired::PortImpair>>,
 }
 
 /// Storm control: broadcast and multicast frames entering a port are
@@ -159,6 +164,7 @@ struct Dp {
     dirty: Vec<usize>,
     owned: Vec<Vec<u8>>,
     clock: std::time::Instant,
+    lab_name: String,
     /// Flows that became steady in the last batch: (switch, in port,
     /// MAC pair, out port).
     offload: Vec<(usize, usize, fastpath::Pair, usize)>,
@@ -175,6 +181,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         dirty: Vec::new(),
         owned: Vec::new(),
         clock: std::time::Instant::now(),
+        lab_name: String::new(),
         offload: Vec::new(),
     };
     let fast_on = std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off");
@@ -217,6 +224,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 carrier: true,
                 tx_errors: 0,
                 storm: Storm::default(),
+                imp: None,
             });
             dp.queues.push(Vec::new());
             global.push(g);
@@ -252,6 +260,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
     if dp.switches.is_empty() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
+    dp.init_impair(lab);
     let _ = std::fs::remove_file(control);
     let listener = UnixListener::bind(control)
         .map_err(io_err(format!("listening on {}", control.display())))?;
@@ -277,6 +286,9 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         for s in &dp.switches {
             deadline = deadline.min(s.core.poll_at());
         }
+        if let Some(t) = dp.impair_deadline() {
+            deadline = deadline.min(t);
+        }
         let timeout = deadline.saturating_duration_since(now);
         dp.poller
             .wait(&mut ready, Some(timeout))
@@ -293,6 +305,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             dp.read_port(g, &mut rx);
         }
         let now = dp.now();
+        dp.release_impaired(now);
         for s in 0..dp.switches.len() {
             if now >= dp.switches[s].core.poll_at() {
                 let mut acts = std::mem::take(&mut dp.acts);
@@ -359,6 +372,9 @@ impl Dp {
                 let Some((vnet, frame)) = rx.frame(i) else {
                     continue;
                 };
+                if impaired::take_in(&mut self.ports[g], vnet, frame, now) {
+                    continue;
+                }
                 // Group addresses, except the IEEE reserved ones (BPDUs
                 // must always pass, or STP itself would starve).
                 if frame.first().is_some_and(|b| b & 1 == 1)
@@ -379,8 +395,10 @@ impl Dp {
                     tag: TagOp::Keep,
                 }] = self.acts.as_slice()
                 {
-                    if let Some(pair) = fastpath::eligible(frame) {
-                        let to = sw.ports[port.index()];
+                    let to = sw.ports[port.index()];
+                    // An impaired port must see every frame.
+                    let plain = self.ports[g].imp.is_none() && self.ports[to].imp.is_none();
+                    if let Some(pair) = fastpath::eligible(frame).filter(|_| plain) {
                         if sw.fast.observe(g, pair, to) {
                             self.offload.push((s, g, pair, to));
                         }
@@ -391,6 +409,10 @@ impl Dp {
                         Action::Forward { port, tag } => {
                             let to = sw.ports[port.index()];
                             let delta = tag.out_len(frame.len()) as i32 - frame.len() as i32;
+                            let v = vnet.shifted(delta);
+                            if impaired::take_out(&mut self.ports[to], v, &out, now) {
+                                continue;
+                            }
                             if self.queues[to].is_empty() {
                                 self.dirty.push(to);
                             }
@@ -398,6 +420,10 @@ impl Dp {
                         }
                         Action::Transmit { port, .. } => {
                             let to = sw.ports[port.index()];
+                            let v = VnetHdr::default();
+                            if impaired::take_out(&mut self.ports[to], v, &out, now) {
+                                continue;
+                            }
                             if self.queues[to].is_empty() {
                                 self.dirty.push(to);
                             }
@@ -439,8 +465,17 @@ impl Dp {
     /// Removes switch `s`'s fast-path rules if a forwarding decision may
     /// have changed since they went in.
     fn check_fast(&mut self, s: usize) {
+        let sw = &self.switches[s];
+        if sw.fast.stale(&sw.core) {
+            self.invalidate_fast(s);
+        }
+    }
+
+    /// Removes every fast-path rule of switch `s` (a port's impairment
+    /// changed, or a forwarding decision may have).
+    fn invalidate_fast(&mut self, s: usize) {
         let sw = &mut self.switches[s];
-        if !sw.fast.stale(&sw.core) {
+        if sw.fast.rules() == 0 {
             return;
         }
         let socks: Vec<(usize, &PacketSocket)> = sw
@@ -500,9 +535,13 @@ impl Dp {
     /// Sends the frames the switch made by itself (from `tick` or
     /// `set_link`): BPDUs.
     fn send_generated(&mut self, s: usize, acts: &Actions) {
+        let now = self.now();
         for (port, out) in acts.frames(&[]) {
             let g = self.switches[s].ports[port.index()];
             let p = &mut self.ports[g];
+            if impaired::take_out(p, VnetHdr::default(), &out, now) {
+                continue;
+            }
             if let Some(sock) = &p.sock {
                 let f = TxFrame {
                     vnet: VnetHdr::default(),
@@ -569,6 +608,24 @@ impl Dp {
                 message: format!("bad request: {e}"),
             },
             Ok(Request::Status) => Reply::Status(self.status()),
+            Ok(Request::Impair {
+                switch,
+                port,
+                impair,
+            }) => match self.port_index(&switch, &port) {
+                Some(g) => {
+                    self.set_impair(g, impair);
+                    Reply::Done
+                }
+                None => self.no_port(&switch, &port),
+            },
+            Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
+                Some(g) => {
+                    self.set_admin(g, up);
+                    Reply::Done
+                }
+                None => self.no_port(&switch, &port),
+            },
             Ok(Request::Fdb { switch }) => {
                 match self.switches.iter().position(|s| s.name == switch) {
                     Some(s) => Reply::Fdb(self.fdb(s)),
@@ -640,7 +697,10 @@ impl Dp {
                                     (p.storm.dropped > 0)
                                         .then(|| ("StormControl".to_string(), p.storm.dropped)),
                                 )
+                                .chain(p.imp.iter().flat_map(|i| i.drops()))
                                 .collect(),
+                            impair: p.imp.as_ref().map(|i| i.info()),
+                            admin_up: sw.core.port_enabled(PortId(i as u16)),
                         }
                     })
                     .collect();

@@ -14,6 +14,7 @@ use crate::{Error, Event};
 
 pub(crate) mod nat;
 mod uplink;
+mod vxlan;
 
 /// The ownership tag weft writes as `lo`'s alias in each namespace it makes,
 /// so `weft down` can tell its namespaces from others' with similar names.
@@ -396,6 +397,9 @@ impl<'a> Exec<'a> {
                 (ResKey::Device { node, iface }, Res::Device(IfaceKind::Macvlan { host })) => {
                     self.add_macvlan(i, node, iface, host)?;
                 }
+                (ResKey::Device { node, iface }, Res::Device(IfaceKind::Vxlan(o))) => {
+                    self.add_vxlan(i, node, iface, o)?;
+                }
                 (ResKey::Veth { a, b }, _) => {
                     let (mut x, mut y) = (a.clone(), b.clone());
                     // Create from the end that is a bridge port, so the port
@@ -701,24 +705,7 @@ impl<'a> Exec<'a> {
             Some(d) => Some(self.index_of(node, d)?),
             None => None,
         };
-        Ok(nl::RouteSpec {
-            dst: r.dst,
-            ipv6: r.ipv6,
-            kind: match r.kind {
-                RouteKind::Unicast => nl::RouteKindSpec::Unicast,
-                RouteKind::Blackhole => nl::RouteKindSpec::Blackhole,
-                RouteKind::Unreachable => nl::RouteKindSpec::Unreachable,
-                RouteKind::Prohibit => nl::RouteKindSpec::Prohibit,
-            },
-            via: r.via,
-            oif,
-            src: r.src,
-            metric: r.metric,
-            table: r.table,
-            mtu: r.mtu,
-            onlink: r.onlink,
-            scope_link: r.scope_link,
-        })
+        Ok(route_spec(r, oif))
     }
 
     /// Send every namespace's queue, two namespaces at a time.
@@ -976,5 +963,27 @@ pub(crate) fn wait_ready(
         } else {
             Duration::from_millis(2)
         });
+    }
+}
+
+/// The netlink form of a file's route, its device already an index.
+pub(crate) fn route_spec(r: &Route, oif: Option<u32>) -> nl::RouteSpec {
+    nl::RouteSpec {
+        dst: r.dst,
+        ipv6: r.ipv6,
+        kind: match r.kind {
+            RouteKind::Unicast => nl::RouteKindSpec::Unicast,
+            RouteKind::Blackhole => nl::RouteKindSpec::Blackhole,
+            RouteKind::Unreachable => nl::RouteKindSpec::Unreachable,
+            RouteKind::Prohibit => nl::RouteKindSpec::Prohibit,
+        },
+        via: r.via,
+        oif,
+        src: r.src,
+        metric: r.metric,
+        table: r.table,
+        mtu: r.mtu,
+        onlink: r.onlink,
+        scope_link: r.scope_link,
     }
 }

@@ -18,7 +18,7 @@ fn dir(lab: &str) -> PathBuf {
     state::lab_dir(lab).join("tunnels")
 }
 
-fn stem(ep: &Endpoint) -> String {
+pub(crate) fn stem(ep: &Endpoint) -> String {
     format!("{}-{}", ep.node, ep.iface)
 }
 
@@ -84,14 +84,57 @@ fn key(d: &Path, ep: &Endpoint) -> Result<(PathBuf, weft_tunnel::PublicKey), Err
     Ok((path, k.public_key()))
 }
 
-fn sock(a: std::net::IpAddr, port: u16) -> String {
+pub(crate) fn sock(a: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(a, port).to_string()
+}
+
+/// `weft tunnel`'s arguments for end `me` of `t`, after `prefix` (the
+/// program and how it reaches the end's namespace).
+pub(crate) fn tunnel_args(
+    mut a: Vec<String>,
+    t: &weft_topo::TunnelLink,
+    (me, peer): (&weft_topo::TunnelEnd, &weft_topo::TunnelEnd),
+    key: String,
+    peer_key: String,
+    mtu: u32,
+    status: &Path,
+) -> Vec<String> {
+    a.extend([
+        "--dev".into(),
+        me.endpoint.iface.clone(),
+        "--mode".into(),
+        if t.tap { "tap" } else { "tun" }.into(),
+        "--key".into(),
+        key,
+        "--peer-key".into(),
+        peer_key,
+        "--listen".into(),
+        sock(me.underlay, t.port),
+        "--transport".into(),
+        if t.tcp { "tcp" } else { "udp" }.into(),
+        "--mtu".into(),
+        mtu.to_string(),
+        "--keepalive".into(),
+        "10".into(),
+        "--status".into(),
+        status.display().to_string(),
+    ]);
+    // UDP: both ends know each other. TCP: the end listed first connects,
+    // the other listens.
+    if !t.tcp || me.endpoint == t.ends[0].endpoint {
+        a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
+    }
+    a
 }
 
 /// The command lines the lab wants, by file stem.
 fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
     let mut out = vec![];
     for t in &lab.tunnels {
+        if t.across {
+            out.extend(crate::machines::tunnel_ends(lab, t, d, exe)?);
+            continue;
+        }
         let keys = [key(d, &t.ends[0].endpoint)?, key(d, &t.ends[1].endpoint)?];
         for i in 0..2 {
             let (me, peer) = (&t.ends[i], &t.ends[1 - i]);
@@ -101,7 +144,7 @@ fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, 
                 .and_then(|i| i.mtu)
                 .unwrap_or(1400);
             let st = stem(&me.endpoint);
-            let mut a: Vec<String> = vec![
+            let prefix = vec![
                 exe.into(),
                 "exec".into(),
                 lab.name.clone(),
@@ -109,30 +152,16 @@ fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, 
                 "--".into(),
                 exe.into(),
                 "tunnel".into(),
-                "--dev".into(),
-                me.endpoint.iface.clone(),
-                "--mode".into(),
-                if t.tap { "tap" } else { "tun" }.into(),
-                "--key".into(),
-                keys[i].0.display().to_string(),
-                "--peer-key".into(),
-                keys[1 - i].1.to_base64(),
-                "--listen".into(),
-                sock(me.underlay, t.port),
-                "--transport".into(),
-                if t.tcp { "tcp" } else { "udp" }.into(),
-                "--mtu".into(),
-                mtu.to_string(),
-                "--keepalive".into(),
-                "10".into(),
-                "--status".into(),
-                d.join(format!("{st}.json")).display().to_string(),
             ];
-            // UDP: both ends know each other. TCP: the first end connects,
-            // the second listens.
-            if !t.tcp || i == 0 {
-                a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
-            }
+            let a = tunnel_args(
+                prefix,
+                t,
+                (me, peer),
+                keys[i].0.display().to_string(),
+                keys[1 - i].1.to_base64(),
+                mtu,
+                &d.join(format!("{st}.json")),
+            );
             out.push((st, a));
         }
     }
@@ -144,9 +173,10 @@ fn read_running(path: &Path) -> Option<Running> {
 }
 
 fn marker(args: &[String]) -> String {
-    // The key path is unique to one end of one lab.
+    // The status file is unique to one end of one lab (a key file is not:
+    // ends between machines use their machine's key).
     args.iter()
-        .skip_while(|a| *a != "--key")
+        .skip_while(|a| *a != "--status")
         .nth(1)
         .cloned()
         .unwrap_or_default()
@@ -241,6 +271,10 @@ pub fn status(lab: &Lab) -> Vec<TunnelStatus> {
     for t in &lab.tunnels {
         for i in 0..2 {
             let (me, peer): (&Endpoint, &Endpoint) = (&t.ends[i].endpoint, &t.ends[1 - i].endpoint);
+            // A machine's share runs only its own ends.
+            if !lab.nodes.contains_key(&me.node) {
+                continue;
+            }
             let st = stem(me);
             let r = read_running(&d.join(format!("{st}.pid")));
             let running = r.as_ref().is_some_and(|r| {

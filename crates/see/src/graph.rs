@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind};
+use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind, SwitchOptions, SwitchPort, SwitchPortMode};
 
 /// What the kernel says about an interface of a live lab.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +54,9 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
                     None => format!("port of {m}"),
                 });
             }
+            if let Some(p) = n.switch.as_ref().and_then(|s| s.ports.get(&i.name)) {
+                notes.extend(switch_port_notes(n.switch.as_ref().unwrap(), &i.name, p));
+            }
             let addrs = match l {
                 Some(l) => l.addresses.clone(),
                 None => i.addresses.iter().map(|a| a.to_string()).collect(),
@@ -67,6 +70,44 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
             }
         })
         .collect()
+}
+
+/// What a switch port does beyond plain switching, as the file says it:
+/// its VLANs (VLAN 1 access, the default, is left out), impairment, and
+/// its part in mirroring.
+fn switch_port_notes(sw: &SwitchOptions, name: &str, p: &SwitchPort) -> Vec<String> {
+    let mut notes = Vec::new();
+    match &p.mode {
+        SwitchPortMode::Access(1) => {}
+        SwitchPortMode::Access(v) => notes.push(format!("vlan {v}")),
+        SwitchPortMode::Trunk { allowed, native } => {
+            let list: Vec<String> = allowed.iter().map(u16::to_string).collect();
+            let mut s = format!("trunk {}", list.join(","));
+            if let Some(n) = native {
+                let _ = write!(s, " native {n}");
+            }
+            notes.push(s);
+        }
+    }
+    if let Some(i) = &p.impair {
+        notes.push(format!("impair {}", i.summary()));
+    }
+    if let Some(m) = &sw.mirror {
+        if m.output == name {
+            notes.push("mirror output".to_string());
+        }
+        let (inn, out) = (
+            m.ingress.iter().any(|x| x == name),
+            m.egress.iter().any(|x| x == name),
+        );
+        match (inn, out) {
+            (true, true) => notes.push("mirrored".to_string()),
+            (true, false) => notes.push("mirrored in".to_string()),
+            (false, true) => notes.push("mirrored out".to_string()),
+            (false, false) => {}
+        }
+    }
+    notes
 }
 
 fn node_title(lab: &Lab, node: &str) -> String {
@@ -173,7 +214,35 @@ tunnels (weft tunnel, encrypted, over the underlay):
             );
         }
     }
+    let vx = vxlans(lab);
+    if !vx.is_empty() {
+        out.push_str("\nvxlan links (kernel VXLAN, between machines):\n");
+        for (a, o) in &vx {
+            let _ = writeln!(
+                out,
+                "  {a} <~~ vni {} {} -> {}:{} ~~> {}",
+                o.vni, o.local, o.remote, o.port, o.peer
+            );
+        }
+    }
     out
+}
+
+/// Each `kind = "vxlan"` link once, from its lower end.
+fn vxlans(lab: &Lab) -> Vec<(Endpoint, &weft_topo::VxlanOptions)> {
+    let mut v = Vec::new();
+    for n in lab.nodes.values() {
+        for i in n.interfaces.values() {
+            if let IfaceKind::Vxlan(o) = &i.kind {
+                let me = Endpoint::new(&n.name, &i.name);
+                // A machine's share has only its own end: draw that too.
+                if me < o.peer || !lab.nodes.contains_key(&o.peer.node) {
+                    v.push((me, o));
+                }
+            }
+        }
+    }
+    v
 }
 
 fn esc(s: &str) -> String {
@@ -247,6 +316,13 @@ pub fn dot(lab: &Lab, live: &LiveMap) -> String {
             b.endpoint,
             if t.tcp { "tcp" } else { "udp" },
             t.port
+        );
+    }
+    for (a, x) in vxlans(lab) {
+        let _ = writeln!(
+            o,
+            "  \"{a}\" -- \"{}\" [style=dotted, penwidth=2, label=\"vxlan {}\"];",
+            x.peer, x.vni
         );
     }
     for n in lab.nodes.values() {

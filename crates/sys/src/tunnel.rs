@@ -83,8 +83,26 @@ fn os(action: impl Into<String>, err: io::Error) -> Error {
     }
 }
 
+/// The network namespace [`open_device`] opens the device in, when not
+/// the process's own (`weft tunnel --netns`: the device in a lab node, the
+/// sockets in the machine's namespace).
+static DEVICE_NETNS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Open the device in the named network namespace from now on.
+pub fn set_device_netns(name: &str) {
+    let _ = DEVICE_NETNS.set(name.to_string());
+}
+
 /// Open (or create) the device, set its MTU and address, bring it up.
 pub fn open_device(o: &Options) -> Result<SyncDevice> {
+    match DEVICE_NETNS.get() {
+        Some(ns) => crate::netns::run_in_named(ns, || open_device_here(o))?,
+        None => open_device_here(o),
+    }
+}
+
+/// [`open_device`] in the calling thread's namespace.
+fn open_device_here(o: &Options) -> Result<SyncDevice> {
     let mut b = DeviceBuilder::new()
         .name(&o.dev)
         .layer(match o.mode {
