@@ -427,7 +427,16 @@ fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     lab.ok(&["impair", &lab.name, "sw0:p2", "ns2", "--delay", "30ms"]);
     assert_eq!(fastpath_rules(&lab), 0);
     let o = lab.run(&[
-        "exec", &lab.name, "ns1", "--", "ping", "-c", "1", "-W", "2", "10.60.0.2",
+        "exec",
+        &lab.name,
+        "ns1",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.60.0.2",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     let rtt: f64 = out
