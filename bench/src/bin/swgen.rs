@@ -53,6 +53,9 @@ enum Cmd {
         /// Stop after this many frames (0 = only the time bound).
         #[arg(long, default_value_t = 0)]
         count: u64,
+        /// Frames per second at most (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        pps: u64,
     },
     /// Count UDP packets arriving on PORT; stop SECS after start or 1 s
     /// after the last packet.
@@ -86,8 +89,9 @@ fn main() {
             secs,
             srcs,
             count,
+            pps,
         } => send(
-            &ifname, &dst_mac, src_ip, dst_ip, port, len, secs, srcs, count,
+            &ifname, &dst_mac, src_ip, dst_ip, port, len, secs, srcs, count, pps,
         ),
         Cmd::Recv { port, secs } => recv(port, secs),
         Cmd::Tapfwd { a, b, secs } => tapfwd(&a, &b, secs),
@@ -196,6 +200,7 @@ fn send(
     secs: f64,
     srcs: usize,
     count: u64,
+    pps: u64,
 ) -> io::Result<()> {
     let dst = parse_mac(dst_mac)?;
     // SAFETY: plain socket(2).
@@ -280,6 +285,12 @@ fn send(
         }
         sent += got as u64;
         pos = (pos + got as usize) % srcs;
+        if pps > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
     }
     let dt = t0.elapsed().as_secs_f64();
     println!(
