@@ -145,18 +145,6 @@ impl FastPath {
         self.rules.values().map(Vec::len).sum()
     }
 
-    /// Whether the kernel already forwarded this frame from port `g` (it
-    /// reached the socket before the socket filter went in).
-    pub fn offloaded(&self, g: usize, frame: &[u8]) -> bool {
-        if self.rules.is_empty() {
-            return false;
-        }
-        match (self.rules.get(&g), eligible(frame)) {
-            (Some(r), Some(pair)) => r.iter().any(|(p, _)| *p == pair),
-            _ => false,
-        }
-    }
-
     /// Counts a frame the switch forwarded unchanged from `g` to `to`;
     /// true when the pair has become steady enough to offload.
     pub fn observe(&mut self, g: usize, pair: Pair, to: usize) -> bool {
@@ -192,6 +180,14 @@ impl FastPath {
         if list.iter().any(|(p, _)| *p == pair) || list.len() >= MAX_SKIP_PAIRS {
             return Ok(());
         }
+        // Order matters. The socket filter goes in first: a frame of the
+        // pair that reached the socket before it is one the kernel did not
+        // redirect (the rule comes after), so the loop forwards it as
+        // usual; a frame between the two (microseconds) is lost, none is
+        // forwarded twice.
+        let mut pairs: Vec<Pair> = list.iter().map(|(p, _)| *p).collect();
+        pairs.push(pair);
+        in_sock.skip_pairs(&pairs)?;
         let ix = in_sock.ifindex();
         if list.is_empty() {
             nl.push(
@@ -219,9 +215,8 @@ impl FastPath {
             )));
         }
         list.push((pair, to));
-        let pairs: Vec<Pair> = list.iter().map(|(p, _)| *p).collect();
         self.sig = Some(sig);
-        in_sock.skip_pairs(&pairs)
+        Ok(())
     }
 
     /// Whether rules exist that a change in `core` has made stale.
@@ -230,16 +225,22 @@ impl FastPath {
     }
 
     /// Removes every rule; `socks` gives each port's socket (global index,
-    /// socket) so that it receives everything again.
+    /// socket) so that it receives everything again. The rules go first,
+    /// then the socket filters: a frame in between is lost rather than
+    /// forwarded twice.
     pub fn invalidate(&mut self, socks: &[(usize, &PacketSocket)]) {
         if let Some(nl) = &mut self.nl {
             for (g, s) in socks {
                 if self.rules.contains_key(g) {
                     nl.push(tc::del_clsact(s.ifindex()), String::new());
-                    let _ = s.skip_pairs(&[]);
                 }
             }
             let _ = nl.flush();
+            for (g, s) in socks {
+                if self.rules.contains_key(g) {
+                    let _ = s.skip_pairs(&[]);
+                }
+            }
         }
         self.rules.clear();
         self.seen.clear();

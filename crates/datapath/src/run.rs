@@ -384,11 +384,6 @@ impl Dp {
                     continue;
                 }
                 let sw = &mut self.switches[s];
-                if sw.fast.offloaded(g, frame) {
-                    // The kernel forwarded it too (it reached this socket
-                    // before the socket filter went in).
-                    continue;
-                }
                 sw.core.receive(id, frame, now, &mut self.acts);
                 if let [Action::Forward {
                     port,
