@@ -253,6 +253,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rules_go_stale_on_moves_ageing_and_port_changes_not_on_new_macs() {
+        use weft_switch::{Actions, Instant, PortConfig, SwitchConfig};
+        let cfg = SwitchConfig::new(
+            "02:00:00:00:00:fe".parse().unwrap(),
+            vec![PortConfig::access(1).edge(); 3],
+        );
+        let mut core = Switch::new(cfg);
+        let mut out = Actions::new();
+        let t = Instant::from_secs(1);
+        core.tick(t, &mut out);
+        let frame = |src: u8, dst: u8| {
+            let mut f = vec![0x02, 0, 0, 0, 0, dst, 0x02, 0, 0, 0, 0, src, 0x08, 0x00];
+            f.resize(60, 0);
+            f
+        };
+        core.receive(PortId(0), &frame(1, 2), t, &mut out);
+        core.receive(PortId(1), &frame(2, 1), t, &mut out);
+        let armed = |core: &Switch| FastPath {
+            rules: HashMap::from([(0, vec![(([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]), 1)])]),
+            sig: Some(Sig::of(core)),
+            ..FastPath::off()
+        };
+        let fp = armed(&core);
+        assert!(!fp.stale(&core));
+        // A new source elsewhere changes no decision already taken.
+        core.receive(PortId(2), &frame(3, 1), t, &mut out);
+        assert!(!fp.stale(&core));
+        // A known MAC moving does.
+        core.receive(PortId(2), &frame(2, 1), t, &mut out);
+        assert!(fp.stale(&core));
+        // A port going down (carrier or `weft link down`) does.
+        let fp = armed(&core);
+        core.set_enabled(PortId(2), false, t, &mut out);
+        assert!(fp.stale(&core));
+        // Ageing does.
+        let fp = armed(&core);
+        core.tick(Instant::from_secs(1000), &mut out);
+        assert!(fp.stale(&core));
+        // Without rules nothing is stale.
+        assert!(!FastPath::off().stale(&core));
+    }
+
+    #[test]
     fn only_untagged_unicast_ip_is_eligible() {
         let mut f = vec![0x02, 1, 2, 3, 4, 5, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45];
         assert_eq!(
