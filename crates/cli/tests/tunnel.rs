@@ -132,6 +132,11 @@ impl Setup {
 
     /// The usual pair: m1 knows m2's address, m2 waits for m1.
     fn pair(&self, mode: &str, transport: &str) -> (Tun, Tun) {
+        self.pair_with(mode, transport, &[])
+    }
+
+    /// [`Self::pair`] with more flags for both ends.
+    fn pair_with(&self, mode: &str, transport: &str, extra: &[&str]) -> (Tun, Tun) {
         let (k1, k2) = (self.pubkey("m1"), self.pubkey("m2"));
         let a = self.tunnel(
             "m1",
@@ -149,7 +154,10 @@ impl Setup {
                 "10.77.0.2:5000",
                 "--address",
                 "10.9.0.1/24",
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         );
         let b = self.tunnel(
             "m2",
@@ -165,7 +173,10 @@ impl Setup {
                 &k1,
                 "--address",
                 "10.9.0.2/24",
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         );
         (a, b)
     }
@@ -284,6 +295,33 @@ fn tun_mode_carries_ping_and_tcp() {
         0,
         "{st:#}"
     );
+    // The offloads this kernel has were used: the sender read TCP segments
+    // bigger than the MTU from its TUN and sent UDP GSO batches; the
+    // receiver got glued datagrams (UDP GRO).
+    let off = serde_json::json!({"tun_tso": true, "udp_gso": true, "udp_gro": true});
+    let st = a.wait_status("TSO reads and GSO sends", |v| {
+        v["tso_reads"].as_u64() > Some(0) && v["gso_sends"].as_u64() > Some(0)
+    });
+    assert_eq!(st["offloads"], off, "{st:#}");
+    let st = b.wait_status("GRO", |v| v["gro_datagrams"].as_u64() > Some(0));
+    assert_eq!(st["offloads"], off, "{st:#}");
+}
+
+#[test]
+fn tun_mode_without_offloads_carries_ping_and_tcp() {
+    let s = Setup::new("tunnooff");
+    let (a, b) = s.pair_with("tun", "udp", &["--no-offload"]);
+    assert!(s
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
+        .is_some());
+    assert!(s.tcp_bytes() > 1_000_000);
+    b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
+    let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
+    let off = serde_json::json!({"tun_tso": false, "udp_gso": false, "udp_gro": false});
+    assert_eq!(st["offloads"], off, "{st:#}");
+    assert_eq!(st["tso_reads"], 0);
+    assert_eq!(st["gso_sends"], 0);
+    assert_eq!(b.status()["gro_datagrams"], 0);
 }
 
 #[test]
