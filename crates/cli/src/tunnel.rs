@@ -82,7 +82,7 @@ pub struct TunnelArgs {
     /// Write the tunnel's status (JSON) to this file every second.
     #[arg(long)]
     status: Option<PathBuf>,
-    /// Do not use TUN TSO or UDP GSO/GRO even where the kernel has them
+    /// Do not use TSO or UDP GSO/GRO even where the kernel has them
     /// (to compare, or to work around a kernel that mishandles them).
     #[arg(long)]
     #[serde(default)]

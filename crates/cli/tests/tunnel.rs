@@ -298,7 +298,7 @@ fn tun_mode_carries_ping_and_tcp() {
     // The offloads this kernel has were used: the sender read TCP segments
     // bigger than the MTU from its TUN and sent UDP GSO batches; the
     // receiver got glued datagrams (UDP GRO).
-    let off = serde_json::json!({"tun_tso": true, "udp_gso": true, "udp_gro": true});
+    let off = serde_json::json!({"tso": true, "udp_gso": true, "udp_gro": true});
     let st = a.wait_status("TSO reads and GSO sends", |v| {
         v["tso_reads"].as_u64() > Some(0) && v["gso_sends"].as_u64() > Some(0)
     });
@@ -317,7 +317,7 @@ fn tun_mode_without_offloads_carries_ping_and_tcp() {
     assert!(s.tcp_bytes() > 1_000_000);
     b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
     let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
-    let off = serde_json::json!({"tun_tso": false, "udp_gso": false, "udp_gro": false});
+    let off = serde_json::json!({"tso": false, "udp_gso": false, "udp_gro": false});
     assert_eq!(st["offloads"], off, "{st:#}");
     assert_eq!(st["tso_reads"], 0);
     assert_eq!(st["gso_sends"], 0);
@@ -327,7 +327,7 @@ fn tun_mode_without_offloads_carries_ping_and_tcp() {
 #[test]
 fn tap_mode_carries_ping_and_tcp() {
     let s = Setup::new("tap");
-    let (_a, b) = s.pair("tap", "udp");
+    let (a, b) = s.pair("tap", "udp");
     assert!(s
         .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
         .is_some());
@@ -335,6 +335,10 @@ fn tap_mode_carries_ping_and_tcp() {
     let l = s.lab.ip("m1", &["link", "show", "wt0"]);
     assert!(l.contains("link/ether") && l.contains("mtu 1426"), "{l}");
     b.wait_status("TAP mode", |v| v["mode"] == "tap" && v["up"] == true);
+    // The TAP handed over TCP segments bigger than a frame, split here.
+    let st = a.wait_status("TSO reads", |v| v["tso_reads"].as_u64() > Some(0));
+    assert_eq!(st["offloads"]["tso"], true, "{st:#}");
+    assert_eq!(st["device_errors"], 0, "{st:#}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! (virtio-net headers, TSO), which are split into inner packets here and
 //! coalesced again on the way in.
 
+pub mod tap;
 pub mod udp;
 
 use std::io::{self, Write};
@@ -53,7 +54,7 @@ pub struct Options {
     pub connect: Option<SocketAddr>,
     /// Where to write the status (JSON) every second.
     pub status_file: Option<PathBuf>,
-    /// Use the offloads the kernel has (TUN TSO, UDP GSO/GRO); off only
+    /// Use the offloads the kernel has (TSO, UDP GSO/GRO); off only
     /// to compare, or to work around a kernel that mishandles them.
     pub offload: bool,
 }
@@ -118,15 +119,30 @@ pub fn open_device(o: &Options) -> Result<SyncDevice> {
     Ok(d)
 }
 
-/// [`open_device`], with TSO on a TUN when `o.offload` (a TAP carries
-/// Ethernet frames, whose offload headers the splitting here does not
-/// parse). Falls back to a plain device if the kernel refuses the
-/// offload flags. The bool says whether TSO is on.
-pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, bool)> {
-    if o.offload && o.mode == Mode::Tun {
+/// How packets cross the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevKind {
+    /// One packet (or frame) per read and write.
+    Plain,
+    /// A TUN with virtio-net headers and TSO: 64 KiB TCP segments in,
+    /// coalesced segments out.
+    TunTso,
+    /// A TAP with virtio-net headers and TSO: 64 KiB TCP segments behind
+    /// an Ethernet header in ([`tap::split_frame`]); frames written one by
+    /// one behind an empty header.
+    TapTso,
+}
+
+/// [`open_device`], with TSO when `o.offload`. Falls back to a plain
+/// device if the kernel refuses the offload flags.
+pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, DevKind)> {
+    if o.offload {
         let mut b = DeviceBuilder::new()
             .name(&o.dev)
-            .layer(Layer::L3)
+            .layer(match o.mode {
+                Mode::Tun => Layer::L3,
+                Mode::Tap => Layer::L2,
+            })
             .mtu(o.mtu)
             .enable(true)
             .with(|b| {
@@ -138,12 +154,16 @@ pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, bool)> {
         if let Ok(d) = b.build_sync() {
             if d.tcp_gso() {
                 d.set_nonblocking(true)
-                    .map_err(|e| os(format!("making TUN device {} non-blocking", o.dev), e))?;
-                return Ok((d, true));
+                    .map_err(|e| os(format!("making device {} non-blocking", o.dev), e))?;
+                let kind = match o.mode {
+                    Mode::Tun => DevKind::TunTso,
+                    Mode::Tap => DevKind::TapTso,
+                };
+                return Ok((d, kind));
             }
         }
     }
-    Ok((open_device(o)?, false))
+    Ok((open_device(o)?, DevKind::Plain))
 }
 
 /// A UDP socket for the tunnel: non-blocking, and allowed to fragment
@@ -287,10 +307,10 @@ pub struct IoCounters {
 /// Which offloads a running tunnel uses (each detected at start).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Offloads {
-    /// TUN with virtio-net headers and TSO: the kernel hands over TCP
-    /// segments of up to 64 KiB, which are split here; received packets
-    /// of one flow are coalesced before they are written.
-    pub tun_tso: bool,
+    /// TUN or TAP with virtio-net headers and TSO: the kernel hands over
+    /// TCP segments of up to 64 KiB, which are split here; on a TUN,
+    /// received packets of one flow are coalesced before they are written.
+    pub tso: bool,
     /// `UDP_SEGMENT` on send (switched off if the kernel refuses it later).
     pub udp_gso: bool,
     /// `UDP_GRO` on receive.
@@ -344,16 +364,26 @@ impl DevWriter {
         self.n == self.bufs.len()
     }
 
-    fn flush(&mut self, dev: &SyncDevice, tso: bool, io_c: &mut IoCounters) {
+    fn flush(&mut self, dev: &SyncDevice, kind: DevKind, io_c: &mut IoCounters) {
         if self.n == 0 {
             return;
         }
-        if tso {
+        if kind == DevKind::TunTso {
             if dev
                 .send_multiple(&mut self.gro, &mut self.bufs[..self.n], VNET)
                 .is_err()
             {
                 io_c.device_errors += 1;
+            }
+        } else if kind == DevKind::TapTso {
+            // An empty header: not GSO, checksums complete (every frame
+            // was checked whole by its AEAD tag, and the sender completed
+            // its checksums before sealing it).
+            for b in &mut self.bufs[..self.n] {
+                b[..VNET].fill(0);
+                if dev.send(b).is_err() {
+                    io_c.device_errors += 1;
+                }
             }
         } else {
             for b in &self.bufs[..self.n] {
@@ -368,7 +398,7 @@ impl DevWriter {
 
 /// Run the tunnel until `stop` is set. Returns the tunnel for inspection.
 pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<Tunnel> {
-    let (dev, tso) = open_device_offload(o)?;
+    let (dev, kind) = open_device_offload(o)?;
     let mut io_c = IoCounters::default();
     let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let udp = match o.transport {
@@ -376,7 +406,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         Transport::Tcp => None,
     };
     let mut offloads = Offloads {
-        tun_tso: tso,
+        tso: kind != DevKind::Plain,
         ..Offloads::default()
     };
     if let (Some(u), true) = (&udp, o.offload) {
@@ -479,12 +509,23 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         if fds[0].revents & libc::POLLIN != 0 {
             let mut n = 0;
             loop {
-                if tso {
+                if kind != DevKind::Plain {
                     // A 64 KiB segment splits into at most 64 packets.
                     if BATCH - n < 64 {
                         break;
                     }
-                    match dev.recv_multiple(&mut tso_in, &mut inbufs[n..], &mut insizes[n..], 0) {
+                    let r = if kind == DevKind::TunTso {
+                        dev.recv_multiple(&mut tso_in, &mut inbufs[n..], &mut insizes[n..], 0)
+                    } else {
+                        dev.recv(&mut tso_in).and_then(|len| {
+                            tap::split_frame(
+                                &mut tso_in[..len],
+                                &mut inbufs[n..],
+                                &mut insizes[n..],
+                            )
+                        })
+                    };
+                    match r {
                         Ok(k) => {
                             if k > 1 {
                                 io_c.tso_reads += 1;
@@ -543,7 +584,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
                         }
                         for r in udp::segments(d.len(), rb.segs[i]) {
                             if writer.full() {
-                                writer.flush(&dev, tso, &mut io_c);
+                                writer.flush(&dev, kind, &mut io_c);
                             }
                             writer.receive(&mut t, now, from, &d[r]);
                         }
@@ -554,7 +595,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
                         break;
                     }
                 }
-                writer.flush(&dev, tso, &mut io_c);
+                writer.flush(&dev, kind, &mut io_c);
             }
         }
 
@@ -583,7 +624,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
             let mut consumed = 0;
             while let Some(r) = c.frame(&mut consumed) {
                 if writer.full() {
-                    writer.flush(&dev, tso, &mut io_c);
+                    writer.flush(&dev, kind, &mut io_c);
                 }
                 writer.receive(&mut t, now, c.peer, &c.rbuf[r]);
             }
@@ -592,7 +633,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
                 dead.push(i);
             }
         }
-        writer.flush(&dev, tso, &mut io_c);
+        writer.flush(&dev, kind, &mut io_c);
         for i in dead.into_iter().rev() {
             conns.remove(i);
         }
@@ -707,7 +748,7 @@ fn write_status(
         "keepalives_sent": c.keepalives_sent, "keepalives_received": c.keepalives_received,
         "drops": drops,
         "send_errors": io_c.send_errors, "device_errors": io_c.device_errors,
-        "offloads": { "tun_tso": off.tun_tso, "udp_gso": off.udp_gso, "udp_gro": off.udp_gro },
+        "offloads": { "tso": off.tso, "udp_gso": off.udp_gso, "udp_gro": off.udp_gro },
         "tso_reads": io_c.tso_reads, "gso_sends": io_c.gso_sends, "gro_datagrams": io_c.gro_datagrams,
     });
     let tmp = path.with_extension("tmp");

@@ -396,3 +396,110 @@ fn received_segments_of_one_flow_are_coalesced_for_the_tun() {
         "sent as it is"
     );
 }
+
+const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
+const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+
+#[test]
+fn tap_tso_frames_split_into_mtu_frames_each_with_the_ethernet_header() {
+    // What an offloading TAP (MTU 1426) hands over: a virtio-net header,
+    // then Ethernet + IPv4 + TCP with 4000 bytes, segment size 1386.
+    let payload: Vec<u8> = (0..4000u32).map(|i| (i * 11 % 241) as u8).collect();
+    let mut frame = vec![];
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(SRC, DST, 64)
+        .tcp(40000, 5201, 7_000, 64240)
+        .ack(1)
+        .psh()
+        .write(&mut frame, &payload)
+        .unwrap();
+    frame[14 + 36] ^= 0x55; // a partial checksum, to be recomputed
+    let hdr = VirtioNetHdr {
+        flags: 1,
+        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1386,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let mut raw = vec![0u8; VNET];
+    hdr.encode(&mut raw).unwrap();
+    raw.extend(&frame);
+    let mut out = vec![vec![0u8; 1600]; 64];
+    let mut sizes = vec![0; 64];
+    let n = super::tap::split_frame(&mut raw, &mut out, &mut sizes).unwrap();
+    assert_eq!(n, 3, "4000 bytes in 1386-byte segments");
+    let mut joined = vec![];
+    for i in 0..n {
+        let f = &out[i][..sizes[i]];
+        assert!(f.len() <= 14 + 1426, "fits the TAP's MTU");
+        assert_eq!(&f[..14], &frame[..14], "the Ethernet header on every frame");
+        let (seq, (psh, fin, _), data, _) = check_tcp(&f[14..]);
+        assert_eq!(seq, 7_000 + 1386 * i as u32);
+        assert_eq!((psh, fin), (i == n - 1, false), "PSH on the last only");
+        joined.extend(data);
+    }
+    assert_eq!(joined, payload);
+}
+
+#[test]
+fn tap_frames_with_a_partial_checksum_are_completed() {
+    // A UDP frame as the kernel leaves it with checksum offload: the
+    // field holds the pseudo-header sum only.
+    let payload = b"an odd-length payload!!";
+    let mut frame = vec![];
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(SRC, DST, 64)
+        .udp(1000, 2000)
+        .write(&mut frame, payload)
+        .unwrap();
+    let good = [frame[40], frame[41]];
+    let udp_len = (8 + payload.len()) as u32;
+    let mut pseudo = u32::from(u16::from_be_bytes([SRC[0], SRC[1]]))
+        + u32::from(u16::from_be_bytes([SRC[2], SRC[3]]))
+        + u32::from(u16::from_be_bytes([DST[0], DST[1]]))
+        + u32::from(u16::from_be_bytes([DST[2], DST[3]]))
+        + 17
+        + udp_len;
+    while pseudo > 0xffff {
+        pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+    }
+    frame[40..42].copy_from_slice(&(pseudo as u16).to_be_bytes());
+    let hdr = VirtioNetHdr {
+        flags: 1,
+        gso_type: 0,
+        hdr_len: 0,
+        gso_size: 0,
+        csum_start: 34,
+        csum_offset: 6,
+    };
+    let mut raw = vec![0u8; VNET];
+    hdr.encode(&mut raw).unwrap();
+    raw.extend(&frame);
+    let mut out = vec![vec![0u8; 1600]; 4];
+    let mut sizes = vec![0; 4];
+    let n = super::tap::split_frame(&mut raw, &mut out, &mut sizes).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(sizes[0], frame.len());
+    assert_eq!(&out[0][40..42], &good, "the checksum etherparse computed");
+    // A frame whose checksum is complete passes unchanged.
+    let mut raw = vec![0u8; VNET];
+    raw.extend(&out[0][..sizes[0]]);
+    let copy = raw.clone();
+    let n = super::tap::split_frame(&mut raw, &mut out, &mut sizes).unwrap();
+    assert_eq!((n, &out[0][..sizes[0]]), (1, &copy[VNET..]));
+    // Garbage does not panic.
+    let mut raw = vec![0u8; VNET];
+    VirtioNetHdr {
+        flags: 1,
+        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1386,
+        csum_start: 34,
+        csum_offset: 16,
+    }
+    .encode(&mut raw)
+    .unwrap();
+    raw.extend([0u8; 30]);
+    assert!(super::tap::split_frame(&mut raw, &mut out, &mut sizes).is_err());
+}
