@@ -11,6 +11,7 @@ use miette::{LabeledSpan, NamedSource};
 mod capture;
 mod graph;
 mod render;
+mod runtime;
 mod trace;
 mod tunnel;
 
@@ -45,6 +46,10 @@ enum Cmd {
         /// Worker threads (default: the number of CPUs, at most 4).
         #[arg(long)]
         threads: Option<usize>,
+        /// Build this machine's share of a lab that spans machines (its
+        /// nodes and its ends of vxlan and tunnel links).
+        #[arg(long)]
+        machine: Option<String>,
     },
     /// Remove a lab: every namespace, interface, address and route it made.
     Down {
@@ -53,6 +58,9 @@ enum Cmd {
         /// Return without waiting for the kernel to finish the removal.
         #[arg(long)]
         no_wait: bool,
+        /// Remove this machine's share of a lab that spans machines.
+        #[arg(long)]
+        machine: Option<String>,
     },
     /// Show labs, their nodes, interfaces, addresses, bridges and ports.
     Status {
@@ -60,6 +68,9 @@ enum Cmd {
         /// Machine-readable output (shape in docs/status.md).
         #[arg(long)]
         json: bool,
+        /// Only this machine's share of a lab that spans machines.
+        #[arg(long, requires = "lab")]
+        machine: Option<String>,
     },
     /// Run a command inside a node, like `ip netns exec`.
     Exec {
@@ -135,6 +146,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Take a link of a running lab down or bring it back up, like pulling
+    /// its cable (A and B: node names, or NODE:IFACE when they share
+    /// several links). `weft up` of the file undoes it.
+    Link {
+        lab: String,
+        a: String,
+        b: String,
+        /// down or up.
+        state: String,
+    },
+    /// Delay, lose, duplicate, reorder or rate-limit the frames of a link
+    /// with a switch end, in a running lab (docs/switch.md). `weft up` of
+    /// the file undoes it.
+    Impair(runtime::ImpairArgs),
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]
     Datapath { lab: String },
@@ -194,9 +219,24 @@ fn main() -> ExitCode {
             keep_on_error,
             quiet,
             threads,
-        } => up(&file, dry_run, keep_on_error, quiet, threads),
-        Cmd::Down { lab, no_wait } => down(&lab, no_wait),
-        Cmd::Status { lab, json } => status(lab.as_deref(), json),
+            machine,
+        } => up(
+            &file,
+            dry_run,
+            keep_on_error,
+            quiet,
+            threads,
+            machine.as_deref(),
+        ),
+        Cmd::Down {
+            lab,
+            no_wait,
+            machine,
+        } => down(&lab, no_wait, machine.as_deref()),
+        Cmd::Status { lab, json, machine } => {
+            let key = lab.map(|l| weft::machines::key(&l, machine.as_deref()));
+            status(key.as_deref(), json)
+        }
         Cmd::Check { lab } => check(&lab),
         Cmd::Ping {
             lab,
@@ -230,6 +270,8 @@ fn main() -> ExitCode {
         } => graph::run(&lab, &format, output.as_deref()),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
+        Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
+        Cmd::Impair(args) => runtime::impair(&args),
         Cmd::Trace {
             lab,
             node,
@@ -306,8 +348,9 @@ fn up(
     keep_on_error: bool,
     quiet: bool,
     threads: Option<usize>,
+    machine: Option<&str>,
 ) -> Result<ExitCode, String> {
-    let parsed = match weft::parse_file(file) {
+    let mut parsed = match weft::parse_file(file) {
         Ok(p) => p,
         Err(e) => {
             show_diagnostics(&e.path, &e.source_text, &e.diagnostics.0, false);
@@ -322,6 +365,7 @@ fn up(
         let text = std::fs::read_to_string(file).unwrap_or_default();
         show_diagnostics(file, &text, &parsed.warnings, true);
     }
+    parsed.lab = share(&parsed.lab, file, machine)?;
     // A bar for long runs: many nodes, or STP's listening and learning wait.
     let stp = parsed
         .lab
@@ -424,12 +468,41 @@ fn check(lab: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn down(lab: &str, no_wait: bool) -> Result<ExitCode, String> {
+/// What this `weft up` builds: the lab, or this machine's share of it
+/// (with the machines' key files relative to the topology file).
+fn share(
+    lab: &weft_topo::Lab,
+    file: &Path,
+    machine: Option<&str>,
+) -> Result<weft_topo::Lab, String> {
+    let mut lab = weft_topo::machines::select(lab, machine)?;
+    let dir = std::fs::canonicalize(file)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    for m in lab.machines.values_mut() {
+        if let Some(k) = &mut m.private_key {
+            *k = dir.join(&*k).display().to_string();
+        }
+    }
+    Ok(lab)
+}
+
+fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, String> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
         lab_name_of(Path::new(lab))?
     } else {
         lab.to_string()
     };
+    let shares = weft::machines::shares_of(&name);
+    if machine.is_none() && !shares.is_empty() && weft::state::load(&name).ok().flatten().is_none()
+    {
+        return Err(format!(
+            "lab {name} is built here as machine shares ({}): name one with --machine",
+            shares.join(", ")
+        ));
+    }
+    let name = weft::machines::key(&name, machine);
     let r = weft::down(&name, &weft::DownOptions { no_wait }).map_err(|e| e.to_string())?;
     for (ns, pids) in &r.held {
         eprintln!(

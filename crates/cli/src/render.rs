@@ -68,6 +68,15 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default()
         );
+        if let Some(o) = &lab.runtime {
+            let _ = writeln!(
+                out,
+                "  runtime changes (not in the file; `weft up` undoes them):"
+            );
+            for l in o.lines() {
+                let _ = writeln!(out, "    {l}");
+            }
+        }
         for n in &lab.nodes {
             let missing = if n.present {
                 ""
@@ -99,6 +108,12 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 }
                 if let Some(p) = &i.peer {
                     cols.push(format!("<-> {p}"));
+                }
+                if let Some(v) = &i.vxlan {
+                    cols.push(format!(
+                        "vni {} {} -> {}:{}",
+                        v.vni, v.local, v.remote, v.port
+                    ));
                 }
                 if let Some(m) = &i.master {
                     cols.push(format!("port of {m}: {}", i.port_state.unwrap_or("?")));
@@ -184,6 +199,8 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
     for p in &sw.ports {
         let state = if !p.present {
             "GONE (its interface vanished)".to_string()
+        } else if !p.admin_up {
+            "DOWN (weft link)".to_string()
         } else if !p.carrier {
             "no carrier".to_string()
         } else {
@@ -199,6 +216,13 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             cols.push(format!("drops {drops}"));
         }
         let _ = writeln!(out, "      port {}", cols.join("  "));
+        if let Some(i) = &p.impair {
+            let _ = writeln!(
+                out,
+                "        impair {} (seed {}): lost {}, queue full {}, duplicated {}, reordered {}, held {}",
+                i.settings, i.seed, i.lost, i.queue_full, i.duplicated, i.reordered, i.held
+            );
+        }
     }
 }
 
@@ -305,7 +329,7 @@ pub fn ping(
     size: usize,
 ) -> Result<ExitCode, String> {
     use weft_sys::ping::{PingEvent, PingOptions};
-    let built = weft::built(lab).map_err(|e| e.to_string())?;
+    let built = weft::built_with(lab, node).map_err(|e| e.to_string())?;
     let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
     let opts = PingOptions {
         count,

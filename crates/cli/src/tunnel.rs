@@ -87,6 +87,10 @@ pub struct TunnelArgs {
     #[arg(long)]
     #[serde(default)]
     no_offload: bool,
+    /// Open the device in this named network namespace (`ip netns list`);
+    /// the sockets stay in the namespace the tunnel runs in.
+    #[arg(long)]
+    netns: Option<String>,
 }
 
 pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, String> {
@@ -150,6 +154,7 @@ fn merge(mut a: TunnelArgs) -> Result<TunnelArgs, String> {
         keepalive: a.keepalive.or(f.keepalive),
         status: a.status.or(rel(f.status)),
         no_offload: a.no_offload || f.no_offload,
+        netns: a.netns.or(f.netns),
     })
 }
 
@@ -168,6 +173,10 @@ pub fn inner_mtu(underlay: u16, v6: bool, mode: Mode) -> u16 {
 
 pub fn run(a: TunnelArgs) -> Result<ExitCode, String> {
     let a = merge(a)?;
+    if let Some(ns) = &a.netns {
+        weft_sys::netns::validate_name(ns).map_err(|e| format!("--netns {ns}: {e}"))?;
+        weft_sys::tunnel::set_device_netns(ns);
+    }
     let key = read_private_key(
         a.key
             .as_deref()

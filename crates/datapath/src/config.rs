@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use weft_switch::{PortConfig, PortStpConfig, StpConfig, StpMode, SwitchConfig};
+use weft_switch::{
+    MirrorConfig, PortConfig, PortId, PortStpConfig, StpConfig, StpMode, SwitchConfig,
+};
 use weft_topo::{Node, SwitchPortMode, SwitchStp};
 use weft_wire::MacAddr;
 
@@ -61,6 +63,20 @@ pub fn switch_config(lab: &str, node: &Node) -> Option<(Vec<String>, SwitchConfi
         cfg.ageing = Duration::from_millis(u64::from(a) * 10);
     }
     cfg.mtu = DATAPATH_MTU;
+    let id = |p: &str| names.iter().position(|n| n == p).map(|i| PortId(i as u16));
+    cfg.static_macs = sw
+        .static_macs
+        .iter()
+        .filter_map(|e| Some((e.vlan, MacAddr(e.mac.0), id(&e.port)?)))
+        .collect();
+    if let Some(m) = &sw.mirror {
+        cfg.mirror = MirrorConfig {
+            output: id(&m.output),
+            select_ingress: m.ingress.iter().filter_map(|p| id(p)).collect(),
+            select_egress: m.egress.iter().filter_map(|p| id(p)).collect(),
+            select_vlans: m.vlans.iter().copied().collect(),
+        };
+    }
     Some((names, cfg))
 }
 
@@ -123,5 +139,46 @@ endpoints = ["h:f", "sw:b"]
         assert_eq!(cfg.mac, derived_mac("t", "sw"));
         assert_eq!(cfg.mac.0[0], 0x02);
         assert_ne!(derived_mac("t", "sw"), derived_mac("t", "sw2"));
+    }
+
+    #[test]
+    fn static_macs_and_mirror_become_core_config() {
+        let src = r#"
+name = "t"
+[nodes.sw]
+kind = "switch"
+static_macs = [
+  { mac = "02:00:00:00:00:0b", port = "b" },
+  { mac = "02:00:00:00:00:0c", port = "a", vlan = 20 },
+]
+mirror = { output = "m", ports = ["a"], egress = ["b"], vlans = [20] }
+[nodes.sw.interfaces.a]
+trunk = [20]
+native = 1
+[nodes.h.interfaces.e]
+[nodes.h.interfaces.f]
+[nodes.h.interfaces.g]
+[[links]]
+endpoints = ["h:e", "sw:a"]
+[[links]]
+endpoints = ["h:f", "sw:b"]
+[[links]]
+endpoints = ["h:g", "sw:m"]
+"#;
+        let lab = weft_topo::parse(src).unwrap().lab;
+        let (names, cfg) = switch_config("t", &lab.nodes["sw"]).unwrap();
+        assert_eq!(names, ["a", "b", "m"]);
+        let mac = |s: &str| s.parse::<MacAddr>().unwrap();
+        assert_eq!(
+            cfg.static_macs,
+            [
+                (1, mac("02:00:00:00:00:0b"), PortId(1)),
+                (20, mac("02:00:00:00:00:0c"), PortId(0)),
+            ]
+        );
+        assert_eq!(cfg.mirror.output, Some(PortId(2)));
+        assert_eq!(cfg.mirror.select_ingress, [PortId(0)]);
+        assert_eq!(cfg.mirror.select_egress, [PortId(0), PortId(1)]);
+        assert!(cfg.mirror.select_vlans.contains(20) && !cfg.mirror.select_vlans.contains(1));
     }
 }

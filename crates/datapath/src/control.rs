@@ -14,7 +14,22 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Fdb { switch: String },
+    Fdb {
+        switch: String,
+    },
+    /// Sets a port's impairment (`None` clears it) at run time.
+    Impair {
+        switch: String,
+        port: String,
+        impair: Option<weft_topo::impair::Impairment>,
+    },
+    /// Takes a port out of service (`up = false`) or back, like pulling
+    /// its cable: the spanning tree and learning see a link down.
+    Link {
+        switch: String,
+        port: String,
+        up: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +37,7 @@ pub enum Request {
 pub enum Reply {
     Status(StatusReply),
     Fdb(FdbReply),
+    Done,
     Error { message: String },
 }
 
@@ -87,6 +103,35 @@ pub struct PortInfo {
     pub tx_bpdus: u64,
     /// Drops by reason (only reasons that happened).
     pub drops: BTreeMap<String, u64>,
+    /// Impairment in force on the port, with its counters.
+    #[serde(default)]
+    pub impair: Option<ImpairInfo>,
+    /// False after `weft link ... down` took the port out of service.
+    #[serde(default = "yes")]
+    pub admin_up: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImpairInfo {
+    /// `delay 20ms loss 1% ...`.
+    pub settings: String,
+    /// The seed in use (given, or derived from the names).
+    pub seed: u64,
+    /// Dropped by `loss` (also in `drops` as `impair-loss`).
+    pub lost: u64,
+    /// Dropped because the queue was full or the rate's backlog too long
+    /// (`impair-queue`).
+    pub queue_full: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    /// Frames that went through the queue.
+    pub delayed: u64,
+    /// Frames waiting now.
+    pub held: usize,
 }
 
 impl SwitchInfo {

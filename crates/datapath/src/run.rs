@@ -15,6 +15,9 @@ use crate::control::{
     FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo,
 };
 
+mod admin;
+mod impaired;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what}: {source}")]
@@ -50,6 +53,8 @@ struct Port {
     carrier: bool,
     tx_errors: u64,
     storm: Storm,
+    /// Delay, loss, ...: frames through this port wait in a queue.
+    imp: Option<Box<impaired::PortImpair>>,
 }
 
 /// Storm control: broadcast and multicast frames entering a port are
@@ -149,6 +154,7 @@ struct Dp {
     dirty: Vec<usize>,
     owned: Vec<Vec<u8>>,
     clock: std::time::Instant,
+    lab_name: String,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -162,6 +168,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         dirty: Vec::new(),
         owned: Vec::new(),
         clock: std::time::Instant::now(),
+        lab_name: String::new(),
     };
     for node in lab.nodes.values() {
         let Some((names, cfg)) = switch_config(&lab.name, node) else {
@@ -200,6 +207,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 carrier: true,
                 tx_errors: 0,
                 storm: Storm::default(),
+                imp: None,
             });
             dp.queues.push(Vec::new());
             global.push(g);
@@ -215,6 +223,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
     if dp.switches.is_empty() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
+    dp.init_impair(lab);
     let _ = std::fs::remove_file(control);
     let listener = UnixListener::bind(control)
         .map_err(io_err(format!("listening on {}", control.display())))?;
@@ -240,6 +249,9 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         for s in &dp.switches {
             deadline = deadline.min(s.core.poll_at());
         }
+        if let Some(t) = dp.impair_deadline() {
+            deadline = deadline.min(t);
+        }
         let timeout = deadline.saturating_duration_since(now);
         dp.poller
             .wait(&mut ready, Some(timeout))
@@ -256,6 +268,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             dp.read_port(g, &mut rx);
         }
         let now = dp.now();
+        dp.release_impaired(now);
         for s in 0..dp.switches.len() {
             if now >= dp.switches[s].core.poll_at() {
                 let mut acts = std::mem::take(&mut dp.acts);
@@ -321,6 +334,9 @@ impl Dp {
                 let Some((vnet, frame)) = rx.frame(i) else {
                     continue;
                 };
+                if impaired::take_in(&mut self.ports[g], vnet, frame, now) {
+                    continue;
+                }
                 // Group addresses, except the IEEE reserved ones (BPDUs
                 // must always pass, or STP itself would starve).
                 if frame.first().is_some_and(|b| b & 1 == 1)
@@ -336,6 +352,10 @@ impl Dp {
                         Action::Forward { port, tag } => {
                             let to = sw.ports[port.index()];
                             let delta = tag.out_len(frame.len()) as i32 - frame.len() as i32;
+                            let v = vnet.shifted(delta);
+                            if impaired::take_out(&mut self.ports[to], v, &out, now) {
+                                continue;
+                            }
                             if self.queues[to].is_empty() {
                                 self.dirty.push(to);
                             }
@@ -343,6 +363,10 @@ impl Dp {
                         }
                         Action::Transmit { port, .. } => {
                             let to = sw.ports[port.index()];
+                            let v = VnetHdr::default();
+                            if impaired::take_out(&mut self.ports[to], v, &out, now) {
+                                continue;
+                            }
                             if self.queues[to].is_empty() {
                                 self.dirty.push(to);
                             }
@@ -408,9 +432,13 @@ impl Dp {
     /// Sends the frames the switch made by itself (from `tick` or
     /// `set_link`): BPDUs.
     fn send_generated(&mut self, s: usize, acts: &Actions) {
+        let now = self.now();
         for (port, out) in acts.frames(&[]) {
             let g = self.switches[s].ports[port.index()];
             let p = &mut self.ports[g];
+            if impaired::take_out(p, VnetHdr::default(), &out, now) {
+                continue;
+            }
             if let Some(sock) = &p.sock {
                 let f = TxFrame {
                     vnet: VnetHdr::default(),
@@ -477,6 +505,24 @@ impl Dp {
                 message: format!("bad request: {e}"),
             },
             Ok(Request::Status) => Reply::Status(self.status()),
+            Ok(Request::Impair {
+                switch,
+                port,
+                impair,
+            }) => match self.port_index(&switch, &port) {
+                Some(g) => {
+                    self.set_impair(g, impair);
+                    Reply::Done
+                }
+                None => self.no_port(&switch, &port),
+            },
+            Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
+                Some(g) => {
+                    self.set_admin(g, up);
+                    Reply::Done
+                }
+                None => self.no_port(&switch, &port),
+            },
             Ok(Request::Fdb { switch }) => {
                 match self.switches.iter().position(|s| s.name == switch) {
                     Some(s) => Reply::Fdb(self.fdb(s)),
@@ -548,7 +594,10 @@ impl Dp {
                                     (p.storm.dropped > 0)
                                         .then(|| ("StormControl".to_string(), p.storm.dropped)),
                                 )
+                                .chain(p.imp.iter().flat_map(|i| i.drops()))
                                 .collect(),
+                            impair: p.imp.as_ref().map(|i| i.info()),
+                            admin_up: sw.core.port_enabled(PortId(i as u16)),
                         }
                     })
                     .collect();

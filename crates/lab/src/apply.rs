@@ -14,6 +14,7 @@ use crate::{Error, Event};
 
 pub(crate) mod nat;
 mod uplink;
+mod vxlan;
 
 /// The ownership tag weft writes as `lo`'s alias in each namespace it makes,
 /// so `weft down` can tell its namespaces from others' with similar names.
@@ -395,6 +396,9 @@ impl<'a> Exec<'a> {
                 }
                 (ResKey::Device { node, iface }, Res::Device(IfaceKind::Macvlan { host })) => {
                     self.add_macvlan(i, node, iface, host)?;
+                }
+                (ResKey::Device { node, iface }, Res::Device(IfaceKind::Vxlan(o))) => {
+                    self.add_vxlan(i, node, iface, o)?;
                 }
                 (ResKey::Veth { a, b }, _) => {
                     let (mut x, mut y) = (a.clone(), b.clone());

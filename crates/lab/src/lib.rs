@@ -15,7 +15,9 @@ pub mod capture;
 mod checks;
 pub mod datapath;
 mod error;
+pub mod machines;
 pub mod names;
+pub mod runtime;
 pub mod state;
 pub mod status;
 pub mod trace;
@@ -146,6 +148,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     weft_sys::caps::require_admin("weft up")?;
+    machines::check_underlay(lab)?;
     let _lock = state::lock(name)?;
     let built = state::load(name)?;
     // Namespaces the journal lists but the state does not were made by a run
@@ -192,6 +195,8 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         if restarted {
             datapath::wait_ready(lab, opts.progress)?;
         }
+        // `weft link`/`weft impair` changes: the file is the truth.
+        let undone = runtime::restore(lab, restarted)?;
         // Tunnel processes may have died, or only their settings changed.
         tunnels::reconcile(lab)?;
         if st.lab.tunnels != lab.tunnels {
@@ -200,7 +205,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         }
         return Ok(UpReport {
             plan,
-            changed: restarted,
+            changed: restarted || !undone.is_empty(),
             recovered,
             apply_time: Duration::ZERO,
             wait_time: if restarted {
@@ -208,7 +213,10 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             } else {
                 Duration::ZERO
             },
-            warnings: Vec::new(),
+            warnings: undone
+                .into_iter()
+                .map(|u| format!("runtime change undone: {u}"))
+                .collect(),
             checks: Vec::new(),
         });
     }
@@ -282,11 +290,18 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         datapath::wait_ready(lab, opts.progress)?;
     }
     drop(handles);
+    // The datapath was just restarted with the file's settings.
+    let undone = runtime::restore(lab, true)?;
     // Tunnel processes run on the TUN/TAP ends the apply made.
     tunnels::reconcile(lab)?;
     let wait_time = t1.elapsed();
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
-    let warnings = nat_warnings(lab);
+    let mut warnings = nat_warnings(lab);
+    warnings.extend(
+        undone
+            .into_iter()
+            .map(|u| format!("runtime change undone: {u}")),
+    );
     let results = checks::run_all(lab);
     let failed: Vec<String> = results
         .iter()
@@ -353,7 +368,7 @@ pub struct CheckReport {
 
 /// Run a built lab's health checks now.
 pub fn check(name: &str) -> Result<CheckReport, Error> {
-    weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
+    machines::check_key(name)?;
     weft_sys::caps::require_admin("weft check")?;
     let st = built(name)?;
     Ok(CheckReport {
@@ -490,7 +505,7 @@ pub struct DownReport {
 /// and route in them) and nothing else; works without the file, and after a
 /// `weft up` that was killed.
 pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
-    weft_topo::file::check_lab_name(name).map_err(Error::Other)?;
+    machines::check_key(name)?;
     weft_sys::caps::require_admin("weft down")?;
     let _lock = state::lock(name)?;
     // The datapath first, by its recorded pid: it holds sockets in the
@@ -504,7 +519,8 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     }
     // Namespaces with the lab's prefix that the journal does not list are
     // taken only if they carry the lab's ownership tag.
-    let prefix = weft_topo::netns_name(name, "");
+    // A share (`LAB@MACHINE`) names its namespaces after the lab.
+    let prefix = weft_topo::netns_name(weft_topo::machines::split_share_name(name).0, "");
     for ns in weft_sys::netns::list()? {
         if ns.starts_with(&prefix) && !candidates.contains(&ns) && has_owner_tag(&ns, name) {
             candidates.push(ns);
@@ -603,9 +619,22 @@ pub fn built(name: &str) -> Result<State, Error> {
     state::load(name)?.ok_or_else(|| Error::NoLab(name.to_string()))
 }
 
-/// The namespace of a node of a built lab.
+/// The built lab that has `node`: `lab` itself, or for a lab built here as
+/// machine shares, the share (`LAB@MACHINE`) that has the node.
+pub fn built_with(lab: &str, node: &str) -> Result<State, Error> {
+    if !lab.contains('@') && state::load(lab)?.is_none() {
+        for key in machines::shares_of(lab) {
+            if let Some(st) = state::load(&key)?.filter(|s| s.lab.nodes.contains_key(node)) {
+                return Ok(st);
+            }
+        }
+    }
+    built(lab)
+}
+
+/// The namespace of a node of a built lab (see [`built_with`]).
 pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
-    let st = built(lab)?;
+    let st = built_with(lab, node)?;
     st.lab
         .nodes
         .get(node)
@@ -622,6 +651,9 @@ pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
 pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error> {
     if let Ok(ip) = target.parse() {
         return Ok(ip);
+    }
+    if let Some(a) = lab.remote_names.get(target) {
+        return Ok(*a);
     }
     let node = lab.nodes.get(target).ok_or_else(|| Error::NoNode {
         lab: lab.name.clone(),

@@ -31,6 +31,10 @@ pub fn hosts_text(lab: &Lab) -> String {
             s.push_str(&format!("{a}\t{}\n", n.name));
         }
     }
+    // A machine's share: the nodes on the other machines too.
+    for (name, a) in &lab.remote_names {
+        s.push_str(&format!("{a}\t{name}\n"));
+    }
     s
 }
 
@@ -134,7 +138,7 @@ pub fn sync(lab: &Lab) -> Result<(), Error> {
 /// hosts links to this lab's file (left by a killed run).
 fn stale(lab: &str, target: &Path) -> Vec<PathBuf> {
     let mut v = journaled(lab);
-    let prefix = weft_topo::netns_name(lab, "");
+    let prefix = weft_topo::netns_name(weft_topo::machines::split_share_name(lab).0, "");
     if let Ok(rd) = fs::read_dir(ETC_NETNS_DIR) {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with(&prefix) && ours(&e.path(), target) {

@@ -12,6 +12,9 @@ use crate::{state, Error};
 #[derive(Debug, Clone, Serialize)]
 pub struct LabStatus {
     pub name: String,
+    /// The machine, for one machine's share of a lab (`name` is then
+    /// `LAB@MACHINE`).
+    pub machine: Option<String>,
     pub source: Option<String>,
     pub nodes: Vec<NodeStatus>,
     /// The userspace switches, as their datapath reports them; absent
@@ -20,6 +23,9 @@ pub struct LabStatus {
     pub switches: Option<Option<Vec<weft_datapath::control::SwitchInfo>>>,
     /// One entry per end of each `kind = "tunnel"` link.
     pub tunnels: Vec<crate::tunnels::TunnelStatus>,
+    /// Changes made at run time (`weft link`, `weft impair`) that the
+    /// file does not have; the next `weft up` undoes them.
+    pub runtime: Option<crate::runtime::Overrides>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +66,16 @@ pub struct IfaceStatus {
     /// Bridges: whether STP runs.
     pub stp: Option<bool>,
     pub tun: Option<TunStatus>,
+    /// The end of a `kind = "vxlan"` link, as planned.
+    pub vxlan: Option<VxlanStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VxlanStatus {
+    pub vni: u32,
+    pub local: String,
+    pub remote: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +92,10 @@ pub struct TunStatus {
 /// Status of one lab, or of every lab on this machine.
 pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
     let names = match name {
+        // A lab built here as machine shares: all of them.
+        Some(n) if state::load(n)?.is_none() && !crate::machines::shares_of(n).is_empty() => {
+            crate::machines::shares_of(n)
+        }
         Some(n) => vec![n.to_string()],
         None => state::labs(),
     };
@@ -127,6 +147,16 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                         .unwrap_or_default(),
                     peer: match &i.kind {
                         IfaceKind::Veth { peer } => Some(peer.to_string()),
+                        IfaceKind::Vxlan(o) => Some(o.peer.to_string()),
+                        _ => None,
+                    },
+                    vxlan: match &i.kind {
+                        IfaceKind::Vxlan(o) => Some(VxlanStatus {
+                            vni: o.vni,
+                            local: o.local.to_string(),
+                            remote: o.remote.to_string(),
+                            port: o.port,
+                        }),
                         _ => None,
                     },
                     master: l.and_then(|l| l.master).and_then(by_index),
@@ -158,10 +188,12 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
         }
         out.push(LabStatus {
             name: n.clone(),
+            machine: st.lab.machine.clone(),
             tunnels: crate::tunnels::status(&st.lab),
             source: st.source.map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
                 .then(|| crate::datapath::status(&n).map(|s| s.switches)),
+            runtime: crate::runtime::load(&n),
             nodes,
         });
     }

@@ -18,7 +18,7 @@ fn dir(lab: &str) -> PathBuf {
     state::lab_dir(lab).join("tunnels")
 }
 
-fn stem(ep: &Endpoint) -> String {
+pub(crate) fn stem(ep: &Endpoint) -> String {
     format!("{}-{}", ep.node, ep.iface)
 }
 
@@ -84,7 +84,7 @@ fn key(d: &Path, ep: &Endpoint) -> Result<(PathBuf, weft_tunnel::PublicKey), Err
     Ok((path, k.public_key()))
 }
 
-fn sock(a: std::net::IpAddr, port: u16) -> String {
+pub(crate) fn sock(a: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(a, port).to_string()
 }
 
@@ -92,6 +92,10 @@ fn sock(a: std::net::IpAddr, port: u16) -> String {
 fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
     let mut out = vec![];
     for t in &lab.tunnels {
+        if t.across {
+            out.extend(crate::machines::tunnel_ends(lab, t, d, exe)?);
+            continue;
+        }
         let keys = [key(d, &t.ends[0].endpoint)?, key(d, &t.ends[1].endpoint)?];
         for i in 0..2 {
             let (me, peer) = (&t.ends[i], &t.ends[1 - i]);
@@ -144,9 +148,10 @@ fn read_running(path: &Path) -> Option<Running> {
 }
 
 fn marker(args: &[String]) -> String {
-    // The key path is unique to one end of one lab.
+    // The status file is unique to one end of one lab (a key file is not:
+    // ends between machines use their machine's key).
     args.iter()
-        .skip_while(|a| *a != "--key")
+        .skip_while(|a| *a != "--status")
         .nth(1)
         .cloned()
         .unwrap_or_default()
@@ -241,6 +246,10 @@ pub fn status(lab: &Lab) -> Vec<TunnelStatus> {
     for t in &lab.tunnels {
         for i in 0..2 {
             let (me, peer): (&Endpoint, &Endpoint) = (&t.ends[i].endpoint, &t.ends[1 - i].endpoint);
+            // A machine's share runs only its own ends.
+            if !lab.nodes.contains_key(&me.node) {
+                continue;
+            }
             let st = stem(me);
             let r = read_running(&d.join(format!("{st}.pid")));
             let running = r.as_ref().is_some_and(|r| {

@@ -173,7 +173,35 @@ tunnels (weft tunnel, encrypted, over the underlay):
             );
         }
     }
+    let vx = vxlans(lab);
+    if !vx.is_empty() {
+        out.push_str("\nvxlan links (kernel VXLAN, between machines):\n");
+        for (a, o) in &vx {
+            let _ = writeln!(
+                out,
+                "  {a} <~~ vni {} {} -> {}:{} ~~> {}",
+                o.vni, o.local, o.remote, o.port, o.peer
+            );
+        }
+    }
     out
+}
+
+/// Each `kind = "vxlan"` link once, from its lower end.
+fn vxlans(lab: &Lab) -> Vec<(Endpoint, &weft_topo::VxlanOptions)> {
+    let mut v = Vec::new();
+    for n in lab.nodes.values() {
+        for i in n.interfaces.values() {
+            if let IfaceKind::Vxlan(o) = &i.kind {
+                let me = Endpoint::new(&n.name, &i.name);
+                // A machine's share has only its own end: draw that too.
+                if me < o.peer || !lab.nodes.contains_key(&o.peer.node) {
+                    v.push((me, o));
+                }
+            }
+        }
+    }
+    v
 }
 
 fn esc(s: &str) -> String {
@@ -247,6 +275,13 @@ pub fn dot(lab: &Lab, live: &LiveMap) -> String {
             b.endpoint,
             if t.tcp { "tcp" } else { "udp" },
             t.port
+        );
+    }
+    for (a, x) in vxlans(lab) {
+        let _ = writeln!(
+            o,
+            "  \"{a}\" -- \"{}\" [style=dotted, penwidth=2, label=\"vxlan {}\"];",
+            x.peer, x.vni
         );
     }
     for n in lab.nodes.values() {

@@ -244,6 +244,9 @@ pub struct SwitchConfig {
     /// Largest payload of an untagged frame; each tag allows 4 more bytes.
     pub mtu: u16,
     pub mirror: MirrorConfig,
+    /// Configured FDB entries (`bridge fdb add MAC dev PORT vlan VID
+    /// static`): never learned over, aged, moved or flushed.
+    pub static_macs: Vec<(u16, MacAddr, PortId)>,
 }
 
 impl SwitchConfig {
@@ -256,6 +259,7 @@ impl SwitchConfig {
             ageing: DEFAULT_AGEING,
             mtu: 1500,
             mirror: MirrorConfig::default(),
+            static_macs: Vec::new(),
         }
     }
 }

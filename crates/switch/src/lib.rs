@@ -21,6 +21,7 @@ pub mod actions;
 pub mod config;
 pub mod counters;
 pub mod fdb;
+pub mod impair;
 pub mod stp;
 pub mod time;
 
@@ -104,6 +105,12 @@ impl Switch {
                 mirror_egress: config.mirror.select_egress.iter().any(|p| p.index() == i),
             })
             .collect::<Vec<_>>();
+        let mut fdb = Fdb::new(config.fdb_max_entries);
+        for &(vid, mac, port) in &config.static_macs {
+            if port.index() < ports.len() {
+                fdb.add_static(vid, mac, port);
+            }
+        }
         Switch {
             mac: config.mac,
             mtu: usize::from(config.mtu),
@@ -112,7 +119,7 @@ impl Switch {
             ports,
             mirror_out,
             mirror_vlans: config.mirror.select_vlans.clone(),
-            fdb: Fdb::new(config.fdb_max_entries),
+            fdb,
             stp,
             vlan_counters: HashMap::new(),
             unknown_port_frames: 0,
@@ -338,6 +345,30 @@ impl Switch {
             self.stp.set_link(i, up && self.ports[i].cfg.enabled, now);
         }
         self.after_stp(out);
+    }
+
+    /// Administrative state (`ip link set X down/up` on the switch's side,
+    /// `ovs-ofctl mod-port X down`): a disabled port neither receives nor
+    /// sends, and the spanning tree and learning see it as a link down.
+    pub fn set_enabled(&mut self, port: PortId, enabled: bool, now: Instant, out: &mut Actions) {
+        out.clear();
+        let i = port.index();
+        if i >= self.ports.len() || self.ports[i].cfg.enabled == enabled {
+            return;
+        }
+        self.start(now);
+        self.ports[i].cfg.enabled = enabled;
+        if !enabled {
+            self.fdb.flush_port(port);
+        }
+        if self.mirror_out != Some(i) {
+            self.stp.set_link(i, enabled && self.ports[i].link_up, now);
+        }
+        self.after_stp(out);
+    }
+
+    pub fn port_enabled(&self, port: PortId) -> bool {
+        self.ports.get(port.index()).is_some_and(|p| p.cfg.enabled)
     }
 
     fn after_stp(&mut self, out: &mut Actions) {

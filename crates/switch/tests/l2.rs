@@ -471,3 +471,45 @@ fn rstp_non_edge_port_does_not_forward_until_agreed_or_timers() {
         [1]
     );
 }
+
+#[test]
+fn static_entries_from_the_config_hold_before_learning_and_never_move() {
+    let (a, s) = (m(1), m(0x99));
+    let mut c = cfg(vec![PortConfig::access(1); 3]);
+    c.static_macs.push((1, s, PortId(2)));
+    // An entry for a port the switch lacks is ignored, not a panic.
+    c.static_macs.push((1, m(0x98), PortId(9)));
+    let mut h = Harness::new(c);
+    // Before anything was learned, a frame to the static MAC goes to its
+    // port only, not flooded.
+    assert_eq!(h.ports(0, &eth(s, a, &[], 60), t(1)), [2]);
+    // Its source seen on another port does not move it.
+    h.ports(1, &eth(a, s, &[], 60), t(2));
+    let e = h.sw.fdb().get(1, s).unwrap();
+    assert_eq!((e.port, e.is_static), (PortId(2), true));
+    assert_eq!(h.ports(0, &eth(s, a, &[], 60), t(3)), [2]);
+    // Neither ageing nor a link going down removes it.
+    h.sw.tick(t(10_000), &mut Actions::new());
+    h.sw.set_link(PortId(2), false, t(10_001), &mut Actions::new());
+    assert!(h.sw.fdb().get(1, s).is_some());
+    assert!(h.sw.fdb().get(1, m(0x98)).is_none());
+}
+
+#[test]
+fn a_disabled_port_is_a_link_down_until_enabled_again() {
+    let mut h = Harness::new(cfg(vec![PortConfig::access(1); 3]));
+    let (a, b) = (m(1), m(2));
+    h.ports(0, &eth(b, a, &[], 60), t(1));
+    h.ports(1, &eth(a, b, &[], 60), t(1));
+    assert_eq!(h.sw.fdb().lookup(1, b), Some(PortId(1)));
+    h.sw.set_enabled(PortId(1), false, t(2), &mut Actions::new());
+    assert!(!h.sw.port_enabled(PortId(1)) && !h.sw.port_forwarding(PortId(1)));
+    // Its learned entries went, nothing leaves by it, nothing enters.
+    assert_eq!(h.sw.fdb().lookup(1, b), None);
+    assert_eq!(h.ports(0, &eth(b, a, &[], 60), t(2)), [2]);
+    assert!(h.ports(1, &eth(a, b, &[], 60), t(2)).is_empty());
+    assert_eq!(h.drops(1, DropReason::PortDown), 1);
+    h.sw.set_enabled(PortId(1), true, t(3), &mut Actions::new());
+    assert!(h.sw.port_forwarding(PortId(1)));
+    assert_eq!(h.ports(1, &eth(a, b, &[], 60), t(3)), [0]);
+}

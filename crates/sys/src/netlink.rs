@@ -800,6 +800,57 @@ pub fn new_macvlan(l: &NewLink, lower: u32, netns: RawFd) -> Request {
     }
 }
 
+/// A VXLAN device to a single unicast peer.
+#[derive(Debug, Clone)]
+pub struct VxlanSpec {
+    pub vni: u32,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    /// UDP destination port (and the port the underlay socket binds).
+    pub port: u16,
+}
+
+/// `ip link add NAME netns NS type vxlan id VNI local L remote R dstport
+/// P`, sent from the namespace that is to carry the VXLAN UDP socket (the
+/// underlay): the kernel keeps the socket there and puts the device in
+/// `netns`.
+pub fn new_vxlan(l: &NewLink, v: &VxlanSpec, netns: RawFd) -> Request {
+    use netlink_packet_route::link::InfoVxlan;
+    let mut m = link_msg(l);
+    m.attributes.push(LinkAttribute::NetNsFd(netns));
+    let mut data = vec![InfoVxlan::Id(v.vni)];
+    match (v.local, v.remote) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            data.push(InfoVxlan::Local(a));
+            data.push(InfoVxlan::Group(b));
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            data.push(InfoVxlan::Local6(a));
+            data.push(InfoVxlan::Group6(b));
+        }
+        // The topology file refuses mixed families; the kernel would too.
+        (a, b) => {
+            data.push(match a {
+                IpAddr::V4(a) => InfoVxlan::Local(a),
+                IpAddr::V6(a) => InfoVxlan::Local6(a),
+            });
+            data.push(match b {
+                IpAddr::V4(b) => InfoVxlan::Group(b),
+                IpAddr::V6(b) => InfoVxlan::Group6(b),
+            });
+        }
+    }
+    data.push(InfoVxlan::Port(v.port));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Vxlan),
+        LinkInfo::Data(InfoData::Vxlan(data)),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewLink(m),
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    }
+}
+
 /// `ip link set dev X [up|down] [mtu N] [address MAC] [master BR|nomaster]
 /// [alias TEXT]`.
 #[derive(Debug, Clone, Default)]
@@ -1089,5 +1140,37 @@ mod tests {
         let b = bytes(route(true, &r));
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
         assert_eq!(&b[16..24], &[libc::AF_INET as u8, 16, 0, 0, 254, 4, 253, 1]);
+    }
+
+    #[test]
+    fn vxlan_has_vni_ends_port_and_target_namespace() {
+        let b = bytes(new_vxlan(
+            &NewLink {
+                index: 1001,
+                name: "vx0",
+                mtu: Some(1450),
+                mac: None,
+            },
+            &VxlanSpec {
+                vni: 0x0a0b0c,
+                local: "192.0.2.1".parse().unwrap(),
+                remote: "192.0.2.2".parse().unwrap(),
+                port: 4789,
+            },
+            9,
+        ));
+        // ifinfomsg: index 1001.
+        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 1001);
+        // IFLA_NET_NS_FD (28) = 9; IFLA_INFO_KIND "vxlan".
+        assert!(b.windows(8).any(|w| w == [8, 0, 28, 0, 9, 0, 0, 0]));
+        assert!(b
+            .windows(10)
+            .any(|w| w == [10, 0, 1, 0, b'v', b'x', b'l', b'a', b'n', 0]));
+        // IFLA_VXLAN_ID (1), _GROUP (2, the remote), _LOCAL (4), and
+        // _PORT (15) in network byte order.
+        assert!(b.windows(8).any(|w| w == [8, 0, 1, 0, 0x0c, 0x0b, 0x0a, 0]));
+        assert!(b.windows(8).any(|w| w == [8, 0, 2, 0, 192, 0, 2, 2]));
+        assert!(b.windows(8).any(|w| w == [8, 0, 4, 0, 192, 0, 2, 1]));
+        assert!(b.windows(6).any(|w| w == [6, 0, 15, 0, 0x12, 0xb5]));
     }
 }

@@ -89,8 +89,26 @@ fn os(action: impl Into<String>, err: io::Error) -> Error {
     }
 }
 
+/// The network namespace [`open_device`] opens the device in, when not
+/// the process's own (`weft tunnel --netns`: the device in a lab node, the
+/// sockets in the machine's namespace).
+static DEVICE_NETNS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Open the device in the named network namespace from now on.
+pub fn set_device_netns(name: &str) {
+    let _ = DEVICE_NETNS.set(name.to_string());
+}
+
 /// Open (or create) the device, set its MTU and address, bring it up.
 pub fn open_device(o: &Options) -> Result<SyncDevice> {
+    match DEVICE_NETNS.get() {
+        Some(ns) => crate::netns::run_in_named(ns, || open_device_here(o))?,
+        None => open_device_here(o),
+    }
+}
+
+/// [`open_device`] in the calling thread's namespace.
+fn open_device_here(o: &Options) -> Result<SyncDevice> {
     let mut b = DeviceBuilder::new()
         .name(&o.dev)
         .layer(match o.mode {
@@ -136,6 +154,14 @@ pub enum DevKind {
 /// [`open_device`], with TSO when `o.offload`. Falls back to a plain
 /// device if the kernel refuses the offload flags.
 pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, DevKind)> {
+    match DEVICE_NETNS.get() {
+        Some(ns) => crate::netns::run_in_named(ns, || open_device_offload_here(o))?,
+        None => open_device_offload_here(o),
+    }
+}
+
+/// [`open_device_offload`] in the calling thread's namespace.
+fn open_device_offload_here(o: &Options) -> Result<(SyncDevice, DevKind)> {
     if o.offload {
         let mut b = DeviceBuilder::new()
             .name(&o.dev)
@@ -163,7 +189,7 @@ pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, DevKind)> {
             }
         }
     }
-    Ok((open_device(o)?, DevKind::Plain))
+    Ok((open_device_here(o)?, DevKind::Plain))
 }
 
 /// A UDP socket for the tunnel: non-blocking, and allowed to fragment

@@ -13,6 +13,7 @@ use crate::error::{Diagnostic, Diagnostics};
 use crate::model::*;
 use crate::route::parse_route;
 
+mod machines;
 mod tunnel;
 
 type Span = Range<usize>;
@@ -46,6 +47,8 @@ struct RawLab {
     allow_host_interfaces: Option<bool>,
     #[serde(default)]
     checks: Vec<Spanned<crate::check::RawCheck>>,
+    #[serde(default)]
+    machines: BTreeMap<Spanned<String>, machines::RawMachine>,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +79,13 @@ struct RawNode {
     subnet: Option<Spanned<String>>,
     /// Switch: the router on its segment, the attached hosts' default route.
     gateway: Option<Spanned<String>>,
+    /// The machine the node is built on (labs that span machines).
+    machine: Option<Spanned<String>>,
+    /// Switch: configured FDB entries.
+    #[serde(default)]
+    static_macs: Vec<Spanned<switch::RawStaticMac>>,
+    /// Switch: port mirroring.
+    mirror: Option<Spanned<switch::RawMirror>>,
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -118,6 +128,7 @@ struct RawIface {
     trunk: Option<Spanned<Vec<u32>>>,
     native: Option<Spanned<u32>>,
     edge: Option<Spanned<bool>>,
+    impair: Option<Spanned<switch::RawImpair>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +141,9 @@ struct RawLink {
     underlay: Option<Spanned<Vec<Spanned<String>>>>,
     port: Option<Spanned<u16>>,
     transport: Option<Spanned<String>>,
+    /// VXLAN network identifier of a `kind = "vxlan"` link.
+    vni: Option<Spanned<u32>>,
+    impair: Option<Spanned<switch::RawImpair>>,
 }
 
 /// A checked, expanded lab and the warnings found on the way.
@@ -199,8 +213,11 @@ struct Cx<'p> {
     segments: HashMap<String, (Option<IpNet>, Option<IpAddr>)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
+    /// Static MACs and mirrors of switch nodes, checked once ports are known.
+    switch_extra: HashMap<String, switch::RawExtra>,
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
+    machines: machines::MachinesCx,
 }
 
 impl Cx<'_> {
@@ -220,6 +237,7 @@ impl Cx<'_> {
         }
         let mut lab = Lab::empty(&name);
         self.allow_host = raw.allow_host_interfaces == Some(true);
+        self.add_machines(&mut lab, &raw.machines);
         for (key, rn) in &raw.nodes {
             self.add_node(&mut lab, key, rn);
         }
@@ -246,6 +264,8 @@ impl Cx<'_> {
         crate::check::expand(&mut lab, &raw.checks, self.source, &mut more);
         self.errors.extend(more);
         self.check_tunnels(&lab);
+        self.finish_vxlan(&mut lab);
+        self.check_machines(&lab);
         lab
     }
 
@@ -380,6 +400,7 @@ impl Cx<'_> {
             };
             sysctls.insert(k.get_ref().clone(), value);
         }
+        let machine = self.node_machine(lab, base, &span, rn);
         for name in names {
             if let Some(prev) = self.node_span.get(&name) {
                 let prev = prev.clone();
@@ -399,6 +420,7 @@ impl Cx<'_> {
                 routes: Vec::new(),
                 sysctls: sysctls.clone(),
                 switch: switch_opts.clone(),
+                machine: machine.clone(),
             };
             for (route, rspan, i) in &routes {
                 self.route_span.insert((name.clone(), *i), rspan.clone());
@@ -859,12 +881,19 @@ impl Cx<'_> {
             .map(|k| (k.get_ref().as_str(), k.span()))
         {
             None | Some(("veth", _)) => {}
-            Some(("tunnel", _)) => return self.add_tunnel(lab, link),
+            Some(("tunnel", _)) => {
+                self.no_link_impair("tunnel", link.get_ref().impair.as_ref());
+                return self.add_tunnel(lab, link);
+            }
+            Some(("vxlan", _)) => {
+                self.no_link_impair("vxlan", link.get_ref().impair.as_ref());
+                return self.add_vxlan(lab, link);
+            }
             Some((other, span)) => {
                 self.err(
                     Some(span),
                     format!("link kind `{other}` is not known"),
-                    "write kind = \"veth\" (the default) or kind = \"tunnel\"",
+                    "write kind = \"veth\" (the default), kind = \"tunnel\" or kind = \"vxlan\"",
                 );
                 return;
             }
@@ -875,11 +904,15 @@ impl Cx<'_> {
             ("underlay", l.underlay.as_ref().map(|m| m.span())),
             ("port", l.port.as_ref().map(|m| m.span())),
             ("transport", l.transport.as_ref().map(|m| m.span())),
+            ("vni", l.vni.as_ref().map(|m| m.span())),
         ] {
             if span.is_some() {
                 self.err(
                     span,
-                    format!("`{key}` is a tunnel link's key, and this link is a veth pair"),
+                    format!(
+                        "`{key}` is a {} link's key, and this link is a veth pair",
+                        if key == "vni" { "vxlan" } else { "tunnel" }
+                    ),
                     "add kind = \"tunnel\", or remove the key",
                 );
             }
@@ -916,6 +949,9 @@ impl Cx<'_> {
             if iface.mtu.is_none() {
                 iface.mtu = mtu;
             }
+        }
+        if let Some(imp) = &link.get_ref().impair {
+            self.link_impair(lab, &a, &b, imp);
         }
     }
 

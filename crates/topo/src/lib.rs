@@ -6,6 +6,8 @@
 pub mod check;
 pub mod error;
 pub mod file;
+pub mod impair;
+pub mod machines;
 pub mod model;
 pub mod nat;
 pub mod plan;

@@ -31,6 +31,18 @@ pub struct Lab {
     /// `kind = "tunnel"` links: a `weft tunnel` process at each end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tunnels: Vec<TunnelLink>,
+    /// `[machines.NAME]`: the machines a lab spans, by name (empty: the lab
+    /// is all on the machine that builds it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub machines: BTreeMap<String, crate::machines::Machine>,
+    /// Set on one machine's share of a multi-machine lab (see
+    /// [`crate::machines::share`]): the machine it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// In a share: the other machines' nodes and the address each name
+    /// stands for, for names and `weft ping LAB NODE OTHER-NODE`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_names: BTreeMap<String, IpAddr>,
 }
 
 /// A `kind = "tunnel"` link. Each end is a TUN or TAP interface in the
@@ -42,6 +54,11 @@ pub struct TunnelLink {
     pub tap: bool,
     pub port: u16,
     pub tcp: bool,
+    /// The ends are on two machines: each end's `weft tunnel` runs in its
+    /// machine's own namespace (the underlay), with the device in the node,
+    /// and the keys are the machines' (`public_key`, `private_key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub across: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +77,9 @@ impl Lab {
             nat: BTreeMap::new(),
             checks: Vec::new(),
             tunnels: Vec::new(),
+            machines: BTreeMap::new(),
+            machine: None,
+            remote_names: BTreeMap::new(),
         }
     }
 
@@ -111,6 +131,10 @@ pub struct Node {
     /// Switch settings of a `kind = "switch"` node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<SwitchOptions>,
+    /// The machine it is built on (`machine = "a"`), when the lab declares
+    /// machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 /// Spanning tree protocol of a weft switch.
@@ -141,6 +165,34 @@ pub struct SwitchOptions {
     pub mac: Option<Mac>,
     /// Every port (interface of the node), by interface name.
     pub ports: BTreeMap<String, SwitchPort>,
+    /// Configured FDB entries (`bridge fdb add ... static`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_macs: Vec<StaticMac>,
+    /// Port mirroring to one output port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<SwitchMirror>,
+}
+
+/// A static FDB entry: frames to `mac` in `vlan` leave by `port` only, and
+/// the entry never ages or moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticMac {
+    pub mac: Mac,
+    pub port: String,
+    pub vlan: u16,
+}
+
+/// Port mirroring: copies of the selected frames leave by `output`, which
+/// takes no part in switching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchMirror {
+    pub output: String,
+    /// Frames received on these ports.
+    pub ingress: Vec<String>,
+    /// Frames sent out of these ports.
+    pub egress: Vec<String>,
+    /// Frames in these VLANs.
+    pub vlans: Vec<u16>,
 }
 
 /// VLAN membership of a switch port.
@@ -165,6 +217,9 @@ pub struct SwitchPort {
     /// An edge (host-facing) port forwards at once; it defaults to true for
     /// ports cabled to a host node.
     pub edge: bool,
+    /// Delay, loss, ... applied by the datapath on this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<crate::impair::Impairment>,
 }
 
 /// A node and one of its interfaces: `ns1:eth0`.
@@ -219,6 +274,25 @@ pub enum IfaceKind {
     /// bridge`: an uplink on one of the machine's own interfaces (allowed
     /// only with `allow_host_interfaces = true` in the file).
     Macvlan { host: String },
+    /// `ip link add NAME type vxlan id VNI local LOCAL remote REMOTE dstport
+    /// PORT`, made in the namespace weft runs in (the machine's underlay,
+    /// which keeps its UDP socket) and put into the node: one end of a
+    /// `kind = "vxlan"` link to a node on another machine.
+    Vxlan(VxlanOptions),
+}
+
+/// One end of a `kind = "vxlan"` link: all fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VxlanOptions {
+    pub vni: u32,
+    /// This machine's underlay address (the outer source).
+    pub local: IpAddr,
+    /// The other machine's underlay address (the outer destination).
+    pub remote: IpAddr,
+    /// UDP destination port, on both machines.
+    pub port: u16,
+    /// The other end, for drawings and status.
+    pub peer: Endpoint,
 }
 
 impl IfaceKind {
@@ -230,6 +304,7 @@ impl IfaceKind {
             IfaceKind::Bridge(_) => "bridge",
             IfaceKind::Loopback => "loopback",
             IfaceKind::Macvlan { .. } => "macvlan",
+            IfaceKind::Vxlan(_) => "vxlan",
         }
     }
 }

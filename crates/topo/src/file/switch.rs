@@ -2,10 +2,59 @@
 //! their ports, checked like every other key: with positions, before
 //! anything is built.
 
+use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Cx, RawIface, RawNode};
+use crate::impair::{self, Direction, Impairment};
 use crate::model::*;
+
+/// `static_macs = [{ mac = "..", port = "..", vlan = N }]` on a switch.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStaticMac {
+    mac: Spanned<String>,
+    port: Spanned<String>,
+    vlan: Option<Spanned<u32>>,
+}
+
+/// `mirror = { output = "..", ports = [..], ingress = [..], egress = [..], vlans = [..] }`.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMirror {
+    output: Spanned<String>,
+    /// Both directions of these ports.
+    #[serde(default)]
+    ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    ingress: Vec<Spanned<String>>,
+    #[serde(default)]
+    egress: Vec<Spanned<String>>,
+    #[serde(default)]
+    vlans: Vec<Spanned<u32>>,
+}
+
+/// `impair = { delay = "20ms", jitter = "5ms", loss = "1%", duplicate =
+/// "0.5%", reorder = "1%", rate = "10mbit", seed = 7, direction = "both" }`.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawImpair {
+    delay: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    loss: Option<Spanned<String>>,
+    duplicate: Option<Spanned<String>>,
+    reorder: Option<Spanned<String>>,
+    rate: Option<Spanned<String>>,
+    seed: Option<Spanned<u64>>,
+    direction: Option<Spanned<String>>,
+}
+
+/// A switch node's keys that need its ports known first.
+#[derive(Clone, Debug, Default)]
+pub(super) struct RawExtra {
+    static_macs: Vec<Spanned<RawStaticMac>>,
+    mirror: Option<Spanned<RawMirror>>,
+}
 
 /// `stp` is a bool on bridges and also a protocol name on switches; the
 /// bridge code keeps seeing a bool.
@@ -34,6 +83,7 @@ pub(super) struct RawPort {
     cost: Option<u32>,
     priority: Option<u16>,
     edge: Option<bool>,
+    impair: Option<(Impairment, std::ops::Range<usize>)>,
 }
 
 /// Largest FDB a file may ask for: 100 times the default, far more than
@@ -68,8 +118,26 @@ impl Cx<'_> {
                     "remove it, or make the node a switch",
                 );
             }
+            let extra = [
+                rn.static_macs.first().map(|m| ("static_macs", m.span())),
+                rn.mirror.as_ref().map(|m| ("mirror", m.span())),
+            ];
+            for (key, span) in extra.into_iter().flatten() {
+                self.err(
+                    Some(span),
+                    format!("node `{who}`: {key} is a setting of kind = \"switch\""),
+                    "make the node kind = \"switch\" (a kernel bridge here cannot do it), or remove the key",
+                );
+            }
             return None;
         }
+        self.switch_extra.insert(
+            who.to_string(),
+            RawExtra {
+                static_macs: rn.static_macs.clone(),
+                mirror: rn.mirror.clone(),
+            },
+        );
         if let Some(a) = rn.addresses.first() {
             self.err(
                 Some(a.span()),
@@ -160,6 +228,8 @@ impl Cx<'_> {
             }),
             mac: rn.mac.as_ref().and_then(|m| self.mac(who, m)),
             ports: Default::default(),
+            static_macs: Vec::new(),
+            mirror: None,
         };
         Some(opts)
     }
@@ -182,6 +252,13 @@ impl Cx<'_> {
             ri.edge.as_ref().map(|s| s.span()),
         ];
         if node_kind != NodeKind::Switch {
+            if let Some(i) = &ri.impair {
+                self.err(
+                    Some(i.span()),
+                    format!("node `{node}`: `{iname}` is a kernel interface, and this kernel has no netem to impair it"),
+                    "weft impairs frames in its switch: cable the interface to a kind = \"switch\" node and write impair on that port (or on the link)",
+                );
+            }
             if let Some(s) = spans.into_iter().flatten().next() {
                 self.err(
                     Some(s),
@@ -278,6 +355,10 @@ impl Cx<'_> {
             port.priority = Some(*p.get_ref() as u16);
         }
         port.edge = ri.edge.as_ref().map(|e| *e.get_ref());
+        if let Some(raw) = &ri.impair {
+            let who = format!("switch `{node}`: port `{iname}`");
+            port.impair = self.impairment(&who, raw).map(|i| (i, raw.span()));
+        }
         self.switch_ports
             .insert((node.to_string(), iname.clone()), port);
     }
@@ -311,9 +392,294 @@ impl Cx<'_> {
                         cost: raw.cost,
                         priority: raw.priority,
                         edge: raw.edge.unwrap_or(host),
+                        impair: raw.impair.map(|(i, _)| i),
                     },
                 );
             }
         }
+        let extra = std::mem::take(&mut self.switch_extra);
+        for (name, x) in extra {
+            let Some(sw) = lab.nodes.get_mut(&name).and_then(|n| n.switch.as_mut()) else {
+                continue;
+            };
+            self.static_macs(&name, sw, &x.static_macs);
+            if let Some(m) = &x.mirror {
+                sw.mirror = self.mirror(&name, sw, m);
+            }
+        }
+    }
+
+    /// `impair` on a link: it goes to the link's switch end (the first
+    /// one when both ends are switches), both directions by default.
+    pub(super) fn link_impair(
+        &mut self,
+        lab: &Lab,
+        a: &Endpoint,
+        b: &Endpoint,
+        raw: &Spanned<RawImpair>,
+    ) {
+        let is_switch =
+            |e: &Endpoint| lab.nodes.get(&e.node).map(|n| n.kind) == Some(NodeKind::Switch);
+        let end = if is_switch(a) {
+            a
+        } else if is_switch(b) {
+            b
+        } else {
+            self.err(
+                Some(raw.span()),
+                format!("link `{a}` — `{b}`: both ends are kernel interfaces, and this kernel has no netem (sch_netem), which impairing them would need"),
+                "weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two and write impair on this link's switch end (or on the switch port)",
+            );
+            return;
+        };
+        let who = format!("link `{a}` — `{b}`");
+        let Some(imp) = self.impairment(&who, raw) else {
+            return;
+        };
+        let port = self
+            .switch_ports
+            .entry((end.node.clone(), end.iface.clone()))
+            .or_default();
+        if let Some((_, prev)) = &port.impair {
+            let prev = prev.start;
+            self.err(
+                Some(raw.span()),
+                format!("{who}: the port `{end}` is impaired twice (on the link and on the port)"),
+                format!("keep one of them (the other is at byte {prev})"),
+            );
+            return;
+        }
+        port.impair = Some((imp, raw.span()));
+    }
+
+    /// Tunnel and VXLAN links are kernel devices at both ends, where this
+    /// kernel cannot impair (no netem).
+    pub(super) fn no_link_impair(&mut self, kind: &str, raw: Option<&Spanned<RawImpair>>) {
+        if let Some(r) = raw {
+            self.err(
+                Some(r.span()),
+                format!("impair is not available on a {kind} link"),
+                format!("impair the switch port the {kind}'s traffic crosses instead"),
+            );
+        }
+    }
+
+    fn impairment(&mut self, who: &str, raw: &Spanned<RawImpair>) -> Option<Impairment> {
+        let r = raw.get_ref();
+        let mut ok = true;
+        let mut out = Impairment::default();
+        let mut field = |cx: &mut Self,
+                         key: &str,
+                         v: &Option<Spanned<String>>,
+                         parse: fn(&str) -> Result<u64, String>|
+         -> u64 {
+            let Some(v) = v else { return 0 };
+            match parse(v.get_ref()) {
+                Ok(x) => x,
+                Err(why) => {
+                    cx.err(Some(v.span()), format!("{who}: impair {key}: {why}"), "");
+                    ok = false;
+                    0
+                }
+            }
+        };
+        let pct = |s: &str| impair::parse_percent(s).map(u64::from);
+        out.delay_us = field(self, "delay", &r.delay, impair::parse_duration);
+        out.jitter_us = field(self, "jitter", &r.jitter, impair::parse_duration);
+        out.loss_ppm = field(self, "loss", &r.loss, pct) as u32;
+        out.duplicate_ppm = field(self, "duplicate", &r.duplicate, pct) as u32;
+        out.reorder_ppm = field(self, "reorder", &r.reorder, pct) as u32;
+        if r.rate.is_some() {
+            out.rate_bps = Some(field(self, "rate", &r.rate, impair::parse_rate));
+        }
+        out.seed = r.seed.as_ref().map(|s| *s.get_ref());
+        if let Some(d) = &r.direction {
+            match Direction::parse(d.get_ref()) {
+                Ok(d) => out.direction = d,
+                Err(why) => {
+                    self.err(Some(d.span()), format!("{who}: impair {why}"), "");
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if let Err((key, why)) = out.check() {
+            let span = match key {
+                "jitter" => r.jitter.as_ref().map(|s| s.span()),
+                _ => r.reorder.as_ref().map(|s| s.span()),
+            };
+            self.err(span.or(Some(raw.span())), format!("{who}: {why}"), "");
+            return None;
+        }
+        Some(out)
+    }
+
+    fn port_names(sw: &SwitchOptions) -> String {
+        sw.ports.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    fn static_macs(&mut self, who: &str, sw: &mut SwitchOptions, raw: &[Spanned<RawStaticMac>]) {
+        for e in raw {
+            let r = e.get_ref();
+            let mac = match r.mac.get_ref().parse::<Mac>() {
+                Ok(m) if m.0[0] & 1 == 1 => {
+                    self.err(
+                        Some(r.mac.span()),
+                        format!("switch `{who}`: static MAC {m} is a multicast address"),
+                        "a static entry names one station: use a unicast MAC (first byte even), such as 02:...",
+                    );
+                    continue;
+                }
+                Ok(m) => m,
+                Err(why) => {
+                    self.err(Some(r.mac.span()), format!("switch `{who}`: {why}"), "");
+                    continue;
+                }
+            };
+            let pname = r.port.get_ref();
+            let Some(port) = sw.ports.get(pname) else {
+                self.err(
+                    Some(r.port.span()),
+                    format!("switch `{who}`: static MAC {mac}: there is no port `{pname}`"),
+                    format!("name one of the switch's ports: {}", Self::port_names(sw)),
+                );
+                continue;
+            };
+            let vlan = match (&r.vlan, &port.mode) {
+                (Some(v), mode) => {
+                    let n = *v.get_ref();
+                    let member = match mode {
+                        SwitchPortMode::Access(a) => u32::from(*a) == n,
+                        SwitchPortMode::Trunk { allowed, native } => {
+                            allowed.iter().any(|a| u32::from(*a) == n)
+                                || native.is_some_and(|x| u32::from(x) == n)
+                        }
+                    };
+                    if !member {
+                        self.err(
+                            Some(v.span()),
+                            format!("switch `{who}`: static MAC {mac}: port `{pname}` does not carry VLAN {n}"),
+                            "write a VLAN of the port (its access VLAN, or one its trunk allows)",
+                        );
+                        continue;
+                    }
+                    n as u16
+                }
+                (None, SwitchPortMode::Access(a)) => *a,
+                (
+                    None,
+                    SwitchPortMode::Trunk {
+                        native: Some(n), ..
+                    },
+                ) => *n,
+                (None, SwitchPortMode::Trunk { native: None, .. }) => {
+                    self.err(
+                        Some(e.span()),
+                        format!("switch `{who}`: static MAC {mac}: port `{pname}` is a trunk without a native VLAN, so the entry needs its VLAN"),
+                        "add vlan = N, one of the VLANs the trunk carries",
+                    );
+                    continue;
+                }
+            };
+            if sw
+                .static_macs
+                .iter()
+                .any(|s| s.mac == mac && s.vlan == vlan)
+            {
+                self.err(
+                    Some(r.mac.span()),
+                    format!("switch `{who}`: static MAC {mac} in VLAN {vlan} is listed twice"),
+                    "keep one entry per MAC and VLAN",
+                );
+                continue;
+            }
+            sw.static_macs.push(StaticMac {
+                mac,
+                port: pname.clone(),
+                vlan,
+            });
+        }
+    }
+
+    fn mirror(
+        &mut self,
+        who: &str,
+        sw: &SwitchOptions,
+        raw: &Spanned<RawMirror>,
+    ) -> Option<SwitchMirror> {
+        let r = raw.get_ref();
+        let mut ok = true;
+        let out = r.output.get_ref();
+        if !sw.ports.contains_key(out) {
+            self.err(
+                Some(r.output.span()),
+                format!("switch `{who}`: mirror output `{out}` is not a port of the switch"),
+                format!("name one of its ports: {}", Self::port_names(sw)),
+            );
+            ok = false;
+        }
+        let mut m = SwitchMirror {
+            output: out.clone(),
+            ingress: Vec::new(),
+            egress: Vec::new(),
+            vlans: Vec::new(),
+        };
+        for (list, ing, eg) in [
+            (&r.ports, true, true),
+            (&r.ingress, true, false),
+            (&r.egress, false, true),
+        ] {
+            for p in list {
+                let name = p.get_ref();
+                if name == out {
+                    self.err(
+                        Some(p.span()),
+                        format!("switch `{who}`: the mirror output `{out}` is also selected"),
+                        "the output port only receives the copies: select other ports",
+                    );
+                    ok = false;
+                } else if !sw.ports.contains_key(name) {
+                    self.err(
+                        Some(p.span()),
+                        format!("switch `{who}`: mirror: `{name}` is not a port of the switch"),
+                        format!("name one of its ports: {}", Self::port_names(sw)),
+                    );
+                    ok = false;
+                } else {
+                    if ing && !m.ingress.contains(name) {
+                        m.ingress.push(name.clone());
+                    }
+                    if eg && !m.egress.contains(name) {
+                        m.egress.push(name.clone());
+                    }
+                }
+            }
+        }
+        for v in &r.vlans {
+            let n = *v.get_ref();
+            if (1..=4094).contains(&n) {
+                m.vlans.push(n as u16);
+            } else {
+                self.err(
+                    Some(v.span()),
+                    format!("switch `{who}`: mirror: VLAN {n} is not a VLAN id"),
+                    "write VLAN ids from 1 to 4094",
+                );
+                ok = false;
+            }
+        }
+        if ok && m.ingress.is_empty() && m.egress.is_empty() && m.vlans.is_empty() {
+            self.err(
+                Some(raw.span()),
+                format!("switch `{who}`: the mirror selects nothing, so it would copy nothing"),
+                "add ports = [..] (both directions), ingress = [..], egress = [..] or vlans = [..]",
+            );
+            ok = false;
+        }
+        m.vlans.sort_unstable();
+        m.vlans.dedup();
+        ok.then_some(m)
     }
 }

@@ -48,6 +48,9 @@ impl Cx<'_> {
                 return;
             }
         };
+        if self.add_tunnel_across(lab, link, tap, tcp) {
+            return;
+        }
         let Some(under) = &l.underlay else {
             self.err(
                 Some(link.span()),
@@ -139,6 +142,7 @@ impl Cx<'_> {
             tap,
             port,
             tcp,
+            across: false,
         });
         self.tunnel_spans.push(spans);
     }
@@ -148,6 +152,9 @@ impl Cx<'_> {
     pub(super) fn check_tunnels(&mut self, lab: &Lab) {
         let spans = std::mem::take(&mut self.tunnel_spans);
         for (t, spans) in lab.tunnels.iter().zip(spans) {
+            if t.across {
+                continue;
+            }
             for (end, span) in t.ends.iter().zip(spans) {
                 let Some(node) = lab.nodes.get(&end.endpoint.node) else {
                     continue;

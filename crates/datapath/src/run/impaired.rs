@@ -1,0 +1,299 @@
+//! Impaired ports: frames through them are copied into a release queue
+//! ([`weft_switch::impair::Impair`]) and sent (or, coming in, switched)
+//! when their time comes. Ports without impairment never come here, so
+//! their frames are not copied.
+
+use std::time::Duration;
+
+use weft_switch::impair::{Fate, Impair, ImpairConfig};
+use weft_switch::{Action, Actions, Instant};
+use weft_sys::port::{TxFrame, VnetHdr};
+use weft_topo::impair::Impairment;
+use weft_topo::Lab;
+
+use super::{Dp, Port};
+use crate::control::ImpairInfo;
+
+/// A frame held by an impairment queue.
+#[derive(Clone)]
+pub(super) struct Held {
+    frame: Vec<u8>,
+    vnet: VnetHdr,
+}
+
+/// The impairment of one port: each direction its own queue and PRNG
+/// stream, so what happens one way does not shift the other's choices.
+pub(super) struct PortImpair {
+    pub(super) settings: Impairment,
+    seed: u64,
+    out: Option<Impair<Held>>,
+    inn: Option<Impair<Held>>,
+}
+
+/// Second stream of a seed, for the direction into the switch.
+const IN_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Seed of a port that gives none: from the lab, switch and port names,
+/// so a run replays the same way without one too.
+pub fn derived_seed(lab: &str, switch: &str, port: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in lab
+        .bytes()
+        .chain([0])
+        .chain(switch.bytes())
+        .chain([0])
+        .chain(port.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
+    ImpairConfig {
+        delay: Duration::from_micros(i.delay_us),
+        jitter: Duration::from_micros(i.jitter_us),
+        loss_ppm: i.loss_ppm,
+        duplicate_ppm: i.duplicate_ppm,
+        reorder_ppm: i.reorder_ppm,
+        rate_bps: i.rate_bps.unwrap_or(0),
+        seed,
+        ..ImpairConfig::default()
+    }
+}
+
+impl PortImpair {
+    pub(super) fn new(i: Impairment, seed: u64) -> PortImpair {
+        PortImpair {
+            out: i
+                .direction
+                .has_out()
+                .then(|| Impair::new(core_config(&i, seed))),
+            inn: i
+                .direction
+                .has_in()
+                .then(|| Impair::new(core_config(&i, seed ^ IN_STREAM))),
+            settings: i,
+            seed,
+        }
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        let a = self.out.as_ref().and_then(|q| q.next_release());
+        let b = self.inn.as_ref().and_then(|q| q.next_release());
+        a.into_iter().chain(b).min()
+    }
+
+    pub(super) fn info(&self) -> ImpairInfo {
+        let z = Default::default();
+        let o = self.out.as_ref().map_or(&z, |q| q.counters());
+        let i = self.inn.as_ref().map_or(&z, |q| q.counters());
+        ImpairInfo {
+            settings: self.settings.summary(),
+            seed: self.seed,
+            lost: o.lost + i.lost,
+            queue_full: o.queue_full + i.queue_full,
+            duplicated: o.duplicated + i.duplicated,
+            reordered: o.reordered + i.reordered,
+            delayed: o.released + i.released,
+            held: self.out.as_ref().map_or(0, |q| q.len())
+                + self.inn.as_ref().map_or(0, |q| q.len()),
+        }
+    }
+
+    /// Drops by reason, for `weft status`.
+    pub(super) fn drops(&self) -> impl Iterator<Item = (String, u64)> {
+        let i = self.info();
+        [("impair-loss", i.lost), ("impair-queue", i.queue_full)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.to_string(), n))
+    }
+}
+
+#[inline]
+/// True if frames into the switch on port `p` are impaired; the frame
+/// was then taken (copied: the receive buffer is reused at once).
+pub(super) fn take_in(p: &mut Port, vnet: VnetHdr, frame: &[u8], now: Instant) -> bool {
+    let Some(q) = p.imp.as_mut().and_then(|i| i.inn.as_mut()) else {
+        return false;
+    };
+    let held = Held {
+        frame: frame.to_vec(),
+        vnet,
+    };
+    q.push(held, frame.len(), now);
+    true
+}
+
+#[inline]
+/// True if frames out of port `p` are impaired; the frame was then taken.
+pub(super) fn take_out(
+    p: &mut Port,
+    vnet: VnetHdr,
+    out: &weft_switch::OutFrame<'_>,
+    now: Instant,
+) -> bool {
+    let Some(q) = p.imp.as_mut().and_then(|i| i.out.as_mut()) else {
+        return false;
+    };
+    let held = Held {
+        frame: out.to_vec(),
+        vnet,
+    };
+    let len = held.frame.len();
+    if let Fate::Lost | Fate::QueueFull = q.push(held, len, now) {
+        tracing::trace!(port = %p.name, "impairment dropped a frame");
+    }
+    true
+}
+
+impl Dp {
+    /// Impairments written in the file, on the ports just opened.
+    pub(super) fn init_impair(&mut self, lab: &Lab) {
+        for node in lab.nodes.values() {
+            let Some(sw) = &node.switch else { continue };
+            for (pname, p) in &sw.ports {
+                if let Some(i) = &p.impair {
+                    if let Some(g) = self.port_index(&node.name, pname) {
+                        let seed = i
+                            .seed
+                            .unwrap_or_else(|| derived_seed(&lab.name, &node.name, pname));
+                        self.ports[g].imp = Some(Box::new(PortImpair::new(i.clone(), seed)));
+                    }
+                }
+            }
+        }
+        self.lab_name = lab.name.clone();
+    }
+
+    pub(super) fn port_index(&self, switch: &str, port: &str) -> Option<usize> {
+        let s = self.switches.iter().position(|s| s.name == switch)?;
+        self.switches[s]
+            .ports
+            .iter()
+            .copied()
+            .find(|&g| self.ports[g].name == port)
+    }
+
+    /// Sets (or with `None` clears) a port's impairment at run time.
+    /// New queues, so the PRNG starts again from the seed; frames still
+    /// held by the old ones go out at once.
+    pub(super) fn set_impair(&mut self, g: usize, i: Option<Impairment>) {
+        let now = self.now();
+        let old = self.ports[g].imp.take();
+        if let Some(mut old) = old {
+            let outs: Vec<Held> = old.out.as_mut().map(|q| q.drain()).unwrap_or_default();
+            let ins: Vec<Held> = old.inn.as_mut().map(|q| q.drain()).unwrap_or_default();
+            for h in outs {
+                self.send_owned(g, &h);
+            }
+            for h in ins {
+                self.switch_held(g, h, now);
+            }
+        }
+        if let Some(i) = i {
+            let (s, p) = (self.ports[g].switch, &self.ports[g].name);
+            let seed = i
+                .seed
+                .unwrap_or_else(|| derived_seed(&self.lab_name, &self.switches[s].name, p));
+            self.ports[g].imp = Some(Box::new(PortImpair::new(i, seed)));
+        }
+    }
+
+    /// The earliest time an impaired frame is due.
+    pub(super) fn impair_deadline(&self) -> Option<Instant> {
+        self.ports
+            .iter()
+            .filter_map(|p| p.imp.as_ref().and_then(|i| i.next_release()))
+            .min()
+    }
+
+    /// Sends (or switches, for frames coming in) every frame that is due.
+    pub(super) fn release_impaired(&mut self, now: Instant) {
+        for g in 0..self.ports.len() {
+            while let Some(imp) = self.ports[g].imp.as_mut() {
+                if let Some(h) = imp.out.as_mut().and_then(|q| q.pop_due(now)) {
+                    self.send_owned(g, &h);
+                    continue;
+                }
+                if let Some(h) = imp.inn.as_mut().and_then(|q| q.pop_due(now)) {
+                    self.switch_held(g, h, now);
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+
+    fn send_owned(&mut self, g: usize, h: &Held) {
+        let p = &mut self.ports[g];
+        if let Some(sock) = &p.sock {
+            let f = TxFrame {
+                vnet: h.vnet,
+                head: &h.frame,
+                tag: None,
+                tail: &[],
+            };
+            if sock.send_batch(&[f]).is_err() {
+                p.tx_errors += 1;
+            }
+        }
+    }
+
+    /// A frame that came in on impaired port `g` and waited: now the
+    /// switch handles it like one just received.
+    fn switch_held(&mut self, g: usize, h: Held, now: Instant) {
+        let frame = &h.frame;
+        if frame.first().is_some_and(|b| b & 1 == 1)
+            && !frame.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00])
+            && !self.ports[g].storm.admit(now)
+        {
+            return;
+        }
+        let (s, id) = (self.ports[g].switch, self.ports[g].id);
+        let mut acts = std::mem::take(&mut self.acts);
+        self.switches[s].core.receive(id, frame, now, &mut acts);
+        self.send_actions(s, &acts, frame, h.vnet, now);
+        self.acts = acts;
+    }
+
+    /// Sends what the core said about `frame`, one frame at a time (the
+    /// slow path: only frames that were held come here).
+    fn send_actions(
+        &mut self,
+        s: usize,
+        acts: &Actions,
+        frame: &[u8],
+        vnet: VnetHdr,
+        now: Instant,
+    ) {
+        for (a, (_, out)) in acts.as_slice().iter().zip(acts.frames(frame)) {
+            let (to, v) = match *a {
+                Action::Forward { port, tag } => {
+                    let delta = tag.out_len(frame.len()) as i32 - frame.len() as i32;
+                    (self.switches[s].ports[port.index()], vnet.shifted(delta))
+                }
+                Action::Transmit { port, .. } => {
+                    (self.switches[s].ports[port.index()], VnetHdr::default())
+                }
+            };
+            if take_out(&mut self.ports[to], v, &out, now) {
+                continue;
+            }
+            let p = &mut self.ports[to];
+            if let Some(sock) = &p.sock {
+                let f = TxFrame {
+                    vnet: v,
+                    head: out.head,
+                    tag: out.tag,
+                    tail: out.tail,
+                };
+                if sock.send_batch(&[f]).is_err() {
+                    p.tx_errors += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Labs that span machines, on one machine: each machine's share is a lab
+//! of its own here, under the state key `LAB@MACHINE` (so shares of two
+//! machines built on one host, as the tests do, never share state), built
+//! in the network namespace `weft up` was started in, which is taken to
+//! be the machine's underlay.
+
+use weft_topo::machines::{share_name, split_share_name};
+use weft_topo::{IfaceKind, Lab};
+
+use crate::{state, Error};
+
+/// A lab name or a share's state key (`LAB@MACHINE`), checked before it
+/// becomes part of a path.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    let (lab, machine) = split_share_name(key);
+    weft_topo::file::check_lab_name(lab).map_err(Error::Other)?;
+    if let Some(m) = machine {
+        weft_topo::file::check_lab_name(m)
+            .map_err(|e| Error::Other(format!("machine: {}", e.replace("lab name", "name"))))?;
+    }
+    Ok(())
+}
+
+/// The state key `weft down/status LAB --machine M` means.
+pub fn key(lab: &str, machine: Option<&str>) -> String {
+    match machine {
+        Some(m) => share_name(lab, m),
+        None => lab.to_string(),
+    }
+}
+
+/// The shares of `lab` built on this host (`LAB@a`, `LAB@b`, ...).
+pub fn shares_of(lab: &str) -> Vec<String> {
+    let prefix = format!("{lab}@");
+    state::labs()
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .collect()
+}
+
+/// A share needs this machine to be the one it names: its VXLAN and tunnel
+/// ends use the machine's underlay address as their source, so that address
+/// must be on the namespace weft runs in. Checked before anything is built.
+pub fn check_underlay(lab: &Lab) -> Result<(), Error> {
+    let Some(m) = &lab.machine else {
+        return Ok(());
+    };
+    let uses = lab.tunnels.iter().any(|t| t.across)
+        || lab
+            .nodes
+            .values()
+            .flat_map(|n| n.interfaces.values())
+            .any(|i| matches!(i.kind, IfaceKind::Vxlan(_)));
+    let Some(machine) = lab.machines.get(m) else {
+        return Ok(());
+    };
+    if !uses {
+        return Ok(());
+    }
+    // The keys of tunnel ends between machines, before anything is built.
+    for t in lab.tunnels.iter().filter(|t| t.across) {
+        if t.ends
+            .iter()
+            .any(|e| lab.nodes.contains_key(&e.endpoint.node))
+        {
+            let path = machine.private_key.as_deref().ok_or_else(|| {
+                Error::Other(format!(
+                    "machine `{m}` needs private_key = \"FILE\" under [machines.{m}]: a tunnel link joins it to another machine (make the key with `weft keygen FILE`; the line it prints is the machine's public_key)"
+                ))
+            })?;
+            check_key_pair(m, path, machine.public_key.as_deref().unwrap_or_default())?;
+        }
+    }
+    let mut nl = weft_sys::netlink::Netlink::open()
+        .map_err(|e| Error::io("opening a netlink socket in weft's own namespace", e))?;
+    let addrs = nl
+        .addresses()
+        .map_err(|e| Error::io("listing the addresses of weft's own namespace", e))?;
+    if addrs.iter().any(|a| a.net.addr() == machine.underlay) {
+        return Ok(());
+    }
+    let (name, _) = split_share_name(&lab.name);
+    let have: Vec<String> = addrs
+        .iter()
+        .filter(|a| !a.net.addr().is_loopback() && !a.link_local)
+        .map(|a| a.net.addr().to_string())
+        .collect();
+    Err(Error::Other(format!(
+        "this is to be machine `{m}` of lab {name}, whose underlay address is {}, but the network namespace weft runs in has no such address (it has {}); run `weft up FILE --machine {m}` on machine {m}, or correct `underlay` under [machines.{m}]",
+        machine.underlay,
+        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+    )))
+}
+
+/// The `weft tunnel` command lines of this machine's ends of a tunnel link
+/// between machines: each runs in weft's own namespace (the underlay, where
+/// its socket must be), opens its device in the node (`--netns`), and uses
+/// the machines' keys from the file.
+pub(crate) fn tunnel_ends(
+    lab: &Lab,
+    t: &weft_topo::TunnelLink,
+    d: &std::path::Path,
+    exe: &str,
+) -> Result<Vec<(String, Vec<String>)>, Error> {
+    use crate::tunnels::{sock, stem};
+    let mut out = Vec::new();
+    for i in 0..2 {
+        let (me, peer) = (&t.ends[i], &t.ends[1 - i]);
+        let Some(node) = lab.nodes.get(&me.endpoint.node) else {
+            continue;
+        };
+        let m = node.machine.as_deref().unwrap_or_default();
+        let mine = &lab.machines[m];
+        let peer_machine = lab
+            .machines
+            .iter()
+            .find(|(_, x)| x.underlay == peer.underlay)
+            .map(|(n, x)| (n.clone(), x.clone()))
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "tunnel {}: no machine has the underlay address {}",
+                    me.endpoint, peer.underlay
+                ))
+            })?;
+        let key = mine.private_key.clone().ok_or_else(|| {
+            Error::Other(format!(
+                "tunnel {} <-> {}: machine `{m}` needs private_key = \"FILE\" under [machines.{m}] (its key from `weft keygen FILE`, whose public half is the machine's public_key)",
+                me.endpoint, peer.endpoint
+            ))
+        })?;
+        check_key_pair(m, &key, mine.public_key.as_deref().unwrap_or_default())?;
+        let peer_key = peer_machine.1.public_key.clone().unwrap_or_default();
+        let mtu = node
+            .interfaces
+            .get(&me.endpoint.iface)
+            .and_then(|i| i.mtu)
+            .unwrap_or(1400);
+        let st = stem(&me.endpoint);
+        let mut a: Vec<String> = vec![
+            exe.into(),
+            "tunnel".into(),
+            "--netns".into(),
+            node.netns.clone(),
+            "--dev".into(),
+            me.endpoint.iface.clone(),
+            "--mode".into(),
+            if t.tap { "tap" } else { "tun" }.into(),
+            "--key".into(),
+            key,
+            "--peer-key".into(),
+            peer_key,
+            "--listen".into(),
+            sock(me.underlay, t.port),
+            "--transport".into(),
+            if t.tcp { "tcp" } else { "udp" }.into(),
+            "--mtu".into(),
+            mtu.to_string(),
+            "--keepalive".into(),
+            "10".into(),
+            "--status".into(),
+            d.join(format!("{st}.json")).display().to_string(),
+        ];
+        if !t.tcp || i == 0 {
+            a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
+        }
+        out.push((st, a));
+    }
+    Ok(out)
+}
+
+/// The machine's private key file is there and is the half of its
+/// `public_key`: a mismatch would only show as a handshake that never
+/// completes.
+fn check_key_pair(machine: &str, path: &str, public: &str) -> Result<(), Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Other(format!(
+            "machine `{machine}`: reading its private key {path}: {e} (make one with `weft keygen {path}` and put the line it prints in public_key)"
+        ))
+    })?;
+    let k = weft_tunnel::PrivateKey::from_base64(&text)
+        .map_err(|e| Error::Other(format!("machine `{machine}`: the private key {path}: {e}")))?;
+    let have = k.public_key().to_base64();
+    if have != public.trim() {
+        return Err(Error::Other(format!(
+            "machine `{machine}`: the private key {path} belongs to the public key {have}, but [machines.{machine}] says public_key = \"{public}\"; this may not be machine {machine}, or the file's key is stale"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! Changes to a running lab that are not in its file: `weft link A B
+//! down|up` and `weft impair A B ...`. They act at once, without
+//! restarting anything, and are recorded in
+//! `/run/weft/labs/LAB/runtime.json` so that `weft status` shows them.
+//! The file stays the truth: a later `weft up` of it undoes them.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use weft_datapath::control::{Reply, Request};
+use weft_sys::netlink::{self, Netlink, SetLink};
+use weft_sys::netns;
+use weft_topo::impair::Impairment;
+use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind, RouteKind};
+
+use crate::{datapath, state, Error};
+
+/// What differs from the file right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// Links taken down, each as its two ends (`a:eth0`, `sw:p1`).
+    #[serde(default)]
+    pub links_down: Vec<[String; 2]>,
+    /// Impairment set at run time per switch port (`sw:p1`); `None` means
+    /// cleared where the file has one.
+    #[serde(default)]
+    pub impair: BTreeMap<String, Option<Impairment>>,
+}
+
+impl Overrides {
+    pub fn is_empty(&self) -> bool {
+        self.links_down.is_empty() && self.impair.is_empty()
+    }
+
+    /// One line per change, for `weft status` and `weft up`.
+    pub fn lines(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .links_down
+            .iter()
+            .map(|[a, b]| format!("link {a} — {b} down"))
+            .collect();
+        for (port, i) in &self.impair {
+            v.push(match i {
+                Some(i) => format!("impair {port}: {}", i.summary()),
+                None => format!("impair {port}: cleared"),
+            });
+        }
+        v
+    }
+}
+
+fn path(lab: &str) -> PathBuf {
+    state::lab_dir(lab).join("runtime.json")
+}
+
+/// The runtime changes of a lab, if any.
+pub fn load(lab: &str) -> Option<Overrides> {
+    let b = std::fs::read(path(lab)).ok()?;
+    serde_json::from_slice::<Overrides>(&b)
+        .ok()
+        .filter(|o| !o.is_empty())
+}
+
+fn save(lab: &str, o: &Overrides) -> Result<(), Error> {
+    let p = path(lab);
+    if o.is_empty() {
+        let _ = std::fs::remove_file(&p);
+        return Ok(());
+    }
+    let tmp = p.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(o).expect("serializes"))
+        .and_then(|_| std::fs::rename(&tmp, &p))
+        .map_err(|e| Error::io(format!("recording runtime changes in {}", p.display()), e))
+}
+
+/// The veth link between `a` and `b`, each a node name or `NODE:IFACE`.
+pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Error> {
+    let parse = |s: &str| -> Result<(String, Option<String>), Error> {
+        let (n, i) = match s.split_once(':') {
+            Some((n, i)) => (n.to_string(), Some(i.to_string())),
+            None => (s.to_string(), None),
+        };
+        if !lab.nodes.contains_key(&n) {
+            return Err(Error::NoNode {
+                lab: lab.name.clone(),
+                node: n,
+                known: lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok((n, i))
+    };
+    let (an, ai) = parse(a)?;
+    let (bn, bi) = parse(b)?;
+    let found: Vec<(Endpoint, Endpoint)> = lab.nodes[&an]
+        .interfaces
+        .values()
+        .filter_map(|i| match &i.kind {
+            IfaceKind::Veth { peer } if peer.node == bn => Some((i.name.clone(), peer.clone())),
+            _ => None,
+        })
+        .filter(|(i, p)| {
+            (ai.is_none() || ai.as_ref() == Some(i))
+                && (bi.is_none() || bi.as_ref() == Some(&p.iface))
+        })
+        .map(|(i, p)| (Endpoint::new(&an, &i), p))
+        .collect();
+    match found.len() {
+        1 => Ok(found.into_iter().next().expect("one")),
+        0 => Err(Error::Other(format!(
+            "lab {} has no link between {a} and {b}; `weft status {}` lists the interfaces and their peers",
+            lab.name, lab.name
+        ))),
+        n => Err(Error::Other(format!(
+            "{an} and {bn} are joined by {n} links ({}); name one end as NODE:IFACE",
+            found
+                .iter()
+                .map(|(x, y)| format!("{x} — {y}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn is_switch(lab: &Lab, e: &Endpoint) -> bool {
+    lab.nodes.get(&e.node).map(|n| n.kind) == Some(NodeKind::Switch)
+}
+
+/// `ip link set dev IFACE up|down` in the node's namespace.
+fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
+    let ns = &lab.nodes[&e.node].netns;
+    let fd = netns::open(ns)?;
+    let sock = netns::route_socket_in(fd.as_fd())?;
+    let mut nl =
+        Netlink::from_fd(sock).map_err(|e| Error::io(format!("netlink socket in {ns}"), e))?;
+    let links = nl
+        .links()
+        .map_err(|err| Error::io(format!("listing the interfaces of {ns}"), err))?;
+    let index_of = |name: &str| links.iter().find(|l| l.name == name).map(|l| l.index);
+    let index = index_of(&e.iface).ok_or_else(|| {
+        Error::Other(format!(
+            "{e} does not exist any more; `weft up` rebuilds what the file says"
+        ))
+    })?;
+    let word = if up { "up" } else { "down" };
+    nl.push(
+        netlink::set_link(
+            index,
+            &SetLink {
+                up: Some(up),
+                ..Default::default()
+            },
+        ),
+        format!("ip link set dev {} {word}", e.iface),
+    );
+    nl.flush().map_err(|errs| Error::Kernel {
+        node: e.node.clone(),
+        what: format!("ip link set dev {} {word}", e.iface),
+        reason: errs
+            .iter()
+            .map(|x| std::io::Error::from_raw_os_error(x.errno).to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        hint: None,
+    })?;
+    if up {
+        // Down took the routes through the interface (and IPv6 addresses)
+        // with it; the file's come back. Each is a replace; one that still
+        // cannot be made (its gateway behind another link that is down)
+        // is left out, as the kernel would.
+        let node = &lab.nodes[&e.node];
+        for a in &node.interfaces[&e.iface].addresses {
+            nl.push(
+                netlink::address(true, index, *a),
+                format!("ip addr add {a} dev {}", e.iface),
+            );
+        }
+        for r in &node.routes {
+            let oif = match &r.dev {
+                Some(d) => match index_of(d) {
+                    Some(i) => Some(i),
+                    None => continue,
+                },
+                None => None,
+            };
+            let spec = netlink::RouteSpec {
+                dst: r.dst,
+                ipv6: r.ipv6,
+                kind: match r.kind {
+                    RouteKind::Unicast => netlink::RouteKindSpec::Unicast,
+                    RouteKind::Blackhole => netlink::RouteKindSpec::Blackhole,
+                    RouteKind::Unreachable => netlink::RouteKindSpec::Unreachable,
+                    RouteKind::Prohibit => netlink::RouteKindSpec::Prohibit,
+                },
+                via: r.via,
+                oif,
+                src: r.src,
+                metric: r.metric,
+                table: r.table,
+                mtu: r.mtu,
+                onlink: r.onlink,
+                scope_link: r.scope_link,
+            };
+            nl.push(netlink::route(true, &spec), format!("ip route replace {r}"));
+        }
+        if let Err(errs) = nl.flush() {
+            for x in errs {
+                tracing::debug!(node = %e.node, what = %x.what, errno = x.errno, "not restored");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ask(lab: &str, req: Request) -> Result<(), Error> {
+    match datapath::query(lab, &req)? {
+        Reply::Done => Ok(()),
+        Reply::Error { message } => Err(Error::Other(message)),
+        other => Err(Error::Other(format!(
+            "the switch datapath answered {other:?}"
+        ))),
+    }
+}
+
+/// Sets one end of a link down or up: a kernel interface through
+/// netlink, a switch port by telling the datapath. A host cabled to a
+/// switch keeps its interface up (and its routes): the switch port alone
+/// goes out of service, as when a switch port is shut.
+fn set_end(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
+    if is_switch(lab, e) {
+        ask(
+            &lab.name,
+            Request::Link {
+                switch: e.node.clone(),
+                port: e.iface.clone(),
+                up,
+            },
+        )
+    } else {
+        set_iface(lab, e, up)
+    }
+}
+
+/// The ends `weft link` acts on: the switch ends of a link that has
+/// one, else both kernel ends.
+fn ends<'a>(lab: &Lab, a: &'a Endpoint, b: &'a Endpoint) -> Vec<&'a Endpoint> {
+    let sw: Vec<&Endpoint> = [a, b].into_iter().filter(|e| is_switch(lab, e)).collect();
+    if sw.is_empty() {
+        vec![a, b]
+    } else {
+        sw
+    }
+}
+
+/// Waits until a link brought up carries frames: both kernel ends with a
+/// carrier, switch ports forwarding (RSTP agrees within milliseconds;
+/// 802.1D takes its forward delays, as at `weft up`).
+fn wait_usable(lab: &Lab, a: &Endpoint, b: &Endpoint) -> Result<(), Error> {
+    let t0 = std::time::Instant::now();
+    for e in [a, b] {
+        if is_switch(lab, e) {
+            continue;
+        }
+        let ns = &lab.nodes[&e.node].netns;
+        let fd = netns::open(ns)?;
+        let sock = netns::route_socket_in(fd.as_fd())?;
+        let mut nl = Netlink::from_fd(sock)
+            .map_err(|err| Error::io(format!("netlink socket in {ns}"), err))?;
+        loop {
+            let up = nl
+                .links()
+                .map_err(|err| Error::io(format!("listing the interfaces of {ns}"), err))?
+                .into_iter()
+                .any(|l| l.name == e.iface && l.admin_up && l.lower_up);
+            if up {
+                break;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(Error::Other(format!(
+                    "{e} was set up but has no carrier after 5 s; `weft status {}` shows it",
+                    lab.name
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    if is_switch(lab, a) || is_switch(lab, b) {
+        datapath::wait_ready(lab, &|_| {})?;
+    }
+    Ok(())
+}
+
+/// `weft link LAB A B down|up`. Returns the link's two ends.
+pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, Endpoint), Error> {
+    let _lock = state::lock(name)?;
+    let st = crate::built(name)?;
+    let (ea, eb) = find_link(&st.lab, a, b)?;
+    for e in ends(&st.lab, &ea, &eb) {
+        set_end(&st.lab, e, up)?;
+    }
+    if up {
+        wait_usable(&st.lab, &ea, &eb)?;
+    }
+    let mut o = load(name).unwrap_or_default();
+    let pair = [ea.to_string(), eb.to_string()];
+    o.links_down
+        .retain(|[x, y]| !(pair.contains(x) && pair.contains(y)));
+    if !up {
+        o.links_down.push(pair);
+    }
+    save(name, &o)?;
+    Ok((ea, eb))
+}
+
+/// `weft impair LAB A B ...`: sets (or with `None` clears) the
+/// impairment of the link's switch end. Returns that port.
+pub fn set_impair(
+    name: &str,
+    a: &str,
+    b: &str,
+    imp: Option<Impairment>,
+) -> Result<Endpoint, Error> {
+    if let Some(i) = &imp {
+        i.check().map_err(|(_, why)| Error::Other(why))?;
+    }
+    let _lock = state::lock(name)?;
+    let st = crate::built(name)?;
+    let (ea, eb) = find_link(&st.lab, a, b)?;
+    let end = if is_switch(&st.lab, &ea) {
+        ea
+    } else if is_switch(&st.lab, &eb) {
+        eb
+    } else {
+        return Err(Error::Other(format!(
+            "{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them; \
+             weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two in the file, \
+             then impair that link"
+        )));
+    };
+    ask(
+        name,
+        Request::Impair {
+            switch: end.node.clone(),
+            port: end.iface.clone(),
+            impair: imp.clone(),
+        },
+    )?;
+    let file = st.lab.nodes[&end.node]
+        .switch
+        .as_ref()
+        .and_then(|s| s.ports.get(&end.iface))
+        .and_then(|p| p.impair.clone());
+    let mut o = load(name).unwrap_or_default();
+    if file == imp {
+        o.impair.remove(&end.to_string());
+    } else {
+        o.impair.insert(end.to_string(), imp);
+    }
+    save(name, &o)?;
+    Ok(end)
+}
+
+/// Undoes the runtime changes so the lab is as its file says: links
+/// taken down come back up, impairments return to the file's (a datapath
+/// just (re)started has the file's already). Called by `weft up`;
+/// returns what was undone.
+pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
+    let Some(o) = load(&lab.name) else {
+        return Ok(Vec::new());
+    };
+    let mut undone = Vec::new();
+    for [a, b] in &o.links_down {
+        let Ok((ea, eb)) = find_link(lab, a, b) else {
+            continue;
+        };
+        for e in ends(lab, &ea, &eb) {
+            if is_switch(lab, e) && datapath_fresh {
+                continue;
+            }
+            set_end(lab, e, true)?;
+        }
+        wait_usable(lab, &ea, &eb)?;
+        undone.push(format!("link {a} — {b} up again"));
+    }
+    for port in o.impair.keys() {
+        let Some((sw, p)) = port.split_once(':') else {
+            continue;
+        };
+        let Some(want) = lab
+            .nodes
+            .get(sw)
+            .and_then(|n| n.switch.as_ref())
+            .and_then(|s| s.ports.get(p))
+            .map(|x| x.impair.clone())
+        else {
+            continue;
+        };
+        if !datapath_fresh {
+            ask(
+                &lab.name,
+                Request::Impair {
+                    switch: sw.to_string(),
+                    port: p.to_string(),
+                    impair: want.clone(),
+                },
+            )?;
+        }
+        undone.push(match want {
+            Some(i) => format!("impair {port} back to the file's {}", i.summary()),
+            None => format!("impair {port} cleared, as in the file"),
+        });
+    }
+    save(&lab.name, &Overrides::default())?;
+    Ok(undone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"
+name = "rt"
+[nodes.sw]
+kind = "switch"
+[nodes.a.interfaces.e1]
+[nodes.a.interfaces.e2]
+[nodes.b.interfaces.eth0]
+[[links]]
+endpoints = ["a:e1", "sw:p1"]
+[[links]]
+endpoints = ["a:e2", "sw:p2"]
+[[links]]
+endpoints = ["b:eth0", "a:e3"]
+"#;
+
+    #[test]
+    fn links_are_found_by_node_names_or_ends() {
+        let lab = weft_topo::parse(LAB).unwrap().lab;
+        let (x, y) = find_link(&lab, "b", "a").unwrap();
+        assert_eq!(
+            (x.to_string(), y.to_string()),
+            ("b:eth0".into(), "a:e3".into())
+        );
+        let (x, y) = find_link(&lab, "sw", "a:e2").unwrap();
+        assert_eq!(
+            (x.to_string(), y.to_string()),
+            ("sw:p2".into(), "a:e2".into())
+        );
+        let e = find_link(&lab, "a", "sw").unwrap_err().to_string();
+        assert!(e.contains("2 links") && e.contains("NODE:IFACE"), "{e}");
+        let e = find_link(&lab, "b", "sw").unwrap_err().to_string();
+        assert!(e.contains("no link between b and sw"), "{e}");
+        let e = find_link(&lab, "zz", "sw").unwrap_err().to_string();
+        assert!(e.contains("no node zz"), "{e}");
+    }
+
+    #[test]
+    fn overrides_read_as_lines() {
+        let mut o = Overrides::default();
+        assert!(o.is_empty());
+        o.links_down.push(["a:e1".into(), "sw:p1".into()]);
+        o.impair.insert(
+            "sw:p2".into(),
+            Some(Impairment {
+                delay_us: 50_000,
+                ..Default::default()
+            }),
+        );
+        o.impair.insert("sw:p1".into(), None);
+        assert_eq!(
+            o.lines(),
+            [
+                "link a:e1 — sw:p1 down",
+                "impair sw:p1: cleared",
+                "impair sw:p2: delay 50ms"
+            ]
+        );
+    }
+}
