@@ -126,3 +126,68 @@ pub fn split_frame<B: AsRef<[u8]> + AsMut<[u8]>>(
     }
     Ok(n)
 }
+
+/// Bytes of Ethernet header a coalesced frame may have (no VLAN tag).
+const ETH: usize = 14;
+/// Marks a buffer whose packet GRO merged into another one (tun-rs
+/// writes a header into every buffer it keeps, and none into those).
+const ABSORBED: u8 = 0xff;
+
+/// Prepare decrypted frames for an offloading TAP. Each `bufs[i]` holds
+/// [`tun_rs::VIRTIO_NET_HDR_LEN`] spare bytes, then a frame. IPv4/IPv6
+/// frames behind the same Ethernet header (the first such frame's) are
+/// run through tun-rs's GRO, as packets are on a TUN, so that runs of one
+/// TCP flow become one segment of up to 64 KiB; the others are left
+/// alone. Afterwards every buffer listed in `write` (in order) starts with
+/// its virtio-net header, then the frame. `bufs` may be reordered.
+pub fn coalesce(
+    bufs: &mut [Vec<u8>],
+    gro: &mut tun_rs::GROTable,
+    write: &mut Vec<usize>,
+) -> io::Result<()> {
+    let vnet = tun_rs::VIRTIO_NET_HDR_LEN;
+    write.clear();
+    // Candidates to the front, keeping the order of both groups.
+    let mut eth0: Option<[u8; ETH]> = None;
+    let mut k = 0;
+    for i in 0..bufs.len() {
+        let f = &bufs[i][vnet..];
+        let ip = f.len() >= ETH + 20 && matches!(l2(f), Some((ETH, _)));
+        let same = ip && eth0.is_none_or(|e| f[..ETH] == e);
+        if same {
+            if eth0.is_none() {
+                eth0 = f[..ETH].try_into().ok();
+            }
+            bufs[k..=i].rotate_right(1);
+            k += 1;
+        }
+    }
+    // GRO wants the IP packet at an offset with the header's room just
+    // before it: [Ethernet][header][IP ...].
+    for b in &mut bufs[..k] {
+        b.copy_within(vnet..vnet + ETH, 0);
+        b[ETH] = ABSORBED;
+    }
+    let off = ETH + vnet;
+    let res = gro.apply_gro(&mut bufs[..k], off, false);
+    for (i, b) in bufs.iter_mut().enumerate() {
+        if i >= k {
+            b[..vnet].fill(0);
+            write.push(i);
+            continue;
+        }
+        if res.is_err() || b[ETH] == ABSORBED {
+            continue;
+        }
+        // [header][Ethernet][IP ...], offsets counted from the frame.
+        let mut h = VirtioNetHdr::decode(&b[ETH..off])?;
+        b.copy_within(0..ETH, vnet);
+        if h.gso_type != GSO_NONE || h.flags & NEEDS_CSUM != 0 {
+            h.csum_start += ETH as u16;
+            h.hdr_len += ETH as u16;
+        }
+        h.encode(&mut b[..vnet])?;
+        write.push(i);
+    }
+    res
+}

@@ -503,3 +503,87 @@ fn tap_frames_with_a_partial_checksum_are_completed() {
     raw.extend([0u8; 30]);
     assert!(super::tap::split_frame(&mut raw, &mut out, &mut sizes).is_err());
 }
+
+#[test]
+fn tap_frames_of_one_flow_are_coalesced_behind_their_ethernet_header() {
+    let payload: Vec<u8> = (0..4 * 1386u32).map(|i| (i * 5 % 239) as u8).collect();
+    let tcp_frame = |i: usize| {
+        let mut f = vec![];
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(SRC, DST, 64)
+            .tcp(40000, 5201, 9_000 + 1386 * i as u32, 64240)
+            .ack(1)
+            .write(&mut f, &payload[1386 * i..1386 * (i + 1)])
+            .unwrap();
+        f
+    };
+    let mut arp = MAC_B.to_vec();
+    arp.extend(MAC_A);
+    arp.extend([0x08, 0x06]);
+    arp.extend((0..28).map(|i| i as u8));
+    let frames = [
+        tcp_frame(0),
+        tcp_frame(1),
+        arp.clone(),
+        tcp_frame(2),
+        tcp_frame(3),
+    ];
+    let mut bufs: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut b = Vec::with_capacity(VNET + 65535);
+            b.extend([0x77; VNET]); // whatever a previous batch left
+            b.extend(f);
+            b
+        })
+        .collect();
+    let mut gro = GROTable::default();
+    let mut write = vec![];
+    super::tap::coalesce(&mut bufs, &mut gro, &mut write).unwrap();
+    assert_eq!(write, vec![0, 4], "one coalesced frame, then the ARP frame");
+    // The coalesced frame: header (offsets counted from the frame), the
+    // Ethernet header, one IPv4/TCP packet with all four payloads.
+    let b = &bufs[0];
+    let h = VirtioNetHdr::decode(&b[..VNET]).unwrap();
+    assert_eq!(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    assert_eq!(h.gso_size, 1386);
+    assert_eq!(h.flags & 1, 1);
+    assert_eq!((h.csum_start, h.csum_offset, h.hdr_len), (34, 16, 54));
+    assert_eq!(&b[VNET..VNET + 14], &frames[0][..14]);
+    let ip = &b[VNET + 14..];
+    let iph = Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+    assert_eq!(iph.header_checksum, iph.calc_header_checksum());
+    assert_eq!(usize::from(iph.total_len), ip.len());
+    assert_eq!(ip.len(), 40 + 4 * 1386);
+    assert_eq!(
+        TcpHeaderSlice::from_slice(&ip[20..])
+            .unwrap()
+            .sequence_number(),
+        9_000
+    );
+    assert_eq!(&ip[40..], &payload[..]);
+    // The ARP frame, untouched, behind an empty header.
+    assert_eq!(&bufs[4][..VNET], &[0; VNET]);
+    assert_eq!(&bufs[4][VNET..], &arp[..]);
+
+    // Frames of the same flow behind another Ethernet header are not
+    // glued to the first ones.
+    let mut other = tcp_frame(1);
+    other[5] = 0x0c;
+    let frames = [tcp_frame(0), other];
+    let mut bufs: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut b = Vec::with_capacity(VNET + 65535);
+            b.extend([0u8; VNET]);
+            b.extend(f);
+            b
+        })
+        .collect();
+    super::tap::coalesce(&mut bufs, &mut GROTable::default(), &mut write).unwrap();
+    assert_eq!(write, vec![0, 1]);
+    for (b, f) in bufs.iter().zip(&frames) {
+        assert_eq!(&b[..VNET], &[0; VNET]);
+        assert_eq!(&b[VNET..], &f[..]);
+    }
+}
