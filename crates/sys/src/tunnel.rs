@@ -247,6 +247,10 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     rbuf: Vec<u8>,
+    /// Frames queued this round, written with one `write` at its end
+    /// (one TCP segment train instead of one small write per packet).
+    wbuf: Vec<u8>,
+    wframes: u64,
 }
 
 impl Conn {
@@ -258,6 +262,8 @@ impl Conn {
             stream,
             peer,
             rbuf: Vec::with_capacity(1 << 17),
+            wbuf: Vec::with_capacity(1 << 18),
+            wframes: 0,
         })
     }
 
@@ -306,11 +312,26 @@ impl Conn {
         Some(r)
     }
 
+    /// Queue one framed datagram; written by [`Self::flush`] (or here,
+    /// once 256 KiB are waiting).
     fn send(&mut self, d: &[u8]) -> io::Result<()> {
-        let mut f = Vec::with_capacity(2 + d.len());
-        f.extend_from_slice(&(d.len() as u16).to_be_bytes());
-        f.extend_from_slice(d);
-        self.stream.write_all(&f)
+        self.wbuf.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        self.wbuf.extend_from_slice(d);
+        self.wframes += 1;
+        if self.wbuf.len() >= 1 << 18 {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf);
+        self.wbuf.clear();
+        self.wframes = 0;
+        r
     }
 }
 
@@ -682,6 +703,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
             }
         }
         flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+        tcp_flush(&mut conns, &mut io_c);
 
         if let Some(path) = &o.status_file {
             if Instant::now() >= next_status {
@@ -728,13 +750,26 @@ fn tcp_send(conns: &mut Vec<Conn>, to: SocketAddr, d: &[u8], io_c: &mut IoCounte
         .or(conns.len().checked_sub(1));
     match c {
         Some(i) => {
+            let queued = conns[i].wframes + 1;
             if conns[i].send(d).is_err() {
-                io_c.send_errors += 1;
+                io_c.send_errors += queued;
                 conns.remove(i);
             }
         }
         None => io_c.send_errors += 1,
     }
+}
+
+/// Write what each TCP connection queued this round; drop the broken.
+fn tcp_flush(conns: &mut Vec<Conn>, io_c: &mut IoCounters) {
+    conns.retain_mut(|c| {
+        let queued = c.wframes;
+        if c.flush().is_err() {
+            io_c.send_errors += queued;
+            return false;
+        }
+        true
+    });
 }
 
 fn unix_secs(start: Instant, at: Duration) -> f64 {
