@@ -162,6 +162,16 @@ fn over_loopback(
     gro: bool,
     lens: &[usize],
 ) -> (udp::SendResult, bool, Vec<Vec<u8>>, usize) {
+    over_loopback_at("127.0.0.1", lo_mtu, gso, gro, lens)
+}
+
+fn over_loopback_at(
+    host: &str,
+    lo_mtu: u32,
+    gso: bool,
+    gro: bool,
+    lens: &[usize],
+) -> (udp::SendResult, bool, Vec<Vec<u8>>, usize) {
     let mut g = NsGuard::default();
     let ns = g.create("udpgso");
     ip(&[
@@ -176,8 +186,13 @@ fn over_loopback(
     ]);
     netns::run_in_named(&ns, || {
         // The tunnel's own socket: fragmenting allowed (IP_PMTUDISC_DONT).
-        let tx = super::udp_socket(addr("127.0.0.1:0")).unwrap();
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let any = if host.contains(':') {
+            format!("[{host}]:0")
+        } else {
+            format!("{host}:0")
+        };
+        let tx = super::udp_socket(addr(&any)).unwrap();
+        let rx = UdpSocket::bind(&any).unwrap();
         rx.set_nonblocking(true).unwrap();
         assert!(
             udp::gso_supported(tx.as_raw_fd()),
@@ -221,6 +236,19 @@ fn udp_gso_sends_groups_and_gro_receives_them_glued() {
     for (i, d) in got.iter().enumerate() {
         assert_eq!(d, &datagram(i, lens[i]), "datagram {i}");
     }
+}
+
+#[test]
+fn udp_gso_and_gro_over_ipv6() {
+    // The largest group an IPv6 datagram holds: 44 full-size datagrams.
+    let lens = vec![1452; 50];
+    let (r, still_gso, got, msgs) = over_loopback_at("::1", 65536, true, true, &lens);
+    assert!(r.gso_msgs >= 2 && !r.fell_back && still_gso, "{r:?}");
+    assert_eq!(got.len(), 50);
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d, &datagram(i, 1452), "datagram {i}");
+    }
+    assert!(msgs < 50);
 }
 
 #[test]
