@@ -36,7 +36,14 @@ fn split(lab: &weft_topo::Lab, words: &[String]) -> (Vec<String>, Vec<String>) {
 }
 
 pub fn run(a: Args) -> Result<ExitCode, String> {
-    let st = weft::built(&a.lab).map_err(|e| e.to_string())?;
+    // A lab built here as machine shares: the share of the first node named.
+    let first_node = a
+        .words
+        .first()
+        .map(|w| w.strip_prefix("link:").unwrap_or(w))
+        .and_then(|w| w.split(':').next())
+        .unwrap_or_default();
+    let st = weft::built_with(&a.lab, first_node).map_err(|e| e.to_string())?;
     let (specs, filter_words) = split(&st.lab, &a.words);
     if specs.is_empty() {
         return Err(format!(

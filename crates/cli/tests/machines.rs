@@ -260,6 +260,26 @@ fn vxlan_link_between_two_machines_each_building_its_share() {
     let hosts = lab.ok(&["exec", &lab.name, "ha1", "--", "getent", "hosts", "hb1"]);
     assert!(hosts.starts_with(&addr(&sb, "hb1")), "{hosts}");
 
+    // Tools that take a node find its share by the lab's name; the others
+    // ask for a share by name.
+    let t = lab.run(&["trace", &lab.name, "ha1", "hb1"]);
+    let tout = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        tout.contains("ha1"),
+        "{tout}{}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let c = lab.run(&["capture", &lab.name, "ha1:eth0", "--duration", "0.2"]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let o = lab.run(&["check", &lab.name]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && e.contains("machine shares")
+            && e.contains(&format!("{}@a", lab.name)),
+        "{e}"
+    );
+
     // Applying again on a machine changes nothing.
     assert!(u
         .ok(0, &["up", file, "--machine", "a"])

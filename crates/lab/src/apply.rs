@@ -705,24 +705,7 @@ impl<'a> Exec<'a> {
             Some(d) => Some(self.index_of(node, d)?),
             None => None,
         };
-        Ok(nl::RouteSpec {
-            dst: r.dst,
-            ipv6: r.ipv6,
-            kind: match r.kind {
-                RouteKind::Unicast => nl::RouteKindSpec::Unicast,
-                RouteKind::Blackhole => nl::RouteKindSpec::Blackhole,
-                RouteKind::Unreachable => nl::RouteKindSpec::Unreachable,
-                RouteKind::Prohibit => nl::RouteKindSpec::Prohibit,
-            },
-            via: r.via,
-            oif,
-            src: r.src,
-            metric: r.metric,
-            table: r.table,
-            mtu: r.mtu,
-            onlink: r.onlink,
-            scope_link: r.scope_link,
-        })
+        Ok(route_spec(r, oif))
     }
 
     /// Send every namespace's queue, two namespaces at a time.
@@ -980,5 +963,27 @@ pub(crate) fn wait_ready(
         } else {
             Duration::from_millis(2)
         });
+    }
+}
+
+/// The netlink form of a file's route, its device already an index.
+pub(crate) fn route_spec(r: &Route, oif: Option<u32>) -> nl::RouteSpec {
+    nl::RouteSpec {
+        dst: r.dst,
+        ipv6: r.ipv6,
+        kind: match r.kind {
+            RouteKind::Unicast => nl::RouteKindSpec::Unicast,
+            RouteKind::Blackhole => nl::RouteKindSpec::Blackhole,
+            RouteKind::Unreachable => nl::RouteKindSpec::Unreachable,
+            RouteKind::Prohibit => nl::RouteKindSpec::Prohibit,
+        },
+        via: r.via,
+        oif,
+        src: r.src,
+        metric: r.metric,
+        table: r.table,
+        mtu: r.mtu,
+        onlink: r.onlink,
+        scope_link: r.scope_link,
     }
 }

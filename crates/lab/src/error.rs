@@ -22,6 +22,8 @@ pub enum Error {
     State { path: PathBuf, detail: String },
     #[error("there is no lab named {0} on this machine (`weft status` lists the labs)")]
     NoLab(String),
+    #[error("lab {lab} is built here as machine shares ({}): name one, like {}", .shares.join(", "), .shares[0])]
+    OnlyShares { lab: String, shares: Vec<String> },
     #[error("lab {lab} has no node {node} (its nodes: {known})")]
     NoNode {
         lab: String,

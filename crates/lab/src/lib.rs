@@ -616,7 +616,18 @@ fn has_owner_tag(netns: &str, lab: &str) -> bool {
 
 /// The lab as last applied, or an error naming the labs that exist.
 pub fn built(name: &str) -> Result<State, Error> {
-    state::load(name)?.ok_or_else(|| Error::NoLab(name.to_string()))
+    if let Some(st) = state::load(name)? {
+        return Ok(st);
+    }
+    let shares = machines::shares_of(name);
+    if shares.is_empty() {
+        Err(Error::NoLab(name.to_string()))
+    } else {
+        Err(Error::OnlyShares {
+            lab: name.to_string(),
+            shares,
+        })
+    }
 }
 
 /// The built lab that has `node`: `lab` itself, or for a lab built here as

@@ -102,7 +102,7 @@ pub(crate) fn tunnel_ends(
     d: &std::path::Path,
     exe: &str,
 ) -> Result<Vec<(String, Vec<String>)>, Error> {
-    use crate::tunnels::{sock, stem};
+    use crate::tunnels::stem;
     let mut out = Vec::new();
     for i in 0..2 {
         let (me, peer) = (&t.ends[i], &t.ends[1 - i]);
@@ -136,33 +136,21 @@ pub(crate) fn tunnel_ends(
             .and_then(|i| i.mtu)
             .unwrap_or(1400);
         let st = stem(&me.endpoint);
-        let mut a: Vec<String> = vec![
+        let prefix = vec![
             exe.into(),
             "tunnel".into(),
             "--netns".into(),
             node.netns.clone(),
-            "--dev".into(),
-            me.endpoint.iface.clone(),
-            "--mode".into(),
-            if t.tap { "tap" } else { "tun" }.into(),
-            "--key".into(),
-            key,
-            "--peer-key".into(),
-            peer_key,
-            "--listen".into(),
-            sock(me.underlay, t.port),
-            "--transport".into(),
-            if t.tcp { "tcp" } else { "udp" }.into(),
-            "--mtu".into(),
-            mtu.to_string(),
-            "--keepalive".into(),
-            "10".into(),
-            "--status".into(),
-            d.join(format!("{st}.json")).display().to_string(),
         ];
-        if !t.tcp || i == 0 {
-            a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
-        }
+        let a = crate::tunnels::tunnel_args(
+            prefix,
+            t,
+            (me, peer),
+            key,
+            peer_key,
+            mtu,
+            &d.join(format!("{st}.json")),
+        );
         out.push((st, a));
     }
     Ok(out)

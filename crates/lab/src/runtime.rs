@@ -13,7 +13,7 @@ use weft_datapath::control::{Reply, Request};
 use weft_sys::netlink::{self, Netlink, SetLink};
 use weft_sys::netns;
 use weft_topo::impair::Impairment;
-use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind, RouteKind};
+use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind};
 
 use crate::{datapath, state, Error};
 
@@ -184,24 +184,7 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
                 },
                 None => None,
             };
-            let spec = netlink::RouteSpec {
-                dst: r.dst,
-                ipv6: r.ipv6,
-                kind: match r.kind {
-                    RouteKind::Unicast => netlink::RouteKindSpec::Unicast,
-                    RouteKind::Blackhole => netlink::RouteKindSpec::Blackhole,
-                    RouteKind::Unreachable => netlink::RouteKindSpec::Unreachable,
-                    RouteKind::Prohibit => netlink::RouteKindSpec::Prohibit,
-                },
-                via: r.via,
-                oif,
-                src: r.src,
-                metric: r.metric,
-                table: r.table,
-                mtu: r.mtu,
-                onlink: r.onlink,
-                scope_link: r.scope_link,
-            };
+            let spec = crate::apply::route_spec(r, oif);
             nl.push(netlink::route(true, &spec), format!("ip route replace {r}"));
         }
         if let Err(errs) = nl.flush() {

@@ -218,7 +218,9 @@ pub fn trace(
     iface: Option<&str>,
     probe: Probe,
 ) -> Result<Trace, Error> {
-    let st = crate::built(lab_name)?;
+    // For a lab built here as machine shares: the share with the node.
+    let st = crate::built_with(lab_name, node)?;
+    let lab_name = st.lab.name.as_str();
     let lab = &st.lab;
     let n = lab.nodes.get(node).ok_or_else(|| Error::NoNode {
         lab: lab_name.into(),

@@ -88,6 +88,45 @@ pub(crate) fn sock(a: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(a, port).to_string()
 }
 
+/// `weft tunnel`'s arguments for end `me` of `t`, after `prefix` (the
+/// program and how it reaches the end's namespace).
+pub(crate) fn tunnel_args(
+    mut a: Vec<String>,
+    t: &weft_topo::TunnelLink,
+    (me, peer): (&weft_topo::TunnelEnd, &weft_topo::TunnelEnd),
+    key: String,
+    peer_key: String,
+    mtu: u32,
+    status: &Path,
+) -> Vec<String> {
+    a.extend([
+        "--dev".into(),
+        me.endpoint.iface.clone(),
+        "--mode".into(),
+        if t.tap { "tap" } else { "tun" }.into(),
+        "--key".into(),
+        key,
+        "--peer-key".into(),
+        peer_key,
+        "--listen".into(),
+        sock(me.underlay, t.port),
+        "--transport".into(),
+        if t.tcp { "tcp" } else { "udp" }.into(),
+        "--mtu".into(),
+        mtu.to_string(),
+        "--keepalive".into(),
+        "10".into(),
+        "--status".into(),
+        status.display().to_string(),
+    ]);
+    // UDP: both ends know each other. TCP: the end listed first connects,
+    // the other listens.
+    if !t.tcp || me.endpoint == t.ends[0].endpoint {
+        a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
+    }
+    a
+}
+
 /// The command lines the lab wants, by file stem.
 fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, Error> {
     let mut out = vec![];
@@ -105,7 +144,7 @@ fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, 
                 .and_then(|i| i.mtu)
                 .unwrap_or(1400);
             let st = stem(&me.endpoint);
-            let mut a: Vec<String> = vec![
+            let prefix = vec![
                 exe.into(),
                 "exec".into(),
                 lab.name.clone(),
@@ -113,30 +152,16 @@ fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, 
                 "--".into(),
                 exe.into(),
                 "tunnel".into(),
-                "--dev".into(),
-                me.endpoint.iface.clone(),
-                "--mode".into(),
-                if t.tap { "tap" } else { "tun" }.into(),
-                "--key".into(),
-                keys[i].0.display().to_string(),
-                "--peer-key".into(),
-                keys[1 - i].1.to_base64(),
-                "--listen".into(),
-                sock(me.underlay, t.port),
-                "--transport".into(),
-                if t.tcp { "tcp" } else { "udp" }.into(),
-                "--mtu".into(),
-                mtu.to_string(),
-                "--keepalive".into(),
-                "10".into(),
-                "--status".into(),
-                d.join(format!("{st}.json")).display().to_string(),
             ];
-            // UDP: both ends know each other. TCP: the first end connects,
-            // the second listens.
-            if !t.tcp || i == 0 {
-                a.extend(["--peer".into(), sock(peer.underlay, t.port)]);
-            }
+            let a = tunnel_args(
+                prefix,
+                t,
+                (me, peer),
+                keys[i].0.display().to_string(),
+                keys[1 - i].1.to_base64(),
+                mtu,
+                &d.join(format!("{st}.json")),
+            );
             out.push((st, a));
         }
     }

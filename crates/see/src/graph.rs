@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind};
+use weft_topo::{Endpoint, IfaceKind, Lab, NodeKind, SwitchOptions, SwitchPort, SwitchPortMode};
 
 /// What the kernel says about an interface of a live lab.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +54,9 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
                     None => format!("port of {m}"),
                 });
             }
+            if let Some(p) = n.switch.as_ref().and_then(|s| s.ports.get(&i.name)) {
+                notes.extend(switch_port_notes(n.switch.as_ref().unwrap(), &i.name, p));
+            }
             let addrs = match l {
                 Some(l) => l.addresses.clone(),
                 None => i.addresses.iter().map(|a| a.to_string()).collect(),
@@ -67,6 +70,44 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
             }
         })
         .collect()
+}
+
+/// What a switch port does beyond plain switching, as the file says it:
+/// its VLANs (VLAN 1 access, the default, is left out), impairment, and
+/// its part in mirroring.
+fn switch_port_notes(sw: &SwitchOptions, name: &str, p: &SwitchPort) -> Vec<String> {
+    let mut notes = Vec::new();
+    match &p.mode {
+        SwitchPortMode::Access(1) => {}
+        SwitchPortMode::Access(v) => notes.push(format!("vlan {v}")),
+        SwitchPortMode::Trunk { allowed, native } => {
+            let list: Vec<String> = allowed.iter().map(u16::to_string).collect();
+            let mut s = format!("trunk {}", list.join(","));
+            if let Some(n) = native {
+                let _ = write!(s, " native {n}");
+            }
+            notes.push(s);
+        }
+    }
+    if let Some(i) = &p.impair {
+        notes.push(format!("impair {}", i.summary()));
+    }
+    if let Some(m) = &sw.mirror {
+        if m.output == name {
+            notes.push("mirror output".to_string());
+        }
+        let (inn, out) = (
+            m.ingress.iter().any(|x| x == name),
+            m.egress.iter().any(|x| x == name),
+        );
+        match (inn, out) {
+            (true, true) => notes.push("mirrored".to_string()),
+            (true, false) => notes.push("mirrored in".to_string()),
+            (false, true) => notes.push("mirrored out".to_string()),
+            (false, false) => {}
+        }
+    }
+    notes
 }
 
 fn node_title(lab: &Lab, node: &str) -> String {

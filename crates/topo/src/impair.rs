@@ -177,7 +177,16 @@ impl Impairment {
             w.push(format!("reorder {}", pct(self.reorder_ppm)));
         }
         if let Some(r) = self.rate_bps {
-            w.push(format!("rate {}kbit", r / 1000));
+            // The largest of tc's units that writes the rate exactly.
+            let (n, unit) = [
+                (1_000_000_000, "gbit"),
+                (1_000_000, "mbit"),
+                (1_000, "kbit"),
+            ]
+            .into_iter()
+            .find(|(d, _)| r % d == 0)
+            .map_or((r, "bit"), |(d, u)| (r / d, u));
+            w.push(format!("rate {n}{unit}"));
         }
         if let Some(s) = self.seed {
             w.push(format!("seed {s}"));
@@ -246,7 +255,14 @@ mod tests {
                 ..Default::default()
             }
             .summary(),
-            "delay 20ms loss 0.5% rate 10000kbit seed 7"
+            "delay 20ms loss 0.5% rate 10mbit seed 7"
         );
+        let rate = |r| Impairment {
+            rate_bps: Some(r),
+            ..Default::default()
+        };
+        assert_eq!(rate(64_500).summary(), "rate 64500bit");
+        assert_eq!(rate(512_000).summary(), "rate 512kbit");
+        assert_eq!(rate(2_000_000_000).summary(), "rate 2gbit");
     }
 }

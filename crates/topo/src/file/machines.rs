@@ -439,36 +439,17 @@ impl Cx<'_> {
                 underlay: ub.underlay,
             },
         ];
-        for ep in &eps {
-            let iface = lab
-                .nodes
-                .get_mut(&ep.node)
-                .expect("endpoint resolved")
-                .interfaces
-                .get_mut(&ep.iface)
-                .expect("endpoint resolved");
-            iface.kind = if tap {
-                IfaceKind::Tap(TunOptions::default())
-            } else {
-                IfaceKind::Tun(TunOptions::default())
-            };
-            if iface.mtu.is_none() {
-                iface.mtu = Some(mtu);
-            }
-        }
-        let port = match &l.port {
-            Some(p) => *p.get_ref(),
-            None => super::tunnel::FIRST_PORT.saturating_add(lab.tunnels.len() as u16),
-        };
-        lab.tunnels.push(TunnelLink {
+        // check_tunnels pairs tunnels with spans; this one is skipped there.
+        self.push_tunnel(
+            lab,
+            l,
             ends,
             tap,
-            port,
             tcp,
-            across: true,
-        });
-        // check_tunnels pairs tunnels with spans; this one is skipped there.
-        self.tunnel_spans.push([link.span(), link.span()]);
+            mtu,
+            true,
+            [link.span(), link.span()],
+        );
         true
     }
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
-use super::{Cx, RawLink};
+use super::{Cx, RawLink, Span};
 use crate::model::*;
 
 /// The default port of the first tunnel link; the next ones count up.
@@ -106,7 +106,37 @@ impl Cx<'_> {
             }
             None => 1500 - tunnel_overhead(addrs.iter().any(|a| a.is_ipv6()), tap),
         };
-        for ep in &eps {
+        let ends = [
+            TunnelEnd {
+                endpoint: eps[0].clone(),
+                underlay: addrs[0],
+            },
+            TunnelEnd {
+                endpoint: eps[1].clone(),
+                underlay: addrs[1],
+            },
+        ];
+        let spans = [under.get_ref()[0].span(), under.get_ref()[1].span()];
+        self.push_tunnel(lab, l, ends, tap, tcp, mtu, false, spans);
+    }
+
+    /// Makes both ends TUN or TAP devices (MTU `mtu` unless the file set
+    /// one), picks the port, and records the tunnel with the positions
+    /// [`Cx::check_tunnels`] reports against.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn push_tunnel(
+        &mut self,
+        lab: &mut Lab,
+        l: &RawLink,
+        ends: [TunnelEnd; 2],
+        tap: bool,
+        tcp: bool,
+        mtu: u32,
+        across: bool,
+        spans: [Span; 2],
+    ) {
+        for end in &ends {
+            let ep = &end.endpoint;
             let iface = lab
                 .nodes
                 .get_mut(&ep.node)
@@ -127,22 +157,12 @@ impl Cx<'_> {
             Some(p) => *p.get_ref(),
             None => FIRST_PORT.saturating_add(lab.tunnels.len() as u16),
         };
-        let spans = [under.get_ref()[0].span(), under.get_ref()[1].span()];
         lab.tunnels.push(TunnelLink {
-            ends: [
-                TunnelEnd {
-                    endpoint: eps[0].clone(),
-                    underlay: addrs[0],
-                },
-                TunnelEnd {
-                    endpoint: eps[1].clone(),
-                    underlay: addrs[1],
-                },
-            ],
+            ends,
             tap,
             port,
             tcp,
-            across: false,
+            across,
         });
         self.tunnel_spans.push(spans);
     }
