@@ -38,7 +38,7 @@ pub enum TransportArg {
 pub struct TunnelArgs {
     /// A TOML file with any of these settings (keys named like the flags:
     /// dev, mode, key, peer-key, peer, listen, transport, address, mtu,
-    /// underlay-mtu, keepalive, status).
+    /// underlay-mtu, keepalive, status, no-offload).
     #[arg(long, short = 'c')]
     #[serde(skip)]
     config: Option<PathBuf>,
@@ -82,6 +82,11 @@ pub struct TunnelArgs {
     /// Write the tunnel's status (JSON) to this file every second.
     #[arg(long)]
     status: Option<PathBuf>,
+    /// Do not use TSO or UDP GSO/GRO even where the kernel has them
+    /// (to compare, or to work around a kernel that mishandles them).
+    #[arg(long)]
+    #[serde(default)]
+    no_offload: bool,
     /// Open the device in this named network namespace (`ip netns list`);
     /// the sockets stay in the namespace the tunnel runs in.
     #[arg(long)]
@@ -148,6 +153,7 @@ fn merge(mut a: TunnelArgs) -> Result<TunnelArgs, String> {
         underlay_mtu: a.underlay_mtu.or(f.underlay_mtu),
         keepalive: a.keepalive.or(f.keepalive),
         status: a.status.or(rel(f.status)),
+        no_offload: a.no_offload || f.no_offload,
         netns: a.netns.or(f.netns),
     })
 }
@@ -238,6 +244,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, String> {
             None
         },
         status_file: a.status,
+        offload: !a.no_offload,
     };
     let timers = Timers {
         persistent_keepalive: a.keepalive.filter(|&k| k > 0).map(Duration::from_secs),

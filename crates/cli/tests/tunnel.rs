@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::{weft_bin, Lab};
 
+/// The first ping through a fresh tunnel: a handshake and a few process
+/// starts, so it takes milliseconds; the bound only guards against a test
+/// that hangs, and is wide because CI runs every test at once on 2 cores.
+const FIRST_PING: Duration = Duration::from_secs(15);
+
 const UNDERLAY: &str = r#"
 name = "x"
 [nodes.m1.interfaces.eth0]
@@ -132,6 +137,11 @@ impl Setup {
 
     /// The usual pair: m1 knows m2's address, m2 waits for m1.
     fn pair(&self, mode: &str, transport: &str) -> (Tun, Tun) {
+        self.pair_with(mode, transport, &[])
+    }
+
+    /// [`Self::pair`] with more flags for both ends.
+    fn pair_with(&self, mode: &str, transport: &str, extra: &[&str]) -> (Tun, Tun) {
         let (k1, k2) = (self.pubkey("m1"), self.pubkey("m2"));
         let a = self.tunnel(
             "m1",
@@ -149,7 +159,10 @@ impl Setup {
                 "10.77.0.2:5000",
                 "--address",
                 "10.9.0.1/24",
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         );
         let b = self.tunnel(
             "m2",
@@ -165,7 +178,10 @@ impl Setup {
                 &k1,
                 "--address",
                 "10.9.0.2/24",
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         );
         (a, b)
     }
@@ -259,9 +275,7 @@ fn keygen_writes_a_private_key_only_root_reads_and_never_overwrites() {
 fn tun_mode_carries_ping_and_tcp() {
     let s = Setup::new("tun");
     let (a, b) = s.pair("tun", "udp");
-    assert!(s
-        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
-        .is_some());
+    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     let st = b.wait_status("a session and traffic", |v| {
         v["up"] == true && v["rx_packets"].as_u64() > Some(100)
@@ -284,28 +298,53 @@ fn tun_mode_carries_ping_and_tcp() {
         0,
         "{st:#}"
     );
+    // The offloads this kernel has were used: the sender read TCP segments
+    // bigger than the MTU from its TUN and sent UDP GSO batches; the
+    // receiver got glued datagrams (UDP GRO).
+    let off = serde_json::json!({"tso": true, "udp_gso": true, "udp_gro": true});
+    let st = a.wait_status("TSO reads and GSO sends", |v| {
+        v["tso_reads"].as_u64() > Some(0) && v["gso_sends"].as_u64() > Some(0)
+    });
+    assert_eq!(st["offloads"], off, "{st:#}");
+    let st = b.wait_status("GRO", |v| v["gro_datagrams"].as_u64() > Some(0));
+    assert_eq!(st["offloads"], off, "{st:#}");
+}
+
+#[test]
+fn tun_mode_without_offloads_carries_ping_and_tcp() {
+    let s = Setup::new("tunnooff");
+    let (a, b) = s.pair_with("tun", "udp", &["--no-offload"]);
+    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.tcp_bytes() > 1_000_000);
+    b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
+    let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
+    let off = serde_json::json!({"tso": false, "udp_gso": false, "udp_gro": false});
+    assert_eq!(st["offloads"], off, "{st:#}");
+    assert_eq!(st["tso_reads"], 0);
+    assert_eq!(st["gso_sends"], 0);
+    assert_eq!(b.status()["gro_datagrams"], 0);
 }
 
 #[test]
 fn tap_mode_carries_ping_and_tcp() {
     let s = Setup::new("tap");
-    let (_a, b) = s.pair("tap", "udp");
-    assert!(s
-        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
-        .is_some());
+    let (a, b) = s.pair("tap", "udp");
+    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     let l = s.lab.ip("m1", &["link", "show", "wt0"]);
     assert!(l.contains("link/ether") && l.contains("mtu 1426"), "{l}");
     b.wait_status("TAP mode", |v| v["mode"] == "tap" && v["up"] == true);
+    // The TAP handed over TCP segments bigger than a frame, split here.
+    let st = a.wait_status("TSO reads", |v| v["tso_reads"].as_u64() > Some(0));
+    assert_eq!(st["offloads"]["tso"], true, "{st:#}");
+    assert_eq!(st["device_errors"], 0, "{st:#}");
 }
 
 #[test]
 fn tcp_transport_carries_ping_and_tcp_and_reconnects() {
     let s = Setup::new("tcp");
     let (_a, b) = s.pair("tun", "tcp");
-    assert!(s
-        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
-        .is_some());
+    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     b.wait_status("TCP", |v| v["transport"] == "tcp" && v["up"] == true);
     // The listening end restarts: the connecting end reconnects by itself.
@@ -381,9 +420,7 @@ fn a_wrong_key_never_connects() {
 fn survives_peer_restart_underlay_outage_and_a_new_peer_address() {
     let s = Setup::new("faults");
     let (_a, b) = s.pair("tun", "udp");
-    assert!(s
-        .ping_within("m1", "10.9.0.2", Duration::from_secs(5))
-        .is_some());
+    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
 
     // The waiting end restarts (new process, no session): m1 notices within
     // keepalive + retry time and makes a new session.

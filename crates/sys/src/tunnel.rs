@@ -1,25 +1,28 @@
 //! The `weft tunnel` datapath: a TUN or TAP device and a UDP socket (or TCP
 //! connections), driven on one thread by a [`weft_tunnel::Tunnel`], which
-//! does all the protocol work. UDP moves up to [`BATCH`] datagrams per
-//! system call (`recvmmsg`/`sendmmsg`).
+//! does all the protocol work. UDP moves many datagrams per system call
+//! (`recvmmsg`/`sendmmsg`, with UDP GSO and GRO where the kernel has them,
+//! see [`udp`]); a TUN hands over and takes TCP segments of up to 64 KiB
+//! (virtio-net headers, TSO), which are split into inner packets here and
+//! coalesced again on the way in.
+
+pub mod tap;
+pub mod udp;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 use weft_tunnel::{DropReason, Received, Sent, Tunnel, OVERHEAD};
 
 use crate::error::{Error, Result};
 use crate::tuntap::Mode;
 
-/// Datagrams per `recvmmsg`/`sendmmsg` call, and packets read from the
-/// device per round.
-pub const BATCH: usize = 64;
 /// How often the protocol timers run.
 const TICK: Duration = Duration::from_millis(100);
 /// TCP connections kept at once (the newest; a roaming or restarted peer
@@ -51,6 +54,9 @@ pub struct Options {
     pub connect: Option<SocketAddr>,
     /// Where to write the status (JSON) every second.
     pub status_file: Option<PathBuf>,
+    /// Use the offloads the kernel has (TSO, UDP GSO/GRO); off only
+    /// to compare, or to work around a kernel that mishandles them.
+    pub offload: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -131,6 +137,61 @@ fn open_device_here(o: &Options) -> Result<SyncDevice> {
     Ok(d)
 }
 
+/// How packets cross the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevKind {
+    /// One packet (or frame) per read and write.
+    Plain,
+    /// A TUN with virtio-net headers and TSO: 64 KiB TCP segments in,
+    /// coalesced segments out.
+    TunTso,
+    /// A TAP with virtio-net headers and TSO: 64 KiB TCP segments behind
+    /// an Ethernet header in ([`tap::split_frame`]); frames written one by
+    /// one behind an empty header.
+    TapTso,
+}
+
+/// [`open_device`], with TSO when `o.offload`. Falls back to a plain
+/// device if the kernel refuses the offload flags.
+pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, DevKind)> {
+    match DEVICE_NETNS.get() {
+        Some(ns) => crate::netns::run_in_named(ns, || open_device_offload_here(o))?,
+        None => open_device_offload_here(o),
+    }
+}
+
+/// [`open_device_offload`] in the calling thread's namespace.
+fn open_device_offload_here(o: &Options) -> Result<(SyncDevice, DevKind)> {
+    if o.offload {
+        let mut b = DeviceBuilder::new()
+            .name(&o.dev)
+            .layer(match o.mode {
+                Mode::Tun => Layer::L3,
+                Mode::Tap => Layer::L2,
+            })
+            .mtu(o.mtu)
+            .enable(true)
+            .with(|b| {
+                b.offload(true);
+            });
+        if let Some((a, p)) = o.address {
+            b = b.ipv4(a, p, None);
+        }
+        if let Ok(d) = b.build_sync() {
+            if d.tcp_gso() {
+                d.set_nonblocking(true)
+                    .map_err(|e| os(format!("making device {} non-blocking", o.dev), e))?;
+                let kind = match o.mode {
+                    Mode::Tun => DevKind::TunTso,
+                    Mode::Tap => DevKind::TapTso,
+                };
+                return Ok((d, kind));
+            }
+        }
+    }
+    Ok((open_device_here(o)?, DevKind::Plain))
+}
+
 /// A UDP socket for the tunnel: non-blocking, and allowed to fragment
 /// (outer datagrams bigger than the path MTU are fragmented, not dropped;
 /// the inner MTU is chosen so that this does not normally happen).
@@ -181,139 +242,15 @@ pub fn udp_socket(listen: SocketAddr) -> Result<Socket> {
     Ok(s)
 }
 
-/// Buffers for one `recvmmsg` call.
-struct RecvBatch {
-    bufs: Vec<Vec<u8>>,
-    addrs: Vec<libc::sockaddr_storage>,
-    lens: Vec<usize>,
-}
-
-impl RecvBatch {
-    fn new(size: usize) -> RecvBatch {
-        RecvBatch {
-            bufs: vec![vec![0u8; size]; BATCH],
-            // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
-            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-            lens: vec![0; BATCH],
-        }
-    }
-
-    /// Receive up to BATCH datagrams without waiting; returns how many.
-    fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain old data; all-zero is valid.
-        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
-        for (i, h) in hdrs.iter_mut().enumerate() {
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-            h.msg_hdr.msg_iov = &mut iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: every header points into buffers that outlive the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for (i, h) in hdrs.iter().take(n as usize).enumerate() {
-            self.lens[i] = h.msg_len as usize;
-        }
-        Ok(n as usize)
-    }
-
-    fn from(&self, i: usize) -> Option<SocketAddr> {
-        let a = &self.addrs[i];
-        match i32::from(a.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a sockaddr_in.
-                let v =
-                    unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-                Some(SocketAddr::new(
-                    Ipv4Addr::from(u32::from_be(v.sin_addr.s_addr)).into(),
-                    u16::from_be(v.sin_port),
-                ))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says the storage holds a sockaddr_in6.
-                let v =
-                    unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-                Some(
-                    std::net::SocketAddrV6::new(
-                        v.sin6_addr.s6_addr.into(),
-                        u16::from_be(v.sin6_port),
-                        v.sin6_flowinfo,
-                        v.sin6_scope_id,
-                    )
-                    .into(),
-                )
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Send datagrams, up to BATCH per `sendmmsg`. Datagrams the kernel
-/// refuses (a full buffer, an unreachable peer) are counted, not retried:
-/// the protocol above recovers from loss.
-fn send_batch(fd: RawFd, msgs: &[(SockAddr, &[u8])]) -> u64 {
-    let mut failed = 0;
-    for chunk in msgs.chunks(BATCH) {
-        let mut iovs: Vec<libc::iovec> = chunk
-            .iter()
-            .map(|(_, d)| libc::iovec {
-                iov_base: d.as_ptr() as *mut libc::c_void,
-                iov_len: d.len(),
-            })
-            .collect();
-        // SAFETY: mmsghdr is plain old data; all-zero is valid.
-        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; chunk.len()];
-        for (i, h) in hdrs.iter_mut().enumerate() {
-            h.msg_hdr.msg_name = chunk[i].0.as_ptr() as *mut libc::c_void;
-            h.msg_hdr.msg_namelen = chunk[i].0.len();
-            h.msg_hdr.msg_iov = &mut iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-        }
-        let mut done = 0;
-        while done < hdrs.len() {
-            // SAFETY: headers point to addresses and buffers alive for the call.
-            let n = unsafe {
-                libc::sendmmsg(fd, hdrs[done..].as_mut_ptr(), (hdrs.len() - done) as u32, 0)
-            };
-            if n <= 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // Skip the datagram that failed and go on with the rest.
-                failed += 1;
-                done += 1;
-            } else {
-                done += n as usize;
-            }
-        }
-    }
-    failed
-}
-
 /// One TCP connection carrying length-prefixed datagrams (u16, big endian).
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     rbuf: Vec<u8>,
+    /// Frames queued this round, written with one `write` at its end
+    /// (one TCP segment train instead of one small write per packet).
+    wbuf: Vec<u8>,
+    wframes: u64,
 }
 
 impl Conn {
@@ -325,6 +262,8 @@ impl Conn {
             stream,
             peer,
             rbuf: Vec::with_capacity(1 << 17),
+            wbuf: Vec::with_capacity(1 << 18),
+            wframes: 0,
         })
     }
 
@@ -373,11 +312,26 @@ impl Conn {
         Some(r)
     }
 
+    /// Queue one framed datagram; written by [`Self::flush`] (or here,
+    /// once 256 KiB are waiting).
     fn send(&mut self, d: &[u8]) -> io::Result<()> {
-        let mut f = Vec::with_capacity(2 + d.len());
-        f.extend_from_slice(&(d.len() as u16).to_be_bytes());
-        f.extend_from_slice(d);
-        self.stream.write_all(&f)
+        self.wbuf.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        self.wbuf.extend_from_slice(d);
+        self.wframes += 1;
+        if self.wbuf.len() >= 1 << 18 {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf);
+        self.wbuf.clear();
+        self.wframes = 0;
+        r
     }
 }
 
@@ -389,17 +343,125 @@ pub struct IoCounters {
     /// Packets the device refused (its queue full).
     pub device_errors: u64,
     pub tcp_connects: u64,
+    /// UDP GSO messages sent (each several datagrams).
+    pub gso_sends: u64,
+    /// Datagrams that came glued by UDP GRO.
+    pub gro_datagrams: u64,
+    /// TCP segments up to 64 KiB read from the TUN (split here).
+    pub tso_reads: u64,
+}
+
+/// Which offloads a running tunnel uses (each detected at start).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// TUN or TAP with virtio-net headers and TSO: the kernel hands over
+    /// TCP segments of up to 64 KiB, which are split here; on a TUN,
+    /// received packets of one flow are coalesced before they are written.
+    pub tso: bool,
+    /// `UDP_SEGMENT` on send (switched off if the kernel refuses it later).
+    pub udp_gso: bool,
+    /// `UDP_GRO` on receive.
+    pub udp_gro: bool,
+}
+
+/// The virtio-net header in front of every packet of an offloading TUN.
+const VNET: usize = tun_rs::VIRTIO_NET_HDR_LEN;
+/// Inner packets handled per round (read from the device, or received
+/// and written to it).
+pub const BATCH: usize = 256;
+/// Packets handed to the device at once (coalesced first with TSO).
+const WRITE_BATCH: usize = 128;
+
+/// Packets decrypted and waiting to be written to the device; each buffer
+/// holds [`VNET`] spare bytes, then the packet.
+struct DevWriter {
+    bufs: Vec<Vec<u8>>,
+    n: usize,
+    gro: tun_rs::GROTable,
+    /// TAP: the buffers to write after coalescing.
+    write: Vec<usize>,
+}
+
+impl DevWriter {
+    fn new() -> DevWriter {
+        DevWriter {
+            // Coalescing appends segments in place, so each buffer can
+            // grow to the largest packet the TUN takes.
+            bufs: (0..WRITE_BATCH)
+                .map(|_| Vec::with_capacity(VNET + 65535))
+                .collect(),
+            n: 0,
+            gro: tun_rs::GROTable::default(),
+            write: Vec::with_capacity(WRITE_BATCH),
+        }
+    }
+
+    /// Decrypt one datagram into the next buffer.
+    fn receive(&mut self, t: &mut Tunnel, now: Duration, from: SocketAddr, d: &[u8]) -> bool {
+        let b = &mut self.bufs[self.n];
+        b.resize(VNET + d.len(), 0);
+        match t.receive(now, from, d, &mut b[VNET..]) {
+            Received::Packet(len) => {
+                b.truncate(VNET + len);
+                self.n += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.n == self.bufs.len()
+    }
+
+    fn flush(&mut self, dev: &SyncDevice, kind: DevKind, io_c: &mut IoCounters) {
+        if self.n == 0 {
+            return;
+        }
+        if kind == DevKind::TunTso {
+            if dev
+                .send_multiple(&mut self.gro, &mut self.bufs[..self.n], VNET)
+                .is_err()
+            {
+                io_c.device_errors += 1;
+            }
+        } else if kind == DevKind::TapTso {
+            if tap::coalesce(&mut self.bufs[..self.n], &mut self.gro, &mut self.write).is_err() {
+                io_c.device_errors += 1;
+            }
+            for &i in &self.write {
+                if dev.send(&self.bufs[i]).is_err() {
+                    io_c.device_errors += 1;
+                }
+            }
+        } else {
+            for b in &self.bufs[..self.n] {
+                if dev.send(&b[VNET..]).is_err() {
+                    io_c.device_errors += 1;
+                }
+            }
+        }
+        self.n = 0;
+    }
 }
 
 /// Run the tunnel until `stop` is set. Returns the tunnel for inspection.
 pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<Tunnel> {
-    let dev = open_device(o)?;
+    let (dev, kind) = open_device_offload(o)?;
     let mut io_c = IoCounters::default();
     let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let udp = match o.transport {
         Transport::Udp => Some(udp_socket(o.listen)?),
         Transport::Tcp => None,
     };
+    let mut offloads = Offloads {
+        tso: kind != DevKind::Plain,
+        ..Offloads::default()
+    };
+    if let (Some(u), true) = (&udp, o.offload) {
+        offloads.udp_gso = udp::gso_supported(u.as_raw_fd());
+        offloads.udp_gro = udp::enable_gro(u.as_raw_fd());
+    }
     let listener = match (o.transport, o.connect) {
         (Transport::Tcp, None) => {
             let l = TcpListener::bind(o.listen)
@@ -411,13 +473,18 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
     };
     let mut conns: Vec<Conn> = vec![];
     let mut last_connect: Option<Instant> = None;
-    let mut rb = RecvBatch::new(size.max(2048));
-    let mut pkt = vec![0u8; size];
-    let mut out_bufs = vec![vec![0u8; size]; BATCH];
-    let mut plain = vec![0u8; 65536];
+    let mut rb = udp::RxBatch::new(size.max(2048), offloads.udp_gro);
+    // Device reads: one 64 KiB segment at a time with TSO (split into
+    // `inbufs`), else one packet per buffer.
+    let mut tso_in = vec![0u8; VNET + 65535];
+    let mut inbufs = vec![vec![0u8; size]; BATCH];
+    let mut insizes = vec![0usize; BATCH];
+    let mut plan = udp::TxPlan::new(BATCH * (size + OVERHEAD) + 4096, offloads.udp_gso);
+    let mut scratch = udp::TxScratch::default();
+    let mut writer = DevWriter::new();
+    let mut tcp_out = vec![0u8; size + OVERHEAD];
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now();
-    let now = |_: ()| start.elapsed();
 
     while !stop.load(Ordering::SeqCst) {
         // Keep a TCP connection to the peer, if we are the connecting end.
@@ -482,39 +549,102 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
             }
             continue;
         }
-        let mut pending: Vec<(SocketAddr, usize, usize)> = vec![];
+        // One clock reading per round: a round lasts well under a
+        // millisecond, far below any protocol timer.
+        let now = start.elapsed();
 
-        // Device to peer.
+        // Device to peer: up to BATCH packets, encrypted back to back
+        // into the send plan (grouped for GSO as they go).
         if fds[0].revents & libc::POLLIN != 0 {
-            for (slot, out) in out_bufs.iter_mut().enumerate() {
-                let n = match dev.recv(&mut pkt) {
-                    Ok(n) => n,
-                    Err(_) => break,
-                };
-                if let Sent::Datagram(to, len) = t.send(now(()), &pkt[..n], out) {
-                    pending.push((to, slot, len));
+            let mut n = 0;
+            loop {
+                if kind != DevKind::Plain {
+                    // A 64 KiB segment splits into at most 64 packets.
+                    if BATCH - n < 64 {
+                        break;
+                    }
+                    let r = if kind == DevKind::TunTso {
+                        dev.recv_multiple(&mut tso_in, &mut inbufs[n..], &mut insizes[n..], 0)
+                    } else {
+                        dev.recv(&mut tso_in).and_then(|len| {
+                            tap::split_frame(
+                                &mut tso_in[..len],
+                                &mut inbufs[n..],
+                                &mut insizes[n..],
+                            )
+                        })
+                    };
+                    match r {
+                        Ok(k) => {
+                            if k > 1 {
+                                io_c.tso_reads += 1;
+                            }
+                            n += k;
+                        }
+                        Err(e) => {
+                            if e.kind() != io::ErrorKind::WouldBlock {
+                                io_c.device_errors += 1;
+                            }
+                            break;
+                        }
+                    }
+                } else {
+                    if n == BATCH {
+                        break;
+                    }
+                    match dev.recv(&mut inbufs[n]) {
+                        Ok(k) => {
+                            insizes[n] = k;
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            for (b, &len) in inbufs.iter().zip(&insizes).take(n) {
+                if plan.room() < len + OVERHEAD {
+                    flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+                }
+                match udp {
+                    Some(_) => {
+                        if let Sent::Datagram(to, dl) = t.send(now, &b[..len], plan.space()) {
+                            plan.commit(to, dl);
+                        }
+                    }
+                    None => {
+                        if let Sent::Datagram(to, dl) = t.send(now, &b[..len], &mut tcp_out) {
+                            tcp_send(&mut conns, to, &tcp_out[..dl], &mut io_c);
+                        }
+                    }
                 }
             }
         }
-        let mut transmits: Vec<weft_tunnel::Transmit> = vec![];
 
         // Peer to device, UDP.
         if let Some(u) = &udp {
             if fds[1].revents & libc::POLLIN != 0 {
+                let mut rounds = 0;
                 while let Ok(n) = rb.recv(u.as_raw_fd()) {
                     for i in 0..n {
                         let Some(from) = rb.from(i) else { continue };
-                        let d = &rb.bufs[i][..rb.lens[i]];
-                        if let Received::Packet(len) = t.receive(now(()), from, d, &mut plain) {
-                            if dev.send(&plain[..len]).is_err() {
-                                io_c.device_errors += 1;
+                        let d = rb.data(i);
+                        if rb.segs[i] > 0 && rb.segs[i] < d.len() {
+                            io_c.gro_datagrams += d.len().div_ceil(rb.segs[i]) as u64;
+                        }
+                        for r in udp::segments(d.len(), rb.segs[i]) {
+                            if writer.full() {
+                                writer.flush(&dev, kind, &mut io_c);
                             }
+                            writer.receive(&mut t, now, from, &d[r]);
                         }
                     }
-                    if n < BATCH {
+                    rounds += 1;
+                    // Bounded, so the other direction gets its turn.
+                    if n < udp::MSGS || rounds == 4 {
                         break;
                     }
                 }
+                writer.flush(&dev, kind, &mut io_c);
             }
         }
 
@@ -542,78 +672,104 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
             let alive = c.fill();
             let mut consumed = 0;
             while let Some(r) = c.frame(&mut consumed) {
-                if let Received::Packet(len) = t.receive(now(()), c.peer, &c.rbuf[r], &mut plain) {
-                    if dev.send(&plain[..len]).is_err() {
-                        io_c.device_errors += 1;
-                    }
+                if writer.full() {
+                    writer.flush(&dev, kind, &mut io_c);
                 }
+                writer.receive(&mut t, now, c.peer, &c.rbuf[r]);
             }
             c.rbuf.drain(..consumed);
             if !alive {
                 dead.push(i);
             }
         }
+        writer.flush(&dev, kind, &mut io_c);
         for i in dead.into_iter().rev() {
             conns.remove(i);
         }
 
         if Instant::now() >= next_tick {
-            t.tick(now(()));
+            t.tick(start.elapsed());
             next_tick = Instant::now() + TICK;
         }
         while let Some(x) = t.poll_transmit() {
-            transmits.push(x);
-        }
-
-        // Send everything.
-        match &udp {
-            Some(u) => {
-                let mut msgs: Vec<(SockAddr, &[u8])> = pending
-                    .iter()
-                    .map(|&(to, slot, len)| (SockAddr::from(to), &out_bufs[slot][..len]))
-                    .collect();
-                msgs.extend(
-                    transmits
-                        .iter()
-                        .map(|x| (SockAddr::from(x.to), &x.data[..])),
-                );
-                io_c.send_errors += send_batch(u.as_raw_fd(), &msgs);
-            }
-            None => {
-                let all = pending
-                    .iter()
-                    .map(|&(to, slot, len)| (to, &out_bufs[slot][..len]))
-                    .chain(transmits.iter().map(|x| (x.to, &x.data[..])));
-                for (to, d) in all {
-                    // The connection the peer last spoke from, else the newest.
-                    let c = conns
-                        .iter()
-                        .position(|c| c.peer == to)
-                        .or(conns.len().checked_sub(1));
-                    match c {
-                        Some(i) => {
-                            if conns[i].send(d).is_err() {
-                                io_c.send_errors += 1;
-                                conns.remove(i);
-                            }
-                        }
-                        None => io_c.send_errors += 1,
+            match udp {
+                Some(_) => {
+                    if !plan.push(x.to, &x.data) {
+                        flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+                        plan.push(x.to, &x.data);
                     }
                 }
+                None => tcp_send(&mut conns, x.to, &x.data, &mut io_c),
             }
         }
+        flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+        tcp_flush(&mut conns, &mut io_c);
 
         if let Some(path) = &o.status_file {
             if Instant::now() >= next_status {
                 next_status = Instant::now() + Duration::from_secs(1);
-                let _ = write_status(path, o, &t, &io_c, start);
+                let _ = write_status(path, o, &t, &io_c, &offloads, start);
             }
         }
     }
     if let Some(path) = &o.status_file {
-        let _ = write_status(path, o, &t, &io_c, start);
+        let _ = write_status(path, o, &t, &io_c, &offloads, start);
     }
     Ok(t)
+}
+
+/// Send what the plan holds over UDP.
+fn flush_plan(
+    udp: &Option<Socket>,
+    plan: &mut udp::TxPlan,
+    scratch: &mut udp::TxScratch,
+    io_c: &mut IoCounters,
+    offloads: &mut Offloads,
+) {
+    let Some(u) = udp else {
+        plan.clear();
+        return;
+    };
+    if plan.groups.is_empty() {
+        return;
+    }
+    let r = udp::send(u.as_raw_fd(), plan, scratch);
+    io_c.send_errors += r.failed;
+    io_c.gso_sends += r.gso_msgs;
+    if r.fell_back {
+        offloads.udp_gso = false;
+    }
+}
+
+/// Send one datagram over TCP: on the connection the peer last spoke
+/// from, else the newest.
+fn tcp_send(conns: &mut Vec<Conn>, to: SocketAddr, d: &[u8], io_c: &mut IoCounters) {
+    let c = conns
+        .iter()
+        .position(|c| c.peer == to)
+        .or(conns.len().checked_sub(1));
+    match c {
+        Some(i) => {
+            let queued = conns[i].wframes + 1;
+            if conns[i].send(d).is_err() {
+                io_c.send_errors += queued;
+                conns.remove(i);
+            }
+        }
+        None => io_c.send_errors += 1,
+    }
+}
+
+/// Write what each TCP connection queued this round; drop the broken.
+fn tcp_flush(conns: &mut Vec<Conn>, io_c: &mut IoCounters) {
+    conns.retain_mut(|c| {
+        let queued = c.wframes;
+        if c.flush().is_err() {
+            io_c.send_errors += queued;
+            return false;
+        }
+        true
+    });
 }
 
 fn unix_secs(start: Instant, at: Duration) -> f64 {
@@ -631,6 +787,7 @@ fn write_status(
     o: &Options,
     t: &Tunnel,
     io_c: &IoCounters,
+    off: &Offloads,
     start: Instant,
 ) -> io::Result<()> {
     let c = t.counters();
@@ -654,6 +811,8 @@ fn write_status(
         "keepalives_sent": c.keepalives_sent, "keepalives_received": c.keepalives_received,
         "drops": drops,
         "send_errors": io_c.send_errors, "device_errors": io_c.device_errors,
+        "offloads": { "tso": off.tso, "udp_gso": off.udp_gso, "udp_gro": off.udp_gro },
+        "tso_reads": io_c.tso_reads, "gso_sends": io_c.gso_sends, "gro_datagrams": io_c.gro_datagrams,
     });
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;
@@ -728,3 +887,6 @@ pub fn stop_process(pid: u32, marker: &str, timeout: Duration) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests;
