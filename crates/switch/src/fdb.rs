@@ -115,6 +115,19 @@ impl Fdb {
         true
     }
 
+    /// Marks a learned entry for `mac` on `port` as seen at `at` (if that
+    /// is later than it was); creates nothing, moves nothing, and leaves
+    /// static entries and entries on other ports alone. True if touched.
+    pub fn touch(&mut self, vid: u16, mac: MacAddr, port: PortId, at: Instant) -> bool {
+        match self.map.get_mut(&(vid, mac)) {
+            Some(e) if !e.is_static && e.port == port => {
+                e.last_seen = e.last_seen.max(at);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn remove(&mut self, vid: u16, mac: MacAddr) -> Option<FdbEntry> {
         self.map.remove(&(vid, mac))
     }

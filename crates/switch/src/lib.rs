@@ -22,6 +22,7 @@ pub mod config;
 pub mod counters;
 pub mod fdb;
 pub mod impair;
+mod offload;
 pub mod stp;
 pub mod time;
 
