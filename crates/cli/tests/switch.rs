@@ -477,3 +477,136 @@ fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
 }
+
+/// (rx_frames, rx_bytes, tx_frames, tx_bytes) of port `port` of sw0.
+fn port_counts(lab: &Lab, port: &str) -> [u64; 4] {
+    let sw = &switches(lab)[0];
+    let p = sw["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port)
+        .unwrap_or_else(|| panic!("no port {port}: {sw}"))
+        .clone();
+    ["rx_frames", "rx_bytes", "tx_frames", "tx_bytes"].map(|k| p[k].as_u64().unwrap())
+}
+
+#[test]
+fn offloaded_flows_are_counted_and_keep_their_fdb_entries() {
+    // Ageing of 2 s: without the kernel's counters read back, an
+    // offloaded flow's entries would age out under it, and its rules go.
+    let lab = Lab::from_text(
+        "swfpst",
+        "name = \"x\"\n[nodes.sw0]\nkind = \"switch\"\nageing_time = 2\n\
+         [nodes.ns1.interfaces.eth0]\naddresses = [\"10.61.0.1/24\"]\n\
+         [nodes.ns2.interfaces.eth0]\naddresses = [\"10.61.0.2/24\"]\n\
+         [[links]]\nendpoints = [\"ns1:eth0\", \"sw0:p1\"]\n\
+         [[links]]\nendpoints = [\"ns2:eth0\", \"sw0:p2\"]\n",
+    );
+    lab.up();
+    assert!(lab.ping("ns1", "ns2", None));
+    let got = tcp_transfer(&lab, "ns2", "10.61.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert_eq!(fastpath_rules(&lab), 2);
+
+    // A transfer the kernel carries almost entirely still shows in the
+    // ports' counters, once the datapath has read the rules' (every
+    // second, and before it removes them).
+    let (p1, p2) = (port_counts(&lab, "p1"), port_counts(&lab, "p2"));
+    let got = tcp_transfer(&lab, "ns2", "10.61.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    let t0 = Instant::now();
+    loop {
+        let (q1, q2) = (port_counts(&lab, "p1"), port_counts(&lab, "p2"));
+        let d = |a: [u64; 4], b: [u64; 4], k: usize| b[k] - a[k];
+        if d(p2, q2, 3) >= got && d(p1, q1, 1) >= got {
+            // At most a 1448-byte segment per frame, and ACKs back.
+            assert!(d(p2, q2, 2) >= got / 1500, "{p2:?} -> {q2:?}");
+            assert!(d(p1, q1, 0) >= got / 1500, "{p1:?} -> {q1:?}");
+            assert!(d(p2, q2, 0) >= 100, "no ACKs counted: {p2:?} -> {q2:?}");
+            assert!(d(p1, q1, 2) >= 100, "no ACKs counted: {p1:?} -> {q1:?}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{got} bytes received, but the counters grew only p1 {p1:?} -> {q1:?}, p2 {p2:?} -> {q2:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // One way only (UDP, no replies while it runs), for 6 s, three times
+    // the ageing time: the rule stays, and so do both MACs, the
+    // destination's too although it sends nothing.
+    let _srv = Server(
+        lab.weft()
+            .args([
+                "exec", &lab.name, "ns2", "--", "iperf3", "-s", "-1", "-p", "5302",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let client = Server(
+        lab.weft()
+            .args([
+                "exec",
+                &lab.name,
+                "ns1",
+                "--",
+                "timeout",
+                "20",
+                "iperf3",
+                "-c",
+                "10.61.0.2",
+                "-p",
+                "5302",
+                "-u",
+                "-b",
+                "100M",
+                "-t",
+                "6",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while fastpath_rules(&lab) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the UDP flow was not offloaded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let aged = switches(&lab)[0]["fdb"]["aged"].as_u64().unwrap();
+    let macs = [
+        lab.iface("ns1", "eth0")["mac"].clone(),
+        lab.iface("ns2", "eth0")["mac"].clone(),
+    ];
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_millis(4500) {
+        let sw = &switches(&lab)[0];
+        assert!(
+            sw["fastpath_rules"].as_u64().unwrap() > 0,
+            "rules gone: {sw}"
+        );
+        assert_eq!(sw["fdb"]["aged"].as_u64().unwrap(), aged, "{sw}");
+        let fdb: serde_json::Value =
+            serde_json::from_str(&lab.ok(&["fdb", &lab.name, "sw0", "--json"])).unwrap();
+        for m in &macs {
+            assert!(
+                fdb["entries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["mac"] == *m),
+                "{m} aged out under an offloaded flow: {fdb}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(client);
+}

@@ -32,10 +32,12 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::time::Duration;
 
-use weft_switch::{PortId, Switch};
+use weft_switch::{Instant, PortId, Switch};
 use weft_sys::netlink::{tc, Netlink};
 use weft_sys::port::{PacketSocket, MAX_SKIP_PAIRS};
+use weft_wire::MacAddr;
 
 /// Frames of one (in port, destination) pair before the flow is offloaded.
 pub const THRESHOLD: u32 = 64;
@@ -97,7 +99,18 @@ pub struct FastPath {
     sig: Option<Sig>,
     /// Ports whose frames must always pass through userspace.
     excluded: Vec<usize>,
+    /// Per (global in-port, filter prio): the filter's (packets, bytes)
+    /// at the last read, so that each read credits only what is new.
+    counted: HashMap<(usize, u16), (u64, u64)>,
 }
+
+/// How often the loop reads the rules' counters.
+pub const HARVEST_EVERY: Duration = Duration::from_secs(1);
+
+/// The link header the kernel's byte count leaves out (it counts from the
+/// network header on), put back so that offloaded frames count as the
+/// switch counts the frames it forwards itself.
+const LINK_HEADER: u64 = 14;
 
 impl FastPath {
     /// Off: nothing is ever offloaded.
@@ -108,6 +121,7 @@ impl FastPath {
             seen: HashMap::new(),
             sig: None,
             excluded: Vec::new(),
+            counted: HashMap::new(),
         }
     }
 
@@ -209,6 +223,7 @@ impl FastPath {
             let _ = nl.flush();
             let _ = in_sock.skip_pairs(&[]);
             self.rules.remove(&g);
+            self.counted.retain(|(h, _), _| *h != g);
             self.nl = None;
             return Err(io::Error::other(format!(
                 "{first}; fast path off for this switch"
@@ -217,6 +232,66 @@ impl FastPath {
         list.push((pair, to));
         self.sig = Some(sig);
         Ok(())
+    }
+
+    /// Reads every rule's counters in the kernel and folds what is new into
+    /// `core`, as Open vSwitch's revalidators do with kernel flow stats:
+    /// frames and bytes on the in port's rx, the out port's tx and the
+    /// VLAN; and, for a rule that forwarded frames since the last read, the
+    /// pair's FDB entries (source on the in port, destination on the out
+    /// port) refreshed to the kernel's last use, so that a busy flow does
+    /// not age out while the kernel carries it. `ports` maps core port
+    /// index to global index; `ifindex` gives a global port's interface.
+    pub fn harvest(
+        &mut self,
+        core: &mut Switch,
+        ports: &[usize],
+        ifindex: impl Fn(usize) -> Option<u32>,
+        now: Instant,
+    ) {
+        let Some(nl) = &mut self.nl else {
+            return;
+        };
+        let core_id = |g: usize| ports.iter().position(|&x| x == g).map(|i| PortId(i as u16));
+        for (&g, list) in &self.rules {
+            let (Some(ix), Some(in_id)) = (ifindex(g), core_id(g)) else {
+                continue;
+            };
+            let stats = match tc::ingress_stats(nl, ix) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(port = g, "fast path counters: {e}");
+                    continue;
+                }
+            };
+            let Some(vid) = core.untagged_vlan(in_id) else {
+                continue;
+            };
+            for st in stats {
+                // Rule k is the filters at prio 2k+1 (IPv4) and 2k+2 (IPv6).
+                let Some(&(pair, to)) = list.get(usize::from(st.prio.max(1) - 1) / 2) else {
+                    continue;
+                };
+                let Some(out_id) = core_id(to) else {
+                    continue;
+                };
+                let last = self.counted.entry((g, st.prio)).or_insert((0, 0));
+                let frames = st.packets.saturating_sub(last.0);
+                let bytes = st.bytes.saturating_sub(last.1);
+                *last = (st.packets, st.bytes);
+                if frames == 0 {
+                    continue;
+                }
+                core.credit_offloaded(in_id, out_id, vid, frames, bytes + LINK_HEADER * frames);
+                let used = Instant::from_nanos(
+                    now.as_nanos().saturating_sub(st.last_use.as_nanos() as u64),
+                );
+                core.touch(vid, MacAddr(pair.0), in_id, used);
+                // The replies usually refresh the destination; a one-way
+                // flow has none, and must not lose its entry either.
+                core.touch(vid, MacAddr(pair.1), out_id, used);
+            }
+        }
     }
 
     /// Whether rules exist that a change in `core` has made stale.
@@ -244,6 +319,7 @@ impl FastPath {
         }
         self.rules.clear();
         self.seen.clear();
+        self.counted.clear();
         self.sig = None;
     }
 }

@@ -280,6 +280,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
     let mut rx = RxBatch::new(RX_BATCH);
     let mut ready: Vec<Ready> = Vec::new();
     let mut next_carrier = dp.now() + CARRIER_EVERY;
+    let mut next_harvest = dp.now() + fastpath::HARVEST_EVERY;
     loop {
         let now = dp.now();
         let mut deadline = next_carrier;
@@ -328,6 +329,12 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 s.flap.sample(moves, now, &s.name);
             }
             next_carrier = now + CARRIER_EVERY;
+            if now >= next_harvest {
+                for s in 0..dp.switches.len() {
+                    dp.harvest_fast(s);
+                }
+                next_harvest = now + fastpath::HARVEST_EVERY;
+            }
         }
     }
 }
@@ -466,13 +473,33 @@ impl Dp {
         }
     }
 
-    /// Removes every fast-path rule of switch `s` (a port's impairment
-    /// changed, or a forwarding decision may have).
-    fn invalidate_fast(&mut self, s: usize) {
+    /// Folds what switch `s`'s fast-path rules forwarded since the last
+    /// read into its counters and FDB.
+    fn harvest_fast(&mut self, s: usize) {
+        let now = self.now();
         let sw = &mut self.switches[s];
         if sw.fast.rules() == 0 {
             return;
         }
+        let ports = &self.ports;
+        sw.fast.harvest(
+            &mut sw.core,
+            &sw.ports,
+            |g| ports[g].sock.as_ref().map(PacketSocket::ifindex),
+            now,
+        );
+    }
+
+    /// Removes every fast-path rule of switch `s` (a port's impairment
+    /// changed, or a forwarding decision may have).
+    fn invalidate_fast(&mut self, s: usize) {
+        if self.switches[s].fast.rules() == 0 {
+            return;
+        }
+        // What the rules forwarded since the last read would be lost with
+        // them.
+        self.harvest_fast(s);
+        let sw = &mut self.switches[s];
         let socks: Vec<(usize, &PacketSocket)> = sw
             .ports
             .iter()
