@@ -23,10 +23,16 @@
 //! the port, on switches without mirroring. Any change that could alter a
 //! forwarding decision (a MAC moving, entries flushed or aged, an STP or
 //! carrier change on any port) removes every rule of the switch; steady
-//! flows come back after [`THRESHOLD`] frames. Offloaded frames refresh no
-//! FDB entry, so after the ageing time the entries age, the rules go, and
-//! the flow is learned again. Frames the kernel forwards are not in the
-//! switch's port counters (the status shows how many rules there are).
+//! flows come back after [`THRESHOLD`] frames.
+//!
+//! Like Open vSwitch's revalidators with kernel flow stats, the loop
+//! calls [`FastPath::harvest`] every [`HARVEST_EVERY`] and right before
+//! rules are removed: it reads each rule's two filters' counters (packets,
+//! bytes, last use), credits what is new to the ports' and the VLAN's
+//! counters, and refreshes the pair's FDB entries (the source on IN, the
+//! destination on OUT) to the kernel's last use, so that a busy offloaded
+//! flow neither disappears from the counters nor ages out; an idle one
+//! ages as before, and the change removes the rules.
 //!
 //! `WEFT_SWITCH_FASTPATH=off` in the environment of `weft up` turns it off.
 
