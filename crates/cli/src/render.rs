@@ -189,6 +189,13 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
         "    switch {} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
         sw.stp, sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
     );
+    if !sw.fastpath.is_empty() {
+        let _ = writeln!(
+            out,
+            "    kernel fast path {} ({} flow(s))",
+            sw.fastpath, sw.fastpath_rules
+        );
+    }
     if sw.loop_suspected {
         let _ = writeln!(
             out,

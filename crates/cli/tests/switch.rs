@@ -397,6 +397,27 @@ fn tcp_through_userspace_only_with_default_offloads() {
 }
 
 #[test]
+fn switches_with_several_vlans_keep_every_frame_in_userspace() {
+    // tc sees an 802.1Q tag only as packet metadata, so a rule could not
+    // keep tagged frames out; with trunks or several VLANs every frame
+    // stays with the switch, which keeps VLANs apart.
+    let lab = Lab::example("swvfast", "switch-vlan.toml");
+    lab.up();
+    let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    for s in switches(&lab) {
+        assert_eq!(s["fastpath_rules"], 0, "{s}");
+        let why = s["fastpath"].as_str().unwrap();
+        assert!(
+            why.starts_with("off: ") && why.contains("one VLAN"),
+            "{why}"
+        );
+    }
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("kernel fast path off: "), "{text}");
+}
+
+#[test]
 fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     let lab = Lab::example("swfast", "switch.toml");
     lab.up();
@@ -407,6 +428,7 @@ fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
     // Both directions (data and ACKs) became steady.
     assert_eq!(fastpath_rules(&lab), 2);
+    assert_eq!(switches(&lab)[0]["fastpath"], "on");
     let sw_ns = lab.netns("sw0");
     let rules = Command::new("tc")
         .args(["-n", &sw_ns, "filter", "show", "dev", "p1", "ingress"])

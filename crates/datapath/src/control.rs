@@ -72,6 +72,10 @@ pub struct SwitchInfo {
     /// module); their frames are not in the port counters.
     #[serde(default)]
     pub fastpath_rules: usize,
+    /// `on`, or `off: why` (a switch with trunks or several VLANs, a
+    /// mirror, `WEFT_SWITCH_FASTPATH=off`, a kernel that refused a rule).
+    #[serde(default)]
+    pub fastpath: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
