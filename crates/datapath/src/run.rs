@@ -629,14 +629,7 @@ impl Dp {
                 match self.switches.iter().position(|s| s.name == switch) {
                     Some(s) => Reply::Fdb(self.fdb(s)),
                     None => Reply::Error {
-                        message: format!(
-                            "no switch {switch} in this lab (switches: {})",
-                            self.switches
-                                .iter()
-                                .map(|s| s.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        message: self.no_switch(&switch),
                     },
                 }
             }
