@@ -231,6 +231,17 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             );
         }
     }
+    for v in &sw.vlans {
+        let mut line = format!(
+            "      vlan {:<4} frames {} bytes {} flooded {}",
+            v.vlan, v.frames, v.bytes, v.flooded
+        );
+        if !v.drops.is_empty() {
+            let d: Vec<String> = v.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let _ = write!(line, ", dropped: {}", d.join(", "));
+        }
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// `weft fdb LAB SWITCH`: the learned table, like `ovs-appctl fdb/show`.

@@ -298,6 +298,27 @@ fn exp13_vlans_separate_hosts_and_a_trunk_carries_both() {
             .any(|e| e["mac"] == a2 && e["vlan"] == 10 && e["port"] == "trunk"),
         "{fdb}"
     );
+    // Per-VLAN counters: the transfer is in VLAN 10's bytes, not in 20's;
+    // the ARP broadcasts of both show as flooded.
+    let sw1 = switches(&lab)
+        .into_iter()
+        .find(|s| s["name"] == "sw1")
+        .unwrap();
+    let vlan = |id: u64| {
+        sw1["vlans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["vlan"] == id)
+            .unwrap_or_else(|| panic!("no VLAN {id} in {sw1}"))
+            .clone()
+    };
+    let (v10, v20) = (vlan(10), vlan(20));
+    assert!(v10["bytes"].as_u64().unwrap() >= 10_000_000, "{v10}");
+    assert!(v20["bytes"].as_u64().unwrap() < 1_000_000, "{v20}");
+    assert!(v10["flooded"].as_u64().unwrap() > 0 && v20["flooded"].as_u64().unwrap() > 0);
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("vlan 10   frames "), "{text}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use weft_topo::Lab;
 
 use crate::config::switch_config;
 use crate::control::{
-    FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo,
+    FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo, VlanInfo,
 };
 use crate::fastpath::{self, FastPath};
 
@@ -724,6 +724,23 @@ impl Dp {
                         flushed: fc.flushed,
                     },
                     ports,
+                    vlans: sw
+                        .core
+                        .vlans()
+                        .into_iter()
+                        .map(|(vlan, c)| VlanInfo {
+                            vlan,
+                            frames: c.frames,
+                            bytes: c.bytes,
+                            flooded: c.flooded,
+                            drops: c
+                                .drops
+                                .iter()
+                                .filter(|(_, n)| *n > 0)
+                                .map(|(r, n)| (format!("{r:?}"), n))
+                                .collect(),
+                        })
+                        .collect(),
                 }
             })
             .collect();
