@@ -189,6 +189,13 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
         "    switch {} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
         sw.stp, sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
     );
+    if !sw.fastpath.is_empty() {
+        let _ = writeln!(
+            out,
+            "    kernel fast path {} ({} flow(s))",
+            sw.fastpath, sw.fastpath_rules
+        );
+    }
     if sw.loop_suspected {
         let _ = writeln!(
             out,
@@ -223,6 +230,17 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
                 i.settings, i.seed, i.lost, i.queue_full, i.duplicated, i.reordered, i.held
             );
         }
+    }
+    for v in &sw.vlans {
+        let mut line = format!(
+            "      vlan {:<4} frames {} bytes {} flooded {}",
+            v.vlan, v.frames, v.bytes, v.flooded
+        );
+        if !v.drops.is_empty() {
+            let d: Vec<String> = v.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let _ = write!(line, ", dropped: {}", d.join(", "));
+        }
+        let _ = writeln!(out, "{line}");
     }
 }
 

@@ -298,6 +298,27 @@ fn exp13_vlans_separate_hosts_and_a_trunk_carries_both() {
             .any(|e| e["mac"] == a2 && e["vlan"] == 10 && e["port"] == "trunk"),
         "{fdb}"
     );
+    // Per-VLAN counters: the transfer is in VLAN 10's bytes, not in 20's;
+    // the ARP broadcasts of both show as flooded.
+    let sw1 = switches(&lab)
+        .into_iter()
+        .find(|s| s["name"] == "sw1")
+        .unwrap();
+    let vlan = |id: u64| {
+        sw1["vlans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["vlan"] == id)
+            .unwrap_or_else(|| panic!("no VLAN {id} in {sw1}"))
+            .clone()
+    };
+    let (v10, v20) = (vlan(10), vlan(20));
+    assert!(v10["bytes"].as_u64().unwrap() >= 10_000_000, "{v10}");
+    assert!(v20["bytes"].as_u64().unwrap() < 1_000_000, "{v20}");
+    assert!(v10["flooded"].as_u64().unwrap() > 0 && v20["flooded"].as_u64().unwrap() > 0);
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("vlan 10   frames "), "{text}");
 }
 
 #[test]
@@ -397,6 +418,27 @@ fn tcp_through_userspace_only_with_default_offloads() {
 }
 
 #[test]
+fn switches_with_several_vlans_keep_every_frame_in_userspace() {
+    // tc sees an 802.1Q tag only as packet metadata, so a rule could not
+    // keep tagged frames out; with trunks or several VLANs every frame
+    // stays with the switch, which keeps VLANs apart.
+    let lab = Lab::example("swvfast", "switch-vlan.toml");
+    lab.up();
+    let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    for s in switches(&lab) {
+        assert_eq!(s["fastpath_rules"], 0, "{s}");
+        let why = s["fastpath"].as_str().unwrap();
+        assert!(
+            why.starts_with("off: ") && why.contains("one VLAN"),
+            "{why}"
+        );
+    }
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("kernel fast path off: "), "{text}");
+}
+
+#[test]
 fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     let lab = Lab::example("swfast", "switch.toml");
     lab.up();
@@ -407,6 +449,7 @@ fn steady_flows_move_to_the_kernel_fast_path_and_leave_it_on_a_change() {
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
     // Both directions (data and ACKs) became steady.
     assert_eq!(fastpath_rules(&lab), 2);
+    assert_eq!(switches(&lab)[0]["fastpath"], "on");
     let sw_ns = lab.netns("sw0");
     let rules = Command::new("tc")
         .args(["-n", &sw_ns, "filter", "show", "dev", "p1", "ingress"])
@@ -513,6 +556,15 @@ fn offloaded_flows_are_counted_and_keep_their_fdb_entries() {
     // ports' counters, once the datapath has read the rules' (every
     // second, and before it removes them).
     let (p1, p2) = (port_counts(&lab, "p1"), port_counts(&lab, "p2"));
+    let vlan_bytes = |lab: &Lab| {
+        switches(lab)[0]["vlans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["vlan"] == 1)
+            .map_or(0, |v| v["bytes"].as_u64().unwrap())
+    };
+    let v1 = vlan_bytes(&lab);
     let got = tcp_transfer(&lab, "ns2", "10.61.0.2", "ns1", 20_000_000);
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
     let t0 = Instant::now();
@@ -525,6 +577,8 @@ fn offloaded_flows_are_counted_and_keep_their_fdb_entries() {
             assert!(d(p1, q1, 0) >= got / 1500, "{p1:?} -> {q1:?}");
             assert!(d(p2, q2, 0) >= 100, "no ACKs counted: {p2:?} -> {q2:?}");
             assert!(d(p1, q1, 2) >= 100, "no ACKs counted: {p1:?} -> {q1:?}");
+            let v2 = vlan_bytes(&lab);
+            assert!(v2 - v1 >= got, "VLAN 1 bytes {v1} -> {v2}");
             break;
         }
         assert!(

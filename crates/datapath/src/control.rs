@@ -68,10 +68,29 @@ pub struct SwitchInfo {
     pub fdb_max: usize,
     pub fdb: FdbStats,
     pub ports: Vec<PortInfo>,
+    /// VLANs that have seen frames, in order.
+    #[serde(default)]
+    pub vlans: Vec<VlanInfo>,
     /// Flows the kernel forwards by itself (see the datapath's fastpath
-    /// module); their frames are not in the port counters.
+    /// module); the datapath reads their counters back every second.
     #[serde(default)]
     pub fastpath_rules: usize,
+    /// `on`, or `off: why` (a switch with trunks or several VLANs, a
+    /// mirror, `WEFT_SWITCH_FASTPATH=off`, a kernel that refused a rule).
+    #[serde(default)]
+    pub fastpath: String,
+}
+
+/// One VLAN's counters (`bridge -s vlan show`): frames classified into
+/// it, and drops after classification by reason.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VlanInfo {
+    pub vlan: u16,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Broadcast, multicast and unknown unicast frames flooded.
+    pub flooded: u64,
+    pub drops: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -18,9 +18,8 @@
 //! Matching the source as well keeps every new source, and so every MAC
 //! move, in front of the switch's learning. Only what the switch would
 //! forward unchanged is offloaded: untagged IPv4 and IPv6 frames to a
-//! learned unicast MAC (a tagged frame reads as
-//! 802.1Q to tc and never matches), with the frame's port VLAN fixed by
-//! the port, on switches without mirroring. Any change that could alter a
+//! learned unicast MAC, on switches whose ports are all access ports of
+//! one VLAN and that have no mirror ([`refused`] says why others do not). Any change that could alter a
 //! forwarding decision (a MAC moving, entries flushed or aged, an STP or
 //! carrier change on any port) removes every rule of the switch; steady
 //! flows come back after [`THRESHOLD`] frames.
@@ -40,7 +39,7 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
-use weft_switch::{Instant, PortId, Switch};
+use weft_switch::{Instant, PortId, PortMode, Switch, SwitchConfig};
 use weft_sys::netlink::{tc, Netlink};
 use weft_sys::port::{PacketSocket, MAX_SKIP_PAIRS};
 use weft_wire::MacAddr;
@@ -53,6 +52,34 @@ const IPV6: u16 = 0x86dd;
 
 /// A (source, destination) MAC pair.
 pub type Pair = ([u8; 6], [u8; 6]);
+
+/// Why a switch may not use the fast path at all, if it may not.
+///
+/// The kernel moves an 802.1Q tag into the packet's metadata before tc
+/// sees the frame, so a `u32` rule cannot tell a tagged frame from an
+/// untagged one: a rule made for an untagged flow would also pass a
+/// tagged frame with the same MACs, tag and all, which the switch itself
+/// drops on an access port. On a switch whose ports are all access ports
+/// of one VLAN such a frame can only reach hosts of that same VLAN, as
+/// the switch would deliver a frame of theirs anyway; with trunks or
+/// several VLANs it could cross into another VLAN, so those switches keep
+/// every frame in userspace. A mirror must see every frame too.
+pub fn refused(cfg: &SwitchConfig) -> Option<&'static str> {
+    if cfg.mirror.output.is_some() {
+        return Some("it has a mirror port, which must see every frame");
+    }
+    let mut vlans = cfg.ports.iter().map(|p| match p.mode {
+        PortMode::Access(v) => Some(v),
+        PortMode::Trunk { .. } => None,
+    });
+    let first = vlans.next().flatten();
+    if first.is_none() || !vlans.all(|v| v == first) {
+        return Some(
+            "its ports are not all access ports of one VLAN (tc cannot tell tagged frames from untagged ones)",
+        );
+    }
+    None
+}
 
 /// The frame's (source, destination) if it is of the kind a fast-path
 /// rule can take: unicast, untagged IPv4 or IPv6.
@@ -105,6 +132,8 @@ pub struct FastPath {
     sig: Option<Sig>,
     /// Ports whose frames must always pass through userspace.
     excluded: Vec<usize>,
+    /// Why it is off, for `weft status`.
+    why_off: Option<String>,
     /// Per (global in-port, filter prio): the filter's (packets, bytes)
     /// at the last read, so that each read credits only what is new.
     counted: HashMap<(usize, u16), (u64, u64)>,
@@ -120,14 +149,24 @@ const LINK_HEADER: u64 = 14;
 
 impl FastPath {
     /// Off: nothing is ever offloaded.
-    pub fn off() -> FastPath {
+    pub fn off(why: impl Into<String>) -> FastPath {
         FastPath {
             nl: None,
             rules: HashMap::new(),
             seen: HashMap::new(),
             sig: None,
             excluded: Vec::new(),
+            why_off: Some(why.into()),
             counted: HashMap::new(),
+        }
+    }
+
+    /// `on`, or `off: why`.
+    pub fn describe(&self) -> String {
+        match (&self.nl, &self.why_off) {
+            (Some(_), _) => "on".to_string(),
+            (None, Some(w)) => format!("off: {w}"),
+            (None, None) => "off".to_string(),
         }
     }
 
@@ -143,7 +182,8 @@ impl FastPath {
         let _ = nl.flush();
         FastPath {
             nl: Some(nl),
-            ..FastPath::off()
+            why_off: None,
+            ..FastPath::off("")
         }
     }
 
@@ -231,6 +271,7 @@ impl FastPath {
             self.rules.remove(&g);
             self.counted.retain(|(h, _), _| *h != g);
             self.nl = None;
+            self.why_off = Some(format!("the kernel refused a rule ({first})"));
             return Err(io::Error::other(format!(
                 "{first}; fast path off for this switch"
             )));
@@ -355,7 +396,7 @@ mod tests {
         let armed = |core: &Switch| FastPath {
             rules: HashMap::from([(0, vec![(([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]), 1)])]),
             sig: Some(Sig::of(core)),
-            ..FastPath::off()
+            ..FastPath::off("test")
         };
         let fp = armed(&core);
         assert!(!fp.stale(&core));
@@ -374,7 +415,29 @@ mod tests {
         core.tick(Instant::from_secs(1000), &mut out);
         assert!(fp.stale(&core));
         // Without rules nothing is stale.
-        assert!(!FastPath::off().stale(&core));
+        assert!(!FastPath::off("test").stale(&core));
+    }
+
+    #[test]
+    fn only_single_vlan_access_switches_without_mirrors_use_it() {
+        use weft_switch::PortConfig;
+        let mac = "02:00:00:00:00:fe".parse().unwrap();
+        let cfg = |ports| SwitchConfig::new(mac, ports);
+        assert_eq!(refused(&cfg(vec![PortConfig::access(1); 3])), None);
+        assert_eq!(refused(&cfg(vec![PortConfig::access(10); 2])), None);
+        assert!(
+            refused(&cfg(vec![PortConfig::access(10), PortConfig::access(20)]))
+                .unwrap()
+                .contains("one VLAN")
+        );
+        assert!(refused(&cfg(vec![
+            PortConfig::access(10),
+            PortConfig::trunk([10], None)
+        ]))
+        .is_some());
+        let mut m = cfg(vec![PortConfig::access(1); 3]);
+        m.mirror.output = Some(PortId(2));
+        assert!(refused(&m).unwrap().contains("mirror"));
     }
 
     #[test]
@@ -401,12 +464,12 @@ mod tests {
         // `observe` needs the fast path on; a stand-in socket is not
         // needed for counting, so check the off and excluded cases and
         // the counting rule on a path whose netlink is a real socket.
-        let mut off = FastPath::off();
+        let mut off = FastPath::off("test");
         assert!((0..200).all(|_| !off.observe(0, ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]), 1)));
         let nl = Netlink::open().unwrap();
         let mut on = FastPath {
             nl: Some(nl),
-            ..FastPath::off()
+            ..FastPath::off("test")
         };
         let hits: Vec<u32> = (1..=200)
             .filter(|_| on.observe(0, ([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]), 1))

@@ -13,7 +13,7 @@ use weft_topo::Lab;
 
 use crate::config::switch_config;
 use crate::control::{
-    FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo,
+    FdbReply, FdbRow, FdbStats, PortInfo, Reply, Request, StatusReply, SwitchInfo, VlanInfo,
 };
 use crate::fastpath::{self, FastPath};
 
@@ -190,8 +190,10 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             continue;
         };
         let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
-        // A mirror must see every frame: no fast path on that switch.
-        let fast_here = fast_on && cfg.mirror.output.is_none();
+        let refused = crate::fastpath::refused(&cfg);
+        if let (true, Some(why)) = (fast_on, refused) {
+            tracing::info!(switch = %node.name, "no kernel fast path: {why}");
+        }
         let s = dp.switches.len();
         // Sockets belong to the namespace they are made in: make them on
         // a thread inside the switch's namespace.
@@ -229,7 +231,11 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             dp.queues.push(Vec::new());
             global.push(g);
         }
-        let fast = if fast_here {
+        let fast = if let Some(why) = refused {
+            FastPath::off(why)
+        } else if !fast_on {
+            FastPath::off("WEFT_SWITCH_FASTPATH=off")
+        } else {
             let ixs: Vec<u32> = global
                 .iter()
                 .filter_map(|&g| dp.ports[g].sock.as_ref().map(|s| s.ifindex()))
@@ -238,15 +244,13 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 Ok(Ok(nl)) => FastPath::new(nl, &ixs),
                 Ok(Err(e)) => {
                     tracing::warn!(switch = %node.name, "no netlink socket for the fast path ({e}); every frame goes through userspace");
-                    FastPath::off()
+                    FastPath::off(format!("no netlink socket ({e})"))
                 }
                 Err(e) => {
                     tracing::warn!(switch = %node.name, "no netlink socket for the fast path ({e}); every frame goes through userspace");
-                    FastPath::off()
+                    FastPath::off(format!("no netlink socket ({e})"))
                 }
             }
-        } else {
-            FastPath::off()
         };
         dp.switches.push(Sw {
             name: node.name.clone(),
@@ -652,14 +656,7 @@ impl Dp {
                 match self.switches.iter().position(|s| s.name == switch) {
                     Some(s) => Reply::Fdb(self.fdb(s)),
                     None => Reply::Error {
-                        message: format!(
-                            "no switch {switch} in this lab (switches: {})",
-                            self.switches
-                                .iter()
-                                .map(|s| s.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        message: self.no_switch(&switch),
                     },
                 }
             }
@@ -743,6 +740,7 @@ impl Dp {
                     loop_suspected: sw.flap.since.is_some(),
                     topology_changes: st.topology_changes,
                     fastpath_rules: sw.fast.rules(),
+                    fastpath: sw.fast.describe(),
                     fdb_entries: sw.core.fdb().len(),
                     fdb_max: sw.core.fdb().max_entries(),
                     fdb: FdbStats {
@@ -753,6 +751,23 @@ impl Dp {
                         flushed: fc.flushed,
                     },
                     ports,
+                    vlans: sw
+                        .core
+                        .vlans()
+                        .into_iter()
+                        .map(|(vlan, c)| VlanInfo {
+                            vlan,
+                            frames: c.frames,
+                            bytes: c.bytes,
+                            flooded: c.flooded,
+                            drops: c
+                                .drops
+                                .iter()
+                                .filter(|(_, n)| *n > 0)
+                                .map(|(r, n)| (format!("{r:?}"), n))
+                                .collect(),
+                        })
+                        .collect(),
                 }
             })
             .collect();

@@ -428,6 +428,13 @@ impl Switch {
         self.vlan_counters.get(&vid).copied().unwrap_or_default()
     }
 
+    /// Every VLAN that has seen a frame, in VLAN order, with its counters.
+    pub fn vlans(&self) -> Vec<(u16, VlanCounters)> {
+        let mut v: Vec<_> = self.vlan_counters.iter().map(|(k, c)| (*k, *c)).collect();
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
+    }
+
     /// Frames handed in with a port number the switch does not have.
     pub fn unknown_port_frames(&self) -> u64 {
         self.unknown_port_frames

@@ -881,6 +881,10 @@ thread_local! {
 pub struct Poller {
     fd: OwnedFd,
     events: Vec<libc::epoll_event>,
+    /// epoll_pwait2 (Linux 5.11) takes its timeout in nanoseconds, so a
+    /// delayed frame leaves on time rather than on the next millisecond;
+    /// cleared when the kernel does not have it.
+    pwait2: bool,
 }
 
 /// A ready file descriptor: its token, and whether it reported an error
@@ -899,6 +903,7 @@ impl Poller {
             // SAFETY: raw is a fresh fd we own.
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
             events: Vec::with_capacity(64),
+            pwait2: true,
         })
     }
 
@@ -937,22 +942,49 @@ impl Poller {
     /// is ready.
     pub fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
         out.clear();
-        let ms = match timeout {
-            None => -1,
-            // Round up, so a deadline 0.3 ms away does not spin.
-            Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-        };
         self.events.clear();
-        let cap = self.events.capacity();
-        // SAFETY: the kernel writes at most `cap` events into the spare
-        // capacity, and we set the length to what it reports.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                cap as i32,
-                ms,
-            )
+        let cap = self.events.capacity() as libc::c_int;
+        let n = loop {
+            let n = match timeout {
+                Some(t) if self.pwait2 => {
+                    let ts = libc::timespec {
+                        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+                        tv_nsec: t.subsec_nanos() as libc::c_long,
+                    };
+                    // SAFETY: the kernel writes at most `cap` events into
+                    // the spare capacity; ts is valid; no signal mask.
+                    unsafe {
+                        libc::epoll_pwait2(
+                            self.fd.as_raw_fd(),
+                            self.events.as_mut_ptr(),
+                            cap,
+                            &ts,
+                            std::ptr::null(),
+                        )
+                    }
+                }
+                _ => {
+                    let ms = match timeout {
+                        None => -1,
+                        // Round up, so a deadline 0.3 ms away does not spin.
+                        Some(t) => {
+                            t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+                        }
+                    };
+                    // SAFETY: as above.
+                    unsafe {
+                        libc::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), cap, ms)
+                    }
+                }
+            };
+            if n < 0
+                && self.pwait2
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+            {
+                self.pwait2 = false;
+                continue;
+            }
+            break n;
         };
         if n < 0 {
             let e = io::Error::last_os_error();

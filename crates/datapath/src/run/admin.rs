@@ -17,16 +17,20 @@ impl Dp {
         tracing::info!(switch = %self.switches[s].name, port = %self.ports[g].name, up, "port set administratively");
     }
 
+    pub(super) fn no_switch(&self, switch: &str) -> String {
+        format!(
+            "no switch {switch} in this lab (switches: {})",
+            self.switches
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
     pub(super) fn no_port(&self, switch: &str, port: &str) -> Reply {
         let message = match self.switches.iter().find(|s| s.name == switch) {
-            None => format!(
-                "no switch {switch} in this lab (switches: {})",
-                self.switches
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            None => self.no_switch(switch),
             Some(s) => format!(
                 "switch {switch} has no port {port} (ports: {})",
                 s.ports

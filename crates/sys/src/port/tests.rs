@@ -343,3 +343,19 @@ fn skipped_destinations_do_not_reach_the_socket() {
     })
     .unwrap();
 }
+
+#[test]
+fn poller_sleeps_sub_millisecond_timeouts_with_nanosecond_resolution() {
+    let mut p = Poller::new().unwrap();
+    let mut out = Vec::new();
+    for us in [50u64, 300, 1500] {
+        let t = Duration::from_micros(us);
+        let t0 = std::time::Instant::now();
+        p.wait(&mut out, Some(t)).unwrap();
+        assert!(out.is_empty());
+        assert!(t0.elapsed() >= t, "woke after {:?} of {t:?}", t0.elapsed());
+    }
+    // This kernel (6.18) has epoll_pwait2: impairment delays are not
+    // rounded up to whole milliseconds.
+    assert!(p.pwait2, "epoll_pwait2 fell back to epoll_wait");
+}
