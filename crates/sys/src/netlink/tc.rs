@@ -259,10 +259,10 @@ mod tests {
         false
     }
 
-    #[test]
-    fn a_u32_filter_redirects_one_mac_pair_to_another_port() {
-        let mut g = NsGuard::default();
-        let ns = g.create("tcfp");
+    /// A namespace with two veth pairs up, x1-s1 and x2-s2: s1 and s2 the
+    /// switch's ports, x1 and x2 where the hosts would be.
+    pub(super) fn two_cables(g: &mut NsGuard, name: &str) -> String {
+        let ns = g.create(name);
         for (a, b) in [("x1", "s1"), ("x2", "s2")] {
             ip(&[
                 "-n", &ns, "link", "add", a, "type", "veth", "peer", "name", b,
@@ -270,6 +270,13 @@ mod tests {
             ip(&["-n", &ns, "link", "set", a, "up"]);
             ip(&["-n", &ns, "link", "set", b, "up"]);
         }
+        ns
+    }
+
+    #[test]
+    fn a_u32_filter_redirects_one_mac_pair_to_another_port() {
+        let mut g = NsGuard::default();
+        let ns = two_cables(&mut g, "tcfp");
         crate::netns::run_in_named(&ns, || {
             let (s1, s2) = (
                 crate::if_index("s1").unwrap(),
@@ -330,19 +337,12 @@ mod stats_tests {
     use super::*;
     use crate::netlink::Netlink;
     use crate::port::{PacketSocket, RxBatch, TxFrame, VnetHdr};
-    use crate::testutil::{ip, NsGuard};
+    use crate::testutil::NsGuard;
 
     #[test]
     fn filter_stats_count_what_the_rule_redirected() {
         let mut g = NsGuard::default();
-        let ns = g.create("tcst");
-        for (a, b) in [("x1", "s1"), ("x2", "s2")] {
-            ip(&[
-                "-n", &ns, "link", "add", a, "type", "veth", "peer", "name", b,
-            ]);
-            ip(&["-n", &ns, "link", "set", a, "up"]);
-            ip(&["-n", &ns, "link", "set", b, "up"]);
-        }
+        let ns = super::tests::two_cables(&mut g, "tcst");
         crate::netns::run_in_named(&ns, || {
             let (s1, s2) = (
                 crate::if_index("s1").unwrap(),
