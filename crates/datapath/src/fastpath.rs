@@ -47,6 +47,9 @@ use weft_wire::MacAddr;
 /// Frames of one (in port, destination) pair before the flow is offloaded.
 pub const THRESHOLD: u32 = 64;
 
+/// Pairs counted towards [`THRESHOLD`] at most, per switch.
+pub const MAX_COUNTED: usize = 4096;
+
 const IPV4: u16 = 0x0800;
 const IPV6: u16 = 0x86dd;
 
@@ -119,6 +122,22 @@ impl Sig {
                 .map(|i| core.port_forwarding(PortId(i as u16)))
                 .collect(),
         }
+    }
+
+    /// `*self == Sig::of(core)`, without building one: this runs after
+    /// every receive batch while rules exist.
+    fn matches(&self, core: &Switch) -> bool {
+        let fc = core.fdb_counters();
+        self.moves == fc.moves
+            && self.flushed == fc.flushed
+            && self.aged == fc.aged
+            && self.topology_changes == core.stp_status().topology_changes
+            && self.forwarding.len() == core.port_count()
+            && self
+                .forwarding
+                .iter()
+                .enumerate()
+                .all(|(i, f)| *f == core.port_forwarding(PortId(i as u16)))
     }
 }
 
@@ -210,6 +229,13 @@ impl FastPath {
     pub fn observe(&mut self, g: usize, pair: Pair, to: usize) -> bool {
         if self.nl.is_none() || self.excluded.contains(&g) || self.excluded.contains(&to) {
             return false;
+        }
+        // Frames from sources the table never learned (a flood of random
+        // MACs towards a known host) are forwarded too: without a bound
+        // this map would grow with every new source. Starting the count
+        // again costs a steady flow only THRESHOLD more frames.
+        if self.seen.len() >= MAX_COUNTED && !self.seen.contains_key(&(g, pair)) {
+            self.seen.clear();
         }
         let n = self.seen.entry((g, pair)).or_insert(0);
         *n += 1;
@@ -343,7 +369,7 @@ impl FastPath {
 
     /// Whether rules exist that a change in `core` has made stale.
     pub fn stale(&self, core: &Switch) -> bool {
-        !self.rules.is_empty() && self.sig.as_ref().is_some_and(|s| *s != Sig::of(core))
+        !self.rules.is_empty() && self.sig.as_ref().is_some_and(|s| !s.matches(core))
     }
 
     /// Removes every rule; `socks` gives each port's socket (global index,
@@ -416,6 +442,26 @@ mod tests {
         assert!(fp.stale(&core));
         // Without rules nothing is stale.
         assert!(!FastPath::off("test").stale(&core));
+    }
+
+    #[test]
+    fn a_flood_of_new_sources_keeps_the_pair_counts_bounded() {
+        let mut fp = FastPath {
+            why_off: None,
+            ..FastPath::off("test")
+        };
+        // observe() needs the fast path on; a socket in this namespace is
+        // enough, no rule is ever installed here.
+        fp.nl = Some(Netlink::open().unwrap());
+        let dst = [2, 0, 0, 0, 0, 1];
+        for i in 0..3 * MAX_COUNTED as u32 {
+            let b = i.to_be_bytes();
+            assert!(!fp.observe(0, ([2, 9, b[0], b[1], b[2], b[3]], dst), 1));
+            assert!(fp.seen.len() <= MAX_COUNTED);
+        }
+        // A steady flow still gets there.
+        let pair = ([2, 0, 0, 0, 0, 2], dst);
+        assert!((1..=THRESHOLD).any(|_| fp.observe(0, pair, 1)));
     }
 
     #[test]
