@@ -83,14 +83,22 @@ pub fn switch_config(lab: &str, node: &Node) -> Option<(Vec<String>, SwitchConfi
 /// A stable, locally administered unicast MAC from the lab and node names,
 /// so bridge ids (and the root election) do not change from run to run.
 pub fn derived_mac(lab: &str, node: &str) -> MacAddr {
-    // FNV-1a: stable across Rust versions, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in lab.bytes().chain([0]).chain(node.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let b = h.to_be_bytes();
+    let b = stable_hash(&[lab, node]).to_be_bytes();
     MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// FNV-1a of the names, each followed by a zero byte: stable across Rust
+/// versions and runs, unlike std's hasher.
+pub fn stable_hash(names: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, n) in names.iter().enumerate() {
+        let sep = (i + 1 < names.len()).then_some(0u8);
+        for b in n.bytes().chain(sep) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 #[cfg(test)]

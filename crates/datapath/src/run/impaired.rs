@@ -36,18 +36,7 @@ const IN_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Seed of a port that gives none: from the lab, switch and port names,
 /// so a run replays the same way without one too.
 pub fn derived_seed(lab: &str, switch: &str, port: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in lab
-        .bytes()
-        .chain([0])
-        .chain(switch.bytes())
-        .chain([0])
-        .chain(port.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::config::stable_hash(&[lab, switch, port])
 }
 
 fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
