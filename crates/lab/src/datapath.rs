@@ -95,6 +95,19 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Erro
         if !changed && r.switches == want {
             return Ok(false);
         }
+        if !changed && without_impair(&r.switches) == without_impair(&want) {
+            // Only impairments changed: set them on the running datapath,
+            // which keeps its learned MACs and spanning tree.
+            retune(lab, &r.switches)?;
+            save_record(
+                name,
+                &Record {
+                    switches: want,
+                    ..r
+                },
+            )?;
+            return Ok(false);
+        }
     }
     stop(name)?;
     let exe = match exe {
@@ -114,16 +127,74 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Erro
             )
         },
     )?;
-    let rec = Record {
-        pid: p.pid,
-        start_time: p.start_time,
-        switches: want,
-    };
-    let tmp = dir.join("datapath.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&rec).expect("record serializes"))
-        .and_then(|_| std::fs::rename(&tmp, record_path(name)))
-        .map_err(|e| Error::io(format!("recording the datapath of lab {name}"), e))?;
+    save_record(
+        name,
+        &Record {
+            pid: p.pid,
+            start_time: p.start_time,
+            switches: want,
+        },
+    )?;
     Ok(true)
+}
+
+fn save_record(name: &str, rec: &Record) -> Result<(), Error> {
+    let tmp = state::lab_dir(name).join("datapath.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(rec).expect("record serializes"))
+        .and_then(|_| std::fs::rename(&tmp, record_path(name)))
+        .map_err(|e| Error::io(format!("recording the datapath of lab {name}"), e))
+}
+
+/// The switch nodes as recorded, with every port's impairment left out.
+fn without_impair(switches: &serde_json::Value) -> serde_json::Value {
+    let mut v = switches.clone();
+    for n in v.as_array_mut().into_iter().flatten() {
+        let ports = n
+            .pointer_mut("/switch/ports")
+            .and_then(|p| p.as_object_mut());
+        for p in ports.into_iter().flat_map(|p| p.values_mut()) {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("impair");
+            }
+        }
+    }
+    v
+}
+
+/// Sets on the running datapath every port impairment of `lab` that
+/// differs from the recorded `before`.
+fn retune(lab: &Lab, before: &serde_json::Value) -> Result<(), Error> {
+    let old: Vec<weft_topo::Node> = serde_json::from_value(before.clone()).unwrap_or_default();
+    for n in lab.nodes.values() {
+        let Some(sw) = &n.switch else { continue };
+        let was = old
+            .iter()
+            .find(|o| o.name == n.name)
+            .and_then(|o| o.switch.as_ref());
+        for (port, p) in &sw.ports {
+            let before = was
+                .and_then(|w| w.ports.get(port))
+                .and_then(|q| q.impair.clone());
+            if before == p.impair {
+                continue;
+            }
+            let req = Request::Impair {
+                switch: n.name.clone(),
+                port: port.clone(),
+                impair: p.impair.clone(),
+            };
+            match query(&lab.name, &req)? {
+                Reply::Done => {}
+                Reply::Error { message } => return Err(Error::Other(message)),
+                other => {
+                    return Err(Error::Other(format!(
+                        "the switch datapath answered {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Asks the lab's datapath something.

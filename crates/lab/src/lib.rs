@@ -183,9 +183,12 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let had_nodes = !old_lab.nodes.is_empty();
     let plan = weft_topo::plan(Some(&old_lab), lab);
     if plan.is_empty() {
-        // Edits that build nothing (the checks) are still the lab's.
-        if had_nodes && old_lab.checks != lab.checks {
-            st.lab.checks = lab.checks.clone();
+        // Edits that build nothing in the kernel (checks, switch settings
+        // such as impairment, tunnel settings) are still the lab's, and a
+        // (re)started datapath reads its switches from the state: saved
+        // first.
+        if had_nodes && old_lab != *lab {
+            st.lab = lab.clone();
             state::save(name, &st)?;
         }
         // The kernel side matches; the datapath may still have died or its
@@ -199,10 +202,6 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         let undone = runtime::restore(lab, restarted)?;
         // Tunnel processes may have died, or only their settings changed.
         tunnels::reconcile(lab)?;
-        if st.lab.tunnels != lab.tunnels {
-            st.lab = lab.clone();
-            state::save(name, &st)?;
-        }
         return Ok(UpReport {
             plan,
             changed: restarted || !undone.is_empty(),
