@@ -107,8 +107,8 @@ pub fn open_device(o: &Options) -> Result<SyncDevice> {
     }
 }
 
-/// [`open_device`] in the calling thread's namespace.
-fn open_device_here(o: &Options) -> Result<SyncDevice> {
+/// The device `o` asks for, with TSO and virtio-net headers if `offload`.
+fn builder(o: &Options, offload: bool) -> DeviceBuilder {
     let mut b = DeviceBuilder::new()
         .name(&o.dev)
         .layer(match o.mode {
@@ -117,9 +117,20 @@ fn open_device_here(o: &Options) -> Result<SyncDevice> {
         })
         .mtu(o.mtu)
         .enable(true);
+    if offload {
+        b = b.with(|b| {
+            b.offload(true);
+        });
+    }
     if let Some((a, p)) = o.address {
         b = b.ipv4(a, p, None);
     }
+    b
+}
+
+/// [`open_device`] in the calling thread's namespace.
+fn open_device_here(o: &Options) -> Result<SyncDevice> {
+    let b = builder(o, false);
     let what = match o.mode {
         Mode::Tun => "TUN",
         Mode::Tap => "TAP",
@@ -163,21 +174,7 @@ pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, DevKind)> {
 /// [`open_device_offload`] in the calling thread's namespace.
 fn open_device_offload_here(o: &Options) -> Result<(SyncDevice, DevKind)> {
     if o.offload {
-        let mut b = DeviceBuilder::new()
-            .name(&o.dev)
-            .layer(match o.mode {
-                Mode::Tun => Layer::L3,
-                Mode::Tap => Layer::L2,
-            })
-            .mtu(o.mtu)
-            .enable(true)
-            .with(|b| {
-                b.offload(true);
-            });
-        if let Some((a, p)) = o.address {
-            b = b.ipv4(a, p, None);
-        }
-        if let Ok(d) = b.build_sync() {
+        if let Ok(d) = builder(o, true).build_sync() {
             if d.tcp_gso() {
                 d.set_nonblocking(true)
                     .map_err(|e| os(format!("making device {} non-blocking", o.dev), e))?;
