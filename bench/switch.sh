@@ -23,6 +23,8 @@ cd "$(dirname "$0")/.."
 WRITE=0; [ "${1:-}" = --write ] && { WRITE=1; shift; }
 ROUNDS=${1:-3}
 T=${2:-3}
+# swgen senders for the 64-byte figure, one pinned to each CPU.
+export SENDERS=${SENDERS:-1}
 W=$PWD/target/release/weft
 G=$PWD/target/release/swgen
 C=$PWD/target/release/swcore
@@ -229,13 +231,23 @@ print("%.1f" % ((e["packets"] - e["lost_packets"]) / e["seconds"] / 1e3))' 2>/de
 udp_gen() {
   local s=$1 mac
   mac=$(ip netns exec "${H2[$s]}" cat /sys/class/net/eth0/address)
-  ip netns exec "${H2[$s]}" taskset -c 1 "$G" recv --port 9000 --secs $((T + 5)) >"$D/recv.out" 2>&1 & local rp=$!
+  # SENDERS=2: one sender pinned to each CPU (a kernel path forwards in
+  # the sender's softirq, so one sender's CPU caps what it can carry);
+  # the receiver then runs where the scheduler puts it.
+  local pin=1 i sps=()
+  [ "$SENDERS" -gt 1 ] && pin=0-1
+  ip netns exec "${H2[$s]}" taskset -c $pin "$G" recv --port 9000 --secs $((T + 5)) >"$D/recv.out" 2>&1 & local rp=$!
   sleep 0.3
-  ip netns exec "${H1[$s]}" taskset -c 0 "$G" send --ifname eth0 --dst-mac "$mac" \
-    --src-ip "${IP2[$s]%.*}.1" --dst-ip "${IP2[$s]}" --port 9000 --secs "$T" >"$D/send.out"
+  for i in $(seq 0 $((SENDERS - 1))); do
+    ip netns exec "${H1[$s]}" taskset -c $((i % 2)) "$G" send --ifname eth0 --dst-mac "$mac" \
+      --src-ip "${IP2[$s]%.*}.1" --dst-ip "${IP2[$s]}" --port 9000 --secs "$T" >"$D/send$i.out" &
+    sps+=($!)
+  done
+  wait "${sps[@]}" || true
   wait $rp || true
   rec "$s" udp-gen "$(python3 -c 'import json,sys; print("%.1f" % (json.loads(open(sys.argv[1]).read().splitlines()[-1])["pps"] / 1e3))' "$D/recv.out" 2>/dev/null || echo 0)"
-  rec "$s" udp-gen-sent "$(python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["pps"] / 1e3))' "$D/send.out" 2>/dev/null || echo 0)"
+  rec "$s" udp-gen-sent "$(python3 -c 'import json,sys; print("%.1f" % (sum(json.load(open(f))["pps"] for f in sys.argv[1:]) / 1e3))' "$D"/send*.out 2>/dev/null || echo 0)"
+  rm -f "$D"/send*.out
 }
 
 # Memory of weft's datapath with 100,000 learned MACs (first, while the
@@ -268,8 +280,9 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 "$C" 1 > "$D/core.out"
 
 python3 - "$R" "$D/core.out" "$ROUNDS" "$T" "$LOAD0" "$LOAD1" "$RSS0" "$RSS1" "$FDB" "$WRITE" "$FILLS" <<'PY'
-import sys, statistics, json, re, subprocess, datetime
+import sys, os, statistics, json, re, subprocess, datetime
 res, core, rounds, T, load0, load1, rss0, rss1, fdb, write, fills = sys.argv[1:]
+senders = int(os.environ.get("SENDERS", "1"))
 v = {}
 for line in open(res):
     s, m, x = line.split()
@@ -326,7 +339,7 @@ kernel = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.
 out = f"""One run of `bench/switch.sh {rounds} {T}` ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit},
 kernel {kernel}, 2 cores; load average {load0} at the start, {load1} at the end).
 {rounds} interleaved rounds of {T} s per figure: median (min–max). Sender pinned to CPU 0, receiver
-to CPU 1, the switch process unpinned.
+to CPU 1, the switch process unpinned; `swgen`: {senders} sender(s), one pinned to each CPU{" (the receiver unpinned)" if senders > 1 else ""}.
 
 {chr(10).join(rows)}
 
