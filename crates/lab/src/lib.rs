@@ -656,8 +656,8 @@ pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
         })
 }
 
-/// Resolve a ping target: an IP address, or a node name (its first IPv4
-/// address, else its first IPv6 one; `lo` is not considered).
+/// Resolve a ping target: an IP address, or a node name (the address
+/// [`weft_topo::check::node_address`] picks, as the hosts files list it).
 pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error> {
     if let Ok(ip) = target.parse() {
         return Ok(ip);
@@ -670,18 +670,7 @@ pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error
         node: target.to_string(),
         known: lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
-    let addrs: Vec<std::net::IpAddr> = node
-        .interfaces
-        .values()
-        .filter(|i| !matches!(i.kind, IfaceKind::Loopback))
-        .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| Error::Other(format!("node {target} has no address to ping; give one of its interfaces an address, or ping an IP")))
+    weft_topo::check::node_address(node).ok_or_else(|| Error::Other(format!("node {target} has no address to ping; give one of its interfaces an address, or ping an IP")))
 }
 
 /// ICMP echo from inside a node, with weft's own sockets.

@@ -10,7 +10,6 @@
 //! symlink to this lab's file: nothing else in /etc/netns is touched.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use weft_sys::exec::ETC_NETNS_DIR;
@@ -68,13 +67,7 @@ fn journal(lab: &str, dirs: &[PathBuf]) -> Result<(), Error> {
         body.push_str(&d.to_string_lossy());
         body.push('\n');
     }
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
-    f.write_all(body.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", p.display()), e))
+    state::append(&p, &body)
 }
 
 /// True when `dir/hosts` is our symlink to `target`.

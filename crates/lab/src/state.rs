@@ -98,11 +98,16 @@ pub fn journal_netns(name: &str, netns: &[String]) -> Result<(), Error> {
         body.push_str(n);
         body.push('\n');
     }
-    let p = dir.join("journal");
+    append(&dir.join("journal"), &body)
+}
+
+/// Appends `body` to the file at `p` (made if missing) in one write, so a
+/// journal line is either there whole or not at all.
+pub(crate) fn append(p: &Path, body: &str) -> Result<(), Error> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&p)
+        .open(p)
         .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
     f.write_all(body.as_bytes())
         .map_err(|e| Error::io(format!("writing {}", p.display()), e))

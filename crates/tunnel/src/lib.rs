@@ -507,14 +507,23 @@ impl Tunnel {
         }
     }
 
-    fn initiate(&mut self, now: Duration) {
-        let Some(to) = self.endpoint else { return };
-        let mut hs = snow::Builder::new(self.params.clone())
+    /// A Noise KK handshake between our key and the peer's.
+    fn handshake(&self, initiator: bool) -> HandshakeState {
+        let b = snow::Builder::new(self.params.clone())
             .local_private_key(self.local.as_bytes())
             .and_then(|b| b.remote_public_key(self.peer.as_bytes()))
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| b.build_initiator())
-            .expect("32-byte keys and a fixed protocol always build");
+            .and_then(|b| b.prologue(PROLOGUE));
+        if initiator {
+            b.and_then(|b| b.build_initiator())
+        } else {
+            b.and_then(|b| b.build_responder())
+        }
+        .expect("32-byte keys and a fixed protocol always build")
+    }
+
+    fn initiate(&mut self, now: Duration) {
+        let Some(to) = self.endpoint else { return };
+        let mut hs = self.handshake(true);
         let index = self.new_index();
         let mut m = vec![0u8; INIT_LEN];
         m[0] = TYPE_INIT;
@@ -574,12 +583,7 @@ impl Tunnel {
         if !self.rate_ok(now) {
             return self.drop(DropReason::RateLimited, Received::Dropped);
         }
-        let mut hs = snow::Builder::new(self.params.clone())
-            .local_private_key(self.local.as_bytes())
-            .and_then(|b| b.remote_public_key(self.peer.as_bytes()))
-            .and_then(|b| b.prologue(PROLOGUE))
-            .and_then(|b| b.build_responder())
-            .expect("32-byte keys and a fixed protocol always build");
+        let mut hs = self.handshake(false);
         let mut ts = [0u8; 64];
         match hs.read_message(&d[8..INIT_LEN - MAC], &mut ts) {
             Ok(8) => {}
