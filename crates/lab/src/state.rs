@@ -48,6 +48,11 @@ pub struct State {
     /// the file restores it: "node key" -> value.
     #[serde(default)]
     pub sysctl_before: BTreeMap<String, String>,
+    /// The lab was applied but not finished (not usable in time, a check
+    /// failed) and kept with `--keep-on-error`: the next `up` finishes it
+    /// even when the file did not change.
+    #[serde(default)]
+    pub unfinished: bool,
 }
 
 pub fn load(name: &str) -> Result<Option<State>, Error> {
