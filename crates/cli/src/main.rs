@@ -190,6 +190,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE.
+    if !matches!(cli.cmd, Cmd::Datapath { .. } | Cmd::Tunnel(_)) {
+        weft_sys::default_sigpipe();
+    }
     // exec must stay single-threaded until it has entered the namespace, so
     // it runs before anything that could start a thread.
     if let Cmd::Exec { lab, node, cmd } = &cli.cmd {
