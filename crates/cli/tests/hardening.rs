@@ -78,3 +78,120 @@ fn a_closed_pipe_ends_every_command_quietly() {
     let (st, err) = with_closed_pipe(Some(&lab), &["status", &lab.name], false);
     assert_quiet(st, &err, "weft status | head -1");
 }
+
+/// Files and directories under `dir`, recursively (for "nothing was made").
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            out.push(e.path().display().to_string());
+            out.extend(tree(&e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_bad_or_unknown_lab_name_is_refused_by_every_command_and_creates_nothing() {
+    let lab = Lab::example("names", "veth.toml");
+    // The state directory exists (another lab is there), so a path
+    // escape would land in it.
+    std::fs::create_dir_all(lab.state.join("labs")).unwrap();
+    let before = tree(lab.file.parent().unwrap());
+    for name in ["../escape", "../../escape2", "UPPER", "nosuch"] {
+        for args in [
+            vec!["link", name, "a", "b", "down"],
+            vec!["impair", name, "a", "b", "--loss", "1%"],
+            vec!["status", name],
+            vec!["ping", name, "a", "b"],
+            vec!["trace", name, "a", "b"],
+            vec!["fdb", name, "s"],
+            vec!["check", name],
+            vec!["graph", name],
+            vec!["capture", name, "a", "-c", "1"],
+            vec!["down", name],
+        ] {
+            let o = lab.run(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            if name == "nosuch" {
+                // `down` of an unknown lab has nothing to remove: fine.
+                if args[0] != "down" {
+                    assert!(!o.status.success(), "weft {args:?} succeeded");
+                    assert!(err.contains("no lab named nosuch"), "{args:?}: {err}");
+                }
+            } else {
+                assert!(!o.status.success(), "weft {args:?} succeeded");
+                assert!(
+                    err.contains(&format!("lab name `{name}` ")),
+                    "{args:?}: {err}"
+                );
+            }
+        }
+        let after = tree(lab.file.parent().unwrap());
+        assert_eq!(before, after, "lab name {name} made something");
+    }
+    // `weft exec` too (it runs before anything else).
+    let o = lab.run(&["exec", "../escape", "a", "--", "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lab name `../escape` "));
+}
+
+#[test]
+fn a_refused_up_names_the_owning_lab_and_leaves_no_state() {
+    let lab = Lab::example("taken", "veth.toml");
+    let theirs = lab.netns("ns2");
+    let ip = |args: &[&str]| {
+        assert!(Command::new("ip").args(args).status().unwrap().success());
+    };
+    ip(&["netns", "add", &theirs]);
+    // As another weft lab tags its namespaces.
+    ip(&["-n", &theirs, "link", "set", "lo", "alias", "weft:otherlab"]);
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let _ = Command::new("ip").args(["netns", "del", &theirs]).status();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("weft lab otherlab"), "{err}");
+    assert!(!err.contains("ip netns del"), "{err}");
+    assert!(lab.namespaces().is_empty(), "nothing was built");
+    assert!(
+        !lab.state.join("labs").join(&lab.name).exists(),
+        "a refused up left {:?}",
+        tree(&lab.state)
+    );
+    // Not a weft lab's: deleting it is the advice.
+    ip(&["netns", "add", &theirs]);
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let _ = Command::new("ip").args(["netns", "del", &theirs]).status();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("ip netns del {theirs}")), "{err}");
+    assert!(!lab.state.join("labs").join(&lab.name).exists());
+}
+
+#[test]
+fn status_without_privileges_says_so() {
+    let lab = Lab::example("nopriv", "veth.toml");
+    lab.up();
+    // The state is readable to others; the namespaces are not enterable.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            common::weft_bin(),
+            "status",
+            &lab.name,
+        ])
+        .env("WEFT_STATE_DIR", &lab.state)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(!out.contains("MISSING"), "{out}");
+    assert!(
+        err.contains("weft status needs") && err.contains("root"),
+        "{err}"
+    );
+}
