@@ -446,7 +446,7 @@ fn up(
 
 fn check(lab: &str) -> Result<ExitCode, String> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
-        lab_name_of(Path::new(lab))?
+        lab_name_of(Path::new(lab), "check")?
     } else {
         lab.to_string()
     };
@@ -494,7 +494,7 @@ fn share(
 
 fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, String> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
-        lab_name_of(Path::new(lab))?
+        lab_name_of(Path::new(lab), "down")?
     } else {
         lab.to_string()
     };
@@ -525,13 +525,17 @@ fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Str
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lab name of a file, even a file that no longer passes the checks.
-fn lab_name_of(path: &Path) -> Result<String, String> {
+/// The lab name of a file, even a file that no longer passes the checks
+/// (for `weft CMD FILE`).
+fn lab_name_of(path: &Path, cmd: &str) -> Result<String, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let v: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: toml::Table = text.parse().map_err(|e| {
+        format!(
+            "{}: {e}\nthe lab's name cannot be read from a file that is not valid TOML: give the name instead, `weft {cmd} NAME` (`weft status` lists the labs)",
+            path.display()
+        )
+    })?;
     v.get("name")
         .and_then(|n| n.as_str())
         .map(str::to_string)

@@ -195,3 +195,22 @@ fn status_without_privileges_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn refusals_say_what_to_do_and_print_nothing_else() {
+    let lab = Lab::example("words", "veth.toml");
+    lab.up();
+    // A file with a syntax error cannot name its lab.
+    let broken = lab.file.with_file_name("broken.toml");
+    std::fs::write(&broken, format!("name = \"{}\"\n[nodes.a\n", lab.name)).unwrap();
+    let o = lab.run(&["down", broken.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`weft down NAME`"), "{err}");
+    // An unknown node is refused before any ping output.
+    let o = lab.run(&["ping", &lab.name, "nosuch", "ns2"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.is_empty(), "printed before refusing: {out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no node nosuch"));
+}
