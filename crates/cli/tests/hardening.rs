@@ -214,3 +214,21 @@ fn refusals_say_what_to_do_and_print_nothing_else() {
     assert!(out.is_empty(), "printed before refusing: {out}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("has no node nosuch"));
 }
+
+#[test]
+fn an_interface_without_an_mtu_in_the_file_keeps_the_kernels() {
+    let lab = Lab::example("lomtu", "veth.toml");
+    lab.up();
+    for node in ["ns1", "ns2"] {
+        assert_eq!(lab.iface(node, "lo")["mtu"], 65536, "{node}:lo");
+        assert_eq!(lab.iface(node, node_iface(node))["mtu"], 1500);
+    }
+}
+
+fn node_iface(node: &str) -> &'static str {
+    if node == "ns1" {
+        "veth0"
+    } else {
+        "veth1"
+    }
+}
