@@ -57,7 +57,7 @@ pub enum Error {
         known: String,
     },
     /// A network namespace the lab needs exists and is not this lab's.
-    #[error("node {node}: network namespace {netns} already exists and is not part of lab {lab}{}", .owner.as_ref().map(|o| format!(" (it is lab {o}'s)")).unwrap_or_default())]
+    #[error("{}", crate::owner::taken_message(.node, .netns, .lab, .owner.as_deref()))]
     NamespaceTaken {
         lab: String,
         node: String,
@@ -238,12 +238,6 @@ impl Error {
             Error::OnlyShares { shares, .. } => format!("name one, like {}", shares[0]),
             Error::NoInterface { .. } => {
                 "was it removed by hand? `weft up` recreates what the file says".into()
-            }
-            Error::NamespaceTaken { netns, owner: None, .. } => {
-                format!("remove it (`ip netns del {netns}`) or rename the lab")
-            }
-            Error::NamespaceTaken { owner: Some(o), .. } => {
-                format!("rename this lab or its node; `weft down {o}` removes the other lab")
             }
             Error::NotReady { lab, .. } => format!(
                 "`weft status {lab}` shows the ports; `weft up --ready-timeout SECS` waits longer"
