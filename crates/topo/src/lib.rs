@@ -13,7 +13,7 @@ pub mod nat;
 pub mod plan;
 pub mod route;
 
-pub use error::{Diagnostic, Diagnostics};
+pub use error::{Diagnostic, Diagnostics, LineIndex};
 pub use file::{parse, parse_with, Parsed};
 pub use model::*;
 pub use plan::{plan, Op, Plan, Res, ResKey};
