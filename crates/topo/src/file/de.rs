@@ -27,7 +27,7 @@ use crate::error::Diagnostic;
 type Span = Range<usize>;
 
 /// Rounds of the walk (one per problem that drops a value) before giving up.
-const MAX_ROUNDS: usize = 64;
+const MAX_ROUNDS: usize = 50;
 
 /// What reading the shape found, besides the value.
 #[derive(Default)]
@@ -38,12 +38,13 @@ pub(super) struct Shape {
 }
 
 impl Shape {
-    /// True when `span` is, holds or lies in a stand-in.
+    /// True when `span` is, holds or lies in a stand-in. Stand-ins never
+    /// overlap (what is inside one is not read), and are sorted, so this
+    /// is a binary search: a file with many problems stays linear.
     pub fn covers(&self, span: &Span) -> bool {
         let end = |r: &Span| r.end.max(r.start + 1);
-        self.stand_ins
-            .iter()
-            .any(|s| s.start < end(span) && span.start < end(s))
+        let after = self.stand_ins.partition_point(|s| s.start < end(span));
+        after > 0 && span.start < end(&self.stand_ins[after - 1])
     }
 }
 
@@ -263,9 +264,12 @@ impl Cx<'_> {
     }
 
     fn into_shape(self) -> Shape {
+        let mut stand_ins = self.stand_ins.into_inner();
+        stand_ins.sort_by_key(|s| s.start);
+        stand_ins.dedup();
         Shape {
             errors: self.errors.into_inner(),
-            stand_ins: self.stand_ins.into_inner(),
+            stand_ins,
         }
     }
 }
@@ -867,5 +871,39 @@ impl<'a, 'de> de::Deserializer<'de> for Key<'a> {
         bool u8 u16 u32 u64 i8 i16 i32 i64 f32 f64 char str string seq
         bytes byte_buf map unit option newtype_struct
         ignored_any unit_struct tuple_struct tuple identifier enum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covers_finds_overlaps_by_binary_search() {
+        let shape = Shape {
+            errors: Vec::new(),
+            stand_ins: vec![2..4, 10..10, 20..30],
+        };
+        for (span, want) in [
+            (0..2, false),
+            (0..3, true),
+            (3..3, true),
+            (4..9, false),
+            (10..10, true),
+            (9..11, true),
+            (11..20, false),
+            (25..26, true),
+            (15..40, true),
+            (30..31, false),
+        ] {
+            assert_eq!(shape.covers(&span), want, "{span:?}");
+        }
+    }
+
+    #[test]
+    fn distance_counts_edits() {
+        assert_eq!(distance("kidn", "kind"), 2);
+        assert_eq!(distance("colour", "color"), 1);
+        assert_eq!(distance("", "mtu"), 3);
     }
 }
