@@ -199,8 +199,8 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
     if sw.loop_suspected {
         let _ = writeln!(
             out,
-            "    LOOP SUSPECTED: {} MAC moves/s (a loop with stp = \"off\"?)",
-            sw.mac_moves_per_s
+            "    LOOP SUSPECTED: {} repeated floods/s, {} MAC moves/s (a loop with stp = \"off\"?)",
+            sw.repeated_floods_per_s, sw.mac_moves_per_s
         );
     }
     for p in &sw.ports {

@@ -78,10 +78,23 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Parsed, Box<FileError>> {
             diagnostics: d,
         })
     };
-    let parsed = weft_topo::parse(&text).map_err(err)?;
+    // Bind sources are relative to the file's directory, made absolute
+    // here so that the lab does not depend on where `weft up` ran.
+    let dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let exists = |p: &Path| p.exists();
+    let at = || {
+        Some(weft_topo::FileDir {
+            dir: &dir,
+            exists: &exists,
+        })
+    };
+    let parsed = weft_topo::parse_at(&text, None, at()).map_err(err)?;
     // A lab that is built keeps the addresses its hosts have.
     match state::load(&parsed.lab.name) {
-        Ok(Some(st)) => weft_topo::parse_with(&text, Some(&st.lab)).map_err(err),
+        Ok(Some(st)) => weft_topo::parse_at(&text, Some(&st.lab), at()).map_err(err),
         _ => Ok(parsed),
     }
 }
