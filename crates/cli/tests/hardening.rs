@@ -232,3 +232,38 @@ fn node_iface(node: &str) -> &'static str {
         "veth1"
     }
 }
+
+#[test]
+fn pings_hint_blames_a_missing_address_only_when_it_is_missing() {
+    let lab = Lab::example("hint", "bridge.toml");
+    lab.up();
+    // Nobody has this address: the hint says so.
+    let o = lab.run(&[
+        "ping",
+        &lab.name,
+        "ns1",
+        "192.168.50.77",
+        "-c",
+        "1",
+        "-W",
+        "0.5",
+    ]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("nothing on that link owns the address"),
+        "{out}"
+    );
+    // ns2 has its address, but its cable is pulled: the hint must not
+    // claim otherwise, and points to `weft trace`.
+    lab.ok(&["link", &lab.name, "ns2", "br0", "down"]);
+    let o = lab.run(&["ping", &lab.name, "ns1", "ns2", "-c", "1", "-W", "0.5"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("nothing on that link owns"), "{out}");
+    assert!(out.contains("ns2:tap2"), "{out}");
+    assert!(
+        out.contains(&format!("`weft trace {} ns1 ns2`", lab.name)),
+        "{out}"
+    );
+}
