@@ -332,6 +332,9 @@ fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     } else {
         format!("drops {}", drops.join(", "))
     });
+    if let Some(w) = s["warning"].as_str() {
+        cols.push(format!("WARNING: {w}"));
+    }
     cols.join("  ")
 }
 
