@@ -189,8 +189,12 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE.
-    if !matches!(cli.cmd, Cmd::Datapath { .. } | Cmd::Tunnel(_)) {
+    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE,
+    // and capture ends on EPIPE itself (exit 0 when wireshark closes).
+    if !matches!(
+        cli.cmd,
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+    ) {
         weft_sys::default_sigpipe();
     }
     // exec must stay single-threaded until it has entered the namespace, so

@@ -332,6 +332,9 @@ fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     } else {
         format!("drops {}", drops.join(", "))
     });
+    if let Some(w) = s["warning"].as_str() {
+        cols.push(format!("WARNING: {w}"));
+    }
     cols.join("  ")
 }
 
@@ -417,11 +420,17 @@ pub fn ping(
         } else {
             "neighbour discovery"
         };
-        match weft::neighbour(lab, node, ip) {
-            Ok(Some((dev, state))) if state == "incomplete" || state == "failed" => println!(
+        let owner = owner_of(&built.lab, ip);
+        let trace = format!("`weft trace {lab} {node} {target}` follows a probe hop by hop");
+        match (weft::neighbour(lab, node, ip), owner) {
+            (Ok(Some((dev, state))), None) if state == "incomplete" || state == "failed" => println!(
                 "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}): nothing on that link owns the address; is it assigned on the other end?"
             ),
-            _ if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            (Ok(Some((dev, state))), Some(o)) if state == "incomplete" || state == "failed" => println!(
+                "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}), though {o} has that address: the request does not reach it, or it does not answer; {trace}"
+            ),
+            (_, None) if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            (_, Some(o)) => println!("hint: {ip} is {o}'s address; {trace}"),
             _ => {}
         }
     }
@@ -615,4 +624,19 @@ impl miette::SourceCode for Excerpt {
             inner.line_count(),
         )))
     }
+}
+
+/// The node interface (`NODE:IFACE`) of the lab that has `ip`, if any.
+fn owner_of(lab: &weft_topo::Lab, ip: std::net::IpAddr) -> Option<String> {
+    lab.nodes
+        .values()
+        .flat_map(|n| n.interfaces.values().map(move |i| (n, i)))
+        .find(|(_, i)| i.addresses.iter().any(|a| a.addr() == ip))
+        .map(|(n, i)| format!("{}:{}", n.name, i.name))
+        .or_else(|| {
+            lab.remote_names
+                .iter()
+                .find(|(_, a)| **a == ip)
+                .map(|(n, _)| format!("node {n}"))
+        })
 }
