@@ -1,16 +1,17 @@
 //! `weft link` and `weft impair`: changes to a running lab.
 
+use crate::Failure;
 use std::process::ExitCode;
 
 use weft_topo::impair::{self, Direction, Impairment};
 
-pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, String> {
+pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, Failure> {
     let up = match state {
         "up" => true,
         "down" => false,
-        other => return Err(format!("`{other}`: write down or up")),
+        other => return Err(format!("`{other}`: write down or up").into()),
     };
-    let (x, y) = weft::runtime::set_link(lab, a, b, up).map_err(|e| e.to_string())?;
+    let (x, y) = weft::runtime::set_link(lab, a, b, up)?;
     println!(
         "link {x} — {y} is {state} (`weft up` of the file brings it back to the file's state)"
     );
@@ -53,7 +54,7 @@ pub struct ImpairArgs {
     clear: bool,
 }
 
-fn settings(a: &ImpairArgs) -> Result<Impairment, String> {
+fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, String>| {
         v.as_deref()
             .map(|s| f(s).map_err(|e| format!("--{name}: {e}")))
@@ -77,7 +78,7 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, String> {
     Ok(i)
 }
 
-pub fn impair(a: &ImpairArgs) -> Result<ExitCode, String> {
+pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
     let imp = if a.clear {
         None
     } else {
@@ -94,8 +95,7 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, String> {
         }
         Some(i)
     };
-    let port =
-        weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone()).map_err(|e| e.to_string())?;
+    let port = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?;
     match imp {
         Some(i) => println!("switch port {port}: impair {}", i.summary()),
         None => println!("switch port {port}: impairment cleared"),
