@@ -10,6 +10,7 @@ use miette::{LabeledSpan, NamedSource};
 
 mod capture;
 mod graph;
+mod import;
 mod render;
 mod runtime;
 mod trace;
@@ -186,6 +187,9 @@ enum Cmd {
     /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
     /// replacement); docs/tunnel.md.
     Tunnel(tunnel::TunnelArgs),
+    /// Write the lab file for a shell script or a containerlab topology
+    /// (docs/import.md).
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -289,6 +293,7 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
+        Cmd::Import(a) => import::run(&a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
