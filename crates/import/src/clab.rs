@@ -39,6 +39,9 @@ struct NodeDef {
     exec: Vec<String>,
     #[serde(default)]
     binds: Vec<String>,
+    cmd: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
 }
@@ -148,6 +151,15 @@ pub(crate) fn import(src: &str, lab: Option<&str>) -> Result<Imported, ImportErr
             } else {
                 def.binds.clone()
             },
+            cmd: def
+                .cmd
+                .clone()
+                .or(kd.cmd.clone())
+                .or(t.defaults.cmd.clone()),
+            env: [t.defaults.env.clone(), kd.env.clone(), def.env.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
             rest: def.rest.clone(),
         };
         resolved.push((n.clone(), merged, line));
@@ -172,32 +184,68 @@ pub(crate) fn import(src: &str, lab: Option<&str>) -> Result<Imported, ImportErr
         match def.kind.as_deref() {
             Some("linux") => {
                 let i = m.add_ns(n, &o)?;
+                let q = |v: &str| toml::Value::String(v.to_string()).to_string();
                 if let Some(img) = &def.image {
-                    m.ns[i].extra.push((
-                        format!(
-                            "# image = {}  (containerlab; not carried over)",
-                            toml::Value::String(img.clone())
-                        ),
-                        Some(o.clone()),
-                    ));
+                    m.ns[i]
+                        .extra
+                        .push((format!("image = {}", q(img)), Some(o.clone())));
+                    if let Some(cmd) = &def.cmd {
+                        let words = shell::parse(cmd, None)
+                            .ok()
+                            .and_then(|s| match s.as_slice() {
+                                [shell::Stmt::Cmd { words, .. }] => words
+                                    .iter()
+                                    .map(|w| w.literal())
+                                    .collect::<Option<Vec<_>>>(),
+                                _ => None,
+                            });
+                        match words {
+                            Some(w) => m.ns[i].extra.push((format!("command = [{}]", w.iter().map(|x| q(x)).collect::<Vec<_>>().join(", ")), Some(o.clone()))),
+                            None => warnings.push(Warning { origin: Some(o.clone()), message: format!("node `{n}`: cmd `{cmd}` is not a plain list of words; not carried over") }),
+                        }
+                    }
+                    if !def.env.is_empty() {
+                        let env: Vec<String> = def
+                            .env
+                            .iter()
+                            .map(|(k, v)| format!("{} = {}", q(k), q(v)))
+                            .collect();
+                        m.ns[i]
+                            .extra
+                            .push((format!("env = {{ {} }}", env.join(", ")), Some(o.clone())));
+                    }
+                } else if def.cmd.is_some() || !def.env.is_empty() {
                     warnings.push(Warning {
                         origin: Some(o.clone()),
-                        message: format!("node `{n}`: image `{img}` is kept as a comment: weft nodes are namespaces, not containers (yet)"),
+                        message: format!(
+                            "node `{n}`: cmd and env without an image are not carried over"
+                        ),
                     });
                 }
-                for b in &def.binds {
-                    m.ns[i].extra.push((
-                        format!(
-                            "# bind = {}  (containerlab; not carried over)",
-                            toml::Value::String(b.clone())
-                        ),
-                        Some(o.clone()),
-                    ));
-                }
                 if !def.binds.is_empty() {
+                    let mut binds = Vec::new();
+                    for b in &def.binds {
+                        // containerlab's `:ro`/`:rw` suffix; weft's binds have none.
+                        let mut b = b.as_str();
+                        for suffix in [":ro", ":rw", ":z", ":Z"] {
+                            if let Some(x) = b.strip_suffix(suffix) {
+                                warnings.push(Warning {
+                                    origin: Some(o.clone()),
+                                    message: format!(
+                                        "node `{n}`: bind `{b}`: the `{suffix}` option is dropped"
+                                    ),
+                                });
+                                b = x;
+                            }
+                        }
+                        binds.push(q(b));
+                    }
+                    m.ns[i]
+                        .extra
+                        .push((format!("binds = [{}]", binds.join(", ")), Some(o.clone())));
                     warnings.push(Warning {
                         origin: Some(o.clone()),
-                        message: format!("node `{n}`: binds are kept as comments (weft mounts nothing into nodes yet)"),
+                        message: format!("node `{n}`: relative bind paths are taken from the lab file's directory: write the lab file next to the topology"),
                     });
                 }
                 places.insert(n.clone(), Place::Ns(i));

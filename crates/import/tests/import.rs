@@ -295,7 +295,7 @@ fn clab_topology_with_exec_lines_bridge_and_ovs() {
     assert_eq!(l.nodes["br1"].kind, NodeKind::Bridge);
     assert_eq!(l.nodes["sw1"].kind, NodeKind::Switch);
     assert!(
-        i.toml.contains("# image = \"quay.io/frrouting/frr:9.1.0\""),
+        i.toml.contains("image = \"quay.io/frrouting/frr:9.1.0\""),
         "{}",
         i.toml
     );
@@ -303,7 +303,11 @@ fn clab_topology_with_exec_lines_bridge_and_ovs() {
         .warnings
         .iter()
         .any(|w| w.message.contains("`mgmt` network is dropped")));
-    assert!(i.warnings.iter().any(|w| w.message.contains("binds")));
+    assert_eq!(l.nodes["r1"].binds.len(), 1, "{}", i.toml);
+    assert!(l.nodes["h1"]
+        .container
+        .as_ref()
+        .is_some_and(|c| c.image == "alpine:3"));
 }
 
 #[test]
