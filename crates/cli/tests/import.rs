@@ -18,6 +18,9 @@ fn fixture(name: &str) -> PathBuf {
     common::root().join("tests/import").join(name)
 }
 
+/// A ping from a node to an address, maybe out of one interface.
+type Ping = (&'static str, &'static str, Option<&'static str>);
+
 /// What is compared of one namespace.
 #[derive(Debug, Default, PartialEq)]
 struct NsState {
@@ -30,8 +33,21 @@ struct NsState {
 /// Shell commands that print each namespace's links, addresses, routes and
 /// the given sysctls between `@@` markers. `ns` is None for the namespace
 /// the commands run in.
-fn dump_commands(nodes: &[(String, Option<String>, Vec<String>)]) -> String {
+fn dump_commands(nodes: &[(String, Option<String>, Vec<String>)], pings: &[Ping]) -> String {
     let mut s = String::new();
+    // Each ping's exit status, as a pseudo-node's values.
+    s += "echo '@@NS @pings'\n";
+    for (k, (node, target, iface)) in pings.iter().enumerate() {
+        let ns = nodes
+            .iter()
+            .find(|n| n.0 == *node)
+            .and_then(|n| n.1.clone());
+        let ex = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
+        let i = iface.map(|i| format!("-I {i} ")).unwrap_or_default();
+        s += &format!("echo '@@SYSCTL {k}: {node} -> {target}'; {ex}ping -c 1 -W 1 {i}{target} >/dev/null 2>&1; echo $?\n");
+    }
     for (node, ns, keys) in nodes {
         let n = ns.as_ref().map(|n| format!("-n {n}")).unwrap_or_default();
         let ex = ns
@@ -130,16 +146,21 @@ fn parse_dump(out: &str) -> BTreeMap<String, NsState> {
 }
 
 /// Run the original script in fresh namespaces and dump the result for
-/// the nodes the import made (`host` is the script's own namespace).
-fn run_original(script: &str, nodes: &[(String, Vec<String>)]) -> BTreeMap<String, NsState> {
+/// the nodes the import made (`host` is the script's own namespace, which
+/// stands for the machine's: its `lo` is up, as a machine's is).
+fn run_original(
+    script: &str,
+    nodes: &[(String, Vec<String>)],
+    pings: &[Ping],
+) -> BTreeMap<String, NsState> {
     let spec: Vec<(String, Option<String>, Vec<String>)> = nodes
         .iter()
         .map(|(n, k)| (n.clone(), (n != "host").then(|| n.clone()), k.clone()))
         .collect();
     let inner = format!(
-        "set -u\nmount -t tmpfs weft-import-test /run/netns\ntimeout 60 sh {} >/dev/null 2>&1\n{}",
+        "set -u\nmount -t tmpfs weft-import-test /run/netns\nip link set lo up\ntimeout 60 sh {} >/dev/null 2>&1\n{}",
         fixture(script).display(),
-        dump_commands(&spec)
+        dump_commands(&spec, pings)
     );
     // The articles write `sudo ip ...`; as root that is the command itself,
     // and CI's Debian has no sudo.
@@ -192,7 +213,11 @@ fn import(script: &str) -> String {
 }
 
 /// The built lab as `weft status --json` and the kernel show it.
-fn built(lab: &Lab, sysctls: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, NsState> {
+fn built(
+    lab: &Lab,
+    sysctls: &BTreeMap<String, Vec<String>>,
+    pings: &[Ping],
+) -> BTreeMap<String, NsState> {
     let status = lab.status_json();
     let spec: Vec<(String, Option<String>, Vec<String>)> = status[0]["nodes"]
         .as_array()
@@ -205,7 +230,7 @@ fn built(lab: &Lab, sysctls: &BTreeMap<String, Vec<String>>) -> BTreeMap<String,
         })
         .collect();
     let o = Command::new("sh")
-        .args(["-c", &dump_commands(&spec)])
+        .args(["-c", &dump_commands(&spec, pings)])
         .output()
         .unwrap();
     let mut kernel = parse_dump(&String::from_utf8(o.stdout).unwrap());
@@ -239,8 +264,9 @@ fn built(lab: &Lab, sysctls: &BTreeMap<String, Vec<String>>) -> BTreeMap<String,
     kernel
 }
 
-/// Import, build, and compare with the original script's run.
-fn round_trip(tag: &str, script: &str) -> Lab {
+/// Import, build, and compare with the original script's run, pings
+/// included (the same exit status from `ping` in both).
+fn round_trip(tag: &str, script: &str, pings: &[Ping]) -> Lab {
     let toml = import(script);
     let lab = Lab::from_text(tag, &toml);
     lab.up();
@@ -255,8 +281,9 @@ fn round_trip(tag: &str, script: &str) -> Lab {
         .keys()
         .map(|n| (n.clone(), sysctls[n].clone()))
         .collect();
-    let original = run_original(script, &nodes);
-    let weft = built(&lab, &sysctls);
+    let original = run_original(script, &nodes, pings);
+    let weft = built(&lab, &sysctls, pings);
+    assert_eq!(original.get("@pings").map_or(0, |p| p.sysctls.len()), pings.len());
     assert!(
         original.values().any(|s| !s.ifaces.is_empty()),
         "nothing to compare: {original:?}"
@@ -270,7 +297,11 @@ fn round_trip(tag: &str, script: &str) -> Lab {
 
 #[test]
 fn seed000_veth_script_round_trips_and_pings_both_ways() {
-    let lab = round_trip("i-veth", "seed000-veth.sh");
+    let lab = round_trip(
+        "i-veth",
+        "seed000-veth.sh",
+        &[("ns1", "192.168.50.2", None), ("ns2", "192.168.50.1", None)],
+    );
     assert!(lab.ping("ns1", "192.168.50.2", None));
     assert!(lab.ping("ns2", "192.168.50.1", None));
 }
@@ -296,7 +327,15 @@ fn seed000_bridge_script_is_refused_at_the_foreign_route_line() {
 
 #[test]
 fn seed000_bridge_fixed_script_round_trips_and_the_bridge_is_the_gateway() {
-    let lab = round_trip("i-br", "seed000-bridge-fixed.sh");
+    let lab = round_trip(
+        "i-br",
+        "seed000-bridge-fixed.sh",
+        &[
+            ("ns1", "192.168.50.2", None),
+            ("ns1", "192.168.50.254", None),
+            ("ns2", "192.168.50.254", None),
+        ],
+    );
     assert!(lab.ping("ns1", "192.168.50.2", None));
     assert!(lab.ping("ns1", "192.168.50.254", None));
     assert!(lab.ping("ns2", "192.168.50.254", None));
@@ -304,23 +343,27 @@ fn seed000_bridge_fixed_script_round_trips_and_the_bridge_is_the_gateway() {
 
 #[test]
 fn seed001_tuntap_script_round_trips_and_only_the_tap_has_a_mac() {
-    let lab = round_trip("i-tuntap", "seed001-tuntap.sh");
+    let lab = round_trip("i-tuntap", "seed001-tuntap.sh", &[]);
     assert!(lab.iface("host", "tun0")["mac"].is_null());
     assert!(lab.iface("host", "tap1")["mac"].is_string());
 }
 
 #[test]
 fn seed002_same_namespace_script_round_trips_and_pings_over_the_pair() {
-    let lab = round_trip("i-samens", "seed002-same-ns.sh");
+    let lab = round_trip(
+        "i-samens",
+        "seed002-same-ns.sh",
+        &[("host", "10.1.1.3", Some("veth0"))],
+    );
     assert!(lab.ping("host", "10.1.1.3", Some("veth0")));
 }
 
 #[test]
 fn seed002_netns_and_bridge_scripts_round_trip_and_ping() {
-    let lab = round_trip("i-netns", "seed002-netns.sh");
+    let lab = round_trip("i-netns", "seed002-netns.sh", &[("ns1", "10.1.1.3", None)]);
     assert!(lab.ping("ns1", "10.1.1.3", None));
     drop(lab);
-    let lab = round_trip("i-br2", "seed002-bridge.sh");
+    let lab = round_trip("i-br2", "seed002-bridge.sh", &[("ns1", "10.1.1.3", None)]);
     assert!(lab.ping("ns1", "10.1.1.3", None));
 }
 
@@ -337,13 +380,48 @@ fn seed002_ovs_script_imported_pings_through_a_weft_switch() {
 
 #[test]
 fn seed002_unaddressed_script_round_trips_and_the_ping_gets_no_answer() {
-    let lab = round_trip("i-unaddr", "seed002-unaddressed.sh");
+    let lab = round_trip(
+        "i-unaddr",
+        "seed002-unaddressed.sh",
+        &[("host", "192.168.2.1", None)],
+    );
     assert!(!lab.ping("host", "192.168.2.1", None));
 }
 
 #[test]
 fn seed003_bridge_port_scripts_round_trip() {
-    let lab = round_trip("i-brport", "seed003-bridge-port.sh");
+    let lab = round_trip(
+        "i-brport",
+        "seed003-bridge-port.sh",
+        &[
+            ("host", "192.168.3.102", Some("br0")),
+            ("host", "192.168.3.101", Some("veth1")),
+        ],
+    );
     drop(lab);
-    round_trip("i-brportfix", "seed003-bridge-port-fixed.sh");
+    round_trip(
+        "i-brportfix",
+        "seed003-bridge-port-fixed.sh",
+        &[
+            ("host", "192.168.3.102", Some("br0")),
+            ("host", "192.168.3.101", Some("veth1")),
+        ],
+    );
+}
+
+#[test]
+fn clab_topology_imported_routes_between_a_bridge_and_an_ovs_bridge() {
+    let file = fixture("clab/routed.clab.yml");
+    let o = Command::new(common::weft_bin())
+        .args(["import", "clab", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lab = Lab::from_text("i-clab", &String::from_utf8(o.stdout).unwrap());
+    lab.up();
+    assert_eq!(lab.iface("lan1", "h1")["master"], "lan1");
+    assert_eq!(lab.iface("r1", "eth2")["addresses"][0], "10.2.0.1/24");
+    // h1 reaches h2 through the bridge, the router and the switch.
+    assert!(lab.ping("h1", "10.2.0.10", None));
+    assert!(lab.ping("h2", "h1", None));
 }
