@@ -283,7 +283,10 @@ fn round_trip(tag: &str, script: &str, pings: &[Ping]) -> Lab {
         .collect();
     let original = run_original(script, &nodes, pings);
     let weft = built(&lab, &sysctls, pings);
-    assert_eq!(original.get("@pings").map_or(0, |p| p.sysctls.len()), pings.len());
+    assert_eq!(
+        original.get("@pings").map_or(0, |p| p.sysctls.len()),
+        pings.len()
+    );
     assert!(
         original.values().any(|s| !s.ifaces.is_empty()),
         "nothing to compare: {original:?}"
@@ -424,4 +427,27 @@ fn clab_topology_imported_routes_between_a_bridge_and_an_ovs_bridge() {
     // h1 reaches h2 through the bridge, the router and the switch.
     assert!(lab.ping("h1", "10.2.0.10", None));
     assert!(lab.ping("h2", "h1", None));
+}
+
+#[test]
+fn vlan_script_imported_carries_both_vlans_over_weft_switches() {
+    // This kernel has no 802.1Q, so the original cannot run here; the
+    // imported lab must still carry each VLAN end to end.
+    let toml = import("vlan.sh");
+    let lab = Lab::from_text("i-vlan", &toml);
+    lab.up();
+    assert!(lab.ping("a", "10.10.0.2", None));
+    assert!(lab.ping("a", "10.20.0.2", None));
+    // Frames cross the cable between the two switches tagged: the far
+    // switch learned a's MAC in VLAN 10 and in VLAN 20 on its trunk.
+    let fdb = lab.ok(&["fdb", &lab.name, "vlan-b-e0", "--json"]);
+    let v: Value = serde_json::from_str(&fdb).unwrap();
+    let on_trunk: BTreeSet<u64> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["port"] == "trunk")
+        .filter_map(|e| e["vlan"].as_u64())
+        .collect();
+    assert!(on_trunk.contains(&10) && on_trunk.contains(&20), "{fdb}");
 }

@@ -975,7 +975,9 @@ impl<'a> Model<'a> {
             "veth" => {
                 let mut t = 0;
                 let mut peer_name = None;
-                let mut peer_ns = target_ns;
+                // The kernel makes the peer in the namespace the command runs
+                // in unless the peer names its own (veth_newlink: src_net).
+                let mut peer_ns = ns;
                 let mut peer_mtu = None;
                 let mut peer_mac = None;
                 if targs.first().map(String::as_str) == Some("peer") {

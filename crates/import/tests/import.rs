@@ -328,3 +328,16 @@ fn clab_yaml_errors_have_their_line() {
     let e = clab(&t, None).unwrap_err().0.remove(0);
     assert_eq!(e.origin.unwrap().line, 6, "{}", e.message);
 }
+
+#[test]
+fn a_veth_peer_stays_where_the_command_runs_unless_it_names_a_namespace() {
+    let i = script(
+        "ip netns add c\nip link add c0 netns c type veth peer name c-port\n",
+        "t",
+        &none,
+    )
+    .unwrap();
+    let l = lab(&i);
+    assert!(l.nodes["c"].interfaces.contains_key("c0"));
+    assert!(l.nodes["host"].interfaces.contains_key("c-port"));
+}
