@@ -216,6 +216,11 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         let undone = runtime::restore(lab, restarted)?;
         // Tunnel processes may have died, or only their settings changed.
         tunnels::reconcile(lab)?;
+        let mut warnings: Vec<String> = undone
+            .iter()
+            .map(|u| format!("runtime change undone: {u}"))
+            .collect();
+        warnings.extend(tunnels::wait_sessions(lab, tunnels::SESSION_WAIT));
         return Ok(UpReport {
             plan,
             changed: restarted || !undone.is_empty(),
@@ -226,10 +231,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             } else {
                 Duration::ZERO
             },
-            warnings: undone
-                .into_iter()
-                .map(|u| format!("runtime change undone: {u}"))
-                .collect(),
+            warnings,
             checks: Vec::new(),
         });
     }
@@ -305,8 +307,10 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     drop(handles);
     // The datapath was just restarted with the file's settings.
     let undone = runtime::restore(lab, true)?;
-    // Tunnel processes run on the TUN/TAP ends the apply made.
+    // Tunnel processes run on the TUN/TAP ends the apply made; the lab is
+    // usable once their handshakes are done.
     tunnels::reconcile(lab)?;
+    let tunnel_warnings = tunnels::wait_sessions(lab, tunnels::SESSION_WAIT);
     let wait_time = t1.elapsed();
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
     let mut warnings = nat_warnings(lab);
@@ -315,6 +319,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             .into_iter()
             .map(|u| format!("runtime change undone: {u}")),
     );
+    warnings.extend(tunnel_warnings);
     let results = checks::run_all(lab);
     let failed: Vec<String> = results
         .iter()
