@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod capture;
 mod graph;
+mod import;
 mod render;
 mod runtime;
 mod trace;
@@ -190,6 +191,9 @@ enum Cmd {
     /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
     /// replacement); docs/tunnel.md.
     Tunnel(tunnel::TunnelArgs),
+    /// Write the lab file for a shell script or a containerlab topology
+    /// (docs/import.md).
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -305,6 +309,7 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
+        Cmd::Import(a) => import::run(&a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
