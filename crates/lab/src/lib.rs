@@ -14,6 +14,7 @@ mod apply;
 pub mod capture;
 mod checks;
 pub mod datapath;
+pub mod drawing;
 mod error;
 pub mod machines;
 pub mod names;
