@@ -348,6 +348,8 @@ pub fn ping(
 ) -> Result<ExitCode, String> {
     use weft_sys::ping::{PingEvent, PingOptions};
     let built = weft::built_with(lab, node).map_err(|e| e.to_string())?;
+    // Refused before the header is printed: an unknown node is not a ping.
+    weft::node_netns(lab, node).map_err(|e| e.to_string())?;
     let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
     let opts = PingOptions {
         count,
