@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use miette::{LabeledSpan, NamedSource};
 
 mod capture;
+mod events;
 mod graph;
 mod render;
 mod runtime;
@@ -127,6 +128,21 @@ enum Cmd {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+    },
+    /// Print what happens in a lab as it happens: spanning-tree role and
+    /// state changes, topology changes, FDB learning, links down and up,
+    /// impairment, checks, counters (docs/events.md).
+    Events {
+        lab: String,
+        /// One JSON object a line (the documented, versioned shape).
+        #[arg(long)]
+        json: bool,
+        /// First replay what is kept from this far back: 30s, 5m, 2h, all.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print what is kept and stop instead of following.
+        #[arg(long)]
+        no_follow: bool,
     },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
@@ -272,6 +288,12 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Events {
+            lab,
+            json,
+            since,
+            no_follow,
+        } => events::run(&lab, json, since.as_deref(), !no_follow),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
@@ -438,10 +460,27 @@ fn up(
         report.apply_time.as_secs_f64() * 1e3,
         report.wait_time.as_secs_f64() * 1e3
     );
+    let mut evs = vec![weft::events::Event::new("lab.up")
+        .with("added", a)
+        .with("changed", c)
+        .with("removed", r)
+        .with(
+            "changes",
+            lines.iter().take(500).cloned().collect::<Vec<_>>(),
+        )];
+    evs.extend(report.checks.iter().map(check_event));
+    weft::events::record_all(name, &evs);
     if !report.checks.is_empty() {
         println!("{} check(s) passed", report.checks.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_event(c: &weft::CheckResult) -> weft::events::Event {
+    weft::events::Event::new("check")
+        .with("check", c.check.to_string())
+        .with("ok", c.ok)
+        .with("detail", c.detail.clone())
 }
 
 fn check(lab: &str) -> Result<ExitCode, String> {
@@ -461,6 +500,8 @@ fn check(lab: &str) -> Result<ExitCode, String> {
     for c in &r.results {
         println!("{c}");
     }
+    let evs: Vec<_> = r.results.iter().map(check_event).collect();
+    weft::events::record_all(&name, &evs);
     let failed = r.results.iter().filter(|c| !c.ok).count();
     if failed > 0 {
         return Err(format!(

@@ -16,6 +16,7 @@ mod checks;
 pub mod datapath;
 pub mod drawing;
 mod error;
+pub mod events;
 pub mod machines;
 pub mod names;
 mod owner;
