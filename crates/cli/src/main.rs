@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use miette::{LabeledSpan, NamedSource};
 
+mod agent;
 mod capture;
 mod graph;
 mod render;
@@ -50,6 +51,10 @@ enum Cmd {
         /// nodes and its ends of vxlan and tunnel links).
         #[arg(long)]
         machine: Option<String>,
+        /// Spread a lab whose file declares no machines over N machines
+        /// (LAB-0 .. LAB-{N-1}, underlays LAB-i.LAB; docs/topology.md).
+        #[arg(long, requires = "machine")]
+        machines: Option<usize>,
     },
     /// Remove a lab: every namespace, interface, address and route it made.
     Down {
@@ -186,6 +191,9 @@ enum Cmd {
     /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
     /// replacement); docs/tunnel.md.
     Tunnel(tunnel::TunnelArgs),
+    /// Keep one machine's share of a lab built, in the foreground, until
+    /// SIGTERM (a pod's main process; docs/scale.md).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -220,13 +228,14 @@ fn main() -> ExitCode {
             quiet,
             threads,
             machine,
+            machines,
         } => up(
             &file,
             dry_run,
             keep_on_error,
             quiet,
             threads,
-            machine.as_deref(),
+            (machine.as_deref(), machines),
         ),
         Cmd::Down {
             lab,
@@ -238,6 +247,7 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
+        Cmd::Agent(a) => agent::run(a),
         Cmd::Ping {
             lab,
             node,
@@ -348,7 +358,7 @@ fn up(
     keep_on_error: bool,
     quiet: bool,
     threads: Option<usize>,
-    machine: Option<&str>,
+    (machine, machines): (Option<&str>, Option<usize>),
 ) -> Result<ExitCode, String> {
     let mut parsed = match weft::parse_file(file) {
         Ok(p) => p,
@@ -365,7 +375,7 @@ fn up(
         let text = std::fs::read_to_string(file).unwrap_or_default();
         show_diagnostics(file, &text, &parsed.warnings, true);
     }
-    parsed.lab = share(&parsed.lab, file, machine)?;
+    parsed.lab = share(&parsed.lab, file, machine, machines)?;
     // A bar for long runs: many nodes, or STP's listening and learning wait.
     let stp = parsed
         .lab
@@ -469,23 +479,19 @@ fn check(lab: &str) -> Result<ExitCode, String> {
 }
 
 /// What this `weft up` builds: the lab, or this machine's share of it
-/// (with the machines' key files relative to the topology file).
+/// (placed over `--machines N`, underlay names resolved, key files relative
+/// to the topology file).
 fn share(
     lab: &weft_topo::Lab,
     file: &Path,
     machine: Option<&str>,
+    spread: Option<usize>,
 ) -> Result<weft_topo::Lab, String> {
-    let mut lab = weft_topo::machines::select(lab, machine)?;
     let dir = std::fs::canonicalize(file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    for m in lab.machines.values_mut() {
-        if let Some(k) = &mut m.private_key {
-            *k = dir.join(&*k).display().to_string();
-        }
-    }
-    Ok(lab)
+    weft::machines::prepare(lab, machine, spread, &dir).map_err(|e| e.to_string())
 }
 
 fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, String> {
