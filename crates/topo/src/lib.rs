@@ -13,8 +13,9 @@ pub mod nat;
 pub mod placement;
 pub mod plan;
 pub mod route;
+pub mod workload;
 
 pub use error::{Diagnostic, Diagnostics};
-pub use file::{parse, parse_with, Parsed};
+pub use file::{parse, parse_at, parse_with, FileDir, Parsed};
 pub use model::*;
 pub use plan::{plan, Op, Plan, Res, ResKey};
