@@ -10,6 +10,7 @@
 //! weft::down("br", &weft::DownOptions::default()).unwrap();
 //! ```
 
+pub mod agent;
 mod apply;
 pub mod capture;
 mod checks;
