@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use miette::{LabeledSpan, NamedSource};
 
 mod capture;
 mod graph;
@@ -321,33 +320,10 @@ fn init_logging(verbose: bool) {
         .try_init();
 }
 
-/// Print every diagnostic with the file's lines around it.
+/// Print the diagnostics of a file with the lines around each (at most
+/// [`render::MAX_FILE_PROBLEMS`] of them).
 fn show_diagnostics(path: &Path, text: &str, diags: &[weft_topo::Diagnostic], warning: bool) {
-    for d in diags {
-        let labels: Vec<LabeledSpan> = d
-            .span
-            .clone()
-            .map(|s| LabeledSpan::at(s, "here"))
-            .into_iter()
-            .collect();
-        let mut md = miette::MietteDiagnostic::new(d.message.clone()).with_labels(labels);
-        if let Some(h) = &d.help {
-            md = md.with_help(h.clone());
-        }
-        if warning {
-            md = md.with_severity(miette::Severity::Warning);
-        }
-        let report = miette::Report::new(md).with_source_code(NamedSource::new(
-            path.display().to_string(),
-            text.to_string(),
-        ));
-        let pos = d
-            .line_col(text)
-            .map(|(l, c)| format!("{}:{l}:{c}: ", path.display()))
-            .unwrap_or_default();
-        eprintln!("{pos}{}", if warning { "warning" } else { "error" });
-        eprintln!("{report:?}");
-    }
+    eprint!("{}", render::file_diagnostics(path, text, diags, warning));
 }
 
 fn up(
