@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod capture;
+mod events;
 mod graph;
 mod import;
 mod render;
@@ -132,6 +133,21 @@ enum Cmd {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+    },
+    /// Print what happens in a lab as it happens: spanning-tree role and
+    /// state changes, topology changes, FDB learning, links down and up,
+    /// impairment, checks, counters (docs/events.md).
+    Events {
+        lab: String,
+        /// One JSON object a line (the documented, versioned shape).
+        #[arg(long)]
+        json: bool,
+        /// First replay what is kept from this far back: 30s, 5m, 2h, all.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print what is kept and stop instead of following.
+        #[arg(long)]
+        no_follow: bool,
     },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
@@ -288,6 +304,12 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Events {
+            lab,
+            json,
+            since,
+            no_follow,
+        } => events::run(&lab, json, since.as_deref(), !no_follow).map_err(Failure::from),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
@@ -309,7 +331,7 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
-        Cmd::Import(a) => import::run(&a),
+        Cmd::Import(a) => import::run(&a).map_err(Failure::from),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -549,10 +571,27 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
         report.apply_time.as_secs_f64() * 1e3,
         report.wait_time.as_secs_f64() * 1e3
     );
+    let mut evs = vec![weft::events::Event::new("lab.up")
+        .with("added", a)
+        .with("changed", c)
+        .with("removed", r)
+        .with(
+            "changes",
+            lines.iter().take(500).cloned().collect::<Vec<_>>(),
+        )];
+    evs.extend(report.checks.iter().map(check_event));
+    weft::events::record_all(name, &evs);
     if !report.checks.is_empty() {
         println!("{} check(s) passed", report.checks.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_event(c: &weft::CheckResult) -> weft::events::Event {
+    weft::events::Event::new("check")
+        .with("check", c.check.to_string())
+        .with("ok", c.ok)
+        .with("detail", c.detail.clone())
 }
 
 fn check(lab: &str) -> Result<ExitCode, Failure> {
@@ -572,6 +611,8 @@ fn check(lab: &str) -> Result<ExitCode, Failure> {
     for c in &r.results {
         println!("{c}");
     }
+    let evs: Vec<_> = r.results.iter().map(check_event).collect();
+    weft::events::record_all(&name, &evs);
     let failed = r.results.iter().filter(|c| !c.ok).count();
     if failed > 0 {
         return Err(format!(

@@ -105,9 +105,9 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
             .map(|p| impair::parse_percent(p).map_err(|e| format!("--burst: {e}")))
             .collect::<Result<_, _>>()?;
         if !(2..=4).contains(&v.len()) {
-            return Err(format!(
+            return Err(Failure::from(format!(
                 "--burst `{b}`: write ENTER,EXIT[,LOSS[,GOOD_LOSS]], like 1%,25%"
-            ));
+            )));
         }
         i.burst = Some(impair::Burst {
             enter_ppm: v[0],
