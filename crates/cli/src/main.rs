@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use miette::{LabeledSpan, NamedSource};
 
+mod agent;
 mod capture;
+mod events;
 mod graph;
+mod import;
 mod render;
 mod runtime;
 mod trace;
@@ -55,6 +57,10 @@ enum Cmd {
         /// spanning tree timers in force need).
         #[arg(long, value_name = "SECS")]
         ready_timeout: Option<f64>,
+        /// Spread a lab whose file declares no machines over N machines
+        /// (LAB-0 .. LAB-{N-1}, underlays LAB-i.LAB; docs/topology.md).
+        #[arg(long, requires = "machine")]
+        machines: Option<usize>,
     },
     /// Remove a lab: every namespace, interface, address and route it made.
     Down {
@@ -133,6 +139,21 @@ enum Cmd {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// Print what happens in a lab as it happens: spanning-tree role and
+    /// state changes, topology changes, FDB learning, links down and up,
+    /// impairment, checks, counters (docs/events.md).
+    Events {
+        lab: String,
+        /// One JSON object a line (the documented, versioned shape).
+        #[arg(long)]
+        json: bool,
+        /// First replay what is kept from this far back: 30s, 5m, 2h, all.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print what is kept and stop instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
         /// The lab's name, or a topology file.
@@ -191,12 +212,22 @@ enum Cmd {
     /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
     /// replacement); docs/tunnel.md.
     Tunnel(tunnel::TunnelArgs),
+    /// Write the lab file for a shell script or a containerlab topology
+    /// (docs/import.md).
+    Import(import::ImportArgs),
+    /// Keep one machine's share of a lab built, in the foreground, until
+    /// SIGTERM (a pod's main process; docs/scale.md).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE.
-    if !matches!(cli.cmd, Cmd::Datapath { .. } | Cmd::Tunnel(_)) {
+    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE,
+    // and capture ends on EPIPE itself (exit 0 when wireshark closes).
+    if !matches!(
+        cli.cmd,
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+    ) {
         weft_sys::default_sigpipe();
     }
     // exec must stay single-threaded until it has entered the namespace, so
@@ -230,6 +261,7 @@ fn main() -> ExitCode {
             threads,
             machine,
             ready_timeout,
+            machines,
         } => up(
             &file,
             UpFlags {
@@ -239,7 +271,7 @@ fn main() -> ExitCode {
                 threads,
                 ready_timeout,
             },
-            machine.as_deref(),
+            (machine.as_deref(), machines),
         ),
         Cmd::Down {
             lab,
@@ -251,6 +283,7 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
+        Cmd::Agent(a) => agent::run(a).map_err(Failure::from),
         Cmd::Ping {
             lab,
             node,
@@ -281,6 +314,12 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Events {
+            lab,
+            json,
+            since,
+            no_follow,
+        } => events::run(&lab, json, since.as_deref(), !no_follow).map_err(Failure::from),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
@@ -302,6 +341,7 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
+        Cmd::Import(a) => import::run(&a).map_err(Failure::from),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -426,33 +466,10 @@ fn init_logging(verbose: bool) {
         .try_init();
 }
 
-/// Print every diagnostic with the file's lines around it.
+/// Print the diagnostics of a file with the lines around each (at most
+/// [`render::MAX_FILE_PROBLEMS`] of them).
 fn show_diagnostics(path: &Path, text: &str, diags: &[weft_topo::Diagnostic], warning: bool) {
-    for d in diags {
-        let labels: Vec<LabeledSpan> = d
-            .span
-            .clone()
-            .map(|s| LabeledSpan::at(s, "here"))
-            .into_iter()
-            .collect();
-        let mut md = miette::MietteDiagnostic::new(d.message.clone()).with_labels(labels);
-        if let Some(h) = &d.help {
-            md = md.with_help(h.clone());
-        }
-        if warning {
-            md = md.with_severity(miette::Severity::Warning);
-        }
-        let report = miette::Report::new(md).with_source_code(NamedSource::new(
-            path.display().to_string(),
-            text.to_string(),
-        ));
-        let pos = d
-            .line_col(text)
-            .map(|(l, c)| format!("{}:{l}:{c}: ", path.display()))
-            .unwrap_or_default();
-        eprintln!("{pos}{}", if warning { "warning" } else { "error" });
-        eprintln!("{report:?}");
-    }
+    eprint!("{}", render::file_diagnostics(path, text, diags, warning));
 }
 
 /// `weft up`'s switches.
@@ -464,7 +481,11 @@ struct UpFlags {
     ready_timeout: Option<f64>,
 }
 
-fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Failure> {
+fn up(
+    file: &Path,
+    flags: UpFlags,
+    (machine, machines): (Option<&str>, Option<usize>),
+) -> Result<ExitCode, Failure> {
     let UpFlags {
         dry_run,
         keep_on_error,
@@ -494,7 +515,7 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
         let text = std::fs::read_to_string(file).unwrap_or_default();
         show_diagnostics(file, &text, &parsed.warnings, true);
     }
-    parsed.lab = share(&parsed.lab, file, machine)?;
+    parsed.lab = share(&parsed.lab, file, machine, machines)?;
     // A bar for long runs: many nodes, or STP's listening and learning wait.
     let stp = parsed
         .lab
@@ -564,10 +585,27 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
         report.apply_time.as_secs_f64() * 1e3,
         report.wait_time.as_secs_f64() * 1e3
     );
+    let mut evs = vec![weft::events::Event::new("lab.up")
+        .with("added", a)
+        .with("changed", c)
+        .with("removed", r)
+        .with(
+            "changes",
+            lines.iter().take(500).cloned().collect::<Vec<_>>(),
+        )];
+    evs.extend(report.checks.iter().map(check_event));
+    weft::events::record_all(name, &evs);
     if !report.checks.is_empty() {
         println!("{} check(s) passed", report.checks.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_event(c: &weft::CheckResult) -> weft::events::Event {
+    weft::events::Event::new("check")
+        .with("check", c.check.to_string())
+        .with("ok", c.ok)
+        .with("detail", c.detail.clone())
 }
 
 fn check(lab: &str) -> Result<ExitCode, Failure> {
@@ -587,6 +625,8 @@ fn check(lab: &str) -> Result<ExitCode, Failure> {
     for c in &r.results {
         println!("{c}");
     }
+    let evs: Vec<_> = r.results.iter().map(check_event).collect();
+    weft::events::record_all(&name, &evs);
     let failed = r.results.iter().filter(|c| !c.ok).count();
     if failed > 0 {
         return Err(format!(
@@ -600,23 +640,19 @@ fn check(lab: &str) -> Result<ExitCode, Failure> {
 }
 
 /// What this `weft up` builds: the lab, or this machine's share of it
-/// (with the machines' key files relative to the topology file).
+/// (placed over `--machines N`, underlay names resolved, key files relative
+/// to the topology file).
 fn share(
     lab: &weft_topo::Lab,
     file: &Path,
     machine: Option<&str>,
+    spread: Option<usize>,
 ) -> Result<weft_topo::Lab, Failure> {
-    let mut lab = weft_topo::machines::select(lab, machine)?;
     let dir = std::fs::canonicalize(file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    for m in lab.machines.values_mut() {
-        if let Some(k) = &mut m.private_key {
-            *k = dir.join(&*k).display().to_string();
-        }
-    }
-    Ok(lab)
+    Ok(weft::machines::prepare(lab, machine, spread, &dir)?)
 }
 
 fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Failure> {

@@ -10,11 +10,14 @@
 //! weft::down("br", &weft::DownOptions::default()).unwrap();
 //! ```
 
+pub mod agent;
 mod apply;
 pub mod capture;
 mod checks;
 pub mod datapath;
+pub mod drawing;
 mod error;
+pub mod events;
 pub mod machines;
 pub mod names;
 mod owner;
@@ -243,6 +246,9 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     };
     let mut warnings = Vec::new();
     warnings.extend(undone.iter().map(|u| format!("runtime change undone: {u}")));
+    // The lab is usable once the tunnels' handshakes are done (or each
+    // one's wait is explained).
+    warnings.extend(tunnels::wait_sessions(lab, tunnels::SESSION_WAIT));
     let mut results = Vec::new();
     if kernel_changed || unfinished {
         warnings.splice(0..0, nat_warnings(lab));
@@ -738,14 +744,7 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
 }
 
 fn has_owner_tag(netns: &str, lab: &str) -> bool {
-    NsHandle::open("", netns)
-        .ok()
-        .and_then(|mut h| h.nl.links().ok())
-        .is_some_and(|links| {
-            links
-                .iter()
-                .any(|l| l.index == 1 && l.alias.as_deref() == Some(apply::owner_tag(lab).as_str()))
-        })
+    owner::owner_of(netns).as_deref() == Some(lab)
 }
 
 /// The lab as last applied, or an error naming the labs that exist.

@@ -291,6 +291,12 @@ pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, End
         o.links_down.push(pair);
     }
     save(name, &o)?;
+    crate::events::record(
+        name,
+        crate::events::Event::new(if up { "link.up" } else { "link.down" })
+            .with("a", ea.to_string())
+            .with("b", eb.to_string()),
+    );
     Ok((ea, eb))
 }
 
@@ -335,9 +341,14 @@ pub fn set_impair(
     if file == imp {
         o.impair.remove(&end.to_string());
     } else {
-        o.impair.insert(end.to_string(), imp);
+        o.impair.insert(end.to_string(), imp.clone());
     }
     save(name, &o)?;
+    let e = match &imp {
+        Some(i) => crate::events::Event::new("impair.set").with("impair", i.summary()),
+        None => crate::events::Event::new("impair.cleared"),
+    };
+    crate::events::record(name, e.node(&end.node).port(&end.iface));
     Ok(end)
 }
 

@@ -61,12 +61,21 @@ pub(crate) fn nft(
 
 /// Load weft's table with this NAT, replacing what it held, atomically.
 pub(crate) fn load(node: &str, netns: &str, n: &nat::Nat) -> Result<(), Error> {
-    nft(
-        node,
-        netns,
-        &["-j", "-f", "-"],
-        Some(&nat::ruleset(n).to_string()),
-    )
+    match &n.behaviour {
+        // Map updates have no JSON syntax in nftables 1.0.6 (nat/behaviour.rs).
+        Some(b) => nft(
+            node,
+            netns,
+            &["-f", "-"],
+            Some(&nat::behaviour::ruleset_text(n, b)),
+        ),
+        None => nft(
+            node,
+            netns,
+            &["-j", "-f", "-"],
+            Some(&nat::ruleset(n).to_string()),
+        ),
+    }
     .map(|_| ())
 }
 
