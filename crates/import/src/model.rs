@@ -646,10 +646,19 @@ impl<'a> Model<'a> {
             }
             "set" | "true" | ":" | "export" | "shopt" | "trap" => Ok(Flow::Note("shell setting: nothing to import".into())),
             "modprobe" => Ok(Flow::Note("loads a kernel module: weft loads none (docs/topology.md lists what the kernel needs)".into())),
+            "bridge" => {
+                let shows = args.first().is_some_and(|a| pick(a, &["link", "fdb", "mdb", "vlan", "monitor"]).is_some())
+                    && args.get(1).is_none_or(|s| pick(s, &["show", "list"]).is_some());
+                if shows {
+                    Ok(Flow::Note("shows something: nothing to import (`weft status`)".into()))
+                } else {
+                    Ok(Flow::Skip(
+                        "`bridge` changes (fdb, vlan, link set) are not modelled: a port's cost and priority are `brctl setpathcost`/`setportprio` or `ip link set ... type bridge_slave`; VLANs and static MACs are a weft switch's (docs/switch.md)".into(),
+                    ))
+                }
+            }
             "ping" | "ping6" | "arping" | "tcpdump" | "tshark" | "traceroute" | "tracepath" | "cat" | "sleep" | "echo" | "printf" | "ls"
-            | "grep" | "ss" | "netstat" | "arp" | "route" | "wait" | "lsmod" | "ethtool" | "iperf" | "iperf3" | "nc" | "curl" | "wget" | "mtr" | "bridge"
-                if prog != "bridge" || args.first().is_some_and(|a| pick(a, &["link", "fdb", "mdb", "vlan", "monitor"]).is_some() && args.get(1).is_none_or(|s| pick(s, &["show", "list"]).is_some())) =>
-            {
+            | "grep" | "ss" | "netstat" | "arp" | "route" | "wait" | "lsmod" | "ethtool" | "iperf" | "iperf3" | "nc" | "curl" | "wget" | "mtr" => {
                 if out_devnull {
                     Ok(Flow::Note("shows or tests something: nothing to import (try it on the lab with `weft exec`)".into()))
                 } else {
