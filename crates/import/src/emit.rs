@@ -584,7 +584,7 @@ fn addresses(out: &mut Out, addrs: &[(String, Origin)]) {
 
 fn bridge_opts(out: &mut Out, o: &crate::model::BridgeOpts) {
     if let Some(s) = o.stp {
-        out.push(format!("stp = {s}"), None);
+        out.push(format!("stp = {s}"), o.at.get("stp"));
     }
     for (k, v) in [
         ("forward_delay", o.forward_delay),
@@ -593,10 +593,10 @@ fn bridge_opts(out: &mut Out, o: &crate::model::BridgeOpts) {
         ("ageing_time", o.ageing_time),
     ] {
         if let Some(v) = v {
-            out.push(format!("{k} = {}", num(v)), None);
+            out.push(format!("{k} = {}", num(v)), o.at.get(k));
         }
     }
     if let Some(p) = o.priority {
-        out.push(format!("priority = {p}"), None);
+        out.push(format!("priority = {p}"), o.at.get("priority"));
     }
 }

@@ -341,3 +341,32 @@ fn a_veth_peer_stays_where_the_command_runs_unless_it_names_a_namespace() {
     assert!(l.nodes["c"].interfaces.contains_key("c0"));
     assert!(l.nodes["host"].interfaces.contains_key("c-port"));
 }
+
+#[test]
+fn bridge_options_set_later_with_ip_or_sysfs() {
+    let src = "ip link add br0 type bridge\nip link set br0 type bridge stp_state 1 forward_delay 400\necho 100 > /sys/class/net/br0/bridge/hello_time\nip link add p0 type veth peer name p1\nip link set p0 master br0\necho 7 > /sys/class/net/p0/brport/path_cost\necho 1 > /sys/class/net/br0/bridge/multicast_snooping\n";
+    let i = script(src, "t", &none).unwrap();
+    let l = lab(&i);
+    let h = &l.nodes["host"];
+    match &h.interfaces["br0"].kind {
+        IfaceKind::Bridge(b) => {
+            assert!(b.stp);
+            assert_eq!(b.forward_delay_cs, Some(400));
+            assert_eq!(b.hello_time_cs, Some(100));
+        }
+        k => panic!("{k:?}"),
+    }
+    assert_eq!(h.interfaces["p0"].port.cost, Some(7));
+    assert!(i
+        .warnings
+        .iter()
+        .any(|w| w.origin.as_ref().is_some_and(|o| o.line == 7)
+            && w.message.contains("multicast_snooping")));
+}
+
+#[test]
+fn a_bridge_option_out_of_range_is_reported_at_the_line_that_set_it() {
+    let e = err_of("brctl addbr br0\n\necho 2000 > /sys/class/net/br0/bridge/hello_time\n");
+    assert_eq!(e.origin.unwrap().line, 3, "{}", e.message);
+    assert!(e.message.contains("hello_time"), "{}", e.message);
+}
