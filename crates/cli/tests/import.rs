@@ -451,3 +451,30 @@ fn vlan_script_imported_carries_both_vlans_over_weft_switches() {
         .collect();
     assert!(on_trunk.contains(&10) && on_trunk.contains(&20), "{fdb}");
 }
+
+#[test]
+fn import_writes_the_file_with_o_and_warns_with_the_line() {
+    let out = std::env::temp_dir().join(format!("weft-import-o-{}.toml", std::process::id()));
+    let o = Command::new(common::weft_bin())
+        .args([
+            "import",
+            "script",
+            fixture("seed000-bridge-fixed.sh").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-n",
+            "named",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(o.stdout.is_empty());
+    assert!(
+        err.contains("seed000-bridge-fixed.sh: warning: line 33: not imported"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(weft_topo::parse(&text).unwrap().lab.name, "named");
+}
