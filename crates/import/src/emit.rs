@@ -179,7 +179,7 @@ pub(crate) fn finish(mut m: Model, lab: &str, what: &str) -> Result<Imported, Im
         let n = unique("host".into(), &mut used);
         warnings.push(Warning {
             origin: None,
-            message: format!("what the script does in the machine's own namespace goes into node `{n}` (weft never changes the machine's namespace)"),
+            message: format!("what the input does in the machine's own namespace goes into node `{n}` (weft never changes the machine's namespace)"),
         });
         ns_node.insert(ROOT, n);
     }
