@@ -727,3 +727,69 @@ fn offloaded_flows_are_counted_and_keep_their_fdb_entries() {
     }
     drop(client);
 }
+
+/// A ring of three weft switches with the default timers and a kernel
+/// bridge configured with short ones: a weft switch is the root, so the
+/// bridge's ports wait the root's forward delay (15 s), not its own (2 s).
+/// `up` waits as long as those timers need, and the lab works.
+#[test]
+fn readiness_follows_the_roots_timers_not_a_bridges_own() {
+    let lab = Lab::from_text(
+        "ring",
+        r#"
+name = "x"
+[nodes.s1]
+kind = "switch"
+stp = "stp"
+priority = 4096
+[nodes.s2]
+kind = "switch"
+stp = "stp"
+[nodes.s3]
+kind = "switch"
+stp = "stp"
+[nodes.br0]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+[nodes.h1.interfaces.eth0]
+addresses = ["10.78.0.1/24"]
+[nodes.h2.interfaces.eth0]
+addresses = ["10.78.0.2/24"]
+[[links]]
+endpoints = ["s1:to-s2", "s2:to-s1"]
+[[links]]
+endpoints = ["s2:to-s3", "s3:to-s2"]
+[[links]]
+endpoints = ["s3:to-br", "br0:to-s3"]
+[[links]]
+endpoints = ["br0:to-s1", "s1:to-br"]
+[[links]]
+endpoints = ["h1:eth0", "s2:h1"]
+[[links]]
+endpoints = ["h2:eth0", "s3:h2"]
+"#,
+    );
+    let t0 = Instant::now();
+    let out = lab.up();
+    assert!(out.contains("is up"), "{out}");
+    // The bridge took the root's timers: its own would have let `up` give
+    // up after 9 s, before its ports forwarded.
+    let fd = lab.ok(&[
+        "exec",
+        &lab.name,
+        "br0",
+        "--",
+        "cat",
+        "/sys/class/net/br0/bridge/forward_delay",
+    ]);
+    assert_eq!(fd.trim(), "1500", "the bridge's forward delay in force");
+    assert!(t0.elapsed() > Duration::from_secs(9), "{:?}", t0.elapsed());
+    let sws = switches(&lab);
+    let s1 = sws.iter().find(|s| s["name"] == "s1").unwrap();
+    assert_eq!(s1["is_root"], true);
+    assert_eq!(s1["forward_delay_ms"], 15000);
+    assert!(lab.ping("h1", "h2", None));
+}

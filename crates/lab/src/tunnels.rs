@@ -43,7 +43,7 @@ pub struct TunnelStatus {
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::Other(format!("{what}: {e}"))
+    move |e| Error::io(what, e)
 }
 
 /// The program to start: the running `weft`, or `WEFT_EXE` (for programs
@@ -54,10 +54,9 @@ fn exe() -> Result<String, Error> {
     }
     std::env::current_exe()
         .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| {
-            Error::Other(format!(
-                "finding the weft program to start tunnels with: {e} (set WEFT_EXE)"
-            ))
+        .map_err(|e| Error::Missing {
+            what: format!("finding the weft program to start tunnels with: {e}"),
+            help: "set WEFT_EXE to the weft binary".into(),
         })
 }
 

@@ -204,6 +204,35 @@ fn bridge_priority_picks_root() {
     assert!(sim.is_spanning_tree());
 }
 
+/// A bridge waits with the root's timers, as 802.1D says: the status
+/// reports those, so `weft up` can wait as long as the ports will.
+#[test]
+fn status_reports_the_roots_timers() {
+    let mut sim = Sim::new();
+    for i in 0..2 {
+        let mut cfg = SwitchConfig::new(mac(0x100 + i), vec![PortConfig::access(1); 1]);
+        cfg.stp.mode = StpMode::Stp;
+        if i == 0 {
+            cfg.stp.priority = 0x1000;
+            cfg.stp.forward_delay = Duration::from_secs(4);
+            cfg.stp.max_age = Duration::from_secs(7);
+        } else {
+            cfg.stp.forward_delay = Duration::from_secs(21);
+        }
+        sim.add_switch(cfg);
+    }
+    assert_eq!(
+        sim.switches[1].stp_status().forward_delay,
+        Duration::from_secs(21)
+    );
+    sim.link_switches(0, 0, 1, 0);
+    sim.run_for(Duration::from_secs(3));
+    let st = sim.switches[1].stp_status();
+    assert_eq!(st.root_id.priority, 0x1000);
+    assert_eq!(st.forward_delay, Duration::from_secs(4));
+    assert_eq!(st.max_age, Duration::from_secs(7));
+}
+
 fn bpdus(out: &Actions) -> Vec<(PortId, BpduRepr)> {
     out.frames(&[])
         .map(|(p, f)| (p, BpduRepr::parse_frame(&f.to_vec()).unwrap().1))

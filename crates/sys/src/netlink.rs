@@ -542,6 +542,10 @@ pub struct LinkState {
     pub alias: Option<String>,
     pub port_state: Option<PortState>,
     pub stp: Option<bool>,
+    /// A bridge's forward delay and max age in force, in centiseconds:
+    /// the root's, learned from its BPDUs, not the configured ones
+    /// (`ip -d link show` prints these).
+    pub stp_times_cs: Option<(u32, u32)>,
     /// TUN/TAP details: (is_tap, pi, vnet_hdr, multi_queue, persist, owner, group).
     pub tun: Option<TunState>,
     pub point_to_point: bool,
@@ -617,11 +621,18 @@ impl LinkState {
                         match i {
                             LinkInfo::Kind(k) => s.kind = Some(k.to_string()),
                             LinkInfo::Data(InfoData::Bridge(b)) => {
+                                let (mut fd, mut ma) = (None, None);
                                 for o in b {
-                                    if let InfoBridge::StpState(st) = o {
-                                        s.stp = Some(!matches!(st, BridgeStpState::Disabled));
+                                    match o {
+                                        InfoBridge::StpState(st) => {
+                                            s.stp = Some(!matches!(st, BridgeStpState::Disabled));
+                                        }
+                                        InfoBridge::ForwardDelay(x) => fd = Some(*x),
+                                        InfoBridge::MaxAge(x) => ma = Some(*x),
+                                        _ => {}
                                     }
                                 }
+                                s.stp_times_cs = fd.zip(ma);
                             }
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
