@@ -478,3 +478,17 @@ fn import_writes_the_file_with_o_and_warns_with_the_line() {
     std::fs::remove_file(&out).unwrap();
     assert_eq!(weft_topo::parse(&text).unwrap().lab.name, "named");
 }
+
+#[test]
+fn a_looping_tutorial_script_round_trips_and_its_hosts_reach_each_other() {
+    let lab = round_trip(
+        "i-star",
+        "star.sh",
+        &[
+            ("h1", "10.0.0.13", None),
+            ("h2", "10.0.0.1", None),
+            ("h3", "10.0.0.11", None),
+        ],
+    );
+    assert!(lab.ping("h1", "10.0.0.13", None));
+}
