@@ -448,7 +448,12 @@ impl<'a> Model<'a> {
                     stdin,
                     text,
                 } => {
-                    // Assignments before a command, or alone.
+                    // Assignments before a command, or alone (also after
+                    // `export`/`readonly`/`local`, which here only set).
+                    let words: &[Word] = match words.first().and_then(Word::literal).as_deref() {
+                        Some("export" | "readonly" | "local") if words.len() > 1 => &words[1..],
+                        _ => words,
+                    };
                     let mut k = 0;
                     let mut assigns = Vec::new();
                     while k < words.len() {

@@ -196,7 +196,7 @@ fn the_lab_file_check_points_at_the_script_line() {
 
 #[test]
 fn variables_loops_batch_files_and_heredocs() {
-    let src = "N=3\nfor h in h1 h2; do\n  ip netns add $h\ndone\nip -batch links.txt\nip -n h1 -batch - <<EOF\naddr add 10.0.0.1/24 dev e1\nlink set e1 up\nEOF\nip netns exec h2 sh -c 'ip addr add 10.0.0.$N/24 dev e2 && ip link set e2 up'\n";
+    let src = "export N=3\nfor h in h1 h2; do\n  ip netns add $h\ndone\nip -batch links.txt\nip -n h1 -batch - <<EOF\naddr add 10.0.0.1/24 dev e1\nlink set e1 up\nEOF\nip netns exec h2 sh -c 'ip addr add 10.0.0.$N/24 dev e2 && ip link set e2 up'\n";
     let batch = |f: &str| {
         (f == "links.txt")
             .then(|| "# cables\nlink add e1 netns h1 type veth peer name e2 netns h2\n".to_string())
