@@ -234,8 +234,13 @@ pub(crate) fn finish(mut m: Model, lab: &str, what: &str) -> Result<Imported, Im
             origin: Some(dev.origin.clone()),
             message: format!("VLAN device `{}`: this kernel has no 802.1Q, so switch `{sw}` goes on `{pname}`'s cable; `{}` becomes a veth to its access port `{port}` (VLAN {id}) and the cable's far end a trunk", dev.name, dev.name),
         });
+        // A VLAN device may have been moved away from its parent's node.
+        let vnode = ns_node
+            .get(&dev.ns)
+            .cloned()
+            .unwrap_or_else(|| pnode.clone());
         extra_links.push((
-            (pnode.clone(), dev.name.clone()),
+            (vnode, dev.name.clone()),
             (sw.clone(), port.clone()),
             dev.origin.clone(),
         ));

@@ -370,3 +370,13 @@ fn a_bridge_option_out_of_range_is_reported_at_the_line_that_set_it() {
     assert_eq!(e.origin.unwrap().line, 3, "{}", e.message);
     assert!(e.message.contains("hello_time"), "{}", e.message);
 }
+
+#[test]
+fn a_vlan_device_moved_to_another_namespace_is_cabled_from_there() {
+    let src = "ip netns add a\nip netns add b\nip netns add c\nip link add e0 netns a type veth peer name e0 netns b\nip -n a link add link e0 name v10 type vlan id 10\nip -n a link set v10 netns c\nip -n c addr add 10.10.0.3/24 dev v10\n";
+    let l = lab(&script(src, "t", &none).unwrap());
+    match &l.nodes["c"].interfaces["v10"].kind {
+        IfaceKind::Veth { peer } => assert_eq!(peer.to_string(), "vlan-a-e0:v10"),
+        k => panic!("{k:?}"),
+    }
+}
