@@ -17,6 +17,7 @@ pub mod datapath;
 mod error;
 pub mod machines;
 pub mod names;
+mod owner;
 pub mod runtime;
 pub mod state;
 pub mod status;
@@ -77,10 +78,23 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Parsed, Box<FileError>> {
             diagnostics: d,
         })
     };
-    let parsed = weft_topo::parse(&text).map_err(err)?;
+    // Bind sources are relative to the file's directory, made absolute
+    // here so that the lab does not depend on where `weft up` ran.
+    let dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let exists = |p: &Path| p.exists();
+    let at = || {
+        Some(weft_topo::FileDir {
+            dir: &dir,
+            exists: &exists,
+        })
+    };
+    let parsed = weft_topo::parse_at(&text, None, at()).map_err(err)?;
     // A lab that is built keeps the addresses its hosts have.
     match state::load(&parsed.lab.name) {
-        Ok(Some(st)) => weft_topo::parse_with(&text, Some(&st.lab)).map_err(err),
+        Ok(Some(st)) => weft_topo::parse_at(&text, Some(&st.lab), at()).map_err(err),
         _ => Ok(parsed),
     }
 }
@@ -454,10 +468,7 @@ fn rollback(
 fn check_names_free(new: &Lab, built: &Lab) -> Result<(), Error> {
     for n in new.nodes.values() {
         if !built.nodes.contains_key(&n.name) && weft_sys::netns::exists(&n.netns) {
-            return Err(Error::Other(format!(
-                "node {}: network namespace {} already exists and is not part of lab {}; remove it (`ip netns del {}`) or rename the lab",
-                n.name, n.netns, new.name, n.netns
-            )));
+            return Err(owner::taken(&n.name, &n.netns, &new.name));
         }
     }
     Ok(())
@@ -506,7 +517,9 @@ pub struct DownReport {
 pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     machines::check_key(name)?;
     weft_sys::caps::require_admin("weft down")?;
-    let _lock = state::lock(name)?;
+    // A lab without a state directory may still have tagged namespaces
+    // (a lost /run/weft): nothing to lock, and nothing made for it.
+    let _lock = state::lock_existing(name)?;
     // The datapath first, by its recorded pid: it holds sockets in the
     // switch namespaces.
     datapath::stop(name)?;

@@ -15,6 +15,7 @@ use crate::route::parse_route;
 
 mod de;
 mod machines;
+mod services;
 mod tunnel;
 
 type Span = Range<usize>;
@@ -87,6 +88,19 @@ struct RawNode {
     static_macs: Vec<Spanned<switch::RawStaticMac>>,
     /// Switch: port mirroring.
     mirror: Option<Spanned<switch::RawMirror>>,
+    /// Programs run in the node.
+    #[serde(default)]
+    services: BTreeMap<Spanned<String>, Spanned<services::RawService>>,
+    /// `"./host:/in/node"` or `"tmpfs:/in/node"`.
+    #[serde(default)]
+    binds: Vec<Spanned<String>>,
+    /// A container image run in the node.
+    image: Option<Spanned<String>>,
+    /// The container's command (with `image`).
+    command: Option<Spanned<Vec<String>>>,
+    /// The container's environment (with `image`).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 /// Whose STP timers are being read: a kernel bridge's or a weft switch's
@@ -183,11 +197,30 @@ pub fn parse(source: &str) -> Result<Parsed, Diagnostics> {
 /// [`parse`], keeping the addresses `attach` gave hosts in `previous` (the
 /// lab as built), so that an edit never renumbers hosts it did not touch.
 pub fn parse_with(source: &str, previous: Option<&Lab>) -> Result<Parsed, Diagnostics> {
+    parse_at(source, previous, None)
+}
+
+/// Where a file is, for the host paths of `binds`: relative ones are taken
+/// from `dir`, and each must pass `exists` (the caller's look at the disk;
+/// this crate touches nothing).
+pub struct FileDir<'a> {
+    pub dir: &'a std::path::Path,
+    pub exists: &'a dyn Fn(&std::path::Path) -> bool,
+}
+
+/// [`parse_with`] for a file in a directory (see [`FileDir`]). Without
+/// one, relative bind sources are kept as written and not looked at.
+pub fn parse_at(
+    source: &str,
+    previous: Option<&Lab>,
+    dir: Option<FileDir>,
+) -> Result<Parsed, Diagnostics> {
     let (raw, shape) = de::read::<RawLab>(source).map_err(sorted)?;
     let mut cx = Cx {
         previous,
         source,
         lines: LineIndex::new(source),
+        dir,
         ..Cx::default()
     };
     let lab = cx.expand(raw);
@@ -215,6 +248,10 @@ fn sorted(mut errors: Vec<Diagnostic>) -> Diagnostics {
 #[derive(Default)]
 struct Cx<'p> {
     previous: Option<&'p Lab>,
+    dir: Option<FileDir<'p>>,
+    /// Positions of services and their `after` entries, for the checks
+    /// that need every node.
+    service_spans: services::Spans,
     source: &'p str,
     lines: LineIndex,
     /// `allow_host_interfaces = true`: the file may use the machine's own
@@ -295,6 +332,7 @@ impl Cx<'_> {
         self.check_tunnels(&lab);
         self.finish_vxlan(&mut lab);
         self.check_machines(&lab);
+        self.check_services(&lab);
         lab
     }
 
@@ -444,6 +482,7 @@ impl Cx<'_> {
             sysctls.insert(k.get_ref().clone(), value);
         }
         let machine = self.node_machine(lab, base, &span, rn);
+        let workload = self.node_workload(base, rn);
         for name in names {
             if let Some(prev) = self.node_span.get(&name) {
                 let prev = prev.clone();
@@ -458,6 +497,7 @@ impl Cx<'_> {
                 continue;
             }
             self.node_span.insert(name.clone(), span.clone());
+            let (services, binds, container) = self.workload_for(&name, &workload);
             let mut node = Node {
                 netns: netns_name(&lab.name, &name),
                 name: name.clone(),
@@ -467,6 +507,9 @@ impl Cx<'_> {
                 sysctls: sysctls.clone(),
                 switch: switch_opts.clone(),
                 machine: machine.clone(),
+                services,
+                binds,
+                container,
             };
             // Keyed by the place in the node's routes, which skips routes
             // that did not parse, not by the place in the file's list.

@@ -10,10 +10,12 @@ pub mod impair;
 pub mod machines;
 pub mod model;
 pub mod nat;
+pub mod placement;
 pub mod plan;
 pub mod route;
+pub mod workload;
 
 pub use error::{Diagnostic, Diagnostics, LineIndex};
-pub use file::{parse, parse_with, Parsed};
+pub use file::{parse, parse_at, parse_with, FileDir, Parsed};
 pub use model::*;
 pub use plan::{plan, Op, Plan, Res, ResKey};

@@ -135,6 +135,15 @@ pub struct Node {
     /// machines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// `[nodes.X.services.NAME]`: programs `weft up` runs in the node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, crate::workload::Service>,
+    /// The node's private files, in a mount namespace of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<crate::workload::Bind>,
+    /// `image = "NAME"`: a container run in the node's network namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::workload::Container>,
 }
 
 /// Spanning tree protocol of a weft switch.
