@@ -1199,15 +1199,38 @@ impl Cx<'_> {
                 self.err(Some(span), format!("node `{host}`: the bridge port for it would be named `{host}`, over 15 bytes"), "shorten the node name, or cable it with an explicit [[links]] entry");
                 continue;
             }
-            if br.interfaces.contains_key(&host) {
-                self.err(
-                    Some(span),
-                    format!("node `{host}`: bridge `{bridge}` already has an interface `{host}`"),
-                    "rename one of them",
-                );
-                continue;
-            }
             let on_switch = br.kind == NodeKind::Switch;
+            // The port may be declared on the bridge or switch under the
+            // host's name, like any other port, to give it settings (VLAN,
+            // trunk, cost, priority, impair): `attach` then cables it.
+            let declared = match br.interfaces.get(&host) {
+                None => None,
+                Some(i) => {
+                    let why = match &i.kind {
+                        IfaceKind::Veth { peer } if !peer.node.is_empty() => {
+                            Some(format!("which is already cabled to `{peer}`"))
+                        }
+                        IfaceKind::Veth { .. } if !i.addresses.is_empty() => {
+                            Some("which has addresses, and a port has none".to_string())
+                        }
+                        IfaceKind::Veth { .. } if !on_switch && i.master.is_none() => {
+                            Some("which has port = false, and attach makes a port".to_string())
+                        }
+                        IfaceKind::Veth { .. } => None,
+                        other => Some(format!("which is a {}", other.name())),
+                    };
+                    if let Some(why) = why {
+                        let what = if on_switch { "switch" } else { "bridge" };
+                        self.err(
+                            Some(span),
+                            format!("node `{host}`: {what} `{bridge}` already has an interface `{host}`, {why}"),
+                            format!("[nodes.{bridge}.interfaces.{host}] may only hold the port's settings (vlan, trunk, native, cost, priority, edge, impair) for the attached host; rename one of them otherwise"),
+                        );
+                        continue;
+                    }
+                    Some(i.clone())
+                }
+            };
             // Where addresses come from: the bridge's own addresses (which
             // are also the gateway), or a `subnet` on the bridge or switch
             // (whose `gateway`, on a switch, is then the default route).
@@ -1299,8 +1322,9 @@ impl Cx<'_> {
             self.iface_span
                 .insert((host.clone(), "eth0".into()), span.clone());
             self.iface_span
-                .insert((bridge.clone(), host.clone()), span.clone());
-            let mut port = new_veth(&host);
+                .entry((bridge.clone(), host.clone()))
+                .or_insert(span.clone());
+            let mut port = declared.unwrap_or_else(|| new_veth(&host));
             port.kind = IfaceKind::Veth {
                 peer: Endpoint::new(&host, "eth0"),
             };

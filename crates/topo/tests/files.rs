@@ -346,3 +346,45 @@ fn hosts_attached_to_a_switch_get_addresses_from_its_subnet() {
     );
     assert!(bare.nodes["h1"].routes.is_empty());
 }
+
+#[test]
+fn attach_cables_a_port_declared_on_the_switch_with_its_settings() {
+    let src = "name = \"s\"\n[nodes.sw]\nkind = \"switch\"\nsubnet = \"10.40.0.0/24\"\n[nodes.sw.interfaces.a1]\nvlan = 10\ncost = 7\nimpair = { delay = \"5ms\" }\n[nodes.sw.interfaces.h2]\ntrunk = [10, 20]\nnative = 10\n[nodes.a1]\nattach = \"sw\"\n[nodes.h]\ncount = 2\nattach = \"sw\"\n";
+    let lab = parse(src).unwrap().lab;
+    let sw = &lab.nodes["sw"];
+    let ports = &sw.switch.as_ref().unwrap().ports;
+    assert_eq!(ports["a1"].mode, weft_topo::SwitchPortMode::Access(10));
+    assert_eq!(ports["a1"].cost, Some(7));
+    assert_eq!(ports["a1"].impair.as_ref().unwrap().delay_us, 5000);
+    assert!(ports["a1"].edge, "still a host's edge port");
+    assert_eq!(
+        ports["h2"].mode,
+        weft_topo::SwitchPortMode::Trunk {
+            allowed: vec![10, 20],
+            native: Some(10)
+        }
+    );
+    assert_eq!(ports["h1"].mode, weft_topo::SwitchPortMode::Access(1));
+    assert!(
+        matches!(&sw.interfaces["a1"].kind, IfaceKind::Veth { peer } if peer.node == "a1" && peer.iface == "eth0")
+    );
+    assert_eq!(
+        lab.nodes["a1"].interfaces["eth0"].addresses[0].to_string(),
+        "10.40.0.1/24"
+    );
+    // On a kernel bridge the same holds for its port settings.
+    let br = "name = \"b\"\n[nodes.br]\nkind = \"bridge\"\naddresses = [\"10.0.0.1/24\"]\n[nodes.br.interfaces.h]\ncost = 9\n[nodes.h]\nattach = \"br\"\n";
+    let lab = parse(br).unwrap().lab;
+    let port = &lab.nodes["br"].interfaces["h"];
+    assert_eq!(port.port.cost, Some(9));
+    assert_eq!(port.master.as_deref(), Some("br"));
+    // What cannot be a port's settings is still refused, saying why.
+    let taken = src.replace("vlan = 10\ncost = 7", "vlan = 10\ncost = 7\nkind = \"tap\"");
+    let e = parse(&taken).unwrap_err().0;
+    assert!(
+        e.iter().any(|d| d
+            .message
+            .contains("already has an interface `a1`, which is a tap")),
+        "{e:?}"
+    );
+}
