@@ -1512,8 +1512,9 @@ fn allocate(net: &IpNet, cursor: &mut u128, used: &HashSet<IpAddr>) -> Option<Ip
     }
 }
 
-/// Lab names become part of namespace names (`weft-LAB-NODE`) and journal
-/// paths, so they are kept to a safe alphabet.
+/// Lab names become part of namespace names (`weft-LAB.NODE`) and journal
+/// paths, so they are kept to a safe alphabet, without `.`: that ends the
+/// lab's part of a namespace name (see [`netns_name`]).
 pub fn check_lab_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 32 {
         return Err(format!(

@@ -73,7 +73,7 @@ fn star_expands_with_addresses_and_default_routes() {
     let lab = parse(&src).unwrap().lab;
     assert_eq!(lab.nodes.len(), 21);
     let h1 = &lab.nodes["h1"];
-    assert_eq!(h1.netns, "weft-star-h1");
+    assert_eq!(h1.netns, "weft-star.h1");
     assert_eq!(
         h1.interfaces["eth0"].addresses[0].to_string(),
         "10.0.0.2/16"
@@ -387,4 +387,56 @@ fn attach_cables_a_port_declared_on_the_switch_with_its_settings() {
             .contains("already has an interface `a1`, which is a tap")),
         "{e:?}"
     );
+}
+
+#[test]
+fn namespace_names_of_different_labs_never_clash() {
+    // The case a user hit: both were `weft-a-x-y`.
+    assert_ne!(
+        weft_topo::netns_name("a-x", "y"),
+        weft_topo::netns_name("a", "x-y")
+    );
+    // Every valid lab and node name over a small alphabet that has the
+    // separators in it: each namespace name comes from one (lab, node).
+    let words = |alpha: &[char], max: usize| {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|w| alpha.iter().map(move |c| format!("{w}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    };
+    let labs: Vec<String> = words(&['a', '-', '_'], 4)
+        .into_iter()
+        .filter(|l| weft_topo::file::check_lab_name(l).is_ok())
+        .collect();
+    let nodes: Vec<String> = words(&['a', '-', 'B'], 3)
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut seen = std::collections::HashMap::new();
+    for l in &labs {
+        let prefix = weft_topo::netns_name(l, "");
+        for n in &nodes {
+            let ns = weft_topo::netns_name(l, n);
+            if let Some(prev) = seen.insert(ns.clone(), (l.clone(), n.clone())) {
+                panic!("{ns} is both {prev:?} and ({l}, {n})");
+            }
+            assert!(ns.starts_with(&prefix));
+            // A lab's prefix finds its own namespaces only.
+            for other in &labs {
+                if other != l {
+                    assert!(
+                        !ns.starts_with(&weft_topo::netns_name(other, "")),
+                        "lab {other}'s prefix takes {ns} of lab {l}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 1000, "{}", seen.len());
 }
