@@ -498,8 +498,14 @@ impl Cx<'_> {
             }
             self.node_span.insert(name.clone(), span.clone());
             let (services, binds, container) = self.workload_for(&name, &workload);
+            // A node already built keeps its namespace: one built before
+            // the name changed to `weft-LAB.NODE` is still found.
+            let netns = self
+                .previous
+                .and_then(|p| p.nodes.get(&name))
+                .map_or_else(|| netns_name(&lab.name, &name), |n| n.netns.clone());
             let mut node = Node {
-                netns: netns_name(&lab.name, &name),
+                netns,
                 name: name.clone(),
                 kind,
                 interfaces: BTreeMap::new(),

@@ -440,3 +440,19 @@ fn namespace_names_of_different_labs_never_clash() {
     }
     assert!(seen.len() > 1000, "{}", seen.len());
 }
+
+#[test]
+fn a_built_node_keeps_its_namespace_name() {
+    let src = "name = \"old-lab\"\n[nodes.a.interfaces.t]\nkind = \"tap\"\n[nodes.b.interfaces.t]\nkind = \"tap\"\n";
+    let mut built = parse(src).unwrap().lab;
+    // As a weft from before `weft-LAB.NODE` named it.
+    built.nodes.get_mut("a").unwrap().netns = "weft-old-lab-a".into();
+    built.nodes.remove("b");
+    let now = weft_topo::parse_with(src, Some(&built)).unwrap().lab;
+    assert_eq!(now.nodes["a"].netns, "weft-old-lab-a");
+    assert_eq!(now.nodes["b"].netns, "weft-old-lab.b");
+    assert!(plan(Some(&built), &now)
+        .lines()
+        .iter()
+        .all(|l| !l.contains(" a")));
+}
