@@ -1,5 +1,6 @@
 //! Human output: status tables, progress, ping lines.
 
+use crate::Failure;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -245,30 +246,29 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
 }
 
 /// `weft fdb LAB SWITCH`: the learned table, like `ovs-appctl fdb/show`.
-pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, String> {
+pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, Failure> {
     use weft_datapath::control::{Reply, Request};
-    let built = weft::built(lab).map_err(|e| e.to_string())?;
+    let built = weft::built(lab)?;
     match built.lab.nodes.get(switch) {
         Some(n) if n.kind == weft_topo::NodeKind::Switch => {}
         Some(n) => {
             return Err(format!(
                 "{switch} is a {:?} node, not a switch; for a kernel bridge run `weft exec {lab} {switch} -- bridge fdb show`",
                 n.kind
-            ).to_lowercase())
+            ).to_lowercase().into())
         }
-        None => return Err(format!("lab {lab} has no node {switch}")),
+        None => return Err(format!("lab {lab} has no node {switch}").into()),
     }
     let reply = weft::datapath::query(
         lab,
         &Request::Fdb {
             switch: switch.to_string(),
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let f = match reply {
         Reply::Fdb(f) => f,
-        Reply::Error { message } => return Err(message),
-        other => return Err(format!("unexpected answer {other:?}")),
+        Reply::Error { message } => return Err(message.into()),
+        other => return Err(format!("unexpected answer {other:?}").into()),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&f).expect("serializes"));
@@ -332,6 +332,9 @@ fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     } else {
         format!("drops {}", drops.join(", "))
     });
+    if let Some(w) = s["warning"].as_str() {
+        cols.push(format!("WARNING: {w}"));
+    }
     cols.join("  ")
 }
 
@@ -345,12 +348,12 @@ pub fn ping(
     timeout: f64,
     iface: Option<String>,
     size: usize,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, Failure> {
     use weft_sys::ping::{PingEvent, PingOptions};
-    let built = weft::built_with(lab, node).map_err(|e| e.to_string())?;
+    let built = weft::built_with(lab, node)?;
     // Refused before the header is printed: an unknown node is not a ping.
-    weft::node_netns(lab, node).map_err(|e| e.to_string())?;
-    let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
+    weft::node_netns(lab, node)?;
+    let ip = weft::resolve_target(&built.lab, target)?;
     let opts = PingOptions {
         count,
         interval: std::time::Duration::from_secs_f64(interval.max(0.0)),
@@ -387,8 +390,7 @@ pub fn ping(
             println!("From {from} icmp_seq={seq} {text}");
         }
         PingEvent::Timeout { seq } => println!("no reply to icmp_seq={seq}"),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     println!("--- {target} ping statistics from {node} ---");
     let errs = if summary.errors > 0 {
         format!(", +{} errors", summary.errors)
@@ -417,11 +419,17 @@ pub fn ping(
         } else {
             "neighbour discovery"
         };
-        match weft::neighbour(lab, node, ip) {
-            Ok(Some((dev, state))) if state == "incomplete" || state == "failed" => println!(
+        let owner = owner_of(&built.lab, ip);
+        let trace = format!("`weft trace {lab} {node} {target}` follows a probe hop by hop");
+        match (weft::neighbour(lab, node, ip), owner) {
+            (Ok(Some((dev, state))), None) if state == "incomplete" || state == "failed" => println!(
                 "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}): nothing on that link owns the address; is it assigned on the other end?"
             ),
-            _ if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            (Ok(Some((dev, state))), Some(o)) if state == "incomplete" || state == "failed" => println!(
+                "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}), though {o} has that address: the request does not reach it, or it does not answer; {trace}"
+            ),
+            (_, None) if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            (_, Some(o)) => println!("hint: {ip} is {o}'s address; {trace}"),
             _ => {}
         }
     }
@@ -615,4 +623,19 @@ impl miette::SourceCode for Excerpt {
             inner.line_count(),
         )))
     }
+}
+
+/// The node interface (`NODE:IFACE`) of the lab that has `ip`, if any.
+fn owner_of(lab: &weft_topo::Lab, ip: std::net::IpAddr) -> Option<String> {
+    lab.nodes
+        .values()
+        .flat_map(|n| n.interfaces.values().map(move |i| (n, i)))
+        .find(|(_, i)| i.addresses.iter().any(|a| a.addr() == ip))
+        .map(|(n, i)| format!("{}:{}", n.name, i.name))
+        .or_else(|| {
+            lab.remote_names
+                .iter()
+                .find(|(_, a)| **a == ip)
+                .map(|(n, _)| format!("node {n}"))
+        })
 }

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod error;
+pub mod exec;
 pub mod file;
 pub mod impair;
 pub mod machines;
