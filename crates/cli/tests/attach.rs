@@ -1,5 +1,6 @@
-//! `attach` to a switch with the port's settings written on the switch,
-//! through the real binary: the port really is in its VLAN.
+//! `attach` to a switch with the port's settings, written on the switch
+//! or as `port = {..}` on the attaching node, through the real binary: the
+//! port really is in its VLAN.
 
 mod common;
 use common::Lab;
@@ -24,12 +25,20 @@ attach = "sw"
 attach = "sw"
 [nodes.b1]
 attach = "sw"
+[nodes.c]
+count = 2
+attach = "sw"
+port = { vlan = 20 }
 "#,
     );
     lab.up();
     assert!(lab.ping("a1", "a2", None), "VLAN 10 to VLAN 10");
     assert!(!lab.ping("a1", "b1", None), "VLAN 10 reached VLAN 20");
     assert!(!lab.ping("b1", "a2", None), "VLAN 20 reached VLAN 10");
+    // A group with `port = {..}`: every member in VLAN 20.
+    assert!(lab.ping("c1", "b1", None), "c1 is in VLAN 20");
+    assert!(lab.ping("c2", "c1", None), "c2 is in VLAN 20");
+    assert!(!lab.ping("c2", "a1", None), "VLAN 20 reached VLAN 10");
     let fdb: serde_json::Value =
         serde_json::from_str(&lab.ok(&["fdb", &lab.name, "sw", "--json"])).unwrap();
     let a1 = lab.iface("a1", "eth0")["mac"].clone();

@@ -91,6 +91,9 @@ struct RawNode {
     static_macs: Vec<Spanned<switch::RawStaticMac>>,
     /// Switch: port mirroring.
     mirror: Option<Spanned<switch::RawMirror>>,
+    /// With `attach`: the settings of the port it makes on the bridge or
+    /// switch (for every member of a `count` group).
+    port: Option<Spanned<switch::RawAttachPort>>,
     /// Programs run in the node.
     #[serde(default)]
     services: BTreeMap<Spanned<String>, Spanned<services::RawService>>,
@@ -275,6 +278,10 @@ struct Cx<'p> {
     segments: HashMap<String, (Option<IpNet>, Option<IpAddr>)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
+    /// `port = {..}` of attached hosts, by host.
+    attach_ports: HashMap<String, Spanned<switch::RawAttachPort>>,
+    /// Positions of `port = {..}` tables already checked (a group shares one).
+    attach_port_seen: HashSet<usize>,
     /// Static MACs and mirrors of switch nodes, checked once ports are known.
     switch_extra: HashMap<String, switch::RawExtra>,
     /// Positions of each tunnel link's two underlay addresses.
@@ -435,6 +442,13 @@ impl Cx<'_> {
                 Some(rn.addresses[0].span()),
                 format!("node `{base}`: addresses of a host belong on one of its interfaces"),
                 format!("write them under [nodes.{base}.interfaces.NAME] addresses = [...], or attach the host to a bridge"),
+            );
+        }
+        if let (Some(p), None) = (&rn.port, &rn.attach) {
+            self.err(
+                Some(p.span()),
+                format!("node `{base}`: `port` holds the settings of the port `attach` makes, and the node has no `attach`"),
+                "add attach = \"SWITCH\", or write the settings on the interface of the switch the node is cabled to",
             );
         }
         if kind == NodeKind::Bridge && rn.attach.is_some() {
@@ -612,6 +626,9 @@ impl Cx<'_> {
                     a.span(),
                     rn.routes.is_empty(),
                 ));
+                if let Some(p) = &rn.port {
+                    self.attach_ports.insert(name.clone(), p.clone());
+                }
                 if rn.count.is_none() && !rn.addresses.is_empty() {
                     let addrs = self.addresses(&name, "eth0", &rn.addresses);
                     let eth0 = node
@@ -1342,7 +1359,11 @@ impl Cx<'_> {
             self.iface_span
                 .entry((bridge.clone(), host.clone()))
                 .or_insert(span.clone());
+            let had_settings = declared.is_some();
             let mut port = declared.unwrap_or_else(|| new_veth(&host));
+            if let Some(raw) = self.attach_ports.get(&host).cloned() {
+                self.attach_port(&bridge, on_switch, &host, &raw, had_settings, &mut port);
+            }
             port.kind = IfaceKind::Veth {
                 peer: Endpoint::new(&host, "eth0"),
             };

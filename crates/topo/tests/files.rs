@@ -456,3 +456,47 @@ fn a_built_node_keeps_its_namespace_name() {
         .iter()
         .all(|l| !l.contains(" a")));
 }
+
+#[test]
+fn attach_port_settings_on_the_attaching_node_apply_to_every_member() {
+    let src = "name = \"s\"\n[nodes.sw]\nkind = \"switch\"\nsubnet = \"10.40.0.0/24\"\n[nodes.h]\ncount = 3\nattach = \"sw\"\nport = { vlan = 20, cost = 5, impair = { loss = \"1%\" } }\n[nodes.t]\nattach = \"sw\"\nport = { trunk = [10, 20], native = 10, edge = false }\n";
+    let lab = parse(src).unwrap().lab;
+    let ports = &lab.nodes["sw"].switch.as_ref().unwrap().ports;
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(ports[h].mode, weft_topo::SwitchPortMode::Access(20), "{h}");
+        assert_eq!(ports[h].cost, Some(5));
+        assert_eq!(ports[h].impair.as_ref().unwrap().loss_ppm, 10_000);
+    }
+    assert_eq!(
+        ports["t"].mode,
+        weft_topo::SwitchPortMode::Trunk {
+            allowed: vec![10, 20],
+            native: Some(10)
+        }
+    );
+    assert!(!ports["t"].edge);
+    // A bad setting of a group is one problem, not one per member.
+    let bad = src.replace("vlan = 20", "vlan = 5000");
+    let e = parse(&bad).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].message.contains("vlan 5000 is not a VLAN id"), "{e:?}");
+    // On a kernel bridge: cost and priority; VLANs are refused.
+    let br = "name = \"b\"\n[nodes.br]\nkind = \"bridge\"\naddresses = [\"10.0.0.1/24\"]\n[nodes.h]\nattach = \"br\"\nport = { cost = 9, priority = 3 }\n";
+    let lab = parse(br).unwrap().lab;
+    let p = &lab.nodes["br"].interfaces["h"].port;
+    assert_eq!((p.cost, p.priority), (Some(9), Some(3)));
+    let e = parse(&br.replace("cost = 9", "vlan = 9")).unwrap_err().0;
+    assert!(e[0].message.contains("not a switch port"), "{e:?}");
+    // Without attach, or written twice.
+    let e = parse("name = \"x\"\n[nodes.h]\nport = { vlan = 3 }\n")
+        .unwrap_err()
+        .0;
+    assert!(e[0].message.contains("the node has no `attach`"), "{e:?}");
+    let twice = format!("{src}[nodes.sw.interfaces.t]\nvlan = 3\n");
+    let e = parse(&twice).unwrap_err().0;
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("the port's settings are written twice")),
+        "{e:?}"
+    );
+}
