@@ -311,7 +311,7 @@ fn vxlan_link_between_two_machines_each_building_its_share() {
     let etc: Vec<String> = std::fs::read_dir("/etc/netns")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&format!("weft-{}-", lab.name)))
+                .filter(|n| n.starts_with(&weft_topo::netns_name(&lab.name, "")))
                 .collect()
         })
         .unwrap_or_default();

@@ -857,7 +857,7 @@ pub fn neighbour(
 ///
 /// ```no_run
 /// let lab = weft::Running::from_file("examples/bridge.toml").unwrap();
-/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br-ns1", for `ip netns exec`
+/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br.ns1", for `ip netns exec`
 /// # let _ = ns1;
 /// // ... run the test against the lab ...
 /// drop(lab); // removed again
