@@ -1,16 +1,17 @@
 //! `weft link` and `weft impair`: changes to a running lab.
 
+use crate::Failure;
 use std::process::ExitCode;
 
 use weft_topo::impair::{self, Direction, Impairment};
 
-pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, String> {
+pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, Failure> {
     let up = match state {
         "up" => true,
         "down" => false,
-        other => return Err(format!("`{other}`: write down or up")),
+        other => return Err(format!("`{other}`: write down or up").into()),
     };
-    let (x, y) = weft::runtime::set_link(lab, a, b, up).map_err(|e| e.to_string())?;
+    let (x, y) = weft::runtime::set_link(lab, a, b, up)?;
     println!(
         "link {x} — {y} is {state} (`weft up` of the file brings it back to the file's state)"
     );
@@ -65,7 +66,7 @@ pub struct ImpairArgs {
     clear: bool,
 }
 
-fn settings(a: &ImpairArgs) -> Result<Impairment, String> {
+fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, String>| {
         v.as_deref()
             .map(|s| f(s).map_err(|e| format!("--{name}: {e}")))
@@ -104,9 +105,9 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, String> {
             .map(|p| impair::parse_percent(p).map_err(|e| format!("--burst: {e}")))
             .collect::<Result<_, _>>()?;
         if !(2..=4).contains(&v.len()) {
-            return Err(format!(
+            return Err(Failure::from(format!(
                 "--burst `{b}`: write ENTER,EXIT[,LOSS[,GOOD_LOSS]], like 1%,25%"
-            ));
+            )));
         }
         i.burst = Some(impair::Burst {
             enter_ppm: v[0],
@@ -131,7 +132,7 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, String> {
     Ok(i)
 }
 
-pub fn impair(a: &ImpairArgs) -> Result<ExitCode, String> {
+pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
     let imp = if a.clear {
         None
     } else {
@@ -148,8 +149,7 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, String> {
         }
         Some(i)
     };
-    let port =
-        weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone()).map_err(|e| e.to_string())?;
+    let port = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?;
     match imp {
         Some(i) => println!("switch port {port}: impair {}", i.summary()),
         None => println!("switch port {port}: impairment cleared"),

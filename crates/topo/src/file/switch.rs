@@ -174,6 +174,7 @@ impl Cx<'_> {
         };
         let on = stp != SwitchStp::Off;
         let fd_min = if on { 4.0 } else { 0.0 };
+        let w = super::Timers::Switch(who);
         let opts = SwitchOptions {
             stp,
             priority: rn.priority.as_ref().and_then(|p| {
@@ -196,10 +197,10 @@ impl Cx<'_> {
                     Some(v as u16)
                 }
             }),
-            forward_delay_cs: self.seconds(who, "forward_delay", &rn.forward_delay, fd_min, 30.0),
-            hello_time_cs: self.seconds(who, "hello_time", &rn.hello_time, 1.0, 10.0),
-            max_age_cs: self.seconds(who, "max_age", &rn.max_age, 6.0, 40.0),
-            ageing_time_cs: self.seconds(who, "ageing_time", &rn.ageing_time, 1.0, 1_000_000.0),
+            forward_delay_cs: self.seconds(&w, "forward_delay", &rn.forward_delay, fd_min, 30.0),
+            hello_time_cs: self.seconds(&w, "hello_time", &rn.hello_time, 1.0, 10.0),
+            max_age_cs: self.seconds(&w, "max_age", &rn.max_age, 6.0, 40.0),
+            ageing_time_cs: self.seconds(&w, "ageing_time", &rn.ageing_time, 1.0, 1_000_000.0),
             fdb_size: rn.fdb_size.as_ref().and_then(|f| {
                 let v = *f.get_ref();
                 if !(1..=MAX_FDB_SIZE).contains(&v) {
@@ -426,11 +427,11 @@ impl Cx<'_> {
             .entry((end.node.clone(), end.iface.clone()))
             .or_default();
         if let Some((_, prev)) = &port.impair {
-            let prev = prev.start;
+            let prev = self.lines.at(self.source, prev.start);
             self.err(
                 Some(raw.span()),
                 format!("{who}: the port `{end}` is impaired twice (on the link and on the port)"),
-                format!("keep one of them (the other is at byte {prev})"),
+                format!("keep one of them (the other is at {prev})"),
             );
             return;
         }
