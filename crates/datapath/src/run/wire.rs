@@ -103,18 +103,29 @@ fn serve(mut wires: Vec<Wire>, mut poller: Poller) {
             read(&mut wires[k], s, &mut rx, now());
         }
         let t = now();
+        let mut due: Vec<Held> = Vec::new();
         for w in &mut wires {
             for s in 0..2 {
+                due.clear();
                 while let Some(h) = w.q[s].as_mut().and_then(|q| q.pop_due(t)) {
-                    let f = TxFrame {
+                    due.push(h);
+                }
+                if due.is_empty() {
+                    continue;
+                }
+                // One system call for everything due on this end.
+                let tx: Vec<TxFrame<'_>> = due
+                    .iter()
+                    .map(|h| TxFrame {
                         vnet: h.vnet,
                         head: &h.frame,
                         tag: None,
                         tail: &[],
-                    };
-                    if w.ends[1 - s].send_batch(&[f]).is_err() {
-                        w.tx_errors += 1;
-                    }
+                    })
+                    .collect();
+                match w.ends[1 - s].send_batch(&tx) {
+                    Ok((_, dropped)) => w.tx_errors += dropped as u64,
+                    Err(_) => w.tx_errors += 1,
                 }
             }
         }
