@@ -356,4 +356,16 @@ fn a_wire_passes_tags_bpdus_and_foreign_macs_unchanged() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(got, frames, "the wire changed or lost a frame");
+
+    // The runtime commands see through the wire: `weft link` takes the
+    // link's own ends down; `weft impair` says where its impairment lives.
+    lab.ok(&["link", &lab.name, "h1", "h2", "down"]);
+    assert!(lab
+        .ip("h2", &["link", "show", "eth0"])
+        .contains("state DOWN"));
+    lab.ok(&["link", &lab.name, "h1", "h2", "up"]);
+    let o = lab.run(&["impair", &lab.name, "h1", "h2", "--delay", "5ms"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is impaired by a wire"), "{err}");
 }
