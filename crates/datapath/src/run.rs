@@ -734,6 +734,8 @@ impl Dp {
                     is_root: st.root_id == st.bridge_id,
                     root_port: st.root_port.map(|i| self.ports[sw.ports[i]].name.clone()),
                     root_path_cost: st.root_path_cost,
+                    forward_delay_ms: st.forward_delay.as_millis() as u64,
+                    max_age_ms: st.max_age.as_millis() as u64,
                     mac_moves_per_s: lp.moves_per_s,
                     flooded_per_s: lp.floods_per_s,
                     repeated_floods_per_s: lp.repeats_per_s,

@@ -40,9 +40,7 @@ pub fn read(lab: &str, since_ms: u64) -> Result<Vec<Event>, Error> {
     state::check_key(lab)?;
     let dir = state::lab_dir(lab);
     if !dir.exists() {
-        return Err(Error::Other(format!(
-            "there is no lab {lab}; `weft status` lists the labs"
-        )));
+        return Err(Error::NoLab(lab.to_string()));
     }
     let mut out = Vec::new();
     for f in [OLD_FILE, FILE] {
