@@ -314,7 +314,7 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
-        Cmd::Serve { lab, listen } => serve(lab, listen),
+        Cmd::Serve { lab, listen } => serve(lab, listen).map_err(Failure::from),
         Cmd::Events {
             lab,
             json,

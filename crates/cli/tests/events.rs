@@ -66,10 +66,33 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
             }
         }
     });
+    // Which end of s2-s3 blocks depends on the bridge ids (random MACs).
+    let sws = lab.status_json()[0]["switches"].clone();
+    let alternate: Vec<(String, String)> = sws
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["ports"].as_array().unwrap().iter().filter_map(move |p| {
+                (p["role"] == "alternate").then(|| {
+                    (
+                        s["name"].as_str().unwrap().to_string(),
+                        p["name"].as_str().unwrap().to_string(),
+                    )
+                })
+            })
+        })
+        .collect();
+    assert_eq!(alternate.len(), 1, "{sws}");
+    let (bn, bp) = alternate[0].clone();
+    assert!(
+        (bn == "s2" && bp == "to-s3") || (bn == "s3" && bp == "to-s2"),
+        "{bn}:{bp} blocks, not an end of s2-s3"
+    );
     // Let the follower start at the end of the stream.
     std::thread::sleep(Duration::from_millis(300));
-    // s1 is the root; s3's root port is its link to s1 and s2 blocks its
-    // end of s2-s3. Taking s1-s3 down makes s3 reach the root through s2.
+    // s1 is the root; s3's root port is its link to s1 and one end of
+    // s2-s3 blocks. Taking s1-s3 down makes s3 reach the root through s2.
     lab.ok(&["link", &lab.name, "s1", "s3", "down"]);
     let down = until(&rx, Duration::from_secs(10), |e| e["type"] == "link.down");
     lab.ok(&["link", &lab.name, "s1", "s3", "up"]);
@@ -93,15 +116,21 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
         .collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d}\n{u}");
 
-    // Down: s3 loses its root port, s2's alternate port takes over as
-    // designated and s3's port to s2 becomes its root port, then the
-    // topology change; all before the command said it was done.
+    // Down: s3 loses its root port, its port to s2 becomes its root port,
+    // the blocked end of s2-s3 starts forwarding, then the topology
+    // change; all before the command said it was done.
     let lost = find(&down, "stp.role", "s3", "to-s1", "disabled").unwrap_or_else(|| panic!("{d}"));
     let new_root = find(&down, "stp.role", "s3", "to-s2", "root").unwrap_or_else(|| panic!("{d}"));
-    let opened =
-        find(&down, "stp.role", "s2", "to-s3", "designated").unwrap_or_else(|| panic!("{d}"));
-    let fwd =
-        find(&down, "stp.state", "s2", "to-s3", "forwarding").unwrap_or_else(|| panic!("{d}"));
+    let opened = down
+        .iter()
+        .position(|e| {
+            e["type"] == "stp.role"
+                && e["node"] == bn.as_str()
+                && e["port"] == bp.as_str()
+                && e["from"] == "alternate"
+        })
+        .unwrap_or_else(|| panic!("{bn}:{bp} stayed alternate:\n{d}"));
+    let fwd = find(&down, "stp.state", &bn, &bp, "forwarding").unwrap_or_else(|| panic!("{d}"));
     let tc = down
         .iter()
         .position(|e| e["type"] == "stp.topology_change" && e["node"] == "s3")
@@ -113,12 +142,11 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
     );
     assert_eq!(down[done]["a"], "s1:to-s3", "{d}");
 
-    // Up: s3's port to s1 is its root port again, s2's end of s2-s3 goes
-    // back to alternate and stops forwarding, with topology changes.
+    // Up: s3's port to s1 is its root port again, the same end of s2-s3
+    // goes back to alternate and stops forwarding, with topology changes.
     let back = find(&up, "stp.role", "s3", "to-s1", "root").unwrap_or_else(|| panic!("{u}"));
-    let alt = find(&up, "stp.role", "s2", "to-s3", "alternate").unwrap_or_else(|| panic!("{u}"));
-    let blocked =
-        find(&up, "stp.state", "s2", "to-s3", "discarding").unwrap_or_else(|| panic!("{u}"));
+    let alt = find(&up, "stp.role", &bn, &bp, "alternate").unwrap_or_else(|| panic!("{u}"));
+    let blocked = find(&up, "stp.state", &bn, &bp, "discarding").unwrap_or_else(|| panic!("{u}"));
     let tc_up = up
         .iter()
         .position(|e| e["type"] == "stp.topology_change")

@@ -275,12 +275,14 @@ impl Serving {
                 let args: &[&str] = match arg("cmd")?.as_str() {
                     "ip addr" => &["ip", "addr"],
                     "ip route" => &["ip", "route"],
-                    other => return Ok(self.refuse(
-                        "exec",
-                        &format!(
+                    other => {
+                        return Ok(self.refuse(
+                            "exec",
+                            &format!(
                             "`{other}` is not one of the read-only commands (ip addr, ip route)"
                         ),
-                    )),
+                        ))
+                    }
                 };
                 let out = Command::new(&self.weft)
                     .args(["exec", &self.lab, &node, "--"])
