@@ -73,14 +73,17 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
         .unwrap()
         .iter()
         .flat_map(|s| {
-            s["ports"].as_array().unwrap().iter().filter_map(move |p| {
-                (p["role"] == "alternate").then(|| {
+            s["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["role"] == "alternate")
+                .map(move |p| {
                     (
                         s["name"].as_str().unwrap().to_string(),
                         p["name"].as_str().unwrap().to_string(),
                     )
                 })
-            })
         })
         .collect();
     assert_eq!(alternate.len(), 1, "{sws}");
