@@ -228,7 +228,7 @@ fn main() -> ExitCode {
     // and capture ends on EPIPE itself (exit 0 when wireshark closes).
     if !matches!(
         cli.cmd,
-        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. } | Cmd::Serve { .. }
     ) {
         weft_sys::default_sigpipe();
     }

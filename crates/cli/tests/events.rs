@@ -188,3 +188,72 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
     );
     lab.ok(&["down", &lab.name]);
 }
+
+/// Kernel bridges: `weft events` polls their ports' STP states and the
+/// kernel links' carrier, records them in the stream, and prints them in
+/// order: a port taken down goes disabled, and back up passes listening
+/// and learning to forwarding (forward_delay 2 s in the example).
+#[test]
+fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
+    let lab = Lab::example("kevents", "stp.toml");
+    lab.up();
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _kill = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    // The poller's first look is its baseline.
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.ok(&["link", &lab.name, "a", "br0", "down"]);
+    let down = until(&rx, Duration::from_secs(10), |e| {
+        e["type"] == "stp.state" && e["port"] == "a" && e["to"] == "disabled"
+    });
+    let d: Vec<String> = down.iter().map(|e| e.to_string()).collect();
+    assert!(
+        down.iter()
+            .any(|e| e["type"] == "port.carrier" && e["node"] == "a" && e["up"] == false),
+        "{d:#?}"
+    );
+    assert_eq!(down.last().unwrap()["kernel"], true, "{d:#?}");
+    lab.ok(&["link", &lab.name, "a", "br0", "up"]);
+    let up = until(&rx, Duration::from_secs(15), |e| {
+        e["type"] == "stp.state" && e["port"] == "a" && e["to"] == "forwarding"
+    });
+    let states: Vec<&str> = up
+        .iter()
+        .filter(|e| e["type"] == "stp.state" && e["node"] == "br0" && e["port"] == "a")
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    let u: Vec<String> = up.iter().map(|e| e.to_string()).collect();
+    assert_eq!(states.last(), Some(&"forwarding"), "{u:#?}");
+    assert!(states.contains(&"learning"), "{u:#?}");
+    let ts: Vec<u64> = down
+        .iter()
+        .chain(&up)
+        .map(|e| e["ts"].as_u64().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d:#?} {u:#?}");
+    // Kept: another reader sees them once.
+    let kept = lab.ok(&[
+        "events",
+        &lab.name,
+        "--json",
+        "--since",
+        "all",
+        "--no-follow",
+    ]);
+    assert_eq!(kept.matches("\"to\":\"disabled\"").count(), 1, "{kept}");
+    lab.ok(&["down", &lab.name]);
+}

@@ -139,3 +139,104 @@ pub fn human(e: &Event) -> String {
     }
     line
 }
+
+/// What only the kernel knows: kernel bridges' port STP states and the
+/// carrier of kernel interfaces (weft switches' ports are the datapath's
+/// to report). Found by polling `weft status` (a poller calls [`poll`]
+/// about once a second); one process per lab polls at a time (it holds
+/// `events.poll.lock`), and it records what it finds in the stream, so
+/// several followers neither miss nor double anything.
+///
+/// [`poll`]: KernelWatch::poll
+/// (node, interface) -> (bridge port STP state, carrier).
+type Seen = std::collections::BTreeMap<(String, String), (Option<&'static str>, Option<bool>)>;
+
+pub struct KernelWatch {
+    lab: String,
+    lock: Option<std::fs::File>,
+    last: Option<Seen>,
+}
+
+impl KernelWatch {
+    pub fn new(lab: &str) -> Self {
+        KernelWatch {
+            lab: lab.to_string(),
+            lock: None,
+            last: None,
+        }
+    }
+
+    fn holds_lock(&mut self) -> bool {
+        if self.lock.is_none() {
+            let p = state::lab_dir(&self.lab).join("events.poll.lock");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(p);
+            if let Ok(f) = f {
+                if f.try_lock().is_ok() {
+                    self.lock = Some(f);
+                }
+            }
+        }
+        self.lock.is_some()
+    }
+
+    /// Records what changed since the last call (nothing on the first,
+    /// which only takes a baseline); returns the events recorded.
+    pub fn poll(&mut self) -> Vec<Event> {
+        if !self.holds_lock() {
+            return Vec::new();
+        }
+        let Ok(st) = crate::status(Some(&self.lab)) else {
+            return Vec::new();
+        };
+        let mut now = std::collections::BTreeMap::new();
+        for n in st.iter().flat_map(|l| &l.nodes) {
+            if n.kind == "switch" {
+                continue;
+            }
+            for i in n
+                .interfaces
+                .iter()
+                .filter(|i| i.present && i.kind != "loopback")
+            {
+                now.insert((n.name.clone(), i.name.clone()), (i.port_state, i.carrier));
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(last) = &self.last {
+            for ((node, iface), (ps, carrier)) in &now {
+                let Some((ps0, carrier0)) = last.get(&(node.clone(), iface.clone())) else {
+                    continue;
+                };
+                if let (Some(a), Some(b)) = (ps0, ps) {
+                    if a != b {
+                        out.push(
+                            Event::new("stp.state")
+                                .node(node)
+                                .port(iface)
+                                .with("from", *a)
+                                .with("to", *b)
+                                .with("kernel", true),
+                        );
+                    }
+                }
+                if let (Some(a), Some(b)) = (carrier0, carrier) {
+                    if a != b {
+                        out.push(
+                            Event::new("port.carrier")
+                                .node(node)
+                                .port(iface)
+                                .with("up", *b),
+                        );
+                    }
+                }
+            }
+        }
+        self.last = Some(now);
+        record_all(&self.lab, &out);
+        out
+    }
+}

@@ -134,6 +134,16 @@ impl Serving {
     /// drawing; changes to the lab take the lab's lock as the commands do.
     pub fn run(self) {
         let me = std::sync::Arc::new(self);
+        // Kernel bridges' port states and kernel links' carrier go into
+        // the event stream while the page is served.
+        let lab = me.lab.clone();
+        std::thread::spawn(move || {
+            let mut k = events::KernelWatch::new(&lab);
+            loop {
+                k.poll();
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
         for req in me.server.incoming_requests() {
             let me = me.clone();
             std::thread::spawn(move || {
