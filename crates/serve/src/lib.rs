@@ -406,3 +406,40 @@ pub fn is_exposed(addr: &SocketAddr) -> bool {
 
 /// How long a page waits between redraws (the page's JS has the same).
 pub const REFRESH: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        assert_eq!(
+            query("/api/exec?node=h1&cmd=ip%20route&x=a+b"),
+            [
+                ("node".to_string(), "h1".to_string()),
+                ("cmd".to_string(), "ip route".to_string()),
+                ("x".to_string(), "a b".to_string())
+            ]
+        );
+        // A cut-short or bad escape stays as it was.
+        assert_eq!(decode("50%"), "50%");
+        assert_eq!(decode("%zz1"), "%zz1");
+        assert_eq!(decode("%41"), "A");
+    }
+
+    #[test]
+    fn only_loopback_is_private() {
+        assert!(!is_exposed(&"127.0.0.1:80".parse().unwrap()));
+        assert!(!is_exposed(&"[::1]:80".parse().unwrap()));
+        assert!(is_exposed(&"0.0.0.0:80".parse().unwrap()));
+        assert!(is_exposed(&"192.168.1.2:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let (a, b) = (token(), token());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
