@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod capture;
 mod events;
 mod graph;
@@ -56,6 +57,10 @@ enum Cmd {
         /// spanning tree timers in force need).
         #[arg(long, value_name = "SECS")]
         ready_timeout: Option<f64>,
+        /// Spread a lab whose file declares no machines over N machines
+        /// (LAB-0 .. LAB-{N-1}, underlays LAB-i.LAB; docs/topology.md).
+        #[arg(long, requires = "machine")]
+        machines: Option<usize>,
     },
     /// Remove a lab: every namespace, interface, address and route it made.
     Down {
@@ -220,6 +225,9 @@ enum Cmd {
     /// Write the lab file for a shell script or a containerlab topology
     /// (docs/import.md).
     Import(import::ImportArgs),
+    /// Keep one machine's share of a lab built, in the foreground, until
+    /// SIGTERM (a pod's main process; docs/scale.md).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -263,6 +271,7 @@ fn main() -> ExitCode {
             threads,
             machine,
             ready_timeout,
+            machines,
         } => up(
             &file,
             UpFlags {
@@ -272,7 +281,7 @@ fn main() -> ExitCode {
                 threads,
                 ready_timeout,
             },
-            machine.as_deref(),
+            (machine.as_deref(), machines),
         ),
         Cmd::Down {
             lab,
@@ -284,6 +293,7 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
+        Cmd::Agent(a) => agent::run(a).map_err(Failure::from),
         Cmd::Ping {
             lab,
             node,
@@ -482,7 +492,11 @@ struct UpFlags {
     ready_timeout: Option<f64>,
 }
 
-fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Failure> {
+fn up(
+    file: &Path,
+    flags: UpFlags,
+    (machine, machines): (Option<&str>, Option<usize>),
+) -> Result<ExitCode, Failure> {
     let UpFlags {
         dry_run,
         keep_on_error,
@@ -512,7 +526,7 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
         let text = std::fs::read_to_string(file).unwrap_or_default();
         show_diagnostics(file, &text, &parsed.warnings, true);
     }
-    parsed.lab = share(&parsed.lab, file, machine)?;
+    parsed.lab = share(&parsed.lab, file, machine, machines)?;
     // A bar for long runs: many nodes, or STP's listening and learning wait.
     let stp = parsed
         .lab
@@ -678,23 +692,19 @@ fn check(lab: &str) -> Result<ExitCode, Failure> {
 }
 
 /// What this `weft up` builds: the lab, or this machine's share of it
-/// (with the machines' key files relative to the topology file).
+/// (placed over `--machines N`, underlay names resolved, key files relative
+/// to the topology file).
 fn share(
     lab: &weft_topo::Lab,
     file: &Path,
     machine: Option<&str>,
+    spread: Option<usize>,
 ) -> Result<weft_topo::Lab, Failure> {
-    let mut lab = weft_topo::machines::select(lab, machine)?;
     let dir = std::fs::canonicalize(file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    for m in lab.machines.values_mut() {
-        if let Some(k) = &mut m.private_key {
-            *k = dir.join(&*k).display().to_string();
-        }
-    }
-    Ok(lab)
+    Ok(weft::machines::prepare(lab, machine, spread, &dir)?)
 }
 
 fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Failure> {

@@ -10,6 +10,7 @@
 //! weft::down("br", &weft::DownOptions::default()).unwrap();
 //! ```
 
+pub mod agent;
 mod apply;
 pub mod capture;
 mod checks;
@@ -723,14 +724,7 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
 }
 
 fn has_owner_tag(netns: &str, lab: &str) -> bool {
-    NsHandle::open("", netns)
-        .ok()
-        .and_then(|mut h| h.nl.links().ok())
-        .is_some_and(|links| {
-            links
-                .iter()
-                .any(|l| l.index == 1 && l.alias.as_deref() == Some(apply::owner_tag(lab).as_str()))
-        })
+    owner::owner_of(netns).as_deref() == Some(lab)
 }
 
 /// The lab as last applied, or an error naming the labs that exist.

@@ -176,3 +176,74 @@ fn check_key_pair(machine: &str, path: &str, public: &str) -> Result<(), Error> 
     }
     Ok(())
 }
+
+/// What `weft up --machine M [--machines N]` and `weft agent` build from a
+/// parsed file: the lab spread over `spread` machines when asked
+/// ([`weft_topo::placement::spread`]), machines' underlay names resolved
+/// with the system's resolver (`/etc/hosts`, then DNS), MTUs fitted to the
+/// underlay interface, then this machine's share, with key files relative
+/// to `key_dir` (the topology file's folder). Nothing is built.
+pub fn prepare(
+    lab: &Lab,
+    machine: Option<&str>,
+    spread: Option<usize>,
+    key_dir: &std::path::Path,
+) -> Result<Lab, Error> {
+    let mut lab = lab.clone();
+    if let Some(k) = spread {
+        weft_topo::placement::spread(&mut lab, k).map_err(|what| Error::Invalid { what, help: None })?;
+    }
+    if machine.is_some() || lab.machines.len() == 1 {
+        weft_topo::machines::resolve(&mut lab, &mut lookup).map_err(|what| Error::Invalid { what, help: None })?;
+        let local = machine
+            .and_then(|m| lab.machines.get(m))
+            .map(|m| m.underlay);
+        let mtu = match local {
+            Some(a) => underlay_mtu(a)?,
+            None => None,
+        };
+        weft_topo::machines::fit_mtus(&mut lab, mtu);
+    }
+    let mut lab = weft_topo::machines::select(&lab, machine).map_err(|what| Error::Invalid { what, help: None })?;
+    for m in lab.machines.values_mut() {
+        if let Some(k) = &mut m.private_key {
+            *k = key_dir.join(&*k).display().to_string();
+        }
+    }
+    Ok(lab)
+}
+
+/// The system resolver's address for a name: an IPv4 one when there is
+/// one (VXLAN's overhead is smaller), else the first.
+pub fn lookup(name: &str) -> Result<std::net::IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::IpAddr> = (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .map(|s| s.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "no address".to_string())
+}
+
+/// The MTU of the interface of weft's own namespace that holds `addr`
+/// (None when no interface does: [`check_underlay`] then refuses the
+/// share with the addresses it found).
+pub fn underlay_mtu(addr: std::net::IpAddr) -> Result<Option<u32>, Error> {
+    let mut nl = weft_sys::netlink::Netlink::open()
+        .map_err(|e| Error::io("opening a netlink socket in weft's own namespace", e))?;
+    let addrs = nl
+        .addresses()
+        .map_err(|e| Error::io("listing the addresses of weft's own namespace", e))?;
+    let Some(index) = addrs.iter().find(|a| a.net.addr() == addr).map(|a| a.index) else {
+        return Ok(None);
+    };
+    let links = nl
+        .links()
+        .map_err(|e| Error::io("listing the links of weft's own namespace", e))?;
+    Ok(links.iter().find(|l| l.index == index).map(|l| l.mtu))
+}

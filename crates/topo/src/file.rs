@@ -15,6 +15,7 @@ use crate::route::parse_route;
 
 mod de;
 mod machines;
+pub use machines::VXLAN_PORT;
 mod services;
 mod tunnel;
 
@@ -51,6 +52,8 @@ struct RawLab {
     checks: Vec<Spanned<crate::check::RawCheck>>,
     #[serde(default)]
     machines: BTreeMap<Spanned<String>, machines::RawMachine>,
+    /// UDP port of vxlan links that name none.
+    vxlan_port: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -303,6 +306,15 @@ impl Cx<'_> {
         }
         let mut lab = Lab::empty(&name);
         self.allow_host = raw.allow_host_interfaces == Some(true);
+        match &raw.vxlan_port {
+            Some(p) if *p.get_ref() == 0 => self.err(
+                Some(p.span()),
+                "vxlan_port: 0 is not a UDP port",
+                format!("leave it out for {}, VXLAN's port", machines::VXLAN_PORT),
+            ),
+            Some(p) => lab.vxlan_port = Some(*p.get_ref()),
+            None => {}
+        }
         self.add_machines(&mut lab, &raw.machines);
         for (key, rn) in &raw.nodes {
             self.add_node(&mut lab, key, rn);
