@@ -6,7 +6,7 @@ mod common;
 use common::Lab;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -255,5 +255,75 @@ fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
         "--no-follow",
     ]);
     assert_eq!(kept.matches("\"to\":\"disabled\"").count(), 1, "{kept}");
+    lab.ok(&["down", &lab.name]);
+}
+
+/// Tunnels: a tunnel process killed shows as `tunnel.down` on its end,
+/// and restarted by `weft up` as `tunnel.up` with a handshake on both.
+#[test]
+fn tunnel_sessions_going_and_coming_back_are_in_the_stream() {
+    let lab = Lab::example("tevents", "tunnel.toml");
+    lab.up();
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _kill = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = lab.status_json();
+    let m1 = st[0]["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node"] == "m1")
+        .unwrap_or_else(|| panic!("no tunnel end on m1: {st}"))
+        .clone();
+    let pid = m1["pid"].as_u64().unwrap();
+    // Our own `weft up` started it.
+    assert!(Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    let down = until(&rx, Duration::from_secs(10), |e| {
+        e["type"] == "tunnel.down" && e["node"] == "m1"
+    });
+    let d: Vec<String> = down.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        down.last().map(|e| e["type"].clone()),
+        Some(Value::from("tunnel.down")),
+        "{d:#?}"
+    );
+    lab.up();
+    let up = until(&rx, Duration::from_secs(15), |e| {
+        e["type"] == "tunnel.up" && e["node"] == "m1"
+    });
+    let u: Vec<String> = up.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        up.last().map(|e| e["type"].clone()),
+        Some(Value::from("tunnel.up")),
+        "{u:#?}"
+    );
+    let more = until(&rx, Duration::from_secs(3), |e| {
+        e["type"] == "tunnel.handshake" && e["node"] == "m2"
+    });
+    assert!(
+        up.iter()
+            .chain(&more)
+            .any(|e| e["type"] == "tunnel.handshake" && e["node"] == "m2"),
+        "{u:#?}"
+    );
     lab.ok(&["down", &lab.name]);
 }

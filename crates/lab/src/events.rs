@@ -140,9 +140,10 @@ pub fn human(e: &Event) -> String {
     line
 }
 
-/// What only the kernel knows: kernel bridges' port STP states and the
-/// carrier of kernel interfaces (weft switches' ports are the datapath's
-/// to report). Found by polling `weft status` (a poller calls [`poll`]
+/// What only the kernel and the tunnel processes know: kernel bridges'
+/// port STP states, the carrier of kernel interfaces (weft switches' ports
+/// are the datapath's to report), and tunnels' sessions (from their status
+/// files). Found by polling `weft status` (a poller calls [`poll`]
 /// about once a second); one process per lab polls at a time (it holds
 /// `events.poll.lock`), and it records what it finds in the stream, so
 /// several followers neither miss nor double anything.
@@ -151,10 +152,14 @@ pub fn human(e: &Event) -> String {
 /// (node, interface) -> (bridge port STP state, carrier).
 type Seen = std::collections::BTreeMap<(String, String), (Option<&'static str>, Option<bool>)>;
 
+/// Per tunnel end (`node:iface`): up, handshakes, roams, warning.
+type TunnelSeen = std::collections::BTreeMap<String, (bool, u64, u64, Option<String>)>;
+
 pub struct KernelWatch {
     lab: String,
     lock: Option<std::fs::File>,
     last: Option<Seen>,
+    tunnels: Option<TunnelSeen>,
 }
 
 impl KernelWatch {
@@ -163,6 +168,7 @@ impl KernelWatch {
             lab: lab.to_string(),
             lock: None,
             last: None,
+            tunnels: None,
         }
     }
 
@@ -236,6 +242,43 @@ impl KernelWatch {
             }
         }
         self.last = Some(now);
+        let tunnels: TunnelSeen = st
+            .iter()
+            .flat_map(|l| &l.tunnels)
+            .map(|t| {
+                let s = &t.state;
+                (
+                    format!("{}:{}", t.node, t.iface),
+                    (
+                        t.running && s["up"] == true,
+                        s["handshakes"].as_u64().unwrap_or(0),
+                        s["roams"].as_u64().unwrap_or(0),
+                        s["warning"].as_str().map(str::to_string),
+                    ),
+                )
+            })
+            .collect();
+        if let Some(last) = &self.tunnels {
+            for (end, (up, hs, roams, warning)) in &tunnels {
+                let (node, iface) = end.split_once(':').unwrap_or((end, ""));
+                let ev = |kind: &str| Event::new(kind).node(node).port(iface);
+                let (up0, hs0, roams0, warning0) = last.get(end).cloned().unwrap_or_default();
+                // A restarted tunnel counts from zero again.
+                if *hs > hs0 || (*hs < hs0 && *hs > 0) {
+                    out.push(ev("tunnel.handshake").with("handshakes", *hs));
+                }
+                if up != &up0 {
+                    out.push(ev(if *up { "tunnel.up" } else { "tunnel.down" }));
+                }
+                if *roams > roams0 {
+                    out.push(ev("tunnel.roam").with("roams", *roams));
+                }
+                if let (Some(w), true) = (warning, warning != &warning0) {
+                    out.push(ev("tunnel.failing").with("warning", w.clone()));
+                }
+            }
+        }
+        self.tunnels = Some(tunnels);
         record_all(&self.lab, &out);
         out
     }
