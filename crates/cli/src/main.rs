@@ -154,6 +154,16 @@ enum Cmd {
         #[arg(long)]
         no_follow: bool,
     },
+    /// A local web page drawing the lab live, with its events, nodes'
+    /// interfaces and routes, and buttons for links, impairment and
+    /// captures (every request needs the token printed at start).
+    Serve {
+        /// The lab; may be left out when there is only one.
+        lab: Option<String>,
+        /// Address to listen on; 127.0.0.1 with a free port unless given.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
         /// The lab's name, or a topology file.
@@ -226,7 +236,7 @@ fn main() -> ExitCode {
     // and capture ends on EPIPE itself (exit 0 when wireshark closes).
     if !matches!(
         cli.cmd,
-        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. } | Cmd::Serve { .. }
     ) {
         weft_sys::default_sigpipe();
     }
@@ -314,6 +324,7 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Serve { lab, listen } => serve(lab, listen).map_err(Failure::from),
         Cmd::Events {
             lab,
             json,
@@ -598,6 +609,47 @@ fn up(
     if !report.checks.is_empty() {
         println!("{} check(s) passed", report.checks.len());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, String> {
+    let lab = match lab {
+        Some(l) => l,
+        None => {
+            let labs: Vec<String> = weft::status(None)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|l| l.name)
+                .collect();
+            match labs.as_slice() {
+                [one] => one.clone(),
+                [] => return Err("no lab is up; `weft up FILE` builds one".into()),
+                more => {
+                    return Err(format!(
+                        "{} labs are up ({}); name one: weft serve NAME",
+                        more.len(),
+                        more.join(", ")
+                    ))
+                }
+            }
+        }
+    };
+    let weft_bin = std::env::current_exe().map_err(|e| format!("finding the weft binary: {e}"))?;
+    let s = weft_serve::bind(weft_serve::Options {
+        lab: lab.clone(),
+        listen,
+        weft: weft_bin,
+    })?;
+    if weft_serve::is_exposed(&s.addr) {
+        eprintln!(
+            "weft: warning: serving lab {lab} on {}, reachable from other machines; anyone with the token can change the lab",
+            s.addr
+        );
+    }
+    println!("weft serve: lab {lab} on {}", s.url());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    s.run();
     Ok(ExitCode::SUCCESS)
 }
 

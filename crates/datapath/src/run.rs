@@ -605,7 +605,7 @@ impl Dp {
             .switches
             .iter()
             .map(|sw| {
-                let names = sw.ports.iter().map(|&g| self.ports[g].name.clone());
+                let names = sw.ports.iter().map(|&g| self.ports[g].name.as_str());
                 (sw.name.as_str(), &sw.core, names.collect())
             })
             .collect();
