@@ -36,6 +36,14 @@ pub enum Error {
         secs: f64,
         detail: String,
     },
+    /// A service or container that did not start or become ready.
+    #[error("node {node}, service {service}: {detail}{}", if log.is_empty() { String::new() } else { format!("\nits last log lines (weft logs LAB {node}:{service}):\n  {}", log.join("\n  ")) })]
+    Service {
+        node: String,
+        service: String,
+        detail: String,
+        log: Vec<String>,
+    },
     #[error("{0}")]
     Other(String),
 }

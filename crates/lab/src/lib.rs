@@ -18,6 +18,7 @@ mod error;
 pub mod machines;
 pub mod names;
 pub mod runtime;
+pub mod services;
 pub mod state;
 pub mod status;
 pub mod trace;
@@ -162,6 +163,8 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     }
     weft_sys::caps::require_admin("weft up")?;
     machines::check_underlay(lab)?;
+    // Images, podman and service users: refused before anything is built.
+    services::preflight(lab)?;
     let _lock = state::lock(name)?;
     let built = state::load(name)?;
     // Namespaces the journal lists but the state does not were made by a run
@@ -215,9 +218,14 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         let undone = runtime::restore(lab, restarted)?;
         // Tunnel processes may have died, or only their settings changed.
         tunnels::reconcile(lab)?;
+        // Services: only those whose definition changed restart.
+        let svc_changed = workloads_changed(&old_lab, lab);
+        if let Err(e) = start_workloads(lab, Some(&old_lab), opts) {
+            return Err(undo_workloads(name, &old_lab, &mut st, had_nodes, e, opts));
+        }
         return Ok(UpReport {
             plan,
-            changed: restarted || !undone.is_empty(),
+            changed: restarted || !undone.is_empty() || svc_changed,
             recovered,
             apply_time: Duration::ZERO,
             wait_time: if restarted {
@@ -314,12 +322,20 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
             .into_iter()
             .map(|u| format!("runtime change undone: {u}")),
     );
-    let results = checks::run_all(lab);
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| format!("{} failed: {}", r.check, r.detail))
-        .collect();
+    // Services start once the network is usable, then the checks run
+    // (they may test what the services serve).
+    let (results, failed) = match start_workloads(lab, Some(&old_lab), opts) {
+        Ok(()) => {
+            let results = checks::run_all(lab);
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| format!("{} failed: {}", r.check, r.detail))
+                .collect();
+            (results, failed)
+        }
+        Err(e) => (Vec::new(), vec![e.to_string()]),
+    };
     if !failed.is_empty() {
         let hint = if warnings.is_empty() {
             String::new()
@@ -332,7 +348,15 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
                 "{failed}{hint}\nthe lab was left as applied (--keep-on-error)"
             )));
         }
+        // Processes in the namespaces would keep them alive.
+        services::stop_all(name);
+        let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
+        end_processes(&nets);
+        services::remove_mounts(&nets);
         let undo = rollback(name, &old_lab, lab, &mut st, had_nodes, &plan.ops, opts);
+        if had_nodes {
+            let _ = start_workloads(&old_lab, Some(lab), opts);
+        }
         let restored = match undo {
             Ok(()) if had_nodes => {
                 st.lab = old_lab.clone();
@@ -356,6 +380,93 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         warnings,
         checks: results,
     })
+}
+
+/// True if services, binds or images differ between the labs.
+fn workloads_changed(old: &Lab, new: &Lab) -> bool {
+    services::units_of(old) != services::units_of(new)
+}
+
+/// The nodes' mount namespaces, then their services (waited for).
+fn start_workloads(lab: &Lab, old: Option<&Lab>, opts: &UpOptions) -> Result<(), Error> {
+    services::sync_mounts(lab, old)?;
+    services::ensure(lab, opts.datapath_exe.as_deref(), opts.progress)
+}
+
+/// A service edit of a built lab failed: the services go back to the lab
+/// as it was (the kernel side did not change).
+fn undo_workloads(
+    name: &str,
+    old: &Lab,
+    st: &mut State,
+    had_nodes: bool,
+    e: Error,
+    opts: &UpOptions,
+) -> Error {
+    if !had_nodes {
+        return e;
+    }
+    st.lab = old.clone();
+    let saved = state::save(name, st);
+    let back = start_workloads(old, None, opts);
+    match (saved, back) {
+        (Ok(()), Ok(())) => Error::Other(format!(
+            "{e}\nlab {name}'s services were restored to their state before this `weft up`"
+        )),
+        (Err(u), _) | (_, Err(u)) => Error::Other(format!(
+            "{e}\nand restoring the services failed too: {u}\n`weft down {name}` removes the lab"
+        )),
+    }
+}
+
+/// A process that `weft down` ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// The namespace it was in.
+    pub netns: String,
+}
+
+/// Ends every process inside these network namespaces or their nodes'
+/// mount namespaces: SIGTERM, two seconds, SIGKILL.
+fn end_processes(netns: &[String]) -> Vec<Ended> {
+    let mut ids: Vec<(String, weft_sys::netns::NsIdentity)> = netns
+        .iter()
+        .filter_map(|ns| {
+            weft_sys::netns::identity(ns)
+                .ok()
+                .map(|id| (ns.clone(), id))
+        })
+        .collect();
+    ids.extend(services::mount_identities(netns));
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let just: Vec<_> = ids.iter().map(|(_, id)| *id).collect();
+    let members = weft_sys::netns::members_of_many(&just);
+    let mut out: Vec<Ended> = Vec::new();
+    let mut procs = Vec::new();
+    for (ns, id) in &ids {
+        for &pid in members.get(id).into_iter().flatten() {
+            if out.iter().any(|e| e.pid == pid) {
+                continue;
+            }
+            if let Some(start_time) = weft_sys::process::start_time(pid) {
+                procs.push(weft_sys::process::ProcId { pid, start_time });
+                out.push(Ended {
+                    pid,
+                    comm: weft_sys::process::comm(pid).unwrap_or_default(),
+                    netns: ns.clone(),
+                });
+            }
+        }
+    }
+    let ran = weft_sys::process::stop_all(&procs, Duration::from_secs(2));
+    out.retain(|e| ran.iter().any(|p| p.pid == e.pid));
+    out.sort_by_key(|e| e.pid);
+    out
 }
 
 /// Warnings about foreign nftables chains in the NAT nodes of a built lab.
@@ -504,11 +615,18 @@ pub struct DownOptions {
     /// Return without waiting for the kernel to finish destroying the
     /// namespaces.
     pub no_wait: bool,
+    /// Leave processes that are not the lab's services running (they keep
+    /// their deleted namespaces alive; `held` lists them).
+    pub keep_processes: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct DownReport {
     pub removed: Vec<String>,
+    /// The lab's services that were stopped: `node:service (pid N)`.
+    pub services: Vec<String>,
+    /// Other processes in the lab's namespaces that were ended.
+    pub ended: Vec<Ended>,
     /// Namespaces still kept alive by processes running in them: pid lists.
     pub held: Vec<(String, Vec<u32>)>,
 }
@@ -540,6 +658,14 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     }
     candidates.sort();
     candidates.dedup();
+    let mut report = DownReport {
+        services: services::stop_all(name).services,
+        ..DownReport::default()
+    };
+    if !opts.keep_processes {
+        report.ended = end_processes(&candidates);
+    }
+    services::remove_mounts(&candidates);
     // weft's nftables tables go before the links they name.
     if let Some(st) = state::load(name).ok().flatten() {
         for node in st.lab.nat.keys() {
@@ -557,7 +683,6 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     } else {
         Some(weft_sys::netns::watch_cleanup()?)
     };
-    let mut report = DownReport::default();
     let mut held_ids = Vec::new();
     // Deleting is a umount and an unlink per namespace (~0.1-0.2 ms each on
     // this machine's ext4 /run); two threads halve it for big labs.
@@ -667,6 +792,35 @@ pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
             node: node.to_string(),
             known: st.lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
         })
+}
+
+/// Where `weft exec LAB NODE` runs a command.
+#[derive(Debug, Clone)]
+pub enum ExecTarget {
+    /// The node's network namespace, with a private view of files.
+    Netns(String),
+    /// The node's network namespace and its mount namespace file (binds).
+    Node { netns: String, mntns: PathBuf },
+    /// Inside the node's container (`podman exec`).
+    Container(String),
+}
+
+/// Where a command run in a node of a built lab runs.
+pub fn exec_target(lab: &str, node: &str) -> Result<ExecTarget, Error> {
+    let netns = node_netns(lab, node)?;
+    let st = built_with(lab, node)?;
+    let n = &st.lab.nodes[node];
+    if n.container.is_some() {
+        return Ok(ExecTarget::Container(services::container_name(&netns)));
+    }
+    let holder = services::mntns_path(&netns);
+    if !n.binds.is_empty() && weft_sys::mntns::exists(&holder) {
+        return Ok(ExecTarget::Node {
+            netns,
+            mntns: holder,
+        });
+    }
+    Ok(ExecTarget::Netns(netns))
 }
 
 /// Resolve a ping target: an IP address, or a node name (the address
