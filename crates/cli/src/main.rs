@@ -207,6 +207,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE.
+    if !matches!(cli.cmd, Cmd::Datapath { .. } | Cmd::Tunnel(_)) {
+        weft_sys::default_sigpipe();
+    }
     // exec must stay single-threaded until it has entered the namespace, so
     // it runs before anything that could start a thread.
     if let Cmd::Exec { lab, node, cmd } = &cli.cmd {
@@ -487,7 +491,7 @@ fn up(
 
 fn check(lab: &str) -> Result<ExitCode, String> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
-        lab_name_of(Path::new(lab))?
+        lab_name_of(Path::new(lab), "check")?
     } else {
         lab.to_string()
     };
@@ -549,7 +553,7 @@ fn down(
     keep_processes: bool,
 ) -> Result<ExitCode, String> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
-        lab_name_of(Path::new(lab))?
+        lab_name_of(Path::new(lab), "down")?
     } else {
         lab.to_string()
     };
@@ -594,13 +598,17 @@ fn down(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lab name of a file, even a file that no longer passes the checks.
-fn lab_name_of(path: &Path) -> Result<String, String> {
+/// The lab name of a file, even a file that no longer passes the checks
+/// (for `weft CMD FILE`).
+fn lab_name_of(path: &Path, cmd: &str) -> Result<String, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let v: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: toml::Table = text.parse().map_err(|e| {
+        format!(
+            "{}: {e}\nthe lab's name cannot be read from a file that is not valid TOML: give the name instead, `weft {cmd} NAME` (`weft status` lists the labs)",
+            path.display()
+        )
+    })?;
     v.get("name")
         .and_then(|n| n.as_str())
         .map(str::to_string)

@@ -199,8 +199,8 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
     if sw.loop_suspected {
         let _ = writeln!(
             out,
-            "    LOOP SUSPECTED: {} MAC moves/s (a loop with stp = \"off\"?)",
-            sw.mac_moves_per_s
+            "    LOOP SUSPECTED: {} repeated floods/s, {} MAC moves/s (a loop with stp = \"off\"?)",
+            sw.repeated_floods_per_s, sw.mac_moves_per_s
         );
     }
     for p in &sw.ports {
@@ -348,6 +348,8 @@ pub fn ping(
 ) -> Result<ExitCode, String> {
     use weft_sys::ping::{PingEvent, PingOptions};
     let built = weft::built_with(lab, node).map_err(|e| e.to_string())?;
+    // Refused before the header is printed: an unknown node is not a ping.
+    weft::node_netns(lab, node).map_err(|e| e.to_string())?;
     let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
     let opts = PingOptions {
         count,

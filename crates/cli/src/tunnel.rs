@@ -95,13 +95,34 @@ pub struct TunnelArgs {
 
 pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, String> {
     let k = PrivateKey::generate();
-    let pubfile = a.file.with_extension("pub");
+    // FILE.pub, as `--help` and docs/tunnel.md say (not FILE with its
+    // extension replaced, which for `m1.pub` would be the key itself).
+    let mut pubfile = a.file.clone().into_os_string();
+    pubfile.push(".pub");
+    let pubfile = PathBuf::from(pubfile);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&a.file)
-        .map_err(|e| format!("writing the private key to {}: {e} (weft never overwrites a key; remove it first or pick another name)", a.file.display()))?;
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    " (weft never overwrites a key; remove it first or pick another name)"
+                        .to_string()
+                }
+                std::io::ErrorKind::NotFound => format!(
+                    " (the directory {} does not exist; create it first)",
+                    a.file
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."))
+                        .display()
+                ),
+                _ => String::new(),
+            };
+            format!("writing the private key to {}: {e}{why}", a.file.display())
+        })?;
     use std::io::Write;
     f.write_all(format!("{}\n", k.to_base64()).as_bytes())
         .map_err(|e| format!("writing {}: {e}", a.file.display()))?;

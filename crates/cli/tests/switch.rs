@@ -268,6 +268,52 @@ fn exp8_triangle_without_stp_storm_is_bounded_and_detected() {
     lab.ok(&["down", &lab.name]);
 }
 
+/// Four switches in a ring plus a diagonal, no spanning tree: the storm
+/// circulates with few MAC moves (copies settle into one direction per
+/// cycle), so only the repeated floods give it away, on every switch.
+#[test]
+fn ring_of_four_with_a_diagonal_without_stp_is_flagged_on_every_switch() {
+    let mut text = String::from("name = \"ring4\"\n");
+    for s in 1..=4 {
+        text += &format!("[nodes.s{s}]\nkind = \"switch\"\nstp = \"off\"\n");
+    }
+    text += "[nodes.h1.interfaces.eth0]\naddresses = [\"10.81.0.1/24\"]\n";
+    text += "[nodes.h3.interfaces.eth0]\naddresses = [\"10.81.0.3/24\"]\n";
+    for (a, b) in [(1, 2), (2, 3), (3, 4), (4, 1), (1, 3)] {
+        text += &format!("[[links]]\nendpoints = [\"s{a}:to-s{b}\", \"s{b}:to-s{a}\"]\n");
+    }
+    text += "[[links]]\nendpoints = [\"h1:eth0\", \"s1:h1\"]\n";
+    text += "[[links]]\nendpoints = [\"h3:eth0\", \"s3:h3\"]\n";
+    let lab = Lab::from_text("ring4", &text);
+    lab.up();
+    let before = switches(&lab);
+    assert!(
+        before.iter().all(|s| s["loop_suspected"] == false),
+        "{before:?}"
+    );
+    let _ = lab.ping("h1", "h3", None);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sws = switches(&lab);
+    assert_eq!(sws.len(), 4);
+    for s in &sws {
+        assert!(s["loop_suspected"] == true, "not flagged: {s}");
+        assert!(s["repeated_floods_per_s"].as_u64().unwrap() >= 100, "{s}");
+    }
+    let text = lab.ok(&["status", &lab.name]);
+    assert_eq!(text.matches("LOOP SUSPECTED").count(), 4, "{text}");
+    eprintln!(
+        "ring of four: {:?}",
+        sws.iter()
+            .map(|s| (
+                s["name"].clone(),
+                s["repeated_floods_per_s"].clone(),
+                s["mac_moves_per_s"].clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+    lab.ok(&["down", &lab.name]);
+}
+
 #[test]
 fn exp13_vlans_separate_hosts_and_a_trunk_carries_both() {
     let lab = Lab::example("vlan", "switch-vlan.toml");

@@ -268,6 +268,24 @@ fn keygen_writes_a_private_key_only_root_reads_and_never_overwrites() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("never overwrites"));
+    // FILE.pub, as --help says, also for a name with an extension.
+    let p = keygen(&dir, "m1.key");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("m1.key.pub"))
+            .unwrap()
+            .trim(),
+        p
+    );
+    assert!(!dir.join("m1.pub").exists());
+    // A missing directory is not an existing key.
+    let o = Command::new(weft_bin())
+        .args(["keygen", "/no/such/dir/k"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("overwrit"), "{err}");
+    assert!(err.contains("/no/such/dir does not exist"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

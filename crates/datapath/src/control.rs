@@ -58,10 +58,18 @@ pub struct SwitchInfo {
     /// The port towards the root; none on the root bridge.
     pub root_port: Option<String>,
     pub root_path_cost: u32,
-    /// FDB moves per second, measured over the last 100 ms.
+    /// FDB moves per second over the switch's last 250 ms window.
     pub mac_moves_per_s: u64,
-    /// MACs move between ports faster than a network without a loop
-    /// makes them: a loop that no spanning tree breaks.
+    /// Frames flooded per second, same window.
+    #[serde(default)]
+    pub flooded_per_s: u64,
+    /// Flooded frames per second identical to one flooded earlier in the
+    /// window: copies coming back round a loop.
+    #[serde(default)]
+    pub repeated_floods_per_s: u64,
+    /// Frames come back or MACs move faster than a network without a loop
+    /// makes them: a loop that no spanning tree breaks (see
+    /// `weft_switch::storm`).
     pub loop_suspected: bool,
     pub topology_changes: u64,
     pub fdb_entries: usize,

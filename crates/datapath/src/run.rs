@@ -101,49 +101,9 @@ struct Sw {
     /// Core port index -> global port index.
     ports: Vec<usize>,
     modes: Vec<String>,
-    flap: Flap,
+    /// The loop warning was logged for the current suspicion.
+    loop_warned: bool,
     fast: FastPath,
-}
-
-/// Loop detection: a loop without spanning tree makes every source MAC
-/// move between ports all the time. More than [`FLAP_MOVES_PER_S`] moves
-/// a second flags the switch (status, log) until it calms down.
-#[derive(Default)]
-struct Flap {
-    last_moves: u64,
-    last_at: Option<Instant>,
-    rate: u64,
-    since: Option<Instant>,
-    last_high: Option<Instant>,
-}
-
-pub const FLAP_MOVES_PER_S: u64 = 500;
-/// How long a switch stays flagged after the moves calmed down.
-pub const FLAP_HOLD: Duration = Duration::from_secs(10);
-
-impl Flap {
-    fn sample(&mut self, moves: u64, now: Instant, name: &str) {
-        if let Some(t) = self.last_at {
-            let dt = now.saturating_duration_since(t).as_secs_f64();
-            if dt > 0.0 {
-                self.rate = ((moves - self.last_moves) as f64 / dt) as u64;
-            }
-        }
-        self.last_moves = moves;
-        self.last_at = Some(now);
-        if self.rate > FLAP_MOVES_PER_S {
-            if self.since.is_none() {
-                tracing::warn!(switch = %name, moves_per_s = self.rate, "MACs keep moving between ports: a loop without spanning tree?");
-                self.since = Some(now);
-            }
-            self.last_high = Some(now);
-        } else if !matches!(self.last_high, Some(t) if now.saturating_duration_since(t) < FLAP_HOLD)
-        {
-            // Held a while: storm control may end a loop of a few frames
-            // within a fraction of a second, and the loop is still there.
-            self.since = None;
-        }
-    }
 }
 
 /// Where a queued output frame's bytes are.
@@ -257,7 +217,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             core: Switch::new(cfg),
             ports: global,
             modes,
-            flap: Flap::default(),
+            loop_warned: false,
             fast,
         });
     }
@@ -329,8 +289,11 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             }
             dp.check_carriers();
             for s in &mut dp.switches {
-                let moves = s.core.fdb_counters().moves;
-                s.flap.sample(moves, now, &s.name);
+                let st = s.core.loop_status();
+                if st.suspected && !s.loop_warned {
+                    tracing::warn!(switch = %s.name, moves_per_s = st.moves_per_s, repeated_floods_per_s = st.repeats_per_s, "the same frames keep coming back or MACs keep moving between ports: a loop without spanning tree?");
+                }
+                s.loop_warned = st.suspected;
             }
             next_carrier = now + CARRIER_EVERY;
             if now >= next_harvest {
@@ -723,6 +686,7 @@ impl Dp {
                         }
                     })
                     .collect();
+                let lp = sw.core.loop_status();
                 SwitchInfo {
                     name: sw.name.clone(),
                     stp: match st.mode {
@@ -736,8 +700,10 @@ impl Dp {
                     is_root: st.root_id == st.bridge_id,
                     root_port: st.root_port.map(|i| self.ports[sw.ports[i]].name.clone()),
                     root_path_cost: st.root_path_cost,
-                    mac_moves_per_s: sw.flap.rate,
-                    loop_suspected: sw.flap.since.is_some(),
+                    mac_moves_per_s: lp.moves_per_s,
+                    flooded_per_s: lp.floods_per_s,
+                    repeated_floods_per_s: lp.repeats_per_s,
+                    loop_suspected: lp.suspected,
                     topology_changes: st.topology_changes,
                     fastpath_rules: sw.fast.rules(),
                     fastpath: sw.fast.describe(),

@@ -22,6 +22,20 @@ pub fn owner_tag(lab: &str) -> String {
     format!("weft:{lab}")
 }
 
+/// The MTU to set on a device: what the file says, or after `mtu` was
+/// removed from the file, the kernel's default for the device. A device
+/// the file never gave an MTU keeps the kernel's (`lo` its 65536).
+fn mtu_to_set(from: Option<&Attrs>, to: &Attrs, fresh: bool, iface: &str) -> Option<u32> {
+    match from {
+        _ if fresh => None,
+        None => to.mtu,
+        Some(f) if f.mtu != to.mtu => {
+            Some(to.mtu.unwrap_or(if iface == "lo" { 65536 } else { 1500 }))
+        }
+        Some(_) => None,
+    }
+}
+
 /// One namespace being worked on: its fd, a netlink socket inside it, and
 /// the indexes of its interfaces by name.
 pub(crate) struct NsHandle {
@@ -217,9 +231,8 @@ impl<'a> Exec<'a> {
         self.flush()?;
         self.applied.extend(batch);
         for (i, name) in gone_ns {
-            if let Some(node) = ops[i].key().node().to_string().into() {
-                self.ns.remove(&node);
-            }
+            // Its handle goes first: the namespace is deleted next.
+            self.ns.remove(ops[i].key().node());
             netns::delete(&name)?;
             self.applied.push(i);
         }
@@ -624,13 +637,7 @@ impl<'a> Exec<'a> {
             } else {
                 None
             },
-            // Removing `mtu` from the file means the kernel's default,
-            // 1500 for every kind of device weft makes.
-            mtu: if !fresh && changed(&|o| o.mtu != to.mtu) {
-                Some(to.mtu.unwrap_or(1500))
-            } else {
-                None
-            },
+            mtu: mtu_to_set(from, to, fresh, iface),
             mac: if !fresh && changed(&|o| o.mac != to.mac) {
                 to.mac.map(|m| m.0)
             } else {

@@ -17,6 +17,7 @@ pub mod datapath;
 mod error;
 pub mod machines;
 pub mod names;
+mod owner;
 pub mod runtime;
 pub mod services;
 pub mod state;
@@ -578,10 +579,7 @@ fn rollback(
 fn check_names_free(new: &Lab, built: &Lab) -> Result<(), Error> {
     for n in new.nodes.values() {
         if !built.nodes.contains_key(&n.name) && weft_sys::netns::exists(&n.netns) {
-            return Err(Error::Other(format!(
-                "node {}: network namespace {} already exists and is not part of lab {}; remove it (`ip netns del {}`) or rename the lab",
-                n.name, n.netns, new.name, n.netns
-            )));
+            return Err(owner::taken(&n.name, &n.netns, &new.name));
         }
     }
     Ok(())
@@ -637,7 +635,9 @@ pub struct DownReport {
 pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     machines::check_key(name)?;
     weft_sys::caps::require_admin("weft down")?;
-    let _lock = state::lock(name)?;
+    // A lab without a state directory may still have tagged namespaces
+    // (a lost /run/weft): nothing to lock, and nothing made for it.
+    let _lock = state::lock_existing(name)?;
     // The datapath first, by its recorded pid: it holds sockets in the
     // switch namespaces.
     datapath::stop(name)?;

@@ -9,17 +9,7 @@ use weft_topo::{IfaceKind, Lab};
 
 use crate::{state, Error};
 
-/// A lab name or a share's state key (`LAB@MACHINE`), checked before it
-/// becomes part of a path.
-pub fn check_key(key: &str) -> Result<(), Error> {
-    let (lab, machine) = split_share_name(key);
-    weft_topo::file::check_lab_name(lab).map_err(Error::Other)?;
-    if let Some(m) = machine {
-        weft_topo::file::check_lab_name(m)
-            .map_err(|e| Error::Other(format!("machine: {}", e.replace("lab name", "name"))))?;
-    }
-    Ok(())
-}
+pub use crate::state::check_key;
 
 /// The state key `weft down/status LAB --machine M` means.
 pub fn key(lab: &str, machine: Option<&str>) -> String {

@@ -276,7 +276,7 @@ fn wait_usable(lab: &Lab, a: &Endpoint, b: &Endpoint) -> Result<(), Error> {
 
 /// `weft link LAB A B down|up`. Returns the link's two ends.
 pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, Endpoint), Error> {
-    let _lock = state::lock(name)?;
+    let _lock = state::lock_existing(name)?;
     let st = crate::built(name)?;
     let (ea, eb) = find_link(&st.lab, a, b)?;
     for e in ends(&st.lab, &ea, &eb) {
@@ -307,7 +307,7 @@ pub fn set_impair(
     if let Some(i) = &imp {
         i.check().map_err(|(_, why)| Error::Other(why))?;
     }
-    let _lock = state::lock(name)?;
+    let _lock = state::lock_existing(name)?;
     let st = crate::built(name)?;
     let (ea, eb) = find_link(&st.lab, a, b)?;
     let end = if is_switch(&st.lab, &ea) {

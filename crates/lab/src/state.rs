@@ -28,8 +28,29 @@ pub fn state_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/weft"))
 }
 
+/// The state directory of a lab (or of a share, `LAB@MACHINE`). Only for
+/// a name [`check_key`] accepted: the functions here that read or write
+/// state check it first.
 pub fn lab_dir(name: &str) -> PathBuf {
     state_root().join("labs").join(name)
+}
+
+/// The one check every command's lab name passes before it becomes part
+/// of a path (`weft link ../../x ...` must not reach outside the state
+/// directory): a lab name, or a share's state key `LAB@MACHINE`.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    let (lab, machine) = weft_topo::machines::split_share_name(key);
+    weft_topo::file::check_lab_name(lab).map_err(Error::Other)?;
+    if let Some(m) = machine {
+        weft_topo::file::check_lab_name(m)
+            .map_err(|e| Error::Other(format!("machine: {}", e.replace("lab name", "name"))))?;
+    }
+    Ok(())
+}
+
+fn checked_dir(name: &str) -> Result<PathBuf, Error> {
+    check_key(name)?;
+    Ok(lab_dir(name))
 }
 
 /// The first interface index weft hands out. Kernel-chosen indexes in a
@@ -51,7 +72,7 @@ pub struct State {
 }
 
 pub fn load(name: &str) -> Result<Option<State>, Error> {
-    let p = lab_dir(name).join("state.json");
+    let p = checked_dir(name)?.join("state.json");
     match fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::State {
             path: p,
@@ -63,7 +84,7 @@ pub fn load(name: &str) -> Result<Option<State>, Error> {
 }
 
 pub fn save(name: &str, st: &State) -> Result<(), Error> {
-    let dir = lab_dir(name);
+    let dir = checked_dir(name)?;
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let tmp = dir.join("state.json.tmp");
     let body = serde_json::to_vec_pretty(st).expect("state serializes");
@@ -90,7 +111,7 @@ pub fn journal_netns(name: &str, netns: &[String]) -> Result<(), Error> {
     if netns.is_empty() {
         return Ok(());
     }
-    let dir = lab_dir(name);
+    let dir = checked_dir(name)?;
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mut body = String::with_capacity(netns.len() * 32);
     for n in netns {
@@ -147,20 +168,63 @@ pub fn labs() -> Vec<String> {
 /// An exclusive lock on a lab, released on drop.
 pub struct LabLock {
     _file: File,
+    /// The state directory, when this lock made it: on drop it goes again
+    /// if nothing else was put in it (a `weft up` refused before it built
+    /// anything leaves no trace).
+    made: Option<PathBuf>,
 }
 
+/// Lock a lab that may not exist yet (`weft up`): its state directory is
+/// made if missing, and removed again on drop if it stayed empty.
 pub fn lock(name: &str) -> Result<LabLock, Error> {
-    let dir = lab_dir(name);
+    let dir = checked_dir(name)?;
+    let made = !dir.is_dir();
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let f = lock_in(name, &dir)?.expect("the directory was just made");
+    Ok(LabLock {
+        _file: f,
+        made: made.then_some(dir),
+    })
+}
+
+/// Lock a lab that exists; `None` (and nothing made) when it has no state
+/// directory. For commands that change a built lab (`weft link`, `weft
+/// down`): an unknown name must not leave a directory behind.
+pub fn lock_existing(name: &str) -> Result<Option<LabLock>, Error> {
+    let dir = checked_dir(name)?;
+    Ok(lock_in(name, &dir)?.map(|f| LabLock {
+        _file: f,
+        made: None,
+    }))
+}
+
+/// Open and lock `dir/lock`; `None` when `dir` does not exist.
+fn lock_in(name: &str, dir: &Path) -> Result<Option<File>, Error> {
     let p: &Path = &dir.join("lock");
-    let f = OpenOptions::new()
+    let f = match OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(p)
-        .map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("opening {}", p.display()), e)),
+    };
     nix_flock(&f).map_err(|e| Error::io(format!("locking lab {name} ({})", p.display()), e))?;
-    Ok(LabLock { _file: f })
+    Ok(Some(f))
+}
+
+impl Drop for LabLock {
+    fn drop(&mut self) {
+        let Some(dir) = &self.made else { return };
+        let only_lock = fs::read_dir(dir)
+            .is_ok_and(|d| d.filter_map(|e| e.ok()).all(|e| e.file_name() == "lock"));
+        if only_lock {
+            let _ = fs::remove_file(dir.join("lock"));
+            let _ = fs::remove_dir(dir);
+        }
+    }
 }
 
 fn nix_flock(f: &File) -> io::Result<()> {

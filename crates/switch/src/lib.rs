@@ -23,6 +23,7 @@ pub mod counters;
 pub mod fdb;
 pub mod impair;
 mod offload;
+pub mod storm;
 pub mod stp;
 pub mod time;
 
@@ -37,9 +38,11 @@ pub use config::{
 };
 pub use counters::{DropReason, Drops, FdbCounters, PortCounters, VlanCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
+pub use storm::LoopStatus;
 pub use stp::{BridgeStatus, PortRole, PortState, PortStatus, PriorityVector};
 pub use time::Instant;
 
+use storm::LoopGuard;
 use stp::Stp;
 use weft_wire::ethernet::{EtherType, HEADER_LEN};
 use weft_wire::{BpduRepr, L2Header, MacAddr, Tci};
@@ -77,6 +80,7 @@ pub struct Switch {
     unknown_port_frames: u64,
     started: bool,
     next_age: Instant,
+    loop_guard: LoopGuard,
 }
 
 impl Switch {
@@ -126,6 +130,7 @@ impl Switch {
             unknown_port_frames: 0,
             started: false,
             next_age: Instant::ZERO,
+            loop_guard: LoopGuard::default(),
         }
     }
 
@@ -211,7 +216,9 @@ impl Switch {
         let vc = self.vlan_counters.entry(vid).or_default();
         vc.frames += 1;
         vc.bytes += frame.len() as u64;
-        self.fdb.learn(vid, hdr.src, port, now);
+        if let Learn::Moved { .. } = self.fdb.learn(vid, hdr.src, port, now) {
+            self.loop_guard.moved(now);
+        }
         if !self.stp.forwarding(i) {
             return self.drop_vlan(i, vid, DropReason::StpNotForwarding);
         }
@@ -235,6 +242,7 @@ impl Switch {
                 if let Some(vc) = self.vlan_counters.get_mut(&vid) {
                     vc.flooded += 1;
                 }
+                self.loop_guard.flooded(frame, now);
                 for j in 0..self.ports.len() {
                     if j != i && self.egress_ok(j, vid) {
                         mirrored |= self.emit(j, vid, ingress, frame.len(), out);
@@ -311,6 +319,7 @@ impl Switch {
         out.clear();
         self.start(now);
         self.stp.tick(now);
+        self.loop_guard.roll(now);
         if now >= self.next_age {
             let ageing = self
                 .stp
@@ -438,6 +447,12 @@ impl Switch {
     /// Frames handed in with a port number the switch does not have.
     pub fn unknown_port_frames(&self) -> u64 {
         self.unknown_port_frames
+    }
+
+    /// Whether the switch sees the signs of a loop no spanning tree breaks
+    /// (see [`storm`]), with the rates behind the verdict.
+    pub fn loop_status(&self) -> LoopStatus {
+        self.loop_guard.status()
     }
 
     /// `ovs-appctl stp/show`, `ovs-appctl rstp/show`, `brctl showstp`.

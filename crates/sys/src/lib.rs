@@ -53,6 +53,20 @@ pub fn flock_exclusive(fd: std::os::fd::RawFd) -> std::io::Result<()> {
     }
 }
 
+/// Let a closed pipe end the process quietly, as it ends `cat` or `ip`:
+/// SIGPIPE back to its default action (the Rust runtime ignores it, which
+/// turns `weft ... | head -1` into a panic in `println!`). Also what
+/// programs `weft exec` starts inherit: an ignored signal survives exec.
+/// Not for long-running servers (`weft datapath`, `weft tunnel`), which
+/// must survive a peer closing a socket.
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL for SIGPIPE touches no memory and no
+    // handler runs; done before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The index of an interface by name in the calling thread's namespace
 /// (`if_nametoindex`), or `None` if there is none.
 pub fn if_index(name: &str) -> Option<u32> {

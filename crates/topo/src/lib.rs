@@ -10,6 +10,7 @@ pub mod impair;
 pub mod machines;
 pub mod model;
 pub mod nat;
+pub mod placement;
 pub mod plan;
 pub mod route;
 pub mod workload;
