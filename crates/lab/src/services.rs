@@ -1084,19 +1084,32 @@ fn write_status(lab: &str, generation: u64, runs: &BTreeMap<ServiceRef, Run>) {
     );
 }
 
-/// Keeps a log under [`LOG_CAP`]: its content moves to `NAME.log.1` and
-/// it starts again empty (the service appends, so it carries on at the
-/// new end).
+/// Keeps a log under [`LOG_CAP`]: its newest [`LOG_CAP`] bytes move to
+/// `NAME.log.1` and it starts again empty (the service appends, so it
+/// carries on at the new end). Checked every second.
 fn cap_log(path: &Path) {
-    let Ok(m) = std::fs::metadata(path) else {
-        return;
-    };
-    if m.len() <= LOG_CAP {
-        return;
-    }
-    let _ = std::fs::copy(path, path.with_extension("log.1"));
-    let _ = std::fs::OpenOptions::new()
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(path)
-        .and_then(|f| f.set_len(0));
+    else {
+        return;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len <= LOG_CAP {
+        return;
+    }
+    let mut newest = Vec::with_capacity(LOG_CAP as usize);
+    if f.seek(SeekFrom::Start(len - LOG_CAP)).is_err()
+        || Read::by_ref(&mut f)
+            .take(LOG_CAP)
+            .read_to_end(&mut newest)
+            .is_err()
+    {
+        return;
+    }
+    // From the first whole line on.
+    let cut = newest.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let _ = std::fs::write(path.with_extension("log.1"), &newest[cut..]);
+    let _ = f.set_len(0);
 }

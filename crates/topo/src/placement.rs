@@ -556,7 +556,10 @@ mod tests {
             .part
             .iter()
             .fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(x as u64));
-        assert_eq!(digest, FIXED_DIGEST, "placement of random_regular(40,3,7) changed");
+        assert_eq!(
+            digest, FIXED_DIGEST,
+            "placement of random_regular(40,3,7) changed"
+        );
     }
     const FIXED_DIGEST: u64 = 5099413178141713340;
 }
