@@ -122,8 +122,11 @@ env = { GREETING = "hi" }
     let s = services(&lab);
     assert_eq!(s.len(), 2, "{s:?}");
     assert!(s.iter().all(|x| x.2 == "ready" && alive(x.1)), "{s:?}");
-    let log = lab.ok(&["logs", &lab.name, "b:fetch"]);
-    assert!(log.contains("status 200"), "{log}");
+    // The fetch ran (its first try worked: `sh -c A && B` stops on failure).
+    wait_for("b:fetch's output", 20, || {
+        lab.ok(&["logs", &lab.name, "b:fetch"])
+            .contains("status 200")
+    });
     // A node with one service: the node name is enough.
     assert!(lab.ok(&["logs", &lab.name, "a"]).contains("GET / HTTP"));
     let pids: Vec<u32> = s.iter().map(|x| x.1).collect();
@@ -546,4 +549,71 @@ fn a_missing_image_is_refused_before_anything_is_built() {
         "{err}"
     );
     assert!(lab.namespaces().is_empty());
+}
+
+/// An example with its configuration directory beside it (its binds are
+/// relative to the file).
+fn routing_example(tag: &str, example: &str) -> Lab {
+    let lab = Lab::example(tag, &format!("{example}.toml"));
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(common::root().join("examples").join(example))
+        .arg(lab.file.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    lab
+}
+
+#[test]
+fn ospf_routers_converge_before_up_returns_and_trace_follows_them() {
+    assert!(
+        Path::new("/usr/lib/frr/ospfd").exists(),
+        "this test needs Debian's frr package (the README's test command installs it)"
+    );
+    let lab = routing_example("ospf", "ospf");
+    let out = lab.up();
+    assert!(out.contains("1 check(s) passed"), "{out}");
+    // Every route between the hosts came from OSPF, none from weft.
+    for r in ["r1", "r2", "r3", "r4"] {
+        let routes = lab.ip(r, &["route", "show", "proto", "ospf"]);
+        assert!(!routes.trim().is_empty(), "{r} learned nothing: {routes}");
+    }
+    assert!(lab.ping("h1", "h2", None));
+    let t = lab.ok(&["trace", &lab.name, "h1", "h2"]);
+    for r in ["r1", "r2", "r3", "r4"] {
+        assert!(t.contains(&format!("router: {r} forwards it")), "{t}");
+    }
+    assert!(t.contains("delivered"), "{t}");
+    // Each router has its own /run/frr: vtysh in r2 talks to r2's daemons.
+    let n = lab.ok(&[
+        "exec",
+        &lab.name,
+        "r2",
+        "--",
+        "vtysh",
+        "-c",
+        "show ip ospf neighbor",
+    ]);
+    assert_eq!(n.matches("Full/").count(), 2, "{n}");
+    lab.ok(&["down", &lab.name]);
+    assert!(processes_in(&lab).is_empty());
+}
+
+#[test]
+fn bgp_between_two_autonomous_systems() {
+    assert!(
+        Path::new("/usr/lib/frr/bgpd").exists(),
+        "this test needs Debian's frr package (the README's test command installs it)"
+    );
+    let lab = routing_example("bgp", "bgp");
+    let out = lab.up();
+    assert!(out.contains("1 check(s) passed"), "{out}");
+    assert!(lab
+        .ip("a1", &["route", "show", "proto", "bgp"])
+        .contains("10.2.0.0/24"));
+    assert!(lab
+        .ip("a2", &["route", "show", "proto", "bgp"])
+        .contains("10.1.0.0/24"));
+    assert!(lab.ping("h2", "h1", None));
 }

@@ -428,18 +428,21 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result
         }
         if let Some(st) = status(name).filter(|s| s.generation == generation) {
             let mut ready = 0;
+            let mut failed: Vec<(&Unit, &UnitStatus)> = Vec::new();
             for u in &units {
                 let Some(s) = st.units.get(&u.id.to_string()) else {
                     continue;
                 };
                 match s.phase {
                     Phase::Ready => ready += 1,
-                    Phase::Failed => return Err(failure(name, u, s)),
-                    Phase::Exited | Phase::Backoff => {
-                        return Err(failure(name, u, s));
-                    }
+                    Phase::Failed | Phase::Exited | Phase::Backoff => failed.push((u, s)),
                     _ => {}
                 }
+            }
+            // The cause, not a service that waited for it.
+            failed.sort_by_key(|(_, s)| s.detail.starts_with("not started"));
+            if let Some((u, s)) = failed.first() {
+                return Err(failure(name, u, s));
             }
             for _ in reported..ready {
                 progress(Event::Step);
