@@ -617,3 +617,82 @@ fn bgp_between_two_autonomous_systems() {
         .contains("10.1.0.0/24"));
     assert!(lab.ping("h2", "h1", None));
 }
+
+#[test]
+fn a_failed_service_edit_puts_the_old_services_back() {
+    let good = "[nodes.a.services.s]\ncommand = [\"sleep\", \"1000\"]\n";
+    let lab = lab_with("svcundo", good);
+    lab.up();
+    lab.rewrite(&format!(
+        "{PAIR}[nodes.a.services.s]\ncommand = [\"sh\", \"-c\", \"echo broken; exit 1\"]\nready = {{ delay = \"1s\" }}\n"
+    ));
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("node a, service s") && err.contains("broken"),
+        "{err}"
+    );
+    assert!(err.contains("restored"), "{err}");
+    // The lab and its service are as before the edit.
+    assert_eq!(lab.namespaces().len(), 2);
+    let s = services(&lab);
+    assert!(
+        s.iter()
+            .any(|x| x.0 == "a:s" && x.2 == "ready" && alive(x.1)),
+        "{s:?}"
+    );
+    let cmd = std::fs::read_to_string(format!("/proc/{}/cmdline", pid_of(&lab, "a:s"))).unwrap();
+    assert_eq!(cmd, "sleep\u{0}1000\u{0}");
+}
+
+#[test]
+fn the_next_up_recovers_from_a_killed_supervisor_or_a_killed_up() {
+    let text = format!(
+        "{PAIR}[nodes.a.services.s]\ncommand = [\"sleep\", \"1000\"]\nready = {{ delay = \"3s\" }}\n"
+    );
+    let lab = lab_with("svcrec", "");
+    lab.rewrite(&text);
+    // up killed while the service starts; the next up (not down) finishes
+    // the job: the service runs once, in the lab's namespace.
+    let mut up = lab
+        .weft()
+        .args(["up", "-q", lab.file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the service started", 30, || {
+        services(&lab).iter().any(|s| alive(s.1))
+    });
+    let first = pid_of(&lab, "a:s");
+    Command::new("kill")
+        .args(["-KILL", &up.id().to_string()])
+        .status()
+        .unwrap();
+    up.wait().unwrap();
+    lab.up();
+    let second = pid_of(&lab, "a:s");
+    assert!(alive(second));
+    assert!(second == first || !alive(first), "two copies run");
+    assert_eq!(processes_in(&lab), vec![second]);
+    // The supervisor killed: the services keep running, and the next up
+    // replaces both without a duplicate.
+    let sup: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            lab.state
+                .join("labs")
+                .join(&lab.name)
+                .join("services/supervisor.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sup = sup["pid"].as_u64().unwrap().to_string();
+    Command::new("kill").args(["-KILL", &sup]).status().unwrap();
+    assert!(alive(second));
+    lab.up();
+    let third = pid_of(&lab, "a:s");
+    assert!(!alive(second) && alive(third));
+    assert_eq!(processes_in(&lab), vec![third]);
+}

@@ -179,6 +179,16 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         .into_iter()
         .filter(|ns| !known.contains(ns) && weft_sys::netns::exists(ns))
         .collect();
+    // A run that died may have started services (and its supervisor) in
+    // them; they would keep the namespaces alive, and a new lab starts
+    // with none running.
+    if built.is_none() {
+        services::stop_all(name);
+    }
+    if !leftovers.is_empty() {
+        end_processes(&leftovers);
+        services::remove_mounts(&leftovers);
+    }
     let recovered = remove_and_wait(&leftovers)?;
     let mut st = match built {
         Some(mut s) => {

@@ -376,6 +376,9 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result
     let sup = match running {
         Some(p) => p,
         None => {
+            // A supervisor that died left its services running: they are
+            // stopped, and the new one starts every service afresh.
+            stop_recorded(name);
             let exe = match exe {
                 Some(e) => e.to_path_buf(),
                 None => std::env::current_exe()
@@ -535,6 +538,32 @@ pub fn stop_all(lab: &str) -> Stopped {
     }
     let _ = std::fs::remove_dir_all(dir(lab));
     out
+}
+
+/// Stops the services a status file records (no supervisor involved).
+fn stop_recorded(lab: &str) {
+    let Some(st) = status(lab) else { return };
+    let procs: Vec<ProcId> = st
+        .units
+        .values()
+        .filter_map(|s| {
+            Some(ProcId {
+                pid: s.pid?,
+                start_time: s.start_time?,
+            })
+        })
+        .collect();
+    stop_groups(&procs, STOP_GRACE);
+    for s in st.units.values() {
+        if let Some((p, args)) = s.cleanup.split_first() {
+            let _ = std::process::Command::new(p)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let _ = std::fs::remove_file(status_path(lab));
 }
 
 /// SIGTERM to each process group, SIGKILL after `grace` to those whose
