@@ -340,8 +340,15 @@ command = ["sh", "-c", "cat /mnt/id > /srv/seen; exec sleep 1000"]
     let o = lab.run(&["exec", &lab.name, "b", "--", "cat", "/srv/seen"]);
     assert!(!o.status.success());
     assert!(!Path::new("/srv/seen").exists());
-    // weft's name files stay in place.
+    // weft's name files stay in place, and follow an edit that adds a node.
     assert!(cat("a", "/etc/hosts").contains("written by weft"));
+    lab.rewrite(&format!(
+        "{text}[nodes.c.interfaces.t0]\nkind = \"tap\"\naddresses = [\"10.79.0.1/24\"]\n"
+    ));
+    lab.up();
+    let hosts = cat("a", "/etc/hosts");
+    assert!(hosts.contains("10.79.0.1\tc\n"), "{hosts}");
+    assert_eq!(cat("a", "/srv/seen"), "I am a\n", "the edit kept a's files");
     lab.ok(&["down", &lab.name]);
     let mnt = lab.state.join("mnt");
     let left: Vec<PathBuf> = std::fs::read_dir(&mnt)

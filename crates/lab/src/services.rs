@@ -305,6 +305,12 @@ pub fn sync_mounts(lab: &Lab, old: Option<&Lab>) -> Result<(), Error> {
     for n in with {
         let holder = mntns_path(&n.netns);
         if mntns::exists(&holder) {
+            // weft's name files are rewritten by rename: bind the new ones.
+            let etc = Path::new(weft_sys::exec::ETC_NETNS_DIR).join(&n.netns);
+            for e in std::fs::read_dir(&etc).into_iter().flatten().flatten() {
+                mntns::rebind(&holder, &e.path(), &Path::new("/etc").join(e.file_name()))
+                    .map_err(|e| Error::Other(format!("node {}: {e}", n.name)))?;
+            }
             continue;
         }
         let mounts: Vec<mntns::Mount> = n

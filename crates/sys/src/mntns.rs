@@ -218,6 +218,54 @@ fn bind_holder(pid: libc::pid_t, holder: &Path) -> std::io::Result<()> {
     .map_err(std::io::Error::from)
 }
 
+/// Binds `src` over `dst` again inside the mount namespace `holder` (the
+/// previous mount there is detached first): a name file replaced by a
+/// rename is a new inode, which a bind made earlier does not show.
+pub fn rebind(holder: &Path, src: &Path, dst: &Path) -> Result<()> {
+    let what = format!(
+        "binding {} over {} in {}",
+        src.display(),
+        dst.display(),
+        holder.display()
+    );
+    let fd = open(holder)?;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Invalid(format!("{what}: a path contains a NUL byte")))
+    };
+    let (s, d) = (c(src)?, c(dst)?);
+    // SAFETY: the child calls only system calls on memory prepared above,
+    // then _exit; it never returns into Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::os(what, std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see the fork above.
+        unsafe {
+            let null = std::ptr::null();
+            if libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                libc::_exit(*libc::__errno_location() & 0x7f);
+            }
+            libc::umount2(d.as_ptr(), libc::MNT_DETACH);
+            if libc::mount(s.as_ptr(), d.as_ptr(), null, libc::MS_BIND, null.cast()) != 0 {
+                libc::_exit(*libc::__errno_location() & 0x7f);
+            }
+            libc::_exit(0);
+        }
+    }
+    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+            Err(Error::os(what, nix::errno::Errno::from_raw(code)))
+        }
+        Ok(other) => Err(Error::Invalid(format!(
+            "{what}: the helper ended with {other:?}"
+        ))),
+        Err(e) => Err(Error::os(what, e)),
+    }
+}
+
 /// Unmounts and removes a mount namespace file (the namespace goes when
 /// no process is left in it). Missing is fine.
 pub fn remove(holder: &Path) -> Result<()> {
