@@ -703,3 +703,40 @@ fn the_next_up_recovers_from_a_killed_supervisor_or_a_killed_up() {
     assert!(!alive(second) && alive(third));
     assert_eq!(processes_in(&lab), vec![third]);
 }
+
+#[test]
+fn logs_follow_prints_what_a_service_writes_next() {
+    let lab = lab_with(
+        "logf",
+        "[nodes.a.services.tick]\ncommand = [\"sh\", \"-c\", \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done\"]\n",
+    );
+    lab.up();
+    let mut f = lab
+        .weft()
+        .args(["logs", &lab.name, "a", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = f.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        let t0 = Instant::now();
+        // Lines written after `logs -f` started arrive while it runs.
+        while !seen.contains("tick 15") && t0.elapsed() < Duration::from_secs(30) {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        seen
+    });
+    let seen = reader.join().unwrap();
+    f.kill().unwrap();
+    f.wait().unwrap();
+    assert!(
+        seen.contains("tick 1\n") && seen.contains("tick 15"),
+        "{seen}"
+    );
+}
