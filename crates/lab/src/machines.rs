@@ -54,9 +54,10 @@ pub fn check_underlay(lab: &Lab) -> Result<(), Error> {
             .any(|e| lab.nodes.contains_key(&e.endpoint.node))
         {
             let path = machine.private_key.as_deref().ok_or_else(|| {
-                Error::Other(format!(
-                    "machine `{m}` needs private_key = \"FILE\" under [machines.{m}]: a tunnel link joins it to another machine (make the key with `weft keygen FILE`; the line it prints is the machine's public_key)"
-                ))
+                Error::Machine {
+                    machine: m.clone(),
+                    detail: format!("needs private_key = \"FILE\" under [machines.{m}]: a tunnel link joins it to another machine (make the key with `weft keygen FILE`; the line it prints is the machine's public_key)"),
+                }
             })?;
             check_key_pair(m, path, machine.public_key.as_deref().unwrap_or_default())?;
         }
@@ -75,11 +76,14 @@ pub fn check_underlay(lab: &Lab) -> Result<(), Error> {
         .filter(|a| !a.net.addr().is_loopback() && !a.link_local)
         .map(|a| a.net.addr().to_string())
         .collect();
-    Err(Error::Other(format!(
-        "this is to be machine `{m}` of lab {name}, whose underlay address is {}, but the network namespace weft runs in has no such address (it has {}); run `weft up FILE --machine {m}` on machine {m}, or correct `underlay` under [machines.{m}]",
-        machine.underlay,
-        if have.is_empty() { "none".to_string() } else { have.join(", ") }
-    )))
+    Err(Error::Machine {
+        machine: m.to_string(),
+        detail: format!(
+            "this is to be machine `{m}` of lab {name}, whose underlay address is {}, but the network namespace weft runs in has no such address (it has {}); run `weft up FILE --machine {m}` on machine {m}, or correct `underlay` under [machines.{m}]",
+            machine.underlay,
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ),
+    })
 }
 
 /// The `weft tunnel` command lines of this machine's ends of a tunnel link
@@ -107,16 +111,19 @@ pub(crate) fn tunnel_ends(
             .find(|(_, x)| x.underlay == peer.underlay)
             .map(|(n, x)| (n.clone(), x.clone()))
             .ok_or_else(|| {
-                Error::Other(format!(
+                Error::invalid(format!(
                     "tunnel {}: no machine has the underlay address {}",
                     me.endpoint, peer.underlay
                 ))
             })?;
         let key = mine.private_key.clone().ok_or_else(|| {
-            Error::Other(format!(
-                "tunnel {} <-> {}: machine `{m}` needs private_key = \"FILE\" under [machines.{m}] (its key from `weft keygen FILE`, whose public half is the machine's public_key)",
-                me.endpoint, peer.endpoint
-            ))
+            Error::Machine {
+                machine: m.to_string(),
+                detail: format!(
+                    "tunnel {} <-> {}: needs private_key = \"FILE\" under [machines.{m}] (its key from `weft keygen FILE`, whose public half is the machine's public_key)",
+                    me.endpoint, peer.endpoint
+                ),
+            }
         })?;
         check_key_pair(m, &key, mine.public_key.as_deref().unwrap_or_default())?;
         let peer_key = peer_machine.1.public_key.clone().unwrap_or_default();
@@ -151,17 +158,95 @@ pub(crate) fn tunnel_ends(
 /// completes.
 fn check_key_pair(machine: &str, path: &str, public: &str) -> Result<(), Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Other(format!(
-            "machine `{machine}`: reading its private key {path}: {e} (make one with `weft keygen {path}` and put the line it prints in public_key)"
-        ))
+        Error::Machine {
+            machine: machine.to_string(),
+            detail: format!("reading its private key {path}: {e} (make one with `weft keygen {path}` and put the line it prints in public_key)"),
+        }
     })?;
-    let k = weft_tunnel::PrivateKey::from_base64(&text)
-        .map_err(|e| Error::Other(format!("machine `{machine}`: the private key {path}: {e}")))?;
+    let k = weft_tunnel::PrivateKey::from_base64(&text).map_err(|e| Error::Machine {
+        machine: machine.to_string(),
+        detail: format!("the private key {path}: {e}"),
+    })?;
     let have = k.public_key().to_base64();
     if have != public.trim() {
-        return Err(Error::Other(format!(
-            "machine `{machine}`: the private key {path} belongs to the public key {have}, but [machines.{machine}] says public_key = \"{public}\"; this may not be machine {machine}, or the file's key is stale"
-        )));
+        return Err(Error::Machine {
+            machine: machine.to_string(),
+            detail: format!("the private key {path} belongs to the public key {have}, but [machines.{machine}] says public_key = \"{public}\"; this may not be machine {machine}, or the file's key is stale"),
+        });
     }
     Ok(())
+}
+
+/// What `weft up --machine M [--machines N]` and `weft agent` build from a
+/// parsed file: the lab spread over `spread` machines when asked
+/// ([`weft_topo::placement::spread`]), machines' underlay names resolved
+/// with the system's resolver (`/etc/hosts`, then DNS), MTUs fitted to the
+/// underlay interface, then this machine's share, with key files relative
+/// to `key_dir` (the topology file's folder). Nothing is built.
+pub fn prepare(
+    lab: &Lab,
+    machine: Option<&str>,
+    spread: Option<usize>,
+    key_dir: &std::path::Path,
+) -> Result<Lab, Error> {
+    let mut lab = lab.clone();
+    if let Some(k) = spread {
+        weft_topo::placement::spread(&mut lab, k)
+            .map_err(|what| Error::Invalid { what, help: None })?;
+    }
+    if machine.is_some() || lab.machines.len() == 1 {
+        weft_topo::machines::resolve(&mut lab, &mut lookup)
+            .map_err(|what| Error::Invalid { what, help: None })?;
+        let local = machine
+            .and_then(|m| lab.machines.get(m))
+            .map(|m| m.underlay);
+        let mtu = match local {
+            Some(a) => underlay_mtu(a)?,
+            None => None,
+        };
+        weft_topo::machines::fit_mtus(&mut lab, mtu);
+    }
+    let mut lab = weft_topo::machines::select(&lab, machine)
+        .map_err(|what| Error::Invalid { what, help: None })?;
+    for m in lab.machines.values_mut() {
+        if let Some(k) = &mut m.private_key {
+            *k = key_dir.join(&*k).display().to_string();
+        }
+    }
+    Ok(lab)
+}
+
+/// The system resolver's address for a name: an IPv4 one when there is
+/// one (VXLAN's overhead is smaller), else the first.
+pub fn lookup(name: &str) -> Result<std::net::IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::IpAddr> = (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .map(|s| s.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "no address".to_string())
+}
+
+/// The MTU of the interface of weft's own namespace that holds `addr`
+/// (None when no interface does: [`check_underlay`] then refuses the
+/// share with the addresses it found).
+pub fn underlay_mtu(addr: std::net::IpAddr) -> Result<Option<u32>, Error> {
+    let mut nl = weft_sys::netlink::Netlink::open()
+        .map_err(|e| Error::io("opening a netlink socket in weft's own namespace", e))?;
+    let addrs = nl
+        .addresses()
+        .map_err(|e| Error::io("listing the addresses of weft's own namespace", e))?;
+    let Some(index) = addrs.iter().find(|a| a.net.addr() == addr).map(|a| a.index) else {
+        return Ok(None);
+    };
+    let links = nl
+        .links()
+        .map_err(|e| Error::io("listing the links of weft's own namespace", e))?;
+    Ok(links.iter().find(|l| l.index == index).map(|l| l.mtu))
 }

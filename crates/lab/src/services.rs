@@ -255,9 +255,12 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
             .status();
         if !matches!(v, Ok(s) if s.success()) {
             let (node, _) = images.iter().next().expect("not empty");
-            return Err(Error::Other(format!(
-                "node {node} runs an image, and podman is not installed (or does not run): install it (apt-get install podman)"
-            )));
+            return Err(Error::Missing {
+                what: format!(
+                    "node {node} runs an image, and podman is not installed (or does not run)"
+                ),
+                help: "install it: apt-get install podman".into(),
+            });
         }
         for (node, image) in &images {
             let ok = std::process::Command::new("podman")
@@ -265,17 +268,20 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
                 .status()
                 .is_ok_and(|s| s.success());
             if !ok {
-                return Err(Error::Other(format!(
-                    "node {node}: there is no local image `{image}` (podman images lists them); weft pulls nothing: build or load it first (podman build, podman load, podman import)"
-                )));
+                return Err(Error::Missing {
+                    what: format!("node {node}: there is no local image `{image}`"),
+                    help: "weft pulls nothing: build or load it first (podman build, podman load, podman import); `podman images` lists the local ones".into(),
+                });
             }
         }
     }
     for n in lab.nodes.values() {
         for (name, s) in &n.services {
             if let Some(u) = &s.user {
-                weft_sys::spawn::lookup_user(u)
-                    .map_err(|e| Error::Other(format!("node {}, service {name}: {e}", n.name)))?;
+                weft_sys::spawn::lookup_user(u).map_err(|e| Error::Missing {
+                    what: format!("node {}, service {name}: {e}", n.name),
+                    help: "create the user, or change the service's `user`".into(),
+                })?;
             }
         }
     }
@@ -308,8 +314,12 @@ pub fn sync_mounts(lab: &Lab, old: Option<&Lab>) -> Result<(), Error> {
             // weft's name files are rewritten by rename: bind the new ones.
             let etc = Path::new(weft_sys::exec::ETC_NETNS_DIR).join(&n.netns);
             for e in std::fs::read_dir(&etc).into_iter().flatten().flatten() {
-                mntns::rebind(&holder, &e.path(), &Path::new("/etc").join(e.file_name()))
-                    .map_err(|e| Error::Other(format!("node {}: {e}", n.name)))?;
+                mntns::rebind(&holder, &e.path(), &Path::new("/etc").join(e.file_name())).map_err(
+                    |source| Error::NodeFiles {
+                        node: n.name.clone(),
+                        source: Box::new(source),
+                    },
+                )?;
             }
             continue;
         }
@@ -321,8 +331,10 @@ pub fn sync_mounts(lab: &Lab, old: Option<&Lab>) -> Result<(), Error> {
                 target: PathBuf::from(&b.target),
             })
             .collect();
-        mntns::create(&holder, &n.netns, &mounts)
-            .map_err(|e| Error::Other(format!("node {}: {e}", n.name)))?;
+        mntns::create(&holder, &n.netns, &mounts).map_err(|source| Error::NodeFiles {
+            node: n.name.clone(),
+            source: Box::new(source),
+        })?;
     }
     Ok(())
 }
@@ -425,15 +437,11 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result
     loop {
         if !process::is_running(sup) {
             let log = tail(&dir(name).join("supervisor.log"), 5);
-            return Err(Error::Other(format!(
-                "the service supervisor of lab {name} (pid {}) died{}",
-                sup.pid,
-                if log.is_empty() {
-                    String::new()
-                } else {
-                    format!(":\n{}", log.join("\n"))
-                }
-            )));
+            return Err(Error::SupervisorExited {
+                lab: name.to_string(),
+                pid: sup.pid,
+                log_tail: log.join("\n"),
+            });
         }
         if let Some(st) = status(name).filter(|s| s.generation == generation) {
             let mut ready = 0;
@@ -477,7 +485,7 @@ fn failure(lab: &str, u: &Unit, s: &UnitStatus) -> Error {
         node: u.id.node.clone(),
         service: u.id.service.clone(),
         detail: s.detail.clone(),
-        log: tail(&log_path(lab, &u.id), 10),
+        log: tail(&log_path(lab, &u.id), 10).into(),
     }
 }
 
@@ -634,24 +642,27 @@ pub fn logs(
     let service = match service {
         Some(s) if names.contains(&s) => s,
         Some(s) => {
-            return Err(Error::Other(format!(
-                "node {node} has no service {s} (its services: {})",
-                if names.is_empty() {
-                    "none".to_string()
+            return Err(Error::Invalid {
+                what: format!("node {node} has no service {s}"),
+                help: Some(if names.is_empty() {
+                    "it runs none".to_string()
                 } else {
-                    names.join(", ")
-                }
-            )))
+                    format!("its services: {}", names.join(", "))
+                }),
+            })
         }
         None if names.len() == 1 => names.remove(0),
         None if names.is_empty() => {
-            return Err(Error::Other(format!("node {node} runs no services")))
+            return Err(Error::Invalid {
+                what: format!("node {node} runs no services"),
+                help: Some("services are [nodes.NODE.services.NAME] in the file".into()),
+            })
         }
         None => {
-            return Err(Error::Other(format!(
-                "node {node} runs several services: name one, like {node}:{}",
-                names[0]
-            )))
+            return Err(Error::Invalid {
+                what: format!("node {node} runs several services"),
+                help: Some(format!("name one, like {node}:{}", names[0])),
+            })
         }
     };
     let id = ServiceRef::new(&node, &service);

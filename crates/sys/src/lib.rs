@@ -53,6 +53,23 @@ pub fn flock_exclusive(fd: std::os::fd::RawFd) -> std::io::Result<()> {
     }
 }
 
+/// Try to take an exclusive `flock` without waiting: false when another
+/// open file description holds it.
+pub fn try_flock_exclusive(fd: std::os::fd::RawFd) -> std::io::Result<bool> {
+    loop {
+        // SAFETY: flock on a caller-provided open fd has no memory effects.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Let a closed pipe end the process quietly, as it ends `cat` or `ip`:
 /// SIGPIPE back to its default action (the Rust runtime ignores it, which
 /// turns `weft ... | head -1` into a panic in `println!`). Also what

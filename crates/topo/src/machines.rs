@@ -17,10 +17,19 @@ use crate::model::*;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
     /// Its address on the network between the machines: the outer source
-    /// of its VXLAN and tunnel packets, and where the others send.
+    /// of its VXLAN and tunnel packets, and where the others send. With
+    /// `underlay_name`, unspecified (0.0.0.0) until [`resolve`] fills it.
     pub underlay: IpAddr,
+    /// The DNS name the file gave as `underlay` (`lab-0.lab`), resolved at
+    /// `up` and again by `weft agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_name: Option<String>,
     /// The MTU of the underlay path from this machine (default 1500).
     pub underlay_mtu: u32,
+    /// The file wrote no `underlay_mtu`: it is the MTU of the interface
+    /// that holds the underlay address, found at `up` ([`fit_mtus`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mtu_from_interface: bool,
     /// Public key of the `weft tunnel` ends it runs (tunnel links across
     /// machines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +82,127 @@ pub fn auto_vni(lab: &str, a: &Endpoint, b: &Endpoint) -> u32 {
         1
     } else {
         v
+    }
+}
+
+/// Fills in the addresses of machines whose `underlay` is a name, with
+/// `lookup` (the resolver; `weft up` uses the system's, so `/etc/hosts`
+/// and DNS both work), then every address planned from them: the VXLAN
+/// ends' local and remote addresses and the underlay of tunnel ends
+/// between machines. Refused, naming the machine: a name that does not
+/// resolve, an address that cannot be an underlay, two machines on one
+/// address, a VXLAN link between an IPv4 and an IPv6 machine.
+pub fn resolve(
+    lab: &mut Lab,
+    lookup: &mut dyn FnMut(&str) -> Result<IpAddr, String>,
+) -> Result<(), String> {
+    let mut seen: std::collections::BTreeMap<IpAddr, String> = Default::default();
+    for (name, m) in lab.machines.iter_mut() {
+        if let Some(host) = &m.underlay_name {
+            let a = lookup(host).map_err(|e| {
+                format!(
+                    "machine `{name}`: its underlay name `{host}` does not resolve: {e}; check the name (a pod's name is POD.SERVICE) or wait until the machine exists"
+                )
+            })?;
+            if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+                return Err(format!(
+                    "machine `{name}`: its underlay name `{host}` resolves to {a}, which cannot be an underlay address"
+                ));
+            }
+            m.underlay = a;
+        }
+        if let Some(other) = seen.insert(m.underlay, name.clone()) {
+            return Err(format!(
+                "machines `{other}` and `{name}` have the same underlay address {}",
+                m.underlay
+            ));
+        }
+    }
+    let machine_of = |lab: &Lab, node: &str| lab.nodes.get(node).and_then(|n| n.machine.clone());
+    let mut ends = Vec::new();
+    for n in lab.nodes.values() {
+        for i in n.interfaces.values() {
+            if let IfaceKind::Vxlan(o) = &i.kind {
+                ends.push((n.name.clone(), i.name.clone(), o.peer.node.clone()));
+            }
+        }
+    }
+    for (node, iface, peer) in ends {
+        let (Some(m), Some(p)) = (machine_of(lab, &node), machine_of(lab, &peer)) else {
+            continue;
+        };
+        let (local, remote) = (lab.machines[&m].underlay, lab.machines[&p].underlay);
+        if local.is_ipv6() != remote.is_ipv6() {
+            return Err(format!(
+                "vxlan link {node}:{iface}: machine `{m}`'s underlay {local} and `{p}`'s {remote} are not of one IP version"
+            ));
+        }
+        let i = lab
+            .nodes
+            .get_mut(&node)
+            .and_then(|n| n.interfaces.get_mut(&iface))
+            .expect("listed above");
+        if let IfaceKind::Vxlan(o) = &mut i.kind {
+            o.local = local;
+            o.remote = remote;
+        }
+    }
+    let tunnels = std::mem::take(&mut lab.tunnels);
+    lab.tunnels = tunnels
+        .into_iter()
+        .map(|mut t| {
+            if t.across {
+                for e in &mut t.ends {
+                    if let Some(m) = machine_of(lab, &e.endpoint.node) {
+                        e.underlay = lab.machines[&m].underlay;
+                    }
+                }
+            }
+            t
+        })
+        .collect();
+    Ok(())
+}
+
+/// MTUs of VXLAN ends the file left to weft, once addresses are known:
+/// machines without `underlay_mtu` take `local_mtu` (the MTU of this
+/// machine's underlay interface; in a cluster every pod's interface has
+/// the network plugin's one MTU, so a machine takes its own for its
+/// peers too), and each such end gets the smaller of its two machines'
+/// MTUs less VXLAN's overhead.
+pub fn fit_mtus(lab: &mut Lab, local_mtu: Option<u32>) {
+    if let Some(mtu) = local_mtu {
+        for m in lab.machines.values_mut() {
+            if m.mtu_from_interface {
+                m.underlay_mtu = mtu;
+            }
+        }
+    }
+    let machines = lab.machines.clone();
+    let machine_of: std::collections::BTreeMap<String, Option<String>> = lab
+        .nodes
+        .values()
+        .map(|n| (n.name.clone(), n.machine.clone()))
+        .collect();
+    for n in lab.nodes.values_mut() {
+        for i in n.interfaces.values_mut() {
+            let IfaceKind::Vxlan(o) = &i.kind else {
+                continue;
+            };
+            if !o.auto_mtu {
+                continue;
+            }
+            let mine = n.machine.as_ref().and_then(|m| machines.get(m));
+            let theirs = machine_of
+                .get(&o.peer.node)
+                .cloned()
+                .flatten()
+                .and_then(|m| machines.get(&m));
+            if let (Some(a), Some(b)) = (mine, theirs) {
+                let u = a.underlay_mtu.min(b.underlay_mtu);
+                i.mtu = Some(u.saturating_sub(vxlan_overhead(o.local.is_ipv6())).max(68));
+            }
+        }
     }
 }
 

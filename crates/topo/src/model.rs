@@ -43,6 +43,10 @@ pub struct Lab {
     /// stands for, for names and `weft ping LAB NODE OTHER-NODE`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remote_names: BTreeMap<String, IpAddr>,
+    /// `vxlan_port = N` at the top of the file: the UDP port of every vxlan
+    /// link that names none (clusters often block VXLAN's 4789).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u16>,
 }
 
 /// A `kind = "tunnel"` link. Each end is a TUN or TAP interface in the
@@ -80,6 +84,7 @@ impl Lab {
             machines: BTreeMap::new(),
             machine: None,
             remote_names: BTreeMap::new(),
+            vxlan_port: None,
         }
     }
 
@@ -302,6 +307,10 @@ pub struct VxlanOptions {
     pub port: u16,
     /// The other end, for drawings and status.
     pub peer: Endpoint,
+    /// The file gave no MTU: it follows the underlay's
+    /// ([`crate::machines::fit_mtus`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_mtu: bool,
 }
 
 impl IfaceKind {

@@ -27,7 +27,11 @@
 //! geometric (coordinates, which a lab does not have). This is ~200 lines,
 //! deterministic by construction and fixed by tests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
+
+use crate::machines::{auto_vni, vxlan_overhead, Machine};
+use crate::model::{Endpoint, IfaceKind, Lab, VxlanOptions};
 
 /// An undirected graph with node and edge weights, adjacency by index.
 #[derive(Debug, Clone, Default)]
@@ -360,6 +364,124 @@ pub fn lab_graph(
     (g, vertex)
 }
 
+/// The machines `--machines N` makes for a lab named `lab`: `LAB-0` to
+/// `LAB-{N-1}`, whose underlays are the names `LAB-i.LAB`, the stable
+/// names a StatefulSet `LAB` with a headless Service `LAB` gives its pods
+/// (what `weft k8s` prints). Their MTU is the underlay interface's.
+pub fn machine_names(lab: &str, k: usize) -> Vec<(String, String)> {
+    (0..k)
+        .map(|i| (format!("{lab}-{i}"), format!("{lab}-{i}.{lab}")))
+        .collect()
+}
+
+/// Spreads a lab whose file declares no machines over `k` machines
+/// ([`machine_names`]): each node gets a machine by [`partition`] (node
+/// weight: 1 plus its interfaces; the two ends of a tunnel link stay
+/// together), and each veth pair (a link or an `attach`) whose ends land
+/// on two machines becomes a VXLAN link with a VNI chosen like a file's
+/// vxlan link without `vni`, on the lab's `vxlan_port`. Addresses are
+/// left for [`crate::machines::resolve`].
+pub fn spread(lab: &mut Lab, k: usize) -> Result<(), String> {
+    if !lab.machines.is_empty() {
+        return Err(format!(
+            "lab {} declares its machines ([machines.*]): leave out --machines, or remove them to have weft place the nodes",
+            lab.name
+        ));
+    }
+    if k == 0 || k > lab.nodes.len().max(1) {
+        return Err(format!(
+            "--machines {k}: lab {} has {} node(s); give 1 to {} machines",
+            lab.name,
+            lab.nodes.len(),
+            lab.nodes.len().max(1)
+        ));
+    }
+    let machines = machine_names(&lab.name, k);
+    for (m, _) in &machines {
+        crate::file::check_lab_name(m).map_err(|e| {
+            format!(
+                "--machines {k}: machine name `{m}`: {}",
+                e.replace("lab name", "name")
+            )
+        })?;
+    }
+    for (m, host) in &machines {
+        lab.machines.insert(
+            m.clone(),
+            Machine {
+                underlay: IpAddr::from([0, 0, 0, 0]),
+                underlay_name: Some(host.clone()),
+                underlay_mtu: 1500,
+                mtu_from_interface: true,
+                public_key: None,
+                private_key: None,
+            },
+        );
+    }
+    let names: Vec<String> = lab.nodes.keys().cloned().collect();
+    let index: BTreeMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let edges: Vec<(usize, usize)> = lab
+        .veths()
+        .map(|(a, b)| (index[a.node.as_str()], index[b.node.as_str()]))
+        .collect();
+    let mut groups = Groups::new(names.len());
+    for t in &lab.tunnels {
+        if let (Some(&a), Some(&b)) = (
+            index.get(t.ends[0].endpoint.node.as_str()),
+            index.get(t.ends[1].endpoint.node.as_str()),
+        ) {
+            groups.join(a, b);
+        }
+    }
+    let nodes = &lab.nodes;
+    let (g, vertex) = lab_graph(
+        &names,
+        |n| 1 + nodes[n].interfaces.len() as u64,
+        &edges,
+        &mut groups,
+    );
+    let p = partition(&g, k);
+    for (i, name) in names.iter().enumerate() {
+        lab.nodes.get_mut(name).expect("a node").machine =
+            Some(machines[p.part[vertex[i]]].0.clone());
+    }
+    let cut: Vec<(Endpoint, Endpoint)> = lab
+        .veths()
+        .filter(|(a, b)| lab.nodes[&a.node].machine != lab.nodes[&b.node].machine)
+        .collect();
+    let mut used: BTreeSet<u32> = BTreeSet::new();
+    let port = lab.vxlan_port.unwrap_or(crate::file::VXLAN_PORT);
+    let most = 1500 - vxlan_overhead(false);
+    for (a, b) in cut {
+        let mut vni = auto_vni(&lab.name, &a, &b);
+        while !used.insert(vni) {
+            vni = vni % 0xff_ffff + 1;
+        }
+        for (me, peer) in [(&a, &b), (&b, &a)] {
+            let i = lab
+                .nodes
+                .get_mut(&me.node)
+                .and_then(|n| n.interfaces.get_mut(&me.iface))
+                .expect("a veth end");
+            let auto_mtu = i.mtu.is_none();
+            i.mtu = Some(i.mtu.map_or(most, |m| m.min(most)));
+            i.kind = IfaceKind::Vxlan(VxlanOptions {
+                vni,
+                local: IpAddr::from([0, 0, 0, 0]),
+                remote: IpAddr::from([0, 0, 0, 0]),
+                port,
+                peer: peer.clone(),
+                auto_mtu,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Synthetic topologies for the tests and the benchmark program.
 pub mod synthetic {
     use super::Graph;
@@ -561,5 +683,124 @@ mod tests {
             "placement of random_regular(40,3,7) changed"
         );
     }
+
+    const RING: &str = r#"
+name = "rs"
+[nodes.b1]
+kind = "bridge"
+subnet = "10.1.0.0/24"
+[nodes.b2]
+kind = "bridge"
+subnet = "10.2.0.0/24"
+[nodes.h]
+count = 6
+attach = "b1"
+[nodes.g]
+count = 6
+attach = "b2"
+[nodes.r]
+[[links]]
+endpoints = ["r:e1", "b1:up"]
+[[links]]
+endpoints = ["r:e2", "b2:up"]
+"#;
+
+    #[test]
+    fn spread_places_every_node_and_joins_cut_links_by_vxlan() {
+        let mut lab = crate::parse(RING).unwrap().lab;
+        spread(&mut lab, 2).unwrap();
+        assert_eq!(
+            lab.machines.keys().collect::<Vec<_>>(),
+            ["rs-0", "rs-1"],
+            "machine names"
+        );
+        assert_eq!(
+            lab.machines["rs-1"].underlay_name.as_deref(),
+            Some("rs-1.rs")
+        );
+        assert!(lab.nodes.values().all(|n| n.machine.is_some()));
+        assert_eq!(
+            lab.veths()
+                .filter(|(a, b)| lab.nodes[&a.node].machine != lab.nodes[&b.node].machine)
+                .count(),
+            0
+        );
+        // Both bridges' segments stay whole: only r's links may cross.
+        assert_eq!(lab.nodes["h1"].machine, lab.nodes["b1"].machine);
+        assert_eq!(lab.nodes["g6"].machine, lab.nodes["b2"].machine);
+        assert_ne!(lab.nodes["b1"].machine, lab.nodes["b2"].machine);
+        let mut vx = Vec::new();
+        for n in lab.nodes.values() {
+            for i in n.interfaces.values() {
+                if let IfaceKind::Vxlan(o) = &i.kind {
+                    assert_eq!(i.mtu, Some(1450));
+                    assert!(o.auto_mtu);
+                    assert_eq!(o.port, 4789);
+                    let peer = lab.iface(&o.peer).unwrap();
+                    let IfaceKind::Vxlan(p) = &peer.kind else {
+                        panic!("peer not vxlan")
+                    };
+                    assert_eq!(p.vni, o.vni);
+                    vx.push(o.vni);
+                }
+            }
+        }
+        assert_eq!(vx.len(), 2, "one cut link, two ends");
+        // Same file, same placement.
+        let mut again = crate::parse(RING).unwrap().lab;
+        spread(&mut again, 2).unwrap();
+        assert_eq!(again, lab);
+        // Resolving fills the ends' addresses from the machines' names.
+        let mut hosts = |n: &str| match n {
+            "rs-0.rs" => Ok("10.9.0.1".parse().unwrap()),
+            "rs-1.rs" => Ok("10.9.0.2".parse().unwrap()),
+            _ => Err("no such host".to_string()),
+        };
+        crate::machines::resolve(&mut lab, &mut hosts).unwrap();
+        for n in lab.nodes.values() {
+            for i in n.interfaces.values() {
+                if let IfaceKind::Vxlan(o) = &i.kind {
+                    let m = &lab.machines[n.machine.as_ref().unwrap()];
+                    assert_eq!(o.local, m.underlay);
+                    assert_ne!(o.remote, o.local);
+                }
+            }
+        }
+        crate::machines::fit_mtus(&mut lab, Some(9000));
+        let r = &lab.nodes["r"];
+        assert!(r.interfaces.values().any(|i| i.mtu == Some(8950)), "{r:?}");
+    }
+
+    #[test]
+    fn spread_refuses_declared_machines_and_bad_counts() {
+        let mut lab = crate::parse(RING).unwrap().lab;
+        let e = spread(&mut lab.clone(), 0).unwrap_err();
+        assert!(e.contains("give 1 to 15 machines"), "{e}");
+        spread(&mut lab, 2).unwrap();
+        let e = spread(&mut lab, 2).unwrap_err();
+        assert!(e.contains("declares its machines"), "{e}");
+    }
+
+    #[test]
+    fn an_unresolvable_name_is_refused_naming_the_machine() {
+        let mut lab = crate::parse(RING).unwrap().lab;
+        spread(&mut lab, 2).unwrap();
+        let e = crate::machines::resolve(&mut lab, &mut |n: &str| {
+            if n == "rs-1.rs" {
+                Err("Name or service not known".into())
+            } else {
+                Ok("10.9.0.1".parse().unwrap())
+            }
+        })
+        .unwrap_err();
+        assert!(
+            e.starts_with("machine `rs-1`: its underlay name `rs-1.rs` does not resolve"),
+            "{e}"
+        );
+        let e = crate::machines::resolve(&mut lab, &mut |_: &str| Ok("10.9.0.1".parse().unwrap()))
+            .unwrap_err();
+        assert!(e.contains("same underlay address 10.9.0.1"), "{e}");
+    }
+
     const FIXED_DIGEST: u64 = 5099413178141713340;
 }

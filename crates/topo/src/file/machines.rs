@@ -42,6 +42,7 @@ impl Cx<'_> {
         raw: &BTreeMap<Spanned<String>, RawMachine>,
     ) {
         let mut by_addr: HashMap<IpAddr, String> = HashMap::new();
+        let mut by_name: HashMap<String, String> = HashMap::new();
         for (key, rm) in raw {
             let name = key.get_ref();
             if let Err(why) = super::check_lab_name(name) {
@@ -61,7 +62,7 @@ impl Cx<'_> {
                 );
                 continue;
             };
-            let underlay = match u.get_ref().parse::<IpAddr>() {
+            let (underlay, underlay_name) = match u.get_ref().parse::<IpAddr>() {
                 Ok(a) if a.is_unspecified() || a.is_multicast() || a.is_loopback() => {
                     self.err(
                         Some(u.span()),
@@ -70,20 +71,32 @@ impl Cx<'_> {
                     );
                     continue;
                 }
-                Ok(a) => a,
+                Ok(a) => (a, None),
+                Err(_) if is_dns_name(u.get_ref()) => (
+                    IpAddr::from([0, 0, 0, 0]),
+                    Some(u.get_ref().to_ascii_lowercase()),
+                ),
                 Err(_) => {
                     self.err(
                         Some(u.span()),
                         format!(
-                            "machine `{name}`: underlay `{}` is not an IP address",
+                            "machine `{name}`: underlay `{}` is neither an IP address nor a DNS name",
                             u.get_ref()
                         ),
-                        "write a bare address without a prefix, like \"192.0.2.1\"",
+                        "write a bare address like \"192.0.2.1\", or a name like \"lab-0.lab\" that resolves to one",
                     );
                     continue;
                 }
             };
-            if let Some(other) = by_addr.insert(underlay, name.clone()) {
+            if let Some(n) = &underlay_name {
+                if let Some(other) = by_name.insert(n.clone(), name.clone()) {
+                    self.err(
+                        Some(u.span()),
+                        format!("machines `{other}` and `{name}` have the same underlay name {n}"),
+                        "each machine has its own address",
+                    );
+                }
+            } else if let Some(other) = by_addr.insert(underlay, name.clone()) {
                 self.err(
                     Some(u.span()),
                     format!(
@@ -108,6 +121,7 @@ impl Cx<'_> {
                 Some(m) => *m.get_ref(),
                 None => 1500,
             };
+            let mtu_from_interface = rm.underlay_mtu.is_none();
             if let Some(k) = &rm.public_key {
                 if !looks_like_key(k.get_ref()) {
                     self.err(
@@ -121,7 +135,9 @@ impl Cx<'_> {
                 name.clone(),
                 Machine {
                     underlay,
+                    underlay_name,
                     underlay_mtu,
+                    mtu_from_interface,
                     public_key: rm
                         .public_key
                         .as_ref()
@@ -233,7 +249,8 @@ impl Cx<'_> {
             return self.vxlan_refused(lab, &a, &b);
         }
         let (ua, ub) = (&lab.machines[&ma], &lab.machines[&mb]);
-        if ua.underlay.is_ipv6() != ub.underlay.is_ipv6() {
+        let named = ua.underlay_name.is_some() || ub.underlay_name.is_some();
+        if !named && ua.underlay.is_ipv6() != ub.underlay.is_ipv6() {
             self.err(
                 Some(link.span()),
                 format!(
@@ -276,7 +293,7 @@ impl Cx<'_> {
                 return self.vxlan_refused(lab, &a, &b);
             }
             Some(p) => *p.get_ref(),
-            None => VXLAN_PORT,
+            None => lab.vxlan_port.unwrap_or(VXLAN_PORT),
         };
         let vni = match &l.vni {
             Some(v) if !(1..=0xff_ffff).contains(v.get_ref()) => {
@@ -289,11 +306,11 @@ impl Cx<'_> {
             }
             Some(v) => {
                 if let Some(prev) = self.machines.vnis.get(v.get_ref()) {
-                    let line = self.source[..prev.start].matches('\n').count() + 1;
+                    let other = self.at(prev.start);
                     self.err(
                         Some(v.span()),
                         format!("vxlan link: VNI {} is used twice", v.get_ref()),
-                        format!("each vxlan link has its own VNI (the other is on line {line})"),
+                        format!("each vxlan link has its own VNI (the other is at {other})"),
                     );
                     return self.vxlan_refused(lab, &a, &b);
                 }
@@ -315,12 +332,14 @@ impl Cx<'_> {
                 .interfaces
                 .get_mut(&me.iface)
                 .expect("endpoint resolved");
+            let auto_mtu = iface.mtu.is_none() && l.mtu.is_none();
             iface.kind = IfaceKind::Vxlan(VxlanOptions {
                 vni,
                 local: lab.machines[m].underlay,
                 remote: lab.machines[r].underlay,
                 port,
                 peer: peer.clone(),
+                auto_mtu,
             });
             if iface.mtu.is_none() {
                 iface.mtu = Some(mtu);
@@ -343,6 +362,7 @@ impl Cx<'_> {
                     remote: IpAddr::from([0, 0, 0, 0]),
                     port: 0,
                     peer: peer.clone(),
+                    auto_mtu: false,
                 });
             }
         }
@@ -485,4 +505,24 @@ fn looks_like_key(s: &str) -> bool {
         && s[..43]
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// A host name as DNS (and a pod's stable name) spells it: dot-separated
+/// labels of letters, digits and inner hyphens, at most 253 bytes.
+pub(crate) fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !s
+            .split('.')
+            .next_back()
+            .unwrap_or("")
+            .bytes()
+            .all(|b| b.is_ascii_digit())
 }
