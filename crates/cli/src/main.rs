@@ -72,6 +72,10 @@ enum Cmd {
         /// Remove this machine's share of a lab that spans machines.
         #[arg(long)]
         machine: Option<String>,
+        /// Leave processes other than the lab's services running (they
+        /// keep their deleted namespaces alive).
+        #[arg(long)]
+        keep_processes: bool,
     },
     /// Show labs, their nodes, interfaces, addresses, bridges and ports.
     Status {
@@ -199,6 +203,19 @@ enum Cmd {
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]
     Datapath { lab: String },
+    /// Run a lab's services (started by `weft up`, stopped by `weft down`).
+    #[command(hide = true)]
+    Supervise { lab: String },
+    /// Print the output of a node's service (or container), kept in the
+    /// lab's state directory (the newest 1-2 MiB).
+    Logs {
+        lab: String,
+        /// NODE:SERVICE, or NODE when it runs one service or a container.
+        target: String,
+        /// Keep printing what it writes, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
     /// Explain, step by step, what happens to a ping from a node to a target,
     /// and prove it with a real probe captured on every interface of the path.
     Trace {
@@ -243,12 +260,31 @@ fn main() -> ExitCode {
     // exec must stay single-threaded until it has entered the namespace, so
     // it runs before anything that could start a thread.
     if let Cmd::Exec { lab, node, cmd } = &cli.cmd {
-        let err = match weft::node_netns(lab, node) {
-            Ok(ns) => match weft_sys::exec::exec_in(&ns, cmd) {
+        let r = weft::exec_target(lab, node).map_err(|e| e.to_string());
+        let err = match r {
+            Ok(weft::ExecTarget::Netns(ns)) => match weft_sys::exec::exec_in(&ns, cmd) {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
             },
-            Err(e) => e.to_string(),
+            Ok(weft::ExecTarget::Node { netns, mntns }) => {
+                match weft_sys::exec::exec_in_node(&netns, &mntns, cmd) {
+                    Err(e) => e.to_string(),
+                    Ok(never) => match never {},
+                }
+            }
+            Ok(weft::ExecTarget::Container(name)) => {
+                let mut argv: Vec<OsString> = vec!["podman".into(), "exec".into(), "-i".into()];
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    argv.push("-t".into());
+                }
+                argv.push(name.into());
+                argv.extend(cmd.iter().cloned());
+                let mut c = std::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                let e = std::os::unix::process::CommandExt::exec(&mut c);
+                format!("running podman exec: {e}")
+            }
+            Err(e) => e,
         };
         eprintln!("weft exec: {err}");
         return ExitCode::from(125);
@@ -287,7 +323,8 @@ fn main() -> ExitCode {
             lab,
             no_wait,
             machine,
-        } => down(&lab, no_wait, machine.as_deref()),
+            keep_processes,
+        } => down(&lab, no_wait, machine.as_deref(), keep_processes),
         Cmd::Status { lab, json, machine } => {
             let key = lab.map(|l| weft::machines::key(&l, machine.as_deref()));
             status(key.as_deref(), json)
@@ -333,6 +370,14 @@ fn main() -> ExitCode {
         } => events::run(&lab, json, since.as_deref(), !no_follow),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
+        Cmd::Supervise { lab } => weft::services::supervise(&lab)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::from),
+        Cmd::Logs {
+            lab,
+            target,
+            follow,
+        } => logs(&lab, &target, follow),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
         Cmd::Impair(args) => runtime::impair(&args),
         Cmd::Trace {
@@ -707,7 +752,20 @@ fn share(
     Ok(weft::machines::prepare(lab, machine, spread, &dir)?)
 }
 
-fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Failure> {
+fn logs(lab: &str, target: &str, follow: bool) -> Result<ExitCode, Failure> {
+    let node = target.split(':').next().unwrap_or_default();
+    let st = weft::built_with(lab, node)?;
+    let mut out = std::io::stdout().lock();
+    weft::services::logs(&st.lab, target, follow, &mut out, &|| false)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(
+    lab: &str,
+    no_wait: bool,
+    machine: Option<&str>,
+    keep_processes: bool,
+) -> Result<ExitCode, Failure> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
         lab_name_of(Path::new(lab), "down")?
     } else {
@@ -723,11 +781,24 @@ fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Fai
         .into());
     }
     let name = weft::machines::key(&name, machine);
-    let r = weft::down(&name, &weft::DownOptions { no_wait })?;
+    let r = weft::down(
+        &name,
+        &weft::DownOptions {
+            no_wait,
+            keep_processes,
+        },
+    )?;
+    for s in &r.services {
+        println!("stopped service {s}");
+    }
+    for e in &r.ended {
+        println!("ended process {} ({}) in {}", e.pid, e.comm, e.netns);
+    }
     for (ns, pids) in &r.held {
         eprintln!(
-            "weft: warning: {ns} was deleted, but processes still run in it and keep it alive: {}; they were not touched",
-            pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+            "weft: warning: {ns} was deleted, but processes still run in it and keep it alive: {}; they were not touched{}",
+            pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+            if keep_processes { " (--keep-processes)" } else { " (they hold it open without running in it)" }
         );
     }
     if r.removed.is_empty() {
