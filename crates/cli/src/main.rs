@@ -11,6 +11,7 @@ use miette::{LabeledSpan, NamedSource};
 mod agent;
 mod capture;
 mod graph;
+mod k8s;
 mod render;
 mod runtime;
 mod trace;
@@ -194,6 +195,9 @@ enum Cmd {
     /// Keep one machine's share of a lab built, in the foreground, until
     /// SIGTERM (a pod's main process; docs/scale.md).
     Agent(agent::AgentArgs),
+    /// Print the Kubernetes objects (ConfigMap, headless Service,
+    /// StatefulSet of agents) that run the lab over a cluster.
+    K8s(k8s::K8sArgs),
 }
 
 fn main() -> ExitCode {
@@ -252,6 +256,7 @@ fn main() -> ExitCode {
         }
         Cmd::Check { lab } => check(&lab),
         Cmd::Agent(a) => agent::run(a),
+        Cmd::K8s(a) => k8s::run(a),
         Cmd::Ping {
             lab,
             node,
