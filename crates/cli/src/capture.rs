@@ -1,6 +1,7 @@
 //! `weft capture`: packets of one or many interfaces into one pcapng file,
 //! onto stdout for a pipe, or as summary lines.
 
+use crate::Failure;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ fn split(lab: &weft_topo::Lab, words: &[String]) -> (Vec<String>, Vec<String>) {
     (points, it.cloned().collect())
 }
 
-pub fn run(a: Args) -> Result<ExitCode, String> {
+pub fn run(a: Args) -> Result<ExitCode, Failure> {
     // A lab built here as machine shares: the share of the first node named.
     let first_node = a
         .words
@@ -43,23 +44,23 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         .map(|w| w.strip_prefix("link:").unwrap_or(w))
         .and_then(|w| w.split(':').next())
         .unwrap_or_default();
-    let st = weft::built_with(&a.lab, first_node).map_err(|e| e.to_string())?;
+    let st = weft::built_with(&a.lab, first_node)?;
     let (specs, filter_words) = split(&st.lab, &a.words);
     if specs.is_empty() {
         return Err(format!(
             "name at least one capture point: NODE:IFACE, a node (all its interfaces; a bridge node: all its ports), or link:NODE:IFACE (both ends of a veth); lab {} has nodes {}",
             a.lab,
             st.lab.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+        ).into());
     }
-    let points = weft::capture::resolve(&st.lab, &specs).map_err(|e| e.to_string())?;
+    let points = weft::capture::resolve(&st.lab, &specs)?;
     let filter = if filter_words.is_empty() {
         None
     } else {
         Some(weft_see::filter::parse(&filter_words).map_err(|e| format!("filter: {e}"))?)
     };
-    let stop = weft_sys::packet::stop_on_signals().map_err(|e| e.to_string())?;
-    let cap = Capture::open(points, filter.as_ref()).map_err(|e| e.to_string())?;
+    let stop = weft_sys::packet::stop_on_signals()?;
+    let cap = Capture::open(points, filter.as_ref())?;
     let names: Vec<String> = cap.points.iter().map(|p| p.label()).collect();
     eprintln!(
         "weft capture: listening on {}{}",
@@ -127,7 +128,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         Err(weft::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string().into()),
     };
     let why = match ended {
         Ended::Count => "count reached",

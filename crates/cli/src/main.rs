@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use miette::{LabeledSpan, NamedSource};
 
 mod agent;
 mod capture;
+mod events;
 mod graph;
+mod import;
 mod k8s;
 mod render;
 mod runtime;
@@ -52,6 +53,11 @@ enum Cmd {
         /// nodes and its ends of vxlan and tunnel links).
         #[arg(long)]
         machine: Option<String>,
+        /// Seconds to wait for the lab to become usable (ports forwarding)
+        /// before giving up and undoing the run (default: as long as the
+        /// spanning tree timers in force need).
+        #[arg(long, value_name = "SECS")]
+        ready_timeout: Option<f64>,
         /// Spread a lab whose file declares no machines over N machines
         /// (LAB-0 .. LAB-{N-1}, underlays LAB-i.LAB; docs/topology.md).
         #[arg(long, requires = "machine")]
@@ -134,6 +140,21 @@ enum Cmd {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// Print what happens in a lab as it happens: spanning-tree role and
+    /// state changes, topology changes, FDB learning, links down and up,
+    /// impairment, checks, counters (docs/events.md).
+    Events {
+        lab: String,
+        /// One JSON object a line (the documented, versioned shape).
+        #[arg(long)]
+        json: bool,
+        /// First replay what is kept from this far back: 30s, 5m, 2h, all.
+        #[arg(long)]
+        since: Option<String>,
+        /// Print what is kept and stop instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
         /// The lab's name, or a topology file.
@@ -198,12 +219,19 @@ enum Cmd {
     /// Print the Kubernetes objects (ConfigMap, headless Service,
     /// StatefulSet of agents) that run the lab over a cluster.
     K8s(k8s::K8sArgs),
+    /// Write the lab file for a shell script or a containerlab topology
+    /// (docs/import.md).
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE.
-    if !matches!(cli.cmd, Cmd::Datapath { .. } | Cmd::Tunnel(_)) {
+    // `weft ... | head -1` ends quietly; the servers keep ignoring SIGPIPE,
+    // and capture ends on EPIPE itself (exit 0 when wireshark closes).
+    if !matches!(
+        cli.cmd,
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+    ) {
         weft_sys::default_sigpipe();
     }
     // exec must stay single-threaded until it has entered the namespace, so
@@ -236,14 +264,19 @@ fn main() -> ExitCode {
             quiet,
             threads,
             machine,
+            ready_timeout,
             machines,
         } => up(
             &file,
-            dry_run,
-            keep_on_error,
-            quiet,
-            threads,
-            (machine.as_deref(), machines),
+            UpFlags {
+                dry_run,
+                keep_on_error,
+                quiet,
+                threads,
+                ready_timeout,
+                machines,
+            },
+            machine.as_deref(),
         ),
         Cmd::Down {
             lab,
@@ -255,8 +288,6 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
-        Cmd::Agent(a) => agent::run(a),
-        Cmd::K8s(a) => k8s::run(a),
         Cmd::Ping {
             lab,
             node,
@@ -287,6 +318,12 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Events {
+            lab,
+            json,
+            since,
+            no_follow,
+        } => events::run(&lab, json, since.as_deref(), !no_follow).map_err(Failure::from),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
@@ -308,13 +345,116 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
+        Cmd::Import(a) => import::run(&a).map_err(Failure::from),
+        Cmd::Agent(a) => agent::run(a).map_err(Failure::from),
+        Cmd::K8s(a) => k8s::run(a).map_err(Failure::from),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
         Ok(code) => code,
-        Err(msg) => {
-            eprintln!("weft: {msg}");
+        Err(f) => {
+            f.print();
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error of the weft library: printed with its causes and help.
+    Weft(weft::Error),
+    /// An error of weft's OS layer.
+    Sys(weft_sys::Error),
+    /// The command line's own refusal, already worded.
+    Said(String),
+}
+
+impl From<weft::Error> for Failure {
+    fn from(e: weft::Error) -> Self {
+        Failure::Weft(e)
+    }
+}
+
+impl From<weft_sys::Error> for Failure {
+    fn from(e: weft_sys::Error) -> Self {
+        Failure::Sys(e)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Said(s)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Self {
+        Failure::Said(s.to_string())
+    }
+}
+
+/// An error and its causes on one line, each cause once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        // A wrapper that already printed its cause's text (io::Error
+        // inside weft_sys::Error) adds nothing.
+        if !s.ends_with(&t) {
+            s = format!("{s}: {t}");
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl Failure {
+    /// Print it for a person: what failed, then (for a failed `up`) what
+    /// became of the lab, then what to do.
+    fn print(&self) {
+        match self {
+            Failure::Weft(weft::Error::Up {
+                lab,
+                error,
+                outcome,
+            }) => {
+                for line in chain(error.as_ref()).lines() {
+                    eprintln!("weft: {line}");
+                }
+                eprintln!("weft: {}", outcome.describe(lab));
+                if let Some(h) = self.help() {
+                    eprintln!("help: {h}");
+                }
+            }
+            Failure::Weft(e) => {
+                for line in chain(e).lines() {
+                    eprintln!("weft: {line}");
+                }
+                if let Some(h) = e.help() {
+                    eprintln!("help: {h}");
+                }
+            }
+            Failure::Sys(e) => eprintln!("weft: {}", chain(e)),
+            Failure::Said(s) => eprintln!("weft: {s}"),
+        }
+    }
+
+    fn help(&self) -> Option<String> {
+        match self {
+            Failure::Weft(e) => e.help(),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Weft(e) => write!(f, "{}", chain(e)),
+            Failure::Sys(e) => write!(f, "{}", chain(e)),
+            Failure::Said(s) => write!(f, "{s}"),
         }
     }
 }
@@ -332,43 +472,38 @@ fn init_logging(verbose: bool) {
         .try_init();
 }
 
-/// Print every diagnostic with the file's lines around it.
+/// Print the diagnostics of a file with the lines around each (at most
+/// [`render::MAX_FILE_PROBLEMS`] of them).
 fn show_diagnostics(path: &Path, text: &str, diags: &[weft_topo::Diagnostic], warning: bool) {
-    for d in diags {
-        let labels: Vec<LabeledSpan> = d
-            .span
-            .clone()
-            .map(|s| LabeledSpan::at(s, "here"))
-            .into_iter()
-            .collect();
-        let mut md = miette::MietteDiagnostic::new(d.message.clone()).with_labels(labels);
-        if let Some(h) = &d.help {
-            md = md.with_help(h.clone());
-        }
-        if warning {
-            md = md.with_severity(miette::Severity::Warning);
-        }
-        let report = miette::Report::new(md).with_source_code(NamedSource::new(
-            path.display().to_string(),
-            text.to_string(),
-        ));
-        let pos = d
-            .line_col(text)
-            .map(|(l, c)| format!("{}:{l}:{c}: ", path.display()))
-            .unwrap_or_default();
-        eprintln!("{pos}{}", if warning { "warning" } else { "error" });
-        eprintln!("{report:?}");
-    }
+    eprint!("{}", render::file_diagnostics(path, text, diags, warning));
 }
 
-fn up(
-    file: &Path,
+/// `weft up`'s switches.
+struct UpFlags {
     dry_run: bool,
     keep_on_error: bool,
     quiet: bool,
     threads: Option<usize>,
-    (machine, machines): (Option<&str>, Option<usize>),
-) -> Result<ExitCode, String> {
+    ready_timeout: Option<f64>,
+    /// `--machines N`.
+    machines: Option<usize>,
+}
+
+fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Failure> {
+    let UpFlags {
+        dry_run,
+        keep_on_error,
+        quiet,
+        threads,
+        ready_timeout,
+        machines,
+    } = flags;
+    let ready_timeout = match ready_timeout {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            return Err(format!("--ready-timeout {s}: give a number of seconds above 0").into())
+        }
+        s => s.map(std::time::Duration::from_secs_f64),
+    };
     let mut parsed = match weft::parse_file(file) {
         Ok(p) => p,
         Err(e) => {
@@ -377,7 +512,8 @@ fn up(
                 "{} was not applied: {} problem(s); nothing was changed",
                 file.display(),
                 e.diagnostics.0.len()
-            ));
+            )
+            .into());
         }
     };
     if !quiet && !parsed.warnings.is_empty() {
@@ -401,6 +537,7 @@ fn up(
         keep_on_error,
         source: Some(std::fs::canonicalize(file).unwrap_or(file.to_path_buf())),
         progress: &on_event,
+        ready_timeout,
         ..Default::default()
     };
     if let Some(t) = threads {
@@ -408,7 +545,7 @@ fn up(
     }
     let report = weft::up(&parsed.lab, &opts);
     progress.finish();
-    let report = report.map_err(|e| e.to_string())?;
+    let report = report?;
     let name = &parsed.lab.name;
     if dry_run {
         if report.plan.is_empty() {
@@ -453,19 +590,36 @@ fn up(
         report.apply_time.as_secs_f64() * 1e3,
         report.wait_time.as_secs_f64() * 1e3
     );
+    let mut evs = vec![weft::events::Event::new("lab.up")
+        .with("added", a)
+        .with("changed", c)
+        .with("removed", r)
+        .with(
+            "changes",
+            lines.iter().take(500).cloned().collect::<Vec<_>>(),
+        )];
+    evs.extend(report.checks.iter().map(check_event));
+    weft::events::record_all(name, &evs);
     if !report.checks.is_empty() {
         println!("{} check(s) passed", report.checks.len());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(lab: &str) -> Result<ExitCode, String> {
+fn check_event(c: &weft::CheckResult) -> weft::events::Event {
+    weft::events::Event::new("check")
+        .with("check", c.check.to_string())
+        .with("ok", c.ok)
+        .with("detail", c.detail.clone())
+}
+
+fn check(lab: &str) -> Result<ExitCode, Failure> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
         lab_name_of(Path::new(lab), "check")?
     } else {
         lab.to_string()
     };
-    let r = weft::check(&name).map_err(|e| e.to_string())?;
+    let r = weft::check(&name)?;
     for w in &r.warnings {
         eprintln!("weft: warning: {w}");
     }
@@ -476,12 +630,15 @@ fn check(lab: &str) -> Result<ExitCode, String> {
     for c in &r.results {
         println!("{c}");
     }
+    let evs: Vec<_> = r.results.iter().map(check_event).collect();
+    weft::events::record_all(&name, &evs);
     let failed = r.results.iter().filter(|c| !c.ok).count();
     if failed > 0 {
         return Err(format!(
             "lab {name}: {failed} of {} check(s) failed",
             r.results.len()
-        ));
+        )
+        .into());
     }
     println!("lab {name}: {} check(s) passed", r.results.len());
     Ok(ExitCode::SUCCESS)
@@ -495,15 +652,15 @@ fn share(
     file: &Path,
     machine: Option<&str>,
     spread: Option<usize>,
-) -> Result<weft_topo::Lab, String> {
+) -> Result<weft_topo::Lab, Failure> {
     let dir = std::fs::canonicalize(file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    weft::machines::prepare(lab, machine, spread, &dir).map_err(|e| e.to_string())
+    Ok(weft::machines::prepare(lab, machine, spread, &dir)?)
 }
 
-fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, String> {
+fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Failure> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
         lab_name_of(Path::new(lab), "down")?
     } else {
@@ -515,10 +672,11 @@ fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Str
         return Err(format!(
             "lab {name} is built here as machine shares ({}): name one with --machine",
             shares.join(", ")
-        ));
+        )
+        .into());
     }
     let name = weft::machines::key(&name, machine);
-    let r = weft::down(&name, &weft::DownOptions { no_wait }).map_err(|e| e.to_string())?;
+    let r = weft::down(&name, &weft::DownOptions { no_wait })?;
     for (ns, pids) in &r.held {
         eprintln!(
             "weft: warning: {ns} was deleted, but processes still run in it and keep it alive: {}; they were not touched",
@@ -538,7 +696,7 @@ fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Str
 
 /// The lab name of a file, even a file that no longer passes the checks
 /// (for `weft CMD FILE`).
-fn lab_name_of(path: &Path, cmd: &str) -> Result<String, String> {
+fn lab_name_of(path: &Path, cmd: &str) -> Result<String, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let v: toml::Table = text.parse().map_err(|e| {
@@ -547,7 +705,7 @@ fn lab_name_of(path: &Path, cmd: &str) -> Result<String, String> {
             path.display()
         )
     })?;
-    v.get("name")
+    Ok(v.get("name")
         .and_then(|n| n.as_str())
         .map(str::to_string)
         .ok_or_else(|| {
@@ -555,11 +713,11 @@ fn lab_name_of(path: &Path, cmd: &str) -> Result<String, String> {
                 "{} has no `name`; give the lab's name instead",
                 path.display()
             )
-        })
+        })?)
 }
 
-fn status(lab: Option<&str>, json: bool) -> Result<ExitCode, String> {
-    let labs = weft::status(lab).map_err(|e| e.to_string())?;
+fn status(lab: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
+    let labs = weft::status(lab)?;
     if json {
         println!(
             "{}",
@@ -573,8 +731,8 @@ fn status(lab: Option<&str>, json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn datapath(lab: &str) -> Result<ExitCode, String> {
-    let st = weft::built(lab).map_err(|e| e.to_string())?;
+fn datapath(lab: &str) -> Result<ExitCode, Failure> {
+    let st = weft::built(lab)?;
     weft_datapath::run(&st.lab, &weft::datapath::control_path(lab))
         .map_err(|e| format!("datapath of lab {lab}: {e}"))?;
     Ok(ExitCode::SUCCESS)

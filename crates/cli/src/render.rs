@@ -1,5 +1,6 @@
 //! Human output: status tables, progress, ping lines.
 
+use crate::Failure;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -245,30 +246,29 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
 }
 
 /// `weft fdb LAB SWITCH`: the learned table, like `ovs-appctl fdb/show`.
-pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, String> {
+pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, Failure> {
     use weft_datapath::control::{Reply, Request};
-    let built = weft::built(lab).map_err(|e| e.to_string())?;
+    let built = weft::built(lab)?;
     match built.lab.nodes.get(switch) {
         Some(n) if n.kind == weft_topo::NodeKind::Switch => {}
         Some(n) => {
             return Err(format!(
                 "{switch} is a {:?} node, not a switch; for a kernel bridge run `weft exec {lab} {switch} -- bridge fdb show`",
                 n.kind
-            ).to_lowercase())
+            ).to_lowercase().into())
         }
-        None => return Err(format!("lab {lab} has no node {switch}")),
+        None => return Err(format!("lab {lab} has no node {switch}").into()),
     }
     let reply = weft::datapath::query(
         lab,
         &Request::Fdb {
             switch: switch.to_string(),
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let f = match reply {
         Reply::Fdb(f) => f,
-        Reply::Error { message } => return Err(message),
-        other => return Err(format!("unexpected answer {other:?}")),
+        Reply::Error { message } => return Err(message.into()),
+        other => return Err(format!("unexpected answer {other:?}").into()),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&f).expect("serializes"));
@@ -332,6 +332,9 @@ fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     } else {
         format!("drops {}", drops.join(", "))
     });
+    if let Some(w) = s["warning"].as_str() {
+        cols.push(format!("WARNING: {w}"));
+    }
     cols.join("  ")
 }
 
@@ -345,12 +348,12 @@ pub fn ping(
     timeout: f64,
     iface: Option<String>,
     size: usize,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, Failure> {
     use weft_sys::ping::{PingEvent, PingOptions};
-    let built = weft::built_with(lab, node).map_err(|e| e.to_string())?;
+    let built = weft::built_with(lab, node)?;
     // Refused before the header is printed: an unknown node is not a ping.
-    weft::node_netns(lab, node).map_err(|e| e.to_string())?;
-    let ip = weft::resolve_target(&built.lab, target).map_err(|e| e.to_string())?;
+    weft::node_netns(lab, node)?;
+    let ip = weft::resolve_target(&built.lab, target)?;
     let opts = PingOptions {
         count,
         interval: std::time::Duration::from_secs_f64(interval.max(0.0)),
@@ -387,8 +390,7 @@ pub fn ping(
             println!("From {from} icmp_seq={seq} {text}");
         }
         PingEvent::Timeout { seq } => println!("no reply to icmp_seq={seq}"),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     println!("--- {target} ping statistics from {node} ---");
     let errs = if summary.errors > 0 {
         format!(", +{} errors", summary.errors)
@@ -417,11 +419,17 @@ pub fn ping(
         } else {
             "neighbour discovery"
         };
-        match weft::neighbour(lab, node, ip) {
-            Ok(Some((dev, state))) if state == "incomplete" || state == "failed" => println!(
+        let owner = owner_of(&built.lab, ip);
+        let trace = format!("`weft trace {lab} {node} {target}` follows a probe hop by hop");
+        match (weft::neighbour(lab, node, ip), owner) {
+            (Ok(Some((dev, state))), None) if state == "incomplete" || state == "failed" => println!(
                 "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}): nothing on that link owns the address; is it assigned on the other end?"
             ),
-            _ if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            (Ok(Some((dev, state))), Some(o)) if state == "incomplete" || state == "failed" => println!(
+                "hint: no {what} reply for {ip} on {dev} (neighbour entry {state}), though {o} has that address: the request does not reach it, or it does not answer; {trace}"
+            ),
+            (_, None) if unreachable => println!("hint: {what} for {ip} got no reply: nothing on that link owns the address"),
+            (_, Some(o)) => println!("hint: {ip} is {o}'s address; {trace}"),
             _ => {}
         }
     }
@@ -430,4 +438,204 @@ pub fn ping(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// At most this many problems of a file are printed; a file with more
+/// (a generated one gone wrong) ends with a count of the rest.
+pub const MAX_FILE_PROBLEMS: usize = 50;
+
+/// Characters of a source line shown around the column of a problem.
+const EXCERPT_CHARS: usize = 120;
+
+/// Every diagnostic of a topology file with the lines around it, at most
+/// [`MAX_FILE_PROBLEMS`] of them. Each shows a cut of its own lines (long
+/// lines cut around the column), so the output is bounded and the work
+/// linear in the file, however many problems and however long the lines.
+pub fn file_diagnostics(
+    path: &std::path::Path,
+    text: &str,
+    diags: &[weft_topo::Diagnostic],
+    warning: bool,
+) -> String {
+    let lines = weft_topo::LineIndex::new(text);
+    let name = path.display().to_string();
+    let mut out = String::new();
+    for d in diags.iter().take(MAX_FILE_PROBLEMS) {
+        let mut md = miette::MietteDiagnostic::new(escape(&d.message));
+        if let Some(h) = &d.help {
+            md = md.with_help(escape(h));
+        }
+        if warning {
+            md = md.with_severity(miette::Severity::Warning);
+        }
+        let pos = match &d.span {
+            Some(span) => {
+                let (l, c) = lines.line_col(text, span.start);
+                let (excerpt, label) = Excerpt::cut(&name, text, &lines, l, span.clone());
+                md = md.with_labels([miette::LabeledSpan::at(label, "here")]);
+                let report = miette::Report::new(md).with_source_code(excerpt);
+                let _ = writeln!(
+                    out,
+                    "{name}:{l}:{c}: {}\n{report:?}",
+                    if warning { "warning" } else { "error" }
+                );
+                continue;
+            }
+            None => format!("{name}: "),
+        };
+        let report = miette::Report::new(md);
+        let _ = writeln!(
+            out,
+            "{pos}{}\n{report:?}",
+            if warning { "warning" } else { "error" }
+        );
+    }
+    if diags.len() > MAX_FILE_PROBLEMS {
+        let _ = writeln!(
+            out,
+            "… and {} more {} like these (fix the ones above and run again)",
+            diags.len() - MAX_FILE_PROBLEMS,
+            if warning { "warnings" } else { "problems" }
+        );
+    }
+    out
+}
+
+/// Control characters from the file, made visible instead of acting on the
+/// terminal.
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The lines around one problem, each cut to a window around its column,
+/// as a miette source that reports the file's own line numbers.
+struct Excerpt {
+    name: String,
+    text: String,
+    /// 0-based line of the file the excerpt's first line is.
+    first_line: usize,
+    /// Where the label starts in the excerpt, and its 0-based column in
+    /// the file, which miette shows in its header.
+    label_at: usize,
+    column: usize,
+}
+
+impl Excerpt {
+    /// The excerpt around 1-based line `line`, and `span` moved into it.
+    fn cut(
+        name: &str,
+        src: &str,
+        lines: &weft_topo::LineIndex,
+        line: usize,
+        span: std::ops::Range<usize>,
+    ) -> (Excerpt, std::ops::Range<usize>) {
+        let here = lines.line_range(src, line);
+        let start_in_line = span.start.clamp(here.start, here.end) - here.start;
+        let col = src[here.start..here.start + start_in_line].chars().count();
+        let from = col.saturating_sub(EXCERPT_CHARS / 2);
+        let first = line.saturating_sub(1).max(1);
+        let last = (line + 1).min(lines.count());
+        let mut text = String::new();
+        let mut label = 0..0;
+        for l in first..=last {
+            let r = lines.line_range(src, l);
+            let full = &src[r.clone()];
+            let total = full.chars().count();
+            if from > 0 && total > from {
+                text.push('…');
+            }
+            let shown_start = text.len();
+            for c in full.chars().skip(from).take(EXCERPT_CHARS) {
+                // One visible character per control character keeps the
+                // columns under the label right.
+                text.push(if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                });
+            }
+            if total > from + EXCERPT_CHARS {
+                text.push('…');
+            }
+            if l == line {
+                let shown = &text[shown_start..];
+                let start = shown_start
+                    + shown
+                        .char_indices()
+                        .nth(col - from)
+                        .map_or(shown.len(), |(i, _)| i);
+                // The label covers the span's characters on this line, as
+                // far as the window shows.
+                let want = src
+                    [span.start.clamp(here.start, here.end)..span.end.clamp(here.start, here.end)]
+                    .chars()
+                    .count()
+                    .max(1);
+                let end = text[start..]
+                    .char_indices()
+                    .nth(want)
+                    .map_or(text.len(), |(i, _)| start + i);
+                label = start..end.max(start);
+            }
+            if l != last {
+                text.push('\n');
+            }
+        }
+        (
+            Excerpt {
+                name: name.to_string(),
+                text,
+                first_line: first - 1,
+                label_at: label.start,
+                column: col,
+            },
+            label,
+        )
+    }
+}
+
+impl miette::SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let inner = self.text.read_span(span, before, after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            inner.line() + self.first_line,
+            if span.offset() == self.label_at {
+                self.column
+            } else {
+                inner.column()
+            },
+            inner.line_count(),
+        )))
+    }
+}
+
+/// The node interface (`NODE:IFACE`) of the lab that has `ip`, if any.
+fn owner_of(lab: &weft_topo::Lab, ip: std::net::IpAddr) -> Option<String> {
+    lab.nodes
+        .values()
+        .flat_map(|n| n.interfaces.values().map(move |i| (n, i)))
+        .find(|(_, i)| i.addresses.iter().any(|a| a.addr() == ip))
+        .map(|(n, i)| format!("{}:{}", n.name, i.name))
+        .or_else(|| {
+            lab.remote_names
+                .iter()
+                .find(|(_, a)| **a == ip)
+                .map(|(n, _)| format!("node {n}"))
+        })
 }

@@ -1,16 +1,17 @@
 //! `weft link` and `weft impair`: changes to a running lab.
 
+use crate::Failure;
 use std::process::ExitCode;
 
 use weft_topo::impair::{self, Direction, Impairment};
 
-pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, String> {
+pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, Failure> {
     let up = match state {
         "up" => true,
         "down" => false,
-        other => return Err(format!("`{other}`: write down or up")),
+        other => return Err(format!("`{other}`: write down or up").into()),
     };
-    let (x, y) = weft::runtime::set_link(lab, a, b, up).map_err(|e| e.to_string())?;
+    let (x, y) = weft::runtime::set_link(lab, a, b, up)?;
     println!(
         "link {x} — {y} is {state} (`weft up` of the file brings it back to the file's state)"
     );
@@ -24,6 +25,9 @@ pub struct ImpairArgs {
     a: String,
     /// The other end.
     b: String,
+    /// Start from a named preset: wifi, lossy-wifi, lte, satellite (the other options override its values).
+    #[arg(long)]
+    preset: Option<String>,
     /// Delay of every frame, like 20ms.
     #[arg(long)]
     delay: Option<String>,
@@ -33,6 +37,12 @@ pub struct ImpairArgs {
     /// Share of frames dropped, like 1%.
     #[arg(long)]
     loss: Option<String>,
+    /// Burst loss (Gilbert-Elliott): ENTER,EXIT[,LOSS[,GOOD_LOSS]], like 1%,25% (LOSS in the bad state defaults to 100%).
+    #[arg(long)]
+    burst: Option<String>,
+    /// Share of frames with one bit flipped, like 0.1%.
+    #[arg(long)]
+    corrupt: Option<String>,
     /// Share of frames sent twice.
     #[arg(long)]
     duplicate: Option<String>,
@@ -42,6 +52,9 @@ pub struct ImpairArgs {
     /// Rate limit, like 10mbit.
     #[arg(long)]
     rate: Option<String>,
+    /// With --rate: frames waiting for the link at most (default: a wait of at most 500 ms).
+    #[arg(long)]
+    queue: Option<u32>,
     /// Seed of the random choices: the same seed and traffic give the same outcome.
     #[arg(long)]
     seed: Option<u64>,
@@ -49,35 +62,77 @@ pub struct ImpairArgs {
     #[arg(long)]
     direction: Option<String>,
     /// Remove the impairment.
-    #[arg(long, conflicts_with_all = ["delay", "jitter", "loss", "duplicate", "reorder", "rate", "seed", "direction"])]
+    #[arg(long, conflicts_with_all = ["preset", "delay", "jitter", "loss", "burst", "corrupt", "duplicate", "reorder", "rate", "queue", "seed", "direction"])]
     clear: bool,
 }
 
-fn settings(a: &ImpairArgs) -> Result<Impairment, String> {
+fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, String>| {
         v.as_deref()
             .map(|s| f(s).map_err(|e| format!("--{name}: {e}")))
             .transpose()
     };
     let pct = |s: &str| impair::parse_percent(s).map(u64::from);
-    let i = Impairment {
-        delay_us: opt("delay", &a.delay, impair::parse_duration)?.unwrap_or(0),
-        jitter_us: opt("jitter", &a.jitter, impair::parse_duration)?.unwrap_or(0),
-        loss_ppm: opt("loss", &a.loss, pct)?.unwrap_or(0) as u32,
-        duplicate_ppm: opt("duplicate", &a.duplicate, pct)?.unwrap_or(0) as u32,
-        reorder_ppm: opt("reorder", &a.reorder, pct)?.unwrap_or(0) as u32,
-        rate_bps: opt("rate", &a.rate, impair::parse_rate)?,
-        seed: a.seed,
-        direction: match &a.direction {
-            Some(d) => Direction::parse(d).map_err(|e| format!("--{e}"))?,
-            None => Direction::Both,
-        },
+    let mut i = match &a.preset {
+        Some(p) => impair::preset(p).map_err(|e| format!("--{e}"))?,
+        None => Impairment::default(),
     };
+    let set = |slot: &mut u64, v: Option<u64>| {
+        if let Some(v) = v {
+            *slot = v
+        }
+    };
+    let set32 = |slot: &mut u32, v: Option<u64>| {
+        if let Some(v) = v {
+            *slot = v as u32
+        }
+    };
+    set(
+        &mut i.delay_us,
+        opt("delay", &a.delay, impair::parse_duration)?,
+    );
+    set(
+        &mut i.jitter_us,
+        opt("jitter", &a.jitter, impair::parse_duration)?,
+    );
+    set32(&mut i.loss_ppm, opt("loss", &a.loss, pct)?);
+    set32(&mut i.corrupt_ppm, opt("corrupt", &a.corrupt, pct)?);
+    set32(&mut i.duplicate_ppm, opt("duplicate", &a.duplicate, pct)?);
+    set32(&mut i.reorder_ppm, opt("reorder", &a.reorder, pct)?);
+    if let Some(b) = &a.burst {
+        let v: Vec<u32> = b
+            .split(',')
+            .map(|p| impair::parse_percent(p).map_err(|e| format!("--burst: {e}")))
+            .collect::<Result<_, _>>()?;
+        if !(2..=4).contains(&v.len()) {
+            return Err(Failure::from(format!(
+                "--burst `{b}`: write ENTER,EXIT[,LOSS[,GOOD_LOSS]], like 1%,25%"
+            )));
+        }
+        i.burst = Some(impair::Burst {
+            enter_ppm: v[0],
+            exit_ppm: v[1],
+            loss_ppm: v.get(2).copied().unwrap_or(1_000_000),
+            good_loss_ppm: v.get(3).copied().unwrap_or(0),
+        });
+    }
+    if let Some(r) = opt("rate", &a.rate, impair::parse_rate)? {
+        i.rate_bps = Some(r);
+    }
+    if a.queue.is_some() {
+        i.queue = a.queue;
+    }
+    if a.seed.is_some() {
+        i.seed = a.seed;
+    }
+    if let Some(d) = &a.direction {
+        i.direction = Direction::parse(d).map_err(|e| format!("--{e}"))?;
+    }
     i.check().map_err(|(k, why)| format!("--{k}: {why}"))?;
     Ok(i)
 }
 
-pub fn impair(a: &ImpairArgs) -> Result<ExitCode, String> {
+pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
     let imp = if a.clear {
         None
     } else {
@@ -88,14 +143,13 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, String> {
             ..Default::default()
         }) {
             return Err(
-                "say what to do: --delay, --jitter, --loss, --duplicate, --reorder or --rate, or --clear"
+                "say what to do: --preset, --delay, --jitter, --loss, --burst, --corrupt, --duplicate, --reorder or --rate, or --clear"
                     .into(),
             );
         }
         Some(i)
     };
-    let port =
-        weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone()).map_err(|e| e.to_string())?;
+    let port = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?;
     match imp {
         Some(i) => println!("switch port {port}: impair {}", i.summary()),
         None => println!("switch port {port}: impairment cleared"),

@@ -1,5 +1,6 @@
 //! `weft trace`: the steps, then the verdict as the exit status.
 
+use crate::Failure;
 use std::process::ExitCode;
 
 pub fn run(
@@ -8,8 +9,8 @@ pub fn run(
     target: &str,
     iface: Option<&str>,
     probe: weft::trace::Probe,
-) -> Result<ExitCode, String> {
-    let t = weft::trace::trace(lab, node, target, iface, probe).map_err(|e| e.to_string())?;
+) -> Result<ExitCode, Failure> {
+    let t = weft::trace::trace(lab, node, target, iface, probe)?;
     println!("trace {node} -> {target} in lab {lab}");
     for s in &t.steps {
         println!("{s}");

@@ -1,5 +1,6 @@
 //! `weft keygen` and `weft tunnel`: flags and config file to options.
 
+use crate::Failure;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -93,7 +94,7 @@ pub struct TunnelArgs {
     netns: Option<String>,
 }
 
-pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, String> {
+pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, Failure> {
     let k = PrivateKey::generate();
     // FILE.pub, as `--help` and docs/tunnel.md say (not FILE with its
     // extension replaced, which for `m1.pub` would be the key itself).
@@ -133,7 +134,7 @@ pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_private_key(path: &Path) -> Result<PrivateKey, String> {
+fn read_private_key(path: &Path) -> Result<PrivateKey, Failure> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("reading the private key {}: {e}", path.display()))?;
@@ -143,14 +144,16 @@ fn read_private_key(path: &Path) -> Result<PrivateKey, String> {
             path.display(),
             meta.permissions().mode() & 0o777,
             path.display()
-        ));
+        )
+        .into());
     }
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    PrivateKey::from_base64(&text).map_err(|e| format!("the private key {}: {e}", path.display()))
+    Ok(PrivateKey::from_base64(&text)
+        .map_err(|e| format!("the private key {}: {e}", path.display()))?)
 }
 
-fn merge(mut a: TunnelArgs) -> Result<TunnelArgs, String> {
+fn merge(mut a: TunnelArgs) -> Result<TunnelArgs, Failure> {
     let Some(path) = a.config.take() else {
         return Ok(a);
     };
@@ -192,7 +195,7 @@ pub fn inner_mtu(underlay: u16, v6: bool, mode: Mode) -> u16 {
     underlay.saturating_sub(ip + eth).max(576)
 }
 
-pub fn run(a: TunnelArgs) -> Result<ExitCode, String> {
+pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
     let a = merge(a)?;
     if let Some(ns) = &a.netns {
         weft_sys::netns::validate_name(ns).map_err(|e| format!("--netns {ns}: {e}"))?;
@@ -301,7 +304,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, String> {
         },
         peer_key,
     );
-    let t = weft_sys::tunnel::run(&opts, t, start, stop).map_err(|e| e.to_string())?;
+    let t = weft_sys::tunnel::run(&opts, t, start, stop)?;
     let c = t.counters();
     eprintln!(
         "weft tunnel: stopped; sent {} packets, received {}, {} handshakes, {} dropped",

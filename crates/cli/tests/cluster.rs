@@ -264,6 +264,16 @@ impl Cluster {
         }
     }
 
+    /// Whether pod `i`'s share has a saved state.
+    fn built(&self, i: usize) -> bool {
+        self.pods[i]
+            .state
+            .join("labs")
+            .join(self.key(i))
+            .join("state.json")
+            .exists()
+    }
+
     /// Nodes of pod `i`'s share, from `weft status`.
     fn nodes(&self, i: usize) -> Vec<String> {
         let o = self.weft(i, &["status", &self.key(i), "--json"]);
@@ -438,7 +448,7 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains(&format!("machine `{}`", c.machine(0))) && err.contains("already served"),
+        err.contains(&format!("machine `{}`: lab", c.machine(0))) && err.contains("already served"),
         "{err}"
     );
 
@@ -487,7 +497,7 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
 }
 
 #[test]
-fn an_underlay_name_that_does_not_resolve_is_refused_and_nothing_is_built() {
+fn an_unresolvable_name_or_a_taken_vxlan_port_is_refused_and_nothing_is_built() {
     let c = Cluster::new("nx", 2);
     // Pod 0 knows its own name but not pod 3's.
     let dir = c.lab.file.parent().unwrap();
@@ -521,10 +531,63 @@ fn an_underlay_name_that_does_not_resolve_is_refused_and_nothing_is_built() {
         "{err}"
     );
     assert_eq!(c.netns_in(0), Vec::<String>::new());
-    assert!(!c.pods[0]
-        .state
-        .join("labs")
-        .join(c.key(0))
-        .join("state.json")
-        .exists());
+    assert!(!c.built(0));
+
+    // Names back; now a program holds the lab's VXLAN port in pod 0 (a
+    // weft tunnel listening on it): refused naming the machine and the
+    // port, before anything is built.
+    std::fs::write(dir.join("hosts"), hosts).unwrap();
+    let key = dir.join("clash.key");
+    let o = c.weft(0, &["keygen", path_str(&key)]);
+    assert!(o.status.success());
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let mut holder = c
+        .pod_cmd(0)
+        .arg(common::weft_bin())
+        .args([
+            "tunnel",
+            "--key",
+            path_str(&key),
+            "--peer-key",
+            &public,
+            "--listen",
+            "0.0.0.0:8472",
+            "--dev",
+            "clash0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&c.in_pod(0, &["ss", "-Hulpn", "sport", "=", ":8472"]).stdout)
+        .contains("weft")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the tunnel did not bind"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = c.weft(
+        0,
+        &[
+            "up",
+            path_str(&c.lab.file),
+            "--machines",
+            "4",
+            "--machine",
+            &c.machine(0),
+        ],
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("machine `{}`: UDP port 8472", c.machine(0))),
+        "{err}"
+    );
+    assert_eq!(c.netns_in(0), Vec::<String>::new());
+    assert!(!c.built(0));
 }

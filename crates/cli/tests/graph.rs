@@ -57,3 +57,38 @@ fn file_and_live_lab() {
     let dot = lab.ok(&["graph", &lab.name, "--format", "dot"]);
     assert!(dot.contains("\"br0:br-tap1\" -- \"ns1:tap1\""));
 }
+
+/// A live switch lab: the spanning tree's roles on every port, the
+/// blocked port of the triangle, and a link taken down with `weft link`
+/// (the host's veth stays up; the switch port is out of service).
+#[test]
+fn live_switch_lab_shows_stp_roles_blocked_ports_and_links_down() {
+    let lab = Lab::example("graphsw", "switch-triangle.toml");
+    lab.up();
+    let t = lab.ok(&["graph", &lab.name]);
+    assert!(t.contains("stp root forwarding"), "{t}");
+    assert_eq!(t.matches("stp alternate discarding").count(), 1, "{t}");
+    assert_eq!(t.matches("<==||=====>").count(), 1, "{t}");
+    assert!(t.contains("(blocked at "), "{t}");
+    lab.ok(&["link", &lab.name, "h1", "s1", "down"]);
+    let t = lab.ok(&["graph", &lab.name]);
+    assert!(t.contains("h1:eth0  <-- up / down --> s1:h1"), "{t}");
+    let d = lab.ok(&["graph", &lab.name, "--format", "dot"]);
+    assert!(
+        d.contains(
+            "\"h1:eth0\" -- \"s1:h1\" [penwidth=2, color=red, style=dashed, label=\"down\"]"
+        ),
+        "{d}"
+    );
+    assert_eq!(d.matches("color=orange").count(), 1, "{d}");
+    let s = lab.ok(&["graph", &lab.name, "--format", "svg"]);
+    assert!(
+        s.contains("data-a=\"h1:eth0\" data-b=\"s1:h1\" data-state=\"down\""),
+        "{s}"
+    );
+    assert_eq!(s.matches("data-state=\"blocked\"").count(), 1, "{s}");
+    lab.ok(&["link", &lab.name, "h1", "s1", "up"]);
+    let t = lab.ok(&["graph", &lab.name]);
+    assert!(t.contains("h1:eth0  <=========> s1:h1"), "{t}");
+    lab.ok(&["down", &lab.name]);
+}

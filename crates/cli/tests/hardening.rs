@@ -77,6 +77,26 @@ fn a_closed_pipe_ends_every_command_quietly() {
     assert_quiet(st, &err, "weft ping | head -1");
     let (st, err) = with_closed_pipe(Some(&lab), &["status", &lab.name], false);
     assert_quiet(st, &err, "weft status | head -1");
+    // Capture prints per packet: pings give it some, after the close.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let (name, state, done) = (lab.name.clone(), lab.state.clone(), done.clone());
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !done.load(std::sync::atomic::Ordering::SeqCst)
+                && t0.elapsed() < std::time::Duration::from_secs(20)
+            {
+                let _ = Command::new(common::weft_bin())
+                    .args(["ping", &name, "ns1", "ns2", "-c", "1"])
+                    .env("WEFT_STATE_DIR", &state)
+                    .output();
+            }
+        })
+    };
+    let (st, err) = with_closed_pipe(Some(&lab), &["capture", &lab.name, "ns1:veth0"], true);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    pinger.join().unwrap();
+    assert_quiet(st, &err, "weft capture | head -1");
 }
 
 /// Files and directories under `dir`, recursively (for "nothing was made").
@@ -231,4 +251,39 @@ fn node_iface(node: &str) -> &'static str {
     } else {
         "veth1"
     }
+}
+
+#[test]
+fn pings_hint_blames_a_missing_address_only_when_it_is_missing() {
+    let lab = Lab::example("hint", "bridge.toml");
+    lab.up();
+    // Nobody has this address: the hint says so.
+    let o = lab.run(&[
+        "ping",
+        &lab.name,
+        "ns1",
+        "192.168.50.77",
+        "-c",
+        "1",
+        "-W",
+        "0.5",
+    ]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("nothing on that link owns the address"),
+        "{out}"
+    );
+    // ns2 has its address, but its cable is pulled: the hint must not
+    // claim otherwise, and points to `weft trace`.
+    lab.ok(&["link", &lab.name, "ns2", "br0", "down"]);
+    let o = lab.run(&["ping", &lab.name, "ns1", "ns2", "-c", "1", "-W", "0.5"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("nothing on that link owns"), "{out}");
+    assert!(out.contains("ns2:tap2"), "{out}");
+    assert!(
+        out.contains(&format!("`weft trace {} ns1 ns2`", lab.name)),
+        "{out}"
+    );
 }

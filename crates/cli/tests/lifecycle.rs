@@ -97,9 +97,11 @@ fn down_after_up_was_killed_half_way() {
     let left = lab.kill_up_when(30);
     assert!(left > 0, "the kill came too late to test anything");
     let out = lab.ok(&["down", &lab.name]);
+    // Every namespace the killed run made, and only those: it made them
+    // all before it died, so the count is exact.
     assert!(
-        out.contains(&format!("removed {left} namespace(s)")) || lab.namespaces().is_empty(),
-        "{out}"
+        out.contains(&format!("removed {left} namespace(s)")),
+        "{left} were left: {out}"
     );
     assert!(
         lab.namespaces().is_empty(),
@@ -504,4 +506,77 @@ endpoints = ["a:eth0", "br0:p1"]
     assert_eq!(sysctl("net.ipv6.conf.all.disable_ipv6"), "1");
     assert_eq!(sysctl("net.ipv4.ip_forward"), "1");
     assert!(lab.ping("a", "10.5.0.1", None));
+}
+
+/// An STP bridge needs 2 x 2 s to forward; a 1 s readiness limit fails
+/// after everything was applied: the new lab is removed like after a
+/// failed check.
+const SLOW_STP: &str = r#"
+name = "x"
+[nodes.br]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+addresses = ["10.79.0.1/24"]
+[nodes.h1.interfaces.eth0]
+addresses = ["10.79.0.2/24"]
+[[links]]
+endpoints = ["h1:eth0", "br:h1"]
+"#;
+
+#[test]
+fn a_readiness_timeout_rolls_the_lab_back() {
+    let lab = Lab::from_text("notready", SLOW_STP);
+    let o = lab.run(&["up", "--ready-timeout", "1", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("did not become usable within 1.0 s: still waiting for")
+            && err.contains("br:h1"),
+        "{err}"
+    );
+    assert!(err.contains("was new, so it was removed"), "{err}");
+    assert!(lab.namespaces().is_empty(), "rolled back");
+    assert!(!lab.state.join("labs").join(&lab.name).exists());
+    // An edit of a built lab that times out is undone, the lab as before.
+    lab.up();
+    let before = lab.ip("h1", &["-br", "addr"]);
+    lab.rewrite(&(SLOW_STP.to_string() + "[nodes.h2.interfaces.eth0]\naddresses = [\"10.79.0.3/24\"]\n[[links]]\nendpoints = [\"h2:eth0\", \"br:h2\"]\n"));
+    let o = lab.run(&["up", "--ready-timeout", "1", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("was restored to its state before this `weft up`"),
+        "{err}"
+    );
+    assert_eq!(lab.namespaces().len(), 2, "h2 was removed again");
+    assert_eq!(lab.ip("h1", &["-br", "addr"]), before);
+    // The restored lab is what the state says: applying the edit again
+    // (with time to converge) adds h2.
+    let out = lab.up();
+    assert!(out.contains("+ node h2"), "{out}");
+}
+
+#[test]
+fn a_kept_unfinished_lab_is_finished_by_the_next_up() {
+    let lab = Lab::from_text("keepready", SLOW_STP);
+    let o = lab.run(&[
+        "up",
+        "--keep-on-error",
+        "--ready-timeout",
+        "1",
+        lab.file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("left as applied (--keep-on-error)"), "{err}");
+    assert_eq!(lab.namespaces().len(), 2);
+    // Same file: not "up to date", the run is finished (waited for).
+    let out = lab.up();
+    assert!(!out.contains("up to date"), "{out}");
+    assert!(out.contains("is up"), "{out}");
+    assert!(lab.ping("h1", "10.79.0.1", None));
+    assert!(lab.up().contains("up to date"));
 }

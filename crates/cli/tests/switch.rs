@@ -14,6 +14,16 @@ fn datapath_pid(lab: &Lab) -> u32 {
     v["pid"].as_u64().unwrap() as u32
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = s[s.rfind(')').unwrap() + 1..].split_whitespace().collect();
+    // utime and stime, fields 14 and 15, in clock ticks (100 per second
+    // on Linux whatever the kernel's HZ).
+    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 /// Alive and not a zombie (this machine's init may not reap).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -249,9 +259,13 @@ fn exp8_triangle_without_stp_storm_is_bounded_and_detected() {
     let _ = lab.ping("h1", "h2", None);
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
+    let pid = datapath_pid(&lab);
+    let cpu0 = cpu_secs(pid);
     let a = total_rx(&lab);
     std::thread::sleep(Duration::from_secs(1));
     let b = total_rx(&lab);
+    let cpu = cpu_secs(pid) - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
     // The machine still answers: status comes back at once.
     assert!(t0.elapsed() < Duration::from_secs(3));
     let rate = b - a;
@@ -259,12 +273,15 @@ fn exp8_triangle_without_stp_storm_is_bounded_and_detected() {
     let flagged: Vec<_> = sws.iter().filter(|s| s["loop_suspected"] == true).collect();
     assert!(!flagged.is_empty(), "the loop was not detected: {sws:?}");
     assert!(lab.ok(&["status", &lab.name]).contains("LOOP SUSPECTED"));
-    // Bounded: one datapath thread, so at most one CPU's worth.
-    assert!(rate < 2_000_000, "{rate} frames/s");
     eprintln!(
-        "storm: {rate} frames/s through the loop, {} MAC moves/s on {}",
+        "storm: {rate} frames/s through the loop, {} MAC moves/s on {}, datapath {cpu:.2} s CPU in {wall:.2} s",
         flagged[0]["mac_moves_per_s"], flagged[0]["name"]
     );
+    // A storm it is (the detection above is about something real)...
+    assert!(rate > 1_000, "{rate} frames/s: no storm to detect");
+    // ...and bounded: one datapath thread, so at most one CPU's worth
+    // (the frame rate alone says nothing: it depends on the build).
+    assert!(cpu <= wall * 1.1 + 0.1, "{cpu:.2} s CPU in {wall:.2} s");
     lab.ok(&["down", &lab.name]);
 }
 
@@ -709,4 +726,70 @@ fn offloaded_flows_are_counted_and_keep_their_fdb_entries() {
         std::thread::sleep(Duration::from_millis(300));
     }
     drop(client);
+}
+
+/// A ring of three weft switches with the default timers and a kernel
+/// bridge configured with short ones: a weft switch is the root, so the
+/// bridge's ports wait the root's forward delay (15 s), not its own (2 s).
+/// `up` waits as long as those timers need, and the lab works.
+#[test]
+fn readiness_follows_the_roots_timers_not_a_bridges_own() {
+    let lab = Lab::from_text(
+        "ring",
+        r#"
+name = "x"
+[nodes.s1]
+kind = "switch"
+stp = "stp"
+priority = 4096
+[nodes.s2]
+kind = "switch"
+stp = "stp"
+[nodes.s3]
+kind = "switch"
+stp = "stp"
+[nodes.br0]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+[nodes.h1.interfaces.eth0]
+addresses = ["10.78.0.1/24"]
+[nodes.h2.interfaces.eth0]
+addresses = ["10.78.0.2/24"]
+[[links]]
+endpoints = ["s1:to-s2", "s2:to-s1"]
+[[links]]
+endpoints = ["s2:to-s3", "s3:to-s2"]
+[[links]]
+endpoints = ["s3:to-br", "br0:to-s3"]
+[[links]]
+endpoints = ["br0:to-s1", "s1:to-br"]
+[[links]]
+endpoints = ["h1:eth0", "s2:h1"]
+[[links]]
+endpoints = ["h2:eth0", "s3:h2"]
+"#,
+    );
+    let t0 = Instant::now();
+    let out = lab.up();
+    assert!(out.contains("is up"), "{out}");
+    // The bridge took the root's timers: its own would have let `up` give
+    // up after 9 s, before its ports forwarded.
+    let fd = lab.ok(&[
+        "exec",
+        &lab.name,
+        "br0",
+        "--",
+        "cat",
+        "/sys/class/net/br0/bridge/forward_delay",
+    ]);
+    assert_eq!(fd.trim(), "1500", "the bridge's forward delay in force");
+    assert!(t0.elapsed() > Duration::from_secs(9), "{:?}", t0.elapsed());
+    let sws = switches(&lab);
+    let s1 = sws.iter().find(|s| s["name"] == "s1").unwrap();
+    assert_eq!(s1["is_root"], true);
+    assert_eq!(s1["forward_delay_ms"], 15000);
+    assert!(lab.ping("h1", "h2", None));
 }

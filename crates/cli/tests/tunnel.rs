@@ -107,7 +107,7 @@ impl Setup {
     }
 
     fn pubkey(&self, node: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{node}.pub")))
+        std::fs::read_to_string(self.dir.join(format!("{node}.key.pub")))
             .unwrap()
             .trim()
             .to_string()
@@ -432,6 +432,26 @@ fn a_wrong_key_never_connects() {
     assert_eq!(st["up"], false);
     assert_eq!(a.status()["up"], false);
     assert_eq!(a.status()["handshakes"], 0);
+    // Both ends say so, with the likely reason, in their log and status.
+    let st = b.wait_status("a warning", |v| v["warning"].is_string());
+    assert!(
+        st["warning"]
+            .as_str()
+            .unwrap()
+            .contains("is not this end's --peer-key"),
+        "{st:#}"
+    );
+    let st = a.wait_status("a warning", |v| v["warning"].is_string());
+    assert!(
+        st["warning"].as_str().unwrap().contains("got no answer"),
+        "{st:#}"
+    );
+    for (node, want) in [("m2", "handshake_auth"), ("m1", "no answer")] {
+        let log = std::fs::read_to_string(s.dir.join(format!("{node}.log"))).unwrap();
+        let warnings = log.matches("weft tunnel: warning: handshakes").count();
+        assert_eq!(warnings, 1, "{node}: one warning per 30 s: {log}");
+        assert!(log.contains(want), "{node}: {log}");
+    }
 }
 
 #[test]

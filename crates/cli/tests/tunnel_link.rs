@@ -90,3 +90,15 @@ fn tunnel_links_are_started_shown_restarted_and_stopped() {
         assert!(!alive(p), "tunnel pid {p} survived weft down");
     }
 }
+
+#[test]
+fn the_first_ping_after_up_crosses_a_tunnel_link() {
+    // `weft up` returns once the handshake is done: no ping is lost to it.
+    for round in 0..3 {
+        let lab = Lab::example("tfirst", "tunnel.toml");
+        let out = lab.up();
+        assert!(lab.ping("m1", "10.9.0.2", None), "round {round}: {out}");
+        let t = tunnels(&lab);
+        assert!(t.iter().all(|e| e["state"]["up"] == true), "{t:#?}");
+    }
+}

@@ -41,6 +41,18 @@ pub enum Reply {
     Error { message: String },
 }
 
+impl Reply {
+    /// The reply's name on the wire (`status`, `fdb`, `done`, `error`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Status(_) => "status",
+            Reply::Fdb(_) => "fdb",
+            Reply::Done => "done",
+            Reply::Error { .. } => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReply {
     pub pid: u32,
@@ -58,6 +70,12 @@ pub struct SwitchInfo {
     /// The port towards the root; none on the root bridge.
     pub root_port: Option<String>,
     pub root_path_cost: u32,
+    /// The spanning tree timers in force, in milliseconds: the root's,
+    /// learned from its BPDUs. Ports take 2 x forward delay to forward.
+    #[serde(default)]
+    pub forward_delay_ms: u64,
+    #[serde(default)]
+    pub max_age_ms: u64,
     /// FDB moves per second over the switch's last 250 ms window.
     pub mac_moves_per_s: u64,
     /// Frames flooded per second, same window.

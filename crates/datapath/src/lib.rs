@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod fastpath;
 mod run;
 

@@ -128,6 +128,8 @@ struct Dp {
     /// Flows that became steady in the last batch: (switch, in port,
     /// MAC pair, out port).
     offload: Vec<(usize, usize, fastpath::Pair, usize)>,
+    /// The lab's event stream (crate::events).
+    watch: crate::events::Watch,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -143,6 +145,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         clock: std::time::Instant::now(),
         lab_name: String::new(),
         offload: Vec::new(),
+        watch: crate::events::Watch::new(control.parent().unwrap_or(Path::new("."))),
     };
     let fast_on = std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off");
     for node in lab.nodes.values() {
@@ -277,8 +280,12 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
                 dp.switches[s].core.tick(now, &mut acts);
                 dp.send_generated(s, &acts);
                 dp.acts = acts;
+                dp.watch.stp_dirty = true;
             }
             dp.check_fast(s);
+        }
+        if dp.watch.due() {
+            dp.observe();
         }
         if now >= next_carrier {
             // `weft down` removes the lab's directory: a datapath whose
@@ -348,6 +355,9 @@ impl Dp {
                 };
                 if impaired::take_in(&mut self.ports[g], vnet, frame, now) {
                     continue;
+                }
+                if frame.starts_with(&[0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]) {
+                    self.watch.stp_dirty = true;
                 }
                 // Group addresses, except the IEEE reserved ones (BPDUs
                 // must always pass, or STP itself would starve).
@@ -570,12 +580,33 @@ impl Dp {
             },
         };
         if up != self.ports[g].carrier || self.ports[g].sock.is_none() {
+            if up != self.ports[g].carrier {
+                self.watch.push(
+                    crate::events::Event::new("port.carrier")
+                        .node(&self.switches[s].name)
+                        .port(&self.ports[g].name)
+                        .with("up", up),
+                );
+            }
             self.ports[g].carrier = up;
             let mut acts = std::mem::take(&mut self.acts);
             self.switches[s].core.set_link(id, up, now, &mut acts);
             self.send_generated(s, &acts);
             self.acts = acts;
         }
+    }
+
+    /// Records what changed in the switches since the last look.
+    fn observe(&mut self) {
+        let views = self
+            .switches
+            .iter()
+            .map(|sw| {
+                let names = sw.ports.iter().map(|&g| self.ports[g].name.clone());
+                (sw.name.as_str(), &sw.core, names.collect())
+            })
+            .collect();
+        self.watch.observe(views);
     }
 
     fn serve_control(&mut self, listener: &UnixListener) {
@@ -624,6 +655,9 @@ impl Dp {
                 }
             }
         };
+        // What the request changed is in the stream before the caller
+        // hears it is done (and records its own event).
+        self.observe();
         let mut out = serde_json::to_string(&reply).map_err(io::Error::other)?;
         out.push('\n');
         (&stream).write_all(out.as_bytes())
@@ -700,6 +734,8 @@ impl Dp {
                     is_root: st.root_id == st.bridge_id,
                     root_port: st.root_port.map(|i| self.ports[sw.ports[i]].name.clone()),
                     root_path_cost: st.root_path_cost,
+                    forward_delay_ms: st.forward_delay.as_millis() as u64,
+                    max_age_ms: st.max_age.as_millis() as u64,
                     mac_moves_per_s: lp.moves_per_s,
                     flooded_per_s: lp.floods_per_s,
                     repeated_floods_per_s: lp.repeats_per_s,

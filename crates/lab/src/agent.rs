@@ -83,12 +83,14 @@ pub fn lock(key: &str) -> Result<AgentLock, Error> {
     if !got {
         let holder = std::fs::read_to_string(&path).unwrap_or_default();
         let (lab, m) = weft_topo::machines::split_share_name(key);
-        return Err(Error::Other(format!(
-            "machine `{}` of lab {lab} is already served by another weft agent (pid {}; lock {}): one agent per machine; stop that one first",
-            m.unwrap_or_default(),
-            holder.trim(),
-            path.display()
-        )));
+        return Err(Error::Machine {
+            machine: m.unwrap_or_default().to_string(),
+            detail: format!(
+                "lab {lab}: this machine is already served by another weft agent (pid {}; lock {}): one agent per machine; stop that one first",
+                holder.trim(),
+                path.display()
+            ),
+        });
     }
     f.set_len(0)
         .and_then(|_| writeln!(f, "{}", std::process::id()))
@@ -107,7 +109,7 @@ pub enum Round {
 
 /// One round: read, place, resolve, `up`, check. Ok(true) when ready.
 pub fn round(opts: &AgentOptions) -> Result<(Round, bool), Error> {
-    let parsed = crate::parse_file(&opts.file).map_err(|e| Error::Other(e.to_string()))?;
+    let parsed = crate::parse_file(&opts.file).map_err(Error::File)?;
     let dir = std::fs::canonicalize(&opts.file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -159,9 +161,7 @@ pub fn round(opts: &AgentOptions) -> Result<(Round, bool), Error> {
 /// round (a peer's name that does not resolve yet, a failed check) are
 /// logged and retried; the file's own errors and a second agent are not.
 pub fn run(opts: &AgentOptions) -> Result<(), Error> {
-    let lab = crate::parse_file(&opts.file)
-        .map_err(|e| Error::Other(e.to_string()))?
-        .lab;
+    let lab = crate::parse_file(&opts.file).map_err(Error::File)?.lab;
     let key = share_name(&lab.name, &opts.machine);
     let _lock = lock(&key)?;
     let ready = ready_path(&key);

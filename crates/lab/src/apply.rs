@@ -86,6 +86,21 @@ pub(crate) struct Exec<'a> {
     pub applied: Vec<usize>,
 }
 
+/// The real kernel, as the planner's executor sees it: the same trait the
+/// model kernel of the property tests implements (crates/topo exec.rs).
+impl weft_topo::exec::Kernel for Exec<'_> {
+    type Error = Error;
+
+    fn apply(&mut self, ops: &[Op]) -> weft_topo::exec::Applied<Error> {
+        let start = self.applied.len();
+        let r = self.run(ops);
+        weft_topo::exec::Applied {
+            done: self.applied[start..].to_vec(),
+            error: r.err(),
+        }
+    }
+}
+
 fn netns_of(new: &Lab, old: Option<&Lab>, node: &str) -> String {
     new.node(node)
         .or_else(|| old.and_then(|o| o.node(node)))
@@ -132,7 +147,14 @@ impl<'a> Exec<'a> {
 
     fn index_of(&mut self, node: &str, iface: &str) -> Result<u32, Error> {
         let h = self.handle(node)?;
-        h.index.get(iface).copied().ok_or_else(|| Error::Other(format!("node {node}: interface {iface} is not there (was it removed by hand? `weft up` again recreates it)")))
+        h.index
+            .get(iface)
+            .copied()
+            .ok_or_else(|| Error::NoInterface {
+                node: node.to_string(),
+                iface: iface.to_string(),
+                known: String::new(),
+            })
     }
 
     /// Apply the ops; on failure, `self.applied` says which took effect.
@@ -834,6 +856,7 @@ fn base_sysctls(node: &weft_topo::Node) -> Result<(), Error> {
 pub(crate) fn wait_ready(
     lab: &Lab,
     handles: &mut BTreeMap<String, NsHandle>,
+    timeout: Option<Duration>,
     progress: &dyn Fn(Event),
 ) -> Result<Duration, Error> {
     let t0 = Instant::now();
@@ -845,7 +868,7 @@ pub(crate) fn wait_ready(
                 if b.stp {
                     stp = true;
                     let fd = Duration::from_millis(b.forward_delay_cs.unwrap_or(1500) as u64 * 10);
-                    limit = limit.max(fd * 2 + Duration::from_secs(5));
+                    limit = limit.max(stp_limit(fd));
                 }
             }
         }
@@ -912,6 +935,11 @@ pub(crate) fn wait_ready(
                 h.nl.links()
                     .map_err(|e| Error::io(format!("reading links of node {node}"), e))?;
             for l in &links {
+                // A bridge that heard a root with longer timers than its
+                // own waits with the root's: so does weft.
+                if let (Some(true), Some((fd, _))) = (l.stp, l.stp_times_cs) {
+                    limit = limit.max(stp_limit(Duration::from_millis(u64::from(fd) * 10)));
+                }
                 if !l.admin_up || !l.lower_up {
                     continue;
                 }
@@ -944,11 +972,12 @@ pub(crate) fn wait_ready(
         if waiting.is_empty() {
             return Ok(t0.elapsed());
         }
+        let limit = timeout.unwrap_or(limit);
         if t0.elapsed() > limit {
-            return Err(Error::Timeout {
-                what: "the lab becoming usable".into(),
+            return Err(Error::NotReady {
+                lab: lab.name.clone(),
                 secs: limit.as_secs_f64(),
-                detail: format!("still waiting for {}", waiting.join(", ")),
+                waiting,
             });
         }
         if stp && !announced {
@@ -971,6 +1000,12 @@ pub(crate) fn wait_ready(
             Duration::from_millis(2)
         });
     }
+}
+
+/// How long ports may take to forward when `forward_delay` is in force:
+/// listening, then learning, with room for a root that is heard late.
+pub(crate) fn stp_limit(forward_delay: Duration) -> Duration {
+    forward_delay * 2 + Duration::from_secs(5)
 }
 
 /// The netlink form of a file's route, its device already an index.

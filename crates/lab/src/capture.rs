@@ -38,10 +38,11 @@ fn no_iface(lab: &Lab, ep: &Endpoint) -> Error {
         .get(&ep.node)
         .map(|n| n.interfaces.keys().cloned().collect::<Vec<_>>().join(", "))
         .unwrap_or_default();
-    Error::Other(format!(
-        "lab {} has no interface {ep} (interfaces of {}: {known})",
-        lab.name, ep.node
-    ))
+    Error::NoInterface {
+        node: ep.node.clone(),
+        iface: ep.iface.clone(),
+        known,
+    }
 }
 
 /// The capture points a list of words names, in order, each once.
@@ -62,10 +63,10 @@ pub fn resolve(lab: &Lab, specs: &[String]) -> Result<Vec<Point>, Error> {
                 node_of(n)?;
                 let iface = lab.iface(&ep).ok_or_else(|| no_iface(lab, &ep))?;
                 let IfaceKind::Veth { peer } = &iface.kind else {
-                    return Err(Error::Other(format!(
-                        "`{s}`: {ep} is a {}, not one end of a veth pair; capture it as {ep}",
-                        iface.kind.name()
-                    )));
+                    return Err(Error::invalid_help(
+                        format!("`{s}`: {ep} is a {}, not one end of a veth pair", iface.kind.name()),
+                        format!("capture it as {ep}"),
+                    ));
                 };
                 eps.push(ep.clone());
                 eps.push(peer.clone());
@@ -94,16 +95,20 @@ pub fn resolve(lab: &Lab, specs: &[String]) -> Result<Vec<Point>, Error> {
                     }
                 }
                 if eps.len() == before {
-                    return Err(Error::Other(format!(
-                        "`{s}`: node {n} has no {} to capture on; name one as {n}:IFACE",
-                        if bridge.is_some() { "bridge ports" } else { "interfaces besides lo" }
-                    )));
+                    return Err(Error::invalid_help(
+                        format!(
+                            "`{s}`: node {n} has no {} to capture on",
+                            if bridge.is_some() { "bridge ports" } else { "interfaces besides lo" }
+                        ),
+                        format!("name one as {n}:IFACE"),
+                    ));
                 }
             }
             _ => {
-                return Err(Error::Other(format!(
-                    "`{s}` is not a capture point: write NODE:IFACE, NODE (all its interfaces, or all ports of a bridge), or link:NODE:IFACE (both ends of a veth)"
-                )))
+                return Err(Error::invalid_help(
+                    format!("`{s}` is not a capture point"),
+                    "write NODE:IFACE, NODE (all its interfaces, or all ports of a bridge), or link:NODE:IFACE (both ends of a veth)",
+                ))
             }
         }
     }
@@ -157,8 +162,12 @@ impl Capture {
         for p in &points {
             let ns = weft_sys::netns::open(&p.netns)?;
             // The link type decides the filter's offsets: ask first.
-            let probe = packet::open_in(ns.as_ref_fd(), &p.iface, Some(&[reject_all()]))
-                .map_err(|e| Error::Other(format!("capturing on {}: {e}", p.label())))?;
+            let probe = packet::open_in(ns.as_ref_fd(), &p.iface, Some(&[reject_all()])).map_err(
+                |source| Error::Capture {
+                    point: p.label(),
+                    source,
+                },
+            )?;
             let link = if probe.hatype == packet::ARPHRD_NONE {
                 Link::RawIp
             } else {
@@ -168,7 +177,7 @@ impl Capture {
             let prog = match filter {
                 Some(f) => Some(
                     filter::compile(f, link)
-                        .map_err(|e| Error::Other(format!("filter: {e}")))?
+                        .map_err(|e| Error::invalid(format!("filter: {e}")))?
                         .into_iter()
                         .map(|i| packet::FilterInsn {
                             code: i.code,
@@ -180,8 +189,13 @@ impl Capture {
                 ),
                 None => None,
             };
-            let s = packet::open_in(ns.as_ref_fd(), &p.iface, prog.as_deref())
-                .map_err(|e| Error::Other(format!("capturing on {}: {e}", p.label())))?;
+            let s =
+                packet::open_in(ns.as_ref_fd(), &p.iface, prog.as_deref()).map_err(|source| {
+                    Error::Capture {
+                        point: p.label(),
+                        source,
+                    }
+                })?;
             socks.push(s);
             links.push(link);
         }

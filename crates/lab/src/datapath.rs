@@ -183,26 +183,37 @@ fn retune(lab: &Lab, before: &serde_json::Value) -> Result<(), Error> {
                 port: port.clone(),
                 impair: p.impair.clone(),
             };
-            match query(&lab.name, &req)? {
-                Reply::Done => {}
-                Reply::Error { message } => return Err(Error::Other(message)),
-                other => {
-                    return Err(Error::Other(format!(
-                        "the switch datapath answered {other:?}"
-                    )))
-                }
-            }
+            expect_done(&lab.name, query(&lab.name, &req)?)?;
         }
     }
     Ok(())
 }
 
+/// An answer that should be `Done`: a refusal or anything else is an error.
+pub(crate) fn expect_done(lab: &str, reply: Reply) -> Result<(), Error> {
+    match reply {
+        Reply::Done => Ok(()),
+        Reply::Error { message } => Err(Error::Datapath {
+            lab: lab.to_string(),
+            detail: message,
+        }),
+        other => Err(unexpected(lab, &other)),
+    }
+}
+
+fn unexpected(lab: &str, reply: &Reply) -> Error {
+    Error::Datapath {
+        lab: lab.to_string(),
+        detail: format!("unexpected answer {}", reply.kind()),
+    }
+}
+
 /// Asks the lab's datapath something.
 pub fn query(lab: &str, req: &Request) -> Result<Reply, Error> {
     if running(lab).is_none() {
-        return Err(Error::Other(format!(
-            "the switch datapath of lab {lab} is not running; `weft up` starts it again"
-        )));
+        return Err(Error::DatapathNotRunning {
+            lab: lab.to_string(),
+        });
     }
     control::request(&control_path(lab), req, Duration::from_secs(2))
         .map_err(|e| Error::io(format!("asking the switch datapath of lab {lab}"), e))
@@ -218,43 +229,52 @@ pub fn status(lab: &str) -> Option<StatusReply> {
 
 /// Waits until the datapath answers and every switch port with a carrier
 /// forwards (or is an alternate/backup port): with RSTP well under a
-/// second; with 802.1D (or towards a kernel bridge) about 2 x forward_delay.
-pub fn wait_ready(lab: &Lab, progress: &dyn Fn(Event)) -> Result<Duration, Error> {
+/// second; with 802.1D (or towards a kernel bridge) about 2 x the forward
+/// delay in force, which is the root's (a kernel bridge's or another
+/// switch's), not necessarily the switch's own.
+pub fn wait_ready(
+    lab: &Lab,
+    timeout: Option<Duration>,
+    progress: &dyn Fn(Event),
+) -> Result<Duration, Error> {
     let t0 = Instant::now();
     let mut limit = Duration::from_secs(5);
     for n in lab.nodes.values() {
         if let Some(sw) = &n.switch {
             if sw.stp != SwitchStp::Off {
                 let fd = Duration::from_millis(u64::from(sw.forward_delay_cs.unwrap_or(1500)) * 10);
-                limit = limit.max(fd * 2 + Duration::from_secs(5));
+                limit = limit.max(crate::apply::stp_limit(fd));
             }
         }
     }
     let path = control_path(&lab.name);
     let mut announced = false;
     loop {
-        let waiting = match control::request(&path, &Request::Status, Duration::from_secs(2)) {
-            Ok(Reply::Status(s)) => s.switches.iter().flat_map(|s| s.waiting()).collect(),
-            Ok(other) => {
-                return Err(Error::Other(format!(
-                    "the switch datapath answered {other:?}"
-                )))
-            }
-            Err(e) => {
-                if running(&lab.name).is_none() {
-                    let log =
-                        std::fs::read_to_string(state::lab_dir(&lab.name).join("datapath.log"))
-                            .unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                    return Err(Error::Other(format!(
-                        "the switch datapath of lab {} exited: {}",
-                        lab.name,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    )));
+        let waiting: Vec<String> =
+            match control::request(&path, &Request::Status, Duration::from_secs(2)) {
+                Ok(Reply::Status(s)) => {
+                    for sw in s.switches.iter().filter(|s| s.stp != "off") {
+                        limit = limit.max(crate::apply::stp_limit(Duration::from_millis(
+                            sw.forward_delay_ms,
+                        )));
+                    }
+                    s.switches.iter().flat_map(|s| s.waiting()).collect()
                 }
-                vec![format!("datapath not answering yet ({e})")]
-            }
-        };
+                Ok(other) => return Err(unexpected(&lab.name, &other)),
+                Err(e) => {
+                    if running(&lab.name).is_none() {
+                        let log =
+                            std::fs::read_to_string(state::lab_dir(&lab.name).join("datapath.log"))
+                                .unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                        return Err(Error::DatapathExited {
+                            lab: lab.name.clone(),
+                            log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                        });
+                    }
+                    vec![format!("datapath not answering yet ({e})")]
+                }
+            };
         if waiting.is_empty() {
             return Ok(t0.elapsed());
         }
@@ -265,13 +285,13 @@ pub fn wait_ready(lab: &Lab, progress: &dyn Fn(Event)) -> Result<Duration, Error
                 total: 0,
             });
         }
+        let limit = timeout.unwrap_or(limit);
         if t0.elapsed() > limit {
-            return Err(Error::Other(format!(
-                "switch ports still not forwarding after {:.0} s: {}; `weft status {}` shows them",
-                limit.as_secs_f64(),
-                waiting.join(", "),
-                lab.name
-            )));
+            return Err(Error::NotReady {
+                lab: lab.name.clone(),
+                secs: limit.as_secs_f64(),
+                waiting,
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }

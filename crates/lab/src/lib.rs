@@ -15,7 +15,9 @@ mod apply;
 pub mod capture;
 mod checks;
 pub mod datapath;
+pub mod drawing;
 mod error;
+pub mod events;
 pub mod machines;
 pub mod names;
 mod owner;
@@ -30,13 +32,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use checks::CheckResult;
-pub use error::Error;
+pub use error::{Error, Outcome};
 pub use status::{status, LabStatus};
 pub use weft_topo as topo;
 use weft_topo::{Diagnostics, IfaceKind, Lab, Parsed, Plan};
 
 use crate::apply::{Exec, NsHandle};
 use crate::state::State;
+use weft_topo::exec::Kernel as _;
 
 /// Progress of a long operation, for a progress bar.
 #[derive(Debug, Clone)]
@@ -113,6 +116,9 @@ pub struct UpOptions<'a> {
     /// The `weft` binary that runs the switch datapath (`weft datapath
     /// LAB`) for labs with switches; default: the running executable.
     pub datapath_exe: Option<PathBuf>,
+    /// How long to wait for the lab to become usable; default: as long
+    /// as the spanning tree timers in force need (the root's).
+    pub ready_timeout: Option<Duration>,
 }
 
 impl Default for UpOptions<'_> {
@@ -124,6 +130,7 @@ impl Default for UpOptions<'_> {
             source: None,
             progress: &|_| {},
             datapath_exe: None,
+            ready_timeout: None,
         }
     }
 }
@@ -146,7 +153,13 @@ pub struct UpReport {
 }
 
 /// Build the lab, or bring a built one in line with `lab`, applying only
-/// the difference. Returns once the lab is usable.
+/// the difference. Returns once the lab is usable and its checks passed.
+///
+/// `up` is: plan (the difference between the built lab and `lab`) →
+/// apply it in order → start or update the lab's processes (datapath,
+/// tunnels) → wait until usable → run the checks. A failure at any of
+/// these steps undoes what this run applied (or keeps it with
+/// `keep_on_error`), and is returned as [`Error::Up`] saying which.
 pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let name = lab.name.as_str();
     let t0 = Instant::now();
@@ -190,174 +203,265 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
                 source: None,
                 next_index: state::FIRST_INDEX,
                 sysctl_before: BTreeMap::new(),
+                unfinished: false,
             }
         }
     };
     check_names_free(lab, &st.lab)?;
     let old_lab = st.lab.clone();
     let had_nodes = !old_lab.nodes.is_empty();
+    let unfinished = st.unfinished;
     let plan = weft_topo::plan(Some(&old_lab), lab);
-    if plan.is_empty() {
-        // Edits that build nothing in the kernel (checks, switch settings
-        // such as impairment, tunnel settings) are still the lab's, and a
-        // (re)started datapath reads its switches from the state: saved
-        // first.
-        if had_nodes && old_lab != *lab {
-            st.lab = lab.clone();
-            state::save(name, &st)?;
-        }
-        // The kernel side matches; the datapath may still have died or its
-        // switch settings changed.
-        let t1 = Instant::now();
-        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), false)?;
-        if restarted {
-            datapath::wait_ready(lab, opts.progress)?;
-        }
-        // `weft link`/`weft impair` changes: the file is the truth.
-        let undone = runtime::restore(lab, restarted)?;
-        // Tunnel processes may have died, or only their settings changed.
-        tunnels::reconcile(lab)?;
-        return Ok(UpReport {
-            plan,
-            changed: restarted || !undone.is_empty(),
-            recovered,
-            apply_time: Duration::ZERO,
-            wait_time: if restarted {
-                t1.elapsed()
-            } else {
-                Duration::ZERO
-            },
-            warnings: undone
-                .into_iter()
-                .map(|u| format!("runtime change undone: {u}"))
-                .collect(),
-            checks: Vec::new(),
-        });
-    }
-    // Reserve this run's interface indexes on disk first: if it dies or
-    // fails half-way, devices it made in surviving namespaces keep indexes
-    // the next run will not hand out again.
-    let first_index = st.next_index;
-    st.next_index = first_index + 2 * plan.ops.len() as u32;
-    state::save(name, &st)?;
-    st.next_index = first_index;
-    let reserved_end = first_index + 2 * plan.ops.len() as u32;
-    // The name files depend only on the file: they are written (mostly
-    // directory and symlink creation on /etc) while the kernel work runs.
-    let names_job = {
-        let lab = lab.clone();
-        std::thread::spawn(move || names::sync(&lab))
+    let kernel_changed = !plan.is_empty();
+    let mut run = Run {
+        name,
+        lab,
+        old: &old_lab,
+        had_nodes,
+        opts,
+        plan: &plan,
     };
-    let mut handles;
-    let result = {
-        let mut ex = Exec::new(
-            name,
-            lab,
-            Some(&old_lab),
-            &mut st,
-            opts.threads,
-            opts.progress,
-        );
-        let r = ex.run(&plan.ops);
-        let applied: Vec<weft_topo::Op> = ex.applied.iter().map(|&i| plan.ops[i].clone()).collect();
-        handles = std::mem::take(&mut ex.ns);
-        r.map_err(|e| (e, applied))
-    };
-    let names_done = names_job
-        .join()
-        .unwrap_or_else(|_| Err(Error::Other("writing the name files panicked".into())));
-    if let Err((e, applied)) = result {
-        st.next_index = st.next_index.max(reserved_end);
-        if opts.keep_on_error {
-            // The state keeps the lab as it was: `weft down` finds the new
-            // namespaces in the journal, and the next `up` removes them
-            // first, like a crashed run's.
-            let _ = state::save(name, &st);
-            return Err(e);
-        }
-        drop(handles);
-        let undo = rollback(name, &old_lab, lab, &mut st, had_nodes, &applied, opts);
-        if had_nodes {
-            let _ = names::sync(&old_lab);
-        }
-        return Err(match undo {
-            Ok(()) => e,
-            Err(u) => Error::Other(format!("{e}\nand undoing the partial change failed too: {u}\n`weft down {name}` removes the lab")),
-        });
+    let mut handles = BTreeMap::new();
+    let mut apply_time = Duration::ZERO;
+    if kernel_changed {
+        handles = run.apply(&mut st)?;
+        apply_time = t0.elapsed();
+    } else if old_lab != *lab || unfinished {
+        // Edits that build nothing in the kernel (checks, switch and
+        // tunnel settings) are still the lab's, and a (re)started datapath
+        // reads its switches from the state: saved first.
+        st.lab = lab.clone();
+        st.source = opts.source.clone().or(st.source);
+        st.unfinished = true;
+        state::save(name, &st)?;
     }
-    let apply_time = t0.elapsed();
-    st.next_index = st.next_index.max(reserved_end);
-    st.lab = lab.clone();
-    st.source = opts.source.clone();
-    state::save(name, &st)?;
-    let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
-    state::journal_reset(name, &nets)?;
-    // The journal was just rewritten: list the name directories again.
-    names_done?;
-    names::journal_all(lab)?;
-    // Started before the bridges are waited for: in a loop of switches
-    // and kernel bridges, both must hear each other's BPDUs to converge.
+    // From here on the lab is applied: whatever fails is undone like a
+    // failed check.
     let t1 = Instant::now();
-    datapath::ensure(lab, opts.datapath_exe.as_deref(), true)?;
-    apply::wait_ready(lab, &mut handles, opts.progress)?;
-    if datapath::has_switches(lab) {
-        datapath::wait_ready(lab, opts.progress)?;
-    }
+    let settled = run.settle(&mut handles, kernel_changed || unfinished);
     drop(handles);
-    // The datapath was just restarted with the file's settings.
-    let undone = runtime::restore(lab, true)?;
-    // Tunnel processes run on the TUN/TAP ends the apply made.
-    tunnels::reconcile(lab)?;
+    let (restarted, undone) = match settled {
+        Ok(x) => x,
+        Err(e) => return Err(run.fail(&mut st, e, true)),
+    };
+    let mut warnings = Vec::new();
+    warnings.extend(undone.iter().map(|u| format!("runtime change undone: {u}")));
+    // The lab is usable once the tunnels' handshakes are done (or each
+    // one's wait is explained).
+    warnings.extend(tunnels::wait_sessions(lab, tunnels::SESSION_WAIT));
+    let mut results = Vec::new();
+    if kernel_changed || unfinished {
+        warnings.splice(0..0, nat_warnings(lab));
+        results = checks::run_all(lab);
+        let failed: Vec<CheckResult> = results.iter().filter(|r| !r.ok).cloned().collect();
+        if !failed.is_empty() {
+            let e = Error::ChecksFailed {
+                lab: name.to_string(),
+                failed,
+                warnings: warnings.clone(),
+            };
+            return Err(run.fail(&mut st, e, true));
+        }
+    }
     let wait_time = t1.elapsed();
     tracing::debug!(apply = ?apply_time, wait = ?wait_time, "up done");
-    let mut warnings = nat_warnings(lab);
-    warnings.extend(
-        undone
-            .into_iter()
-            .map(|u| format!("runtime change undone: {u}")),
-    );
-    let results = checks::run_all(lab);
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| format!("{} failed: {}", r.check, r.detail))
-        .collect();
-    if !failed.is_empty() {
-        let hint = if warnings.is_empty() {
-            String::new()
-        } else {
-            format!("\n(warning: {})", warnings.join("\n(warning: "))
-        };
-        let failed = failed.join("\n");
-        if opts.keep_on_error {
-            return Err(Error::Other(format!(
-                "{failed}{hint}\nthe lab was left as applied (--keep-on-error)"
-            )));
-        }
-        let undo = rollback(name, &old_lab, lab, &mut st, had_nodes, &plan.ops, opts);
-        let restored = match undo {
-            Ok(()) if had_nodes => {
-                st.lab = old_lab.clone();
-                state::save(name, &st)?;
-                names::sync(&old_lab)?;
-                format!("lab {name} was restored to its state before this `weft up`")
-            }
-            Ok(()) => format!("lab {name} was new, so it was removed"),
-            Err(u) => format!(
-                "restoring lab {name} to its state before this `weft up` failed: {u}\n`weft down {name}` removes the lab"
-            ),
-        };
-        return Err(Error::Other(format!("{failed}{hint}\n{restored}")));
+    if st.unfinished {
+        st.unfinished = false;
+        state::save(name, &st)?;
     }
     Ok(UpReport {
         plan,
-        changed: true,
+        changed: kernel_changed || unfinished || restarted || !undone.is_empty(),
         recovered,
         apply_time,
-        wait_time,
+        wait_time: if kernel_changed || unfinished || restarted {
+            wait_time
+        } else {
+            Duration::ZERO
+        },
         warnings,
         checks: results,
     })
+}
+
+/// One `weft up`: what it turns into what, for applying and undoing.
+struct Run<'a> {
+    name: &'a str,
+    lab: &'a Lab,
+    old: &'a Lab,
+    had_nodes: bool,
+    opts: &'a UpOptions<'a>,
+    plan: &'a Plan,
+}
+
+impl Run<'_> {
+    /// Apply the plan's kernel operations (and write the name files
+    /// beside them); on failure, undo the applied prefix. Leaves the state
+    /// saved as the new lab, marked unfinished.
+    fn apply(&mut self, st: &mut State) -> Result<BTreeMap<String, NsHandle>, Error> {
+        let (name, lab, opts) = (self.name, self.lab, self.opts);
+        let ops = &self.plan.ops;
+        // Reserve this run's interface indexes on disk first: if it dies or
+        // fails half-way, devices it made in surviving namespaces keep
+        // indexes the next run will not hand out again.
+        let first_index = st.next_index;
+        let reserved_end = first_index + 2 * ops.len() as u32;
+        st.next_index = reserved_end;
+        state::save(name, st)?;
+        st.next_index = first_index;
+        // The name files depend only on the file: they are written (mostly
+        // directory and symlink creation on /etc) while the kernel work runs.
+        let names_job = {
+            let lab = lab.clone();
+            std::thread::spawn(move || names::sync(&lab))
+        };
+        let (result, applied, handles) = {
+            let mut ex = Exec::new(name, lab, Some(self.old), st, opts.threads, opts.progress);
+            let r = ex.apply(ops);
+            let applied: Vec<weft_topo::Op> = r.done.iter().map(|&i| ops[i].clone()).collect();
+            (
+                r.error.map_or(Ok(()), Err),
+                applied,
+                std::mem::take(&mut ex.ns),
+            )
+        };
+        let names_done = names_job.join().unwrap_or_else(|_| {
+            Err(Error::Missing {
+                what: "writing the name files failed (the writer panicked)".into(),
+                help: "run `weft up` again".into(),
+            })
+        });
+        st.next_index = st.next_index.max(reserved_end);
+        if let Err(e) = result {
+            if opts.keep_on_error {
+                // The state keeps the lab as it was: `weft down` finds the
+                // new namespaces in the journal, and the next `up` removes
+                // them first, like a crashed run's.
+                let _ = state::save(name, st);
+                return Err(self.up_error(e, Outcome::Kept));
+            }
+            drop(handles);
+            return Err(self.undo(st, &applied, false, e));
+        }
+        st.lab = lab.clone();
+        st.source = opts.source.clone();
+        st.unfinished = true;
+        state::save(name, st)?;
+        let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
+        state::journal_reset(name, &nets)?;
+        // The journal was just rewritten: list the name directories again.
+        let names = names_done.and_then(|()| names::journal_all(lab));
+        if let Err(e) = names {
+            drop(handles);
+            return Err(self.fail(st, e, false));
+        }
+        Ok(handles)
+    }
+
+    /// Start or update the lab's processes and wait until it is usable
+    /// (`wait`: the kernel side was just changed, or never finished).
+    /// Returns whether the datapath was (re)started and the runtime
+    /// changes that were undone.
+    fn settle(
+        &self,
+        handles: &mut BTreeMap<String, NsHandle>,
+        wait: bool,
+    ) -> Result<(bool, Vec<String>), Error> {
+        let (lab, opts) = (self.lab, self.opts);
+        // Started before the bridges are waited for: in a loop of switches
+        // and kernel bridges, both must hear each other's BPDUs to converge.
+        let kernel_changed = !self.plan.is_empty();
+        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), kernel_changed)?;
+        if wait {
+            apply::wait_ready(lab, handles, opts.ready_timeout, opts.progress)?;
+        }
+        if datapath::has_switches(lab) && (wait || restarted) {
+            datapath::wait_ready(lab, opts.ready_timeout, opts.progress)?;
+        }
+        // `weft link`/`weft impair` changes: the file is the truth.
+        let undone = runtime::restore(lab, restarted)?;
+        // Tunnel processes run on the TUN/TAP ends the apply made; they
+        // may also have died, or only their settings changed.
+        tunnels::reconcile(lab)?;
+        Ok((restarted, undone))
+    }
+
+    fn up_error(&self, error: Error, outcome: Outcome) -> Error {
+        Error::Up {
+            lab: self.name.to_string(),
+            error: Box::new(error),
+            outcome,
+        }
+    }
+
+    /// A failure after the plan was applied: keep the lab as it is
+    /// (`--keep-on-error`, marked unfinished) or undo the whole plan and
+    /// bring the lab's processes back in line with the old lab.
+    fn fail(&self, st: &mut State, e: Error, started: bool) -> Error {
+        if self.opts.keep_on_error {
+            st.unfinished = true;
+            if let Err(se) = state::save(self.name, st) {
+                tracing::warn!("saving the state of lab {}: {se}", self.name);
+            }
+            return self.up_error(e, Outcome::Kept);
+        }
+        // A plan with only implied removals applied nothing.
+        let applied = if self.plan.is_empty() {
+            Vec::new()
+        } else {
+            self.plan.ops.clone()
+        };
+        self.undo(st, &applied, started, e)
+    }
+
+    /// Undo `applied` (a prefix of the plan) after `e`; `started`: the
+    /// lab's processes may have been changed too.
+    fn undo(&self, st: &mut State, applied: &[weft_topo::Op], started: bool, e: Error) -> Error {
+        let r = rollback(
+            self.name,
+            self.old,
+            self.lab,
+            st,
+            self.had_nodes,
+            applied,
+            self.opts,
+        );
+        let outcome = match r {
+            Ok(()) if !self.had_nodes => Outcome::Removed,
+            Ok(()) => {
+                let mut errs = Vec::new();
+                if let Err(u) = names::sync(self.old) {
+                    errs.push(u.to_string());
+                }
+                if started {
+                    // The processes of the lab as it was (a datapath with
+                    // the old switches, tunnels with the old settings).
+                    let changed = !applied.is_empty();
+                    if let Err(u) =
+                        datapath::ensure(self.old, self.opts.datapath_exe.as_deref(), changed)
+                    {
+                        errs.push(u.to_string());
+                    }
+                    if let Err(u) = tunnels::reconcile(self.old) {
+                        errs.push(u.to_string());
+                    }
+                }
+                if errs.is_empty() {
+                    Outcome::Restored
+                } else {
+                    Outcome::RollbackFailed {
+                        error: errs.join("; "),
+                        left: Vec::new(),
+                    }
+                }
+            }
+            Err(Rollback { error, left }) => Outcome::RollbackFailed {
+                error: error.to_string(),
+                left,
+            },
+        };
+        self.up_error(e, outcome)
+    }
 }
 
 /// Warnings about foreign nftables chains in the NAT nodes of a built lab.
@@ -406,8 +510,15 @@ fn remove_and_wait(netns: &[String]) -> Result<usize, Error> {
     Ok(netns.len())
 }
 
-/// Undo a partial apply: for a new lab, remove every namespace this run
-/// made; otherwise apply the inverse of what took effect.
+/// Undoing failed: why, and the plan lines that were not undone.
+struct Rollback {
+    error: Error,
+    left: Vec<String>,
+}
+
+/// Undo a partial apply: for a new lab, stop its processes and remove
+/// every namespace this run made; otherwise apply the inverse of what took
+/// effect.
 fn rollback(
     name: &str,
     old: &Lab,
@@ -416,52 +527,48 @@ fn rollback(
     had_nodes: bool,
     applied: &[weft_topo::Op],
     opts: &UpOptions,
-) -> Result<(), Error> {
+) -> Result<(), Rollback> {
+    let fail = |error: Error| Rollback {
+        error,
+        left: Vec::new(),
+    };
     if !had_nodes {
         let mut errs = Vec::new();
+        if let Err(e) = datapath::stop(name) {
+            errs.push(e);
+        }
+        tunnels::stop_all(name);
         let watch = weft_sys::netns::watch_cleanup().ok();
         for n in state::journal_entries(name) {
             if let Err(e) = weft_sys::netns::delete(&n) {
-                errs.push(e.to_string());
+                errs.push(e.into());
             }
         }
         if let Some(w) = watch {
             let _ = w.wait(Duration::from_secs(30));
         }
-        if errs.is_empty() {
-            names::remove_all(name);
-            state::remove(name)?;
-            return Ok(());
+        if let Some(e) = errs.into_iter().next() {
+            return Err(fail(e));
         }
-        return Err(Error::Other(errs.join("; ")));
+        names::remove_all(name);
+        state::remove(name).map_err(fail)?;
+        return Ok(());
     }
-    let undo = Plan::inverse_of(applied);
     let mut ex = Exec::new(name, old, Some(new), st, opts.threads, opts.progress);
-    let r = ex.run(&undo.ops);
-    let done: std::collections::BTreeSet<usize> = ex.applied.iter().copied().collect();
+    let r = weft_topo::exec::undo(&mut ex, applied);
     drop(ex);
     // The lab is as it was; keep the indexes and sysctl values the undo used.
     st.lab = old.clone();
-    state::save(name, st)?;
-    if let Err(e) = r {
-        let missed = Plan {
-            ops: undo
-                .ops
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !done.contains(i))
-                .map(|(_, o)| o.clone())
-                .collect(),
-        }
-        .lines();
-        return Err(Error::Other(format!(
-            "{e}\nnot restored ({} step(s)): {}",
-            missed.len(),
-            missed.join("; ")
-        )));
+    st.unfinished = false;
+    state::save(name, st).map_err(fail)?;
+    if let Err((error, left)) = r {
+        return Err(Rollback {
+            error,
+            left: Plan { ops: left }.lines(),
+        });
     }
     let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
-    state::journal_reset(name, &nets)?;
+    state::journal_reset(name, &nets).map_err(fail)?;
     Ok(())
 }
 
@@ -684,7 +791,12 @@ pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error
         node: target.to_string(),
         known: lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
-    weft_topo::check::node_address(node).ok_or_else(|| Error::Other(format!("node {target} has no address to ping; give one of its interfaces an address, or ping an IP")))
+    weft_topo::check::node_address(node).ok_or_else(|| {
+        Error::invalid_help(
+            format!("node {target} has no address to ping"),
+            "give one of its interfaces an address, or ping an IP",
+        )
+    })
 }
 
 /// ICMP echo from inside a node, with weft's own sockets.
@@ -745,7 +857,7 @@ pub struct Running {
 impl Running {
     /// Check the file, build the lab, wait until it is usable.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Running, Error> {
-        let parsed = parse_file(path.as_ref()).map_err(|e| Error::Other(e.to_string()))?;
+        let parsed = parse_file(path.as_ref()).map_err(Error::File)?;
         Running::up(parsed.lab)
     }
 

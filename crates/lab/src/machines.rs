@@ -54,11 +54,35 @@ pub fn check_underlay(lab: &Lab) -> Result<(), Error> {
             .any(|e| lab.nodes.contains_key(&e.endpoint.node))
         {
             let path = machine.private_key.as_deref().ok_or_else(|| {
-                Error::Other(format!(
-                    "machine `{m}` needs private_key = \"FILE\" under [machines.{m}]: a tunnel link joins it to another machine (make the key with `weft keygen FILE`; the line it prints is the machine's public_key)"
-                ))
+                Error::Machine {
+                    machine: m.clone(),
+                    detail: format!("needs private_key = \"FILE\" under [machines.{m}]: a tunnel link joins it to another machine (make the key with `weft keygen FILE`; the line it prints is the machine's public_key)"),
+                }
             })?;
             check_key_pair(m, path, machine.public_key.as_deref().unwrap_or_default())?;
+        }
+    }
+    // A program holding the VXLAN port would make the devices fail only
+    // when set up, half-way through the build: refused before.
+    let ports: std::collections::BTreeSet<u16> = lab
+        .nodes
+        .values()
+        .flat_map(|n| n.interfaces.values())
+        .filter_map(|i| match &i.kind {
+            IfaceKind::Vxlan(o) => Some(o.port),
+            _ => None,
+        })
+        .collect();
+    for port in ports {
+        let holder = weft_sys::udp_port_holder(port)
+            .map_err(|e| Error::io("listing the UDP sockets of weft's own namespace", e))?;
+        if let Some((inode, pid)) = holder {
+            return Err(Error::Machine {
+                machine: m.clone(),
+                detail: format!(
+                    "UDP port {port}, the port of the lab's vxlan links, is held by process {pid} in this machine's network namespace (socket inode {inode}; `ss -ulpn sport = :{port}` names it): set vxlan_port = PORT at the top of the lab file to a free port, or stop that program"
+                ),
+            });
         }
     }
     let mut nl = weft_sys::netlink::Netlink::open()
@@ -75,11 +99,14 @@ pub fn check_underlay(lab: &Lab) -> Result<(), Error> {
         .filter(|a| !a.net.addr().is_loopback() && !a.link_local)
         .map(|a| a.net.addr().to_string())
         .collect();
-    Err(Error::Other(format!(
-        "this is to be machine `{m}` of lab {name}, whose underlay address is {}, but the network namespace weft runs in has no such address (it has {}); run `weft up FILE --machine {m}` on machine {m}, or correct `underlay` under [machines.{m}]",
-        machine.underlay,
-        if have.is_empty() { "none".to_string() } else { have.join(", ") }
-    )))
+    Err(Error::Machine {
+        machine: m.to_string(),
+        detail: format!(
+            "this is to be machine `{m}` of lab {name}, whose underlay address is {}, but the network namespace weft runs in has no such address (it has {}); run `weft up FILE --machine {m}` on machine {m}, or correct `underlay` under [machines.{m}]",
+            machine.underlay,
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ),
+    })
 }
 
 /// The `weft tunnel` command lines of this machine's ends of a tunnel link
@@ -107,16 +134,19 @@ pub(crate) fn tunnel_ends(
             .find(|(_, x)| x.underlay == peer.underlay)
             .map(|(n, x)| (n.clone(), x.clone()))
             .ok_or_else(|| {
-                Error::Other(format!(
+                Error::invalid(format!(
                     "tunnel {}: no machine has the underlay address {}",
                     me.endpoint, peer.underlay
                 ))
             })?;
         let key = mine.private_key.clone().ok_or_else(|| {
-            Error::Other(format!(
-                "tunnel {} <-> {}: machine `{m}` needs private_key = \"FILE\" under [machines.{m}] (its key from `weft keygen FILE`, whose public half is the machine's public_key)",
-                me.endpoint, peer.endpoint
-            ))
+            Error::Machine {
+                machine: m.to_string(),
+                detail: format!(
+                    "tunnel {} <-> {}: needs private_key = \"FILE\" under [machines.{m}] (its key from `weft keygen FILE`, whose public half is the machine's public_key)",
+                    me.endpoint, peer.endpoint
+                ),
+            }
         })?;
         check_key_pair(m, &key, mine.public_key.as_deref().unwrap_or_default())?;
         let peer_key = peer_machine.1.public_key.clone().unwrap_or_default();
@@ -151,17 +181,21 @@ pub(crate) fn tunnel_ends(
 /// completes.
 fn check_key_pair(machine: &str, path: &str, public: &str) -> Result<(), Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Other(format!(
-            "machine `{machine}`: reading its private key {path}: {e} (make one with `weft keygen {path}` and put the line it prints in public_key)"
-        ))
+        Error::Machine {
+            machine: machine.to_string(),
+            detail: format!("reading its private key {path}: {e} (make one with `weft keygen {path}` and put the line it prints in public_key)"),
+        }
     })?;
-    let k = weft_tunnel::PrivateKey::from_base64(&text)
-        .map_err(|e| Error::Other(format!("machine `{machine}`: the private key {path}: {e}")))?;
+    let k = weft_tunnel::PrivateKey::from_base64(&text).map_err(|e| Error::Machine {
+        machine: machine.to_string(),
+        detail: format!("the private key {path}: {e}"),
+    })?;
     let have = k.public_key().to_base64();
     if have != public.trim() {
-        return Err(Error::Other(format!(
-            "machine `{machine}`: the private key {path} belongs to the public key {have}, but [machines.{machine}] says public_key = \"{public}\"; this may not be machine {machine}, or the file's key is stale"
-        )));
+        return Err(Error::Machine {
+            machine: machine.to_string(),
+            detail: format!("the private key {path} belongs to the public key {have}, but [machines.{machine}] says public_key = \"{public}\"; this may not be machine {machine}, or the file's key is stale"),
+        });
     }
     Ok(())
 }
@@ -180,10 +214,10 @@ pub fn prepare(
 ) -> Result<Lab, Error> {
     let mut lab = lab.clone();
     if let Some(k) = spread {
-        weft_topo::placement::spread(&mut lab, k).map_err(Error::Other)?;
+        weft_topo::placement::spread(&mut lab, k).map_err(Error::invalid)?;
     }
     if machine.is_some() || lab.machines.len() == 1 {
-        weft_topo::machines::resolve(&mut lab, &mut lookup).map_err(Error::Other)?;
+        weft_topo::machines::resolve(&mut lab, &mut lookup).map_err(Error::invalid)?;
         let local = machine
             .and_then(|m| lab.machines.get(m))
             .map(|m| m.underlay);
@@ -193,7 +227,7 @@ pub fn prepare(
         };
         weft_topo::machines::fit_mtus(&mut lab, mtu);
     }
-    let mut lab = weft_topo::machines::select(&lab, machine).map_err(Error::Other)?;
+    let mut lab = weft_topo::machines::select(&lab, machine).map_err(Error::invalid)?;
     for m in lab.machines.values_mut() {
         if let Some(k) = &mut m.private_key {
             *k = key_dir.join(&*k).display().to_string();

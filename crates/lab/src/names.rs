@@ -109,10 +109,10 @@ pub fn sync(lab: &Lab) -> Result<(), Error> {
                 let _ = fs::remove_file(&link);
             }
             Ok(_) => {
-                return Err(Error::Other(format!(
-                    "{} exists and is not weft's; remove it, or weft cannot give the node names",
-                    link.display()
-                )))
+                return Err(Error::Missing {
+                    what: format!("{} exists and is not weft's", link.display()),
+                    help: "remove it, or weft cannot give the node names".into(),
+                })
             }
             Err(_) => {}
         }

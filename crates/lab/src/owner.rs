@@ -17,10 +17,17 @@ pub(crate) fn owner_of(netns: &str) -> Option<String> {
 /// Deleting the namespace is advised only when no weft lab owns it: the
 /// one `ip netns del` would destroy another lab's node.
 pub(crate) fn taken(node: &str, netns: &str, lab: &str) -> Error {
-    Error::Other(taken_message(node, netns, lab, owner_of(netns).as_deref()))
+    Error::NamespaceTaken {
+        lab: lab.to_string(),
+        node: node.to_string(),
+        netns: netns.to_string(),
+        owner: owner_of(netns),
+    }
 }
 
-fn taken_message(node: &str, netns: &str, lab: &str, owner: Option<&str>) -> String {
+/// What [`Error::NamespaceTaken`] says, with what to do: deleting the
+/// namespace only when no weft lab owns it.
+pub(crate) fn taken_message(node: &str, netns: &str, lab: &str, owner: Option<&str>) -> String {
     match owner {
         Some(o) if o == lab => format!(
             "node {node}: network namespace {netns} carries lab {lab}'s tag but its state does not list it (a lost state directory?); `weft down {lab}` removes it"

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use weft_datapath::control::{Reply, Request};
+use weft_datapath::control::Request;
 use weft_sys::netlink::{self, Netlink, SetLink};
 use weft_sys::netns;
 use weft_topo::impair::Impairment;
@@ -108,18 +108,24 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
         .collect();
     match found.len() {
         1 => Ok(found.into_iter().next().expect("one")),
-        0 => Err(Error::Other(format!(
-            "lab {} has no link between {a} and {b}; `weft status {}` lists the interfaces and their peers",
-            lab.name, lab.name
-        ))),
-        n => Err(Error::Other(format!(
-            "{an} and {bn} are joined by {n} links ({}); name one end as NODE:IFACE",
-            found
-                .iter()
-                .map(|(x, y)| format!("{x} — {y}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        0 => Err(Error::invalid_help(
+            format!("lab {} has no link between {a} and {b}", lab.name),
+            format!(
+                "`weft status {}` lists the interfaces and their peers",
+                lab.name
+            ),
+        )),
+        n => Err(Error::invalid_help(
+            format!(
+                "{an} and {bn} are joined by {n} links ({})",
+                found
+                    .iter()
+                    .map(|(x, y)| format!("{x} — {y}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "name one end as NODE:IFACE",
+        )),
     }
 }
 
@@ -138,10 +144,10 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
         .links()
         .map_err(|err| Error::io(format!("listing the interfaces of {ns}"), err))?;
     let index_of = |name: &str| links.iter().find(|l| l.name == name).map(|l| l.index);
-    let index = index_of(&e.iface).ok_or_else(|| {
-        Error::Other(format!(
-            "{e} does not exist any more; `weft up` rebuilds what the file says"
-        ))
+    let index = index_of(&e.iface).ok_or_else(|| Error::NoInterface {
+        node: e.node.clone(),
+        iface: e.iface.clone(),
+        known: String::new(),
     })?;
     let word = if up { "up" } else { "down" };
     nl.push(
@@ -154,15 +160,12 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
         ),
         format!("ip link set dev {} {word}", e.iface),
     );
-    nl.flush().map_err(|errs| Error::Kernel {
-        node: e.node.clone(),
-        what: format!("ip link set dev {} {word}", e.iface),
-        reason: errs
-            .iter()
-            .map(|x| std::io::Error::from_raw_os_error(x.errno).to_string())
-            .collect::<Vec<_>>()
-            .join("; "),
-        hint: None,
+    nl.flush().map_err(|errs| {
+        Error::kernel(
+            &e.node,
+            format!("ip link set dev {} {word}", e.iface),
+            errs.first().map_or(libc::EIO, |x| x.errno),
+        )
     })?;
     if up {
         // Down took the routes through the interface (and IPv6 addresses)
@@ -197,13 +200,7 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
 }
 
 fn ask(lab: &str, req: Request) -> Result<(), Error> {
-    match datapath::query(lab, &req)? {
-        Reply::Done => Ok(()),
-        Reply::Error { message } => Err(Error::Other(message)),
-        other => Err(Error::Other(format!(
-            "the switch datapath answered {other:?}"
-        ))),
-    }
+    datapath::expect_done(lab, datapath::query(lab, &req)?)
 }
 
 /// Sets one end of a link down or up: a kernel interface through
@@ -260,16 +257,17 @@ fn wait_usable(lab: &Lab, a: &Endpoint, b: &Endpoint) -> Result<(), Error> {
                 break;
             }
             if t0.elapsed() > std::time::Duration::from_secs(5) {
-                return Err(Error::Other(format!(
-                    "{e} was set up but has no carrier after 5 s; `weft status {}` shows it",
-                    lab.name
-                )));
+                return Err(Error::Timeout {
+                    what: format!("{e} getting a carrier after it was set up"),
+                    secs: 5.0,
+                    detail: format!("`weft status {}` shows it", lab.name),
+                });
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
     if is_switch(lab, a) || is_switch(lab, b) {
-        datapath::wait_ready(lab, &|_| {})?;
+        datapath::wait_ready(lab, None, &|_| {})?;
     }
     Ok(())
 }
@@ -293,6 +291,12 @@ pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, End
         o.links_down.push(pair);
     }
     save(name, &o)?;
+    crate::events::record(
+        name,
+        crate::events::Event::new(if up { "link.up" } else { "link.down" })
+            .with("a", ea.to_string())
+            .with("b", eb.to_string()),
+    );
     Ok((ea, eb))
 }
 
@@ -305,7 +309,7 @@ pub fn set_impair(
     imp: Option<Impairment>,
 ) -> Result<Endpoint, Error> {
     if let Some(i) = &imp {
-        i.check().map_err(|(_, why)| Error::Other(why))?;
+        i.check().map_err(|(_, why)| Error::invalid(why))?;
     }
     let _lock = state::lock_existing(name)?;
     let st = crate::built(name)?;
@@ -315,11 +319,10 @@ pub fn set_impair(
     } else if is_switch(&st.lab, &eb) {
         eb
     } else {
-        return Err(Error::Other(format!(
-            "{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them; \
-             weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two in the file, \
-             then impair that link"
-        )));
+        return Err(Error::invalid_help(
+            format!("{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them"),
+            "weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two in the file, then impair that link",
+        ));
     };
     ask(
         name,
@@ -338,9 +341,14 @@ pub fn set_impair(
     if file == imp {
         o.impair.remove(&end.to_string());
     } else {
-        o.impair.insert(end.to_string(), imp);
+        o.impair.insert(end.to_string(), imp.clone());
     }
     save(name, &o)?;
+    let e = match &imp {
+        Some(i) => crate::events::Event::new("impair.set").with("impair", i.summary()),
+        None => crate::events::Event::new("impair.cleared"),
+    };
+    crate::events::record(name, e.node(&end.node).port(&end.iface));
     Ok(end)
 }
 

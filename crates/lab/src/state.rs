@@ -40,10 +40,12 @@ pub fn lab_dir(name: &str) -> PathBuf {
 /// directory): a lab name, or a share's state key `LAB@MACHINE`.
 pub fn check_key(key: &str) -> Result<(), Error> {
     let (lab, machine) = weft_topo::machines::split_share_name(key);
-    weft_topo::file::check_lab_name(lab).map_err(Error::Other)?;
+    weft_topo::file::check_lab_name(lab).map_err(|e| Error::invalid(e.to_string()))?;
     if let Some(m) = machine {
-        weft_topo::file::check_lab_name(m)
-            .map_err(|e| Error::Other(format!("machine: {}", e.replace("lab name", "name"))))?;
+        weft_topo::file::check_lab_name(m).map_err(|e| Error::Machine {
+            machine: m.to_string(),
+            detail: e.to_string().replace("lab name", "name"),
+        })?;
     }
     Ok(())
 }
@@ -69,6 +71,11 @@ pub struct State {
     /// the file restores it: "node key" -> value.
     #[serde(default)]
     pub sysctl_before: BTreeMap<String, String>,
+    /// The lab was applied but not finished (not usable in time, a check
+    /// failed) and kept with `--keep-on-error`: the next `up` finishes it
+    /// even when the file did not change.
+    #[serde(default)]
+    pub unfinished: bool,
 }
 
 pub fn load(name: &str) -> Result<Option<State>, Error> {

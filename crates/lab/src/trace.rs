@@ -231,11 +231,11 @@ pub fn trace(
     let mut steps = Vec::new();
     let mut h = NsHandle::open(node, &n.netns)?;
     let oif = match iface {
-        Some(i) => Some(
-            *h.index
-                .get(i)
-                .ok_or_else(|| Error::Other(format!("node {node} has no interface {i}")))?,
-        ),
+        Some(i) => Some(*h.index.get(i).ok_or_else(|| Error::NoInterface {
+            node: node.to_string(),
+            iface: i.to_string(),
+            known: String::new(),
+        })?),
         None => None,
     };
     // 1. The route.

@@ -43,7 +43,7 @@ pub struct TunnelStatus {
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::Other(format!("{what}: {e}"))
+    move |e| Error::io(what, e)
 }
 
 /// The program to start: the running `weft`, or `WEFT_EXE` (for programs
@@ -54,10 +54,9 @@ fn exe() -> Result<String, Error> {
     }
     std::env::current_exe()
         .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| {
-            Error::Other(format!(
-                "finding the weft program to start tunnels with: {e} (set WEFT_EXE)"
-            ))
+        .map_err(|e| Error::Missing {
+            what: format!("finding the weft program to start tunnels with: {e}"),
+            help: "set WEFT_EXE to the weft binary".into(),
         })
 }
 
@@ -244,6 +243,61 @@ pub fn reconcile(lab: &Lab) -> Result<Vec<String>, Error> {
         notes.push(format!("+ tunnel {st} (pid {pid})"));
     }
     Ok(notes)
+}
+
+/// How long `weft up` waits for tunnel handshakes: one takes
+/// milliseconds, and a first initiation lost to a peer still starting is
+/// retried after 5 s.
+pub const SESSION_WAIT: Duration = Duration::from_secs(8);
+
+/// Wait until every tunnel link with both ends in this lab has a session
+/// (its handshake done, so the first packet after `weft up` passes), at
+/// most `within`. Returns a warning per end still without one, with what
+/// its process last said (a wrong key, no answer). Ends towards another
+/// machine are not waited for: that machine may not be built yet.
+pub fn wait_sessions(lab: &Lab, within: Duration) -> Vec<String> {
+    let d = dir(&lab.name);
+    let ends: Vec<(&Endpoint, &Endpoint)> = lab
+        .tunnels
+        .iter()
+        .filter(|t| !t.across)
+        .flat_map(|t| {
+            [
+                (&t.ends[0].endpoint, &t.ends[1].endpoint),
+                (&t.ends[1].endpoint, &t.ends[0].endpoint),
+            ]
+        })
+        .filter(|(me, _)| lab.nodes.contains_key(&me.node))
+        .collect();
+    let state = |me: &Endpoint| -> serde_json::Value {
+        std::fs::read(d.join(format!("{}.json", stem(me))))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let t0 = std::time::Instant::now();
+    let mut waiting = ends.clone();
+    while !waiting.is_empty() && t0.elapsed() < within {
+        waiting.retain(|(me, _)| state(me)["up"] != true);
+        if !waiting.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    waiting
+        .into_iter()
+        .map(|(me, peer)| {
+            let why = state(me)["warning"]
+                .as_str()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            format!(
+                "tunnel {me} <-> {peer} has no session after {:.0} s, so it carries no traffic yet{why}; `weft status {}` shows when it comes up, its log is {}",
+                within.as_secs_f64(),
+                lab.name,
+                d.join(format!("{}.log", stem(me))).display()
+            )
+        })
+        .collect()
 }
 
 /// Stop every tunnel process of the lab (by recorded PID). Never fails:

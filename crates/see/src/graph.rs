@@ -16,8 +16,11 @@ pub struct Live {
     /// Operational state: up, down, lowerlayerdown, unknown; `missing`
     /// when the interface is not there.
     pub state: String,
-    /// STP state of a bridge port.
+    /// STP state of a bridge or switch port.
     pub port_state: Option<String>,
+    /// STP role of a weft switch port: root, designated, alternate,
+    /// backup, disabled (kernel bridges do not report one).
+    pub role: Option<String>,
     /// Addresses as the kernel has them.
     pub addresses: Vec<String>,
 }
@@ -56,6 +59,14 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
             }
             if let Some(p) = n.switch.as_ref().and_then(|s| s.ports.get(&i.name)) {
                 notes.extend(switch_port_notes(n.switch.as_ref().unwrap(), &i.name, p));
+                if let Some(l) = l {
+                    match (&l.role, &l.port_state) {
+                        (Some(r), Some(s)) if r == s => notes.push(format!("stp {r}")),
+                        (Some(r), Some(s)) => notes.push(format!("stp {r} {s}")),
+                        (None, Some(s)) => notes.push(format!("stp {s}")),
+                        _ => {}
+                    }
+                }
             }
             let addrs = match l {
                 Some(l) => l.addresses.clone(),
@@ -141,6 +152,54 @@ fn cables(lab: &Lab) -> Vec<(Endpoint, Endpoint)> {
     v
 }
 
+/// How a cable of a live lab carries frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CableState {
+    /// Both ends up and forwarding (or nothing known: a file).
+    Up,
+    /// An end is not up: taken down with `weft link`, no carrier, missing.
+    Down,
+    /// Both ends up, but the spanning tree blocks the port at this end.
+    Blocked(Endpoint),
+}
+
+/// A port the spanning tree keeps from forwarding (an alternate or backup
+/// port, or one still listening).
+fn blocking(l: &Live) -> bool {
+    matches!(
+        l.port_state.as_deref(),
+        Some("blocking" | "discarding" | "listening")
+    )
+}
+
+fn cable_state(a: &Endpoint, b: &Endpoint, live: &LiveMap) -> CableState {
+    let (la, lb) = (live.get(a), live.get(b));
+    let up = |l: Option<&Live>| l.is_none_or(|l| l.state == "up");
+    if !up(la) || !up(lb) {
+        return CableState::Down;
+    }
+    match (la.filter(|l| blocking(l)), lb.filter(|l| blocking(l))) {
+        (Some(_), _) => CableState::Blocked(a.clone()),
+        (_, Some(_)) => CableState::Blocked(b.clone()),
+        _ => CableState::Up,
+    }
+}
+
+fn port_words(l: Option<&Live>) -> String {
+    match l {
+        Some(Live {
+            role: Some(r),
+            port_state: Some(s),
+            ..
+        }) => format!("{r}, {s}"),
+        Some(Live {
+            port_state: Some(s),
+            ..
+        }) => s.clone(),
+        _ => "blocked".into(),
+    }
+}
+
 /// A box per node with its devices, then the cables between them.
 pub fn text(lab: &Lab, live: &LiveMap) -> String {
     let mut out = format!("lab {}\n\n", lab.name);
@@ -188,11 +247,22 @@ pub fn text(lab: &Lab, live: &LiveMap) -> String {
             .unwrap_or(0);
         for (a, b) in &cs {
             let state = |e: &Endpoint| live.get(e).map(|l| l.state.as_str());
-            let mid = match (state(a), state(b)) {
-                (Some("up"), Some("up")) | (None, None) => "<=========>".to_string(),
-                (sa, sb) => format!("<-- {} / {} -->", sa.unwrap_or("?"), sb.unwrap_or("?")),
+            let (mid, tail) = match cable_state(a, b, live) {
+                CableState::Up => ("<=========>".to_string(), String::new()),
+                CableState::Blocked(e) => (
+                    "<==||=====>".to_string(),
+                    format!("  (blocked at {e}: {})", port_words(live.get(&e))),
+                ),
+                CableState::Down => (
+                    format!(
+                        "<-- {} / {} -->",
+                        state(a).unwrap_or("?"),
+                        state(b).unwrap_or("?")
+                    ),
+                    String::new(),
+                ),
             };
-            let _ = writeln!(out, "  {:<width$} {mid} {b}", a.to_string());
+            let _ = writeln!(out, "  {:<width$} {mid} {b}{tail}", a.to_string());
         }
     }
     if !lab.tunnels.is_empty() {
@@ -305,7 +375,15 @@ pub fn dot(lab: &Lab, live: &LiveMap) -> String {
         o.push_str("  }\n");
     }
     for (a, b) in cables(lab) {
-        let _ = writeln!(o, "  \"{a}\" -- \"{b}\" [penwidth=2];");
+        let attrs = match cable_state(&a, &b, live) {
+            CableState::Up => "penwidth=2".to_string(),
+            CableState::Down => "penwidth=2, color=red, style=dashed, label=\"down\"".to_string(),
+            CableState::Blocked(e) => format!(
+                "penwidth=2, color=orange, style=dashed, label=\"blocked at {}\"",
+                esc(&e.to_string())
+            ),
+        };
+        let _ = writeln!(o, "  \"{a}\" -- \"{b}\" [{attrs}];");
     }
     for t in &lab.tunnels {
         let [a, b] = &t.ends;
@@ -340,52 +418,166 @@ pub fn dot(lab: &Lab, live: &LiveMap) -> String {
     o
 }
 
-/// SVG: namespaces as boxes in a row, devices stacked inside, veth pairs
-/// as lines between devices, bridge ports as dashed lines to the bridge.
+/// Labs with more nodes than this are drawn in a grid, not in one row.
+const ROW_MAX: usize = 16;
+
+/// Where each node goes: (x, y) of its box's top left, in drawing order.
+/// Up to [`ROW_MAX`] nodes stand in one row in name order. Larger labs
+/// (a 500-host lab in one row was 150,260 px wide) are packed into rows
+/// of a near-square drawing: bridges and switches first, then the hosts
+/// grouped by the node their first cable leads to, so that each switch's
+/// hosts sit together.
+fn layout(lab: &Lab, sizes: &BTreeMap<String, (i32, i32)>, gap: i32) -> Vec<(String, i32, i32)> {
+    let names: Vec<&String> = lab.nodes.keys().collect();
+    if names.len() <= ROW_MAX {
+        let mut x = 20;
+        return names
+            .iter()
+            .map(|n| {
+                let at = ((*n).clone(), x, 30);
+                x += sizes[n.as_str()].0 + gap;
+                at
+            })
+            .collect();
+    }
+    let is_l2 = |n: &str| matches!(lab.nodes[n].kind, NodeKind::Bridge | NodeKind::Switch);
+    let mut first_peer: BTreeMap<&str, String> = BTreeMap::new();
+    for (a, b) in cables(lab) {
+        first_peer
+            .entry(lab.nodes[&a.node].name.as_str())
+            .or_insert(b.node.clone());
+        first_peer
+            .entry(lab.nodes[&b.node].name.as_str())
+            .or_insert(a.node.clone());
+    }
+    let l2: Vec<&String> = names.iter().copied().filter(|n| is_l2(n)).collect();
+    let mut hosts: Vec<&String> = names.iter().copied().filter(|n| !is_l2(n)).collect();
+    hosts.sort_by_key(|n| {
+        (
+            first_peer.get(n.as_str()).cloned().unwrap_or_default(),
+            natural(n),
+        )
+    });
+    let col_w = sizes.values().map(|s| s.0).min().unwrap_or(0) + gap;
+    let cols = ((names.len() as f64).sqrt() * 0.8).ceil().max(4.0) as i32;
+    let max_w = cols * col_w;
+    let mut out = Vec::new();
+    let mut y = 30;
+    for group in [l2, hosts] {
+        let (mut x, mut row_h) = (20, 0);
+        for n in group {
+            let (w, h) = sizes[n.as_str()];
+            if x > 20 && x + w > max_w {
+                y += row_h + 40;
+                (x, row_h) = (20, 0);
+            }
+            out.push((n.clone(), x, y));
+            x += w + gap;
+            row_h = row_h.max(h);
+        }
+        if row_h > 0 {
+            y += row_h + 40;
+        }
+    }
+    out
+}
+
+/// A name as (text, number) pieces, so that h2 sorts before h10.
+fn natural(s: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let t = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let d = rest[t..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(rest.len(), |e| t + e);
+        let num = rest[t..d].parse().unwrap_or(u64::MAX);
+        out.push((rest[..t].to_string(), num));
+        rest = &rest[d..];
+    }
+    out
+}
+
+/// SVG: namespaces as boxes (in a row, or a grid for large labs), devices
+/// stacked inside, veth pairs as lines between devices (dashed red when
+/// down, dashed orange with a dot at the blocked end when the spanning
+/// tree blocks them), bridge ports as dashed lines to the bridge. Nodes
+/// and cables carry `data-` attributes so a page can make them clickable.
 pub fn svg(lab: &Lab, live: &LiveMap) -> String {
     const DW: i32 = 200; // device box width
     const DH: i32 = 22; // per text line
     const GAP: i32 = 80;
-    let mut pos: BTreeMap<Endpoint, (i32, i32, i32)> = BTreeMap::new(); // x, y, height
-    let mut body = String::new();
-    let mut x = 20;
-    let mut max_h = 0;
+    let many = lab.nodes.len() > ROW_MAX;
+    let dev_h =
+        |d: &Dev| (1 + d.addrs.len() + d.notes.len() + d.state.is_some() as usize) as i32 * 14 + 10;
+    // Per node: devices, columns of devices, row heights, box size. A
+    // switch with hundreds of ports in a large lab puts them in columns.
+    type Drawn = (Vec<Dev>, usize, Vec<i32>, (i32, i32));
+    let mut drawn: BTreeMap<String, Drawn> = BTreeMap::new();
     for name in lab.nodes.keys() {
         let ds = devs(lab, name, live);
-        let mut y = 60;
+        let ncols = if many && ds.len() > 8 {
+            (ds.len() as f64).sqrt().ceil() as usize
+        } else {
+            1
+        };
+        let rows: Vec<i32> = ds
+            .chunks(ncols)
+            .map(|r| r.iter().map(dev_h).max().unwrap_or(0))
+            .collect();
+        let inner: i32 = rows.iter().map(|h| h + 10).sum();
+        let w = ncols as i32 * (DW + 10) + 10;
+        drawn.insert(
+            name.clone(),
+            (ds, ncols, rows, (w, (inner + 30).max(DH * 2))),
+        );
+    }
+    let sizes = drawn.iter().map(|(n, d)| (n.clone(), d.3)).collect();
+    let places = layout(lab, &sizes, GAP);
+    let mut pos: BTreeMap<Endpoint, (i32, i32, i32)> = BTreeMap::new(); // x, y, height
+    let mut body = String::new();
+    let (mut max_x, mut max_y) = (0, 0);
+    for (name, x, top) in &places {
+        let (x, top) = (*x, *top);
+        let (ds, ncols, rows, (w, h)) = &drawn[name];
         let mut inner = String::new();
-        for d in &ds {
-            let lines = 1 + d.addrs.len() + d.notes.len() + d.state.is_some() as usize;
-            let h = lines as i32 * 14 + 10;
-            let stroke = match d.state.as_deref() {
-                Some("up") | None => "#333",
-                _ => "#c00",
-            };
-            let _ = writeln!(
-                inner,
-                "<rect x=\"{}\" y=\"{y}\" width=\"{DW}\" height=\"{h}\" rx=\"4\" fill=\"#fff\" stroke=\"{stroke}\"/>",
-                x + 10
-            );
-            let mut ty = y + 16;
-            let mut texts = vec![format!("{} ({})", d.name, d.kind)];
-            texts.extend(d.state.iter().cloned());
-            texts.extend(d.addrs.iter().cloned());
-            texts.extend(d.notes.iter().cloned());
-            for (k, t) in texts.iter().enumerate() {
-                let weight = if k == 0 { " font-weight=\"bold\"" } else { "" };
+        let mut row_y = top + 30;
+        for (r, row) in ds.chunks(*ncols).enumerate() {
+            for (c, d) in row.iter().enumerate() {
+                let (dx, y) = (x + 10 + c as i32 * (DW + 10), row_y);
+                let h = dev_h(d);
+                let stroke = match d.state.as_deref() {
+                    Some("up") | None => "#333",
+                    _ => "#c00",
+                };
                 let _ = writeln!(
                     inner,
-                    "<text x=\"{}\" y=\"{ty}\"{weight}>{}</text>",
-                    x + 16,
-                    esc(t)
+                    "<rect x=\"{dx}\" y=\"{y}\" width=\"{DW}\" height=\"{h}\" rx=\"4\" fill=\"#fff\" stroke=\"{stroke}\"/>"
                 );
-                ty += 14;
+                let mut ty = y + 16;
+                let mut texts = vec![format!("{} ({})", d.name, d.kind)];
+                texts.extend(d.state.iter().cloned());
+                texts.extend(d.addrs.iter().cloned());
+                texts.extend(d.notes.iter().cloned());
+                for (k, t) in texts.iter().enumerate() {
+                    let weight = if k == 0 { " font-weight=\"bold\"" } else { "" };
+                    let _ = writeln!(
+                        inner,
+                        "<text x=\"{}\" y=\"{ty}\"{weight}>{}</text>",
+                        dx + 6,
+                        esc(t)
+                    );
+                    ty += 14;
+                }
+                pos.insert(Endpoint::new(name, &d.name), (dx, y, h));
             }
-            pos.insert(Endpoint::new(name, &d.name), (x + 10, y, h));
-            y += h + 10;
+            row_y += rows[r] + 10;
         }
-        let h = (y - 30).max(DH * 2);
-        max_h = max_h.max(h + 40);
+        let (w, h) = (*w, *h);
+        max_x = max_x.max(x + w);
+        max_y = max_y.max(top + h + 10);
         let fill = if matches!(lab.nodes[name].kind, NodeKind::Bridge | NodeKind::Switch) {
             "#eef3ff"
         } else {
@@ -393,33 +585,85 @@ pub fn svg(lab: &Lab, live: &LiveMap) -> String {
         };
         let _ = writeln!(
             body,
-            "<rect x=\"{x}\" y=\"30\" width=\"{}\" height=\"{h}\" rx=\"8\" fill=\"{fill}\" stroke=\"#666\"/>\n<text x=\"{}\" y=\"48\" font-weight=\"bold\">{}</text>",
-            DW + 20,
+            "<g class=\"node\" data-node=\"{}\">\n<rect x=\"{x}\" y=\"{top}\" width=\"{w}\" height=\"{h}\" rx=\"8\" fill=\"{fill}\" stroke=\"#666\"/>\n<text x=\"{}\" y=\"{}\" font-weight=\"bold\">{}</text>",
+            esc(name),
             x + 8,
+            top + 18,
             esc(&node_title(lab, name))
         );
         body.push_str(&inner);
-        x += DW + 20 + GAP;
+        body.push_str("</g>\n");
     }
     let mid = |p: &(i32, i32, i32)| (p.0, p.1 + p.2 / 2);
     for (a, b) in cables(lab) {
         if let (Some(pa), Some(pb)) = (pos.get(&a), pos.get(&b)) {
             let ((ax, ay), (bx, by)) = (mid(pa), mid(pb));
-            // Leave each box on the side facing the other.
-            let (ax, bx) = if ax < bx {
-                (ax + DW, bx)
+            // Leave each box on the side facing the other; in a grid,
+            // between rows, by the top or bottom edge.
+            let ((ax, ay), (bx, by)) = if many && (ay - by).abs() > pa.2.max(pb.2) {
+                let (top, bottom) = if ay < by { (pa, pb) } else { (pb, pa) };
+                let (t, b) = (
+                    (top.0 + DW / 2, top.1 + top.2),
+                    (bottom.0 + DW / 2, bottom.1),
+                );
+                if ay < by {
+                    (t, b)
+                } else {
+                    (b, t)
+                }
+            } else if ax < bx {
+                ((ax + DW, ay), (bx, by))
             } else if ax > bx {
-                (ax, bx + DW)
+                ((ax, ay), (bx + DW, by))
             } else {
-                (ax + DW, bx + DW)
+                ((ax + DW, ay), (bx + DW, by))
+            };
+            let state = cable_state(&a, &b, live);
+            let (style, note) = match &state {
+                CableState::Up if many => (
+                    "stroke=\"#000\" stroke-width=\"1\" stroke-opacity=\"0.5\"".to_string(),
+                    String::new(),
+                ),
+                CableState::Up => (
+                    "stroke=\"#000\" stroke-width=\"2\"".to_string(),
+                    String::new(),
+                ),
+                CableState::Down => (
+                    "stroke=\"#c00\" stroke-width=\"2\" stroke-dasharray=\"6 4\"".to_string(),
+                    " (down)".to_string(),
+                ),
+                CableState::Blocked(e) => (
+                    "stroke=\"#e80\" stroke-width=\"2\" stroke-dasharray=\"2 3\"".to_string(),
+                    format!(" (blocked at {e}: {})", port_words(live.get(e))),
+                ),
+            };
+            let state_word = match &state {
+                CableState::Up => "up",
+                CableState::Down => "down",
+                CableState::Blocked(_) => "blocked",
             };
             let _ = writeln!(
                 body,
-                "<line x1=\"{ax}\" y1=\"{ay}\" x2=\"{bx}\" y2=\"{by}\" stroke=\"#000\" stroke-width=\"2\"><title>{a} -- {b}</title></line>"
+                "<line class=\"cable\" data-a=\"{}\" data-b=\"{}\" data-state=\"{state_word}\" x1=\"{ax}\" y1=\"{ay}\" x2=\"{bx}\" y2=\"{by}\" {style}><title>{} -- {}{}</title></line>",
+                esc(&a.to_string()),
+                esc(&b.to_string()),
+                esc(&a.to_string()),
+                esc(&b.to_string()),
+                esc(&note)
             );
+            if let CableState::Blocked(e) = &state {
+                let (cx, cy) = if *e == a { (ax, ay) } else { (bx, by) };
+                let _ = writeln!(
+                    body,
+                    "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"5\" fill=\"#e80\"><title>{} blocked</title></circle>",
+                    esc(&e.to_string())
+                );
+            }
         }
     }
-    for n in lab.nodes.values() {
+    // In a grid the ports' notes say which bridge they belong to; lines
+    // from hundreds of ports to one bridge device would only hide them.
+    for n in lab.nodes.values().filter(|_| !many) {
         for i in n.interfaces.values() {
             if let Some(m) = &i.master {
                 let (p, q) = (
@@ -442,7 +686,7 @@ pub fn svg(lab: &Lab, live: &LiveMap) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"Helvetica, sans-serif\" font-size=\"11\">\n<text x=\"20\" y=\"20\" font-size=\"14\" font-weight=\"bold\">lab {}</text>\n{body}</svg>\n",
         esc(&lab.name),
-        w = x - GAP + 20,
-        h = max_h + 40
+        w = max_x + 20,
+        h = max_y + 40
     )
 }

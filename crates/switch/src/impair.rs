@@ -1,5 +1,6 @@
 //! Link impairment (what netem does, which this kernel lacks): delay,
-//! jitter, loss, duplication, reordering and a rate limit, with every
+//! jitter, loss (independent or in bursts, Gilbert-Elliott), corruption,
+//! duplication, reordering and a rate limit with a queue, with every
 //! random choice drawn from a seeded PRNG so that a run replays exactly.
 //!
 //! Pure like the rest of the core: items (frames, or anything the caller
@@ -22,7 +23,7 @@
 //! ```
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use core::time::Duration;
 use rand_core::{Rng, SeedableRng};
@@ -42,6 +43,33 @@ pub const DEFAULT_LIMIT_BYTES: usize = 16 << 20;
 /// bottleneck) rather than an ever longer queue.
 pub const DEFAULT_MAX_BACKLOG: Duration = Duration::from_millis(500);
 
+/// Burst loss, the Gilbert-Elliott model netem calls `loss gemodel`: a
+/// link is in a good or a bad state; before each frame it moves from good
+/// to bad with `enter_ppm` and back with `exit_ppm`, and then loses the
+/// frame with the state's own probability. Mean burst (bad period)
+/// length is 1 / exit frames; the share of time in bad is
+/// enter / (enter + exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GilbertElliott {
+    pub enter_ppm: u32,
+    pub exit_ppm: u32,
+    pub bad_loss_ppm: u32,
+    pub good_loss_ppm: u32,
+}
+
+impl GilbertElliott {
+    /// The long-run share of frames lost, in ppm.
+    pub fn mean_loss_ppm(&self) -> u32 {
+        let (e, x) = (f64::from(self.enter_ppm), f64::from(self.exit_ppm));
+        if e + x == 0.0 {
+            return self.good_loss_ppm;
+        }
+        let bad = e / (e + x);
+        (bad * f64::from(self.bad_loss_ppm) + (1.0 - bad) * f64::from(self.good_loss_ppm)).round()
+            as u32
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImpairConfig {
     pub delay: Duration,
@@ -49,11 +77,20 @@ pub struct ImpairConfig {
     /// may then overtake each other, as with netem.
     pub jitter: Duration,
     pub loss_ppm: u32,
+    /// Burst loss, drawn after (and as well as) `loss_ppm`.
+    pub burst: Option<GilbertElliott>,
+    /// Share of frames with one bit flipped (past the first
+    /// `CORRUPT_SKIP` bytes, see [`Impair::push_with`]).
+    pub corrupt_ppm: u32,
     pub duplicate_ppm: u32,
     /// Share of frames sent without the delay, ahead of those waiting.
     pub reorder_ppm: u32,
     /// Bits per second; 0 is unlimited.
     pub rate_bps: u64,
+    /// With a rate: frames waiting for the link at most (a bottleneck's
+    /// buffer, tbf's `limit` in frames); 0 bounds the wait by
+    /// `max_backlog` instead.
+    pub queue: usize,
     pub seed: u64,
     pub limit: usize,
     pub limit_bytes: usize,
@@ -66,9 +103,12 @@ impl Default for ImpairConfig {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             loss_ppm: 0,
+            burst: None,
+            corrupt_ppm: 0,
             duplicate_ppm: 0,
             reorder_ppm: 0,
             rate_bps: 0,
+            queue: 0,
             seed: 0,
             limit: DEFAULT_LIMIT,
             limit_bytes: DEFAULT_LIMIT_BYTES,
@@ -92,6 +132,9 @@ pub enum Fate {
 pub struct ImpairCounters {
     pub offered: u64,
     pub lost: u64,
+    /// Of `lost`, lost by the burst model.
+    pub burst_lost: u64,
+    pub corrupted: u64,
     pub queue_full: u64,
     pub duplicated: u64,
     pub reordered: u64,
@@ -135,8 +178,18 @@ pub struct Impair<T> {
     bytes: usize,
     /// When the rate-limited link finishes sending what it was given.
     link_free: Instant,
+    /// When each frame waiting for the rate-limited link has been sent
+    /// (for `queue`); oldest first.
+    on_link: VecDeque<Instant>,
+    /// Gilbert-Elliott state: in the bad state.
+    bad: bool,
     counters: ImpairCounters,
 }
+
+/// Bytes a corruption never touches: the Ethernet header, so that the
+/// damaged frame still reaches its destination and fails there (a
+/// checksum), as a bit error on the wire past the preamble would.
+pub const CORRUPT_SKIP: usize = 14;
 
 impl<T: Clone> Impair<T> {
     pub fn new(cfg: ImpairConfig) -> Self {
@@ -147,6 +200,8 @@ impl<T: Clone> Impair<T> {
             seq: 0,
             bytes: 0,
             link_free: Instant::ZERO,
+            on_link: VecDeque::new(),
+            bad: false,
             counters: ImpairCounters::default(),
         }
     }
@@ -160,7 +215,24 @@ impl<T: Clone> Impair<T> {
     /// held keep their release times.
     pub fn reconfigure(&mut self, cfg: ImpairConfig) {
         self.rng = XorShiftRng::seed_from_u64(cfg.seed);
+        self.bad = false;
         self.cfg = cfg;
+    }
+
+    /// One step of the burst model: move state, then draw the loss.
+    fn burst_loss(&mut self) -> bool {
+        let Some(ge) = self.cfg.burst else {
+            return false;
+        };
+        let flip = if self.bad { ge.exit_ppm } else { ge.enter_ppm };
+        if self.chance(flip) {
+            self.bad = !self.bad;
+        }
+        self.chance(if self.bad {
+            ge.bad_loss_ppm
+        } else {
+            ge.good_loss_ppm
+        })
     }
 
     fn chance(&mut self, ppm: u32) -> bool {
@@ -187,10 +259,36 @@ impl<T: Clone> Impair<T> {
 
     /// Takes one item of `len` bytes arriving at `now`.
     pub fn push(&mut self, item: T, len: usize, now: Instant) -> Fate {
+        self.push_with(item, len, now, |_, _| {})
+    }
+
+    /// [`Impair::push`] for items that can be corrupted: when corruption
+    /// strikes, `flip(item, bit)` is to flip bit `bit` (counted from the
+    /// first byte's most significant bit) of the item's bytes; `bit` is
+    /// never in the first [`CORRUPT_SKIP`] bytes. A duplicate is a copy of
+    /// the corrupted item, as netem's is.
+    pub fn push_with(
+        &mut self,
+        mut item: T,
+        len: usize,
+        now: Instant,
+        flip: impl FnOnce(&mut T, usize),
+    ) -> Fate {
         self.counters.offered += 1;
         if self.chance(self.cfg.loss_ppm) {
             self.counters.lost += 1;
             return Fate::Lost;
+        }
+        if self.burst_loss() {
+            self.counters.lost += 1;
+            self.counters.burst_lost += 1;
+            return Fate::Lost;
+        }
+        if self.chance(self.cfg.corrupt_ppm) && len > CORRUPT_SKIP {
+            let bits = (len - CORRUPT_SKIP) as u64 * 8;
+            let bit = CORRUPT_SKIP * 8 + (self.rng.next_u64() % bits) as usize;
+            flip(&mut item, bit);
+            self.counters.corrupted += 1;
         }
         let dup = self.chance(self.cfg.duplicate_ppm);
         let copies = 1 + u8::from(dup);
@@ -203,12 +301,27 @@ impl<T: Clone> Impair<T> {
         let mut sent = now;
         if self.cfg.rate_bps > 0 {
             let start = self.link_free.max(now);
-            if start.saturating_duration_since(now) > self.cfg.max_backlog {
+            while self.on_link.front().is_some_and(|t| *t <= now) {
+                self.on_link.pop_front();
+            }
+            let full = if self.cfg.queue > 0 {
+                // The frame being sent is not waiting.
+                self.on_link.len() > self.cfg.queue
+            } else {
+                start.saturating_duration_since(now) > self.cfg.max_backlog
+            };
+            if full {
                 self.counters.queue_full += 1;
                 return Fate::QueueFull;
             }
             self.link_free = start + self.wire_time(len) * u32::from(copies);
             sent = start + self.wire_time(len);
+            if self.cfg.queue > 0 {
+                self.on_link.push_back(sent);
+                if dup {
+                    self.on_link.push_back(self.link_free);
+                }
+            }
         }
         let reorder = self.chance(self.cfg.reorder_ppm);
         let at = if reorder {
@@ -518,6 +631,119 @@ mod tests {
         assert!(c.queue_full > 0);
         let worst = out.iter().map(|(_, a, r)| *r - *a).max().unwrap();
         assert!(worst <= DEFAULT_MAX_BACKLOG + ms(13), "{worst:?}");
+    }
+
+    #[test]
+    fn burst_loss_comes_in_bursts_of_the_models_mean_length() {
+        let ge = GilbertElliott {
+            enter_ppm: 10_000,
+            exit_ppm: 250_000,
+            bad_loss_ppm: 1_000_000,
+            good_loss_ppm: 0,
+        };
+        assert_eq!(ge.mean_loss_ppm(), 38_462);
+        let cfg = ImpairConfig {
+            burst: Some(ge),
+            seed: 11,
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        let mut q: Impair<u64> = Impair::new(cfg.clone());
+        let n = 200_000u64;
+        let lost: Vec<bool> = (0..n)
+            .map(|i| q.push(i, 100, Instant::from_secs(1)) == Fate::Lost)
+            .collect();
+        let k = lost.iter().filter(|l| **l).count() as u64;
+        assert_eq!(q.counters().burst_lost, k);
+        // Mean loss: 3.85 %, within 10 % of it (bursts make the variance
+        // larger than a binomial's).
+        let share = k as f64 / n as f64;
+        assert!((share - 0.03846).abs() < 0.0039, "{share}");
+        // Runs of losses: mean length 1 / exit = 4 frames.
+        let mut runs = Vec::new();
+        let mut cur = 0;
+        for l in &lost {
+            if *l {
+                cur += 1;
+            } else if cur > 0 {
+                runs.push(cur);
+                cur = 0;
+            }
+        }
+        let mean = runs.iter().sum::<u64>() as f64 / runs.len() as f64;
+        assert!((3.6..4.4).contains(&mean), "mean burst {mean}");
+        // Independent loss is never counted as burst loss.
+        let (_, c) = run(
+            ImpairConfig {
+                loss_ppm: 38_462,
+                seed: 11,
+                ..Default::default()
+            },
+            1000,
+            100,
+            ms(1),
+        );
+        assert_eq!(c.burst_lost, 0);
+        // The same seed replays the same bursts.
+        let mut again: Impair<u64> = Impair::new(cfg);
+        let lost2: Vec<bool> = (0..n)
+            .map(|i| again.push(i, 100, Instant::from_secs(1)) == Fate::Lost)
+            .collect();
+        assert_eq!(lost, lost2);
+    }
+
+    #[test]
+    fn corruption_flips_one_bit_past_the_ethernet_header() {
+        let cfg = ImpairConfig {
+            corrupt_ppm: 100_000,
+            seed: 4,
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        let mut q: Impair<Vec<u8>> = Impair::new(cfg);
+        let n = 20_000;
+        for _ in 0..n {
+            q.push_with(vec![0u8; 64], 64, Instant::ZERO, |f, bit| {
+                f[bit / 8] ^= 0x80 >> (bit % 8)
+            });
+        }
+        let c = *q.counters();
+        within(c.corrupted, n, 100_000);
+        let frames = q.drain();
+        let damaged: Vec<&Vec<u8>> = frames
+            .iter()
+            .filter(|f| f.iter().any(|b| *b != 0))
+            .collect();
+        assert_eq!(damaged.len() as u64, c.corrupted);
+        for f in &damaged {
+            assert!(f[..CORRUPT_SKIP].iter().all(|b| *b == 0));
+            assert_eq!(f.iter().map(|b| b.count_ones()).sum::<u32>(), 1);
+        }
+        // Bits all over the payload, not one place.
+        let first = |f: &Vec<u8>| f.iter().position(|b| *b != 0).unwrap();
+        let spots: std::collections::BTreeSet<usize> = damaged.iter().map(|f| first(f)).collect();
+        assert_eq!(spots.len(), 64 - CORRUPT_SKIP);
+    }
+
+    #[test]
+    fn a_rate_with_a_queue_holds_at_most_that_many_frames() {
+        // 1500-byte frames at 1 Mbit/s take 12 ms each; offered every 1 ms,
+        // a queue of 10 fills and then drops.
+        let cfg = ImpairConfig {
+            rate_bps: 1_000_000,
+            queue: 10,
+            ..Default::default()
+        };
+        let (out, c) = run(cfg, 1000, 1500, ms(1));
+        assert!(c.queue_full > 800, "{c:?}");
+        // The longest wait: the frame being sent plus ten queued.
+        let worst = out.iter().map(|(_, a, r)| *r - *a).max().unwrap();
+        assert!(worst <= ms(12 * 11 + 1), "{worst:?}");
+        assert!(worst >= ms(12 * 10), "{worst:?}");
+        // The link stays busy: the rate is held.
+        let secs = (out.last().unwrap().2 - out.first().unwrap().2).as_secs_f64();
+        let rate = (out.len() - 1) as f64 * 12_000.0 / secs;
+        assert!((rate - 1e6).abs() < 1e4, "{rate}");
     }
 
     #[test]

@@ -122,6 +122,11 @@ pub struct BridgeStatus {
     pub root_port: Option<usize>,
     pub topology_changes: u64,
     pub last_topology_change: Option<Instant>,
+    /// The timers in force: the root's, learned from its BPDUs (this
+    /// bridge's own when it is the root). Ports wait for these, not for
+    /// the bridge's configured ones.
+    pub forward_delay: Duration,
+    pub max_age: Duration,
 }
 
 /// Per-port spanning tree status (`bridge -d link show`).
@@ -283,6 +288,8 @@ impl Stp {
             root_port: self.root_port,
             topology_changes: self.tc_count,
             last_topology_change: self.last_tc,
+            forward_delay: self.root_times.forward_delay.to_duration(),
+            max_age: self.root_times.max_age.to_duration(),
         }
     }
 

@@ -160,12 +160,20 @@ fn topology_change_flushes_fdb() {
         assert_eq!(s.fdb().len(), 3);
     }
     let flushed_before = sim.switches[2].fdb_counters().flushed;
-    let tc_before = sim.switches[2].stp_status().topology_changes;
+    let tc_before: Vec<_> = sim
+        .switches
+        .iter()
+        .map(|s| s.stp_status().topology_changes)
+        .collect();
     sim.set_link(links[0], false);
     sim.run_for(Duration::from_millis(500));
     // Switch 2 flushed what it had learned through the changed tree.
     assert!(sim.switches[2].fdb_counters().flushed > flushed_before);
-    assert!(sim.switches[1].stp_status().topology_changes > 0 || tc_before > 0);
+    // The switches beside the failed link each saw a new topology change.
+    for i in [1, 2] {
+        let tc = sim.switches[i].stp_status().topology_changes;
+        assert!(tc > tc_before[i], "switch {i}: {tc} <= {}", tc_before[i]);
+    }
     // Switch 1 lost what it learned through the old root port.
     assert!(sim.switches[1].fdb().lookup(1, sim.hosts[0].mac).is_none());
     // Relearn, then unicast from host 0 to host 1 arrives once on the new path.
@@ -194,6 +202,35 @@ fn bridge_priority_picks_root() {
     assert!(sim.one_root());
     assert_eq!(sim.switches[0].stp_status().root_id.priority, 0x1000);
     assert!(sim.is_spanning_tree());
+}
+
+/// A bridge waits with the root's timers, as 802.1D says: the status
+/// reports those, so `weft up` can wait as long as the ports will.
+#[test]
+fn status_reports_the_roots_timers() {
+    let mut sim = Sim::new();
+    for i in 0..2 {
+        let mut cfg = SwitchConfig::new(mac(0x100 + i), vec![PortConfig::access(1); 1]);
+        cfg.stp.mode = StpMode::Stp;
+        if i == 0 {
+            cfg.stp.priority = 0x1000;
+            cfg.stp.forward_delay = Duration::from_secs(4);
+            cfg.stp.max_age = Duration::from_secs(7);
+        } else {
+            cfg.stp.forward_delay = Duration::from_secs(21);
+        }
+        sim.add_switch(cfg);
+    }
+    assert_eq!(
+        sim.switches[1].stp_status().forward_delay,
+        Duration::from_secs(21)
+    );
+    sim.link_switches(0, 0, 1, 0);
+    sim.run_for(Duration::from_secs(3));
+    let st = sim.switches[1].stp_status();
+    assert_eq!(st.root_id.priority, 0x1000);
+    assert_eq!(st.forward_delay, Duration::from_secs(4));
+    assert_eq!(st.max_age, Duration::from_secs(7));
 }
 
 fn bpdus(out: &Actions) -> Vec<(PortId, BpduRepr)> {

@@ -32,6 +32,30 @@ mod route_get;
 pub mod tc;
 pub use route_get::RouteLookup;
 
+/// Deleting what is already gone is done: a deletion (told by the
+/// message's type, whatever its label says) refused because the object
+/// does not exist.
+fn already_gone(msg: &NetlinkMessage<RouteNetlinkMessage>, errno: i32) -> bool {
+    let NetlinkPayload::InnerMessage(m) = &msg.payload else {
+        return false;
+    };
+    let delete = matches!(
+        m,
+        RouteNetlinkMessage::DelLink(_)
+            | RouteNetlinkMessage::DelAddress(_)
+            | RouteNetlinkMessage::DelRoute(_)
+            | RouteNetlinkMessage::DelNeighbour(_)
+            | RouteNetlinkMessage::DelQueueDiscipline(_)
+            | RouteNetlinkMessage::DelTrafficFilter(_)
+            | RouteNetlinkMessage::DelTrafficClass(_)
+    );
+    delete
+        && matches!(
+            errno,
+            libc::ESRCH | libc::ENODEV | libc::EADDRNOTAVAIL | libc::ENOENT
+        )
+}
+
 /// A request the kernel refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {}", io::Error::from_raw_os_error(*.errno))]
@@ -187,15 +211,7 @@ impl Netlink {
                                 if (first_seq..=last_seq).contains(&seq) {
                                     let k = start + (seq - first_seq) as usize;
                                     let errno = -code.get();
-                                    // Deleting what is already gone is done.
-                                    let gone = matches!(
-                                        errno,
-                                        libc::ESRCH
-                                            | libc::ENODEV
-                                            | libc::EADDRNOTAVAIL
-                                            | libc::ENOENT
-                                    ) && queue[k].1.contains(" del ");
-                                    if !gone {
+                                    if !already_gone(&queue[k].0, errno) {
                                         errors.push(NlError {
                                             what: queue[k].1.clone(),
                                             errno,
@@ -526,6 +542,10 @@ pub struct LinkState {
     pub alias: Option<String>,
     pub port_state: Option<PortState>,
     pub stp: Option<bool>,
+    /// A bridge's forward delay and max age in force, in centiseconds:
+    /// the root's, learned from its BPDUs, not the configured ones
+    /// (`ip -d link show` prints these).
+    pub stp_times_cs: Option<(u32, u32)>,
     /// TUN/TAP details: (is_tap, pi, vnet_hdr, multi_queue, persist, owner, group).
     pub tun: Option<TunState>,
     pub point_to_point: bool,
@@ -601,11 +621,18 @@ impl LinkState {
                         match i {
                             LinkInfo::Kind(k) => s.kind = Some(k.to_string()),
                             LinkInfo::Data(InfoData::Bridge(b)) => {
+                                let (mut fd, mut ma) = (None, None);
                                 for o in b {
-                                    if let InfoBridge::StpState(st) = o {
-                                        s.stp = Some(!matches!(st, BridgeStpState::Disabled));
+                                    match o {
+                                        InfoBridge::StpState(st) => {
+                                            s.stp = Some(!matches!(st, BridgeStpState::Disabled));
+                                        }
+                                        InfoBridge::ForwardDelay(x) => fd = Some(*x),
+                                        InfoBridge::MaxAge(x) => ma = Some(*x),
+                                        _ => {}
                                     }
                                 }
+                                s.stp_times_cs = fd.zip(ma);
                             }
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
@@ -1115,6 +1142,71 @@ mod tests {
         buf.extend_from_slice(&[200, 0, 0, 0, 0, 0]); // a header claiming 200 bytes
         let got: Vec<(u16, u32, usize)> = messages(&buf).map(|(k, s, m)| (k, s, m.len())).collect();
         assert_eq!(got, [(2, 7, 19), (16, 8, 16)]);
+    }
+
+    #[test]
+    fn only_a_deletion_of_what_is_gone_counts_as_done() {
+        let msg = |r: Request| {
+            let mut m = NetlinkMessage::new(
+                NetlinkHeader::default(),
+                NetlinkPayload::InnerMessage(r.msg),
+            );
+            m.finalize();
+            m
+        };
+        // Whatever the label (the datapath's fast path passes none).
+        assert!(already_gone(&msg(del_link(7)), libc::ENODEV));
+        assert!(already_gone(&msg(tc::del_clsact(7)), libc::ENOENT));
+        assert!(already_gone(
+            &msg(address(false, 7, "10.0.0.2/24".parse().unwrap())),
+            libc::EADDRNOTAVAIL
+        ));
+        // A deletion refused for another reason is an error.
+        assert!(!already_gone(&msg(del_link(7)), libc::EPERM));
+        // Setting or adding on a missing device is an error, even when
+        // its label happens to contain " del ".
+        let set = set_link(
+            7,
+            &SetLink {
+                up: Some(true),
+                ..Default::default()
+            },
+        );
+        assert!(!already_gone(&msg(set), libc::ENODEV));
+        assert!(!already_gone(
+            &msg(address(true, 7, "10.0.0.2/24".parse().unwrap())),
+            libc::ENODEV
+        ));
+    }
+
+    #[test]
+    fn a_deletion_of_a_missing_object_succeeds_without_a_label() {
+        let mut g = crate::testutil::NsGuard::default();
+        let ns = g.create("nldel");
+        let fd = crate::netns::open(&ns).unwrap();
+        crate::netns::run_in(std::os::fd::AsFd::as_fd(&fd), || {
+            let mut nl = Netlink::open().unwrap();
+            nl.push(tc::del_clsact(1), String::new());
+            nl.push(del_link(4242), String::new());
+            nl.flush().map_err(|e| format!("{e:?}"))?;
+            // And a real refusal still is one.
+            nl.push(
+                set_link(
+                    4242,
+                    &SetLink {
+                        up: Some(true),
+                        ..Default::default()
+                    },
+                ),
+                "ip link del x (a set, labelled like a del)".into(),
+            );
+            match nl.flush() {
+                Err(e) if e[0].errno == libc::ENODEV => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .unwrap()
+        .unwrap();
     }
 
     #[test]

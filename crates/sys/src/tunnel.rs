@@ -59,6 +59,89 @@ pub struct Options {
     pub offload: bool,
 }
 
+/// Notices handshakes that keep failing and says why, at most once per
+/// `every` (a wrong key fails every few seconds, for as long as it runs).
+/// Pure: the caller passes the time and the counters.
+#[derive(Debug)]
+pub struct HandshakeWatch {
+    every: Duration,
+    last_said: Option<Duration>,
+    /// bad_mac and handshake_auth drops and initiations already accounted
+    /// for (reported, or followed by a session).
+    seen: (u64, u64, u64),
+    /// The initiation count, and when it last changed.
+    inits: (u64, Duration),
+    /// The last warning, until a session comes up.
+    current: Option<String>,
+}
+
+impl HandshakeWatch {
+    pub fn new(every: Duration) -> HandshakeWatch {
+        HandshakeWatch {
+            every,
+            last_said: None,
+            seen: (0, 0, 0),
+            inits: (0, Duration::ZERO),
+            current: None,
+        }
+    }
+
+    /// A warning to print now, if handshakes failed since the last one
+    /// and no session is up.
+    pub fn check(&mut self, now: Duration, c: &weft_tunnel::Counters, up: bool) -> Option<String> {
+        let mac = c.dropped(DropReason::BadMac);
+        let auth = c.dropped(DropReason::HandshakeAuth);
+        let inits = c.handshakes_initiated;
+        if inits != self.inits.0 {
+            self.inits = (inits, now);
+        }
+        if up {
+            self.current = None;
+            self.seen = (mac, auth, inits);
+            return None;
+        }
+        let (new_mac, new_auth) = (mac - self.seen.0, auth - self.seen.1);
+        // Two initiations (one retry, so the peer had time to start), the
+        // last a second ago, and nothing came back: no answer.
+        let unanswered = inits - self.seen.2;
+        let silent = unanswered >= 2 && now >= self.inits.1 + Duration::from_secs(1);
+        if (new_mac + new_auth == 0 && !silent)
+            || self.last_said.is_some_and(|l| now < l + self.every)
+        {
+            return None;
+        }
+        self.seen = (mac, auth, inits);
+        self.last_said = Some(now);
+        let mut why = Vec::new();
+        if new_auth > 0 {
+            why.push(format!(
+                "{new_auth} handshake message(s) from the peer failed authentication (handshake_auth): the peer's public key is not this end's --peer-key"
+            ));
+        }
+        if new_mac > 0 {
+            why.push(format!(
+                "{new_mac} handshake message(s) had a wrong MAC (bad_mac): the peer's --peer-key is not this end's public key"
+            ));
+        }
+        if why.is_empty() {
+            why.push(format!(
+                "{unanswered} handshake initiation(s) got no answer: the peer is not running or not reachable, or its --peer-key is not this end's public key (it then drops them without a word)"
+            ));
+        }
+        let w = format!(
+            "handshakes with the peer are failing, so no traffic passes: {}; check both ends' keys (`weft keygen FILE` prints the public key and writes it to FILE.pub)",
+            why.join("; ")
+        );
+        self.current = Some(w.clone());
+        Some(w)
+    }
+
+    /// The last warning, while no session has come up since.
+    pub fn current(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -482,6 +565,8 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
     let mut tcp_out = vec![0u8; size + OVERHEAD];
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now();
+    let mut watch = HandshakeWatch::new(Duration::from_secs(30));
+    let mut was_up = false;
 
     while !stop.load(Ordering::SeqCst) {
         // Keep a TCP connection to the peer, if we are the connecting end.
@@ -702,15 +787,26 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
         tcp_flush(&mut conns, &mut io_c);
 
-        if let Some(path) = &o.status_file {
-            if Instant::now() >= next_status {
-                next_status = Instant::now() + Duration::from_secs(1);
-                let _ = write_status(path, o, &t, &io_c, &offloads, start);
+        // A session coming up (or going) is written at once: `weft up`
+        // waits for it in the status file.
+        let up_now = t.is_up(start.elapsed());
+        if up_now != was_up {
+            was_up = up_now;
+            next_status = Instant::now();
+        }
+        if Instant::now() >= next_status {
+            next_status = Instant::now() + Duration::from_secs(1);
+            let now = start.elapsed();
+            if let Some(w) = watch.check(now, t.counters(), t.is_up(now)) {
+                eprintln!("weft tunnel: warning: {w}");
+            }
+            if let Some(path) = &o.status_file {
+                let _ = write_status(path, o, &t, &io_c, &offloads, start, watch.current());
             }
         }
     }
     if let Some(path) = &o.status_file {
-        let _ = write_status(path, o, &t, &io_c, &offloads, start);
+        let _ = write_status(path, o, &t, &io_c, &offloads, start, watch.current());
     }
     Ok(t)
 }
@@ -786,6 +882,7 @@ fn write_status(
     io_c: &IoCounters,
     off: &Offloads,
     start: Instant,
+    warning: Option<&str>,
 ) -> io::Result<()> {
     let c = t.counters();
     let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
@@ -809,6 +906,7 @@ fn write_status(
         "drops": drops,
         "send_errors": io_c.send_errors, "device_errors": io_c.device_errors,
         "offloads": { "tso": off.tso, "udp_gso": off.udp_gso, "udp_gro": off.udp_gro },
+        "warning": warning,
         "tso_reads": io_c.tso_reads, "gso_sends": io_c.gso_sends, "gro_datagrams": io_c.gro_datagrams,
     });
     let tmp = path.with_extension("tmp");

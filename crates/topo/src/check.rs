@@ -89,14 +89,12 @@ pub(crate) fn expand(
     lab: &mut Lab,
     raw: &[Spanned<RawCheck>],
     source: &str,
+    lines: &crate::error::LineIndex,
     errs: &mut Vec<Diagnostic>,
 ) {
     for (i, rc) in raw.iter().enumerate() {
         let number = i + 1;
-        let line = source[..rc.span().start.min(source.len())]
-            .matches('\n')
-            .count()
-            + 1;
+        let line = lines.line_col(source, rc.span().start).0;
         let c = rc.get_ref();
         let mut err = |span: std::ops::Range<usize>, msg: String, help: String| {
             errs.push(Diagnostic::new(format!("check {number}: {msg}"), Some(span)).help(help));

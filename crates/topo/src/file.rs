@@ -9,10 +9,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{Diagnostic, Diagnostics};
+use crate::error::{Diagnostic, Diagnostics, LineIndex};
 use crate::model::*;
 use crate::route::parse_route;
 
+mod de;
 mod machines;
 pub use machines::VXLAN_PORT;
 mod services;
@@ -103,6 +104,22 @@ struct RawNode {
     /// The container's environment (with `image`).
     #[serde(default)]
     env: BTreeMap<String, String>,
+}
+
+/// Whose STP timers are being read: a kernel bridge's or a weft switch's
+/// (messages name which, and the reason for a bound differs).
+pub(super) enum Timers<'a> {
+    Bridge(&'a str),
+    Switch(&'a str),
+}
+
+impl std::fmt::Display for Timers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Timers::Bridge(w) => write!(f, "bridge `{w}`"),
+            Timers::Switch(w) => write!(f, "switch `{w}`"),
+        }
+    }
 }
 
 /// The bridge keys of a node or interface, gathered (serde's `flatten`
@@ -201,30 +218,34 @@ pub fn parse_at(
     previous: Option<&Lab>,
     dir: Option<FileDir>,
 ) -> Result<Parsed, Diagnostics> {
-    let raw: RawLab = toml::from_str(source).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(
-            e.message().trim().to_string(),
-            e.span(),
-        )
-        .help("see docs/topology.md for every key the file takes")])
-    })?;
+    let (raw, shape) = de::read::<RawLab>(source).map_err(sorted)?;
     let mut cx = Cx {
         previous,
         source,
         dir,
+        lines: LineIndex::new(source),
         ..Cx::default()
     };
     let lab = cx.expand(raw);
+    // What the checks say about a value the shape reading replaced with a
+    // stand-in follows from that one problem: leave it out.
+    cx.errors
+        .retain(|d| d.span.as_ref().is_none_or(|s| !shape.covers(s)));
+    cx.errors.extend(shape.errors);
     if cx.errors.is_empty() {
         Ok(Parsed {
             lab,
             warnings: cx.warnings,
         })
     } else {
-        cx.errors
-            .sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
-        Err(Diagnostics(cx.errors))
+        Err(sorted(cx.errors))
     }
+}
+
+/// Problems in file order (those without a position last).
+fn sorted(mut errors: Vec<Diagnostic>) -> Diagnostics {
+    errors.sort_by_key(|d| d.span.as_ref().map_or(usize::MAX, |s| s.start));
+    Diagnostics(errors)
 }
 
 #[derive(Default)]
@@ -235,6 +256,7 @@ struct Cx<'p> {
     /// that need every node.
     service_spans: services::Spans,
     source: &'p str,
+    lines: LineIndex,
     /// `allow_host_interfaces = true`: the file may use the machine's own
     /// interfaces (macvlan uplinks).
     allow_host: bool,
@@ -258,6 +280,8 @@ struct Cx<'p> {
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
     machines: machines::MachinesCx,
+    /// Ends of links refused for their other end (not reported as unlinked).
+    broken_ends: HashSet<(String, String)>,
 }
 
 impl Cx<'_> {
@@ -268,6 +292,11 @@ impl Cx<'_> {
             d = d.help(help);
         }
         self.errors.push(d);
+    }
+
+    /// `line L, column C` of a byte offset, for a second place in a message.
+    fn at(&self, offset: usize) -> String {
+        self.lines.at(self.source, offset)
     }
 
     fn expand(&mut self, raw: RawLab) -> Lab {
@@ -310,7 +339,7 @@ impl Cx<'_> {
             &mut more,
         );
         crate::nat::expand(&mut lab, &raw.nat, &mut more);
-        crate::check::expand(&mut lab, &raw.checks, self.source, &mut more);
+        crate::check::expand(&mut lab, &raw.checks, self.source, &self.lines, &mut more);
         self.errors.extend(more);
         self.check_tunnels(&lab);
         self.finish_vxlan(&mut lab);
@@ -323,7 +352,11 @@ impl Cx<'_> {
         let base = key.get_ref();
         let span = key.span();
         if let Err(why) = check_node_name(base) {
-            self.err(Some(span.clone()), format!("node name `{base}`: {why}"), "");
+            self.err(
+                Some(span.clone()),
+                format!("node name `{}`: {why}", de::esc(base)),
+                "",
+            );
             return;
         }
         let kind = match rn.kind.as_ref().map(|k| k.get_ref().as_str()) {
@@ -412,9 +445,9 @@ impl Cx<'_> {
             );
         }
         let mut routes = Vec::new();
-        for (i, r) in rn.routes.iter().enumerate() {
+        for r in &rn.routes {
             match parse_route(r.get_ref()) {
-                Ok(route) => routes.push((route, r.span(), i)),
+                Ok(route) => routes.push((route, r.span())),
                 Err(why) => self.err(
                     Some(r.span()),
                     format!("node `{base}`: route `{}`: {why}", r.get_ref()),
@@ -424,10 +457,20 @@ impl Cx<'_> {
         }
         let mut sysctls = BTreeMap::new();
         for (k, v) in &rn.sysctls {
+            if let toml::Value::Table(t) = v.get_ref() {
+                // `net.ipv4.ip_forward = 1` unquoted is three nested tables.
+                let (path, leaf) = first_leaf(k.get_ref(), t);
+                self.err(
+                    Some(k.span()),
+                    format!("node `{base}`: sysctl `{}` is written without quotes, so TOML reads its dots as nested tables", de::esc(&path)),
+                    format!("write the key in quotes: \"{}\" = {leaf}", de::esc(&path)),
+                );
+                continue;
+            }
             if let Err(why) = check_sysctl_key(k.get_ref()) {
                 self.err(
                     Some(k.span()),
-                    format!("node `{base}`: sysctl `{}`: {why}", k.get_ref()),
+                    format!("node `{base}`: sysctl `{}`: {why}", de::esc(k.get_ref())),
                     "",
                 );
                 continue;
@@ -458,7 +501,10 @@ impl Cx<'_> {
                 self.err(
                     Some(span.clone()),
                     format!("node name `{name}` is used twice"),
-                    format!("rename one of them (the other is at byte {})", prev.start),
+                    format!(
+                        "rename one of them (the other is at {})",
+                        self.at(prev.start)
+                    ),
                 );
                 continue;
             }
@@ -477,8 +523,11 @@ impl Cx<'_> {
                 binds,
                 container,
             };
-            for (route, rspan, i) in &routes {
-                self.route_span.insert((name.clone(), *i), rspan.clone());
+            // Keyed by the place in the node's routes, which skips routes
+            // that did not parse, not by the place in the file's list.
+            for (route, rspan) in &routes {
+                self.route_span
+                    .insert((name.clone(), node.routes.len()), rspan.clone());
                 node.routes.push(route.clone());
             }
             let mut lo = Interface {
@@ -519,7 +568,7 @@ impl Cx<'_> {
                 if let Err(why) = check_iface_name(iname) {
                     self.err(
                         Some(ikey.span()),
-                        format!("node `{name}`: interface name `{iname}`: {why}"),
+                        format!("node `{name}`: interface name `{}`: {why}", de::esc(iname)),
                         "",
                     );
                     continue;
@@ -799,12 +848,13 @@ impl Cx<'_> {
     fn bridge_options(&mut self, who: &str, rb: &RawBridge) -> BridgeOptions {
         let stp = rb.stp.as_ref().is_some_and(|s| *s.get_ref());
         let fd_min = if stp { 2.0 } else { 0.0 };
+        let w = Timers::Bridge(who);
         BridgeOptions {
             stp,
-            forward_delay_cs: self.seconds(who, "forward_delay", &rb.forward_delay, fd_min, 30.0),
-            hello_time_cs: self.seconds(who, "hello_time", &rb.hello_time, 1.0, 10.0),
-            max_age_cs: self.seconds(who, "max_age", &rb.max_age, 6.0, 40.0),
-            ageing_time_cs: self.seconds(who, "ageing_time", &rb.ageing_time, 0.0, 1_000_000.0),
+            forward_delay_cs: self.seconds(&w, "forward_delay", &rb.forward_delay, fd_min, 30.0),
+            hello_time_cs: self.seconds(&w, "hello_time", &rb.hello_time, 1.0, 10.0),
+            max_age_cs: self.seconds(&w, "max_age", &rb.max_age, 6.0, 40.0),
+            ageing_time_cs: self.seconds(&w, "ageing_time", &rb.ageing_time, 0.0, 1_000_000.0),
             priority: rb.priority.as_ref().and_then(|p| {
                 if *p.get_ref() > 65535 {
                     self.err(
@@ -822,7 +872,7 @@ impl Cx<'_> {
 
     fn seconds(
         &mut self,
-        who: &str,
+        who: &Timers<'_>,
         key: &str,
         v: &Option<Spanned<toml::Value>>,
         min: f64,
@@ -835,21 +885,26 @@ impl Cx<'_> {
             _ => {
                 self.err(
                     Some(v.span()),
-                    format!("bridge `{who}`: `{key}` is a number of seconds"),
+                    format!("{who}: `{key}` is a number of seconds"),
                     format!("write for example {key} = 2"),
                 );
                 return None;
             }
         };
         if !(min..=max).contains(&secs) {
-            let why = if key == "forward_delay" && min > 0.0 {
-                " with STP on (the kernel refuses shorter)"
-            } else {
-                ""
+            // Say why only for the bound that has a reason beyond the range.
+            let why = match who {
+                Timers::Bridge(_) if key == "forward_delay" && min > 0.0 && secs < min => {
+                    " (with STP on, the kernel refuses less)"
+                }
+                Timers::Switch(_) if key == "forward_delay" && min > 0.0 && secs < min => {
+                    " (with spanning tree on, 802.1D allows no less)"
+                }
+                _ => "",
             };
             self.err(
                 Some(v.span()),
-                format!("bridge `{who}`: {key} = {secs} s is out of range{why}"),
+                format!("{who}: {key} = {secs} s is out of range{why}"),
                 format!("write {key} between {min} and {max} seconds"),
             );
             return None;
@@ -974,10 +1029,19 @@ impl Cx<'_> {
         }
         let mut eps = Vec::new();
         for e in &link.get_ref().endpoints {
-            match self.endpoint(lab, e) {
-                Some(ep) => eps.push(ep),
-                None => return,
+            if let Some(ep) = self.endpoint(lab, e) {
+                eps.push(ep);
             }
+        }
+        if eps.len() < 2 {
+            // One end is refused: the other is not also "a veth end no
+            // link uses", which would send the reader to add this link.
+            for e in &link.get_ref().endpoints {
+                if let Some((n, i)) = e.get_ref().split_once(':') {
+                    self.broken_ends.insert((n.to_string(), i.to_string()));
+                }
+            }
+            return;
         }
         let (a, b) = (eps[0].clone(), eps[1].clone());
         if a == b {
@@ -1017,7 +1081,7 @@ impl Cx<'_> {
         let Some((node, iface)) = text.split_once(':') else {
             self.err(
                 Some(e.span()),
-                format!("link endpoint `{text}` is not NODE:INTERFACE"),
+                format!("link endpoint `{}` is not NODE:INTERFACE", de::esc(text)),
                 "write it like \"ns1:eth0\"",
             );
             return None;
@@ -1025,11 +1089,15 @@ impl Cx<'_> {
         let Some(n) = lab.nodes.get_mut(node) else {
             let help = match self.groups.get(node) {
                 Some((count, _)) => format!("`{node}` is a group of {count} hosts ({node}1 to {node}{count}): name one of them"),
-                None => format!("declare it as [nodes.{node}], or fix the name"),
+                None => format!("declare it as [nodes.{}], or fix the name", de::esc(node)),
             };
             self.err(
                 Some(e.span()),
-                format!("link endpoint `{text}`: there is no node `{node}`"),
+                format!(
+                    "link endpoint `{}`: there is no node `{}`",
+                    de::esc(text),
+                    de::esc(node)
+                ),
                 help,
             );
             return None;
@@ -1037,7 +1105,11 @@ impl Cx<'_> {
         if let Err(why) = check_iface_name(iface) {
             self.err(
                 Some(e.span()),
-                format!("link endpoint `{text}`: interface name `{iface}`: {why}"),
+                format!(
+                    "link endpoint `{}`: interface name `{}`: {why}",
+                    de::esc(text),
+                    de::esc(iface)
+                ),
                 "",
             );
             return None;
@@ -1114,8 +1186,14 @@ impl Cx<'_> {
             let Some(br) = lab.nodes.get(&bridge) else {
                 self.err(
                     Some(span),
-                    format!("node `{host}`: attach names `{bridge}`, which is not a node"),
-                    format!("declare [nodes.{bridge}] with kind = \"bridge\""),
+                    format!(
+                        "node `{host}`: attach names `{}`, which is not a node",
+                        de::esc(&bridge)
+                    ),
+                    format!(
+                        "declare [nodes.{}] with kind = \"bridge\"",
+                        de::esc(&bridge)
+                    ),
                 );
                 continue;
             };
@@ -1260,7 +1338,8 @@ impl Cx<'_> {
                     .get(&(n.name.clone(), i.name.clone()))
                     .cloned();
                 if let IfaceKind::Veth { peer } = &i.kind {
-                    if peer.node.is_empty() {
+                    let broken = self.broken_ends.contains(&(n.name.clone(), i.name.clone()));
+                    if peer.node.is_empty() && !broken {
                         self.err(ispan.clone(), format!("node `{}`: interface `{}` is a veth end, but no link uses it", n.name, i.name), format!("add a [[links]] entry with \"{}:{}\", or give it kind = \"tun\", \"tap\" or \"bridge\"", n.name, i.name));
                     }
                 }
@@ -1425,7 +1504,10 @@ fn allocate(net: &IpNet, cursor: &mut u128, used: &HashSet<IpAddr>) -> Option<Ip
 /// paths, so they are kept to a safe alphabet.
 pub fn check_lab_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 32 {
-        return Err(format!("lab name `{name}` must be 1 to 32 characters"));
+        return Err(format!(
+            "lab name `{}` must be 1 to 32 characters",
+            de::esc(name)
+        ));
     }
     if !name
         .bytes()
@@ -1433,7 +1515,8 @@ pub fn check_lab_name(name: &str) -> Result<(), String> {
         || !name.as_bytes()[0].is_ascii_alphanumeric()
     {
         return Err(format!(
-            "lab name `{name}` may use only a-z, 0-9, '-' and '_', starting with a letter or digit"
+            "lab name `{}` may use only a-z, 0-9, '-' and '_', starting with a letter or digit",
+            de::esc(name)
         ));
     }
     Ok(())
@@ -1460,7 +1543,8 @@ pub fn check_iface_name(name: &str) -> Result<(), String> {
     }
     if name.len() > 15 {
         return Err(format!(
-            "`{name}` is {} bytes; the kernel allows at most 15",
+            "`{}` is {} bytes; the kernel allows at most 15",
+            de::esc(name),
             name.len()
         ));
     }
@@ -1479,13 +1563,16 @@ pub fn check_iface_name(name: &str) -> Result<(), String> {
 }
 
 /// Only per-namespace keys (`net.`) are accepted, so a lab file can never
-/// change a setting of the machine itself.
+/// change a setting of the machine itself; and since `/` in a component
+/// stands for `.` in the path (`eth0/10` is `eth0.10`), no component may
+/// come out as `.` or `..`. The same rule as `weft_sys::sysctl::validate_key`,
+/// here so the file check refuses with the position.
 pub fn check_sysctl_key(key: &str) -> Result<(), String> {
     if !key.starts_with("net.") {
         return Err("only `net.` sysctls can be set: they are per network namespace, others would change the whole machine".into());
     }
     for part in key.split('.') {
-        if part.is_empty() || part == ".." {
+        if part.is_empty() {
             return Err("a sysctl key cannot have empty components".into());
         }
         if !part
@@ -1493,9 +1580,34 @@ pub fn check_sysctl_key(key: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || "_-/@:".contains(c))
         {
             return Err(format!(
-                "the component `{part}` has a character sysctl keys do not use"
+                "the component `{}` has a character sysctl keys do not use",
+                de::esc(part)
+            ));
+        }
+        let mapped = part.replace('/', ".");
+        if mapped == "." || mapped == ".." {
+            return Err(format!(
+                "the component `{part}` would be `{mapped}` in /proc/sys (a `/` there stands for `.`), which leaves the setting's directory"
             ));
         }
     }
     Ok(())
+}
+
+/// The first `a.b.c` path and value inside nested tables, for the message
+/// about an unquoted dotted key.
+fn first_leaf(key: &str, t: &toml::Table) -> (String, String) {
+    let mut path = key.to_string();
+    let mut t = t;
+    loop {
+        let Some((k, v)) = t.iter().next() else {
+            return (path, "...".into());
+        };
+        path.push('.');
+        path.push_str(k);
+        match v {
+            toml::Value::Table(inner) => t = inner,
+            other => return (path, other.to_string()),
+        }
+    }
 }

@@ -2,7 +2,10 @@
 //! seed) as the file and `weft impair` write them, and their checks. The
 //! switch datapath applies them; this kernel has no netem.
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 /// Which frames of a switch port are impaired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -36,6 +39,21 @@ impl Direction {
     }
 }
 
+/// Burst loss (Gilbert-Elliott, netem's `loss gemodel p r 1-h 1-k`):
+/// `burst = { enter = "1%", exit = "25%", loss = "100%", good_loss = "0%" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Burst {
+    /// Chance, before each frame, that a good link turns bad.
+    pub enter_ppm: u32,
+    /// Chance, before each frame, that a bad link turns good (mean burst
+    /// length 1/exit frames).
+    pub exit_ppm: u32,
+    /// Loss while bad.
+    pub loss_ppm: u32,
+    /// Loss while good.
+    pub good_loss_ppm: u32,
+}
+
 /// Impairment of one switch port. Probabilities are in parts per million
 /// so that the model stays exact (`Eq`) and "0.5%" round-trips.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -45,15 +63,76 @@ pub struct Impairment {
     /// other, as with netem.
     pub jitter_us: u64,
     pub loss_ppm: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<Burst>,
+    /// Share of frames with one bit flipped (past the Ethernet header).
+    #[serde(default)]
+    pub corrupt_ppm: u32,
     pub duplicate_ppm: u32,
     /// Share of frames sent at once instead of after the delay.
     pub reorder_ppm: u32,
     /// Bits per second; `None` is unlimited.
     pub rate_bps: Option<u64>,
+    /// With a rate: frames waiting for the link at most; `None` bounds the
+    /// wait to 500 ms instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
     /// Seed of the random choices; `None` derives one from the lab, switch
     /// and port names, so a run replays the same way by default too.
     pub seed: Option<u64>,
     pub direction: Direction,
+    /// Other settings for the `in` direction (asymmetric links): these
+    /// settings then apply to `out` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<Box<Impairment>>,
+}
+
+/// The named presets, each with the figures it stands for; see
+/// docs/conditions.md for where they come from.
+pub const PRESETS: [(&str, &str); 4] = [
+    ("wifi", "delay 3ms, jitter 2ms, loss 0.2%, rate 50mbit, queue 100"),
+    (
+        "lossy-wifi",
+        "delay 8ms, jitter 6ms, loss 1% plus bursts (enter 1%, exit 30%, loss 50%), rate 10mbit, queue 50",
+    ),
+    ("lte", "delay 35ms, jitter 10ms, loss 0.5%, rate 20mbit, queue 200"),
+    ("satellite", "delay 300ms, jitter 5ms, loss 0.5%, rate 15mbit, queue 500"),
+];
+
+/// The settings of a preset; keys given beside it override its values.
+pub fn preset(name: &str) -> Result<Impairment, String> {
+    let i = |delay_ms: u64, jitter_ms: u64, loss_ppm: u32, rate_mbit: u64, queue: u32| Impairment {
+        delay_us: delay_ms * 1000,
+        jitter_us: jitter_ms * 1000,
+        loss_ppm,
+        rate_bps: Some(rate_mbit * 1_000_000),
+        queue: Some(queue),
+        ..Default::default()
+    };
+    Ok(match name {
+        "wifi" => i(3, 2, 2_000, 50, 100),
+        "lossy-wifi" => Impairment {
+            burst: Some(Burst {
+                enter_ppm: 10_000,
+                exit_ppm: 300_000,
+                loss_ppm: 500_000,
+                good_loss_ppm: 0,
+            }),
+            ..i(8, 6, 10_000, 10, 50)
+        },
+        "lte" => i(35, 10, 5_000, 20, 200),
+        "satellite" => i(300, 5, 5_000, 15, 500),
+        _ => {
+            return Err(format!(
+                "preset `{name}` is not known: write one of {}",
+                PRESETS
+                    .iter()
+                    .map(|(n, _)| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    })
 }
 
 /// Longest delay accepted: far longer than any real path, short enough
@@ -141,6 +220,38 @@ impl Impairment {
                 "jitter is larger than delay: a frame cannot leave before it came; write a jitter of at most the delay".into(),
             ));
         }
+        if let Some(q) = self.queue {
+            if self.rate_bps.is_none() {
+                return Err((
+                    "queue",
+                    "queue is the buffer in front of a rate limit: add rate = \"10mbit\" or so"
+                        .into(),
+                ));
+            }
+            if !(1..=100_000).contains(&q) {
+                return Err((
+                    "queue",
+                    format!("queue {q} is out of range: write 1 to 100000 frames"),
+                ));
+            }
+        }
+        if let Some(b) = &self.burst {
+            if b.exit_ppm == 0 {
+                return Err((
+                    "burst",
+                    "burst exit is 0%: the link would stay bad for ever once it turned bad; write exit = \"25%\" or so".into(),
+                ));
+            }
+        }
+        if let Some(i) = &self.inbound {
+            if self.direction != Direction::Both {
+                return Err((
+                    "direction",
+                    "direction with separate in settings: the top-level settings are then the out direction's; remove direction".into(),
+                ));
+            }
+            i.check()?;
+        }
         if self.reorder_ppm > 0 && self.delay_us == 0 {
             return Err((
                 "reorder",
@@ -170,6 +281,22 @@ impl Impairment {
         if self.loss_ppm > 0 {
             w.push(format!("loss {}", pct(self.loss_ppm)));
         }
+        if let Some(b) = &self.burst {
+            w.push(format!(
+                "burst enter {} exit {} loss {}{}",
+                pct(b.enter_ppm),
+                pct(b.exit_ppm),
+                pct(b.loss_ppm),
+                if b.good_loss_ppm > 0 {
+                    format!(" good-loss {}", pct(b.good_loss_ppm))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if self.corrupt_ppm > 0 {
+            w.push(format!("corrupt {}", pct(self.corrupt_ppm)));
+        }
         if self.duplicate_ppm > 0 {
             w.push(format!("duplicate {}", pct(self.duplicate_ppm)));
         }
@@ -188,11 +315,25 @@ impl Impairment {
             .map_or((r, "bit"), |(d, u)| (r / d, u));
             w.push(format!("rate {n}{unit}"));
         }
+        if let Some(q) = self.queue {
+            w.push(format!("queue {q}"));
+        }
         if let Some(s) = self.seed {
             w.push(format!("seed {s}"));
         }
         if self.direction != Direction::Both {
             w.push(format!("direction {:?}", self.direction).to_lowercase());
+        }
+        if let Some(i) = &self.inbound {
+            return format!(
+                "out: {}; in: {}",
+                if w.is_empty() {
+                    "none".into()
+                } else {
+                    w.join(" ")
+                },
+                i.summary()
+            );
         }
         if w.is_empty() {
             "none".into()
@@ -201,6 +342,151 @@ impl Impairment {
         }
     }
 }
+
+/// `impair = { preset = "lte", delay = "20ms", jitter = "5ms", loss = "1%",
+/// burst = { ... }, corrupt = "0.1%", duplicate = "0.5%", reorder = "1%",
+/// rate = "10mbit", queue = 100, seed = 7, direction = "both",
+/// in = { ... } }` as written.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawImpair {
+    preset: Option<Spanned<String>>,
+    delay: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    loss: Option<Spanned<String>>,
+    burst: Option<Spanned<RawBurst>>,
+    corrupt: Option<Spanned<String>>,
+    duplicate: Option<Spanned<String>>,
+    reorder: Option<Spanned<String>>,
+    rate: Option<Spanned<String>>,
+    queue: Option<Spanned<u32>>,
+    seed: Option<Spanned<u64>>,
+    direction: Option<Spanned<String>>,
+    #[serde(rename = "in")]
+    inbound: Option<Spanned<Box<RawImpair>>>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBurst {
+    enter: Spanned<String>,
+    exit: Spanned<String>,
+    loss: Option<Spanned<String>>,
+    good_loss: Option<Spanned<String>>,
+}
+
+/// Check and convert a written `impair`; each problem goes to `err` with
+/// its position, prefixed by `who`.
+pub(crate) fn from_raw(
+    who: &str,
+    raw: &Spanned<RawImpair>,
+    err: &mut dyn FnMut(Option<Range<usize>>, String),
+) -> Option<Impairment> {
+    let r = raw.get_ref();
+    let mut ok = true;
+    let mut out = match &r.preset {
+        Some(p) => match preset(p.get_ref()) {
+            Ok(i) => i,
+            Err(why) => {
+                err(Some(p.span()), format!("{who}: impair {why}"));
+                return None;
+            }
+        },
+        None => Impairment::default(),
+    };
+    let mut field =
+        |key: &str, v: &Option<Spanned<String>>, parse: fn(&str) -> Result<u64, String>| {
+            let v = v.as_ref()?;
+            match parse(v.get_ref()) {
+                Ok(x) => Some(x),
+                Err(why) => {
+                    err(Some(v.span()), format!("{who}: impair {key}: {why}"));
+                    ok = false;
+                    None
+                }
+            }
+        };
+    let pct = |s: &str| parse_percent(s).map(u64::from);
+    let set = |slot: &mut u64, v: Option<u64>| {
+        if let Some(v) = v {
+            *slot = v
+        }
+    };
+    set(&mut out.delay_us, field("delay", &r.delay, parse_duration));
+    set(
+        &mut out.jitter_us,
+        field("jitter", &r.jitter, parse_duration),
+    );
+    let set32 = |slot: &mut u32, v: Option<u64>| {
+        if let Some(v) = v {
+            *slot = v as u32
+        }
+    };
+    set32(&mut out.loss_ppm, field("loss", &r.loss, pct));
+    set32(&mut out.corrupt_ppm, field("corrupt", &r.corrupt, pct));
+    set32(
+        &mut out.duplicate_ppm,
+        field("duplicate", &r.duplicate, pct),
+    );
+    set32(&mut out.reorder_ppm, field("reorder", &r.reorder, pct));
+    if let Some(b) = &r.burst {
+        let b = b.get_ref();
+        out.burst = Some(Burst {
+            enter_ppm: field("burst enter", &Some(b.enter.clone()), pct).unwrap_or(0) as u32,
+            exit_ppm: field("burst exit", &Some(b.exit.clone()), pct).unwrap_or(0) as u32,
+            loss_ppm: field("burst loss", &b.loss, pct).unwrap_or(PPM_ALL) as u32,
+            good_loss_ppm: field("burst good_loss", &b.good_loss, pct).unwrap_or(0) as u32,
+        });
+    }
+    if let Some(v) = field("rate", &r.rate, parse_rate) {
+        out.rate_bps = Some(v);
+    }
+    if let Some(q) = &r.queue {
+        out.queue = Some(*q.get_ref());
+    }
+    if let Some(s) = &r.seed {
+        out.seed = Some(*s.get_ref());
+    }
+    if let Some(d) = &r.direction {
+        match Direction::parse(d.get_ref()) {
+            Ok(d) => out.direction = d,
+            Err(why) => {
+                err(Some(d.span()), format!("{who}: impair {why}"));
+                ok = false;
+            }
+        }
+    }
+    if let Some(i) = &r.inbound {
+        let inner = Spanned::new(i.span(), (**i.get_ref()).clone());
+        match from_raw(&format!("{who} (in)"), &inner, err) {
+            Some(mut x) => {
+                if x.seed.is_none() {
+                    x.seed = out.seed;
+                }
+                out.inbound = Some(Box::new(x));
+            }
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    if let Err((key, why)) = out.check() {
+        let span = match key {
+            "jitter" => r.jitter.as_ref().map(|s| s.span()),
+            "reorder" => r.reorder.as_ref().map(|s| s.span()),
+            "queue" => r.queue.as_ref().map(|s| s.span()),
+            "burst" => r.burst.as_ref().map(|s| s.span()),
+            "direction" => r.direction.as_ref().map(|s| s.span()),
+            _ => None,
+        };
+        err(span.or(Some(raw.span())), format!("{who}: {why}"));
+        return None;
+    }
+    Some(out)
+}
+
+const PPM_ALL: u64 = 1_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -226,6 +512,62 @@ mod tests {
         assert_eq!(parse_rate("512kbit"), Ok(512_000));
         assert!(parse_rate("10mbps").is_err());
         assert!(parse_rate("100bit").is_err());
+    }
+
+    #[test]
+    fn presets_hold_their_documented_figures_and_check() {
+        for (name, figures) in PRESETS {
+            let p = preset(name).unwrap();
+            assert!(p.check().is_ok(), "{name}");
+            assert!(
+                figures.starts_with(&format!("delay {}ms", p.delay_us / 1000)),
+                "{name}: {figures}"
+            );
+            let mbit = p.rate_bps.unwrap() / 1_000_000;
+            assert!(figures.contains(&format!("rate {mbit}mbit")), "{name}");
+            assert!(
+                figures.ends_with(&format!("queue {}", p.queue.unwrap())),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            preset("lossy-wifi").unwrap().summary(),
+            "delay 8ms jitter 6ms loss 1% burst enter 1% exit 30% loss 50% rate 10mbit queue 50"
+        );
+        assert!(preset("5g").unwrap_err().contains("\"satellite\""));
+    }
+
+    #[test]
+    fn asymmetric_and_queue_checks() {
+        let up = Impairment {
+            rate_bps: Some(1_000_000),
+            queue: Some(20),
+            inbound: Some(Box::new(Impairment {
+                rate_bps: Some(10_000_000),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert!(up.check().is_ok());
+        assert_eq!(up.summary(), "out: rate 1mbit queue 20; in: rate 10mbit");
+        let q = Impairment {
+            queue: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(q.check().unwrap_err().0, "queue");
+        let d = Impairment {
+            direction: Direction::In,
+            ..up.clone()
+        };
+        assert_eq!(d.check().unwrap_err().0, "direction");
+        let b = Impairment {
+            burst: Some(Burst {
+                enter_ppm: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(b.check().unwrap_err().0, "burst");
     }
 
     #[test]

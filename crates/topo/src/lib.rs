@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod error;
+pub mod exec;
 pub mod file;
 pub mod impair;
 pub mod machines;
@@ -15,7 +16,7 @@ pub mod plan;
 pub mod route;
 pub mod workload;
 
-pub use error::{Diagnostic, Diagnostics};
+pub use error::{Diagnostic, Diagnostics, LineIndex};
 pub use file::{parse, parse_at, parse_with, FileDir, Parsed};
 pub use model::*;
 pub use plan::{plan, Op, Plan, Res, ResKey};

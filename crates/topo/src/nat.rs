@@ -20,6 +20,9 @@ use toml::Spanned;
 use crate::error::Diagnostic;
 use crate::model::*;
 
+pub mod behaviour;
+pub use behaviour::{Behaviour, Dependence, Ports};
+
 /// The nftables family and table weft owns in each namespace.
 pub const TABLE_FAMILY: &str = "inet";
 pub const TABLE_NAME: &str = "weft";
@@ -32,6 +35,14 @@ pub(crate) struct RawNat {
     uplink: Option<Spanned<String>>,
     #[serde(default)]
     forward: Vec<Spanned<String>>,
+    /// RFC 4787 behaviour keys (nat/behaviour.rs).
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    mapping: Option<Spanned<String>>,
+    filtering: Option<Spanned<String>>,
+    mapping_timeout: Option<Spanned<String>>,
+    hairpin: Option<Spanned<bool>>,
+    ports: Option<Spanned<String>>,
 }
 
 /// NAT done by one node: masquerade of its bridge's IPv4 subnets out of its
@@ -45,6 +56,10 @@ pub struct Nat {
     /// The interface towards the outside.
     pub uplink: String,
     pub forwards: Vec<Forward>,
+    /// How mappings are made and filtered (RFC 4787); `None` is plain
+    /// masquerade, Linux's own behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<Behaviour>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -93,6 +108,9 @@ impl fmt::Display for Nat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nets: Vec<String> = self.subnets.iter().map(|n| n.to_string()).collect();
         write!(f, "masquerade {} out of {}", nets.join(", "), self.uplink)?;
+        if let Some(b) = &self.behaviour {
+            write!(f, ", {b}")?;
+        }
         for fw in &self.forwards {
             write!(f, ", forward {fw}")?;
         }
@@ -350,13 +368,33 @@ pub(crate) fn expand(
             });
         }
         forwards.sort();
+        let behaviour = match behaviour_of(name, rn, uplink) {
+            Ok(b) => b,
+            Err((span, msg, help)) => {
+                err(span, msg, &help);
+                continue;
+            }
+        };
         let nat = Nat {
             bridge: bridge.name.clone(),
             subnets,
             uplink: uplink.name.clone(),
             forwards,
+            behaviour,
         };
         let n = lab.nodes.get_mut(name).unwrap();
+        if let Some(b) = &nat.behaviour {
+            // conntrack's own UDP timers would outlive (or cut short) the
+            // mapping: a flow's translation is its conntrack entry.
+            for k in [
+                "net.netfilter.nf_conntrack_udp_timeout",
+                "net.netfilter.nf_conntrack_udp_timeout_stream",
+            ] {
+                n.sysctls
+                    .entry(k.into())
+                    .or_insert_with(|| b.timeout_s.to_string());
+            }
+        }
         match n.sysctls.get("net.ipv4.ip_forward").map(String::as_str) {
             None => {
                 n.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
@@ -382,6 +420,98 @@ pub(crate) fn expand(
         }
         lab.nat.insert(name.clone(), nat);
     }
+}
+
+/// The `[nat.NODE]` behaviour keys, checked; `None` when none is given.
+fn behaviour_of(
+    name: &str,
+    rn: &RawNat,
+    uplink: &Interface,
+) -> Result<Option<Behaviour>, (Span, String, String)> {
+    let first = [
+        &rn.kind,
+        &rn.mapping,
+        &rn.filtering,
+        &rn.mapping_timeout,
+        &rn.ports,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|k| k.span())
+    .chain(rn.hairpin.as_ref().map(|h| h.span()))
+    .min_by_key(|s| s.start);
+    let Some(at) = first else { return Ok(None) };
+    let bad = |k: &Spanned<String>, why: String, help: &str| {
+        (k.span(), format!("nat.{name}: {why}"), help.to_string())
+    };
+    let (mut mapping, mut filtering) = match &rn.kind {
+        Some(k) => behaviour::type_of(k.get_ref()).map_err(|e| {
+            bad(
+                k,
+                e,
+                "see docs/conditions.md#nat-behaviours for what each type does",
+            )
+        })?,
+        None => (
+            Dependence::EndpointIndependent,
+            Dependence::AddressAndPortDependent,
+        ),
+    };
+    if let Some(m) = &rn.mapping {
+        mapping = Dependence::parse(m.get_ref()).map_err(|e| bad(m, format!("mapping {e}"), ""))?;
+    }
+    if let Some(f) = &rn.filtering {
+        filtering =
+            Dependence::parse(f.get_ref()).map_err(|e| bad(f, format!("filtering {e}"), ""))?;
+    }
+    let ports = match &rn.ports {
+        Some(p) => {
+            let v = Ports::parse(p.get_ref()).map_err(|e| bad(p, format!("ports {e}"), ""))?;
+            if v == Ports::Preserve && mapping != Dependence::EndpointIndependent {
+                return Err(bad(
+                    p,
+                    format!(
+                        "ports = \"preserve\" cannot give an {} mapping: Linux keeps the inside port for every destination where it is free, which makes the mapping endpoint-independent",
+                        mapping.as_str()
+                    ),
+                    "write ports = \"random\" (the default for such a mapping), or mapping = \"endpoint-independent\"",
+                ));
+            }
+            v
+        }
+        None if mapping == Dependence::EndpointIndependent => Ports::Preserve,
+        None => Ports::Random,
+    };
+    let timeout_s = match &rn.mapping_timeout {
+        Some(t) => behaviour::parse_timeout(t.get_ref())
+            .map_err(|e| bad(t, format!("mapping_timeout {e}"), ""))?,
+        None => behaviour::DEFAULT_TIMEOUT_S,
+    };
+    let external = uplink
+        .addresses
+        .iter()
+        .find_map(|a| match a.addr() {
+            IpAddr::V4(v) => Some(v),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            (
+                at.clone(),
+                format!(
+                    "nat.{name}: a NAT behaviour needs an IPv4 address on the uplink `{}`, the external address of its mappings",
+                    uplink.name
+                ),
+                "give the uplink an address, or remove the behaviour keys (plain masquerade follows the uplink's address)".to_string(),
+            )
+        })?;
+    Ok(Some(Behaviour {
+        mapping,
+        filtering,
+        timeout_s,
+        hairpin: rn.hairpin.as_ref().is_none_or(|h| *h.get_ref()),
+        ports,
+        external,
+    }))
 }
 
 fn table() -> Value {
@@ -638,6 +768,7 @@ mod tests {
                 addr: "172.18.0.3".parse().unwrap(),
                 to_port: 53,
             }],
+            behaviour: None,
         };
         let v = ruleset(&nat);
         let cmds = v["nftables"].as_array().unwrap();

@@ -283,6 +283,13 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                     b.uplink
                 ));
             }
+            if a.behaviour != b.behaviour {
+                let show = |x: &Option<crate::nat::Behaviour>| {
+                    x.as_ref()
+                        .map_or("plain masquerade".to_string(), |x| x.to_string())
+                };
+                parts.push(format!("{} -> {}", show(&a.behaviour), show(&b.behaviour)));
+            }
             for f in a.forwards.iter().filter(|f| !b.forwards.contains(f)) {
                 parts.push(format!("- forward {f}"));
             }

@@ -120,3 +120,63 @@ fn nat_mistakes_are_refused_with_positions() {
         "{m:?}"
     );
 }
+
+#[test]
+fn nat_behaviours_expand_and_bad_ones_are_refused() {
+    let text = containers();
+    let with = |keys: &str| text.replace("uplink = \"wan\"", &format!("uplink = \"wan\"\n{keys}"));
+    let lab = parse(&with(
+        "type = \"restricted-cone\"\nmapping_timeout = \"1min\"",
+    ))
+    .unwrap()
+    .lab;
+    let b = lab.nat["gw"].behaviour.as_ref().unwrap();
+    assert_eq!(
+        b.to_string(),
+        "restricted-cone (mapping endpoint-independent, filtering address-dependent), external 203.0.113.1, mapping timeout 60s, hairpin on, preserved ports"
+    );
+    assert_eq!(
+        lab.nodes["gw"].sysctls["net.netfilter.nf_conntrack_udp_timeout"],
+        "60"
+    );
+    let sym = parse(&with("type = \"symmetric\"\nhairpin = false"))
+        .unwrap()
+        .lab;
+    let s = sym.nat["gw"].behaviour.as_ref().unwrap();
+    assert_eq!(s.ports, weft_topo::nat::Ports::Random);
+    assert!(!s.hairpin);
+    // Without behaviour keys: plain masquerade, as before.
+    assert!(parse(&text).unwrap().lab.nat["gw"].behaviour.is_none());
+    // An edit of the type is one change of the table.
+    let p = plan(Some(&lab), &sym);
+    assert!(
+        p.lines().iter().any(
+            |l| l.starts_with("~ nat in gw: restricted-cone (") && l.contains("-> symmetric (")
+        ),
+        "{p}"
+    );
+
+    let msg = |t: &str| -> (String, usize) {
+        let d = &parse(t).err().unwrap_or_else(|| panic!("accepted: {t}")).0[0];
+        (d.message.clone(), d.span.clone().map_or(0, |s| s.start))
+    };
+    let (m, at) = msg(&with("type = \"cone\""));
+    assert!(m.contains("NAT type `cone` is not known"), "{m}");
+    assert_eq!(&with("type = \"cone\"")[at..at + 6], "\"cone\"");
+    let (m, _) = msg(&with(
+        "mapping = \"address-dependent\"\nports = \"preserve\"",
+    ));
+    assert!(
+        m.contains("ports = \"preserve\" cannot give an address-dependent mapping"),
+        "{m}"
+    );
+    let (m, _) = msg(&with("mapping_timeout = \"30\""));
+    assert!(m.contains("mapping_timeout `30` is not a timeout"), "{m}");
+    let (m, _) = msg(&with("filtering = \"none\""));
+    assert!(m.contains("filtering `none` is not known"), "{m}");
+    let (m, _) = msg(&with("type = \"full-cone\"").replace("addresses = [\"203.0.113.1/24\"]", ""));
+    assert!(
+        m.contains("needs an IPv4 address on the uplink `wan`"),
+        "{m}"
+    );
+}

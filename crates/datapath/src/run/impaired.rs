@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use weft_switch::impair::{Fate, Impair, ImpairConfig};
+use weft_switch::impair::{Fate, GilbertElliott, Impair, ImpairConfig};
 use weft_switch::{Action, Actions, Instant};
-use weft_sys::port::{TxFrame, VnetHdr};
+use weft_sys::port::{TxFrame, VnetHdr, VNET_F_NEEDS_CSUM};
 use weft_topo::impair::Impairment;
 use weft_topo::Lab;
 
@@ -44,9 +44,17 @@ fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
         delay: Duration::from_micros(i.delay_us),
         jitter: Duration::from_micros(i.jitter_us),
         loss_ppm: i.loss_ppm,
+        burst: i.burst.map(|b| GilbertElliott {
+            enter_ppm: b.enter_ppm,
+            exit_ppm: b.exit_ppm,
+            bad_loss_ppm: b.loss_ppm,
+            good_loss_ppm: b.good_loss_ppm,
+        }),
+        corrupt_ppm: i.corrupt_ppm,
         duplicate_ppm: i.duplicate_ppm,
         reorder_ppm: i.reorder_ppm,
         rate_bps: i.rate_bps.unwrap_or(0),
+        queue: i.queue.unwrap_or(0) as usize,
         seed,
         ..ImpairConfig::default()
     }
@@ -59,10 +67,14 @@ impl PortImpair {
                 .direction
                 .has_out()
                 .then(|| Impair::new(core_config(&i, seed))),
-            inn: i
-                .direction
-                .has_in()
-                .then(|| Impair::new(core_config(&i, seed ^ IN_STREAM))),
+            inn: match &i.inbound {
+                // Asymmetric: the `in` direction has settings of its own.
+                Some(inb) => Some(Impair::new(core_config(inb, seed ^ IN_STREAM))),
+                None => i
+                    .direction
+                    .has_in()
+                    .then(|| Impair::new(core_config(&i, seed ^ IN_STREAM))),
+            },
             settings: i,
             seed,
         }
@@ -112,8 +124,41 @@ pub(super) fn take_in(p: &mut Port, vnet: VnetHdr, frame: &[u8], now: Instant) -
         frame: frame.to_vec(),
         vnet,
     };
-    q.push(held, frame.len(), now);
+    q.push_with(held, frame.len(), now, corrupt);
     true
+}
+
+/// Flips one bit of a held frame, as netem's `corrupt` does: a checksum
+/// the sender left to the kernel (offload) is finished first, so that the
+/// receiver sees the damage. A GSO super-frame is left alone: the kernel
+/// computes its segments' checksums after, over the flipped bit, and the
+/// damage would pass unseen into the application.
+fn corrupt(h: &mut Held, bit: usize) {
+    if h.vnet.gso_type != 0 {
+        return;
+    }
+    if h.vnet.flags & VNET_F_NEEDS_CSUM != 0 {
+        let start = usize::from(h.vnet.csum_start);
+        let at = start + usize::from(h.vnet.csum_offset);
+        if at + 2 > h.frame.len() || start > h.frame.len() {
+            return;
+        }
+        // The field holds the pseudo-header sum already (folded, not
+        // inverted); the sum over the whole range gives the checksum.
+        let mut sum: u32 = 0;
+        for c in h.frame[start..].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let csum = !(sum as u16);
+        h.frame[at..at + 2].copy_from_slice(&csum.to_be_bytes());
+        h.vnet.flags &= !VNET_F_NEEDS_CSUM;
+    }
+    if let Some(b) = h.frame.get_mut(bit / 8) {
+        *b ^= 0x80 >> (bit % 8);
+    }
 }
 
 #[inline]
@@ -132,7 +177,7 @@ pub(super) fn take_out(
         vnet,
     };
     let len = held.frame.len();
-    if let Fate::Lost | Fate::QueueFull = q.push(held, len, now) {
+    if let Fate::Lost | Fate::QueueFull = q.push_with(held, len, now, corrupt) {
         tracing::trace!(port = %p.name, "impairment dropped a frame");
     }
     true

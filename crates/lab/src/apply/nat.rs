@@ -29,9 +29,10 @@ pub(crate) fn nft(
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Other(format!(
-                "node {node}: NAT needs the `nft` program, which is not installed (Debian: apt-get install nftables)"
-            ))
+            Error::Missing {
+                what: format!("node {node}: NAT needs the `nft` program, which is not installed"),
+                help: "Debian: apt-get install nftables".into(),
+            }
         } else {
             Error::io(format!("node {node}: running nft in {netns}"), e)
         }
@@ -45,24 +46,36 @@ pub(crate) fn nft(
         .wait_with_output()
         .map_err(|e| Error::io(format!("node {node}: waiting for nft"), e))?;
     if !out.status.success() {
-        return Err(Error::Other(format!(
-            "node {node}: nft {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(Error::Nft {
+            node: node.to_string(),
+            detail: format!(
+                "nft {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Load weft's table with this NAT, replacing what it held, atomically.
 pub(crate) fn load(node: &str, netns: &str, n: &nat::Nat) -> Result<(), Error> {
-    nft(
-        node,
-        netns,
-        &["-j", "-f", "-"],
-        Some(&nat::ruleset(n).to_string()),
-    )
+    match &n.behaviour {
+        // Map updates have no JSON syntax in nftables 1.0.6 (nat/behaviour.rs).
+        Some(b) => nft(
+            node,
+            netns,
+            &["-f", "-"],
+            Some(&nat::behaviour::ruleset_text(n, b)),
+        ),
+        None => nft(
+            node,
+            netns,
+            &["-j", "-f", "-"],
+            Some(&nat::ruleset(n).to_string()),
+        ),
+    }
     .map(|_| ())
 }
 
@@ -86,8 +99,10 @@ pub(crate) fn foreign_drops(
     n: &nat::Nat,
 ) -> Result<Vec<String>, Error> {
     let chains = nft(node, netns, &["-j", "list", "chains"], None)?;
-    let drops = nat::foreign_forward_drops(&chains)
-        .map_err(|e| Error::Other(format!("node {node}: {e}")))?;
+    let drops = nat::foreign_forward_drops(&chains).map_err(|e| Error::Nft {
+        node: node.to_string(),
+        detail: e.to_string(),
+    })?;
     Ok(drops
         .into_iter()
         .map(|d| {

@@ -19,9 +19,10 @@ impl Exec<'_> {
         host: &str,
     ) -> Result<(), Error> {
         let lower = weft_sys::if_index(host).ok_or_else(|| {
-            Error::Other(format!(
-                "node {node}: `{iface}` is a macvlan on the machine's interface {host}, and there is none (`ip link` lists them)"
-            ))
+            Error::Missing {
+                what: format!("node {node}: `{iface}` is a macvlan on the machine's interface {host}, and there is none"),
+                help: "`ip link` lists the machine's interfaces".into(),
+            }
         })?;
         let at = self.attrs(node, iface);
         let fd = self.handle(node)?.fd.as_raw_fd();
@@ -57,10 +58,10 @@ impl Exec<'_> {
             .iter()
             .find(|l| l.name == iface)
             .map(|l| l.index)
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "node {node}: the new macvlan {iface} did not appear"
-                ))
+            .ok_or_else(|| Error::NoInterface {
+                node: node.to_string(),
+                iface: iface.to_string(),
+                known: String::new(),
             })?;
         h.index.insert(iface.to_string(), idx);
         Ok(())

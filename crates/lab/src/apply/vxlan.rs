@@ -55,14 +55,15 @@ impl Exec<'_> {
         );
         if let Err(es) = sock.flush() {
             let e = es.into_iter().next().expect("an error");
-            let mut err = Error::kernel(node, e.what, e.errno);
-            if let (Error::Kernel { hint, .. }, libc::EEXIST) = (&mut err, e.errno) {
-                *hint = Some(format!(
-                    "another VXLAN device of this machine's namespace already uses VNI {} on UDP port {} (another lab, or `ip -d link show type vxlan`); give the link another `vni` or `port`",
-                    o.vni, o.port
-                ));
+            if e.errno == libc::EEXIST {
+                return Err(Error::VniTaken {
+                    node: node.to_string(),
+                    what: e.what,
+                    vni: o.vni,
+                    port: o.port,
+                });
             }
-            return Err(err);
+            return Err(Error::kernel(node, e.what, e.errno));
         }
         self.applied.push(i);
         self.created.insert((node.to_string(), iface.to_string()));

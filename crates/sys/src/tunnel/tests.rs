@@ -11,7 +11,7 @@ use etherparse::{IpNumber, Ipv4HeaderSlice, PacketBuilder, TcpHeaderSlice};
 use tun_rs::{GROTable, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4};
 
 use super::udp::{self, segments, Group, TxPlan, TxScratch, MAX_SEGS};
-use super::VNET;
+use super::{HandshakeWatch, VNET};
 use crate::netns;
 use crate::testutil::{ip, NsGuard};
 
@@ -614,4 +614,62 @@ fn tap_frames_of_one_flow_are_coalesced_behind_their_ethernet_header() {
         assert_eq!(&b[..VNET], &[0; VNET]);
         assert_eq!(&b[VNET..], &f[..]);
     }
+}
+
+#[test]
+fn failing_handshakes_are_reported_with_the_likely_key_and_rate_limited() {
+    use weft_tunnel::{Counters, DropReason};
+    let mut w = HandshakeWatch::new(Duration::from_secs(30));
+    let mut c = Counters::default();
+    let s = Duration::from_secs;
+    // Nothing failed: nothing to say.
+    assert_eq!(w.check(s(1), &c, false), None);
+    // The peer's initiations fail authentication here: our --peer-key.
+    c.drops[DropReason::HandshakeAuth as usize] = 1;
+    let m = w.check(s(2), &c, false).expect("a warning");
+    assert!(
+        m.contains("handshake_auth") && m.contains("this end's --peer-key"),
+        "{m}"
+    );
+    assert_eq!(w.current(), Some(m.as_str()));
+    // A failure every 5 s for two minutes: one warning per 30 s.
+    let mut said = 0;
+    for k in 1..=24u64 {
+        c.drops[DropReason::BadMac as usize] = k;
+        if let Some(m) = w.check(s(2 + 5 * k), &c, false) {
+            assert!(m.contains("bad_mac"), "{m}");
+            said += 1;
+        }
+    }
+    assert!((3..=4).contains(&said), "{said} warnings in 120 s");
+    // A session came up: the warning is over, and old drops are not new.
+    assert_eq!(w.check(s(200), &c, true), None);
+    assert_eq!(w.current(), None);
+    assert_eq!(w.check(s(300), &c, false), None);
+}
+
+#[test]
+fn unanswered_handshakes_are_reported_after_a_retry() {
+    use weft_tunnel::Counters;
+    let mut w = HandshakeWatch::new(Duration::from_secs(30));
+    let mut c = Counters::default();
+    let ms = Duration::from_millis;
+    // The first initiation may be lost to a peer still starting.
+    c.handshakes_initiated = 1;
+    assert_eq!(w.check(ms(0), &c, false), None);
+    assert_eq!(w.check(ms(4000), &c, false), None);
+    // The retry: an answer may still be on its way for a second.
+    c.handshakes_initiated = 2;
+    assert_eq!(w.check(ms(5000), &c, false), None);
+    assert_eq!(w.check(ms(5500), &c, false), None);
+    let m = w.check(ms(6000), &c, false).expect("a warning");
+    assert!(m.contains("2 handshake initiation(s) got no answer"), "{m}");
+    // A retry that is answered says nothing.
+    let mut w = HandshakeWatch::new(Duration::from_secs(30));
+    c.handshakes_initiated = 1;
+    assert_eq!(w.check(ms(0), &c, false), None);
+    c.handshakes_initiated = 2;
+    assert_eq!(w.check(ms(5000), &c, false), None);
+    assert_eq!(w.check(ms(6000), &c, true), None);
+    assert_eq!(w.check(ms(60000), &c, false), None);
 }

@@ -306,11 +306,11 @@ impl Cx<'_> {
             }
             Some(v) => {
                 if let Some(prev) = self.machines.vnis.get(v.get_ref()) {
-                    let line = self.source[..prev.start].matches('\n').count() + 1;
+                    let other = self.at(prev.start);
                     self.err(
                         Some(v.span()),
                         format!("vxlan link: VNI {} is used twice", v.get_ref()),
-                        format!("each vxlan link has its own VNI (the other is on line {line})"),
+                        format!("each vxlan link has its own VNI (the other is at {other})"),
                     );
                     return self.vxlan_refused(lab, &a, &b);
                 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Cx, RawIface, RawNode};
-use crate::impair::{self, Direction, Impairment};
+use crate::impair::{self, Impairment};
 use crate::model::*;
 
 /// `static_macs = [{ mac = "..", port = "..", vlan = N }]` on a switch.
@@ -34,20 +34,7 @@ pub(super) struct RawMirror {
     vlans: Vec<Spanned<u32>>,
 }
 
-/// `impair = { delay = "20ms", jitter = "5ms", loss = "1%", duplicate =
-/// "0.5%", reorder = "1%", rate = "10mbit", seed = 7, direction = "both" }`.
-#[derive(Deserialize, Clone, Debug)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawImpair {
-    delay: Option<Spanned<String>>,
-    jitter: Option<Spanned<String>>,
-    loss: Option<Spanned<String>>,
-    duplicate: Option<Spanned<String>>,
-    reorder: Option<Spanned<String>>,
-    rate: Option<Spanned<String>>,
-    seed: Option<Spanned<u64>>,
-    direction: Option<Spanned<String>>,
-}
+pub(super) use crate::impair::RawImpair;
 
 /// A switch node's keys that need its ports known first.
 #[derive(Clone, Debug, Default)]
@@ -187,6 +174,7 @@ impl Cx<'_> {
         };
         let on = stp != SwitchStp::Off;
         let fd_min = if on { 4.0 } else { 0.0 };
+        let w = super::Timers::Switch(who);
         let opts = SwitchOptions {
             stp,
             priority: rn.priority.as_ref().and_then(|p| {
@@ -209,10 +197,10 @@ impl Cx<'_> {
                     Some(v as u16)
                 }
             }),
-            forward_delay_cs: self.seconds(who, "forward_delay", &rn.forward_delay, fd_min, 30.0),
-            hello_time_cs: self.seconds(who, "hello_time", &rn.hello_time, 1.0, 10.0),
-            max_age_cs: self.seconds(who, "max_age", &rn.max_age, 6.0, 40.0),
-            ageing_time_cs: self.seconds(who, "ageing_time", &rn.ageing_time, 1.0, 1_000_000.0),
+            forward_delay_cs: self.seconds(&w, "forward_delay", &rn.forward_delay, fd_min, 30.0),
+            hello_time_cs: self.seconds(&w, "hello_time", &rn.hello_time, 1.0, 10.0),
+            max_age_cs: self.seconds(&w, "max_age", &rn.max_age, 6.0, 40.0),
+            ageing_time_cs: self.seconds(&w, "ageing_time", &rn.ageing_time, 1.0, 1_000_000.0),
             fdb_size: rn.fdb_size.as_ref().and_then(|f| {
                 let v = *f.get_ref();
                 if !(1..=MAX_FDB_SIZE).contains(&v) {
@@ -441,11 +429,11 @@ impl Cx<'_> {
             .entry((end.node.clone(), end.iface.clone()))
             .or_default();
         if let Some((_, prev)) = &port.impair {
-            let prev = prev.start;
+            let prev = self.lines.at(self.source, prev.start);
             self.err(
                 Some(raw.span()),
                 format!("{who}: the port `{end}` is impaired twice (on the link and on the port)"),
-                format!("keep one of them (the other is at byte {prev})"),
+                format!("keep one of them (the other is at {prev})"),
             );
             return;
         }
@@ -465,55 +453,7 @@ impl Cx<'_> {
     }
 
     fn impairment(&mut self, who: &str, raw: &Spanned<RawImpair>) -> Option<Impairment> {
-        let r = raw.get_ref();
-        let mut ok = true;
-        let mut out = Impairment::default();
-        let mut field = |cx: &mut Self,
-                         key: &str,
-                         v: &Option<Spanned<String>>,
-                         parse: fn(&str) -> Result<u64, String>|
-         -> u64 {
-            let Some(v) = v else { return 0 };
-            match parse(v.get_ref()) {
-                Ok(x) => x,
-                Err(why) => {
-                    cx.err(Some(v.span()), format!("{who}: impair {key}: {why}"), "");
-                    ok = false;
-                    0
-                }
-            }
-        };
-        let pct = |s: &str| impair::parse_percent(s).map(u64::from);
-        out.delay_us = field(self, "delay", &r.delay, impair::parse_duration);
-        out.jitter_us = field(self, "jitter", &r.jitter, impair::parse_duration);
-        out.loss_ppm = field(self, "loss", &r.loss, pct) as u32;
-        out.duplicate_ppm = field(self, "duplicate", &r.duplicate, pct) as u32;
-        out.reorder_ppm = field(self, "reorder", &r.reorder, pct) as u32;
-        if r.rate.is_some() {
-            out.rate_bps = Some(field(self, "rate", &r.rate, impair::parse_rate));
-        }
-        out.seed = r.seed.as_ref().map(|s| *s.get_ref());
-        if let Some(d) = &r.direction {
-            match Direction::parse(d.get_ref()) {
-                Ok(d) => out.direction = d,
-                Err(why) => {
-                    self.err(Some(d.span()), format!("{who}: impair {why}"), "");
-                    ok = false;
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        if let Err((key, why)) = out.check() {
-            let span = match key {
-                "jitter" => r.jitter.as_ref().map(|s| s.span()),
-                _ => r.reorder.as_ref().map(|s| s.span()),
-            };
-            self.err(span.or(Some(raw.span())), format!("{who}: {why}"), "");
-            return None;
-        }
-        Some(out)
+        impair::from_raw(who, raw, &mut |span, msg| self.err(span, msg, ""))
     }
 
     fn port_names(sw: &SwitchOptions) -> String {

@@ -154,6 +154,18 @@ impl Cx<'_> {
             }
         }
         let port = match &l.port {
+            Some(p) if *p.get_ref() == 0 => {
+                // Port 0 asks the kernel for any free port: the other end
+                // could never know where to send.
+                self.err(
+                    Some(p.span()),
+                    "tunnel link: port 0 is not a UDP or TCP port the other end can reach",
+                    format!(
+                        "write a port from 1 to 65535, or leave it out for {FIRST_PORT} and up"
+                    ),
+                );
+                0
+            }
             Some(p) => *p.get_ref(),
             None => FIRST_PORT.saturating_add(lab.tunnels.len() as u16),
         };

@@ -1,0 +1,159 @@
+//! `weft events` through the real binary: a test takes a link of an RSTP
+//! ring down and up while reading `weft events --json`, and sees the port
+//! role changes and topology changes in order, with timestamps.
+
+mod common;
+use common::Lab;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Events until one matches `done` (or `limit` passes).
+fn until(rx: &mpsc::Receiver<Value>, limit: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    while let Some(left) = limit.checked_sub(t0.elapsed()) {
+        match rx.recv_timeout(left) {
+            Ok(v) => {
+                let stop = done(&v);
+                got.push(v);
+                if stop {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+fn find(evs: &[Value], kind: &str, node: &str, port: &str, to: &str) -> Option<usize> {
+    evs.iter()
+        .position(|e| e["type"] == kind && e["node"] == node && e["port"] == port && e["to"] == to)
+}
+
+#[test]
+fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order() {
+    let lab = Lab::example("events", "switch-triangle.toml");
+    lab.up();
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _kill = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    // Let the follower start at the end of the stream.
+    std::thread::sleep(Duration::from_millis(300));
+    // s1 is the root; s3's root port is its link to s1 and s2 blocks its
+    // end of s2-s3. Taking s1-s3 down makes s3 reach the root through s2.
+    lab.ok(&["link", &lab.name, "s1", "s3", "down"]);
+    let down = until(&rx, Duration::from_secs(10), |e| e["type"] == "link.down");
+    lab.ok(&["link", &lab.name, "s1", "s3", "up"]);
+    let up = until(&rx, Duration::from_secs(10), |e| e["type"] == "link.up");
+    let show = |v: &[Value]| {
+        v.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (d, u) = (show(&down), show(&up));
+    for e in down.iter().chain(&up) {
+        assert_eq!(e["v"], 1, "{e}");
+        assert!(e["ts"].as_u64().unwrap() > 1_600_000_000_000, "{e}");
+    }
+    // Timestamps never go back.
+    let ts: Vec<u64> = down
+        .iter()
+        .chain(&up)
+        .map(|e| e["ts"].as_u64().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d}\n{u}");
+
+    // Down: s3 loses its root port, s2's alternate port takes over as
+    // designated and s3's port to s2 becomes its root port, then the
+    // topology change; all before the command said it was done.
+    let lost = find(&down, "stp.role", "s3", "to-s1", "disabled").unwrap_or_else(|| panic!("{d}"));
+    let new_root = find(&down, "stp.role", "s3", "to-s2", "root").unwrap_or_else(|| panic!("{d}"));
+    let opened =
+        find(&down, "stp.role", "s2", "to-s3", "designated").unwrap_or_else(|| panic!("{d}"));
+    let fwd =
+        find(&down, "stp.state", "s2", "to-s3", "forwarding").unwrap_or_else(|| panic!("{d}"));
+    let tc = down
+        .iter()
+        .position(|e| e["type"] == "stp.topology_change" && e["node"] == "s3")
+        .unwrap_or_else(|| panic!("no topology change on s3:\n{d}"));
+    let done = down.len() - 1;
+    assert!(
+        lost < new_root && new_root < tc && opened < fwd && fwd < done,
+        "{d}"
+    );
+    assert_eq!(down[done]["a"], "s1:to-s3", "{d}");
+
+    // Up: s3's port to s1 is its root port again, s2's end of s2-s3 goes
+    // back to alternate and stops forwarding, with topology changes.
+    let back = find(&up, "stp.role", "s3", "to-s1", "root").unwrap_or_else(|| panic!("{u}"));
+    let alt = find(&up, "stp.role", "s2", "to-s3", "alternate").unwrap_or_else(|| panic!("{u}"));
+    let blocked =
+        find(&up, "stp.state", "s2", "to-s3", "discarding").unwrap_or_else(|| panic!("{u}"));
+    let tc_up = up
+        .iter()
+        .position(|e| e["type"] == "stp.topology_change")
+        .unwrap_or_else(|| panic!("{u}"));
+    assert!(
+        back < up.len() - 1 && alt <= blocked && tc_up < up.len() - 1,
+        "{u}"
+    );
+
+    // What is kept replays with --since, the up and the link changes too.
+    let kept = lab.ok(&[
+        "events",
+        &lab.name,
+        "--json",
+        "--since",
+        "all",
+        "--no-follow",
+    ]);
+    let kinds: Vec<Value> = kept
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].clone())
+        .collect();
+    for k in [
+        "lab.up",
+        "stp.role",
+        "stp.topology_change",
+        "link.down",
+        "link.up",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} kept: {kept}");
+    }
+    let text = lab.ok(&["events", &lab.name, "--since", "1h", "--no-follow"]);
+    assert!(
+        text.contains("s3:to-s1 stp.role root -> disabled"),
+        "{text}"
+    );
+    lab.ok(&["down", &lab.name]);
+}
