@@ -17,16 +17,28 @@ use common::Lab;
 
 const PODS: usize = 4;
 
-/// 200 hosts on four bridges behind one router: 50 per bridge.
+/// 200 hosts behind one router: 50 on each of three kernel bridges and
+/// 50 on a weft switch (so a share runs a datapath the agent must keep).
 fn lab_text(hosts_per_bridge: usize) -> String {
     let mut t = String::from(
         "name = \"cluster\"\nvxlan_port = 8472\n\n[nodes.r]\nsysctls = { \"net.ipv4.ip_forward\" = 1 }\n",
     );
     for b in 1..=4 {
+        let (segment, routes) = if b == 4 {
+            (
+                format!("kind = \"switch\"\nsubnet = \"10.{b}.0.0/24\"\ngateway = \"10.{b}.0.1\""),
+                String::new(),
+            )
+        } else {
+            (
+                format!("kind = \"bridge\"\nstp = false\nsubnet = \"10.{b}.0.0/24\""),
+                format!("routes = [\"default via 10.{b}.0.1\"]\n"),
+            )
+        };
         t += &format!(
             "[nodes.r.interfaces.e{b}]\naddresses = [\"10.{b}.0.1/24\"]\n\
-             [nodes.b{b}]\nkind = \"bridge\"\nstp = false\nsubnet = \"10.{b}.0.0/24\"\n\
-             [nodes.h{b}x]\ncount = {hosts_per_bridge}\nattach = \"b{b}\"\nroutes = [\"default via 10.{b}.0.1\"]\n\
+             [nodes.b{b}]\n{segment}\n\
+             [nodes.h{b}x]\ncount = {hosts_per_bridge}\nattach = \"b{b}\"\n{routes}\
              [[links]]\nendpoints = [\"r:e{b}\", \"b{b}:up\"]\n"
         );
     }
@@ -487,6 +499,49 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
     c.ping_every_pair();
     let from = c.nodes(0).into_iter().find(|n| n.starts_with('h')).unwrap();
     assert!(c.ping(0, &from, &victim_node), "rebuilt {victim_node}");
+
+    // Kill the switch's datapath: the agent of its pod starts it again,
+    // and the switch's hosts reach the other pods once more.
+    let sw = (0..PODS)
+        .find(|&i| c.nodes(i).iter().any(|n| n == "b4"))
+        .expect("a pod with the switch");
+    let record = c.pods[sw]
+        .state
+        .join("labs")
+        .join(c.key(sw))
+        .join("datapath.json");
+    let pid_of = || -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
+        v["pid"].as_u64()
+    };
+    let old = pid_of().expect("a datapath record");
+    sh(&["kill", "-KILL", &old.to_string()]);
+    let t0 = Instant::now();
+    let restarted = |p: Option<u64>| matches!(p, Some(p) if p != old && Path::new(&format!("/proc/{p}")).exists());
+    while !restarted(pid_of()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the datapath was not restarted\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.wait_all_ready(Duration::from_secs(60));
+    let on_switch = c
+        .nodes(sw)
+        .into_iter()
+        .find(|n| n.starts_with("h4x"))
+        .expect("a host of the switch on its pod");
+    let other = (0..PODS).find(|&i| i != sw).unwrap();
+    let far = c
+        .nodes(other)
+        .into_iter()
+        .find(|n| n.starts_with('h'))
+        .unwrap();
+    assert!(
+        c.ping(sw, &on_switch, &far),
+        "{on_switch} (switch, pod {sw}) cannot reach {far} (pod {other})"
+    );
 
     // SIGTERM to all: each takes its share down and exits 0.
     for i in 0..PODS {
