@@ -167,6 +167,17 @@ pub enum SwitchStp {
     Off,
 }
 
+impl SwitchStp {
+    /// The file's word for it (`stp = "rstp"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchStp::Rstp => "rstp",
+            SwitchStp::Stp => "stp",
+            SwitchStp::Off => "off",
+        }
+    }
+}
+
 /// Settings of a weft userspace switch; `None` keeps the switch's default.
 /// Times are in centiseconds, like [`BridgeOptions`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
