@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use weft::events::{self, Event, Follow};
+use weft::events::{self, Event, Follow, KernelWatch};
 
 /// `30s`, `5m`, `2h`, `all`: how far back to replay.
 fn since_ms(s: &str) -> Result<u64, Failure> {
@@ -58,7 +58,14 @@ pub fn run(lab: &str, json: bool, since: Option<&str>, follow: bool) -> Result<E
     if !follow {
         return Ok(ExitCode::SUCCESS);
     }
+    let mut kernel = KernelWatch::new(lab);
+    let mut next_kernel = std::time::Instant::now();
     loop {
+        if std::time::Instant::now() >= next_kernel {
+            // Recorded in the stream, so the tail below prints them.
+            kernel.poll();
+            next_kernel = std::time::Instant::now() + Duration::from_secs(1);
+        }
         for e in tail.poll() {
             if since.is_some() && e.ts < last {
                 continue;

@@ -20,6 +20,7 @@ use crate::fastpath::{self, FastPath};
 mod admin;
 mod impaired;
 mod live;
+mod wire;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -225,7 +226,8 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             fast,
         });
     }
-    if dp.switches.is_empty() {
+    let wires = wire::start(lab)?;
+    if dp.switches.is_empty() && wires == 0 {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
     dp.init_impair(lab);
@@ -603,7 +605,7 @@ impl Dp {
             .switches
             .iter()
             .map(|sw| {
-                let names = sw.ports.iter().map(|&g| self.ports[g].name.clone());
+                let names = sw.ports.iter().map(|&g| self.ports[g].name.as_str());
                 (sw.name.as_str(), &sw.core, names.collect())
             })
             .collect();

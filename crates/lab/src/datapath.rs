@@ -29,15 +29,19 @@ fn record_path(lab: &str) -> PathBuf {
     state::lab_dir(lab).join("datapath.json")
 }
 
+/// Switches, or wires (impaired kernel links, weft_topo::wire): the
+/// datapath serves both.
 pub fn has_switches(lab: &Lab) -> bool {
-    lab.nodes.values().any(|n| n.kind == NodeKind::Switch)
+    lab.nodes
+        .values()
+        .any(|n| n.kind == NodeKind::Switch || n.wire.is_some())
 }
 
 fn switches_of(lab: &Lab) -> serde_json::Value {
     let v: Vec<_> = lab
         .nodes
         .values()
-        .filter(|n| n.kind == NodeKind::Switch)
+        .filter(|n| n.kind == NodeKind::Switch || n.wire.is_some())
         .collect();
     serde_json::to_value(v).expect("nodes serialize")
 }

@@ -287,6 +287,8 @@ struct Cx<'p> {
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
     machines: machines::MachinesCx,
+    /// Set by `link_impair` for a link with two kernel ends.
+    kernel_link_impair: Option<crate::impair::Impairment>,
     /// Ends of links refused for their other end (not reported as unlinked).
     broken_ends: HashSet<(String, String)>,
 }
@@ -538,6 +540,7 @@ impl Cx<'_> {
                 routes: Vec::new(),
                 sysctls: sysctls.clone(),
                 switch: switch_opts.clone(),
+                wire: None,
                 machine: machine.clone(),
                 services,
                 binds,
@@ -1094,6 +1097,10 @@ impl Cx<'_> {
         }
         if let Some(imp) = &link.get_ref().impair {
             self.link_impair(lab, &a, &b, imp);
+            // Both ends in the kernel: a wire carries the link.
+            if let Some(w) = self.kernel_link_impair.take() {
+                crate::wire::insert(lab, &a, &b, w);
+            }
         }
     }
 

@@ -141,6 +141,9 @@ pub struct Node {
     /// Switch settings of a `kind = "switch"` node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<SwitchOptions>,
+    /// A hidden node that carries an impaired kernel link (crate::wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<crate::wire::Wire>,
     /// The machine it is built on (`machine = "a"`), when the lab declares
     /// machines.
     #[serde(default, skip_serializing_if = "Option::is_none")]

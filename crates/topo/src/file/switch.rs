@@ -259,7 +259,7 @@ impl Cx<'_> {
                 self.err(
                     Some(i.span()),
                     format!("node `{node}`: `{iname}` is a kernel interface, and this kernel has no netem to impair it"),
-                    "weft impairs frames in its switch: cable the interface to a kind = \"switch\" node and write impair on that port (or on the link)",
+                    "write impair on the interface's link instead (weft puts a wire with the impairment in it), or on a switch port",
                 );
             }
             if let Some(s) = spans.into_iter().flatten().next() {
@@ -503,11 +503,9 @@ impl Cx<'_> {
         } else if is_switch(b) {
             b
         } else {
-            self.err(
-                Some(raw.span()),
-                format!("link `{a}` — `{b}`: both ends are kernel interfaces, and this kernel has no netem (sch_netem), which impairing them would need"),
-                "weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two and write impair on this link's switch end (or on the switch port)",
-            );
+            // No netem here: a wire in the link impairs it (crate::wire).
+            let who = format!("link `{a}` — `{b}`");
+            self.kernel_link_impair = self.impairment(&who, raw);
             return;
         };
         let who = format!("link `{a}` — `{b}`");
