@@ -86,7 +86,7 @@ pub fn lock(key: &str) -> Result<AgentLock, Error> {
         return Err(Error::Machine {
             machine: m.unwrap_or_default().to_string(),
             detail: format!(
-                "lab {lab}: already served by another weft agent (pid {}; lock {}): one agent per machine; stop that one first",
+                "lab {lab}: this machine is already served by another weft agent (pid {}; lock {}): one agent per machine; stop that one first",
                 holder.trim(),
                 path.display()
             ),
@@ -161,9 +161,7 @@ pub fn round(opts: &AgentOptions) -> Result<(Round, bool), Error> {
 /// round (a peer's name that does not resolve yet, a failed check) are
 /// logged and retried; the file's own errors and a second agent are not.
 pub fn run(opts: &AgentOptions) -> Result<(), Error> {
-    let lab = crate::parse_file(&opts.file)
-        .map_err(Error::File)?
-        .lab;
+    let lab = crate::parse_file(&opts.file).map_err(Error::File)?.lab;
     let key = share_name(&lab.name, &opts.machine);
     let _lock = lock(&key)?;
     let ready = ready_path(&key);
