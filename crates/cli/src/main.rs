@@ -293,7 +293,7 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
-        Cmd::Agent(a) => agent::run(a).map_err(Failure::from),
+        Cmd::Agent(a) => agent::run(a),
         Cmd::Ping {
             lab,
             node,
@@ -330,7 +330,7 @@ fn main() -> ExitCode {
             json,
             since,
             no_follow,
-        } => events::run(&lab, json, since.as_deref(), !no_follow).map_err(Failure::from),
+        } => events::run(&lab, json, since.as_deref(), !no_follow),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
@@ -352,7 +352,7 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
-        Cmd::Import(a) => import::run(&a).map_err(Failure::from),
+        Cmd::Import(a) => import::run(&a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
