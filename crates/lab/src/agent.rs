@@ -161,9 +161,7 @@ pub fn round(opts: &AgentOptions) -> Result<(Round, bool), Error> {
 /// round (a peer's name that does not resolve yet, a failed check) are
 /// logged and retried; the file's own errors and a second agent are not.
 pub fn run(opts: &AgentOptions) -> Result<(), Error> {
-    let lab = crate::parse_file(&opts.file)
-        .map_err(Error::File)?
-        .lab;
+    let lab = crate::parse_file(&opts.file).map_err(Error::File)?.lab;
     let key = share_name(&lab.name, &opts.machine);
     let _lock = lock(&key)?;
     let ready = ready_path(&key);

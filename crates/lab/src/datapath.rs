@@ -112,12 +112,13 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Erro
     stop(name)?;
     let exe = match exe {
         Some(e) => e.to_path_buf(),
-        None => std::env::current_exe()
-            .map_err(|e| Error::io("finding the weft binary to start the datapath", e))?,
+        None => crate::context::helper_exe()?,
     };
     let dir = state::lab_dir(name);
-    let p = process::spawn_detached(&exe, &["datapath", name], &dir.join("datapath.log")).map_err(
-        |e| {
+    let env = crate::context::helper_env();
+    let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    let p = process::spawn_detached_env(&exe, &["datapath", name], &env, &dir.join("datapath.log"))
+        .map_err(|e| {
             Error::io(
                 format!(
                     "starting the switch datapath ({} datapath {name})",
@@ -125,8 +126,7 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Erro
                 ),
                 e,
             )
-        },
-    )?;
+        })?;
     save_record(
         name,
         &Record {

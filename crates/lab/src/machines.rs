@@ -191,10 +191,12 @@ pub fn prepare(
 ) -> Result<Lab, Error> {
     let mut lab = lab.clone();
     if let Some(k) = spread {
-        weft_topo::placement::spread(&mut lab, k).map_err(|what| Error::Invalid { what, help: None })?;
+        weft_topo::placement::spread(&mut lab, k)
+            .map_err(|what| Error::Invalid { what, help: None })?;
     }
     if machine.is_some() || lab.machines.len() == 1 {
-        weft_topo::machines::resolve(&mut lab, &mut lookup).map_err(|what| Error::Invalid { what, help: None })?;
+        weft_topo::machines::resolve(&mut lab, &mut lookup)
+            .map_err(|what| Error::Invalid { what, help: None })?;
         let local = machine
             .and_then(|m| lab.machines.get(m))
             .map(|m| m.underlay);
@@ -204,7 +206,8 @@ pub fn prepare(
         };
         weft_topo::machines::fit_mtus(&mut lab, mtu);
     }
-    let mut lab = weft_topo::machines::select(&lab, machine).map_err(|what| Error::Invalid { what, help: None })?;
+    let mut lab = weft_topo::machines::select(&lab, machine)
+        .map_err(|what| Error::Invalid { what, help: None })?;
     for m in lab.machines.values_mut() {
         if let Some(k) = &mut m.private_key {
             *k = key_dir.join(&*k).display().to_string();
