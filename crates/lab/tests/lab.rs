@@ -9,8 +9,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use weft::{Context, Impair, Lab};
@@ -28,6 +29,14 @@ fn state_dir() -> PathBuf {
 fn ctx() -> Context {
     assert_eq!(uid(), 0, "needs root: it builds network namespaces");
     Context::new().state_dir(state_dir())
+}
+
+/// Building a lab removes labs whose owner died: the test that kills its
+/// child must not have that done by another test before it looks.
+static REAPING: RwLock<()> = RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    REAPING.read().unwrap_or_else(|p| p.into_inner())
 }
 
 fn netns_of(lab: &str) -> Vec<String> {
@@ -92,6 +101,7 @@ fn udp_rtt(lab: &Lab) -> Option<Duration> {
 
 #[test]
 fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
+    let _g = shared();
     let lab = switched(ctx());
     let name = lab.name().to_string();
     assert!(name.starts_with("sw-"), "a unique name: {name}");
@@ -145,6 +155,7 @@ fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
 
 #[test]
 fn a_capture_records_the_test_traffic_as_pcapng() {
+    let _g = shared();
     let lab = Lab::builder("cap")
         .context(ctx())
         .host("a", |n| n.iface("eth0", &["10.78.0.1/24"]))
@@ -175,6 +186,7 @@ fn a_capture_records_the_test_traffic_as_pcapng() {
 
 #[test]
 fn bad_input_is_refused_with_its_position_and_nothing_is_built() {
+    let _g = shared();
     let e = Lab::from_toml_with(&ctx(), "name = \"bad\"\n[nodes.a]\ncolour = 1\n").unwrap_err();
     let s = e.to_string();
     assert!(s.contains("colour"), "{s}");
@@ -201,8 +213,38 @@ fn child_builds_a_lab_and_waits_to_be_killed() {
 
 #[test]
 fn a_lab_whose_test_was_killed_goes_at_the_next_lab() {
+    let _g = REAPING.write().unwrap_or_else(|p| p.into_inner());
     let ctx = ctx();
-    let dir = state_dir();
+    killed_then(&state_dir(), || {
+        Lab::builder("next")
+            .context(ctx)
+            .host("x", |n| n)
+            .build()
+            .unwrap()
+            .down()
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_lab_whose_test_was_killed_goes_at_the_next_weft_command() {
+    let weft = ctx().find_weft_exe().unwrap();
+    // A state directory of its own: no lab of this process reaps there.
+    let dir = state_dir().join("cli");
+    killed_then(&dir, || {
+        let out = Command::new(&weft)
+            .arg("status")
+            .env("WEFT_STATE_DIR", &dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("whose program died"), "{err}");
+    });
+}
+
+/// A child test process builds a lab with a switch and a program in a
+/// node and is killed with SIGKILL; after `next`, nothing of it is left.
+fn killed_then(dir: &Path, next: impl FnOnce()) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -211,7 +253,7 @@ fn a_lab_whose_test_was_killed_goes_at_the_next_lab() {
             "--nocapture",
         ])
         .env(CHILD, "1")
-        .env("WEFT_STATE_DIR", &dir)
+        .env("WEFT_STATE_DIR", dir)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -235,12 +277,7 @@ fn a_lab_whose_test_was_killed_goes_at_the_next_lab() {
     child.wait().unwrap();
     assert_eq!(netns_of(&name).len(), 3, "still there after the kill");
 
-    // The next lab built in this state directory removes it first.
-    let next = Lab::builder("next")
-        .context(ctx)
-        .host("x", |n| n)
-        .build()
-        .unwrap();
+    next();
     assert!(
         netns_of(&name).is_empty(),
         "the dead test's lab was removed"
@@ -251,7 +288,6 @@ fn a_lab_whose_test_was_killed_goes_at_the_next_lab() {
         !alive(sleeper),
         "the program it started in a node was killed"
     );
-    drop(next);
 }
 
 /// Running (a zombie waiting for its parent to reap it is not).
