@@ -182,6 +182,12 @@ impl SwitchSpec {
         );
         self
     }
+    /// Spanning tree on or off (on by default: a loop-free lab wastes
+    /// up to 30 s waiting for it when the switch faces a router).
+    pub fn stp(mut self, on: bool) -> SwitchSpec {
+        let _ = writeln!(self.toml, "stp = {on}");
+        self
+    }
     /// The network hosts attached to the switch draw addresses from
     /// (`"10.40.0.0/24"`), and its router (which gets no host address and
     /// becomes attached hosts' default route).
