@@ -72,6 +72,10 @@ enum Cmd {
         /// Remove this machine's share of a lab that spans machines.
         #[arg(long)]
         machine: Option<String>,
+        /// Leave processes other than the lab's services running (they
+        /// keep their deleted namespaces alive).
+        #[arg(long)]
+        keep_processes: bool,
     },
     /// Show labs, their nodes, interfaces, addresses, bridges and ports.
     Status {
@@ -154,6 +158,16 @@ enum Cmd {
         #[arg(long)]
         no_follow: bool,
     },
+    /// A local web page drawing the lab live, with its events, nodes'
+    /// interfaces and routes, and buttons for links, impairment and
+    /// captures (every request needs the token printed at start).
+    Serve {
+        /// The lab; may be left out when there is only one.
+        lab: Option<String>,
+        /// Address to listen on; 127.0.0.1 with a free port unless given.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
         /// The lab's name, or a topology file.
@@ -189,6 +203,19 @@ enum Cmd {
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]
     Datapath { lab: String },
+    /// Run a lab's services (started by `weft up`, stopped by `weft down`).
+    #[command(hide = true)]
+    Supervise { lab: String },
+    /// Print the output of a node's service (or container), kept in the
+    /// lab's state directory (the newest 1-2 MiB).
+    Logs {
+        lab: String,
+        /// NODE:SERVICE, or NODE when it runs one service or a container.
+        target: String,
+        /// Keep printing what it writes, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
     /// Explain, step by step, what happens to a ping from a node to a target,
     /// and prove it with a real probe captured on every interface of the path.
     Trace {
@@ -226,19 +253,38 @@ fn main() -> ExitCode {
     // and capture ends on EPIPE itself (exit 0 when wireshark closes).
     if !matches!(
         cli.cmd,
-        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. } | Cmd::Serve { .. }
     ) {
         weft_sys::default_sigpipe();
     }
     // exec must stay single-threaded until it has entered the namespace, so
     // it runs before anything that could start a thread.
     if let Cmd::Exec { lab, node, cmd } = &cli.cmd {
-        let err = match weft::node_netns(lab, node) {
-            Ok(ns) => match weft_sys::exec::exec_in(&ns, cmd) {
+        let r = weft::exec_target(lab, node).map_err(|e| e.to_string());
+        let err = match r {
+            Ok(weft::ExecTarget::Netns(ns)) => match weft_sys::exec::exec_in(&ns, cmd) {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
             },
-            Err(e) => e.to_string(),
+            Ok(weft::ExecTarget::Node { netns, mntns }) => {
+                match weft_sys::exec::exec_in_node(&netns, &mntns, cmd) {
+                    Err(e) => e.to_string(),
+                    Ok(never) => match never {},
+                }
+            }
+            Ok(weft::ExecTarget::Container(name)) => {
+                let mut argv: Vec<OsString> = vec!["podman".into(), "exec".into(), "-i".into()];
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    argv.push("-t".into());
+                }
+                argv.push(name.into());
+                argv.extend(cmd.iter().cloned());
+                let mut c = std::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                let e = std::os::unix::process::CommandExt::exec(&mut c);
+                format!("running podman exec: {e}")
+            }
+            Err(e) => e,
         };
         eprintln!("weft exec: {err}");
         return ExitCode::from(125);
@@ -291,13 +337,14 @@ fn main() -> ExitCode {
             lab,
             no_wait,
             machine,
-        } => down(&lab, no_wait, machine.as_deref()),
+            keep_processes,
+        } => down(&lab, no_wait, machine.as_deref(), keep_processes),
         Cmd::Status { lab, json, machine } => {
             let key = lab.map(|l| weft::machines::key(&l, machine.as_deref()));
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
-        Cmd::Agent(a) => agent::run(a).map_err(Failure::from),
+        Cmd::Agent(a) => agent::run(a),
         Cmd::Ping {
             lab,
             node,
@@ -328,14 +375,23 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Serve { lab, listen } => serve(lab, listen).map_err(Failure::from),
         Cmd::Events {
             lab,
             json,
             since,
             no_follow,
-        } => events::run(&lab, json, since.as_deref(), !no_follow).map_err(Failure::from),
+        } => events::run(&lab, json, since.as_deref(), !no_follow),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
+        Cmd::Supervise { lab } => weft::services::supervise(&lab)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::from),
+        Cmd::Logs {
+            lab,
+            target,
+            follow,
+        } => logs(&lab, &target, follow),
         Cmd::Link { lab, a, b, state } => runtime::link(&lab, &a, &b, &state),
         Cmd::Impair(args) => runtime::impair(&args),
         Cmd::Trace {
@@ -355,7 +411,7 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
-        Cmd::Import(a) => import::run(&a).map_err(Failure::from),
+        Cmd::Import(a) => import::run(&a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -615,6 +671,47 @@ fn up(
     Ok(ExitCode::SUCCESS)
 }
 
+fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, String> {
+    let lab = match lab {
+        Some(l) => l,
+        None => {
+            let labs: Vec<String> = weft::status(None)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|l| l.name)
+                .collect();
+            match labs.as_slice() {
+                [one] => one.clone(),
+                [] => return Err("no lab is up; `weft up FILE` builds one".into()),
+                more => {
+                    return Err(format!(
+                        "{} labs are up ({}); name one: weft serve NAME",
+                        more.len(),
+                        more.join(", ")
+                    ))
+                }
+            }
+        }
+    };
+    let weft_bin = std::env::current_exe().map_err(|e| format!("finding the weft binary: {e}"))?;
+    let s = weft_serve::bind(weft_serve::Options {
+        lab: lab.clone(),
+        listen,
+        weft: weft_bin,
+    })?;
+    if weft_serve::is_exposed(&s.addr) {
+        eprintln!(
+            "weft: warning: serving lab {lab} on {}, reachable from other machines; anyone with the token can change the lab",
+            s.addr
+        );
+    }
+    println!("weft serve: lab {lab} on {}", s.url());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    s.run();
+    Ok(ExitCode::SUCCESS)
+}
+
 fn check_event(c: &weft::CheckResult) -> weft::events::Event {
     weft::events::Event::new("check")
         .with("check", c.check.to_string())
@@ -669,7 +766,20 @@ fn share(
     Ok(weft::machines::prepare(lab, machine, spread, &dir)?)
 }
 
-fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Failure> {
+fn logs(lab: &str, target: &str, follow: bool) -> Result<ExitCode, Failure> {
+    let node = target.split(':').next().unwrap_or_default();
+    let st = weft::built_with(lab, node)?;
+    let mut out = std::io::stdout().lock();
+    weft::services::logs(&st.lab, target, follow, &mut out, &|| false)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(
+    lab: &str,
+    no_wait: bool,
+    machine: Option<&str>,
+    keep_processes: bool,
+) -> Result<ExitCode, Failure> {
     let name = if lab.ends_with(".toml") || Path::new(lab).is_file() {
         lab_name_of(Path::new(lab), "down")?
     } else {
@@ -685,11 +795,24 @@ fn down(lab: &str, no_wait: bool, machine: Option<&str>) -> Result<ExitCode, Fai
         .into());
     }
     let name = weft::machines::key(&name, machine);
-    let r = weft::down(&name, &weft::DownOptions { no_wait })?;
+    let r = weft::down(
+        &name,
+        &weft::DownOptions {
+            no_wait,
+            keep_processes,
+        },
+    )?;
+    for s in &r.services {
+        println!("stopped service {s}");
+    }
+    for e in &r.ended {
+        println!("ended process {} ({}) in {}", e.pid, e.comm, e.netns);
+    }
     for (ns, pids) in &r.held {
         eprintln!(
-            "weft: warning: {ns} was deleted, but processes still run in it and keep it alive: {}; they were not touched",
-            pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+            "weft: warning: {ns} was deleted, but processes still run in it and keep it alive: {}; they were not touched{}",
+            pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+            if keep_processes { " (--keep-processes)" } else { " (they hold it open without running in it)" }
         );
     }
     if r.removed.is_empty() {

@@ -359,7 +359,7 @@ impl Cluster {
             assert!(agents.is_empty(), "pod {i} agent files left: {agents:?}");
         }
         assert_eq!(self.lab.namespaces(), Vec::<String>::new());
-        let prefix = format!("weft-{}-", self.lab.name);
+        let prefix = weft_topo::netns_name(&self.lab.name, "");
         let names: Vec<String> = std::fs::read_dir("/etc/netns")
             .map(|d| {
                 d.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -452,11 +452,11 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
     let victim = before
         .iter()
         .rev()
-        .find(|n| n.contains("-h"))
+        .find(|n| n.contains(".h"))
         .expect("a host namespace")
         .clone();
     let victim_node = victim
-        .strip_prefix(&format!("weft-{}-", c.lab.name))
+        .strip_prefix(&weft_topo::netns_name(&c.lab.name, ""))
         .unwrap()
         .to_string();
     let o = c.in_pod(1, &["ip", "netns", "del", &victim]);

@@ -71,6 +71,29 @@ pub enum Error {
         secs: f64,
         detail: String,
     },
+    /// A service or container that did not start or become ready.
+    #[error("node {node}, service {service}: {detail}{}", if log.is_empty() { String::new() } else { format!("\nits last log lines (weft logs LAB {node}:{service}):\n  {}", log.join("\n  ")) })]
+    Service {
+        node: String,
+        service: String,
+        detail: String,
+        log: Box<[String]>,
+    },
+    /// A node's private files (its mount namespace and binds) could not
+    /// be set up.
+    #[error("node {node}: setting up its private files (binds)")]
+    NodeFiles {
+        node: String,
+        #[source]
+        source: Box<weft_sys::Error>,
+    },
+    /// The lab's service supervisor exited while weft waited for it.
+    #[error("the service supervisor of lab {lab} (pid {pid}) exited{}", if .log_tail.is_empty() { String::new() } else { format!(": {}", .log_tail) })]
+    SupervisorExited {
+        lab: String,
+        pid: u32,
+        log_tail: String,
+    },
     /// The lab was built but did not become usable in time: ports not
     /// forwarding, carriers not up, addresses tentative.
     #[error("lab {lab} did not become usable within {secs:.1} s: still waiting for {}", .waiting.join(", "))]

@@ -26,6 +26,7 @@ pub mod names;
 mod owner;
 mod reap;
 pub mod runtime;
+pub mod services;
 pub mod state;
 pub mod status;
 pub mod trace;
@@ -185,6 +186,8 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     }
     weft_sys::caps::require_admin("weft up")?;
     machines::check_underlay(lab)?;
+    // Images, podman and service users: refused before anything is built.
+    services::preflight(lab)?;
     let _lock = state::lock(name)?;
     let built = state::load(name)?;
     // Namespaces the journal lists but the state does not were made by a run
@@ -198,6 +201,16 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         .into_iter()
         .filter(|ns| !known.contains(ns) && weft_sys::netns::exists(ns))
         .collect();
+    // A run that died may have started services (and its supervisor) in
+    // them; they would keep the namespaces alive, and a new lab starts
+    // with none running.
+    if built.is_none() {
+        services::stop_all(name);
+    }
+    if !leftovers.is_empty() {
+        end_processes(&leftovers);
+        services::remove_mounts(&leftovers);
+    }
     let recovered = remove_and_wait(&leftovers)?;
     let mut st = match built {
         Some(mut s) => {
@@ -257,6 +270,13 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     // The lab is usable once the tunnels' handshakes are done (or each
     // one's wait is explained).
     warnings.extend(tunnels::wait_sessions(lab, tunnels::SESSION_WAIT));
+    // Services start once the network is usable, before the checks (which
+    // may test what they serve); only those whose definition changed
+    // restart.
+    let svc_changed = services::units_of(&old_lab) != services::units_of(lab);
+    if let Err(e) = start_workloads(lab, Some(&old_lab), opts) {
+        return Err(run.fail(&mut st, e, true));
+    }
     let mut results = Vec::new();
     if kernel_changed || unfinished {
         warnings.splice(0..0, nat_warnings(lab));
@@ -279,7 +299,7 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     }
     Ok(UpReport {
         plan,
-        changed: kernel_changed || unfinished || restarted || !undone.is_empty(),
+        changed: kernel_changed || unfinished || restarted || !undone.is_empty() || svc_changed,
         recovered,
         apply_time,
         wait_time: if kernel_changed || unfinished || restarted {
@@ -289,6 +309,26 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         },
         warnings,
         checks: results,
+    })
+}
+
+/// Whether operations make or remove interfaces of a switch node (or the
+/// node itself): the datapath's sockets on its ports may then be stale,
+/// so it is restarted rather than edited.
+fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&topo::Lab; 2]) -> bool {
+    let is_switch = |n: &str| {
+        labs.iter().any(|l| {
+            l.nodes
+                .get(n)
+                .is_some_and(|x| x.kind == weft_topo::NodeKind::Switch)
+        })
+    };
+    ops.iter().any(|o| match o.key() {
+        weft_topo::ResKey::Veth { a, b } => is_switch(&a.node) || is_switch(&b.node),
+        k @ (weft_topo::ResKey::Netns { .. } | weft_topo::ResKey::Device { .. }) => {
+            is_switch(k.node())
+        }
+        _ => false,
     })
 }
 
@@ -378,8 +418,8 @@ impl Run<'_> {
         let (lab, opts) = (self.lab, self.opts);
         // Started before the bridges are waited for: in a loop of switches
         // and kernel bridges, both must hear each other's BPDUs to converge.
-        let kernel_changed = !self.plan.is_empty();
-        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), kernel_changed)?;
+        let ports_changed = touches_switch_ports(&self.plan.ops, [lab, self.old]);
+        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), ports_changed)?;
         if wait {
             apply::wait_ready(lab, handles, opts.ready_timeout, opts.progress)?;
         }
@@ -444,13 +484,16 @@ impl Run<'_> {
                 if started {
                     // The processes of the lab as it was (a datapath with
                     // the old switches, tunnels with the old settings).
-                    let changed = !applied.is_empty();
+                    let changed = touches_switch_ports(applied, [self.lab, self.old]);
                     if let Err(u) =
                         datapath::ensure(self.old, self.opts.datapath_exe.as_deref(), changed)
                     {
                         errs.push(u.to_string());
                     }
                     if let Err(u) = tunnels::reconcile(self.old) {
+                        errs.push(u.to_string());
+                    }
+                    if let Err(u) = start_workloads(self.old, Some(self.lab), self.opts) {
                         errs.push(u.to_string());
                     }
                 }
@@ -470,6 +513,66 @@ impl Run<'_> {
         };
         self.up_error(e, outcome)
     }
+}
+
+/// The nodes' mount namespaces, then their services (waited for).
+fn start_workloads(
+    lab: &topo::Lab,
+    old: Option<&topo::Lab>,
+    opts: &UpOptions,
+) -> Result<(), Error> {
+    services::sync_mounts(lab, old)?;
+    services::ensure(lab, opts.datapath_exe.as_deref(), opts.progress)
+}
+
+/// A process that `weft down` ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// The namespace it was in.
+    pub netns: String,
+}
+
+/// Ends every process inside these network namespaces or their nodes'
+/// mount namespaces: SIGTERM, two seconds, SIGKILL.
+fn end_processes(netns: &[String]) -> Vec<Ended> {
+    let mut ids: Vec<(String, weft_sys::netns::NsIdentity)> = netns
+        .iter()
+        .filter_map(|ns| {
+            weft_sys::netns::identity(ns)
+                .ok()
+                .map(|id| (ns.clone(), id))
+        })
+        .collect();
+    ids.extend(services::mount_identities(netns));
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let just: Vec<_> = ids.iter().map(|(_, id)| *id).collect();
+    let members = weft_sys::netns::members_of_many(&just);
+    let mut out: Vec<Ended> = Vec::new();
+    let mut procs = Vec::new();
+    for (ns, id) in &ids {
+        for &pid in members.get(id).into_iter().flatten() {
+            if out.iter().any(|e| e.pid == pid) {
+                continue;
+            }
+            if let Some(start_time) = weft_sys::process::start_time(pid) {
+                procs.push(weft_sys::process::ProcId { pid, start_time });
+                out.push(Ended {
+                    pid,
+                    comm: weft_sys::process::comm(pid).unwrap_or_default(),
+                    netns: ns.clone(),
+                });
+            }
+        }
+    }
+    let ran = weft_sys::process::stop_all(&procs, Duration::from_secs(2));
+    out.retain(|e| ran.iter().any(|p| p.pid == e.pid));
+    out.sort_by_key(|e| e.pid);
+    out
 }
 
 /// Warnings about foreign nftables chains in the NAT nodes of a built lab.
@@ -546,6 +649,11 @@ fn rollback(
             errs.push(e);
         }
         tunnels::stop_all(name);
+        // Processes in the namespaces would keep them alive.
+        services::stop_all(name);
+        let nets = state::journal_entries(name);
+        end_processes(&nets);
+        services::remove_mounts(&nets);
         let watch = weft_sys::netns::watch_cleanup().ok();
         for n in state::journal_entries(name) {
             if let Err(e) = weft_sys::netns::delete(&n) {
@@ -618,11 +726,18 @@ pub struct DownOptions {
     /// Return without waiting for the kernel to finish destroying the
     /// namespaces.
     pub no_wait: bool,
+    /// Leave processes that are not the lab's services running (they keep
+    /// their deleted namespaces alive; `held` lists them).
+    pub keep_processes: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct DownReport {
     pub removed: Vec<String>,
+    /// The lab's services that were stopped: `node:service (pid N)`.
+    pub services: Vec<String>,
+    /// Other processes in the lab's namespaces that were ended.
+    pub ended: Vec<Ended>,
     /// Namespaces still kept alive by processes running in them: pid lists.
     pub held: Vec<(String, Vec<u32>)>,
 }
@@ -656,6 +771,14 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     }
     candidates.sort();
     candidates.dedup();
+    let mut report = DownReport {
+        services: services::stop_all(name).services,
+        ..DownReport::default()
+    };
+    if !opts.keep_processes {
+        report.ended = end_processes(&candidates);
+    }
+    services::remove_mounts(&candidates);
     // weft's nftables tables go before the links they name.
     if let Some(st) = state::load(name).ok().flatten() {
         for node in st.lab.nat.keys() {
@@ -673,7 +796,6 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
     } else {
         Some(weft_sys::netns::watch_cleanup()?)
     };
-    let mut report = DownReport::default();
     let mut held_ids = Vec::new();
     // Deleting is a umount and an unlink per namespace (~0.1-0.2 ms each on
     // this machine's ext4 /run); two threads halve it for big labs.
@@ -778,6 +900,35 @@ pub fn node_netns(lab: &str, node: &str) -> Result<String, Error> {
         })
 }
 
+/// Where `weft exec LAB NODE` runs a command.
+#[derive(Debug, Clone)]
+pub enum ExecTarget {
+    /// The node's network namespace, with a private view of files.
+    Netns(String),
+    /// The node's network namespace and its mount namespace file (binds).
+    Node { netns: String, mntns: PathBuf },
+    /// Inside the node's container (`podman exec`).
+    Container(String),
+}
+
+/// Where a command run in a node of a built lab runs.
+pub fn exec_target(lab: &str, node: &str) -> Result<ExecTarget, Error> {
+    let netns = node_netns(lab, node)?;
+    let st = built_with(lab, node)?;
+    let n = &st.lab.nodes[node];
+    if n.container.is_some() {
+        return Ok(ExecTarget::Container(services::container_name(&netns)));
+    }
+    let holder = services::mntns_path(&netns);
+    if !n.binds.is_empty() && weft_sys::mntns::exists(&holder) {
+        return Ok(ExecTarget::Node {
+            netns,
+            mntns: holder,
+        });
+    }
+    Ok(ExecTarget::Netns(netns))
+}
+
 /// Resolve a ping target: an IP address, or a node name (the address
 /// [`weft_topo::check::node_address`] picks, as the hosts files list it).
 pub fn resolve_target(lab: &topo::Lab, target: &str) -> Result<std::net::IpAddr, Error> {
@@ -845,7 +996,7 @@ pub fn neighbour(
 ///
 /// ```no_run
 /// let lab = weft::Running::from_file("examples/bridge.toml").unwrap();
-/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br-ns1", for `ip netns exec`
+/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br.ns1", for `ip netns exec`
 /// # let _ = ns1;
 /// // ... run the test against the lab ...
 /// drop(lab); // removed again

@@ -89,6 +89,98 @@ fn sysctl_in(netns: &str, key: &str) -> Option<String> {
         .flatten()
 }
 
+/// Follows a packet through the routers after `first` (the interface it
+/// entered by) until it reaches the target's node, a node that does not
+/// forward, or one without a route; each hop is a step and its two
+/// interfaces join the capture points.
+fn follow_routers(
+    lab: &Lab,
+    dst: IpAddr,
+    first: &Endpoint,
+    target: Option<&Endpoint>,
+    points: &mut Vec<Endpoint>,
+    steps: &mut Vec<String>,
+) {
+    let key = if dst.is_ipv4() {
+        "net.ipv4.ip_forward"
+    } else {
+        "net.ipv6.conf.all.forwarding"
+    };
+    let mut at = first.clone();
+    for _ in 0..32 {
+        if target.is_some_and(|t| t.node == at.node) {
+            return;
+        }
+        let Some(n) = lab.nodes.get(&at.node) else {
+            return;
+        };
+        if n.switch.is_some() || lab.iface(&at).is_some_and(|i| i.master.is_some()) {
+            return;
+        }
+        if sysctl_in(&n.netns, key).as_deref() != Some("1") {
+            steps.push(format!(
+                "3. router: the packet enters {at}, and {} does not forward ({key} = 0): it is dropped there",
+                at.node
+            ));
+            return;
+        }
+        let Ok(mut h) = NsHandle::open(&at.node, &n.netns) else {
+            return;
+        };
+        let r = match h.nl.route_get(dst, None) {
+            Ok(r) => r,
+            Err(e) => {
+                steps.push(format!(
+                    "3. router: {} forwards, but has no route to {dst} ({e}); a routing daemon there may not have learned it yet",
+                    at.node
+                ));
+                return;
+            }
+        };
+        let Some(out) = r.oif.and_then(|o| ep_of(lab, &at.node, o, &h)) else {
+            return;
+        };
+        steps.push(format!(
+            "3. router: {} forwards it (`ip route get {dst}` there: {} route out of {}{}; configured by weft or learned by a routing daemon)",
+            at.node,
+            r.kind,
+            out.iface,
+            r.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+        ));
+        let Some(IfaceKind::Veth { peer: next }) = lab.iface(&out).map(|i| &i.kind) else {
+            return;
+        };
+        for e in [at.clone(), out.clone(), next.clone()] {
+            if !points.contains(&e) {
+                points.push(e);
+            }
+        }
+        let next = next.clone();
+        steps.push(format!("3. cable: {out} is a veth; its peer is {next}"));
+        // A bridge in between: its other ports towards the next router
+        // are found by the next hop's address.
+        if lab.iface(&next).is_some_and(|i| i.master.is_some()) {
+            let gw = r.gateway.unwrap_or(dst);
+            let Some(o) = owner(lab, gw) else { return };
+            steps.push(format!(
+                "3. bridge: {next} is a port of bridge {}; the frame goes on to {o}, which has {gw}",
+                next.node
+            ));
+            if let Some(IfaceKind::Veth { peer: bp }) = lab.iface(&o).map(|i| &i.kind) {
+                if !points.contains(bp) {
+                    points.push(bp.clone());
+                }
+            }
+            if !points.contains(&o) {
+                points.push(o.clone());
+            }
+            at = o;
+        } else {
+            at = next;
+        }
+    }
+}
+
 /// A switch port's VLAN membership, described and as a list.
 fn port_vlans(sw: &weft_topo::SwitchOptions, iface: &str) -> (String, Vec<u16>) {
     match sw.ports.get(iface).map(|p| &p.mode) {
@@ -380,6 +472,17 @@ pub fn trace(
         }
     }
     let target_owner = owner(lab, dst);
+    // 3b. Routers on the way: a node that is neither a bridge port nor the
+    // target forwards by its own kernel's routes (configured by weft or
+    // learned by a routing daemon such as FRR: to the kernel they are all
+    // routes).
+    if let Some(p) = &peer {
+        let is_port = lab.iface(p).is_some_and(|i| i.master.is_some());
+        let is_switch = lab.nodes[&p.node].switch.is_some();
+        if !is_port && !is_switch {
+            follow_routers(lab, dst, p, target_owner.as_ref(), &mut points, &mut steps);
+        }
+    }
     if let Some(o) = &target_owner {
         if !points.contains(o) && r.kind != "local" {
             points.push(o.clone());

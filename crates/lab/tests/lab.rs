@@ -43,7 +43,7 @@ fn netns_of(lab: &str) -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&format!("weft-{lab}-")))
+                .filter(|n| n.starts_with(&weft::topo::netns_name(lab, "")))
                 .collect()
         })
         .unwrap_or_default()

@@ -50,6 +50,44 @@ pub fn exec_in(ns_name: &str, argv: &[OsString]) -> Result<Infallible> {
     })
 }
 
+/// Runs `argv` in a node that has its own mount namespace file `mntns`
+/// (see [`crate::mntns`]): joins the network namespace and that mount
+/// namespace (`nsenter --net=... --mount=...`), replacing this process.
+/// Single-threaded callers only, as [`exec_in`].
+pub fn exec_in_node(
+    ns_name: &str,
+    mntns: &std::path::Path,
+    argv: &[OsString],
+) -> Result<Infallible> {
+    let cargv = to_cstrings(argv)?;
+    let threads = thread_count();
+    if threads > 1 {
+        return Err(multithreaded(ns_name, Some(threads)));
+    }
+    let net = netns::open(ns_name)?;
+    let mnt = crate::mntns::open(mntns)?;
+    setns(&net, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| Error::os(format!("entering network namespace {ns_name}"), e))?;
+    setns(&mnt, CloneFlags::CLONE_NEWNS).map_err(|e| {
+        Error::os(
+            format!("entering the mount namespace {}", mntns.display()),
+            e,
+        )
+    })?;
+    nix::unistd::chdir("/").map_err(|e| Error::os("chdir /", e))?;
+    let err = match nix::unistd::execvp(&cargv[0], &cargv) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    Err(Error::os(
+        format!(
+            "running {} in node namespace {ns_name}",
+            argv[0].to_string_lossy()
+        ),
+        err,
+    ))
+}
+
 /// Converts a command line for execvp, rejecting what it cannot carry.
 pub fn to_cstrings(argv: &[OsString]) -> Result<Vec<CString>> {
     if argv.is_empty() {

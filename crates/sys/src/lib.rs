@@ -21,6 +21,7 @@
 pub mod caps;
 pub mod error;
 pub mod exec;
+pub mod mntns;
 pub mod netlink;
 pub mod netns;
 pub mod packet;

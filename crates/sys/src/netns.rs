@@ -674,6 +674,54 @@ pub fn holders_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdenti
     out
 }
 
+/// PIDs of processes with a thread inside one of the given namespaces
+/// (network or mount: `/proc/PID/task/*/ns/{net,mnt}`), by namespace. Unlike
+/// [`holders_of_many`], a process that only holds an fd of one is not a
+/// member. The calling process is never listed.
+pub fn members_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdentity, Vec<u32>> {
+    let wanted: std::collections::HashSet<NsIdentity> = ids.iter().copied().collect();
+    let mut out: std::collections::HashMap<NsIdentity, Vec<u32>> = std::collections::HashMap::new();
+    let me = std::process::id();
+    let Ok(proc_dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(tasks) = fs::read_dir(entry.path().join("task")) else {
+            continue;
+        };
+        let mut found: Vec<NsIdentity> = Vec::new();
+        for t in tasks.flatten() {
+            for kind in ["ns/net", "ns/mnt"] {
+                if let Ok(m) = fs::metadata(t.path().join(kind)) {
+                    let id = NsIdentity {
+                        dev: m.dev(),
+                        ino: m.ino(),
+                    };
+                    if wanted.contains(&id) {
+                        found.push(id);
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|i| (i.dev, i.ino));
+        found.dedup();
+        for id in found {
+            out.entry(id).or_default().push(pid);
+        }
+    }
+    out
+}
+
 /// Waits until the kernel has finished destroying every network namespace
 /// whose last reference was dropped before this call (deleted names whose
 /// fds, sockets and processes are all gone), so their devices (e.g. veth

@@ -93,7 +93,65 @@ pub fn stop(p: ProcId, grace: Duration) -> io::Result<bool> {
     Ok(true)
 }
 
-fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+/// The short command name of a process (`/proc/PID/comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// Stops many processes at once: SIGTERM to each, then SIGKILL to those
+/// still running after `grace`, and waits (up to two seconds more) until
+/// they are gone. Processes whose pid now names another start are left
+/// alone. Returns those that were running.
+pub fn stop_all(procs: &[ProcId], grace: Duration) -> Vec<ProcId> {
+    let running: Vec<ProcId> = procs.iter().copied().filter(|p| is_running(*p)).collect();
+    for p in &running {
+        let _ = signal(p.pid, libc::SIGTERM);
+    }
+    let t0 = Instant::now();
+    let alive = || {
+        running
+            .iter()
+            .copied()
+            .filter(|p| is_running(*p))
+            .collect::<Vec<_>>()
+    };
+    while !alive().is_empty() && t0.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = alive();
+    for p in &left {
+        let _ = signal(p.pid, libc::SIGKILL);
+    }
+    let t1 = Instant::now();
+    while !alive().is_empty() && t1.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    running
+}
+
+/// Sends `sig` to a process group (`kill(-pgid, sig)`); a group that is
+/// gone is not an error.
+pub fn signal_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::other(format!(
+            "refusing to signal process group {pgid}"
+        )));
+    }
+    // SAFETY: kill(2) on a group weft started (its leader's pid), checked > 1.
+    if unsafe { libc::kill(-(pgid as libc::pid_t), sig) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        return Ok(());
+    }
+    Err(e)
+}
+
+/// Sends `sig` to a process.
+pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: kill(2) with a pid we recorded and checked just before.
     if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
         return Ok(());

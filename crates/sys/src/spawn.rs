@@ -110,6 +110,97 @@ pub fn command_in(ns_name: &str, program: &str, args: &[String], view: View) -> 
     Ok(cmd)
 }
 
+/// Who a service runs as: uid, gid (from the passwd entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user (name or numeric uid) up in the passwd database.
+pub fn lookup_user(user: &str) -> Result<RunAs> {
+    let found = if let Ok(uid) = user.parse::<u32>() {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+    } else {
+        nix::unistd::User::from_name(user)
+    };
+    match found {
+        Ok(Some(u)) => Ok(RunAs {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }),
+        Ok(None) => Err(Error::Invalid(format!(
+            "there is no user `{user}` on this machine (getent passwd {user})"
+        ))),
+        Err(e) => Err(Error::os(format!("looking up user {user}"), e)),
+    }
+}
+
+/// A [`Command`] for a program that runs in a node: in its network
+/// namespace and, when the node has one, its mount namespace file
+/// `mntns` (else a private view as [`View::Full`]); in a process group of
+/// its own (so it and its children are stopped together); as `user` when
+/// given (switched after the namespaces are entered, which needs root).
+pub fn command_in_node(
+    ns_name: &str,
+    mntns: Option<&std::path::Path>,
+    program: &str,
+    args: &[String],
+    user: Option<RunAs>,
+) -> Result<Command> {
+    let mut cmd = match mntns {
+        None => command_in(ns_name, program, args, View::Full)?,
+        Some(m) => {
+            let net: OwnedFd = netns::open(ns_name)?;
+            let mnt: OwnedFd = crate::mntns::open(m)?;
+            let root = CString::new("/").expect("no NUL");
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            let hook = move || -> std::io::Result<()> {
+                let err = std::io::Error::last_os_error;
+                // SAFETY: system calls only, on fds and memory made before
+                // the fork; the fds are O_CLOEXEC.
+                unsafe {
+                    if libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) != 0
+                        || libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                        || libc::chdir(root.as_ptr()) != 0
+                    {
+                        return Err(err());
+                    }
+                }
+                Ok(())
+            };
+            // SAFETY: the hook allocates nothing and calls only system calls.
+            unsafe {
+                cmd.pre_exec(hook);
+            }
+            cmd
+        }
+    };
+    cmd.process_group(0);
+    if let Some(u) = user {
+        let hook = move || -> std::io::Result<()> {
+            // SAFETY: system calls only; runs after the namespace hook
+            // (hooks run in the order they were added), while still root.
+            unsafe {
+                let gid = u.gid as libc::gid_t;
+                if libc::setgroups(1, &gid) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(u.uid as libc::uid_t) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        };
+        // SAFETY: the hook allocates nothing and calls only system calls.
+        unsafe {
+            cmd.pre_exec(hook);
+        }
+    }
+    Ok(cmd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1164 @@
+//! The programs a lab runs in its nodes: services, containers, and the
+//! nodes' private mount namespaces.
+//!
+//! One supervisor process per lab (`weft supervise LAB`, started like the
+//! datapath) starts them in dependency order, watches readiness, applies
+//! restart policies and caps their logs. Why one per lab and not one per
+//! service: a 500-host lab with a service per host would otherwise run 500
+//! more weft processes (each a few MB of RSS), and the dependency order
+//! across nodes needs one place that sees every service's state anyway.
+//!
+//! What it runs is in `services/spec.json` (written by `weft up`, with a
+//! generation number), what it did in `services/status.json` (each
+//! service's pid and start time, state, restarts), both in the lab's state
+//! directory. `weft down` needs neither the supervisor nor `weft up`
+//! alive: it stops the supervisor, then every recorded service by process
+//! group, then every other process inside the lab's namespaces.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use weft_sys::mntns;
+use weft_sys::process::{self, ProcId};
+use weft_topo::workload::{self, Ready, Restart, ServiceRef, CONTAINER_SERVICE};
+use weft_topo::Lab;
+
+use crate::{state, Error, Event};
+
+/// A log is cut to its newest half once it passes this size.
+pub const LOG_CAP: u64 = 1 << 20;
+/// Time between SIGTERM and SIGKILL when a service is stopped.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A service without `ready` counts as ready once it has run this long.
+const STARTED_AFTER: Duration = Duration::from_millis(200);
+/// First wait before a restart; doubled up to [`MAX_BACKOFF`].
+const BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_millis(20);
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn dir(lab: &str) -> PathBuf {
+    state::lab_dir(lab).join("services")
+}
+fn spec_path(lab: &str) -> PathBuf {
+    dir(lab).join("spec.json")
+}
+fn status_path(lab: &str) -> PathBuf {
+    dir(lab).join("status.json")
+}
+fn supervisor_path(lab: &str) -> PathBuf {
+    dir(lab).join("supervisor.json")
+}
+/// The log of one service (`NODE:SERVICE`).
+pub fn log_path(lab: &str, id: &ServiceRef) -> PathBuf {
+    dir(lab).join(format!("{}.{}.log", id.node, id.service))
+}
+
+/// Directory of the node mount namespace files: a private mount (see
+/// [`mntns::prepare_dir`]) of its own.
+fn mnt_dir() -> PathBuf {
+    state::state_root().join("mnt")
+}
+
+/// The mount namespace file of a node with binds.
+pub fn mntns_path(netns: &str) -> PathBuf {
+    mnt_dir().join(netns)
+}
+
+/// The name podman knows a node's container by.
+pub fn container_name(netns: &str) -> String {
+    netns.to_string()
+}
+
+/// One program the supervisor runs, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unit {
+    pub id: ServiceRef,
+    pub netns: String,
+    /// The node's mount namespace file, when it has binds.
+    pub mntns: Option<PathBuf>,
+    /// Runs on the host as is (podman, which joins the node itself).
+    pub on_host: bool,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub ready: Ready,
+    pub after: Vec<ServiceRef>,
+    pub restart: Restart,
+    pub timeout_ms: u64,
+    /// The node's binds: a change remakes its mount namespace, so its
+    /// services restart.
+    pub mounts: Vec<String>,
+    /// Run on the host after it stopped (`podman rm -f NAME`).
+    pub cleanup: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Spec {
+    generation: u64,
+    units: Vec<Unit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Waiting,
+    Starting,
+    Ready,
+    /// Exited, waiting to be restarted.
+    Backoff,
+    /// Exited, not restarted (its restart policy).
+    Exited,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub phase: Phase,
+    pub pid: Option<u32>,
+    pub start_time: Option<u64>,
+    pub restarts: u32,
+    pub detail: String,
+    /// A container's name, for `podman rm` after a crash.
+    #[serde(default)]
+    pub cleanup: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub generation: u64,
+    pub units: BTreeMap<String, UnitStatus>,
+}
+
+/// The units of `lab`: its services, and a `container` unit per image node.
+pub fn units_of(lab: &Lab) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for n in lab.nodes.values() {
+        let mntns = (!n.binds.is_empty()).then(|| mntns_path(&n.netns));
+        let mounts: Vec<String> = n.binds.iter().map(|b| b.to_string()).collect();
+        for (name, s) in &n.services {
+            out.push(Unit {
+                id: ServiceRef::new(&n.name, name),
+                netns: n.netns.clone(),
+                mntns: mntns.clone(),
+                on_host: false,
+                argv: s.command.clone(),
+                env: s.env.clone(),
+                user: s.user.clone(),
+                ready: s.ready.clone(),
+                after: s.after.clone(),
+                restart: s.restart,
+                timeout_ms: s.timeout_ms,
+                mounts: mounts.clone(),
+                cleanup: Vec::new(),
+            });
+        }
+        if let Some(c) = &n.container {
+            let cname = container_name(&n.netns);
+            let mut argv: Vec<String> = [
+                "podman",
+                "run",
+                "--rm",
+                "--replace",
+                "--name",
+                &cname,
+                "--network",
+                &format!("ns:{}", weft_sys::netns::path(&n.netns).display()),
+                "--hostname",
+                &n.name,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            // weft's name files, as in every other node.
+            for f in ["hosts", "resolv.conf"] {
+                let p = Path::new(weft_sys::exec::ETC_NETNS_DIR)
+                    .join(&n.netns)
+                    .join(f);
+                if p.exists() {
+                    argv.push("-v".into());
+                    argv.push(format!("{}:/etc/{f}:ro", p.display()));
+                }
+            }
+            for b in &n.binds {
+                match &b.source {
+                    Some(s) => {
+                        argv.push("-v".into());
+                        argv.push(format!("{s}:{}", b.target));
+                    }
+                    None => {
+                        argv.push("--tmpfs".into());
+                        argv.push(b.target.clone());
+                    }
+                }
+            }
+            for (k, v) in &c.env {
+                argv.push("-e".into());
+                argv.push(format!("{k}={v}"));
+            }
+            argv.push(c.image.clone());
+            argv.extend(c.command.iter().cloned());
+            out.push(Unit {
+                id: ServiceRef::new(&n.name, CONTAINER_SERVICE),
+                netns: n.netns.clone(),
+                mntns: None,
+                on_host: true,
+                argv,
+                env: BTreeMap::new(),
+                user: None,
+                ready: Ready::Command {
+                    argv: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!("test \"$(podman container inspect --format '{{{{.State.Running}}}}' {cname})\" = true"),
+                    ],
+                },
+                after: Vec::new(),
+                restart: Restart::No,
+                timeout_ms: workload::DEFAULT_TIMEOUT_MS,
+                mounts: Vec::new(),
+                cleanup: vec![
+                    "podman".into(),
+                    "rm".into(),
+                    "--force".into(),
+                    "--time".into(),
+                    "2".into(),
+                    cname,
+                ],
+            });
+        }
+    }
+    out
+}
+
+/// What must hold before a lab with workloads is built: podman and every
+/// image present, every `user` known. Checked before anything is made.
+pub fn preflight(lab: &Lab) -> Result<(), Error> {
+    let images: BTreeSet<(&str, &str)> = lab
+        .nodes
+        .values()
+        .filter_map(|n| {
+            n.container
+                .as_ref()
+                .map(|c| (n.name.as_str(), c.image.as_str()))
+        })
+        .collect();
+    if !images.is_empty() {
+        let v = std::process::Command::new("podman")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(v, Ok(s) if s.success()) {
+            let (node, _) = images.iter().next().expect("not empty");
+            return Err(Error::Missing {
+                what: format!(
+                    "node {node} runs an image, and podman is not installed (or does not run)"
+                ),
+                help: "install it: apt-get install podman".into(),
+            });
+        }
+        for (node, image) in &images {
+            let ok = std::process::Command::new("podman")
+                .args(["image", "exists", image])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(Error::Missing {
+                    what: format!("node {node}: there is no local image `{image}`"),
+                    help: "weft pulls nothing: build or load it first (podman build, podman load, podman import); `podman images` lists the local ones".into(),
+                });
+            }
+        }
+    }
+    for n in lab.nodes.values() {
+        for (name, s) in &n.services {
+            if let Some(u) = &s.user {
+                weft_sys::spawn::lookup_user(u).map_err(|e| Error::Missing {
+                    what: format!("node {}, service {name}: {e}", n.name),
+                    help: "create the user, or change the service's `user`".into(),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the nodes' mount namespaces match `lab`: created for nodes with
+/// binds, remade when the binds changed, removed for nodes without.
+/// `old` is the lab as built before (None: nothing was).
+pub fn sync_mounts(lab: &Lab, old: Option<&Lab>) -> Result<(), Error> {
+    if let Some(old) = old {
+        for n in old.nodes.values().filter(|n| !n.binds.is_empty()) {
+            let same = lab
+                .nodes
+                .get(&n.name)
+                .is_some_and(|m| m.binds == n.binds && m.netns == n.netns);
+            if !same {
+                mntns::remove(&mntns_path(&n.netns))?;
+            }
+        }
+    }
+    let with: Vec<_> = lab.nodes.values().filter(|n| !n.binds.is_empty()).collect();
+    if with.is_empty() {
+        return Ok(());
+    }
+    mntns::prepare_dir(&mnt_dir())?;
+    for n in with {
+        let holder = mntns_path(&n.netns);
+        if mntns::exists(&holder) {
+            // weft's name files are rewritten by rename: bind the new ones.
+            let etc = Path::new(weft_sys::exec::ETC_NETNS_DIR).join(&n.netns);
+            for e in std::fs::read_dir(&etc).into_iter().flatten().flatten() {
+                mntns::rebind(&holder, &e.path(), &Path::new("/etc").join(e.file_name())).map_err(
+                    |source| Error::NodeFiles {
+                        node: n.name.clone(),
+                        source: Box::new(source),
+                    },
+                )?;
+            }
+            continue;
+        }
+        let mounts: Vec<mntns::Mount> = n
+            .binds
+            .iter()
+            .map(|b| mntns::Mount {
+                source: b.source.as_ref().map(PathBuf::from),
+                target: PathBuf::from(&b.target),
+            })
+            .collect();
+        mntns::create(&holder, &n.netns, &mounts).map_err(|source| Error::NodeFiles {
+            node: n.name.clone(),
+            source: Box::new(source),
+        })?;
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn load_spec(lab: &str) -> Option<Spec> {
+    serde_json::from_slice(&std::fs::read(spec_path(lab)).ok()?).ok()
+}
+
+/// What the supervisor last wrote.
+pub fn status(lab: &str) -> Option<Status> {
+    serde_json::from_slice(&std::fs::read(status_path(lab)).ok()?).ok()
+}
+
+fn supervisor(lab: &str) -> Option<ProcId> {
+    #[derive(Deserialize)]
+    struct R {
+        pid: u32,
+        start_time: u64,
+    }
+    let r: R = serde_json::from_slice(&std::fs::read(supervisor_path(lab)).ok()?).ok()?;
+    Some(ProcId {
+        pid: r.pid,
+        start_time: r.start_time,
+    })
+}
+
+/// Makes the running services match `lab` and waits until every one is
+/// ready. Only services whose definition changed (or that run after one
+/// that did) are restarted. On failure the error names the service and
+/// shows its log's last lines; the services are left as they are (the
+/// caller rolls back).
+pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result<(), Error> {
+    let name = lab.name.as_str();
+    let units = units_of(lab);
+    let running = supervisor(name).filter(|p| process::is_running(*p));
+    if units.is_empty() && running.is_none() && load_spec(name).is_none() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir(name))
+        .map_err(|e| Error::io(format!("creating {}", dir(name).display()), e))?;
+    let generation = load_spec(name).map_or(0, |s| s.generation) + 1;
+    let spec = Spec {
+        generation,
+        units: units.clone(),
+    };
+    write_atomic(
+        &spec_path(name),
+        &serde_json::to_vec_pretty(&spec).expect("spec serializes"),
+    )
+    .map_err(|e| Error::io("writing the services' spec", e))?;
+    let sup = match running {
+        Some(p) => p,
+        None => {
+            // A supervisor that died left its services running: they are
+            // stopped, and the new one starts every service afresh.
+            stop_recorded(name);
+            let exe = match exe {
+                Some(e) => e.to_path_buf(),
+                None => std::env::current_exe()
+                    .map_err(|e| Error::io("finding the weft binary to start services", e))?,
+            };
+            let p = process::spawn_detached(
+                &exe,
+                &["supervise", name],
+                &dir(name).join("supervisor.log"),
+            )
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "starting the service supervisor ({} supervise {name})",
+                        exe.display()
+                    ),
+                    e,
+                )
+            })?;
+            write_atomic(
+                &supervisor_path(name),
+                format!("{{\"pid\":{},\"start_time\":{}}}", p.pid, p.start_time).as_bytes(),
+            )
+            .map_err(|e| Error::io("recording the service supervisor", e))?;
+            p
+        }
+    };
+    if units.is_empty() {
+        return Ok(());
+    }
+    progress(Event::Stage {
+        what: "starting services",
+        total: units.len(),
+    });
+    let cap: u64 = units.iter().map(|u| u.timeout_ms).sum::<u64>() + 30_000;
+    let t0 = Instant::now();
+    let mut reported = 0;
+    loop {
+        if !process::is_running(sup) {
+            let log = tail(&dir(name).join("supervisor.log"), 5);
+            return Err(Error::SupervisorExited {
+                lab: name.to_string(),
+                pid: sup.pid,
+                log_tail: log.join("\n"),
+            });
+        }
+        if let Some(st) = status(name).filter(|s| s.generation == generation) {
+            let mut ready = 0;
+            let mut failed: Vec<(&Unit, &UnitStatus)> = Vec::new();
+            for u in &units {
+                let Some(s) = st.units.get(&u.id.to_string()) else {
+                    continue;
+                };
+                match s.phase {
+                    Phase::Ready => ready += 1,
+                    Phase::Failed | Phase::Exited | Phase::Backoff => failed.push((u, s)),
+                    _ => {}
+                }
+            }
+            // The cause, not a service that waited for it.
+            failed.sort_by_key(|(_, s)| s.detail.starts_with("not started"));
+            if let Some((u, s)) = failed.first() {
+                return Err(failure(name, u, s));
+            }
+            for _ in reported..ready {
+                progress(Event::Step);
+            }
+            reported = ready;
+            if ready == units.len() {
+                return Ok(());
+            }
+        }
+        if t0.elapsed() > Duration::from_millis(cap) {
+            return Err(Error::Timeout {
+                what: format!("the services of lab {name} becoming ready"),
+                secs: t0.elapsed().as_secs_f64(),
+                detail: "see `weft logs`".into(),
+            });
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn failure(lab: &str, u: &Unit, s: &UnitStatus) -> Error {
+    Error::Service {
+        node: u.id.node.clone(),
+        service: u.id.service.clone(),
+        detail: s.detail.clone(),
+        log: tail(&log_path(lab, &u.id), 10).into(),
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// What [`stop_all`] ended.
+#[derive(Debug, Default)]
+pub struct Stopped {
+    /// `node:service (pid N)` for each service that was running.
+    pub services: Vec<String>,
+}
+
+/// Stops the supervisor and every service of the lab (process group:
+/// SIGTERM, [`STOP_GRACE`], SIGKILL), removes its containers, and forgets
+/// them. Works from the records alone, after `weft up` or the supervisor
+/// were killed.
+pub fn stop_all(lab: &str) -> Stopped {
+    let mut out = Stopped::default();
+    if let Some(p) = supervisor(lab) {
+        // It starts nothing more once gone; its services live on in their
+        // own process groups and are stopped below.
+        let _ = process::stop(p, Duration::from_secs(1));
+    }
+    let mut cleanups: Vec<Vec<String>> = load_spec(lab)
+        .map(|s| s.units.into_iter().map(|u| u.cleanup).collect())
+        .unwrap_or_default();
+    let mut procs = Vec::new();
+    if let Some(st) = status(lab) {
+        for (id, s) in &st.units {
+            cleanups.push(s.cleanup.clone());
+            if let (Some(pid), Some(start_time)) = (s.pid, s.start_time) {
+                let p = ProcId { pid, start_time };
+                if process::is_running(p) {
+                    out.services.push(format!("{id} (pid {pid})"));
+                    procs.push(p);
+                }
+            }
+        }
+    }
+    stop_groups(&procs, STOP_GRACE);
+    cleanups.sort();
+    cleanups.dedup();
+    for c in cleanups.iter().filter(|c| !c.is_empty()) {
+        let _ = std::process::Command::new(&c[0])
+            .args(&c[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(dir(lab));
+    out
+}
+
+/// Stops the services a status file records (no supervisor involved).
+fn stop_recorded(lab: &str) {
+    let Some(st) = status(lab) else { return };
+    let procs: Vec<ProcId> = st
+        .units
+        .values()
+        .filter_map(|s| {
+            Some(ProcId {
+                pid: s.pid?,
+                start_time: s.start_time?,
+            })
+        })
+        .collect();
+    stop_groups(&procs, STOP_GRACE);
+    for s in st.units.values() {
+        if let Some((p, args)) = s.cleanup.split_first() {
+            let _ = std::process::Command::new(p)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let _ = std::fs::remove_file(status_path(lab));
+}
+
+/// SIGTERM to each process group, SIGKILL after `grace` to those whose
+/// leader still runs (and to every group, for children it left).
+fn stop_groups(procs: &[ProcId], grace: Duration) {
+    for p in procs {
+        let _ = process::signal_group(p.pid, libc::SIGTERM);
+    }
+    let t0 = Instant::now();
+    while procs.iter().any(|p| process::is_running(*p)) && t0.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for p in procs {
+        let _ = process::signal_group(p.pid, libc::SIGKILL);
+    }
+    let t1 = Instant::now();
+    while procs.iter().any(|p| process::is_running(*p)) && t1.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes the mount namespace files of these namespaces' nodes.
+pub fn remove_mounts(netns: &[String]) {
+    for ns in netns {
+        let _ = mntns::remove(&mntns_path(ns));
+    }
+}
+
+/// Identities of the mount namespaces of these nodes, for finding
+/// processes in them.
+pub fn mount_identities(netns: &[String]) -> Vec<(String, weft_sys::netns::NsIdentity)> {
+    netns
+        .iter()
+        .filter_map(|ns| mntns::identity(&mntns_path(ns)).map(|id| (ns.clone(), id)))
+        .filter(|(ns, _)| mntns::exists(&mntns_path(ns)))
+        .collect()
+}
+
+/// Prints a service's log (`weft logs LAB NODE[:SERVICE]`); with `follow`,
+/// keeps printing what it appends until `stop` returns true. A node
+/// without `:SERVICE` means its only service, or its container.
+pub fn logs(
+    lab: &Lab,
+    target: &str,
+    follow: bool,
+    out: &mut dyn Write,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), Error> {
+    let (node, service) = match target.split_once(':') {
+        Some((n, s)) => (n.to_string(), Some(s.to_string())),
+        None => (target.to_string(), None),
+    };
+    let n = lab.nodes.get(&node).ok_or_else(|| Error::NoNode {
+        lab: lab.name.clone(),
+        node: node.clone(),
+        known: lab.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    let mut names: Vec<String> = n.services.keys().cloned().collect();
+    if n.container.is_some() {
+        names.push(CONTAINER_SERVICE.into());
+    }
+    let service = match service {
+        Some(s) if names.contains(&s) => s,
+        Some(s) => {
+            return Err(Error::Invalid {
+                what: format!("node {node} has no service {s}"),
+                help: Some(if names.is_empty() {
+                    "it runs none".to_string()
+                } else {
+                    format!("its services: {}", names.join(", "))
+                }),
+            })
+        }
+        None if names.len() == 1 => names.remove(0),
+        None if names.is_empty() => {
+            return Err(Error::Invalid {
+                what: format!("node {node} runs no services"),
+                help: Some("services are [nodes.NODE.services.NAME] in the file".into()),
+            })
+        }
+        None => {
+            return Err(Error::Invalid {
+                what: format!("node {node} runs several services"),
+                help: Some(format!("name one, like {node}:{}", names[0])),
+            })
+        }
+    };
+    let id = ServiceRef::new(&node, &service);
+    let path = log_path(&lab.name, &id);
+    let copy = |from: u64, out: &mut dyn Write| -> u64 {
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            return from;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // Cut by the supervisor: start again from its beginning.
+        let from = if len < from { 0 } else { from };
+        let _ = f.seek(SeekFrom::Start(from));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        let _ = out.write_all(&buf);
+        let _ = out.flush();
+        from + buf.len() as u64
+    };
+    let older = path.with_extension("log.1");
+    if older.exists() {
+        if let Ok(b) = std::fs::read(&older) {
+            let _ = out.write_all(&b);
+        }
+    }
+    let mut at = copy(0, out);
+    while follow && !stop() {
+        std::thread::sleep(Duration::from_millis(100));
+        at = copy(at, out);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------
+// The supervisor.
+
+struct Run {
+    unit: Unit,
+    log: PathBuf,
+    phase: Phase,
+    child: Option<Child>,
+    proc_id: Option<ProcId>,
+    since: Instant,
+    restarts: u32,
+    detail: String,
+    /// A ready command being tried.
+    probe: Option<(Child, Instant)>,
+    next_probe: Instant,
+}
+
+impl Run {
+    fn new(lab: &str, unit: Unit) -> Run {
+        Run {
+            log: log_path(lab, &unit.id),
+            unit,
+            phase: Phase::Waiting,
+            child: None,
+            proc_id: None,
+            since: Instant::now(),
+            restarts: 0,
+            detail: String::new(),
+            probe: None,
+            next_probe: Instant::now(),
+        }
+    }
+}
+
+/// The supervisor: runs until the lab's spec file disappears (the lab was
+/// taken down) or it is killed.
+pub fn supervise(lab: &str) -> Result<(), Error> {
+    let mut runs: BTreeMap<ServiceRef, Run> = BTreeMap::new();
+    let mut order: Vec<ServiceRef> = Vec::new();
+    let mut generation = 0;
+    let mut last_cap = Instant::now();
+    let mut dirty = true;
+    loop {
+        let Some(spec) = load_spec(lab) else {
+            let procs: Vec<ProcId> = runs.values().filter_map(|r| r.proc_id).collect();
+            stop_groups(&procs, STOP_GRACE);
+            return Ok(());
+        };
+        if spec.generation != generation {
+            generation = spec.generation;
+            reconcile(lab, &mut runs, spec.units);
+            order = start_order(&runs);
+            dirty = true;
+        }
+        for id in &order {
+            dirty |= step(lab, id, &mut runs);
+        }
+        if dirty {
+            write_status(lab, generation, &runs);
+            dirty = false;
+        }
+        if last_cap.elapsed() > Duration::from_secs(1) {
+            last_cap = Instant::now();
+            for id in runs.keys() {
+                cap_log(&log_path(lab, id));
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn start_order(runs: &BTreeMap<ServiceRef, Run>) -> Vec<ServiceRef> {
+    let defs: BTreeMap<ServiceRef, workload::Service> = runs
+        .iter()
+        .map(|(k, r)| {
+            (
+                k.clone(),
+                workload::Service {
+                    command: r.unit.argv.clone(),
+                    ready: r.unit.ready.clone(),
+                    after: r.unit.after.clone(),
+                    restart: r.unit.restart,
+                    env: BTreeMap::new(),
+                    user: None,
+                    timeout_ms: r.unit.timeout_ms,
+                },
+            )
+        })
+        .collect();
+    let refs: BTreeMap<ServiceRef, &workload::Service> =
+        defs.iter().map(|(k, v)| (k.clone(), v)).collect();
+    workload::start_order(&refs).unwrap_or_else(|_| refs.keys().cloned().collect())
+}
+
+/// Applies a new spec: stops units that are gone or changed (and those
+/// after a changed one), keeps the rest running.
+fn reconcile(lab: &str, runs: &mut BTreeMap<ServiceRef, Run>, units: Vec<Unit>) {
+    let new: BTreeMap<ServiceRef, Unit> = units.into_iter().map(|u| (u.id.clone(), u)).collect();
+    let mut restart: BTreeSet<ServiceRef> = runs
+        .iter()
+        .filter(|(k, r)| new.get(*k) != Some(&r.unit))
+        .map(|(k, _)| k.clone())
+        .collect();
+    loop {
+        let more: Vec<ServiceRef> = new
+            .values()
+            .filter(|u| !restart.contains(&u.id) && runs.contains_key(&u.id))
+            .filter(|u| u.after.iter().any(|d| restart.contains(d)))
+            .map(|u| u.id.clone())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        restart.extend(more);
+    }
+    let stopping: Vec<Run> = restart.iter().filter_map(|k| runs.remove(k)).collect();
+    let procs: Vec<ProcId> = stopping.iter().filter_map(|r| r.proc_id).collect();
+    stop_groups(&procs, STOP_GRACE);
+    for mut r in stopping {
+        if let Some(c) = r.child.as_mut() {
+            let _ = c.wait();
+        }
+        run_cleanup(&r.unit);
+    }
+    for (k, u) in new {
+        runs.entry(k).or_insert_with(|| Run::new(lab, u));
+    }
+}
+
+fn run_cleanup(u: &Unit) {
+    if let Some((p, args)) = u.cleanup.split_first() {
+        let _ = std::process::Command::new(p)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Advances one unit; true if its status changed.
+fn step(lab: &str, id: &ServiceRef, runs: &mut BTreeMap<ServiceRef, Run>) -> bool {
+    let phase = runs[id].phase;
+    match phase {
+        Phase::Waiting => {
+            let deps = runs[id].unit.after.clone();
+            let mut blocked = None;
+            let mut all_ready = true;
+            for d in &deps {
+                match runs.get(d).map(|r| r.phase) {
+                    Some(Phase::Ready) | None => {}
+                    Some(Phase::Failed) | Some(Phase::Exited) => blocked = Some(d.clone()),
+                    _ => all_ready = false,
+                }
+            }
+            let r = runs.get_mut(id).expect("known");
+            if let Some(d) = blocked {
+                r.phase = Phase::Failed;
+                r.detail = format!("not started: it runs after {d}, which failed");
+                return true;
+            }
+            if all_ready {
+                start(lab, r);
+                return true;
+            }
+            false
+        }
+        Phase::Starting => {
+            let r = runs.get_mut(id).expect("known");
+            if let Some(code) = exited(r) {
+                r.phase = Phase::Failed;
+                r.detail = format!("it exited ({code}) before it was ready");
+                r.proc_id = None;
+                return true;
+            }
+            match is_ready(r) {
+                Some(true) => {
+                    r.phase = Phase::Ready;
+                    r.detail = format!("ready after {:.1} s", r.since.elapsed().as_secs_f64());
+                    true
+                }
+                _ if r.since.elapsed() > Duration::from_millis(r.unit.timeout_ms) => {
+                    if let Some(p) = r.proc_id.take() {
+                        stop_groups(&[p], Duration::from_secs(1));
+                    }
+                    if let Some(c) = r.child.as_mut() {
+                        let _ = c.wait();
+                    }
+                    r.phase = Phase::Failed;
+                    r.detail = format!(
+                        "not ready within {:.1} s ({}); it was stopped",
+                        r.unit.timeout_ms as f64 / 1000.0,
+                        describe_ready(&r.unit.ready)
+                    );
+                    true
+                }
+                _ => false,
+            }
+        }
+        Phase::Ready => {
+            let r = runs.get_mut(id).expect("known");
+            let Some(code) = exited(r) else { return false };
+            r.proc_id = None;
+            let again = match r.unit.restart {
+                Restart::Always => true,
+                Restart::OnFailure => code != "exit status: 0",
+                Restart::No => false,
+            };
+            if again {
+                r.phase = Phase::Backoff;
+                r.detail = format!("exited ({code}); restarting");
+                r.since = Instant::now();
+            } else {
+                r.phase = Phase::Exited;
+                r.detail = format!("exited ({code})");
+            }
+            true
+        }
+        Phase::Backoff => {
+            let r = runs.get_mut(id).expect("known");
+            let wait = BACKOFF
+                .saturating_mul(1 << r.restarts.min(6))
+                .min(MAX_BACKOFF);
+            if r.since.elapsed() < wait {
+                return false;
+            }
+            r.restarts += 1;
+            start(lab, r);
+            // A restarted service is not waited for again: it counts as
+            // ready for those after it, as systemd does.
+            if r.phase == Phase::Starting {
+                r.phase = Phase::Ready;
+            }
+            true
+        }
+        Phase::Exited | Phase::Failed => false,
+    }
+}
+
+fn describe_ready(r: &Ready) -> String {
+    match r {
+        Ready::Started => "waiting for it to keep running".into(),
+        Ready::Tcp { port } => format!("nothing accepted a TCP connection on port {port}"),
+        Ready::Command { argv } => format!("`{}` did not exit 0", argv.join(" ")),
+        Ready::Delay { ms } => format!("delay {ms} ms"),
+    }
+}
+
+fn exited(r: &mut Run) -> Option<String> {
+    let c = r.child.as_mut()?;
+    match c.try_wait() {
+        Ok(Some(st)) => {
+            r.child = None;
+            Some(st.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn start(lab: &str, r: &mut Run) {
+    r.since = Instant::now();
+    r.detail.clear();
+    let u = &r.unit;
+    let log = log_path(lab, &u.id);
+    let spawned = (|| -> Result<Child, String> {
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("opening its log {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let user = u
+            .user
+            .as_deref()
+            .map(weft_sys::spawn::lookup_user)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let mut cmd = if u.on_host {
+            let mut c = std::process::Command::new(&u.argv[0]);
+            c.args(&u.argv[1..]);
+            std::os::unix::process::CommandExt::process_group(&mut c, 0);
+            c
+        } else {
+            weft_sys::spawn::command_in_node(
+                &u.netns,
+                u.mntns.as_deref(),
+                &u.argv[0],
+                &u.argv[1..],
+                user,
+            )
+            .map_err(|e| e.to_string())?
+        };
+        if !u.on_host {
+            cmd.env_clear().env("PATH", PATH).current_dir("/");
+        }
+        cmd.envs(&u.env)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        cmd.spawn()
+            .map_err(|e| format!("starting {}: {e}", u.argv[0]))
+    })();
+    match spawned {
+        Ok(child) => {
+            let pid = child.id();
+            r.proc_id = process::start_time(pid).map(|start_time| ProcId { pid, start_time });
+            r.child = Some(child);
+            r.phase = Phase::Starting;
+            r.probe = None;
+            r.next_probe = Instant::now();
+        }
+        Err(e) => {
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .and_then(|mut f| writeln!(f, "weft: {e}"));
+            r.phase = Phase::Failed;
+            r.detail = e;
+        }
+    }
+}
+
+/// Some(true) once ready; None while not yet known.
+fn is_ready(r: &mut Run) -> Option<bool> {
+    let elapsed = r.since.elapsed();
+    match r.unit.ready.clone() {
+        Ready::Started => Some(elapsed >= STARTED_AFTER),
+        Ready::Delay { ms } => Some(elapsed >= Duration::from_millis(ms)),
+        Ready::Tcp { port } => {
+            if Instant::now() < r.next_probe {
+                return None;
+            }
+            r.next_probe = Instant::now() + Duration::from_millis(50);
+            let ok = weft_sys::netns::run_in_named(&r.unit.netns, move || {
+                let t = Duration::from_millis(200);
+                std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), t).is_ok()
+                    || std::net::TcpStream::connect_timeout(
+                        &(std::net::Ipv6Addr::LOCALHOST, port).into(),
+                        t,
+                    )
+                    .is_ok()
+            })
+            .unwrap_or(false);
+            Some(ok)
+        }
+        Ready::Command { argv } => {
+            if let Some((c, t)) = r.probe.as_mut() {
+                match c.try_wait() {
+                    Ok(Some(st)) => {
+                        r.probe = None;
+                        r.next_probe = Instant::now() + Duration::from_millis(200);
+                        return Some(st.success());
+                    }
+                    Ok(None) if t.elapsed() > Duration::from_secs(10) => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        r.probe = None;
+                    }
+                    _ => {}
+                }
+                return None;
+            }
+            if Instant::now() < r.next_probe {
+                return None;
+            }
+            let cmd = if r.unit.on_host {
+                let mut c = std::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                Ok(c)
+            } else {
+                weft_sys::spawn::command_in_node(
+                    &r.unit.netns,
+                    r.unit.mntns.as_deref(),
+                    &argv[0],
+                    &argv[1..],
+                    None,
+                )
+            };
+            let Ok(mut cmd) = cmd else { return Some(false) };
+            // Its output goes to the service's log, to explain a failure.
+            let log = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&r.log);
+            let mut ok_out = false;
+            if let Ok(f) = log {
+                if let Ok(f2) = f.try_clone() {
+                    cmd.stdout(if r.unit.on_host {
+                        Stdio::null()
+                    } else {
+                        f.into()
+                    })
+                    .stderr(f2);
+                    ok_out = true;
+                }
+            }
+            if !ok_out {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+            cmd.stdin(Stdio::null());
+            match cmd.spawn() {
+                Ok(c) => r.probe = Some((c, Instant::now())),
+                Err(e) => {
+                    r.detail = format!("the ready command {}: {e}", argv[0]);
+                    r.next_probe = Instant::now() + Duration::from_millis(500);
+                }
+            }
+            None
+        }
+    }
+}
+
+fn write_status(lab: &str, generation: u64, runs: &BTreeMap<ServiceRef, Run>) {
+    let st = Status {
+        generation,
+        units: runs
+            .iter()
+            .map(|(k, r)| {
+                (
+                    k.to_string(),
+                    UnitStatus {
+                        phase: r.phase,
+                        pid: r.proc_id.map(|p| p.pid),
+                        start_time: r.proc_id.map(|p| p.start_time),
+                        restarts: r.restarts,
+                        detail: r.detail.clone(),
+                        cleanup: r.unit.cleanup.clone(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let _ = write_atomic(
+        &status_path(lab),
+        &serde_json::to_vec_pretty(&st).expect("status serializes"),
+    );
+}
+
+/// Keeps a log under [`LOG_CAP`]: its newest [`LOG_CAP`] bytes move to
+/// `NAME.log.1` and it starts again empty (the service appends, so it
+/// carries on at the new end). Checked every second.
+fn cap_log(path: &Path) {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len <= LOG_CAP {
+        return;
+    }
+    let mut newest = Vec::with_capacity(LOG_CAP as usize);
+    if f.seek(SeekFrom::Start(len - LOG_CAP)).is_err()
+        || Read::by_ref(&mut f)
+            .take(LOG_CAP)
+            .read_to_end(&mut newest)
+            .is_err()
+    {
+        return;
+    }
+    // From the first whole line on.
+    let cut = newest.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let _ = std::fs::write(path.with_extension("log.1"), &newest[cut..]);
+    let _ = f.set_len(0);
+}
