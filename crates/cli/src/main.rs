@@ -302,6 +302,20 @@ fn main() -> ExitCode {
     } else {
         init_logging(cli.verbose);
     }
+    // Labs a program built with weft::Lab and then died without removing
+    // (a test killed with SIGKILL) go at the next weft command
+    // (docs/library.md#cleanup).
+    if !matches!(
+        cli.cmd,
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Agent(_)
+    ) {
+        for r in weft::reap_orphans() {
+            eprintln!(
+                "weft: removed lab {}, whose program died without removing it",
+                r.lab
+            );
+        }
+    }
     let r = match cli.cmd {
         Cmd::Up {
             file,
