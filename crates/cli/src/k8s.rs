@@ -2,6 +2,7 @@
 //! objects that run the lab over a cluster, one `weft agent` per pod
 //! (docs/scale.md).
 
+use crate::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ pub struct K8sArgs {
     image: String,
 }
 
-pub fn run(a: K8sArgs) -> Result<ExitCode, String> {
+pub fn run(a: K8sArgs) -> Result<ExitCode, Failure> {
     let text = std::fs::read_to_string(&a.file)
         .map_err(|e| format!("reading {}: {e}", a.file.display()))?;
     let lab = match weft_topo::parse(&text) {
@@ -30,7 +31,8 @@ pub fn run(a: K8sArgs) -> Result<ExitCode, String> {
                 a.file.display(),
                 d.0.len(),
                 a.file.display()
-            ))
+            )
+            .into())
         }
     };
     let name = lab.name.clone();
@@ -54,13 +56,14 @@ pub fn run(a: K8sArgs) -> Result<ExitCode, String> {
                 "lab {name} names its machines {}, but the pods of its StatefulSet are {}: rename the machines so (with underlay = \"{name}-0.{name}\" and so on), or remove [machines] and machine = ... to have weft place the nodes",
                 have.join(", "),
                 want.join(", ")
-            ));
+            ).into());
         }
         if a.machines.is_some_and(|n| n != lab.machines.len()) {
             return Err(format!(
                 "lab {name} declares {} machines; leave out --machines",
                 lab.machines.len()
-            ));
+            )
+            .into());
         }
         (lab.machines.len(), false)
     };
@@ -72,7 +75,7 @@ pub fn run(a: K8sArgs) -> Result<ExitCode, String> {
         image: &a.image,
         vxlan_port: lab.vxlan_port.unwrap_or(weft_topo::file::VXLAN_PORT),
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Failure::Said(e.to_string()))?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }

@@ -302,6 +302,20 @@ fn main() -> ExitCode {
     } else {
         init_logging(cli.verbose);
     }
+    // Labs a program built with weft::Lab and then died without removing
+    // (a test killed with SIGKILL) go at the next weft command
+    // (docs/library.md#cleanup).
+    if !matches!(
+        cli.cmd,
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Agent(_)
+    ) {
+        for r in weft::reap_orphans() {
+            eprintln!(
+                "weft: removed lab {}, whose program died without removing it",
+                r.lab
+            );
+        }
+    }
     let r = match cli.cmd {
         Cmd::Up {
             file,
@@ -365,7 +379,7 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
-        Cmd::Serve { lab, listen } => serve(lab, listen).map_err(Failure::from),
+        Cmd::Serve { lab, listen } => serve(lab, listen),
         Cmd::Events {
             lab,
             json,
@@ -403,7 +417,7 @@ fn main() -> ExitCode {
         Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::Import(a) => import::run(&a),
         Cmd::Agent(a) => agent::run(a),
-        Cmd::K8s(a) => k8s::run(a).map_err(Failure::from),
+        Cmd::K8s(a) => k8s::run(a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -662,15 +676,11 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, String> {
+fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, Failure> {
     let lab = match lab {
         Some(l) => l,
         None => {
-            let labs: Vec<String> = weft::status(None)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|l| l.name)
-                .collect();
+            let labs: Vec<String> = weft::status(None)?.into_iter().map(|l| l.name).collect();
             match labs.as_slice() {
                 [one] => one.clone(),
                 [] => return Err("no lab is up; `weft up FILE` builds one".into()),
@@ -679,7 +689,8 @@ fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, 
                         "{} labs are up ({}); name one: weft serve NAME",
                         more.len(),
                         more.join(", ")
-                    ))
+                    )
+                    .into())
                 }
             }
         }

@@ -543,6 +543,70 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
         "{on_switch} (switch, pod {sw}) cannot reach {far} (pod {other})"
     );
 
+    // Pod 3 comes back with another address (as a rescheduled pod does):
+    // every agent re-resolves its name, replaces the VXLAN ends towards
+    // it (pod 3's own agent its local ends), and traffic flows again.
+    let dir = c.lab.file.parent().unwrap().to_path_buf();
+    let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap();
+    std::fs::write(
+        dir.join("hosts"),
+        hosts.replace("10.244.0.13 ", "10.244.0.23 "),
+    )
+    .unwrap();
+    let p3 = c.pods[3].ns.clone();
+    sh(&[
+        "ip",
+        "-n",
+        &p3,
+        "addr",
+        "del",
+        "10.244.0.13/24",
+        "dev",
+        "eth0",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &p3,
+        "addr",
+        "add",
+        "10.244.0.23/24",
+        "dev",
+        "eth0",
+    ]);
+    let t0 = Instant::now();
+    loop {
+        let seen: Vec<String> = (0..3)
+            .map(|i| {
+                String::from_utf8_lossy(
+                    &c.in_pod(
+                        i,
+                        &[
+                            "sh",
+                            "-c",
+                            "for n in $(ls /run/netns); do ip -n $n -d -o link show type vxlan; done",
+                        ],
+                    )
+                    .stdout,
+                )
+                .to_string()
+            })
+            .collect();
+        let stale = seen.iter().any(|s| s.contains("remote 10.244.0.13 "));
+        let fresh = seen.iter().any(|s| s.contains("remote 10.244.0.23 "));
+        if !stale && fresh {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "VXLAN ends still point at pod 3's old address\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.wait_all_ready(Duration::from_secs(60));
+    c.ping_every_pair();
+
     // SIGTERM to all: each takes its share down and exits 0.
     for i in 0..PODS {
         let s = c.signal(i, "TERM");

@@ -121,12 +121,13 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool
     stop(name)?;
     let exe = match exe {
         Some(e) => e.to_path_buf(),
-        None => std::env::current_exe()
-            .map_err(|e| Error::io("finding the weft binary to start the datapath", e))?,
+        None => crate::context::helper_exe()?,
     };
     let dir = state::lab_dir(name);
-    let p = process::spawn_detached(&exe, &["datapath", name], &dir.join("datapath.log")).map_err(
-        |e| {
+    let env = crate::context::helper_env();
+    let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    let p = process::spawn_detached_env(&exe, &["datapath", name], &env, &dir.join("datapath.log"))
+        .map_err(|e| {
             Error::io(
                 format!(
                     "starting the switch datapath ({} datapath {name})",
@@ -134,8 +135,7 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool
                 ),
                 e,
             )
-        },
-    )?;
+        })?;
     save_record(
         name,
         &Record {

@@ -12,15 +12,19 @@
 
 pub mod agent;
 mod apply;
+mod builder;
 pub mod capture;
 mod checks;
+mod context;
 pub mod datapath;
 pub mod drawing;
 mod error;
 pub mod events;
+mod handle;
 pub mod machines;
 pub mod names;
 mod owner;
+mod reap;
 pub mod runtime;
 pub mod services;
 pub mod state;
@@ -32,11 +36,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use builder::{Builder, Impair, NodeSpec, SwitchSpec};
 pub use checks::CheckResult;
+pub use context::Context;
 pub use error::{Error, Outcome};
+pub use handle::{Address, CaptureHandle, Lab, LinkHandle, NodeHandle, Process};
+pub use reap::{reap_orphans, Reaped};
 pub use status::{status, LabStatus};
 pub use weft_topo as topo;
-use weft_topo::{Diagnostics, IfaceKind, Lab, Parsed, Plan};
+use weft_topo::{Diagnostics, IfaceKind, Parsed, Plan};
 
 use crate::apply::{Exec, NsHandle};
 use crate::state::State;
@@ -161,7 +169,7 @@ pub struct UpReport {
 /// tunnels) → wait until usable → run the checks. A failure at any of
 /// these steps undoes what this run applied (or keeps it with
 /// `keep_on_error`), and is returned as [`Error::Up`] saying which.
-pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
+pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let name = lab.name.as_str();
     let t0 = Instant::now();
     if opts.dry_run {
@@ -212,7 +220,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         None => {
             state::journal_reset(name, &[])?;
             State {
-                lab: Lab::empty(name),
+                lab: topo::Lab::empty(name),
                 source: None,
                 next_index: state::FIRST_INDEX,
                 sysctl_before: BTreeMap::new(),
@@ -307,7 +315,7 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
 /// Whether operations make or remove interfaces of a switch node (or the
 /// node itself): the datapath's sockets on its ports may then be stale,
 /// so it is restarted rather than edited.
-fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&Lab; 2]) -> bool {
+fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&topo::Lab; 2]) -> bool {
     let is_switch = |n: &str| {
         labs.iter().any(|l| {
             l.nodes
@@ -327,8 +335,8 @@ fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&Lab; 2]) -> bool {
 /// One `weft up`: what it turns into what, for applying and undoing.
 struct Run<'a> {
     name: &'a str,
-    lab: &'a Lab,
-    old: &'a Lab,
+    lab: &'a topo::Lab,
+    old: &'a topo::Lab,
     had_nodes: bool,
     opts: &'a UpOptions<'a>,
     plan: &'a Plan,
@@ -508,7 +516,11 @@ impl Run<'_> {
 }
 
 /// The nodes' mount namespaces, then their services (waited for).
-fn start_workloads(lab: &Lab, old: Option<&Lab>, opts: &UpOptions) -> Result<(), Error> {
+fn start_workloads(
+    lab: &topo::Lab,
+    old: Option<&topo::Lab>,
+    opts: &UpOptions,
+) -> Result<(), Error> {
     services::sync_mounts(lab, old)?;
     services::ensure(lab, opts.datapath_exe.as_deref(), opts.progress)
 }
@@ -564,7 +576,7 @@ fn end_processes(netns: &[String]) -> Vec<Ended> {
 }
 
 /// Warnings about foreign nftables chains in the NAT nodes of a built lab.
-fn nat_warnings(lab: &Lab) -> Vec<String> {
+fn nat_warnings(lab: &topo::Lab) -> Vec<String> {
     let mut out = Vec::new();
     for (node, n) in &lab.nat {
         let netns = &lab.nodes[node].netns;
@@ -620,8 +632,8 @@ struct Rollback {
 /// effect.
 fn rollback(
     name: &str,
-    old: &Lab,
-    new: &Lab,
+    old: &topo::Lab,
+    new: &topo::Lab,
     st: &mut State,
     had_nodes: bool,
     applied: &[weft_topo::Op],
@@ -677,7 +689,7 @@ fn rollback(
 }
 
 /// Refuse to take over a namespace that exists but is not this lab's.
-fn check_names_free(new: &Lab, built: &Lab) -> Result<(), Error> {
+fn check_names_free(new: &topo::Lab, built: &topo::Lab) -> Result<(), Error> {
     for n in new.nodes.values() {
         if !built.nodes.contains_key(&n.name) && weft_sys::netns::exists(&n.netns) {
             return Err(owner::taken(&n.name, &n.netns, &new.name));
@@ -689,7 +701,7 @@ fn check_names_free(new: &Lab, built: &Lab) -> Result<(), Error> {
 /// Forget built nodes whose namespace vanished behind weft's back (and the
 /// veth ends cabled to them, which died with them), so the plan recreates
 /// them.
-fn repair_drift(lab: &mut Lab) {
+fn repair_drift(lab: &mut topo::Lab) {
     let gone: Vec<String> = lab
         .nodes
         .values()
@@ -919,7 +931,7 @@ pub fn exec_target(lab: &str, node: &str) -> Result<ExecTarget, Error> {
 
 /// Resolve a ping target: an IP address, or a node name (the address
 /// [`weft_topo::check::node_address`] picks, as the hosts files list it).
-pub fn resolve_target(lab: &Lab, target: &str) -> Result<std::net::IpAddr, Error> {
+pub fn resolve_target(lab: &topo::Lab, target: &str) -> Result<std::net::IpAddr, Error> {
     if let Ok(ip) = target.parse() {
         return Ok(ip);
     }
@@ -991,7 +1003,7 @@ pub fn neighbour(
 /// ```
 pub struct Running {
     name: String,
-    lab: Lab,
+    lab: topo::Lab,
 }
 
 impl Running {
@@ -1002,7 +1014,7 @@ impl Running {
     }
 
     /// Build a lab made in code (or parsed with [`weft_topo::parse`]).
-    pub fn up(lab: Lab) -> Result<Running, Error> {
+    pub fn up(lab: topo::Lab) -> Result<Running, Error> {
         up(&lab, &UpOptions::default())?;
         Ok(Running {
             name: lab.name.clone(),
@@ -1015,7 +1027,7 @@ impl Running {
     }
 
     /// The lab as built.
-    pub fn lab(&self) -> &Lab {
+    pub fn lab(&self) -> &topo::Lab {
         &self.lab
     }
 

@@ -20,9 +20,13 @@ use weft_topo::Lab;
 
 use crate::Error;
 
-/// Root of weft's state; `WEFT_STATE_DIR` moves it (tests use that to keep
-/// their labs apart).
+/// Root of weft's state: a [`crate::Context`]'s state directory once one
+/// was used; else `WEFT_STATE_DIR` (tests use that to keep their labs
+/// apart); else /run/weft.
 pub fn state_root() -> PathBuf {
+    if let Some(d) = crate::context::state_dir() {
+        return d;
+    }
     std::env::var_os("WEFT_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/run/weft"))

@@ -46,18 +46,10 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
 }
 
-/// The program to start: the running `weft`, or `WEFT_EXE` (for programs
-/// that use this library and are not themselves `weft`).
+/// The program to start: a [`crate::Context`]'s `weft` binary, or
+/// `WEFT_EXE`, or the running `weft`.
 fn exe() -> Result<String, Error> {
-    if let Some(e) = std::env::var_os("WEFT_EXE") {
-        return Ok(e.to_string_lossy().into_owned());
-    }
-    std::env::current_exe()
-        .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| Error::Missing {
-            what: format!("finding the weft program to start tunnels with: {e}"),
-            help: "set WEFT_EXE to the weft binary".into(),
-        })
+    crate::context::helper_exe().map(|p| p.to_string_lossy().into_owned())
 }
 
 /// The key pair of one end, made on first use.
@@ -236,7 +228,10 @@ pub fn reconcile(lab: &Lab) -> Result<Vec<String>, Error> {
             }
         }
         let _ = std::fs::remove_file(d.join(format!("{st}.json")));
-        let pid = weft_sys::tunnel::spawn_detached(&args, &d.join(format!("{st}.log")))?;
+        let env = crate::context::helper_env();
+        let env: Vec<(&str, &std::ffi::OsStr)> =
+            env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let pid = weft_sys::tunnel::spawn_detached_env(&args, &env, &d.join(format!("{st}.log")))?;
         let r = Running { pid, args };
         std::fs::write(&pidf, serde_json::to_vec(&r).expect("serializes"))
             .map_err(io(format!("writing {}", pidf.display())))?;

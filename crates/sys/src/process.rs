@@ -21,10 +21,22 @@ pub struct ProcId {
 /// terminal of `weft up` does not reach it), stdin from /dev/null, output
 /// appended to `log`; does not wait for it.
 pub fn spawn_detached(exe: &Path, args: &[&str], log: &Path) -> io::Result<ProcId> {
+    spawn_detached_env(exe, args, &[], log)
+}
+
+/// [`spawn_detached`] with environment variables added (the library
+/// hands its state directory to the processes it starts this way).
+pub fn spawn_detached_env(
+    exe: &Path,
+    args: &[&str],
+    envs: &[(&str, &std::ffi::OsStr)],
+    log: &Path,
+) -> io::Result<ProcId> {
     let out = File::options().create(true).append(true).open(log)?;
     let err = out.try_clone()?;
     let child = Command::new(exe)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -918,6 +918,15 @@ fn write_status(
 /// starter does not reach it), stdin from /dev/null, stdout and stderr
 /// appended to `log`. Returns its PID.
 pub fn spawn_detached(argv: &[String], log: &std::path::Path) -> Result<u32> {
+    spawn_detached_env(argv, &[], log)
+}
+
+/// [`spawn_detached`] with environment variables added.
+pub fn spawn_detached_env(
+    argv: &[String],
+    envs: &[(&str, &std::ffi::OsStr)],
+    log: &std::path::Path,
+) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let what = format!("starting {}", argv.join(" "));
     let f = std::fs::OpenOptions::new()
@@ -928,6 +937,7 @@ pub fn spawn_detached(argv: &[String], log: &std::path::Path) -> Result<u32> {
     let f2 = f.try_clone().map_err(|e| os(&what, e))?;
     let child = std::process::Command::new(&argv[0])
         .args(&argv[1..])
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(f)
         .stderr(f2)
