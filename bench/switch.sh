@@ -168,10 +168,10 @@ for m in off tso; do
 done
 H1[tap]=wsb-tap-h1; H2[tap]=wsb-tap-h2; IP2[tap]=10.99.5.2; CPU[tap]=$TAP_PID
 CNT[tap]="wsb-tap-h1:eth0:rx_packets wsb-tap-h2:eth0:rx_packets"
-H1[weft]=weft-$LAB-h1; H2[weft]=weft-$LAB-h2; IP2[weft]=10.99.4.2; CPU[weft]=$WEFT_PID
-CNT[weft]="weft-$LAB-sw:p1:tx_packets weft-$LAB-sw:p2:tx_packets"
-H1[weft-user]=weft-$LAB2-h1; H2[weft-user]=weft-$LAB2-h2; IP2[weft-user]=10.99.6.2; CPU[weft-user]=$WEFT2_PID
-CNT[weft-user]="weft-$LAB2-sw:p1:tx_packets weft-$LAB2-sw:p2:tx_packets"
+H1[weft]=weft-$LAB.h1; H2[weft]=weft-$LAB.h2; IP2[weft]=10.99.4.2; CPU[weft]=$WEFT_PID
+CNT[weft]="weft-$LAB.sw:p1:tx_packets weft-$LAB.sw:p2:tx_packets"
+H1[weft-user]=weft-$LAB2.h1; H2[weft-user]=weft-$LAB2.h2; IP2[weft-user]=10.99.6.2; CPU[weft-user]=$WEFT2_PID
+CNT[weft-user]="weft-$LAB2.sw:p1:tx_packets weft-$LAB2.sw:p2:tx_packets"
 for s in "${SETUPS[@]}"; do wait_ping "${H1[$s]}" "${IP2[$s]}"; done
 
 TICK=$(getconf CLK_TCK)
@@ -254,13 +254,13 @@ udp_gen() {
 # hosts' own entries are fresh).
 rss() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
 RSS0=$(rss "$WEFT_PID")
-mac=$(ip netns exec weft-$LAB-h2 cat /sys/class/net/eth0/address)
+mac=$(ip netns exec weft-$LAB.h2 cat /sys/class/net/eth0/address)
 fdb() { "$W" status $LAB --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["switches"][0]["fdb_entries"])'; }
 # Paced (a burst overflows the port's ring and those sources are lost);
 # sent again until all are learned (ageing is 300 s, far longer than this).
 FILLS=0
 while [ "$(fdb)" -lt 100002 ] && [ $FILLS -lt 20 ]; do
-  ip netns exec weft-$LAB-h1 "$G" send --ifname eth0 --dst-mac "$mac" --src-ip 10.99.4.1 \
+  ip netns exec weft-$LAB.h1 "$G" send --ifname eth0 --dst-mac "$mac" --src-ip 10.99.4.1 \
     --dst-ip 10.99.4.2 --port 9001 --srcs 100000 --count 100000 --pps 50000 --secs 10 >/dev/null
   FILLS=$((FILLS + 1))
 done

@@ -24,7 +24,7 @@ W=$PWD/target/release/weft
 export WEFT_STATE_DIR=$(mktemp -d /tmp/weft-bench-tunnel.XXXXXX)
 D=$WEFT_STATE_DIR
 LAB=tbench
-N1=weft-$LAB-m1; N2=weft-$LAB-m2
+N1=weft-$LAB.m1; N2=weft-$LAB.m2
 PIDS=()
 kill_all() {
   local kids=()

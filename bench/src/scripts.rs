@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 pub const BRIDGE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PREFIX_LEN: u8 = 16;
 
-/// One star: a bridge namespace `<prefix>-br` and hosts `<prefix>-h1..hN`.
+/// One star: a bridge namespace `<prefix>br` and hosts `<prefix>h1..hN`
+/// (the prefix ends in its separator: `wb-s5-`, or weft's `weft-star5.`).
 #[derive(Clone, Debug)]
 pub struct Star {
     pub prefix: String,
@@ -23,10 +24,10 @@ impl Star {
         }
     }
     pub fn bridge_ns(&self) -> String {
-        format!("{}-br", self.prefix)
+        format!("{}br", self.prefix)
     }
     pub fn host_ns(&self, i: usize) -> String {
-        format!("{}-h{i}", self.prefix)
+        format!("{}h{i}", self.prefix)
     }
     pub fn host_addr(i: usize) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(BRIDGE_ADDR) + i as u32)
@@ -139,7 +140,7 @@ mod tests {
 
     #[test]
     fn per_step_runs_one_ip_per_step() {
-        let s = Star::new("wb-s3", 3);
+        let s = Star::new("wb-s3-", 3);
         let up = per_step_up(&s);
         assert_eq!(
             up.lines().filter(|l| l.starts_with("ip ")).count(),
@@ -155,7 +156,7 @@ mod tests {
 
     #[test]
     fn batch_runs_n_plus_two_processes() {
-        let s = Star::new("wb-s3", 3);
+        let s = Star::new("wb-s3-", 3);
         let up = batch_up(&s);
         assert_eq!(up.lines().filter(|l| l.starts_with("ip ")).count(), 3 + 2);
         assert_eq!(

@@ -57,13 +57,13 @@ fn lab_name(n: usize) -> String {
 /// Prefix of the namespaces a method's lab uses.
 fn prefix(m: Method, n: usize) -> String {
     match m {
-        Method::Weft => format!("weft-{}", lab_name(n)),
-        _ => format!("wb-s{n}"),
+        Method::Weft => weft_topo::netns_name(&lab_name(n), ""),
+        _ => format!("wb-s{n}-"),
     }
 }
 
 /// Removes what earlier (possibly crashed) runs of the bench left behind, and only that:
-/// `wb-*` namespaces, and `weft-star<N>-*` labs through `weft down`.
+/// `wb-*` namespaces, and `weft-star<N>.*` labs through `weft down`.
 struct Cleaner {
     weft: Option<PathBuf>,
 }
@@ -79,7 +79,7 @@ impl Cleaner {
         let labs = names
             .iter()
             .filter_map(|n| n.strip_prefix("weft-star"))
-            .filter_map(|rest| rest.split_once('-'))
+            .filter_map(|rest| rest.split_once('.'))
             .filter(|(num, _)| !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()))
             .map(|(num, _)| format!("star{num}"))
             .collect();
@@ -179,7 +179,7 @@ impl Ctx {
         let done = done?;
         let left: Vec<String> = netns::list()?
             .into_iter()
-            .filter(|ns| ns.starts_with(&format!("{}-", star.prefix)))
+            .filter(|ns| ns.starts_with(&star.prefix))
             .collect();
         if !left.is_empty() {
             return Err(format!(

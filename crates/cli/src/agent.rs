@@ -1,6 +1,7 @@
 //! `weft agent FILE --machine M`: keeps one machine's share as the file
 //! says, in the foreground, until SIGTERM (docs/scale.md).
 
+use crate::Failure;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,8 +21,8 @@ pub struct AgentArgs {
     interval: f64,
 }
 
-pub fn run(a: AgentArgs) -> Result<ExitCode, String> {
-    let stop = weft_sys::packet::stop_on_signals().map_err(|e| e.to_string())?;
+pub fn run(a: AgentArgs) -> Result<ExitCode, Failure> {
+    let stop = weft_sys::packet::stop_on_signals()?;
     let log = |l: &str| eprintln!("weft agent: {l}");
     let opts = weft::agent::AgentOptions {
         file: a.file,
@@ -31,6 +32,6 @@ pub fn run(a: AgentArgs) -> Result<ExitCode, String> {
         stop,
         log: &log,
     };
-    weft::agent::run(&opts).map_err(|e| e.to_string())?;
+    weft::agent::run(&opts)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,15 @@
 //! `weft events LAB [--json] [--since DUR|all] [--no-follow]`: the lab's
 //! event stream (docs/events.md).
 
+use crate::Failure;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use weft::events::{self, Event, Follow};
+use weft::events::{self, Event, Follow, KernelWatch};
 
 /// `30s`, `5m`, `2h`, `all`: how far back to replay.
-fn since_ms(s: &str) -> Result<u64, String> {
+fn since_ms(s: &str) -> Result<u64, Failure> {
     if s == "all" {
         return Ok(0);
     }
@@ -24,7 +25,7 @@ fn since_ms(s: &str) -> Result<u64, String> {
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("--since {s}: the unit is one of ms, s, m, h")),
+        _ => return Err(format!("--since {s}: the unit is one of ms, s, m, h").into()),
     };
     Ok(events::now_ms().saturating_sub((secs * 1000.0) as u64))
 }
@@ -38,12 +39,12 @@ fn print(out: &mut impl std::io::Write, e: &Event, json: bool) -> std::io::Resul
     }
 }
 
-pub fn run(lab: &str, json: bool, since: Option<&str>, follow: bool) -> Result<ExitCode, String> {
+pub fn run(lab: &str, json: bool, since: Option<&str>, follow: bool) -> Result<ExitCode, Failure> {
     let since = since.map(since_ms).transpose()?;
     // Start following before reading what is kept, so that nothing
     // written in between is lost (it may then show twice: drop by ts).
-    let mut tail = Follow::new(lab).map_err(|e| e.to_string())?;
-    let kept = events::read(lab, since.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;
+    let mut tail = Follow::new(lab)?;
+    let kept = events::read(lab, since.unwrap_or(u64::MAX))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut last = 0;
@@ -57,7 +58,14 @@ pub fn run(lab: &str, json: bool, since: Option<&str>, follow: bool) -> Result<E
     if !follow {
         return Ok(ExitCode::SUCCESS);
     }
+    let mut kernel = KernelWatch::new(lab);
+    let mut next_kernel = std::time::Instant::now();
     loop {
+        if std::time::Instant::now() >= next_kernel {
+            // Recorded in the stream, so the tail below prints them.
+            kernel.poll();
+            next_kernel = std::time::Instant::now() + Duration::from_secs(1);
+        }
         for e in tail.poll() {
             if since.is_some() && e.ts < last {
                 continue;

@@ -2,6 +2,7 @@
 //! the weft lab file that builds what the script or topology builds
 //! (docs/import.md). Reads files and writes one; never touches the kernel.
 
+use crate::Failure;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,7 +35,7 @@ struct Common {
     name: Option<String>,
 }
 
-pub fn run(args: &ImportArgs) -> Result<ExitCode, String> {
+pub fn run(args: &ImportArgs) -> Result<ExitCode, Failure> {
     let (c, clab) = match &args.what {
         What::Script(c) => (c, false),
         What::Clab(c) => (c, true),
@@ -82,7 +83,8 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode, String> {
                 "{} was not imported: {} problem(s)",
                 c.file.display(),
                 errs.0.len()
-            ))
+            )
+            .into())
         }
     }
 }

@@ -12,6 +12,7 @@ mod capture;
 mod events;
 mod graph;
 mod import;
+mod k8s;
 mod render;
 mod runtime;
 mod trace;
@@ -158,6 +159,16 @@ enum Cmd {
         #[arg(long)]
         no_follow: bool,
     },
+    /// A local web page drawing the lab live, with its events, nodes'
+    /// interfaces and routes, and buttons for links, impairment and
+    /// captures (every request needs the token printed at start).
+    Serve {
+        /// The lab; may be left out when there is only one.
+        lab: Option<String>,
+        /// Address to listen on; 127.0.0.1 with a free port unless given.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Draw a lab: a live lab by name (with link state), or a file before `up`.
     Graph {
         /// The lab's name, or a topology file.
@@ -229,12 +240,15 @@ enum Cmd {
     /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
     /// replacement); docs/tunnel.md.
     Tunnel(tunnel::TunnelArgs),
-    /// Write the lab file for a shell script or a containerlab topology
-    /// (docs/import.md).
-    Import(import::ImportArgs),
     /// Keep one machine's share of a lab built, in the foreground, until
     /// SIGTERM (a pod's main process; docs/scale.md).
     Agent(agent::AgentArgs),
+    /// Print the Kubernetes objects (ConfigMap, headless Service,
+    /// StatefulSet of agents) that run the lab over a cluster.
+    K8s(k8s::K8sArgs),
+    /// Write the lab file for a shell script or a containerlab topology
+    /// (docs/import.md).
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -243,7 +257,7 @@ fn main() -> ExitCode {
     // and capture ends on EPIPE itself (exit 0 when wireshark closes).
     if !matches!(
         cli.cmd,
-        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. }
+        Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. } | Cmd::Serve { .. }
     ) {
         weft_sys::default_sigpipe();
     }
@@ -306,8 +320,9 @@ fn main() -> ExitCode {
                 quiet,
                 threads,
                 ready_timeout,
+                machines,
             },
-            (machine.as_deref(), machines),
+            machine.as_deref(),
         ),
         Cmd::Down {
             lab,
@@ -320,7 +335,6 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
-        Cmd::Agent(a) => agent::run(a).map_err(Failure::from),
         Cmd::Ping {
             lab,
             node,
@@ -351,12 +365,13 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
+        Cmd::Serve { lab, listen } => serve(lab, listen).map_err(Failure::from),
         Cmd::Events {
             lab,
             json,
             since,
             no_follow,
-        } => events::run(&lab, json, since.as_deref(), !no_follow).map_err(Failure::from),
+        } => events::run(&lab, json, since.as_deref(), !no_follow),
         Cmd::Fdb { lab, switch, json } => render::fdb(&lab, &switch, json),
         Cmd::Datapath { lab } => datapath(&lab),
         Cmd::Supervise { lab } => weft::services::supervise(&lab)
@@ -386,7 +401,9 @@ fn main() -> ExitCode {
         }
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
-        Cmd::Import(a) => import::run(&a).map_err(Failure::from),
+        Cmd::Import(a) => import::run(&a),
+        Cmd::Agent(a) => agent::run(a),
+        Cmd::K8s(a) => k8s::run(a).map_err(Failure::from),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -524,19 +541,18 @@ struct UpFlags {
     quiet: bool,
     threads: Option<usize>,
     ready_timeout: Option<f64>,
+    /// `--machines N`.
+    machines: Option<usize>,
 }
 
-fn up(
-    file: &Path,
-    flags: UpFlags,
-    (machine, machines): (Option<&str>, Option<usize>),
-) -> Result<ExitCode, Failure> {
+fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Failure> {
     let UpFlags {
         dry_run,
         keep_on_error,
         quiet,
         threads,
         ready_timeout,
+        machines,
     } = flags;
     let ready_timeout = match ready_timeout {
         Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -643,6 +659,47 @@ fn up(
     if !report.checks.is_empty() {
         println!("{} check(s) passed", report.checks.len());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, String> {
+    let lab = match lab {
+        Some(l) => l,
+        None => {
+            let labs: Vec<String> = weft::status(None)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|l| l.name)
+                .collect();
+            match labs.as_slice() {
+                [one] => one.clone(),
+                [] => return Err("no lab is up; `weft up FILE` builds one".into()),
+                more => {
+                    return Err(format!(
+                        "{} labs are up ({}); name one: weft serve NAME",
+                        more.len(),
+                        more.join(", ")
+                    ))
+                }
+            }
+        }
+    };
+    let weft_bin = std::env::current_exe().map_err(|e| format!("finding the weft binary: {e}"))?;
+    let s = weft_serve::bind(weft_serve::Options {
+        lab: lab.clone(),
+        listen,
+        weft: weft_bin,
+    })?;
+    if weft_serve::is_exposed(&s.addr) {
+        eprintln!(
+            "weft: warning: serving lab {lab} on {}, reachable from other machines; anyone with the token can change the lab",
+            s.addr
+        );
+    }
+    println!("weft serve: lab {lab} on {}", s.url());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    s.run();
     Ok(ExitCode::SUCCESS)
 }
 

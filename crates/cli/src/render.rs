@@ -252,10 +252,13 @@ pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, Failure> {
     match built.lab.nodes.get(switch) {
         Some(n) if n.kind == weft_topo::NodeKind::Switch => {}
         Some(n) => {
+            let kind = match n.kind {
+                weft_topo::NodeKind::Bridge => "bridge",
+                _ => "host",
+            };
             return Err(format!(
-                "{switch} is a {:?} node, not a switch; for a kernel bridge run `weft exec {lab} {switch} -- bridge fdb show`",
-                n.kind
-            ).to_lowercase().into())
+                "{switch} is a {kind} node, not a switch; for a kernel bridge run `weft exec {lab} {switch} -- bridge fdb show`"
+            ).into());
         }
         None => return Err(format!("lab {lab} has no node {switch}").into()),
     }
@@ -268,7 +271,7 @@ pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, Failure> {
     let f = match reply {
         Reply::Fdb(f) => f,
         Reply::Error { message } => return Err(message.into()),
-        other => return Err(format!("unexpected answer {other:?}").into()),
+        other => return Err(format!("unexpected answer {}", other.kind()).into()),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&f).expect("serializes"));

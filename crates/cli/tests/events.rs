@@ -6,7 +6,7 @@ mod common;
 use common::Lab;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -66,10 +66,36 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
             }
         }
     });
+    // Which end of s2-s3 blocks depends on the bridge ids (random MACs).
+    let sws = lab.status_json()[0]["switches"].clone();
+    let alternate: Vec<(String, String)> = sws
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["role"] == "alternate")
+                .map(move |p| {
+                    (
+                        s["name"].as_str().unwrap().to_string(),
+                        p["name"].as_str().unwrap().to_string(),
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(alternate.len(), 1, "{sws}");
+    let (bn, bp) = alternate[0].clone();
+    assert!(
+        (bn == "s2" && bp == "to-s3") || (bn == "s3" && bp == "to-s2"),
+        "{bn}:{bp} blocks, not an end of s2-s3"
+    );
     // Let the follower start at the end of the stream.
     std::thread::sleep(Duration::from_millis(300));
-    // s1 is the root; s3's root port is its link to s1 and s2 blocks its
-    // end of s2-s3. Taking s1-s3 down makes s3 reach the root through s2.
+    // s1 is the root; s3's root port is its link to s1 and one end of
+    // s2-s3 blocks. Taking s1-s3 down makes s3 reach the root through s2.
     lab.ok(&["link", &lab.name, "s1", "s3", "down"]);
     let down = until(&rx, Duration::from_secs(10), |e| e["type"] == "link.down");
     lab.ok(&["link", &lab.name, "s1", "s3", "up"]);
@@ -93,15 +119,21 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
         .collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d}\n{u}");
 
-    // Down: s3 loses its root port, s2's alternate port takes over as
-    // designated and s3's port to s2 becomes its root port, then the
-    // topology change; all before the command said it was done.
+    // Down: s3 loses its root port, its port to s2 becomes its root port,
+    // the blocked end of s2-s3 starts forwarding, then the topology
+    // change; all before the command said it was done.
     let lost = find(&down, "stp.role", "s3", "to-s1", "disabled").unwrap_or_else(|| panic!("{d}"));
     let new_root = find(&down, "stp.role", "s3", "to-s2", "root").unwrap_or_else(|| panic!("{d}"));
-    let opened =
-        find(&down, "stp.role", "s2", "to-s3", "designated").unwrap_or_else(|| panic!("{d}"));
-    let fwd =
-        find(&down, "stp.state", "s2", "to-s3", "forwarding").unwrap_or_else(|| panic!("{d}"));
+    let opened = down
+        .iter()
+        .position(|e| {
+            e["type"] == "stp.role"
+                && e["node"] == bn.as_str()
+                && e["port"] == bp.as_str()
+                && e["from"] == "alternate"
+        })
+        .unwrap_or_else(|| panic!("{bn}:{bp} stayed alternate:\n{d}"));
+    let fwd = find(&down, "stp.state", &bn, &bp, "forwarding").unwrap_or_else(|| panic!("{d}"));
     let tc = down
         .iter()
         .position(|e| e["type"] == "stp.topology_change" && e["node"] == "s3")
@@ -113,12 +145,11 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
     );
     assert_eq!(down[done]["a"], "s1:to-s3", "{d}");
 
-    // Up: s3's port to s1 is its root port again, s2's end of s2-s3 goes
-    // back to alternate and stops forwarding, with topology changes.
+    // Up: s3's port to s1 is its root port again, the same end of s2-s3
+    // goes back to alternate and stops forwarding, with topology changes.
     let back = find(&up, "stp.role", "s3", "to-s1", "root").unwrap_or_else(|| panic!("{u}"));
-    let alt = find(&up, "stp.role", "s2", "to-s3", "alternate").unwrap_or_else(|| panic!("{u}"));
-    let blocked =
-        find(&up, "stp.state", "s2", "to-s3", "discarding").unwrap_or_else(|| panic!("{u}"));
+    let alt = find(&up, "stp.role", &bn, &bp, "alternate").unwrap_or_else(|| panic!("{u}"));
+    let blocked = find(&up, "stp.state", &bn, &bp, "discarding").unwrap_or_else(|| panic!("{u}"));
     let tc_up = up
         .iter()
         .position(|e| e["type"] == "stp.topology_change")
@@ -154,6 +185,145 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
     assert!(
         text.contains("s3:to-s1 stp.role root -> disabled"),
         "{text}"
+    );
+    lab.ok(&["down", &lab.name]);
+}
+
+/// Kernel bridges: `weft events` polls their ports' STP states and the
+/// kernel links' carrier, records them in the stream, and prints them in
+/// order: a port taken down goes disabled, and back up passes listening
+/// and learning to forwarding (forward_delay 2 s in the example).
+#[test]
+fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
+    let lab = Lab::example("kevents", "stp.toml");
+    lab.up();
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _kill = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    // The poller's first look is its baseline.
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.ok(&["link", &lab.name, "a", "br0", "down"]);
+    let down = until(&rx, Duration::from_secs(10), |e| {
+        e["type"] == "stp.state" && e["port"] == "a" && e["to"] == "disabled"
+    });
+    let d: Vec<String> = down.iter().map(|e| e.to_string()).collect();
+    assert!(
+        down.iter()
+            .any(|e| e["type"] == "port.carrier" && e["node"] == "a" && e["up"] == false),
+        "{d:#?}"
+    );
+    assert_eq!(down.last().unwrap()["kernel"], true, "{d:#?}");
+    lab.ok(&["link", &lab.name, "a", "br0", "up"]);
+    let up = until(&rx, Duration::from_secs(15), |e| {
+        e["type"] == "stp.state" && e["port"] == "a" && e["to"] == "forwarding"
+    });
+    let states: Vec<&str> = up
+        .iter()
+        .filter(|e| e["type"] == "stp.state" && e["node"] == "br0" && e["port"] == "a")
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    let u: Vec<String> = up.iter().map(|e| e.to_string()).collect();
+    assert_eq!(states.last(), Some(&"forwarding"), "{u:#?}");
+    assert!(states.contains(&"learning"), "{u:#?}");
+    let ts: Vec<u64> = down
+        .iter()
+        .chain(&up)
+        .map(|e| e["ts"].as_u64().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d:#?} {u:#?}");
+    // Kept: another reader sees them once.
+    let kept = lab.ok(&[
+        "events",
+        &lab.name,
+        "--json",
+        "--since",
+        "all",
+        "--no-follow",
+    ]);
+    assert_eq!(kept.matches("\"to\":\"disabled\"").count(), 1, "{kept}");
+    lab.ok(&["down", &lab.name]);
+}
+
+/// Tunnels: a tunnel process killed shows as `tunnel.down` on its end,
+/// and restarted by `weft up` as `tunnel.up` with a handshake on both.
+#[test]
+fn tunnel_sessions_going_and_coming_back_are_in_the_stream() {
+    let lab = Lab::example("tevents", "tunnel.toml");
+    lab.up();
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _kill = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = lab.status_json();
+    let m1 = st[0]["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node"] == "m1")
+        .unwrap_or_else(|| panic!("no tunnel end on m1: {st}"))
+        .clone();
+    let pid = m1["pid"].as_u64().unwrap();
+    // Our own `weft up` started it.
+    assert!(Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    let down = until(&rx, Duration::from_secs(10), |e| {
+        e["type"] == "tunnel.down" && e["node"] == "m1"
+    });
+    let d: Vec<String> = down.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        down.last().map(|e| e["type"].clone()),
+        Some(Value::from("tunnel.down")),
+        "{d:#?}"
+    );
+    lab.up();
+    let up = until(&rx, Duration::from_secs(15), |e| {
+        e["type"] == "tunnel.up" && e["node"] == "m1"
+    });
+    let u: Vec<String> = up.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        up.last().map(|e| e["type"].clone()),
+        Some(Value::from("tunnel.up")),
+        "{u:#?}"
+    );
+    let more = until(&rx, Duration::from_secs(3), |e| {
+        e["type"] == "tunnel.handshake" && e["node"] == "m2"
+    });
+    assert!(
+        up.iter()
+            .chain(&more)
+            .any(|e| e["type"] == "tunnel.handshake" && e["node"] == "m2"),
+        "{u:#?}"
     );
     lab.ok(&["down", &lab.name]);
 }

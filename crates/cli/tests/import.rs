@@ -451,3 +451,44 @@ fn vlan_script_imported_carries_both_vlans_over_weft_switches() {
         .collect();
     assert!(on_trunk.contains(&10) && on_trunk.contains(&20), "{fdb}");
 }
+
+#[test]
+fn import_writes_the_file_with_o_and_warns_with_the_line() {
+    let out = std::env::temp_dir().join(format!("weft-import-o-{}.toml", std::process::id()));
+    let o = Command::new(common::weft_bin())
+        .args([
+            "import",
+            "script",
+            fixture("seed000-bridge-fixed.sh").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-n",
+            "named",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(o.stdout.is_empty());
+    assert!(
+        err.contains("seed000-bridge-fixed.sh: warning: line 33: not imported"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(weft_topo::parse(&text).unwrap().lab.name, "named");
+}
+
+#[test]
+fn a_looping_tutorial_script_round_trips_and_its_hosts_reach_each_other() {
+    let lab = round_trip(
+        "i-star",
+        "star.sh",
+        &[
+            ("h1", "10.0.0.13", None),
+            ("h2", "10.0.0.1", None),
+            ("h3", "10.0.0.11", None),
+        ],
+    );
+    assert!(lab.ping("h1", "10.0.0.13", None));
+}

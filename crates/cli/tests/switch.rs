@@ -793,3 +793,82 @@ endpoints = ["h2:eth0", "s3:h2"]
     assert_eq!(s1["forward_delay_ms"], 15000);
     assert!(lab.ping("h1", "h2", None));
 }
+
+/// An edit of a running switch's settings (a port's VLAN, a static MAC,
+/// the bridge priority) goes to the datapath in place: same process,
+/// MACs learned before still in the FDB, the new settings in force.
+#[test]
+fn switch_settings_change_on_the_running_datapath() {
+    let text = r#"
+name = "x"
+[nodes.sw0]
+kind = "switch"
+[nodes.ns1.interfaces.eth0]
+addresses = ["10.61.0.1/24"]
+[nodes.ns2.interfaces.eth0]
+addresses = ["10.61.0.2/24"]
+[nodes.ns3.interfaces.eth0]
+addresses = ["10.61.0.3/24"]
+[[links]]
+endpoints = ["ns1:eth0", "sw0:p1"]
+[[links]]
+endpoints = ["ns2:eth0", "sw0:p2"]
+[[links]]
+endpoints = ["ns3:eth0", "sw0:p3"]
+"#;
+    let lab = Lab::from_text("swlive", text);
+    lab.up();
+    assert!(lab.ping("ns1", "10.61.0.2", None));
+    assert!(lab.ping("ns3", "10.61.0.1", None));
+    let pid = datapath_pid(&lab);
+    let mac1 = lab.iface("ns1", "eth0")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let edited = text
+        .replace(
+            "kind = \"switch\"\n",
+            "kind = \"switch\"\npriority = 4096\nstatic_macs = [{ mac = \"02:00:00:00:61:09\", port = \"p2\" }]\n",
+        )
+        + "[nodes.sw0.interfaces.p3]\nvlan = 30\n";
+    lab.rewrite(&edited);
+    let out = lab.up();
+    assert!(
+        out.contains("~ switch sw0: priority default -> 4096"),
+        "{out}"
+    );
+    assert!(out.contains("port p3"), "{out}");
+    assert!(out.contains("static MACs"), "{out}");
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    let fdb: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["fdb", &lab.name, "sw0", "--json"])).unwrap();
+    let entries = fdb["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["mac"] == mac1.as_str() && e["port"] == "p1"),
+        "{mac1} learned before the edit is gone: {fdb}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["mac"] == "02:00:00:00:61:09" && e["port"] == "p2"),
+        "{fdb}"
+    );
+    let sw = &switches(&lab)[0];
+    assert!(
+        sw["bridge_id"].as_str().unwrap().starts_with("1000."),
+        "{}",
+        sw["bridge_id"]
+    );
+    // p3 is in VLAN 30 now: ns3 no longer reaches ns1, ns1 still ns2.
+    assert!(!lab.ping("ns3", "10.61.0.1", None));
+    assert!(lab.ping("ns1", "10.61.0.2", None));
+    assert!(lab.up().contains("up to date"));
+    assert_eq!(datapath_pid(&lab), pid);
+    // A port added needs a restart, which happens.
+    lab.rewrite(&(edited + "[nodes.ns4.interfaces.eth0]\naddresses = [\"10.61.0.4/24\"]\n[[links]]\nendpoints = [\"ns4:eth0\", \"sw0:p4\"]\n"));
+    lab.up();
+    assert_ne!(datapath_pid(&lab), pid);
+    assert!(lab.ping("ns4", "10.61.0.1", None));
+}

@@ -23,6 +23,11 @@ pub enum Request {
         port: String,
         impair: Option<weft_topo::impair::Impairment>,
     },
+    /// Applies a switch node's changed settings in place (learned MACs
+    /// and the spanning tree stay); refused when its ports changed.
+    Configure {
+        node: Box<weft_topo::Node>,
+    },
     /// Takes a port out of service (`up = false`) or back, like pulling
     /// its cable: the spanning tree and learning see a link down.
     Link {

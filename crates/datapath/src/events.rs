@@ -160,7 +160,7 @@ pub(crate) struct SwitchSeen {
 impl SwitchSeen {
     /// Role and state changes, topology changes and a new root since the
     /// last call, as events.
-    pub(crate) fn stp(&mut self, name: &str, sw: &Switch, ports: &[String], out: &mut Vec<Event>) {
+    pub(crate) fn stp(&mut self, name: &str, sw: &Switch, ports: &[&str], out: &mut Vec<Event>) {
         let st = sw.stp_status();
         let now: Vec<(&'static str, &'static str)> = (0..sw.port_count())
             .map(|i| {
@@ -174,7 +174,7 @@ impl SwitchSeen {
         let root = st.root_id.to_string();
         if !first {
             for (i, (a, b)) in self.ports.iter().zip(&now).enumerate() {
-                let port = ports.get(i).map_or("?", String::as_str);
+                let port = ports.get(i).copied().unwrap_or("?");
                 if a.0 != b.0 {
                     out.push(
                         Event::new("stp.role")
@@ -217,7 +217,7 @@ impl SwitchSeen {
     }
 
     /// Loop flag changes, FDB learn/move/age (bounded) and a summary.
-    pub(crate) fn slow(&mut self, name: &str, sw: &Switch, ports: &[String], out: &mut Vec<Event>) {
+    pub(crate) fn slow(&mut self, name: &str, sw: &Switch, ports: &[&str], out: &mut Vec<Event>) {
         let lp = sw.loop_status();
         if lp.suspected != self.loop_suspected {
             out.push(
@@ -237,7 +237,13 @@ impl SwitchSeen {
         if counters == self.fdb_counters {
             return;
         }
-        let pname = |p: u16| ports.get(usize::from(p)).cloned().unwrap_or_default();
+        let pname = |p: u16| {
+            ports
+                .get(usize::from(p))
+                .copied()
+                .unwrap_or("?")
+                .to_string()
+        };
         let mac = |m: &[u8; 6]| weft_wire::MacAddr(*m).to_string();
         let mut single = Vec::new();
         let fdb = sw.fdb();
@@ -322,7 +328,7 @@ pub(crate) struct Watch {
 }
 
 /// One switch as the watch sees it: name, core, port names.
-pub(crate) type SwitchView<'a> = (&'a str, &'a Switch, Vec<String>);
+pub(crate) type SwitchView<'a> = (&'a str, &'a Switch, Vec<&'a str>);
 
 impl Watch {
     pub(crate) fn new(dir: &Path) -> Self {
@@ -381,7 +387,7 @@ impl Watch {
                     for (i, p) in ports.iter().enumerate() {
                         if let Some(c) = sw.port_counters(PortId(i as u16)) {
                             m.insert(
-                                p.clone(),
+                                p.to_string(),
                                 serde_json::json!({
                                     "rx_frames": c.rx_frames, "rx_bytes": c.rx_bytes,
                                     "tx_frames": c.tx_frames, "tx_bytes": c.tx_bytes,

@@ -19,6 +19,8 @@ use crate::fastpath::{self, FastPath};
 
 mod admin;
 mod impaired;
+mod live;
+mod wire;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -224,7 +226,8 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             fast,
         });
     }
-    if dp.switches.is_empty() {
+    let wires = wire::start(lab)?;
+    if dp.switches.is_empty() && wires == 0 {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
     dp.init_impair(lab);
@@ -602,7 +605,7 @@ impl Dp {
             .switches
             .iter()
             .map(|sw| {
-                let names = sw.ports.iter().map(|&g| self.ports[g].name.clone());
+                let names = sw.ports.iter().map(|&g| self.ports[g].name.as_str());
                 (sw.name.as_str(), &sw.core, names.collect())
             })
             .collect();
@@ -639,6 +642,7 @@ impl Dp {
                 }
                 None => self.no_port(&switch, &port),
             },
+            Ok(Request::Configure { node }) => self.reconfigure(&node),
             Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
                 Some(g) => {
                     self.set_admin(g, up);
@@ -687,12 +691,8 @@ impl Dp {
                             present: p.sock.is_some(),
                             carrier: p.carrier,
                             vlan: sw.modes[i].clone(),
-                            role: ps
-                                .map(|s| format!("{:?}", s.role).to_lowercase())
-                                .unwrap_or_default(),
-                            state: ps
-                                .map(|s| format!("{:?}", s.state).to_lowercase())
-                                .unwrap_or_default(),
+                            role: ps.map(|s| s.role.name().to_string()).unwrap_or_default(),
+                            state: ps.map(|s| s.state.name().to_string()).unwrap_or_default(),
                             edge: ps.is_some_and(|s| s.edge),
                             rstp: ps.is_some_and(|s| s.rstp),
                             rx_frames: c.rx_frames,

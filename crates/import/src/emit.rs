@@ -179,7 +179,7 @@ pub(crate) fn finish(mut m: Model, lab: &str, what: &str) -> Result<Imported, Im
         let n = unique("host".into(), &mut used);
         warnings.push(Warning {
             origin: None,
-            message: format!("what the script does in the machine's own namespace goes into node `{n}` (weft never changes the machine's namespace)"),
+            message: format!("what the input does in the machine's own namespace goes into node `{n}` (weft never changes the machine's namespace)"),
         });
         ns_node.insert(ROOT, n);
     }
@@ -234,8 +234,13 @@ pub(crate) fn finish(mut m: Model, lab: &str, what: &str) -> Result<Imported, Im
             origin: Some(dev.origin.clone()),
             message: format!("VLAN device `{}`: this kernel has no 802.1Q, so switch `{sw}` goes on `{pname}`'s cable; `{}` becomes a veth to its access port `{port}` (VLAN {id}) and the cable's far end a trunk", dev.name, dev.name),
         });
+        // A VLAN device may have been moved away from its parent's node.
+        let vnode = ns_node
+            .get(&dev.ns)
+            .cloned()
+            .unwrap_or_else(|| pnode.clone());
         extra_links.push((
-            (pnode.clone(), dev.name.clone()),
+            (vnode, dev.name.clone()),
             (sw.clone(), port.clone()),
             dev.origin.clone(),
         ));
@@ -584,7 +589,7 @@ fn addresses(out: &mut Out, addrs: &[(String, Origin)]) {
 
 fn bridge_opts(out: &mut Out, o: &crate::model::BridgeOpts) {
     if let Some(s) = o.stp {
-        out.push(format!("stp = {s}"), None);
+        out.push(format!("stp = {s}"), o.at.get("stp"));
     }
     for (k, v) in [
         ("forward_delay", o.forward_delay),
@@ -593,10 +598,10 @@ fn bridge_opts(out: &mut Out, o: &crate::model::BridgeOpts) {
         ("ageing_time", o.ageing_time),
     ] {
         if let Some(v) = v {
-            out.push(format!("{k} = {}", num(v)), None);
+            out.push(format!("{k} = {}", num(v)), o.at.get(k));
         }
     }
     if let Some(p) = o.priority {
-        out.push(format!("priority = {p}"), None);
+        out.push(format!("priority = {p}"), o.at.get("priority"));
     }
 }

@@ -17,6 +17,8 @@ pub const ROOT: usize = 0;
 
 #[derive(Debug, Clone, Default)]
 pub struct BridgeOpts {
+    /// The line that last set each option (by its key in the lab file).
+    pub at: BTreeMap<&'static str, Origin>,
     pub stp: Option<bool>,
     pub forward_delay: Option<f64>,
     pub hello_time: Option<f64>,
@@ -446,7 +448,12 @@ impl<'a> Model<'a> {
                     stdin,
                     text,
                 } => {
-                    // Assignments before a command, or alone.
+                    // Assignments before a command, or alone (also after
+                    // `export`/`readonly`/`local`, which here only set).
+                    let words: &[Word] = match words.first().and_then(Word::literal).as_deref() {
+                        Some("export" | "readonly" | "local") if words.len() > 1 => &words[1..],
+                        _ => words,
+                    };
                     let mut k = 0;
                     let mut assigns = Vec::new();
                     while k < words.len() {
@@ -611,6 +618,10 @@ impl<'a> Model<'a> {
             "ovs-vsctl" => self.ovs_vsctl(ns, args, o),
             "sysctl" => self.sysctl(ns, args, o),
             "ifconfig" => self.ifconfig(ns, args, o),
+            "echo" | "printf" if out.is_some_and(|t| t.starts_with("/sys/class/net/")) => {
+                let val = args.iter().filter(|a| !a.starts_with('-')).cloned().collect::<Vec<_>>().join(" ");
+                self.sysfs(ns, out.unwrap(), &val, o)
+            }
             "echo" | "printf" if out.is_some_and(|t| t.starts_with("/proc/sys/")) => {
                 let key = out.unwrap().trim_start_matches("/proc/sys/").replace('/', ".");
                 let val = args.iter().filter(|a| !a.starts_with('-')).cloned().collect::<Vec<_>>().join(" ");
@@ -646,10 +657,19 @@ impl<'a> Model<'a> {
             }
             "set" | "true" | ":" | "export" | "shopt" | "trap" => Ok(Flow::Note("shell setting: nothing to import".into())),
             "modprobe" => Ok(Flow::Note("loads a kernel module: weft loads none (docs/topology.md lists what the kernel needs)".into())),
+            "bridge" => {
+                let shows = args.first().is_some_and(|a| pick(a, &["link", "fdb", "mdb", "vlan", "monitor"]).is_some())
+                    && args.get(1).is_none_or(|s| pick(s, &["show", "list"]).is_some());
+                if shows {
+                    Ok(Flow::Note("shows something: nothing to import (`weft status`)".into()))
+                } else {
+                    Ok(Flow::Skip(
+                        "`bridge` changes (fdb, vlan, link set) are not modelled: a port's cost and priority are `brctl setpathcost`/`setportprio` or `ip link set ... type bridge_slave`; VLANs and static MACs are a weft switch's (docs/switch.md)".into(),
+                    ))
+                }
+            }
             "ping" | "ping6" | "arping" | "tcpdump" | "tshark" | "traceroute" | "tracepath" | "cat" | "sleep" | "echo" | "printf" | "ls"
-            | "grep" | "ss" | "netstat" | "arp" | "route" | "wait" | "lsmod" | "ethtool" | "iperf" | "iperf3" | "nc" | "curl" | "wget" | "mtr" | "bridge"
-                if prog != "bridge" || args.first().is_some_and(|a| pick(a, &["link", "fdb", "mdb", "vlan", "monitor"]).is_some() && args.get(1).is_none_or(|s| pick(s, &["show", "list"]).is_some())) =>
-            {
+            | "grep" | "ss" | "netstat" | "arp" | "route" | "wait" | "lsmod" | "ethtool" | "iperf" | "iperf3" | "nc" | "curl" | "wget" | "mtr" => {
                 if out_devnull {
                     Ok(Flow::Note("shows or tests something: nothing to import (try it on the lab with `weft exec`)".into()))
                 } else {
@@ -1021,29 +1041,7 @@ impl<'a> Model<'a> {
             }
             "bridge" => {
                 let mut b = BridgeOpts::default();
-                let mut t = 0;
-                while t < targs.len() {
-                    let w = targs[t].as_str();
-                    let v = targs.get(t + 1);
-                    // ip takes the bridge times in centiseconds.
-                    match w {
-                        "stp_state" => b.stp = Some(parse_u32(o, w, v)? != 0),
-                        "forward_delay" => {
-                            b.forward_delay = Some(parse_u32(o, w, v)? as f64 / 100.0)
-                        }
-                        "hello_time" => b.hello_time = Some(parse_u32(o, w, v)? as f64 / 100.0),
-                        "max_age" => b.max_age = Some(parse_u32(o, w, v)? as f64 / 100.0),
-                        "ageing_time" => b.ageing_time = Some(parse_u32(o, w, v)? as f64 / 100.0),
-                        "priority" => b.priority = Some(parse_u32(o, w, v)?),
-                        _ => {
-                            self.warnings.push(Warning {
-                                origin: Some(o.clone()),
-                                message: format!("bridge option `{w}` is not carried over (weft sets stp, forward_delay, hello_time, max_age, ageing_time and priority)"),
-                            });
-                        }
-                    }
-                    t += 2;
-                }
+                self.bridge_args(&mut b, targs, o)?;
                 self.new_dev(target_ns, &name, DevKind::Bridge(b), o)?
             }
             "vlan" => {
@@ -1079,6 +1077,69 @@ impl<'a> Model<'a> {
         }
         if up {
             self.devs[made].up = true;
+        }
+        Ok(Flow::Done)
+    }
+
+    /// `ip link add|set BR type bridge OPTION VALUE ...` (times in
+    /// centiseconds, as ip takes them); unknown options warn.
+    fn bridge_args(
+        &mut self,
+        b: &mut BridgeOpts,
+        targs: &[String],
+        o: &Origin,
+    ) -> Result<(), ImportError> {
+        let mut t = 0;
+        while t < targs.len() {
+            let w = targs[t].as_str();
+            let v = targs.get(t + 1);
+            if !bridge_opt(b, w, v, 100.0, o)? {
+                self.warnings.push(Warning {
+                    origin: Some(o.clone()),
+                    message: format!("bridge option `{w}` is not carried over (weft sets stp, forward_delay, hello_time, max_age, ageing_time and priority)"),
+                });
+            }
+            t += 2;
+        }
+        Ok(())
+    }
+
+    /// `echo V > /sys/class/net/DEV/bridge/OPTION` and
+    /// `.../DEV/brport/{path_cost,priority}`: the old way to set bridges.
+    fn sysfs(&mut self, ns: usize, path: &str, val: &str, o: &Origin) -> R {
+        let parts: Vec<&str> = path
+            .trim_start_matches("/sys/class/net/")
+            .split('/')
+            .collect();
+        let [dev, dir, key] = parts.as_slice() else {
+            return Ok(Flow::Skip(format!(
+                "`{path}` is not a bridge or bridge port setting weft import reads"
+            )));
+        };
+        let i = match self.dev(ns, dev, o)? {
+            Ok(i) => i,
+            Err(why) => return Ok(Flow::Skip(why)),
+        };
+        let v = val.trim().to_string();
+        match (*dir, &mut self.devs[i].kind) {
+            ("bridge", DevKind::Bridge(b)) => {
+                if !bridge_opt(b, key, Some(&v), 100.0, o)? {
+                    return Ok(Flow::Skip(format!(
+                        "bridge setting `{key}` is not carried over"
+                    )));
+                }
+            }
+            ("brport", _) if *key == "path_cost" => {
+                self.devs[i].cost = Some(parse_u32(o, key, Some(&v))?)
+            }
+            ("brport", _) if *key == "priority" => {
+                self.devs[i].port_priority = Some(parse_u32(o, key, Some(&v))?)
+            }
+            _ => {
+                return Ok(Flow::Skip(format!(
+                    "`{path}` is not a bridge or bridge port setting weft import reads"
+                )))
+            }
         }
         Ok(Flow::Done)
     }
@@ -1188,6 +1249,22 @@ impl<'a> Model<'a> {
                         }
                     }
                     k += 1;
+                }
+                "type" if v.map(String::as_str) == Some("bridge") => {
+                    let mut b = match &self.devs[i].kind {
+                        DevKind::Bridge(b) => b.clone(),
+                        _ => {
+                            return Err(err(
+                                o,
+                                format!(
+                                "`{name}` is not a bridge (ip would say: Operation not supported)"
+                            ),
+                            ))
+                        }
+                    };
+                    self.bridge_args(&mut b, &a[k + 2..], o)?;
+                    self.devs[i].kind = DevKind::Bridge(b);
+                    break;
                 }
                 "type" if v.map(String::as_str) == Some("bridge_slave") => {
                     k += 2;
@@ -1682,32 +1759,56 @@ impl<'a> Model<'a> {
             }
             "stp" => {
                 let on = on_off(o, "brctl stp", a.get(2))?;
-                opts!(self, o).stp = Some(on);
+                {
+                    let b = opts!(self, o);
+                    b.stp = Some(on);
+                    b.at.insert("stp", o.clone());
+                }
                 Ok(Flow::Done)
             }
             "setfd" => {
                 let v = secs(o, a.get(2))?;
-                opts!(self, o).forward_delay = Some(v);
+                {
+                    let b = opts!(self, o);
+                    b.forward_delay = Some(v);
+                    b.at.insert("forward_delay", o.clone());
+                }
                 Ok(Flow::Done)
             }
             "sethello" => {
                 let v = secs(o, a.get(2))?;
-                opts!(self, o).hello_time = Some(v);
+                {
+                    let b = opts!(self, o);
+                    b.hello_time = Some(v);
+                    b.at.insert("hello_time", o.clone());
+                }
                 Ok(Flow::Done)
             }
             "setmaxage" => {
                 let v = secs(o, a.get(2))?;
-                opts!(self, o).max_age = Some(v);
+                {
+                    let b = opts!(self, o);
+                    b.max_age = Some(v);
+                    b.at.insert("max_age", o.clone());
+                }
                 Ok(Flow::Done)
             }
             "setageing" | "setageingtime" => {
                 let v = secs(o, a.get(2))?;
-                opts!(self, o).ageing_time = Some(v);
+                {
+                    let b = opts!(self, o);
+                    b.ageing_time = Some(v);
+                    b.at.insert("ageing_time", o.clone());
+                }
                 Ok(Flow::Done)
             }
             "setbridgeprio" => {
                 let v = parse_u32(o, "setbridgeprio", a.get(2))?;
-                opts!(self, o).priority = Some(v);
+                {
+                    let b = opts!(self, o);
+                    b.priority = Some(v);
+                    b.at.insert("priority", o.clone());
+                }
                 Ok(Flow::Done)
             }
             "setpathcost" | "setportprio" => {
@@ -2133,6 +2234,38 @@ impl<'a> Model<'a> {
         }
         Ok(Flow::Done)
     }
+}
+
+/// One bridge option; `per_second` is the value's unit (100 for ip's and
+/// sysfs's centiseconds). False if the option is not one weft has.
+fn bridge_opt(
+    b: &mut BridgeOpts,
+    key: &str,
+    v: Option<&String>,
+    per_second: f64,
+    o: &Origin,
+) -> Result<bool, ImportError> {
+    let secs = |v| -> Result<f64, ImportError> { Ok(parse_u32(o, key, v)? as f64 / per_second) };
+    let field = match key {
+        "stp_state" => "stp",
+        "forward_delay" => "forward_delay",
+        "hello_time" => "hello_time",
+        "max_age" => "max_age",
+        "ageing_time" => "ageing_time",
+        "priority" => "priority",
+        _ => return Ok(false),
+    };
+    b.at.insert(field, o.clone());
+    match key {
+        "stp_state" => b.stp = Some(parse_u32(o, key, v)? != 0),
+        "forward_delay" => b.forward_delay = Some(secs(v)?),
+        "hello_time" => b.hello_time = Some(secs(v)?),
+        "max_age" => b.max_age = Some(secs(v)?),
+        "ageing_time" => b.ageing_time = Some(secs(v)?),
+        "priority" => b.priority = Some(parse_u32(o, key, v)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn assignment(w: &Word) -> Option<(String, Word)> {

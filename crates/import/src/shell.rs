@@ -209,12 +209,16 @@ impl<'a> Lexer<'a> {
                     if self.peek() == Some('>') {
                         self.bump();
                     }
-                    if self.peek() == Some('&') {
+                    // `>&2` duplicates a descriptor: no file is written.
+                    let dup = self.peek() == Some('&');
+                    if dup {
                         self.bump();
                     }
                     self.skip_blanks();
                     let w = self.word()?;
-                    out.push((Tok::RedirOut(w), line));
+                    if !dup {
+                        out.push((Tok::RedirOut(w), line));
+                    }
                 }
                 '<' => {
                     self.bump();
@@ -241,8 +245,19 @@ impl<'a> Lexer<'a> {
                     out.push((Tok::Other(c.to_string()), line));
                 }
                 _ => {
-                    // `2>` / `2>>` redirections of standard error.
-                    if c.is_ascii_digit() && self.peek2() == Some('>') {
+                    // `2>FILE`, `2>>FILE`, `2>&1`: standard error only,
+                    // which changes nothing the model sees.
+                    if c.is_ascii_digit() && c != '1' && self.peek2() == Some('>') {
+                        self.bump();
+                        self.bump();
+                        while matches!(self.peek(), Some('>' | '&')) {
+                            self.bump();
+                        }
+                        self.skip_blanks();
+                        let _ = self.word()?;
+                        continue;
+                    }
+                    if c == '1' && self.peek2() == Some('>') {
                         self.bump();
                         continue;
                     }
@@ -791,6 +806,32 @@ mod tests {
         };
         assert_eq!(stdin.as_deref(), Some("netns add a\n"));
         assert_eq!(lits(&s[2]), ["ip", "netns", "add", "b"]);
+    }
+
+    #[test]
+    fn standard_error_redirections_are_not_outputs() {
+        for src in [
+            "ping -c 1 x > /dev/null 2>&1\n",
+            "ping x 2>/tmp/err >/dev/null\n",
+            "ping x 1>/dev/null 2>>log\n",
+            "echo hi >&2 > /dev/null\n",
+        ] {
+            let s = parse(src, None).unwrap();
+            let Stmt::Cmd { out, words, .. } = &s[0] else {
+                panic!()
+            };
+            assert_eq!(
+                out.as_ref().and_then(Word::literal).as_deref(),
+                Some("/dev/null"),
+                "{src}"
+            );
+            assert!(
+                words
+                    .iter()
+                    .all(|w| w.literal().is_some_and(|l| !l.contains('>'))),
+                "{src}: {words:?}"
+            );
+        }
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn the_lab_file_check_points_at_the_script_line() {
 
 #[test]
 fn variables_loops_batch_files_and_heredocs() {
-    let src = "N=3\nfor h in h1 h2; do\n  ip netns add $h\ndone\nip -batch links.txt\nip -n h1 -batch - <<EOF\naddr add 10.0.0.1/24 dev e1\nlink set e1 up\nEOF\nip netns exec h2 sh -c 'ip addr add 10.0.0.$N/24 dev e2 && ip link set e2 up'\n";
+    let src = "export N=3\nfor h in h1 h2; do\n  ip netns add $h\ndone\nip -batch links.txt\nip -n h1 -batch - <<EOF\naddr add 10.0.0.1/24 dev e1\nlink set e1 up\nEOF\nip netns exec h2 sh -c 'ip addr add 10.0.0.$N/24 dev e2 && ip link set e2 up'\n";
     let batch = |f: &str| {
         (f == "links.txt")
             .then(|| "# cables\nlink add e1 netns h1 type veth peer name e2 netns h2\n".to_string())
@@ -340,4 +340,43 @@ fn a_veth_peer_stays_where_the_command_runs_unless_it_names_a_namespace() {
     let l = lab(&i);
     assert!(l.nodes["c"].interfaces.contains_key("c0"));
     assert!(l.nodes["host"].interfaces.contains_key("c-port"));
+}
+
+#[test]
+fn bridge_options_set_later_with_ip_or_sysfs() {
+    let src = "ip link add br0 type bridge\nip link set br0 type bridge stp_state 1 forward_delay 400\necho 100 > /sys/class/net/br0/bridge/hello_time\nip link add p0 type veth peer name p1\nip link set p0 master br0\necho 7 > /sys/class/net/p0/brport/path_cost\necho 1 > /sys/class/net/br0/bridge/multicast_snooping\n";
+    let i = script(src, "t", &none).unwrap();
+    let l = lab(&i);
+    let h = &l.nodes["host"];
+    match &h.interfaces["br0"].kind {
+        IfaceKind::Bridge(b) => {
+            assert!(b.stp);
+            assert_eq!(b.forward_delay_cs, Some(400));
+            assert_eq!(b.hello_time_cs, Some(100));
+        }
+        k => panic!("{k:?}"),
+    }
+    assert_eq!(h.interfaces["p0"].port.cost, Some(7));
+    assert!(i
+        .warnings
+        .iter()
+        .any(|w| w.origin.as_ref().is_some_and(|o| o.line == 7)
+            && w.message.contains("multicast_snooping")));
+}
+
+#[test]
+fn a_bridge_option_out_of_range_is_reported_at_the_line_that_set_it() {
+    let e = err_of("brctl addbr br0\n\necho 2000 > /sys/class/net/br0/bridge/hello_time\n");
+    assert_eq!(e.origin.unwrap().line, 3, "{}", e.message);
+    assert!(e.message.contains("hello_time"), "{}", e.message);
+}
+
+#[test]
+fn a_vlan_device_moved_to_another_namespace_is_cabled_from_there() {
+    let src = "ip netns add a\nip netns add b\nip netns add c\nip link add e0 netns a type veth peer name e0 netns b\nip -n a link add link e0 name v10 type vlan id 10\nip -n a link set v10 netns c\nip -n c addr add 10.10.0.3/24 dev v10\n";
+    let l = lab(&script(src, "t", &none).unwrap());
+    match &l.nodes["c"].interfaces["v10"].kind {
+        IfaceKind::Veth { peer } => assert_eq!(peer.to_string(), "vlan-a-e0:v10"),
+        k => panic!("{k:?}"),
+    }
 }

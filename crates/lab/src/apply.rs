@@ -171,6 +171,23 @@ impl<'a> Exec<'a> {
         let t4 = Instant::now();
         self.settings(ops)?;
         self.nat_loads(ops)?;
+        // Switch settings take effect when the datapath is told, as the
+        // lab settles; they count as applied here, so that undoing the plan
+        // includes them (the datapath is then matched to the old lab).
+        for (i, op) in ops.iter().enumerate() {
+            if matches!(
+                op,
+                Op::Add {
+                    key: ResKey::Switch { .. },
+                    ..
+                } | Op::Change {
+                    key: ResKey::Switch { .. },
+                    ..
+                }
+            ) {
+                self.applied.push(i);
+            }
+        }
         tracing::debug!(
             removals = ?(t1 - t0), namespaces = ?(t2 - t1), devices = ?(t3 - t2), sysctls = ?(t4 - t3), settings = ?t4.elapsed(),
             ops = ops.len(), "applied"
@@ -248,6 +265,8 @@ impl<'a> Exec<'a> {
                 ResKey::Attrs { .. } => batch.push(i),
                 // Done before this, in nat_removals.
                 ResKey::Nat { .. } => {}
+                // The datapath's: it forgets a switch when the lab settles.
+                ResKey::Switch { .. } => batch.push(i),
             }
         }
         self.flush()?;

@@ -29,15 +29,19 @@ fn record_path(lab: &str) -> PathBuf {
     state::lab_dir(lab).join("datapath.json")
 }
 
+/// Switches, or wires (impaired kernel links, weft_topo::wire): the
+/// datapath serves both.
 pub fn has_switches(lab: &Lab) -> bool {
-    lab.nodes.values().any(|n| n.kind == NodeKind::Switch)
+    lab.nodes
+        .values()
+        .any(|n| n.kind == NodeKind::Switch || n.wire.is_some())
 }
 
 fn switches_of(lab: &Lab) -> serde_json::Value {
     let v: Vec<_> = lab
         .nodes
         .values()
-        .filter(|n| n.kind == NodeKind::Switch)
+        .filter(|n| n.kind == NodeKind::Switch || n.wire.is_some())
         .collect();
     serde_json::to_value(v).expect("nodes serialize")
 }
@@ -80,11 +84,14 @@ pub fn stop(lab: &str) -> Result<bool, Error> {
 }
 
 /// Makes the datapath match `lab`: starts it when the lab has switches and
-/// none runs, restarts it when the lab changed (`changed`: the kernel
-/// side was edited, so its sockets may point at removed interfaces) or
-/// its switch settings did, stops it when the lab has no switch left.
+/// none runs (or it died); stops it when the lab has no switch left. A
+/// change of switch settings goes to the running datapath, which keeps
+/// its learned MACs and spanning tree; it is restarted only when that
+/// cannot be (ports added or removed, a new switch, the STP protocol
+/// changed) or `ports_changed` (the kernel side of a switch's ports was
+/// edited, so its sockets may point at removed interfaces).
 /// Returns true if a datapath was (re)started.
-pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Error> {
+pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool, Error> {
     let name = lab.name.as_str();
     if !has_switches(lab) {
         stop(name)?;
@@ -92,21 +99,23 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, changed: bool) -> Result<bool, Erro
     }
     let want = switches_of(lab);
     if let Some(r) = running(name) {
-        if !changed && r.switches == want {
+        if !ports_changed && r.switches == want {
             return Ok(false);
         }
-        if !changed && without_impair(&r.switches) == without_impair(&want) {
-            // Only impairments changed: set them on the running datapath,
-            // which keeps its learned MACs and spanning tree.
-            retune(lab, &r.switches)?;
-            save_record(
-                name,
-                &Record {
-                    switches: want,
-                    ..r
-                },
-            )?;
-            return Ok(false);
+        if !ports_changed {
+            match reconfigure(lab, &r.switches) {
+                Ok(()) => {
+                    save_record(
+                        name,
+                        &Record {
+                            switches: want,
+                            ..r
+                        },
+                    )?;
+                    return Ok(false);
+                }
+                Err(e) => tracing::info!("restarting the datapath of lab {name}: {e}"),
+            }
         }
     }
     stop(name)?;
@@ -159,6 +168,32 @@ fn without_impair(switches: &serde_json::Value) -> serde_json::Value {
         }
     }
     v
+}
+
+/// Sends the running datapath every switch of `lab` whose settings
+/// differ from the recorded `before`, then the impairments. An error means
+/// the datapath could not take a change in place.
+fn reconfigure(lab: &Lab, before: &serde_json::Value) -> Result<(), Error> {
+    let old: Vec<weft_topo::Node> =
+        serde_json::from_value(without_impair(before)).unwrap_or_default();
+    let new: Vec<weft_topo::Node> =
+        serde_json::from_value(without_impair(&switches_of(lab))).unwrap_or_default();
+    let names = |v: &[weft_topo::Node]| v.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+    if names(&old) != names(&new) {
+        return Err(Error::Datapath {
+            lab: lab.name.clone(),
+            detail: "switches were added or removed".into(),
+        });
+    }
+    for (o, n) in old.iter().zip(&new) {
+        if o != n {
+            let req = Request::Configure {
+                node: Box::new(lab.nodes[&n.name].clone()),
+            };
+            expect_done(&lab.name, query(&lab.name, &req)?)?;
+        }
+    }
+    retune(lab, before)
 }
 
 /// Sets on the running datapath every port impairment of `lab` that

@@ -139,3 +139,147 @@ pub fn human(e: &Event) -> String {
     }
     line
 }
+
+/// What only the kernel and the tunnel processes know: kernel bridges'
+/// port STP states, the carrier of kernel interfaces (weft switches' ports
+/// are the datapath's to report), and tunnels' sessions (from their status
+/// files). Found by polling `weft status` (a poller calls [`poll`]
+/// about once a second); one process per lab polls at a time (it holds
+/// `events.poll.lock`), and it records what it finds in the stream, so
+/// several followers neither miss nor double anything.
+///
+/// [`poll`]: KernelWatch::poll
+/// (node, interface) -> (bridge port STP state, carrier).
+type Seen = std::collections::BTreeMap<(String, String), (Option<&'static str>, Option<bool>)>;
+
+/// Per tunnel end (`node:iface`): up, handshakes, roams, warning.
+type TunnelSeen = std::collections::BTreeMap<String, (bool, u64, u64, Option<String>)>;
+
+pub struct KernelWatch {
+    lab: String,
+    lock: Option<std::fs::File>,
+    last: Option<Seen>,
+    tunnels: Option<TunnelSeen>,
+}
+
+impl KernelWatch {
+    pub fn new(lab: &str) -> Self {
+        KernelWatch {
+            lab: lab.to_string(),
+            lock: None,
+            last: None,
+            tunnels: None,
+        }
+    }
+
+    fn holds_lock(&mut self) -> bool {
+        if self.lock.is_none() {
+            let p = state::lab_dir(&self.lab).join("events.poll.lock");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(p);
+            if let Ok(f) = f {
+                if f.try_lock().is_ok() {
+                    self.lock = Some(f);
+                }
+            }
+        }
+        self.lock.is_some()
+    }
+
+    /// Records what changed since the last call (nothing on the first,
+    /// which only takes a baseline); returns the events recorded.
+    pub fn poll(&mut self) -> Vec<Event> {
+        if !self.holds_lock() {
+            return Vec::new();
+        }
+        let Ok(st) = crate::status(Some(&self.lab)) else {
+            return Vec::new();
+        };
+        let mut now = std::collections::BTreeMap::new();
+        for n in st.iter().flat_map(|l| &l.nodes) {
+            if n.kind == "switch" {
+                continue;
+            }
+            for i in n
+                .interfaces
+                .iter()
+                .filter(|i| i.present && i.kind != "loopback")
+            {
+                now.insert((n.name.clone(), i.name.clone()), (i.port_state, i.carrier));
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(last) = &self.last {
+            for ((node, iface), (ps, carrier)) in &now {
+                let Some((ps0, carrier0)) = last.get(&(node.clone(), iface.clone())) else {
+                    continue;
+                };
+                if let (Some(a), Some(b)) = (ps0, ps) {
+                    if a != b {
+                        out.push(
+                            Event::new("stp.state")
+                                .node(node)
+                                .port(iface)
+                                .with("from", *a)
+                                .with("to", *b)
+                                .with("kernel", true),
+                        );
+                    }
+                }
+                if let (Some(a), Some(b)) = (carrier0, carrier) {
+                    if a != b {
+                        out.push(
+                            Event::new("port.carrier")
+                                .node(node)
+                                .port(iface)
+                                .with("up", *b),
+                        );
+                    }
+                }
+            }
+        }
+        self.last = Some(now);
+        let tunnels: TunnelSeen = st
+            .iter()
+            .flat_map(|l| &l.tunnels)
+            .map(|t| {
+                let s = &t.state;
+                (
+                    format!("{}:{}", t.node, t.iface),
+                    (
+                        t.running && s["up"] == true,
+                        s["handshakes"].as_u64().unwrap_or(0),
+                        s["roams"].as_u64().unwrap_or(0),
+                        s["warning"].as_str().map(str::to_string),
+                    ),
+                )
+            })
+            .collect();
+        if let Some(last) = &self.tunnels {
+            for (end, (up, hs, roams, warning)) in &tunnels {
+                let (node, iface) = end.split_once(':').unwrap_or((end, ""));
+                let ev = |kind: &str| Event::new(kind).node(node).port(iface);
+                let (up0, hs0, roams0, warning0) = last.get(end).cloned().unwrap_or_default();
+                // A restarted tunnel counts from zero again.
+                if *hs > hs0 || (*hs < hs0 && *hs > 0) {
+                    out.push(ev("tunnel.handshake").with("handshakes", *hs));
+                }
+                if up != &up0 {
+                    out.push(ev(if *up { "tunnel.up" } else { "tunnel.down" }));
+                }
+                if *roams > roams0 {
+                    out.push(ev("tunnel.roam").with("roams", *roams));
+                }
+                if let (Some(w), true) = (warning, warning != &warning0) {
+                    out.push(ev("tunnel.failing").with("warning", w.clone()));
+                }
+            }
+        }
+        self.tunnels = Some(tunnels);
+        record_all(&self.lab, &out);
+        out
+    }
+}

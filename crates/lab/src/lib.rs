@@ -304,6 +304,26 @@ pub fn up(lab: &Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     })
 }
 
+/// Whether operations make or remove interfaces of a switch node (or the
+/// node itself): the datapath's sockets on its ports may then be stale,
+/// so it is restarted rather than edited.
+fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&Lab; 2]) -> bool {
+    let is_switch = |n: &str| {
+        labs.iter().any(|l| {
+            l.nodes
+                .get(n)
+                .is_some_and(|x| x.kind == weft_topo::NodeKind::Switch)
+        })
+    };
+    ops.iter().any(|o| match o.key() {
+        weft_topo::ResKey::Veth { a, b } => is_switch(&a.node) || is_switch(&b.node),
+        k @ (weft_topo::ResKey::Netns { .. } | weft_topo::ResKey::Device { .. }) => {
+            is_switch(k.node())
+        }
+        _ => false,
+    })
+}
+
 /// One `weft up`: what it turns into what, for applying and undoing.
 struct Run<'a> {
     name: &'a str,
@@ -390,8 +410,8 @@ impl Run<'_> {
         let (lab, opts) = (self.lab, self.opts);
         // Started before the bridges are waited for: in a loop of switches
         // and kernel bridges, both must hear each other's BPDUs to converge.
-        let kernel_changed = !self.plan.is_empty();
-        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), kernel_changed)?;
+        let ports_changed = touches_switch_ports(&self.plan.ops, [lab, self.old]);
+        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), ports_changed)?;
         if wait {
             apply::wait_ready(lab, handles, opts.ready_timeout, opts.progress)?;
         }
@@ -456,7 +476,7 @@ impl Run<'_> {
                 if started {
                     // The processes of the lab as it was (a datapath with
                     // the old switches, tunnels with the old settings).
-                    let changed = !applied.is_empty();
+                    let changed = touches_switch_ports(applied, [self.lab, self.old]);
                     if let Err(u) =
                         datapath::ensure(self.old, self.opts.datapath_exe.as_deref(), changed)
                     {
@@ -822,14 +842,7 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
 }
 
 fn has_owner_tag(netns: &str, lab: &str) -> bool {
-    NsHandle::open("", netns)
-        .ok()
-        .and_then(|mut h| h.nl.links().ok())
-        .is_some_and(|links| {
-            links
-                .iter()
-                .any(|l| l.index == 1 && l.alias.as_deref() == Some(apply::owner_tag(lab).as_str()))
-        })
+    owner::owner_of(netns).as_deref() == Some(lab)
 }
 
 /// The lab as last applied, or an error naming the labs that exist.
@@ -971,7 +984,7 @@ pub fn neighbour(
 ///
 /// ```no_run
 /// let lab = weft::Running::from_file("examples/bridge.toml").unwrap();
-/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br-ns1", for `ip netns exec`
+/// let ns1 = lab.netns("ns1").unwrap(); // "weft-br.ns1", for `ip netns exec`
 /// # let _ = ns1;
 /// // ... run the test against the lab ...
 /// drop(lab); // removed again

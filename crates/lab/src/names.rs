@@ -127,7 +127,7 @@ pub fn sync(lab: &Lab) -> Result<(), Error> {
     Ok(())
 }
 
-/// Our directories: journaled ones, and any `/etc/netns/weft-LAB-*` whose
+/// Our directories: journaled ones, and any `/etc/netns/weft-LAB.*` whose
 /// hosts links to this lab's file (left by a killed run).
 fn stale(lab: &str, target: &Path) -> Vec<PathBuf> {
     let mut v = journaled(lab);

@@ -97,7 +97,15 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
         .interfaces
         .values()
         .filter_map(|i| match &i.kind {
-            IfaceKind::Veth { peer } if peer.node == bn => Some((i.name.clone(), peer.clone())),
+            // A wire in the link (an impaired kernel link) is not a hop:
+            // the link's other end is past it.
+            IfaceKind::Veth { peer } => {
+                let peer = match lab.nodes.get(&peer.node).and_then(|n| n.wire.as_ref()) {
+                    Some(w) => w.link.iter().find(|e| e.node != an || e.iface != i.name)?,
+                    None => peer,
+                };
+                (peer.node == bn).then(|| (i.name.clone(), peer.clone()))
+            }
             _ => None,
         })
         .filter(|(i, p)| {
@@ -318,10 +326,15 @@ pub fn set_impair(
         ea
     } else if is_switch(&st.lab, &eb) {
         eb
+    } else if st.lab.wire_of(&ea).is_some() {
+        return Err(Error::invalid_help(
+            format!("{ea} — {eb} is impaired by a wire from the file's `impair`, which `weft impair` does not change at run time"),
+            "edit the link's impair in the file and run `weft up` (docs/conditions.md#impairment-on-any-link)",
+        ));
     } else {
         return Err(Error::invalid_help(
             format!("{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them"),
-            "weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two in the file, then impair that link",
+            "write impair on the link in the file: weft then puts a wire with the impairment in it (docs/conditions.md#impairment-on-any-link)",
         ));
     };
     ask(
@@ -438,8 +451,16 @@ endpoints = ["b:eth0", "a:e3"]
             (x.to_string(), y.to_string()),
             ("sw:p2".into(), "a:e2".into())
         );
-        let e = find_link(&lab, "a", "sw").unwrap_err().to_string();
-        assert!(e.contains("2 links") && e.contains("NODE:IFACE"), "{e}");
+        match find_link(&lab, "a", "sw").unwrap_err() {
+            Error::Invalid { what, help } => {
+                assert!(what.contains("2 links"), "{what}");
+                assert!(
+                    help.as_deref().is_some_and(|h| h.contains("NODE:IFACE")),
+                    "{help:?}"
+                );
+            }
+            e => panic!("{e}"),
+        }
         let e = find_link(&lab, "b", "sw").unwrap_err().to_string();
         assert!(e.contains("no link between b and sw"), "{e}");
         let e = find_link(&lab, "zz", "sw").unwrap_err().to_string();

@@ -53,7 +53,7 @@ fn a_lab_built_from_rust_carries_tcp_and_is_removed_on_drop() {
     let left: Vec<String> = std::fs::read_dir("/run/netns")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&format!("weft-{name}-")))
+        .filter(|n| n.starts_with(&weft_topo::netns_name(&name, "")))
         .collect();
     assert!(left.is_empty(), "dropping the lab removed it: {left:?}");
     let _ = std::fs::remove_dir_all(&state);

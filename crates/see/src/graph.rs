@@ -642,15 +642,34 @@ pub fn svg(lab: &Lab, live: &LiveMap) -> String {
                 CableState::Down => "down",
                 CableState::Blocked(_) => "blocked",
             };
-            let _ = writeln!(
-                body,
-                "<line class=\"cable\" data-a=\"{}\" data-b=\"{}\" data-state=\"{state_word}\" x1=\"{ax}\" y1=\"{ay}\" x2=\"{bx}\" y2=\"{by}\" {style}><title>{} -- {}{}</title></line>",
+            let ends = format!(
+                "class=\"cable\" data-a=\"{}\" data-b=\"{}\" data-state=\"{state_word}\"",
                 esc(&a.to_string()),
                 esc(&b.to_string()),
+            );
+            let title = format!(
+                "<title>{} -- {}{}</title>",
                 esc(&a.to_string()),
                 esc(&b.to_string()),
                 esc(&note)
             );
+            // A cable that passes other boxes in the row would run over
+            // them and over other cables at the same height: it arcs
+            // below instead, lower the farther it goes.
+            let far = !many && (ax - bx).abs() > GAP + 20 && (ay - by).abs() < 200;
+            if far {
+                let (mx, my) = ((ax + bx) / 2, ay.max(by) + 30 + (ax - bx).abs() / 5);
+                let _ = writeln!(
+                    body,
+                    "<path {ends} d=\"M {ax} {ay} Q {mx} {my} {bx} {by}\" fill=\"none\" {style}>{title}</path>"
+                );
+                max_y = max_y.max(ay.max(by) + 15 + (ax - bx).abs() / 10);
+            } else {
+                let _ = writeln!(
+                    body,
+                    "<line {ends} x1=\"{ax}\" y1=\"{ay}\" x2=\"{bx}\" y2=\"{by}\" {style}>{title}</line>"
+                );
+            }
             if let CableState::Blocked(e) = &state {
                 let (cx, cy) = if *e == a { (ax, ay) } else { (bx, by) };
                 let _ = writeln!(

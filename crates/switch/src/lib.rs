@@ -47,6 +47,30 @@ use stp::Stp;
 use weft_wire::ethernet::{EtherType, HEADER_LEN};
 use weft_wire::{BpduRepr, L2Header, MacAddr, Tci};
 
+/// Why a configuration cannot be applied to a running switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotLive {
+    /// Ports were added or removed.
+    Ports,
+    Mac,
+    /// The spanning tree protocol (off, STP, RSTP) changed.
+    StpMode,
+    MirrorOutput,
+    FdbSize,
+}
+
+impl core::fmt::Display for NotLive {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            NotLive::Ports => "ports were added or removed",
+            NotLive::Mac => "the switch's MAC changed",
+            NotLive::StpMode => "the spanning tree protocol changed",
+            NotLive::MirrorOutput => "the mirror's output port changed",
+            NotLive::FdbSize => "the FDB size changed",
+        })
+    }
+}
+
 /// How the frame arrived, which decides the tag operation on the way out.
 #[derive(Debug, Clone, Copy)]
 enum Ingress {
@@ -136,6 +160,81 @@ impl Switch {
 
     pub fn mac(&self) -> MacAddr {
         self.mac
+    }
+
+    /// Applies a changed configuration to the running switch, as `bridge
+    /// vlan`, `bridge fdb add ... static` and `ip link set ... type bridge`
+    /// would: learned MACs stay (except on a port that left their VLAN),
+    /// and the spanning tree keeps what it heard. What cannot change in
+    /// place (the port list, the MAC, the STP protocol, the mirror's output
+    /// port, the FDB size) is refused, and the switch is left unchanged:
+    /// the caller makes a new switch.
+    pub fn reconfigure(&mut self, config: SwitchConfig, now: Instant) -> Result<(), NotLive> {
+        if config.ports.len() != self.ports.len() {
+            return Err(NotLive::Ports);
+        }
+        if config.mac != self.mac {
+            return Err(NotLive::Mac);
+        }
+        if config.stp.mode != self.stp.mode() {
+            return Err(NotLive::StpMode);
+        }
+        let out = config
+            .mirror
+            .output
+            .map(PortId::index)
+            .filter(|i| *i < config.ports.len());
+        if out != self.mirror_out {
+            return Err(NotLive::MirrorOutput);
+        }
+        if config.fdb_max_entries != self.fdb.max_entries() {
+            return Err(NotLive::FdbSize);
+        }
+        for (i, new) in config.ports.iter().enumerate() {
+            let old = self.ports[i].cfg.clone();
+            if old.mode != new.mode {
+                // Entries of VLANs the port left would send frames where
+                // the VLAN no longer goes.
+                let gone: Vec<(u16, MacAddr)> = self
+                    .fdb
+                    .iter()
+                    .filter(|(vid, _, e)| e.port.index() == i && !new.mode.is_member(*vid))
+                    .map(|(vid, mac, _)| (vid, mac))
+                    .collect();
+                for (vid, mac) in gone {
+                    self.fdb.remove(vid, mac);
+                }
+                self.ports[i].cfg.mode = new.mode.clone();
+            }
+            if old.stp != new.stp {
+                self.ports[i].cfg.stp = new.stp.clone();
+                self.stp.set_port(i, &new.stp, now);
+            }
+        }
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            p.mirror_ingress = config.mirror.select_ingress.iter().any(|q| q.index() == i);
+            p.mirror_egress = config.mirror.select_egress.iter().any(|q| q.index() == i);
+        }
+        self.mirror_vlans = config.mirror.select_vlans.clone();
+        let statics: Vec<(u16, MacAddr, PortId)> = self
+            .fdb
+            .iter()
+            .filter(|(_, _, e)| e.is_static)
+            .map(|(vid, mac, e)| (vid, mac, e.port))
+            .collect();
+        for s in statics.iter().filter(|s| !config.static_macs.contains(s)) {
+            self.fdb.remove(s.0, s.1);
+        }
+        for &(vid, mac, port) in &config.static_macs {
+            if port.index() < self.ports.len() && !statics.contains(&(vid, mac, port)) {
+                self.fdb.remove(vid, mac);
+                self.fdb.add_static(vid, mac, port);
+            }
+        }
+        self.ageing = config.ageing;
+        self.mtu = usize::from(config.mtu);
+        self.stp.set_bridge(&config.stp, self.mac, now);
+        Ok(())
     }
 
     pub fn port_count(&self) -> usize {

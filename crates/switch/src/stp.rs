@@ -18,7 +18,7 @@
 
 use core::time::Duration;
 
-use crate::config::{PortConfig, StpConfig, StpMode};
+use crate::config::{PortConfig, PortStpConfig, StpConfig, StpMode};
 use crate::time::Instant;
 use weft_wire::bpdu::{BpduFlags, PortRoleFlag, StpTime};
 use weft_wire::{BpduRepr, BridgeId, ConfigBpdu, MacAddr};
@@ -42,6 +42,20 @@ pub enum PortRole {
     Backup,
 }
 
+impl PortRole {
+    /// The name status and JSON use (`bridge -d link` words), stable
+    /// whatever the variant is called.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortRole::Disabled => "disabled",
+            PortRole::Root => "root",
+            PortRole::Designated => "designated",
+            PortRole::Alternate => "alternate",
+            PortRole::Backup => "backup",
+        }
+    }
+}
+
 /// Port state as `brctl showstp` / `ovs-appctl rstp/show` name it. STP
 /// bridges show blocking/listening, RSTP bridges discarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +66,20 @@ pub enum PortState {
     Discarding,
     Learning,
     Forwarding,
+}
+
+impl PortState {
+    /// The name status and JSON use, stable whatever the variant is called.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortState::Disabled => "disabled",
+            PortState::Blocking => "blocking",
+            PortState::Listening => "listening",
+            PortState::Discarding => "discarding",
+            PortState::Learning => "learning",
+            PortState::Forwarding => "forwarding",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -311,6 +339,51 @@ impl Stp {
             designated: p.prio,
             edge: p.oper_edge,
             rstp: self.rstp() && p.send_rstp,
+        }
+    }
+
+    /// New bridge priority and timers on a running bridge (`ip link set
+    /// br0 type bridge priority P forward_delay F`): the bridge id and the
+    /// vectors this bridge sends change, roles are chosen again; ports keep
+    /// what they heard from their neighbours and their timers.
+    pub(crate) fn set_bridge(&mut self, cfg: &StpConfig, mac: MacAddr, now: Instant) {
+        let bridge_id = BridgeId::new(cfg.priority, mac);
+        let own_times = Times {
+            message_age: StpTime(0),
+            max_age: StpTime::from_duration(cfg.max_age),
+            hello: StpTime::from_duration(cfg.hello_time),
+            forward_delay: StpTime::from_duration(cfg.forward_delay),
+        };
+        if (bridge_id, own_times) == (self.bridge_id, self.own_times) {
+            return;
+        }
+        self.bridge_id = bridge_id;
+        self.own_times = own_times;
+        if self.root_port.is_none() {
+            self.root_times = self.own_times;
+        }
+        for p in &mut self.ports {
+            p.new_info = true;
+        }
+        if self.hello_due.is_some() {
+            self.update_roles(now);
+        }
+    }
+
+    /// New spanning tree settings of port `i` on a running bridge
+    /// (`bridge link set dev X cost C priority P`).
+    pub(crate) fn set_port(&mut self, i: usize, pc: &PortStpConfig, now: Instant) {
+        let p = &mut self.ports[i];
+        p.id = (u16::from(pc.priority >> 4) << 12) | (p.id & 0x0fff);
+        p.path_cost = pc.path_cost.max(1);
+        if p.admin_edge != pc.edge {
+            p.admin_edge = pc.edge;
+            p.oper_edge = pc.edge;
+        }
+        p.p2p = pc.point_to_point;
+        p.new_info = true;
+        if self.hello_due.is_some() {
+            self.update_roles(now);
         }
     }
 

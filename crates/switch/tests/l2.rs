@@ -513,3 +513,45 @@ fn a_disabled_port_is_a_link_down_until_enabled_again() {
     assert!(h.sw.port_forwarding(PortId(1)));
     assert_eq!(h.ports(1, &eth(a, b, &[], 60), t(3)), [0]);
 }
+
+/// A running switch takes new VLANs, static MACs and a new STP priority
+/// without losing what it learned, except entries of a VLAN a port left.
+#[test]
+fn reconfigure_keeps_learned_macs_and_applies_the_change() {
+    let mut c = cfg(vec![PortConfig::access(1).edge(); 3]);
+    c.stp.mode = StpMode::Rstp;
+    let mut h = Harness::new(c.clone());
+    h.rx(0, &eth(MacAddr::BROADCAST, m(1), &[], 60), t(1));
+    h.rx(1, &eth(MacAddr::BROADCAST, m(2), &[], 60), t(1));
+    assert_eq!(h.sw.fdb().len(), 2);
+    // Port 2 to VLAN 10, a static MAC on port 1, bridge priority 4096.
+    c.ports[2] = PortConfig::access(10).edge();
+    c.static_macs = vec![(1, m(9), PortId(1))];
+    c.stp.priority = 4096;
+    h.sw.reconfigure(c.clone(), t(2)).unwrap();
+    assert_eq!(h.sw.fdb().lookup(1, m(1)), Some(PortId(0)));
+    assert_eq!(h.sw.fdb().lookup(1, m(2)), Some(PortId(1)));
+    assert!(h.sw.fdb().get(1, m(9)).unwrap().is_static);
+    assert_eq!(h.sw.stp_status().bridge_id.priority, 4096);
+    // VLAN 1 floods no longer reach port 2.
+    assert_eq!(
+        h.ports(0, &eth(MacAddr::BROADCAST, m(1), &[], 60), t(3)),
+        [1]
+    );
+    // Port 1 leaves VLAN 1: what it learned there goes; the static entry
+    // moves with the file (now on port 0).
+    c.ports[1] = PortConfig::access(20).edge();
+    c.static_macs = vec![(1, m(9), PortId(0))];
+    h.sw.reconfigure(c.clone(), t(4)).unwrap();
+    assert_eq!(h.sw.fdb().lookup(1, m(2)), None);
+    assert_eq!(h.sw.fdb().lookup(1, m(1)), Some(PortId(0)));
+    assert_eq!(h.sw.fdb().lookup(1, m(9)), Some(PortId(0)));
+    // A port added cannot be applied in place.
+    let mut more = c.clone();
+    more.ports.push(PortConfig::access(1));
+    assert_eq!(
+        h.sw.reconfigure(more, t(5)),
+        Err(weft_switch::NotLive::Ports)
+    );
+    assert_eq!(h.sw.fdb().lookup(1, m(1)), Some(PortId(0)));
+}

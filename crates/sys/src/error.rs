@@ -55,7 +55,10 @@ pub enum Error {
 
     /// A sysctl key weft refuses to touch or cannot parse.
     #[error("invalid sysctl key {key:?}: {reason}")]
-    SysctlKey { key: String, reason: String },
+    SysctlKey {
+        key: String,
+        reason: crate::sysctl::BadKey,
+    },
 
     /// The sysctl file is not there in the calling thread's namespace.
     #[error(

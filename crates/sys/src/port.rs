@@ -179,8 +179,9 @@ struct RxMap {
 impl RxMap {
     fn slot(&self, i: usize) -> *mut u8 {
         debug_assert!((i + 1) * RING_FRAME <= self.len);
-        // SAFETY (for callers): i is below the slot count, so the slot
-        // lies in the mapping.
+        // SAFETY: i is below the slot count (asserted above in debug
+        // builds; callers pass ring positions), so the offset stays inside
+        // the one mapping `base` points into.
         unsafe { self.base.add(i * RING_FRAME) }
     }
 
@@ -794,9 +795,10 @@ impl RxBatch {
             data: vec![0; slots * slot_len],
             vnet: vec![[0; VNET_HDR_LEN]; slots],
             cmsg: vec![[0; 8]; slots],
-            // SAFETY (for the zeroed values): iovec and mmsghdr are plain
-            // data; all-zero is valid for both.
+            // SAFETY: iovec is plain data; all-zero (null base, length 0)
+            // is a valid value.
             iov: vec![unsafe { std::mem::zeroed() }; 2 * slots],
+            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
             hdrs: vec![unsafe { std::mem::zeroed() }; slots],
             meta: vec![None; slots],
             truncated: 0,

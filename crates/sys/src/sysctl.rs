@@ -11,35 +11,49 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+/// Why a sysctl key is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadKey {
+    #[error("weft only sets network sysctls, whose keys start with `net.`")]
+    NotNet,
+    #[error("it names the whole net tree, not a setting")]
+    WholeTree,
+    #[error("it has an empty component (two dots in a row, or a dot at an end)")]
+    EmptyComponent,
+    #[error("it contains {0:?}; allowed are letters, digits and _-/@:")]
+    Char(char),
+    /// `/` stands for `.`: the component would be `.` or `..`.
+    #[error("component {component:?} would mean {means:?} in the path", means = .component.replace('/', "."))]
+    Escapes { component: String },
+}
+
 /// Checks a key in `sysctl(8)` syntax that weft may touch: it must start
 /// with `net.` (the only namespaced tree), have non-empty components made of
 /// `[A-Za-z0-9_-/@:]`, and no component that maps to `.` or `..`.
-pub fn validate_key(key: &str) -> std::result::Result<(), String> {
+pub fn validate_key(key: &str) -> std::result::Result<(), BadKey> {
     if key != "net" && !key.starts_with("net.") {
-        return Err("weft only sets network sysctls, whose keys start with `net.`".into());
+        return Err(BadKey::NotNet);
     }
     let parts: Vec<&str> = key.split('.').collect();
     if parts.len() < 2 {
-        return Err("it names the whole net tree, not a setting".into());
+        return Err(BadKey::WholeTree);
     }
     for part in parts {
         if part.is_empty() {
-            return Err("it has an empty component (two dots in a row, or a dot at an end)".into());
+            return Err(BadKey::EmptyComponent);
         }
         if let Some(c) = part
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "_-/@:".contains(*c)))
         {
-            return Err(format!(
-                "it contains {c:?}; allowed are letters, digits and _-/@:"
-            ));
+            return Err(BadKey::Char(c));
         }
         // `/` stands for `.`, so `//` would be `..` and escape the tree.
         let mapped = part.replace('/', ".");
         if mapped == "." || mapped == ".." {
-            return Err(format!(
-                "component {part:?} would mean {mapped:?} in the path"
-            ));
+            return Err(BadKey::Escapes {
+                component: part.to_string(),
+            });
         }
     }
     Ok(())

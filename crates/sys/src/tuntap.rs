@@ -76,26 +76,36 @@ impl TunTapSpec {
     }
 }
 
+/// Why a name cannot be a network interface's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadIfname {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is {0} bytes long; the kernel allows at most 15")]
+    TooLong(usize),
+    #[error("`.` and `..` are not interface names")]
+    Dot,
+    #[error("it contains {0:?}")]
+    Char(char),
+}
+
 /// Checks a network interface name as the kernel would (`dev_valid_name`):
 /// 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
-pub fn validate_ifname(name: &str) -> std::result::Result<(), String> {
+pub fn validate_ifname(name: &str) -> std::result::Result<(), BadIfname> {
     if name.is_empty() {
-        return Err("it is empty".into());
+        return Err(BadIfname::Empty);
     }
     if name.len() >= libc::IFNAMSIZ {
-        return Err(format!(
-            "it is {} bytes long; the kernel allows at most 15",
-            name.len()
-        ));
+        return Err(BadIfname::TooLong(name.len()));
     }
     if name == "." || name == ".." {
-        return Err("`.` and `..` are not interface names".into());
+        return Err(BadIfname::Dot);
     }
     if let Some(c) = name
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || *c == '\0')
     {
-        return Err(format!("it contains {c:?}"));
+        return Err(BadIfname::Char(c));
     }
     Ok(())
 }

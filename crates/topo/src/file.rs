@@ -91,6 +91,9 @@ struct RawNode {
     static_macs: Vec<Spanned<switch::RawStaticMac>>,
     /// Switch: port mirroring.
     mirror: Option<Spanned<switch::RawMirror>>,
+    /// With `attach`: the settings of the port it makes on the bridge or
+    /// switch (for every member of a `count` group).
+    port: Option<Spanned<switch::RawAttachPort>>,
     /// Programs run in the node.
     #[serde(default)]
     services: BTreeMap<Spanned<String>, Spanned<services::RawService>>,
@@ -275,11 +278,17 @@ struct Cx<'p> {
     segments: HashMap<String, (Option<IpNet>, Option<IpAddr>)>,
     /// Port settings written on interfaces of switch nodes.
     switch_ports: HashMap<(String, String), switch::RawPort>,
+    /// `port = {..}` of attached hosts, by host.
+    attach_ports: HashMap<String, Spanned<switch::RawAttachPort>>,
+    /// Positions of `port = {..}` tables already checked (a group shares one).
+    attach_port_seen: HashSet<usize>,
     /// Static MACs and mirrors of switch nodes, checked once ports are known.
     switch_extra: HashMap<String, switch::RawExtra>,
     /// Positions of each tunnel link's two underlay addresses.
     tunnel_spans: Vec<[Span; 2]>,
     machines: machines::MachinesCx,
+    /// Set by `link_impair` for a link with two kernel ends.
+    kernel_link_impair: Option<crate::impair::Impairment>,
     /// Ends of links refused for their other end (not reported as unlinked).
     broken_ends: HashSet<(String, String)>,
 }
@@ -437,6 +446,13 @@ impl Cx<'_> {
                 format!("write them under [nodes.{base}.interfaces.NAME] addresses = [...], or attach the host to a bridge"),
             );
         }
+        if let (Some(p), None) = (&rn.port, &rn.attach) {
+            self.err(
+                Some(p.span()),
+                format!("node `{base}`: `port` holds the settings of the port `attach` makes, and the node has no `attach`"),
+                "add attach = \"SWITCH\", or write the settings on the interface of the switch the node is cabled to",
+            );
+        }
         if kind == NodeKind::Bridge && rn.attach.is_some() {
             self.err(
                 rn.attach.as_ref().map(|a| a.span()),
@@ -510,14 +526,21 @@ impl Cx<'_> {
             }
             self.node_span.insert(name.clone(), span.clone());
             let (services, binds, container) = self.workload_for(&name, &workload);
+            // A node already built keeps its namespace: one built before
+            // the name changed to `weft-LAB.NODE` is still found.
+            let netns = self
+                .previous
+                .and_then(|p| p.nodes.get(&name))
+                .map_or_else(|| netns_name(&lab.name, &name), |n| n.netns.clone());
             let mut node = Node {
-                netns: netns_name(&lab.name, &name),
+                netns,
                 name: name.clone(),
                 kind,
                 interfaces: BTreeMap::new(),
                 routes: Vec::new(),
                 sysctls: sysctls.clone(),
                 switch: switch_opts.clone(),
+                wire: None,
                 machine: machine.clone(),
                 services,
                 binds,
@@ -606,6 +629,9 @@ impl Cx<'_> {
                     a.span(),
                     rn.routes.is_empty(),
                 ));
+                if let Some(p) = &rn.port {
+                    self.attach_ports.insert(name.clone(), p.clone());
+                }
                 if rn.count.is_none() && !rn.addresses.is_empty() {
                     let addrs = self.addresses(&name, "eth0", &rn.addresses);
                     let eth0 = node
@@ -1071,6 +1097,10 @@ impl Cx<'_> {
         }
         if let Some(imp) = &link.get_ref().impair {
             self.link_impair(lab, &a, &b, imp);
+            // Both ends in the kernel: a wire carries the link.
+            if let Some(w) = self.kernel_link_impair.take() {
+                crate::wire::insert(lab, &a, &b, w);
+            }
         }
     }
 
@@ -1211,15 +1241,38 @@ impl Cx<'_> {
                 self.err(Some(span), format!("node `{host}`: the bridge port for it would be named `{host}`, over 15 bytes"), "shorten the node name, or cable it with an explicit [[links]] entry");
                 continue;
             }
-            if br.interfaces.contains_key(&host) {
-                self.err(
-                    Some(span),
-                    format!("node `{host}`: bridge `{bridge}` already has an interface `{host}`"),
-                    "rename one of them",
-                );
-                continue;
-            }
             let on_switch = br.kind == NodeKind::Switch;
+            // The port may be declared on the bridge or switch under the
+            // host's name, like any other port, to give it settings (VLAN,
+            // trunk, cost, priority, impair): `attach` then cables it.
+            let declared = match br.interfaces.get(&host) {
+                None => None,
+                Some(i) => {
+                    let why = match &i.kind {
+                        IfaceKind::Veth { peer } if !peer.node.is_empty() => {
+                            Some(format!("which is already cabled to `{peer}`"))
+                        }
+                        IfaceKind::Veth { .. } if !i.addresses.is_empty() => {
+                            Some("which has addresses, and a port has none".to_string())
+                        }
+                        IfaceKind::Veth { .. } if !on_switch && i.master.is_none() => {
+                            Some("which has port = false, and attach makes a port".to_string())
+                        }
+                        IfaceKind::Veth { .. } => None,
+                        other => Some(format!("which is a {}", other.name())),
+                    };
+                    if let Some(why) = why {
+                        let what = if on_switch { "switch" } else { "bridge" };
+                        self.err(
+                            Some(span),
+                            format!("node `{host}`: {what} `{bridge}` already has an interface `{host}`, {why}"),
+                            format!("[nodes.{bridge}.interfaces.{host}] may only hold the port's settings (vlan, trunk, native, cost, priority, edge, impair) for the attached host; rename one of them otherwise"),
+                        );
+                        continue;
+                    }
+                    Some(i.clone())
+                }
+            };
             // Where addresses come from: the bridge's own addresses (which
             // are also the gateway), or a `subnet` on the bridge or switch
             // (whose `gateway`, on a switch, is then the default route).
@@ -1311,8 +1364,13 @@ impl Cx<'_> {
             self.iface_span
                 .insert((host.clone(), "eth0".into()), span.clone());
             self.iface_span
-                .insert((bridge.clone(), host.clone()), span.clone());
-            let mut port = new_veth(&host);
+                .entry((bridge.clone(), host.clone()))
+                .or_insert(span.clone());
+            let had_settings = declared.is_some();
+            let mut port = declared.unwrap_or_else(|| new_veth(&host));
+            if let Some(raw) = self.attach_ports.get(&host).cloned() {
+                self.attach_port(&bridge, on_switch, &host, &raw, had_settings, &mut port);
+            }
             port.kind = IfaceKind::Veth {
                 peer: Endpoint::new(&host, "eth0"),
             };
@@ -1500,8 +1558,9 @@ fn allocate(net: &IpNet, cursor: &mut u128, used: &HashSet<IpAddr>) -> Option<Ip
     }
 }
 
-/// Lab names become part of namespace names (`weft-LAB-NODE`) and journal
-/// paths, so they are kept to a safe alphabet.
+/// Lab names become part of namespace names (`weft-LAB.NODE`) and journal
+/// paths, so they are kept to a safe alphabet, without `.`: that ends the
+/// lab's part of a namespace name (see [`netns_name`]).
 pub fn check_lab_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 32 {
         return Err(format!(

@@ -14,6 +14,7 @@ pub mod nat;
 pub mod placement;
 pub mod plan;
 pub mod route;
+pub mod wire;
 pub mod workload;
 
 pub use error::{Diagnostic, Diagnostics, LineIndex};

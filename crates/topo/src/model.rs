@@ -10,12 +10,17 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// Prefix of every network namespace weft creates; `weft-LAB-NODE`.
+/// Prefix of every network namespace weft creates; `weft-LAB.NODE`.
 pub const NETNS_PREFIX: &str = "weft-";
 
-/// The network namespace name of a node, as `ip netns list` shows it.
+/// The network namespace name of a node, as `ip netns list` shows it:
+/// `weft-LAB.NODE`. A lab name never has a `.`, so the first `.` ends it:
+/// two labs' nodes can never share a name (with `-` there, lab `a-x` node
+/// `y` and lab `a` node `x-y` both were `weft-a-x-y`), and `weft-LAB.`
+/// (this with an empty node) is a prefix of exactly one lab's namespaces.
+/// The one place the name is made: everything else calls this.
 pub fn netns_name(lab: &str, node: &str) -> String {
-    format!("{NETNS_PREFIX}{lab}-{node}")
+    format!("{NETNS_PREFIX}{lab}.{node}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +132,7 @@ pub enum NodeKind {
 pub struct Node {
     pub name: String,
     pub kind: NodeKind,
-    /// The network namespace that holds this node (`weft-LAB-NODE`).
+    /// The network namespace that holds this node (`weft-LAB.NODE`).
     pub netns: String,
     pub interfaces: BTreeMap<String, Interface>,
     pub routes: Vec<Route>,
@@ -136,6 +141,9 @@ pub struct Node {
     /// Switch settings of a `kind = "switch"` node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<SwitchOptions>,
+    /// A hidden node that carries an impaired kernel link (crate::wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<crate::wire::Wire>,
     /// The machine it is built on (`machine = "a"`), when the lab declares
     /// machines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +168,17 @@ pub enum SwitchStp {
     /// 802.1D, as the Linux kernel bridge speaks it.
     Stp,
     Off,
+}
+
+impl SwitchStp {
+    /// The file's word for it (`stp = "rstp"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchStp::Rstp => "rstp",
+            SwitchStp::Stp => "stp",
+            SwitchStp::Off => "off",
+        }
+    }
 }
 
 /// Settings of a weft userspace switch; `None` keeps the switch's default.

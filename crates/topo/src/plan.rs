@@ -53,6 +53,12 @@ pub enum ResKey {
     Nat {
         node: String,
     },
+    /// A `kind = "switch"` node's settings in the datapath (VLANs, STP,
+    /// static MACs, mirror, impairment): changed in place on the running
+    /// datapath, after the kernel work that makes its ports.
+    Switch {
+        node: String,
+    },
 }
 
 impl ResKey {
@@ -64,7 +70,8 @@ impl ResKey {
             | ResKey::Sysctl { node, .. }
             | ResKey::Addr { node, .. }
             | ResKey::Route { node, .. }
-            | ResKey::Nat { node } => node,
+            | ResKey::Nat { node }
+            | ResKey::Switch { node } => node,
             ResKey::Veth { a, .. } => &a.node,
         }
     }
@@ -92,6 +99,7 @@ pub enum Res {
     Addr,
     Route,
     Nat(crate::nat::Nat),
+    Switch(Box<SwitchOptions>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +233,7 @@ fn describe(key: &ResKey, val: &Res) -> String {
         (ResKey::Route { node, route }, _) => format!("route {route} in {node}"),
         (ResKey::Nat { node }, Res::Nat(n)) => format!("nat in {node}: {n}"),
         (ResKey::Nat { node }, _) => format!("nat in {node}"),
+        (ResKey::Switch { node }, _) => format!("switch settings of {node}"),
     }
 }
 
@@ -298,8 +307,67 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
             }
             format!("nat in {node}: {}", parts.join(", "))
         }
+        (ResKey::Switch { node }, Res::Switch(a), Res::Switch(b)) => {
+            format!("switch {node}: {}", switch_changes(a, b).join(", "))
+        }
         _ => describe(key, to),
     }
+}
+
+/// What differs between two switch settings, by name.
+fn switch_changes(a: &SwitchOptions, b: &SwitchOptions) -> Vec<String> {
+    let mut parts = Vec::new();
+    let opt = |x: Option<u32>| x.map_or("default".to_string(), |v| v.to_string());
+    if a.stp != b.stp {
+        parts.push(format!("stp {} -> {}", a.stp.name(), b.stp.name()));
+    }
+    if a.priority != b.priority {
+        let p = |x: Option<u16>| x.map_or("default".to_string(), |v| v.to_string());
+        parts.push(format!("priority {} -> {}", p(a.priority), p(b.priority)));
+    }
+    for (name, x, y) in [
+        ("forward_delay_cs", a.forward_delay_cs, b.forward_delay_cs),
+        ("hello_time_cs", a.hello_time_cs, b.hello_time_cs),
+        ("max_age_cs", a.max_age_cs, b.max_age_cs),
+        ("ageing_time_cs", a.ageing_time_cs, b.ageing_time_cs),
+        ("fdb_size", a.fdb_size, b.fdb_size),
+    ] {
+        if x != y {
+            parts.push(format!("{name} {} -> {}", opt(x), opt(y)));
+        }
+    }
+    if a.mac != b.mac {
+        parts.push("mac".into());
+    }
+    for (p, x) in &b.ports {
+        match a.ports.get(p) {
+            None => parts.push(format!("+ port {p}")),
+            Some(w)
+                if w.impair != x.impair
+                    && (SwitchPort {
+                        impair: None,
+                        ..w.clone()
+                    }) == (SwitchPort {
+                        impair: None,
+                        ..x.clone()
+                    }) =>
+            {
+                parts.push(format!("impairment of port {p}"))
+            }
+            Some(w) if w != x => parts.push(format!("port {p}")),
+            Some(_) => {}
+        }
+    }
+    for p in a.ports.keys().filter(|p| !b.ports.contains_key(*p)) {
+        parts.push(format!("- port {p}"));
+    }
+    if a.static_macs != b.static_macs {
+        parts.push("static MACs".into());
+    }
+    if a.mirror != b.mirror {
+        parts.push("mirror".into());
+    }
+    parts
 }
 
 fn onoff(on: bool) -> &'static str {
@@ -411,6 +479,16 @@ pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
     }
     for (node, nat) in &lab.nat {
         out.insert(ResKey::Nat { node: node.clone() }, Res::Nat(nat.clone()));
+    }
+    for n in lab.nodes.values() {
+        if let Some(sw) = &n.switch {
+            out.insert(
+                ResKey::Switch {
+                    node: n.name.clone(),
+                },
+                Res::Switch(Box::new(sw.clone())),
+            );
+        }
     }
     out
 }

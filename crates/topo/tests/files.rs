@@ -73,7 +73,7 @@ fn star_expands_with_addresses_and_default_routes() {
     let lab = parse(&src).unwrap().lab;
     assert_eq!(lab.nodes.len(), 21);
     let h1 = &lab.nodes["h1"];
-    assert_eq!(h1.netns, "weft-star-h1");
+    assert_eq!(h1.netns, "weft-star.h1");
     assert_eq!(
         h1.interfaces["eth0"].addresses[0].to_string(),
         "10.0.0.2/16"
@@ -345,4 +345,158 @@ fn hosts_attached_to_a_switch_get_addresses_from_its_subnet() {
         "10.40.0.1/24"
     );
     assert!(bare.nodes["h1"].routes.is_empty());
+}
+
+#[test]
+fn attach_cables_a_port_declared_on_the_switch_with_its_settings() {
+    let src = "name = \"s\"\n[nodes.sw]\nkind = \"switch\"\nsubnet = \"10.40.0.0/24\"\n[nodes.sw.interfaces.a1]\nvlan = 10\ncost = 7\nimpair = { delay = \"5ms\" }\n[nodes.sw.interfaces.h2]\ntrunk = [10, 20]\nnative = 10\n[nodes.a1]\nattach = \"sw\"\n[nodes.h]\ncount = 2\nattach = \"sw\"\n";
+    let lab = parse(src).unwrap().lab;
+    let sw = &lab.nodes["sw"];
+    let ports = &sw.switch.as_ref().unwrap().ports;
+    assert_eq!(ports["a1"].mode, weft_topo::SwitchPortMode::Access(10));
+    assert_eq!(ports["a1"].cost, Some(7));
+    assert_eq!(ports["a1"].impair.as_ref().unwrap().delay_us, 5000);
+    assert!(ports["a1"].edge, "still a host's edge port");
+    assert_eq!(
+        ports["h2"].mode,
+        weft_topo::SwitchPortMode::Trunk {
+            allowed: vec![10, 20],
+            native: Some(10)
+        }
+    );
+    assert_eq!(ports["h1"].mode, weft_topo::SwitchPortMode::Access(1));
+    assert!(
+        matches!(&sw.interfaces["a1"].kind, IfaceKind::Veth { peer } if peer.node == "a1" && peer.iface == "eth0")
+    );
+    assert_eq!(
+        lab.nodes["a1"].interfaces["eth0"].addresses[0].to_string(),
+        "10.40.0.1/24"
+    );
+    // On a kernel bridge the same holds for its port settings.
+    let br = "name = \"b\"\n[nodes.br]\nkind = \"bridge\"\naddresses = [\"10.0.0.1/24\"]\n[nodes.br.interfaces.h]\ncost = 9\n[nodes.h]\nattach = \"br\"\n";
+    let lab = parse(br).unwrap().lab;
+    let port = &lab.nodes["br"].interfaces["h"];
+    assert_eq!(port.port.cost, Some(9));
+    assert_eq!(port.master.as_deref(), Some("br"));
+    // What cannot be a port's settings is still refused, saying why.
+    let taken = src.replace("vlan = 10\ncost = 7", "vlan = 10\ncost = 7\nkind = \"tap\"");
+    let e = parse(&taken).unwrap_err().0;
+    assert!(
+        e.iter().any(|d| d
+            .message
+            .contains("already has an interface `a1`, which is a tap")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn namespace_names_of_different_labs_never_clash() {
+    // The case a user hit: both were `weft-a-x-y`.
+    assert_ne!(
+        weft_topo::netns_name("a-x", "y"),
+        weft_topo::netns_name("a", "x-y")
+    );
+    // Every valid lab and node name over a small alphabet that has the
+    // separators in it: each namespace name comes from one (lab, node).
+    let words = |alpha: &[char], max: usize| {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|w| alpha.iter().map(move |c| format!("{w}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    };
+    let labs: Vec<String> = words(&['a', '-', '_'], 4)
+        .into_iter()
+        .filter(|l| weft_topo::file::check_lab_name(l).is_ok())
+        .collect();
+    let nodes: Vec<String> = words(&['a', '-', 'B'], 3)
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut seen = std::collections::HashMap::new();
+    for l in &labs {
+        let prefix = weft_topo::netns_name(l, "");
+        for n in &nodes {
+            let ns = weft_topo::netns_name(l, n);
+            if let Some(prev) = seen.insert(ns.clone(), (l.clone(), n.clone())) {
+                panic!("{ns} is both {prev:?} and ({l}, {n})");
+            }
+            assert!(ns.starts_with(&prefix));
+            // A lab's prefix finds its own namespaces only.
+            for other in &labs {
+                if other != l {
+                    assert!(
+                        !ns.starts_with(&weft_topo::netns_name(other, "")),
+                        "lab {other}'s prefix takes {ns} of lab {l}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 1000, "{}", seen.len());
+}
+
+#[test]
+fn a_built_node_keeps_its_namespace_name() {
+    let src = "name = \"old-lab\"\n[nodes.a.interfaces.t]\nkind = \"tap\"\n[nodes.b.interfaces.t]\nkind = \"tap\"\n";
+    let mut built = parse(src).unwrap().lab;
+    // As a weft from before `weft-LAB.NODE` named it.
+    built.nodes.get_mut("a").unwrap().netns = "weft-old-lab-a".into();
+    built.nodes.remove("b");
+    let now = weft_topo::parse_with(src, Some(&built)).unwrap().lab;
+    assert_eq!(now.nodes["a"].netns, "weft-old-lab-a");
+    assert_eq!(now.nodes["b"].netns, "weft-old-lab.b");
+    assert!(plan(Some(&built), &now)
+        .lines()
+        .iter()
+        .all(|l| !l.contains(" a")));
+}
+
+#[test]
+fn attach_port_settings_on_the_attaching_node_apply_to_every_member() {
+    let src = "name = \"s\"\n[nodes.sw]\nkind = \"switch\"\nsubnet = \"10.40.0.0/24\"\n[nodes.h]\ncount = 3\nattach = \"sw\"\nport = { vlan = 20, cost = 5, impair = { loss = \"1%\" } }\n[nodes.t]\nattach = \"sw\"\nport = { trunk = [10, 20], native = 10, edge = false }\n";
+    let lab = parse(src).unwrap().lab;
+    let ports = &lab.nodes["sw"].switch.as_ref().unwrap().ports;
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(ports[h].mode, weft_topo::SwitchPortMode::Access(20), "{h}");
+        assert_eq!(ports[h].cost, Some(5));
+        assert_eq!(ports[h].impair.as_ref().unwrap().loss_ppm, 10_000);
+    }
+    assert_eq!(
+        ports["t"].mode,
+        weft_topo::SwitchPortMode::Trunk {
+            allowed: vec![10, 20],
+            native: Some(10)
+        }
+    );
+    assert!(!ports["t"].edge);
+    // A bad setting of a group is one problem, not one per member.
+    let bad = src.replace("vlan = 20", "vlan = 5000");
+    let e = parse(&bad).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].message.contains("vlan 5000 is not a VLAN id"), "{e:?}");
+    // On a kernel bridge: cost and priority; VLANs are refused.
+    let br = "name = \"b\"\n[nodes.br]\nkind = \"bridge\"\naddresses = [\"10.0.0.1/24\"]\n[nodes.h]\nattach = \"br\"\nport = { cost = 9, priority = 3 }\n";
+    let lab = parse(br).unwrap().lab;
+    let p = &lab.nodes["br"].interfaces["h"].port;
+    assert_eq!((p.cost, p.priority), (Some(9), Some(3)));
+    let e = parse(&br.replace("cost = 9", "vlan = 9")).unwrap_err().0;
+    assert!(e[0].message.contains("not a switch port"), "{e:?}");
+    // Without attach, or written twice.
+    let e = parse("name = \"x\"\n[nodes.h]\nport = { vlan = 3 }\n")
+        .unwrap_err()
+        .0;
+    assert!(e[0].message.contains("the node has no `attach`"), "{e:?}");
+    let twice = format!("{src}[nodes.sw.interfaces.t]\nvlan = 3\n");
+    let e = parse(&twice).unwrap_err().0;
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("the port's settings are written twice")),
+        "{e:?}"
+    );
 }

@@ -62,7 +62,7 @@ fn a_share_is_one_machines_nodes_under_its_own_name() {
     assert_eq!(a.machine.as_deref(), Some("a"));
     assert_eq!(a.nodes.keys().collect::<Vec<_>>(), ["br-a", "ha1", "ha2"]);
     // Namespace names are the lab's, not the share's.
-    assert_eq!(a.nodes["ha1"].netns, "weft-vxlan-ha1");
+    assert_eq!(a.nodes["ha1"].netns, "weft-vxlan.ha1");
     // The other machine's nodes are known by name and address only.
     assert_eq!(a.remote_names.keys().collect::<Vec<_>>(), ["hb1", "hb2"]);
     assert_eq!(a.remote_names["hb1"].to_string(), "10.50.0.3");

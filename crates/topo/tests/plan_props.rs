@@ -22,6 +22,8 @@ struct Spec {
 struct NodeSpec {
     present: bool,
     bridge: Option<bool>,
+    /// A weft switch with this bridge priority (when not a bridge).
+    switch: Option<u16>,
     tap: Option<Option<u32>>,
     forwarding: Option<bool>,
     route: Option<u8>,
@@ -31,19 +33,23 @@ fn node_spec() -> impl Strategy<Value = NodeSpec> {
     (
         any::<bool>(),
         prop::option::of(any::<bool>()),
+        prop::option::of(prop::sample::select(vec![4096u16, 32768])),
         prop::option::of(prop::option::of(prop::sample::select(vec![
             1400u32, 1500, 9000,
         ]))),
         prop::option::of(any::<bool>()),
         prop::option::of(0u8..3),
     )
-        .prop_map(|(present, bridge, tap, forwarding, route)| NodeSpec {
-            present,
-            bridge,
-            tap,
-            forwarding,
-            route,
-        })
+        .prop_map(
+            |(present, bridge, switch, tap, forwarding, route)| NodeSpec {
+                present,
+                bridge,
+                switch: switch.filter(|_| bridge.is_none()),
+                tap,
+                forwarding,
+                route,
+            },
+        )
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -66,7 +72,7 @@ fn text(s: &Spec) -> String {
         links += &format!("[[links]]\nendpoints = [\"n{a}:{ia}\", \"n{b}:{ib}\"]\n");
         // Bridge ports carry no address.
         for (n, i, host) in [(a, &ia, 1), (b, &ib, 2)] {
-            if addressed && s.nodes[n].bridge.is_none() {
+            if addressed && s.nodes[n].bridge.is_none() && s.nodes[n].switch.is_none() {
                 ifaces.entry(n).or_default().push(format!(
                     "[nodes.n{n}.interfaces.{i}]\naddresses = [\"10.{k}.0.{host}/24\"]\n"
                 ));
@@ -80,6 +86,10 @@ fn text(s: &Spec) -> String {
         t += &format!("[nodes.n{i}]\n");
         if let Some(stp) = n.bridge {
             t += &format!("kind = \"bridge\"\nstp = {stp}\n");
+        }
+        if let Some(p) = n.switch {
+            t += &format!("kind = \"switch\"\npriority = {p}\n");
+            continue;
         }
         if let Some(f) = n.forwarding {
             t += &format!(

@@ -124,7 +124,7 @@ impl Lab {
     }
 
     pub fn netns(&self, node: &str) -> String {
-        format!("weft-{}-{node}", self.name)
+        weft_topo::netns_name(&self.name, node)
     }
 
     /// `weft ping LAB NODE TARGET` with one probe; true if it answered.
@@ -199,7 +199,7 @@ impl Lab {
 
     /// Namespaces of this lab that exist right now.
     pub fn namespaces(&self) -> Vec<String> {
-        let prefix = format!("weft-{}-", self.name);
+        let prefix = weft_topo::netns_name(&self.name, "");
         let mut v: Vec<String> = std::fs::read_dir("/run/netns")
             .map(|d| {
                 d.filter_map(|e| e.ok())
@@ -242,7 +242,7 @@ impl Drop for Lab {
         let _ = self.run(&["down", &self.name]);
         let mut left = self.namespaces();
         // Name files (/etc/netns/NETNS) must go with the lab too.
-        let prefix = format!("weft-{}-", self.name);
+        let prefix = weft_topo::netns_name(&self.name, "");
         if let Ok(d) = std::fs::read_dir("/etc/netns") {
             left.extend(
                 d.filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -17,8 +17,8 @@ use crate::control::ImpairInfo;
 /// A frame held by an impairment queue.
 #[derive(Clone)]
 pub(super) struct Held {
-    frame: Vec<u8>,
-    vnet: VnetHdr,
+    pub(super) frame: Vec<u8>,
+    pub(super) vnet: VnetHdr,
 }
 
 /// The impairment of one port: each direction its own queue and PRNG
@@ -31,7 +31,7 @@ pub(super) struct PortImpair {
 }
 
 /// Second stream of a seed, for the direction into the switch.
-const IN_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+pub(super) const IN_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Seed of a port that gives none: from the lab, switch and port names,
 /// so a run replays the same way without one too.
@@ -39,7 +39,7 @@ pub fn derived_seed(lab: &str, switch: &str, port: &str) -> u64 {
     crate::config::stable_hash(&[lab, switch, port])
 }
 
-fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
+pub(super) fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
     ImpairConfig {
         delay: Duration::from_micros(i.delay_us),
         jitter: Duration::from_micros(i.jitter_us),
@@ -133,7 +133,7 @@ pub(super) fn take_in(p: &mut Port, vnet: VnetHdr, frame: &[u8], now: Instant) -
 /// receiver sees the damage. A GSO super-frame is left alone: the kernel
 /// computes its segments' checksums after, over the flipped bit, and the
 /// damage would pass unseen into the application.
-fn corrupt(h: &mut Held, bit: usize) {
+pub(super) fn corrupt(h: &mut Held, bit: usize) {
     if h.vnet.gso_type != 0 {
         return;
     }

@@ -36,6 +36,21 @@ pub(super) struct RawMirror {
 
 pub(super) use crate::impair::RawImpair;
 
+/// `port = { vlan = 10, trunk = [..], native = N, cost = N, priority = N,
+/// edge = bool, impair = {..} }` on a node with `attach`: the settings of
+/// the port `attach` makes.
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAttachPort {
+    vlan: Option<Spanned<u32>>,
+    trunk: Option<Spanned<Vec<u32>>>,
+    native: Option<Spanned<u32>>,
+    cost: Option<Spanned<u32>>,
+    priority: Option<Spanned<u32>>,
+    edge: Option<Spanned<bool>>,
+    impair: Option<Spanned<RawImpair>>,
+}
+
 /// A switch node's keys that need its ports known first.
 #[derive(Clone, Debug, Default)]
 pub(super) struct RawExtra {
@@ -244,7 +259,7 @@ impl Cx<'_> {
                 self.err(
                     Some(i.span()),
                     format!("node `{node}`: `{iname}` is a kernel interface, and this kernel has no netem to impair it"),
-                    "weft impairs frames in its switch: cable the interface to a kind = \"switch\" node and write impair on that port (or on the link)",
+                    "write impair on the interface's link instead (weft puts a wire with the impairment in it), or on a switch port",
                 );
             }
             if let Some(s) = spans.into_iter().flatten().next() {
@@ -351,6 +366,81 @@ impl Cx<'_> {
             .insert((node.to_string(), iname.clone()), port);
     }
 
+    /// `port = {..}` of an attached host: checked like the same keys on the
+    /// switch's (or bridge's) interface, and given to the port `port`. A
+    /// group's members share one table: it is checked for the first only.
+    pub(super) fn attach_port(
+        &mut self,
+        bridge: &str,
+        on_switch: bool,
+        host: &str,
+        raw: &Spanned<RawAttachPort>,
+        declared: bool,
+        port: &mut Interface,
+    ) {
+        let r = raw.get_ref();
+        if declared {
+            self.err(
+                Some(raw.span()),
+                format!("node `{host}`: the port's settings are written twice, here and under [nodes.{bridge}.interfaces.{host}]"),
+                "keep one of them",
+            );
+            return;
+        }
+        let first = !self.attach_port_seen.contains(&raw.span().start);
+        self.attach_port_seen.insert(raw.span().start);
+        let key = Spanned::new(raw.span(), host.to_string());
+        let ri = RawIface {
+            vlan: r.vlan.clone(),
+            trunk: r.trunk.clone(),
+            native: r.native.clone(),
+            cost: r.cost.clone(),
+            priority: r.priority.clone(),
+            edge: r.edge.clone(),
+            impair: r.impair.clone(),
+            ..RawIface::default()
+        };
+        let veth = IfaceKind::Veth {
+            peer: Endpoint::new("", ""),
+        };
+        let errors = self.errors.len();
+        if on_switch {
+            self.switch_iface_keys(bridge, NodeKind::Switch, &key, &ri, &veth);
+        } else {
+            // A kernel bridge: its port's cost and priority; the switch
+            // keys are refused as on any bridge interface.
+            self.switch_iface_keys(bridge, NodeKind::Bridge, &key, &ri, &veth);
+            if let Some(c) = &r.cost {
+                if !(1..=65535).contains(c.get_ref()) {
+                    self.err(
+                        Some(c.span()),
+                        format!("node `{host}`: port cost {} is out of range", c.get_ref()),
+                        "write a cost from 1 to 65535",
+                    );
+                }
+                port.port.cost = Some(*c.get_ref());
+            }
+            if let Some(p) = &r.priority {
+                if *p.get_ref() > 63 {
+                    self.err(
+                        Some(p.span()),
+                        format!(
+                            "node `{host}`: port priority {} is out of range",
+                            p.get_ref()
+                        ),
+                        "write a port priority from 0 to 63",
+                    );
+                }
+                port.port.priority = Some(*p.get_ref() as u16);
+            }
+        }
+        if !first {
+            // The same table again, for the next member of a group: what
+            // it says wrong was said for the first.
+            self.errors.truncate(errors);
+        }
+    }
+
     /// Every interface of a switch node becomes a port, with its settings
     /// or the defaults: VLAN 1, edge when cabled to a host.
     pub(super) fn switch_ports(&mut self, lab: &mut Lab) {
@@ -413,11 +503,9 @@ impl Cx<'_> {
         } else if is_switch(b) {
             b
         } else {
-            self.err(
-                Some(raw.span()),
-                format!("link `{a}` — `{b}`: both ends are kernel interfaces, and this kernel has no netem (sch_netem), which impairing them would need"),
-                "weft impairs frames in its userspace switch: put a kind = \"switch\" node between the two and write impair on this link's switch end (or on the switch port)",
-            );
+            // No netem here: a wire in the link impairs it (crate::wire).
+            let who = format!("link `{a}` — `{b}`");
+            self.kernel_link_impair = self.impairment(&who, raw);
             return;
         };
         let who = format!("link `{a}` — `{b}`");

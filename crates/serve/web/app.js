@@ -1,0 +1,236 @@
+// weft serve's page: redraws the lab's SVG (from `weft graph`) every
+// second, lists events, and sends changes with the token from the URL.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token") || "";
+let selected = null; // {kind: "cable", a, b} or {kind: "node", name}
+let lastTs = 0;
+
+function api(path, params, method) {
+  const q = new URLSearchParams(params || {}).toString();
+  return fetch("/api/" + path + (q ? "?" + q : ""), {
+    method: method || "GET",
+    headers: { "X-Weft-Token": token },
+  }).then(async (r) => {
+    if (!r.ok) {
+      let msg = r.status + "";
+      try { msg = (await r.json()).error; } catch (e) { /* not JSON */ }
+      throw new Error(msg);
+    }
+    return r;
+  });
+}
+
+function setStatus(text, error) {
+  const s = document.getElementById("status");
+  s.textContent = text;
+  s.className = error ? "error" : "";
+}
+
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function markSelection() {
+  const g = document.getElementById("graph");
+  g.querySelectorAll(".selected").forEach((x) => x.classList.remove("selected"));
+  if (!selected) return;
+  if (selected.kind === "cable") {
+    g.querySelectorAll(".cable").forEach((l) => {
+      if (l.dataset.a === selected.a && l.dataset.b === selected.b) l.classList.add("selected");
+    });
+  } else {
+    g.querySelectorAll("g.node").forEach((n) => {
+      if (n.dataset.node === selected.name) n.classList.add("selected");
+    });
+  }
+}
+
+async function redraw() {
+  const r = await api("graph.svg");
+  const g = document.getElementById("graph");
+  g.innerHTML = await r.text();
+  // A wide invisible twin over each cable makes it easy to click.
+  g.querySelectorAll(".cable").forEach((l) => {
+    const hit = l.cloneNode(false);
+    hit.setAttribute("class", "hit");
+    hit.removeAttribute("stroke-dasharray");
+    hit.addEventListener("click", (ev) => { ev.stopPropagation(); showCable(l.dataset.a, l.dataset.b); });
+    l.after(hit);
+  });
+  g.querySelectorAll("g.node").forEach((n) => {
+    n.addEventListener("click", () => showNode(n.dataset.node));
+  });
+  markSelection();
+  if (selected && selected.kind === "cable") updateCableState();
+}
+
+function cableState(a, b) {
+  const l = [...document.querySelectorAll("#graph .cable")].find(
+    (x) => x.dataset.a === a && x.dataset.b === b);
+  return l ? l.dataset.state : "?";
+}
+
+function updateCableState() {
+  const s = document.getElementById("cable-state");
+  if (s) s.textContent = cableState(selected.a, selected.b);
+}
+
+function showCable(a, b) {
+  selected = { kind: "cable", a, b };
+  markSelection();
+  const p = document.getElementById("panel");
+  p.innerHTML = "";
+  p.append(el("h2", {}, a + " — " + b));
+  const st = el("p", {}, "state: ");
+  st.append(el("b", { id: "cable-state" }, cableState(a, b)));
+  p.append(st);
+  const down = el("button", { id: "link-down" }, "down");
+  const up = el("button", { id: "link-up" }, "up");
+  down.onclick = () => change("link", { a, b, state: "down" });
+  up.onclick = () => change("link", { a, b, state: "up" });
+  p.append(down, up);
+  const imp = el("p", {}, "impair: delay ");
+  const delay = el("input", { id: "impair-delay", placeholder: "20ms" });
+  const loss = el("input", { id: "impair-loss", placeholder: "1%" });
+  const set = el("button", { id: "impair-set" }, "set");
+  const clear = el("button", { id: "impair-clear" }, "clear");
+  set.onclick = () => change("impair", { a, b, delay: delay.value, loss: loss.value });
+  clear.onclick = () => change("impair", { a, b, clear: "1" });
+  imp.append(delay, " loss ", loss, " ", set, clear);
+  p.append(imp);
+  const cap = el("p", {}, "capture ");
+  const secs = el("input", { id: "capture-seconds", value: "3" });
+  const go = el("button", { id: "capture" }, "record and download");
+  go.onclick = () => capture(a, secs.value);
+  cap.append(secs, " s on " + a + " ", go);
+  p.append(cap);
+  p.append(el("pre", { id: "result" }));
+}
+
+async function change(what, params) {
+  const out = document.getElementById("result");
+  try {
+    const r = await api(what, params, "POST");
+    out.textContent = JSON.stringify(await r.json());
+    await redraw();
+  } catch (e) {
+    out.textContent = "refused: " + e.message;
+  }
+}
+
+async function capture(point, seconds) {
+  const out = document.getElementById("result");
+  out.textContent = "recording " + seconds + " s…";
+  try {
+    const r = await api("capture", { point, seconds }, "POST");
+    const blob = await r.blob();
+    const name = (r.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+    const a = el("a", { href: URL.createObjectURL(blob), download: name ? name[1] : "capture.pcapng" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    out.textContent = "downloaded " + blob.size + " bytes";
+  } catch (e) {
+    out.textContent = "capture failed: " + e.message;
+  }
+}
+
+async function showNode(name) {
+  selected = { kind: "node", name };
+  markSelection();
+  const p = document.getElementById("panel");
+  p.innerHTML = "";
+  p.append(el("h2", {}, name));
+  try {
+    const n = await (await api("node", { name })).json();
+    const t = el("table", { id: "node-interfaces" });
+    for (const i of n.interfaces) {
+      const tr = el("tr");
+      tr.append(el("td", {}, i.name), el("td", {}, i.kind + " " + (i.state || "")),
+        el("td", {}, (i.addresses || []).join(" ")));
+      t.append(tr);
+    }
+    p.append(t);
+    if (n.routes && n.routes.length) {
+      p.append(el("h2", {}, "routes"));
+      p.append(el("pre", { id: "node-routes" }, n.routes.join("\n")));
+    }
+  } catch (e) {
+    p.append(el("p", {}, e.message));
+  }
+  for (const cmd of ["ip addr", "ip route"]) {
+    const b = el("button", { id: "exec-" + cmd.replace(" ", "-") }, cmd);
+    b.onclick = async () => {
+      const out = document.getElementById("exec-out");
+      try {
+        out.textContent = await (await api("exec", { node: name, cmd })).text();
+      } catch (e) {
+        out.textContent = e.message;
+      }
+    };
+    p.append(b);
+  }
+  p.append(el("pre", { id: "exec-out" }));
+}
+
+function describe(e) {
+  const t = new Date(e.ts).toISOString().slice(11, 23);
+  let where = e.node ? e.node + (e.port ? ":" + e.port : "") + " " : "";
+  let rest = "";
+  if (e.from !== undefined && e.to !== undefined) rest = " " + e.from + " → " + e.to;
+  else if (e.a) rest = " " + e.a + " — " + e.b;
+  else if (e.action) rest = " " + e.action + " " + (e.detail || e.why || "");
+  else if (e.impair) rest = " " + e.impair;
+  else if (e.mac) rest = " " + e.mac;
+  return t + " " + where + e.type + rest;
+}
+
+async function pollEvents() {
+  const r = await api("events", { after: lastTs });
+  const evs = await r.json();
+  const list = document.getElementById("events");
+  for (const e of evs) {
+    lastTs = Math.max(lastTs, e.ts);
+    if (e.type === "counters") continue;
+    const li = el("li", { class: e.type.split(".")[0] }, describe(e));
+    list.prepend(li);
+  }
+  while (list.children.length > 300) list.lastChild.remove();
+}
+
+let busy = false;
+
+async function tick() {
+  // A slow answer must not let two redraws (and two event polls with the
+  // same starting point) overlap.
+  if (busy) return;
+  busy = true;
+  try {
+    await redraw();
+    await pollEvents();
+    setStatus("live, redrawn " + new Date().toLocaleTimeString());
+  } catch (e) {
+    setStatus(e.message, true);
+  } finally {
+    busy = false;
+  }
+}
+
+async function start() {
+  try {
+    const lab = await (await api("lab")).json();
+    document.getElementById("title").textContent = "weft — lab " + lab.lab;
+    document.title = "weft serve — " + lab.lab;
+  } catch (e) {
+    setStatus(e.message, true);
+    return;
+  }
+  await tick();
+  setInterval(tick, 1000);
+}
+
+start();
