@@ -62,11 +62,12 @@ lab cb2 '{ delay = "50ms", rate = "100mbit" }'
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 field() { awk -v k="$1" '{for (i=1;i<NF;i++) if ($i==k) print $(i+1)}'; }
 
-declare -A P50 P99 RECV
+declare -A P50 P99 RECV MIN
 for r in $(seq "$ROUNDS"); do
   for l in cb0 cb1; do
     out=$("$O" --from "weft-$l-h1" --to "weft-$l-h2" --dst 10.72.0.2:7100 --pps 10000 --secs 3)
     echo "round $r $l: $out" >&2
+    MIN[$l]+="$(echo "$out" | field min) "
     P50[$l]+="$(echo "$out" | field p50) "
     P99[$l]+="$(echo "$out" | field p99) "
     RECV[$l]+="$(echo "$out" | field received) "
@@ -84,14 +85,15 @@ done
 m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 b50=$(m "${P50[cb0]}"); w50=$(m "${P50[cb1]}")
 b99=$(m "${P99[cb0]}"); w99=$(m "${P99[cb1]}")
+bmin=$(m "${MIN[cb0]}"); wmin=$(m "${MIN[cb1]}")
 tcp=$(m "$TCP")
 TABLE=$(cat <<MD
-| measurement (median of $ROUNDS rounds, load $(cut -d' ' -f1 /proc/loadavg)) | value |
+| measurement (median of $ROUNDS rounds, load $(cut -d' ' -f1 /proc/loadavg)$([ "$BIN" = "$PWD/target/release" ] || echo ", binaries in $BIN")) | value |
 | --- | ---: |
 | TCP, one stream, through \`delay = "50ms", rate = "100mbit"\` (RTT 100 ms) | $(awk -v b="$tcp" 'BEGIN{printf "%.1f Mbit/s (%.0f %% of the rate)", b/1e6, b/1e6}') |
-| one-way delay at 10 kpps, plain veth: median / p99 | $(printf "%.1f / %.1f µs" "$b50" "$b99") |
-| one-way delay at 10 kpps, through a wire with \`impair = { loss = "0%" }\`: median / p99 | $(printf "%.1f / %.1f µs" "$w50" "$w99") |
-| added by the wire and its impairment queue: median / p99 | $(awk -v a="$w50" -v b="$b50" -v c="$w99" -v d="$b99" 'BEGIN{printf "%.1f / %.1f µs", a-b, c-d}') |
+| one-way delay at 10 kpps, plain veth: min / median / p99 | $(printf "%.1f / %.1f / %.1f µs" "$bmin" "$b50" "$b99") |
+| one-way delay at 10 kpps, through a wire with \`impair = { loss = "0%" }\`: min / median / p99 | $(printf "%.1f / %.1f / %.1f µs" "$wmin" "$w50" "$w99") |
+| added by the wire and its impairment queue: min / median / p99 | $(awk -v e="$wmin" -v f="$bmin" -v a="$w50" -v b="$b50" -v c="$w99" -v d="$b99" 'BEGIN{printf "%.1f / %.1f / %.1f µs", e-f, a-b, c-d}') |
 | datagrams received of 30,000 (plain / wire) | $(m "${RECV[cb0]}") / $(m "${RECV[cb1]}") |
 MD
 )

@@ -12,6 +12,7 @@ mod capture;
 mod events;
 mod graph;
 mod import;
+mod k8s;
 mod render;
 mod runtime;
 mod trace;
@@ -239,12 +240,15 @@ enum Cmd {
     /// Run an encrypted tunnel to one peer over UDP or TCP (a VTun
     /// replacement); docs/tunnel.md.
     Tunnel(tunnel::TunnelArgs),
-    /// Write the lab file for a shell script or a containerlab topology
-    /// (docs/import.md).
-    Import(import::ImportArgs),
     /// Keep one machine's share of a lab built, in the foreground, until
     /// SIGTERM (a pod's main process; docs/scale.md).
     Agent(agent::AgentArgs),
+    /// Print the Kubernetes objects (ConfigMap, headless Service,
+    /// StatefulSet of agents) that run the lab over a cluster.
+    K8s(k8s::K8sArgs),
+    /// Write the lab file for a shell script or a containerlab topology
+    /// (docs/import.md).
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -330,8 +334,9 @@ fn main() -> ExitCode {
                 quiet,
                 threads,
                 ready_timeout,
+                machines,
             },
-            (machine.as_deref(), machines),
+            machine.as_deref(),
         ),
         Cmd::Down {
             lab,
@@ -344,7 +349,6 @@ fn main() -> ExitCode {
             status(key.as_deref(), json)
         }
         Cmd::Check { lab } => check(&lab),
-        Cmd::Agent(a) => agent::run(a),
         Cmd::Ping {
             lab,
             node,
@@ -375,7 +379,7 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph::run(&lab, &format, output.as_deref()),
-        Cmd::Serve { lab, listen } => serve(lab, listen).map_err(Failure::from),
+        Cmd::Serve { lab, listen } => serve(lab, listen),
         Cmd::Events {
             lab,
             json,
@@ -412,6 +416,8 @@ fn main() -> ExitCode {
         Cmd::Keygen(a) => tunnel::keygen(&a),
         Cmd::Tunnel(a) => tunnel::run(a),
         Cmd::Import(a) => import::run(&a),
+        Cmd::Agent(a) => agent::run(a),
+        Cmd::K8s(a) => k8s::run(a),
         Cmd::Exec { .. } => unreachable!(),
     };
     match r {
@@ -549,19 +555,18 @@ struct UpFlags {
     quiet: bool,
     threads: Option<usize>,
     ready_timeout: Option<f64>,
+    /// `--machines N`.
+    machines: Option<usize>,
 }
 
-fn up(
-    file: &Path,
-    flags: UpFlags,
-    (machine, machines): (Option<&str>, Option<usize>),
-) -> Result<ExitCode, Failure> {
+fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Failure> {
     let UpFlags {
         dry_run,
         keep_on_error,
         quiet,
         threads,
         ready_timeout,
+        machines,
     } = flags;
     let ready_timeout = match ready_timeout {
         Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -671,15 +676,11 @@ fn up(
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, String> {
+fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, Failure> {
     let lab = match lab {
         Some(l) => l,
         None => {
-            let labs: Vec<String> = weft::status(None)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|l| l.name)
-                .collect();
+            let labs: Vec<String> = weft::status(None)?.into_iter().map(|l| l.name).collect();
             match labs.as_slice() {
                 [one] => one.clone(),
                 [] => return Err("no lab is up; `weft up FILE` builds one".into()),
@@ -688,7 +689,8 @@ fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, 
                         "{} labs are up ({}); name one: weft serve NAME",
                         more.len(),
                         more.join(", ")
-                    ))
+                    )
+                    .into())
                 }
             }
         }

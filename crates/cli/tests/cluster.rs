@@ -17,16 +17,28 @@ use common::Lab;
 
 const PODS: usize = 4;
 
-/// 200 hosts on four bridges behind one router: 50 per bridge.
+/// 200 hosts behind one router: 50 on each of three kernel bridges and
+/// 50 on a weft switch (so a share runs a datapath the agent must keep).
 fn lab_text(hosts_per_bridge: usize) -> String {
     let mut t = String::from(
         "name = \"cluster\"\nvxlan_port = 8472\n\n[nodes.r]\nsysctls = { \"net.ipv4.ip_forward\" = 1 }\n",
     );
     for b in 1..=4 {
+        let (segment, routes) = if b == 4 {
+            (
+                format!("kind = \"switch\"\nsubnet = \"10.{b}.0.0/24\"\ngateway = \"10.{b}.0.1\""),
+                String::new(),
+            )
+        } else {
+            (
+                format!("kind = \"bridge\"\nstp = false\nsubnet = \"10.{b}.0.0/24\""),
+                format!("routes = [\"default via 10.{b}.0.1\"]\n"),
+            )
+        };
         t += &format!(
             "[nodes.r.interfaces.e{b}]\naddresses = [\"10.{b}.0.1/24\"]\n\
-             [nodes.b{b}]\nkind = \"bridge\"\nstp = false\nsubnet = \"10.{b}.0.0/24\"\n\
-             [nodes.h{b}x]\ncount = {hosts_per_bridge}\nattach = \"b{b}\"\nroutes = [\"default via 10.{b}.0.1\"]\n\
+             [nodes.b{b}]\n{segment}\n\
+             [nodes.h{b}x]\ncount = {hosts_per_bridge}\nattach = \"b{b}\"\n{routes}\
              [[links]]\nendpoints = [\"r:e{b}\", \"b{b}:up\"]\n"
         );
     }
@@ -264,6 +276,16 @@ impl Cluster {
         }
     }
 
+    /// Whether pod `i`'s share has a saved state.
+    fn built(&self, i: usize) -> bool {
+        self.pods[i]
+            .state
+            .join("labs")
+            .join(self.key(i))
+            .join("state.json")
+            .exists()
+    }
+
     /// Nodes of pod `i`'s share, from `weft status`.
     fn nodes(&self, i: usize) -> Vec<String> {
         let o = self.weft(i, &["status", &self.key(i), "--json"]);
@@ -438,7 +460,7 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains(&format!("machine `{}`", c.machine(0))) && err.contains("already served"),
+        err.contains(&format!("machine `{}`: lab", c.machine(0))) && err.contains("already served"),
         "{err}"
     );
 
@@ -478,6 +500,113 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
     let from = c.nodes(0).into_iter().find(|n| n.starts_with('h')).unwrap();
     assert!(c.ping(0, &from, &victim_node), "rebuilt {victim_node}");
 
+    // Kill the switch's datapath: the agent of its pod starts it again,
+    // and the switch's hosts reach the other pods once more.
+    let sw = (0..PODS)
+        .find(|&i| c.nodes(i).iter().any(|n| n == "b4"))
+        .expect("a pod with the switch");
+    let record = c.pods[sw]
+        .state
+        .join("labs")
+        .join(c.key(sw))
+        .join("datapath.json");
+    let pid_of = || -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
+        v["pid"].as_u64()
+    };
+    let old = pid_of().expect("a datapath record");
+    sh(&["kill", "-KILL", &old.to_string()]);
+    let t0 = Instant::now();
+    let restarted = |p: Option<u64>| matches!(p, Some(p) if p != old && Path::new(&format!("/proc/{p}")).exists());
+    while !restarted(pid_of()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the datapath was not restarted\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.wait_all_ready(Duration::from_secs(60));
+    let on_switch = c
+        .nodes(sw)
+        .into_iter()
+        .find(|n| n.starts_with("h4x"))
+        .expect("a host of the switch on its pod");
+    let other = (0..PODS).find(|&i| i != sw).unwrap();
+    let far = c
+        .nodes(other)
+        .into_iter()
+        .find(|n| n.starts_with('h'))
+        .unwrap();
+    assert!(
+        c.ping(sw, &on_switch, &far),
+        "{on_switch} (switch, pod {sw}) cannot reach {far} (pod {other})"
+    );
+
+    // Pod 3 comes back with another address (as a rescheduled pod does):
+    // every agent re-resolves its name, replaces the VXLAN ends towards
+    // it (pod 3's own agent its local ends), and traffic flows again.
+    let dir = c.lab.file.parent().unwrap().to_path_buf();
+    let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap();
+    std::fs::write(
+        dir.join("hosts"),
+        hosts.replace("10.244.0.13 ", "10.244.0.23 "),
+    )
+    .unwrap();
+    let p3 = c.pods[3].ns.clone();
+    sh(&[
+        "ip",
+        "-n",
+        &p3,
+        "addr",
+        "del",
+        "10.244.0.13/24",
+        "dev",
+        "eth0",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &p3,
+        "addr",
+        "add",
+        "10.244.0.23/24",
+        "dev",
+        "eth0",
+    ]);
+    let t0 = Instant::now();
+    loop {
+        let seen: Vec<String> = (0..3)
+            .map(|i| {
+                String::from_utf8_lossy(
+                    &c.in_pod(
+                        i,
+                        &[
+                            "sh",
+                            "-c",
+                            "for n in $(ls /run/netns); do ip -n $n -d -o link show type vxlan; done",
+                        ],
+                    )
+                    .stdout,
+                )
+                .to_string()
+            })
+            .collect();
+        let stale = seen.iter().any(|s| s.contains("remote 10.244.0.13 "));
+        let fresh = seen.iter().any(|s| s.contains("remote 10.244.0.23 "));
+        if !stale && fresh {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "VXLAN ends still point at pod 3's old address\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.wait_all_ready(Duration::from_secs(60));
+    c.ping_every_pair();
+
     // SIGTERM to all: each takes its share down and exits 0.
     for i in 0..PODS {
         let s = c.signal(i, "TERM");
@@ -487,7 +616,7 @@ fn agents_on_four_pods_build_a_200_host_lab_survive_sigkill_and_leave_nothing() 
 }
 
 #[test]
-fn an_underlay_name_that_does_not_resolve_is_refused_and_nothing_is_built() {
+fn an_unresolvable_name_or_a_taken_vxlan_port_is_refused_and_nothing_is_built() {
     let c = Cluster::new("nx", 2);
     // Pod 0 knows its own name but not pod 3's.
     let dir = c.lab.file.parent().unwrap();
@@ -521,10 +650,63 @@ fn an_underlay_name_that_does_not_resolve_is_refused_and_nothing_is_built() {
         "{err}"
     );
     assert_eq!(c.netns_in(0), Vec::<String>::new());
-    assert!(!c.pods[0]
-        .state
-        .join("labs")
-        .join(c.key(0))
-        .join("state.json")
-        .exists());
+    assert!(!c.built(0));
+
+    // Names back; now a program holds the lab's VXLAN port in pod 0 (a
+    // weft tunnel listening on it): refused naming the machine and the
+    // port, before anything is built.
+    std::fs::write(dir.join("hosts"), hosts).unwrap();
+    let key = dir.join("clash.key");
+    let o = c.weft(0, &["keygen", path_str(&key)]);
+    assert!(o.status.success());
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let mut holder = c
+        .pod_cmd(0)
+        .arg(common::weft_bin())
+        .args([
+            "tunnel",
+            "--key",
+            path_str(&key),
+            "--peer-key",
+            &public,
+            "--listen",
+            "0.0.0.0:8472",
+            "--dev",
+            "clash0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&c.in_pod(0, &["ss", "-Hulpn", "sport", "=", ":8472"]).stdout)
+        .contains("weft")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the tunnel did not bind"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = c.weft(
+        0,
+        &[
+            "up",
+            path_str(&c.lab.file),
+            "--machines",
+            "4",
+            "--machine",
+            &c.machine(0),
+        ],
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("machine `{}`: UDP port 8472", c.machine(0))),
+        "{err}"
+    );
+    assert_eq!(c.netns_in(0), Vec::<String>::new());
+    assert!(!c.built(0));
 }

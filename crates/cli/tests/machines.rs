@@ -294,7 +294,7 @@ fn vxlan_link_between_two_machines_each_building_its_share() {
     let left = lab.namespaces();
     assert!(
         left.iter()
-            .all(|n| n.contains("-hb") || n.ends_with("-br-b")),
+            .all(|n| n.contains(".hb") || n.ends_with(".br-b")),
         "{left:?}"
     );
     assert_eq!(

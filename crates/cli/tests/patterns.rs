@@ -389,7 +389,7 @@ fn a_failed_rollback_says_what_it_could_not_restore() {
     assert!(!o.status.success());
     assert!(err.contains("check 2 (line 29): command in host: sh -c ip link del eth2; exit 3 failed: sh exit status: 3"), "{err}");
     assert!(err.contains("restoring lab"), "{err}");
-    assert!(err.contains("interface eth2 is not there"), "{err}");
+    assert!(err.contains("there is no interface host:eth2"), "{err}");
     assert!(err.contains("not restored (3 step(s)): ~ host:eth2 master br-wan -> none; + address 192.168.12.68/24 on host:eth2; + route default via 192.168.12.1 in host"), "{err}");
 }
 

@@ -404,3 +404,113 @@ impl Watch {
         self.writer.write(&out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_switch::{Actions, Instant, PortConfig, SwitchConfig};
+    use weft_wire::MacAddr;
+
+    fn switch() -> Switch {
+        let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        Switch::new(SwitchConfig::new(mac, vec![PortConfig::access(1); 3]))
+    }
+
+    const PORTS: [&str; 3] = ["p0", "p1", "p2"];
+
+    #[test]
+    fn a_port_going_down_is_a_role_and_a_state_change() {
+        let mut sw = switch();
+        let mut out = Actions::new();
+        sw.tick(Instant::from_secs(1), &mut out);
+        let mut seen = SwitchSeen::default();
+        let mut evs = Vec::new();
+        seen.stp("s1", &sw, &PORTS, &mut evs);
+        assert!(evs.is_empty(), "the first look is a baseline: {evs:?}");
+        sw.set_link(PortId(1), false, Instant::from_secs(2), &mut out);
+        seen.stp("s1", &sw, &PORTS, &mut evs);
+        let kinds: Vec<(&str, Option<&str>, &Value)> = evs
+            .iter()
+            .map(|e| (e.kind.as_str(), e.port.as_deref(), &e.data["to"]))
+            .collect();
+        assert!(
+            kinds.contains(&("stp.role", Some("p1"), &Value::from("disabled"))),
+            "{evs:?}"
+        );
+        assert!(
+            kinds.contains(&("stp.state", Some("p1"), &Value::from("disabled"))),
+            "{evs:?}"
+        );
+        assert!(evs
+            .iter()
+            .all(|e| e.node.as_deref() == Some("s1") && e.v == VERSION));
+        evs.clear();
+        seen.stp("s1", &sw, &PORTS, &mut evs);
+        assert!(evs.is_empty(), "nothing changed: {evs:?}");
+    }
+
+    #[test]
+    fn fdb_events_are_rate_limited_and_summarised() {
+        let mac: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let mut cfg = SwitchConfig::new(mac, vec![PortConfig::access(1); 3]);
+        // Learning from the first frame, without waiting for RSTP.
+        cfg.stp.mode = weft_switch::StpMode::Off;
+        let mut sw = Switch::new(cfg);
+        let mut out = Actions::new();
+        let mut seen = SwitchSeen::default();
+        let mut evs = Vec::new();
+        seen.slow("s1", &sw, &PORTS, &mut evs);
+        for i in 0..30u64 {
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(&MacAddr::from_u64(0x0200_0000_1000 + i).0);
+            f.extend_from_slice(&[0x08, 0x06]);
+            f.resize(60, 0);
+            sw.receive(PortId(0), &f, Instant::from_secs(1), &mut out);
+        }
+        evs.clear();
+        seen.slow("s1", &sw, &PORTS, &mut evs);
+        let learns = evs.iter().filter(|e| e.kind == "fdb.learn").count();
+        assert_eq!(learns, FDB_EVENTS_MAX, "{evs:?}");
+        let sum = evs.iter().find(|e| e.kind == "fdb.summary").unwrap();
+        assert_eq!(sum.data["learned"], 30);
+        assert_eq!(sum.data["not_listed"], 10);
+        assert_eq!(
+            evs.iter()
+                .find(|e| e.kind == "fdb.learn")
+                .unwrap()
+                .port
+                .as_deref(),
+            Some("p0")
+        );
+        // One MAC moves to p2: one move event.
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&MacAddr::from_u64(0x0200_0000_1000).0);
+        f.extend_from_slice(&[0x08, 0x06]);
+        f.resize(60, 0);
+        sw.receive(PortId(2), &f, Instant::from_secs(2), &mut out);
+        evs.clear();
+        seen.slow("s1", &sw, &PORTS, &mut evs);
+        let mv: Vec<&Event> = evs.iter().filter(|e| e.kind == "fdb.move").collect();
+        assert_eq!(mv.len(), 1, "{evs:?}");
+        assert_eq!(mv[0].data["from"], "p0");
+        assert_eq!(mv[0].port.as_deref(), Some("p2"));
+    }
+
+    #[test]
+    fn events_serialise_in_the_documented_shape() {
+        let e = Event::new("stp.role")
+            .node("s1")
+            .port("p1")
+            .with("from", "root")
+            .with("to", "disabled");
+        let v: Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["type"], "stp.role");
+        assert_eq!(v["node"], "s1");
+        assert!(v["ts"].as_u64().unwrap() > 1_600_000_000_000);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        let bare = serde_json::to_value(Event::new("lab.up")).unwrap();
+        assert!(bare.get("node").is_none() && bare.get("port").is_none());
+    }
+}

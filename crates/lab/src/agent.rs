@@ -86,7 +86,7 @@ pub fn lock(key: &str) -> Result<AgentLock, Error> {
         return Err(Error::Machine {
             machine: m.unwrap_or_default().to_string(),
             detail: format!(
-                "lab {lab}: already served by another weft agent (pid {}; lock {}): one agent per machine; stop that one first",
+                "lab {lab}: this machine is already served by another weft agent (pid {}; lock {}): one agent per machine; stop that one first",
                 holder.trim(),
                 path.display()
             ),

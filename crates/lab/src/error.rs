@@ -30,7 +30,7 @@ pub enum Error {
     },
     /// Another VXLAN device of this machine's namespace uses the VNI and
     /// port (the kernel answers EEXIST).
-    #[error("the kernel refused {what} in node {node}: VNI {vni} on UDP port {port} is taken")]
+    #[error("the kernel refused {what} in node {node}: another VXLAN device of this machine's namespace already uses VNI {vni} on UDP port {port}")]
     VniTaken {
         node: String,
         what: String,
@@ -50,7 +50,7 @@ pub enum Error {
         known: String,
     },
     /// A named interface is not there (not in the file, or removed by hand).
-    #[error("node {node}: interface {iface} is not there{}", if .known.is_empty() { String::new() } else { format!(" (its interfaces: {})", .known) })]
+    #[error("there is no interface {node}:{iface}{}", if .known.is_empty() { String::new() } else { format!(" (interfaces of {node}: {})", .known) })]
     NoInterface {
         node: String,
         iface: String,
@@ -257,7 +257,7 @@ impl Error {
                 _ => return None,
             },
             Error::NoLab(_) => "`weft status` lists the labs".into(),
-            Error::VniTaken { .. } => "another VXLAN device of this machine's namespace already uses it (another lab, or `ip -d link show type vxlan`); give the link another `vni` or `port`".into(),
+            Error::VniTaken { .. } => "it is another lab's, or `ip -d link show type vxlan` shows it; give the link another `vni` or `port`".into(),
             Error::OnlyShares { shares, .. } => format!("name one, like {}", shares[0]),
             Error::NoInterface { .. } => {
                 "was it removed by hand? `weft up` recreates what the file says".into()

@@ -62,6 +62,29 @@ pub fn check_underlay(lab: &Lab) -> Result<(), Error> {
             check_key_pair(m, path, machine.public_key.as_deref().unwrap_or_default())?;
         }
     }
+    // A program holding the VXLAN port would make the devices fail only
+    // when set up, half-way through the build: refused before.
+    let ports: std::collections::BTreeSet<u16> = lab
+        .nodes
+        .values()
+        .flat_map(|n| n.interfaces.values())
+        .filter_map(|i| match &i.kind {
+            IfaceKind::Vxlan(o) => Some(o.port),
+            _ => None,
+        })
+        .collect();
+    for port in ports {
+        let holder = weft_sys::udp_port_holder(port)
+            .map_err(|e| Error::io("listing the UDP sockets of weft's own namespace", e))?;
+        if let Some((inode, pid)) = holder {
+            return Err(Error::Machine {
+                machine: m.clone(),
+                detail: format!(
+                    "UDP port {port}, the port of the lab's vxlan links, is held by process {pid} in this machine's network namespace (socket inode {inode}; `ss -ulpn sport = :{port}` names it): set vxlan_port = PORT at the top of the lab file to a free port, or stop that program"
+                ),
+            });
+        }
+    }
     let mut nl = weft_sys::netlink::Netlink::open()
         .map_err(|e| Error::io("opening a netlink socket in weft's own namespace", e))?;
     let addrs = nl
@@ -191,12 +214,10 @@ pub fn prepare(
 ) -> Result<Lab, Error> {
     let mut lab = lab.clone();
     if let Some(k) = spread {
-        weft_topo::placement::spread(&mut lab, k)
-            .map_err(|what| Error::Invalid { what, help: None })?;
+        weft_topo::placement::spread(&mut lab, k).map_err(Error::invalid)?;
     }
     if machine.is_some() || lab.machines.len() == 1 {
-        weft_topo::machines::resolve(&mut lab, &mut lookup)
-            .map_err(|what| Error::Invalid { what, help: None })?;
+        weft_topo::machines::resolve(&mut lab, &mut lookup).map_err(Error::invalid)?;
         let local = machine
             .and_then(|m| lab.machines.get(m))
             .map(|m| m.underlay);
@@ -206,8 +227,7 @@ pub fn prepare(
         };
         weft_topo::machines::fit_mtus(&mut lab, mtu);
     }
-    let mut lab = weft_topo::machines::select(&lab, machine)
-        .map_err(|what| Error::Invalid { what, help: None })?;
+    let mut lab = weft_topo::machines::select(&lab, machine).map_err(Error::invalid)?;
     for m in lab.machines.values_mut() {
         if let Some(k) = &mut m.private_key {
             *k = key_dir.join(&*k).display().to_string();

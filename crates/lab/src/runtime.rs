@@ -123,17 +123,14 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
                 lab.name
             ),
         )),
-        n => Err(Error::invalid_help(
-            format!(
-                "{an} and {bn} are joined by {n} links ({})",
-                found
-                    .iter()
-                    .map(|(x, y)| format!("{x} — {y}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            "name one end as NODE:IFACE",
-        )),
+        n => Err(Error::invalid(format!(
+            "{an} and {bn} are joined by {n} links ({}); name one end as NODE:IFACE",
+            found
+                .iter()
+                .map(|(x, y)| format!("{x} — {y}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

@@ -84,6 +84,58 @@ pub fn default_sigpipe() {
     }
 }
 
+/// A program's UDP socket bound to local `port` in the calling thread's
+/// network namespace: its inode and the pid of a process holding it.
+/// Sockets the kernel holds itself (a VXLAN device's) are in the table
+/// too but in no process's file table, so they do not count.
+pub fn udp_port_holder(port: u16) -> std::io::Result<Option<(u64, u32)>> {
+    let mut inodes = Vec::new();
+    for f in ["udp", "udp6"] {
+        let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{f}")) {
+            Ok(t) => t,
+            // No IPv6 in this kernel.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        inodes.extend(udp_inodes_on(&text, port));
+    }
+    if inodes.is_empty() {
+        return Ok(None);
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for p in std::fs::read_dir("/proc")?.filter_map(|e| e.ok()) {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Processes come and go, and some fd tables are not readable.
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.filter_map(|e| e.ok()) {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if let Some(i) = wanted.iter().position(|w| target.as_os_str() == w.as_str()) {
+                    return Ok(Some((inodes[i], pid)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Inodes of the sockets bound to local `port` in a /proc/net/udp table.
+fn udp_inodes_on(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let local_port = cols.get(1)?.rsplit_once(':')?.1;
+            let inode: u64 = cols.get(9)?.parse().ok()?;
+            (u16::from_str_radix(local_port, 16).ok()? == port).then_some(inode)
+        })
+        .collect()
+}
+
 /// The index of an interface by name in the calling thread's namespace
 /// (`if_nametoindex`), or `None` if there is none.
 pub fn if_index(name: &str) -> Option<u32> {
@@ -91,4 +143,29 @@ pub fn if_index(name: &str) -> Option<u32> {
     // SAFETY: if_nametoindex reads a NUL-terminated string we own.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (i != 0).then_some(i)
+}
+
+#[cfg(test)]
+mod udp_tests {
+    #[test]
+    fn sockets_on_the_port_are_found_by_inode() {
+        // Two lines of /proc/net/udp on 8472 (0x2118) and one on 53.
+        let t = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                 1: 00000000:2118 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 516077 2 0000000000000000 0\n\
+                 2: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 11 2 0000000000000000 0\n\
+                 3: 00000000:2118 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 81234 2 0000000000000000 0\n";
+        assert_eq!(super::udp_inodes_on(t, 8472), [516077, 81234]);
+        assert_eq!(super::udp_inodes_on(t, 53), [11]);
+        assert!(super::udp_inodes_on(t, 4789).is_empty());
+    }
+
+    #[test]
+    fn a_programs_socket_is_found_with_its_process() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = s.local_addr().unwrap().port();
+        let (_, pid) = super::udp_port_holder(port).unwrap().expect("held");
+        assert_eq!(pid, std::process::id());
+        drop(s);
+        assert_eq!(super::udp_port_holder(port).unwrap(), None);
+    }
 }

@@ -64,6 +64,19 @@ pub fn vxlan_overhead(v6: bool) -> u32 {
     }
 }
 
+/// The MAC of a VXLAN end the file gives none: locally administered,
+/// unicast, from FNV-1a of the lab, node and interface names, so the end
+/// keeps it when it is made again.
+pub fn vxlan_mac(lab: &str, node: &str, iface: &str) -> crate::model::Mac {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("vxlan\0{lab}\0{node}\0{iface}").bytes() {
+        h ^= byte as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    crate::model::Mac([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
 /// The VNI a `kind = "vxlan"` link gets when the file names none: a hash
 /// of the lab's name and the link's ends (FNV-1a, so every machine and
 /// every weft version computes the same), in 1..=16777215. Two labs on one
@@ -119,6 +132,7 @@ pub fn resolve(
         }
     }
     let machine_of = |lab: &Lab, node: &str| lab.nodes.get(node).and_then(|n| n.machine.clone());
+    let lab_name = crate::machines::split_share_name(&lab.name).0.to_string();
     let mut ends = Vec::new();
     for n in lab.nodes.values() {
         for i in n.interfaces.values() {
@@ -145,6 +159,11 @@ pub fn resolve(
         if let IfaceKind::Vxlan(o) = &mut i.kind {
             o.local = local;
             o.remote = remote;
+        }
+        // A VXLAN end is replaced when a peer's address changes; with the
+        // same MAC, the neighbours on its segment need not learn it anew.
+        if i.mac.is_none() {
+            i.mac = Some(vxlan_mac(&lab_name, &node, &iface));
         }
     }
     let tunnels = std::mem::take(&mut lab.tunnels);

@@ -757,15 +757,21 @@ endpoints = ["r:e2", "b2:up"]
             _ => Err("no such host".to_string()),
         };
         crate::machines::resolve(&mut lab, &mut hosts).unwrap();
+        let mut macs = Vec::new();
         for n in lab.nodes.values() {
             for i in n.interfaces.values() {
                 if let IfaceKind::Vxlan(o) = &i.kind {
                     let m = &lab.machines[n.machine.as_ref().unwrap()];
                     assert_eq!(o.local, m.underlay);
                     assert_ne!(o.remote, o.local);
+                    let mac = i.mac.expect("a derived MAC");
+                    assert_eq!(mac.0[0] & 0x03, 0x02, "local, unicast: {mac}");
+                    assert_eq!(mac, crate::machines::vxlan_mac("rs", &n.name, &i.name));
+                    macs.push(mac);
                 }
             }
         }
+        assert_ne!(macs[0], macs[1]);
         crate::machines::fit_mtus(&mut lab, Some(9000));
         let r = &lab.nodes["r"];
         assert!(r.interfaces.values().any(|i| i.mtu == Some(8950)), "{r:?}");

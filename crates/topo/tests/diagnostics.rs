@@ -223,3 +223,20 @@ fn an_unquoted_dotted_sysctl_key_gets_the_quoted_spelling() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn a_file_without_a_name_says_so_once() {
+    let p = problems("[nodes.a]\ncolour = 1\n");
+    let msgs: Vec<&str> = p.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(
+        msgs.iter()
+            .filter(|m| m.contains("missing key `name`"))
+            .count(),
+        1,
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("unknown key `colour`")),
+        "{msgs:?}"
+    );
+}

@@ -63,7 +63,7 @@ where
         ..Cx::default()
     };
     let span = root.span();
-    let root = Spanned::new(span, DeValue::Table(root.into_inner()));
+    let root = Spanned::new(span.clone(), DeValue::Table(root.into_inner()));
     let mut cascaded = false;
     for _ in 0..MAX_ROUNDS {
         *cx.failed.borrow_mut() = None;
@@ -89,8 +89,12 @@ where
                 let Some(failed) = cx.failed.borrow_mut().take() else {
                     break;
                 };
+                // The whole file (a top-level key missing) cannot be left
+                // out: nothing more to find.
+                if !cx.dropped.borrow_mut().insert((failed.start, failed.end)) || failed == span {
+                    break;
+                }
                 cascaded = true;
-                cx.dropped.borrow_mut().insert((failed.start, failed.end));
             }
         }
     }
@@ -373,12 +377,12 @@ impl<'a, 'i> Val<'a, 'i> {
 
     /// Report a value of the wrong type; the caller hands on a stand-in.
     fn wrong(&self, want: &str) {
-        let mut help = String::new();
-        if let (DeValue::Table(_), Some(k)) = (self.v.get_ref(), self.key) {
-            if k.contains('.') || self.path.ends_with("sysctls") {
-                help = "a dotted key makes nested tables: write it in quotes".into();
-            }
-        }
+        // `a.b = 1` where `a` takes a value is a table: the dots did it.
+        let help = if matches!(self.v.get_ref(), DeValue::Table(_)) {
+            "a key with dots (unquoted) makes nested tables: write it in quotes, or fix the key"
+        } else {
+            ""
+        };
         self.cx.report(
             Some(self.span()),
             format!(
@@ -387,7 +391,7 @@ impl<'a, 'i> Val<'a, 'i> {
                 self.text(),
                 self.type_name()
             ),
-            &help,
+            help,
         );
         self.cx.stand_ins.borrow_mut().push(self.span());
     }
