@@ -1,35 +1,59 @@
 //! Build, inspect and tear down Linux virtual network labs.
 //!
-//! This is the library behind the `weft` command, for programs that build
-//! labs themselves (for example in their own integration tests):
+//! For tests of networked programs, [`Lab`] builds a lab from a topology
+//! file or in code, hands out nodes to run code and programs in, links to
+//! take down and impair, captures; and removes it on drop (docs/library.md):
 //!
 //! ```no_run
-//! let parsed = weft::parse_file("examples/bridge.toml").unwrap();
-//! let report = weft::up(&parsed.lab, &weft::UpOptions::default()).unwrap();
-//! println!("{}", report.plan);
-//! weft::down("br", &weft::DownOptions::default()).unwrap();
+//! let lab = weft::Lab::from_file("examples/bridge.toml").unwrap();
+//! assert!(lab.ping("ns1", "ns2").unwrap());
+//! let l = lab.node("ns2").unwrap().run(|| std::net::TcpListener::bind("0.0.0.0:7000"));
+//! # drop(l);
 //! ```
+//!
+//! [`up`], [`down`] and [`status`] are what the `weft` command runs.
 
-pub mod agent;
-mod apply;
+// The library's own surface (docs/library.md), documented throughout.
+#[warn(missing_docs)]
 mod builder;
-pub mod capture;
-mod checks;
+#[warn(missing_docs)]
 mod context;
-pub mod datapath;
-pub mod drawing;
-mod error;
-pub mod events;
+#[warn(missing_docs)]
 mod handle;
-pub mod machines;
-pub mod names;
-mod owner;
+#[warn(missing_docs)]
 mod reap;
-pub mod runtime;
-pub mod services;
-pub mod state;
+
+mod apply;
+mod checks;
+mod error;
+mod owner;
 pub mod status;
+
+// Modules the weft command drives: public for it, hidden from the
+// library's documented surface.
+#[doc(hidden)]
+pub mod agent;
+#[doc(hidden)]
+pub mod capture;
+#[doc(hidden)]
+pub mod datapath;
+#[doc(hidden)]
+pub mod drawing;
+#[doc(hidden)]
+pub mod events;
+#[doc(hidden)]
+pub mod machines;
+#[doc(hidden)]
+pub mod names;
+#[doc(hidden)]
+pub mod runtime;
+#[doc(hidden)]
+pub mod services;
+#[doc(hidden)]
+pub mod state;
+#[doc(hidden)]
 pub mod trace;
+#[doc(hidden)]
 pub mod tunnels;
 
 use std::collections::BTreeMap;

@@ -73,27 +73,38 @@ pub fn reap_orphans() -> Vec<Reaped> {
         if !orphaned(&lab) || weft_sys::caps::require_admin("").is_err() {
             continue;
         }
-        match crate::down(&lab, &DownOptions::default()) {
-            Ok(r) => {
-                // The dead test's own processes keep its namespaces alive
-                // (and its sockets bound): nobody else will end them.
-                let mut killed = Vec::new();
-                for (_, pids) in r.held {
-                    for pid in pids {
-                        if let Some(st) = weft_sys::process::start_time(pid) {
-                            let _ = weft_sys::process::stop(
-                                ProcId {
-                                    pid,
-                                    start_time: st,
-                                },
-                                std::time::Duration::from_millis(200),
-                            );
-                            killed.push(pid);
-                        }
-                    }
-                }
-                out.push(Reaped { lab, killed });
+        // The dead test's own processes keep its namespaces alive (and
+        // its sockets bound): nobody else will end them. Found while the
+        // namespaces still have their names (an identity taken then
+        // cannot have been reused by a new namespace), never this process.
+        let mut netns = state::journal_entries(&lab);
+        if let Ok(Some(st)) = state::load(&lab) {
+            netns.extend(st.lab.nodes.values().map(|n| n.netns.clone()));
+        }
+        let ids: Vec<_> = netns
+            .iter()
+            .filter_map(|n| weft_sys::netns::identity(n).ok())
+            .collect();
+        let me = std::process::id();
+        let mut killed = Vec::new();
+        for pid in weft_sys::netns::holders_of_many(&ids)
+            .into_values()
+            .flatten()
+        {
+            if pid == me || killed.contains(&pid) {
+                continue;
             }
+            if let Some(st) = weft_sys::process::start_time(pid) {
+                let p = ProcId {
+                    pid,
+                    start_time: st,
+                };
+                let _ = weft_sys::process::stop(p, std::time::Duration::from_millis(200));
+                killed.push(pid);
+            }
+        }
+        match crate::down(&lab, &DownOptions::default()) {
+            Ok(_) => out.push(Reaped { lab, killed }),
             Err(e) => eprintln!("weft: removing lab {lab}, whose program died: {e}"),
         }
     }

@@ -185,6 +185,21 @@ fn a_capture_records_the_test_traffic_as_pcapng() {
 }
 
 #[test]
+fn a_tunnel_is_run_by_the_weft_binary_and_finds_the_labs_state() {
+    let _g = shared();
+    // The tunnel ends are `weft exec LAB NODE -- weft tunnel ...`
+    // processes: started from this test binary, they must find the weft
+    // binary and this process's state directory.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/tunnel.toml"
+    ))
+    .unwrap();
+    let lab = Lab::from_toml_with(&ctx(), &text).unwrap();
+    assert!(lab.ping("m1", "10.9.0.2").unwrap());
+}
+
+#[test]
 fn bad_input_is_refused_with_its_position_and_nothing_is_built() {
     let _g = shared();
     let e = Lab::from_toml_with(&ctx(), "name = \"bad\"\n[nodes.a]\ncolour = 1\n").unwrap_err();
