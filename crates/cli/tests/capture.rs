@@ -363,7 +363,7 @@ fn bad_points_and_filters_are_refused() {
     lab.up();
     for (args, want) in [
         (vec!["ns3:veth0"], "no node ns3"),
-        (vec!["ns1:eth0"], "no interface ns1:eth0"),
+        (vec!["ns1:eth0"], "node ns1: interface eth0 is not there"),
         (vec!["ns1:veth0", "port", "x"], "not a port number"),
         (vec!["icmp"], "name at least one capture point"),
     ] {

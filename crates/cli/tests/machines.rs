@@ -477,10 +477,7 @@ fn a_vni_taken_in_the_underlay_is_refused_with_advice_and_rolled_back() {
     let o = up2(&second);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a second VNI 4242 was accepted");
-    assert!(
-        err.contains("already uses VNI 4242 on UDP port 4789"),
-        "{err}"
-    );
+    assert!(err.contains("VNI 4242 on UDP port 4789 is taken"), "{err}");
     assert!(second.namespaces().is_empty(), "{:?}", second.namespaces());
     // Another VNI is fine; both labs then share the underlay's socket.
     second.rewrite(&text(4243));

@@ -524,6 +524,9 @@ fn exp10_a_program_on_a_tap_port_is_on_the_bridges_l2_subnet() {
     let neigh = lab.ip("ns1", &["neigh", "show", "192.168.60.51"]);
     assert!(neigh.contains("lladdr 02:00:00:00:00:51"), "{neigh}");
     stop.store(true, Ordering::Relaxed);
+    // The TAP is read blocking: a frame to it wakes the reader, which then
+    // sees `stop` (without one, on a quiet bridge, join waited forever).
+    let _ = lab.ping("ns1", "192.168.60.51", None);
     vm.join().unwrap();
     assert!(answered.load(Ordering::Relaxed) >= 3);
     // With the program gone, nothing answers.

@@ -622,7 +622,7 @@ endpoints = ["h3:k0", "h4:k0"]
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("no netem") && err.contains("kind = \"switch\""),
+        err.contains("no netem") && err.contains("write impair on the link in the file"),
         "{err}"
     );
     // Names that match two links ask for NODE:IFACE.

@@ -329,7 +329,7 @@ mod tests {
         let specs = |s: &str| vec![s.to_string()];
         for (bad, want) in [
             ("nope:eth0", "has no node nope"),
-            ("ns1:eth9", "no interface ns1:eth9"),
+            ("ns1:eth9", "node ns1: interface eth9 is not there"),
             ("link:br0:br0", "not one end of a veth"),
             ("a:b:c", "not a capture point"),
         ] {

@@ -451,8 +451,16 @@ endpoints = ["b:eth0", "a:e3"]
             (x.to_string(), y.to_string()),
             ("sw:p2".into(), "a:e2".into())
         );
-        let e = find_link(&lab, "a", "sw").unwrap_err().to_string();
-        assert!(e.contains("2 links") && e.contains("NODE:IFACE"), "{e}");
+        match find_link(&lab, "a", "sw").unwrap_err() {
+            Error::Invalid { what, help } => {
+                assert!(what.contains("2 links"), "{what}");
+                assert!(
+                    help.as_deref().is_some_and(|h| h.contains("NODE:IFACE")),
+                    "{help:?}"
+                );
+            }
+            e => panic!("{e}"),
+        }
         let e = find_link(&lab, "b", "sw").unwrap_err().to_string();
         assert!(e.contains("no link between b and sw"), "{e}");
         let e = find_link(&lab, "zz", "sw").unwrap_err().to_string();
