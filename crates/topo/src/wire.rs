@@ -134,7 +134,7 @@ impair = { delay = "10ms", loss = "1%", seed = 3 }
         .unwrap()
         .lab;
         let w = &lab.nodes["~h1.eth0"];
-        assert_eq!(w.netns, "weft-w-~h1.eth0");
+        assert_eq!(w.netns, "weft-w.~h1.eth0");
         let wire = w.wire.as_ref().unwrap();
         assert_eq!(wire.link[0].to_string(), "h1:eth0");
         assert_eq!(wire.impair.delay_us, 10_000);
