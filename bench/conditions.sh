@@ -65,7 +65,7 @@ field() { awk -v k="$1" '{for (i=1;i<NF;i++) if ($i==k) print $(i+1)}'; }
 declare -A P50 P99 RECV MIN
 for r in $(seq "$ROUNDS"); do
   for l in cb0 cb1; do
-    out=$("$O" --from "weft-$l-h1" --to "weft-$l-h2" --dst 10.72.0.2:7100 --pps 10000 --secs 3)
+    out=$("$O" --from "weft-$l.h1" --to "weft-$l.h2" --dst 10.72.0.2:7100 --pps 10000 --secs 3)
     echo "round $r $l: $out" >&2
     MIN[$l]+="$(echo "$out" | field min) "
     P50[$l]+="$(echo "$out" | field p50) "
