@@ -426,7 +426,7 @@ pub(crate) fn import(src: &str, lab: Option<&str>) -> Result<Imported, ImportErr
                 message: format!("exec line: {}", e.message),
                 help: None,
             })?;
-            let stmts = relocate_all(stmts, l);
+            let stmts = crate::model::relocate(stmts, &at(l));
             m.run(&stmts, *ns)?;
         }
     }
@@ -434,40 +434,4 @@ pub(crate) fn import(src: &str, lab: Option<&str>) -> Result<Imported, ImportErr
     warnings.append(&mut imported.warnings);
     imported.warnings = warnings;
     Ok(imported)
-}
-
-fn relocate_all(stmts: Vec<shell::Stmt>, line: usize) -> Vec<shell::Stmt> {
-    use shell::Stmt;
-    let o = at(line);
-    stmts
-        .into_iter()
-        .map(|s| match s {
-            Stmt::Cmd {
-                words,
-                out,
-                stdin,
-                text,
-                ..
-            } => Stmt::Cmd {
-                origin: o.clone(),
-                words,
-                out,
-                stdin,
-                text,
-            },
-            Stmt::For {
-                var, list, body, ..
-            } => Stmt::For {
-                origin: o.clone(),
-                var,
-                list,
-                body: relocate_all(body, line),
-            },
-            Stmt::Unsupported { text, why, .. } => Stmt::Unsupported {
-                origin: o.clone(),
-                text,
-                why,
-            },
-        })
-        .collect()
 }

@@ -2331,8 +2331,9 @@ fn route_key(words: &[String]) -> (String, String, String) {
     (dest, table, metric)
 }
 
-/// Statements of a nested `sh -c` string keep the outer command's line.
-fn relocate(stmts: Vec<Stmt>, o: &Origin) -> Vec<Stmt> {
+/// Statements of a nested `sh -c` string (or a containerlab `exec` line)
+/// keep the outer command's line.
+pub(crate) fn relocate(stmts: Vec<Stmt>, o: &Origin) -> Vec<Stmt> {
     stmts
         .into_iter()
         .map(|s| match s {
