@@ -1766,40 +1766,17 @@ impl<'a> Model<'a> {
                 }
                 Ok(Flow::Done)
             }
-            "setfd" => {
+            "setfd" | "sethello" | "setmaxage" | "setageing" | "setageingtime" => {
                 let v = secs(o, a.get(2))?;
-                {
-                    let b = opts!(self, o);
-                    b.forward_delay = Some(v);
-                    b.at.insert("forward_delay", o.clone());
-                }
-                Ok(Flow::Done)
-            }
-            "sethello" => {
-                let v = secs(o, a.get(2))?;
-                {
-                    let b = opts!(self, o);
-                    b.hello_time = Some(v);
-                    b.at.insert("hello_time", o.clone());
-                }
-                Ok(Flow::Done)
-            }
-            "setmaxage" => {
-                let v = secs(o, a.get(2))?;
-                {
-                    let b = opts!(self, o);
-                    b.max_age = Some(v);
-                    b.at.insert("max_age", o.clone());
-                }
-                Ok(Flow::Done)
-            }
-            "setageing" | "setageingtime" => {
-                let v = secs(o, a.get(2))?;
-                {
-                    let b = opts!(self, o);
-                    b.ageing_time = Some(v);
-                    b.at.insert("ageing_time", o.clone());
-                }
+                let b = opts!(self, o);
+                let (field, slot) = match sub {
+                    "setfd" => ("forward_delay", &mut b.forward_delay),
+                    "sethello" => ("hello_time", &mut b.hello_time),
+                    "setmaxage" => ("max_age", &mut b.max_age),
+                    _ => ("ageing_time", &mut b.ageing_time),
+                };
+                *slot = Some(v);
+                b.at.insert(field, o.clone());
                 Ok(Flow::Done)
             }
             "setbridgeprio" => {
