@@ -217,9 +217,11 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     })
 }
 
-/// Whether operations make or remove interfaces of a switch node (or the
-/// node itself): the datapath's sockets on its ports may then be stale,
-/// so it is restarted rather than edited.
+/// Whether operations remove an interface of a switch node and make it
+/// again (a port cabled to another node, a switch node made again): the
+/// datapath's socket on it would point at the removed interface, so the
+/// datapath is restarted. Ports only added or only removed are live edits
+/// of the running datapath.
 fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&topo::Lab; 2]) -> bool {
     let is_switch = |n: &str| {
         labs.iter().any(|l| {
@@ -228,13 +230,32 @@ fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&topo::Lab; 2]) -> bool {
                 .is_some_and(|x| x.kind == weft_topo::NodeKind::Switch)
         })
     };
-    ops.iter().any(|o| match o.key() {
-        weft_topo::ResKey::Veth { a, b } => is_switch(&a.node) || is_switch(&b.node),
-        k @ (weft_topo::ResKey::Netns { .. } | weft_topo::ResKey::Device { .. }) => {
-            is_switch(k.node())
+    let mut removed = std::collections::BTreeSet::new();
+    let mut added = std::collections::BTreeSet::new();
+    for o in ops {
+        let side = match o {
+            weft_topo::Op::Remove { .. } => &mut removed,
+            weft_topo::Op::Add { .. } => &mut added,
+            weft_topo::Op::Change { .. } => continue,
+        };
+        match o.key() {
+            weft_topo::ResKey::Veth { a, b } => {
+                for e in [a, b] {
+                    if is_switch(&e.node) {
+                        side.insert((e.node.clone(), e.iface.clone()));
+                    }
+                }
+            }
+            weft_topo::ResKey::Device { node, iface } if is_switch(node) => {
+                side.insert((node.clone(), iface.clone()));
+            }
+            weft_topo::ResKey::Netns { node } if is_switch(node) => {
+                side.insert((node.clone(), String::new()));
+            }
+            _ => {}
         }
-        _ => false,
-    })
+    }
+    removed.intersection(&added).next().is_some()
 }
 
 /// One `weft up`: what it turns into what, for applying and undoing.
