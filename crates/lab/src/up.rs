@@ -155,6 +155,12 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     if changed {
         (handles, restarted) = run.apply(&mut st)?;
         apply_time = t0.elapsed();
+    } else if old_lab != *lab {
+        // Edits that make and change nothing (the checks, say) are still
+        // the lab's: `weft check` reads them from the state.
+        st.lab = lab.clone();
+        st.source = opts.source.clone().or(st.source.take());
+        state::save(name, &st)?;
     }
     // From here on the lab is applied: whatever fails is undone like a
     // failed check.
