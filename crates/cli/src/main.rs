@@ -446,6 +446,12 @@ impl From<weft::Error> for Failure {
     }
 }
 
+impl From<weft_topo::Error> for Failure {
+    fn from(e: weft_topo::Error) -> Self {
+        Failure::Weft(e.into())
+    }
+}
+
 impl From<weft_sys::Error> for Failure {
     fn from(e: weft_sys::Error) -> Self {
         Failure::Sys(e)

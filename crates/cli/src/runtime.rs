@@ -67,7 +67,7 @@ pub struct ImpairArgs {
 }
 
 fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
-    let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, String>| {
+    let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, weft_topo::Error>| {
         v.as_deref()
             .map(|s| f(s).map_err(|e| format!("--{name}: {e}")))
             .transpose()

@@ -20,6 +20,11 @@ pub enum Error {
     },
     #[error(transparent)]
     Sys(#[from] weft_sys::Error),
+    /// A value, name or request the topology model refuses outside a
+    /// file (`--machine`, `--machines`, a machine's underlay name, an
+    /// impairment value); match on the inner [`weft_topo::Error`].
+    #[error(transparent)]
+    Topo(Box<weft_topo::Error>),
     /// The kernel refused an operation (`what`, the `ip` command it
     /// equals) on an object of `node`.
     #[error("the kernel refused {what} in node {node}: {}", std::io::Error::from_raw_os_error(*.errno))]
@@ -204,6 +209,12 @@ fn failed_lines(failed: &[CheckResult]) -> String {
         .map(|r| format!("{} failed: {}", r.check, r.detail))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+impl From<weft_topo::Error> for Error {
+    fn from(e: weft_topo::Error) -> Self {
+        Error::Topo(Box::new(e))
+    }
 }
 
 impl Error {

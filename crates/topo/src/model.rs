@@ -396,23 +396,24 @@ impl fmt::Display for Mac {
 }
 
 impl std::str::FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        let bad = |help: String| crate::Error::Malformed {
+            what: "a MAC address",
+            value: s.into(),
+            help,
+        };
+        let six = || bad("write six hex bytes, like 02:00:00:00:00:01".into());
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(format!(
-                "`{s}` is not a MAC address (write six hex bytes, like 02:00:00:00:00:01)"
-            ));
+            return Err(six());
         }
         let mut mac = [0u8; 6];
         for (b, p) in mac.iter_mut().zip(&parts) {
             if p.is_empty() || p.len() > 2 {
-                return Err(format!(
-                    "`{s}` is not a MAC address (write six hex bytes, like 02:00:00:00:00:01)"
-                ));
+                return Err(six());
             }
-            *b = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("`{s}` is not a MAC address (`{p}` is not hex)"))?;
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad(format!("`{p}` is not hex")))?;
         }
         Ok(Mac(mac))
     }
@@ -425,8 +426,8 @@ impl From<Mac> for String {
 }
 
 impl TryFrom<String> for Mac {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = crate::Error;
+    fn try_from(s: String) -> Result<Self, crate::Error> {
         s.parse()
     }
 }

@@ -48,7 +48,10 @@ impl Cx<'_> {
             if let Err(why) = super::check_lab_name(name) {
                 self.err(
                     Some(key.span()),
-                    format!("machine name: {}", why.replace("lab name", "name")),
+                    format!(
+                        "machine name: {}",
+                        why.to_string().replace("lab name", "name")
+                    ),
                     "",
                 );
                 continue;
