@@ -705,13 +705,14 @@ impl Dp {
                                 .drops
                                 .iter()
                                 .filter(|(_, n)| *n > 0)
-                                .map(|(r, n)| (format!("{r:?}"), n))
+                                .map(|(r, n)| (r.name().to_string(), n))
                                 .chain(
-                                    (p.tx_errors > 0).then(|| ("TxError".to_string(), p.tx_errors)),
+                                    (p.tx_errors > 0)
+                                        .then(|| ("tx_error".to_string(), p.tx_errors)),
                                 )
                                 .chain(
                                     (p.storm.dropped > 0)
-                                        .then(|| ("StormControl".to_string(), p.storm.dropped)),
+                                        .then(|| ("storm_control".to_string(), p.storm.dropped)),
                                 )
                                 .chain(p.imp.iter().flat_map(|i| i.drops()))
                                 .collect(),
@@ -766,7 +767,7 @@ impl Dp {
                                 .drops
                                 .iter()
                                 .filter(|(_, n)| *n > 0)
-                                .map(|(r, n)| (format!("{r:?}"), n))
+                                .map(|(r, n)| (r.name().to_string(), n))
                                 .collect(),
                         })
                         .collect(),

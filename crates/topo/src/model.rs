@@ -380,6 +380,41 @@ pub struct PortOptions {
     pub hairpin: bool,
 }
 
+/// `ip link set type bridge`'s words and units (`stp_state 1 forward_delay
+/// 1500 ...`), for plans and messages; unset timers are left out.
+impl fmt::Display for BridgeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stp_state {}", u8::from(self.stp))?;
+        let timers = [
+            ("forward_delay", self.forward_delay_cs),
+            ("hello_time", self.hello_time_cs),
+            ("max_age", self.max_age_cs),
+            ("ageing_time", self.ageing_time_cs),
+            ("priority", self.priority.map(u32::from)),
+        ];
+        for (k, v) in timers {
+            if let Some(v) = v {
+                write!(f, " {k} {v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bridge link set`'s words (`cost 10 priority 32`); `default` for what
+/// the kernel chooses.
+impl fmt::Display for PortOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<u32>| v.map_or("default".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "cost {} priority {}",
+            opt(self.cost),
+            opt(self.priority.map(u32::from))
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Mac(pub [u8; 6]);
