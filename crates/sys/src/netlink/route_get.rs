@@ -1,6 +1,14 @@
 //! `ip route get`: the route the kernel would choose (RTM_GETROUTE).
 
-use super::*;
+use std::io;
+use std::net::IpAddr;
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::socket::RBUF_TLS;
+use super::Netlink;
 
 /// The kernel's answer to `ip route get DST [oif IFINDEX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +99,8 @@ impl Netlink {
 
 /// `ip route`'s word for a route type (`local`, `unicast`, ...): callers
 /// compare it, so it must not follow the netlink crate's Debug output.
-fn route_type_name(t: RouteType) -> String {
+fn route_type_name(t: netlink_packet_route::route::RouteType) -> String {
+    use netlink_packet_route::route::RouteType;
     match t {
         RouteType::Unspec => "unspec",
         RouteType::Unicast => "unicast",
