@@ -290,3 +290,23 @@ impl Error {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrapped model error is the model error: its text once, no
+    /// second cause for a renderer to repeat, and callers can match it.
+    #[test]
+    fn a_topo_error_is_wrapped_without_repeating_it() {
+        let inner = weft_topo::impair::parse_percent("200%").unwrap_err();
+        let e = Error::from(inner.clone());
+        assert_eq!(e.to_string(), "`200%` is out of range: write 0% to 100%");
+        assert_eq!(e.to_string(), inner.to_string());
+        assert!(std::error::Error::source(&e).is_none());
+        assert!(matches!(
+            &e,
+            Error::Topo(t) if matches!(**t, weft_topo::Error::OutOfRange { .. })
+        ));
+    }
+}

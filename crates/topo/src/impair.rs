@@ -544,6 +544,39 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_typed_and_carry_the_value() {
+        assert_eq!(
+            parse_duration("61s"),
+            Err(Error::OutOfRange {
+                value: "61s".into(),
+                range: "0 to 60s"
+            })
+        );
+        let e = parse_rate("10mbps").unwrap_err();
+        assert!(
+            matches!(&e, Error::Malformed { what: "a rate", value, .. } if value == "10mbps"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "`10mbps` is not a rate: write bits per second with bit, kbit, mbit or gbit, like \"10mbit\""
+        );
+        assert!(matches!(
+            Direction::parse("up"),
+            Err(Error::Unknown {
+                what: "direction",
+                ..
+            })
+        ));
+        assert_eq!(Direction::Out.as_str(), "out");
+        let names = [Direction::Both, Direction::Out, Direction::In].map(Direction::as_str);
+        assert_eq!(names, ["both", "out", "in"]);
+        for d in [Direction::Both, Direction::Out, Direction::In] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+    }
+
+    #[test]
     fn presets_hold_their_documented_figures_and_check() {
         for (name, figures) in PRESETS {
             let p = preset(name).unwrap();
