@@ -1011,7 +1011,7 @@ pub fn neighbour(
         .find(|(_, &i)| i == n.index)
         .map(|(k, _)| k.clone())
         .unwrap_or_default();
-    Ok(Some((name, n.state)))
+    Ok(Some((name, n.state.to_string())))
 }
 
 /// A lab that is up for as long as this value lives: `weft down` runs when it
