@@ -7,8 +7,11 @@
 //! bridge `br` (10.0.0.1/16) in the first, and in each host an `eth0` cabled
 //! by a veth to a bridge port `hI`, with 10.0.x.y/16, lo up and a default
 //! route via the bridge: the end state `weft up` makes of the same star
-//! (including `net.ipv6.conf.default.addr_gen_mode = 1`, no IPv6 link-local
-//! addresses), without weft's bookkeeping (no state file, no journal, no
+//! (no IPv6 link-local addresses: weft sets `net.ipv6.conf.default.
+//! addr_gen_mode = 1` in each namespace; the floor sets it once in the
+//! bridge's and per link on each `eth0` by netlink, which is cheaper, see
+//! `worker`; `STARFLOOR_SYSCTL=1` writes the sysctl in every host as weft
+//! does), without weft's bookkeeping (no state file, no journal, no
 //! aliases, no readiness wait). `starfloor down PREFIX N` removes the names
 //! as `ip netns del` does.
 //!
@@ -32,7 +35,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridge, InfoData, InfoKind, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -130,7 +134,7 @@ fn ensure_run_dir() -> Result<(), String> {
 
 /// Moves the calling thread into a new network namespace and pins it under
 /// `name`, as `ip netns add` does. Returns an fd of the namespace.
-fn new_netns(name: &str) -> Result<OwnedFd, String> {
+fn new_netns(name: &str, sysctl: bool) -> Result<OwnedFd, String> {
     // SAFETY: unshare affects only this thread's namespaces.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) }, || {
         format!("{name}: unshare(CLONE_NEWNET)")
@@ -163,6 +167,10 @@ fn new_netns(name: &str) -> Result<OwnedFd, String> {
         },
         || format!("bind-mounting the namespace on {RUN}/{name}"),
     )?;
+    if !sysctl {
+        // SAFETY: the fd is fresh and ours.
+        return Ok(unsafe { OwnedFd::from_raw_fd(ns_fd(name)?) });
+    }
     // No link-local addresses (weft's setting for a node without IPv6),
     // before any interface exists so they inherit it.
     let sc = cstr("/proc/sys/net/ipv6/conf/default/addr_gen_mode");
@@ -181,13 +189,18 @@ fn new_netns(name: &str) -> Result<OwnedFd, String> {
             ));
         }
     }
+    // SAFETY: the fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(ns_fd(name)?) })
+}
+
+/// An fd of the calling thread's network namespace.
+fn ns_fd(name: &str) -> Result<RawFd, String> {
+    let me = cstr("/proc/thread-self/ns/net");
     // SAFETY: opening our own namespace's nsfs file.
-    let ns = cvt(
+    cvt(
         unsafe { libc::open(me.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) },
         || format!("{name}: opening its namespace"),
-    )?;
-    // SAFETY: ns is a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(ns) })
+    )
 }
 
 /// A NETLINK_ROUTE socket in the calling thread's namespace.
@@ -341,7 +354,7 @@ fn up(prefix: &str, n: usize) -> Result<(), String> {
     // sockets there.
     let p2 = prefix.clone();
     let br_ns = std::thread::spawn(move || -> Result<OwnedFd, String> {
-        let ns = new_netns(&format!("{p2}br"))?;
+        let ns = new_netns(&format!("{p2}br"), true)?;
         let mut nl = Nl::open()?;
         let mut br = link(BR_INDEX, Some("br"));
         br.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -373,6 +386,7 @@ fn up(prefix: &str, n: usize) -> Result<(), String> {
 }
 
 fn worker(prefix: &str, br_ns: RawFd, hosts: impl Iterator<Item = usize>) -> Result<(), String> {
+    let by_sysctl = std::env::var_os("STARFLOOR_SYSCTL").is_some();
     // SAFETY: setns moves only this thread.
     cvt(unsafe { libc::setns(br_ns, libc::CLONE_NEWNET) }, || {
         "entering the bridge's namespace".into()
@@ -380,7 +394,7 @@ fn worker(prefix: &str, br_ns: RawFd, hosts: impl Iterator<Item = usize>) -> Res
     let mut br = Nl::open()?;
     for i in hosts {
         let name = format!("{prefix}h{i}");
-        let ns = new_netns(&name)?;
+        let ns = new_netns(&name, by_sysctl)?;
         // On the bridge's socket: port hI, up, in the bridge, with its
         // peer eth0, up, in the new namespace.
         let mut port = link(BR_INDEX + i as u32, Some(&format!("h{i}")));
@@ -402,6 +416,19 @@ fn worker(prefix: &str, br_ns: RawFd, hosts: impl Iterator<Item = usize>) -> Res
         br.send(&format!("veth h{i} -- {name}:eth0"))?;
         let mut h = Nl::open()?;
         h.push(RouteNetlinkMessage::SetLink(link(1, None)), 0);
+        if !by_sysctl {
+            // The same as the namespace's sysctl, for the one link that
+            // would get an address, without the sysctl's cost: its handler
+            // only try-locks RTNL and restarts the write until it gets it,
+            // spinning while another thread builds.
+            let mut m = LinkMessage::default();
+            m.header.index = ETH0;
+            m.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                )]));
+            h.push(RouteNetlinkMessage::SetLink(m), 0);
+        }
         h.push(RouteNetlinkMessage::SetLink(link(ETH0, None)), 0);
         h.push(addr(ETH0, host_addr(i)), NLM_F_CREATE | NLM_F_EXCL);
         h.push(default_route(), NLM_F_CREATE | NLM_F_EXCL);
