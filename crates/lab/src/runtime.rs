@@ -183,7 +183,7 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
         let node = &lab.nodes[&e.node];
         for a in &node.interfaces[&e.iface].addresses {
             nl.push(
-                netlink::address(true, index, *a),
+                netlink::address(netlink::Change::Add, index, *a),
                 format!("ip addr add {a} dev {}", e.iface),
             );
         }
@@ -196,7 +196,10 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
                 None => None,
             };
             let spec = crate::apply::route_spec(r, oif);
-            nl.push(netlink::route(true, &spec), format!("ip route replace {r}"));
+            nl.push(
+                netlink::route(netlink::Change::Add, &spec),
+                format!("ip route replace {r}"),
+            );
         }
         if let Err(errs) = nl.flush() {
             for x in errs {

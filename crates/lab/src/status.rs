@@ -165,7 +165,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                         .filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback))
                         .map(|m| weft_topo::Mac(m).to_string()),
                     mtu: l.map(|l| l.mtu),
-                    state: l.map(|l| l.oper.clone()),
+                    state: l.map(|l| l.oper.to_string()),
                     admin_up: l.map(|l| l.admin_up),
                     carrier: l.map(|l| l.lower_up),
                     addresses: l
