@@ -13,6 +13,7 @@ use crate::state::State;
 use crate::{Error, Event};
 
 pub(crate) mod nat;
+pub(crate) mod procs;
 mod uplink;
 mod vxlan;
 
@@ -84,6 +85,14 @@ pub(crate) struct Exec<'a> {
     joined: BTreeSet<(String, String)>,
     /// Ops that took effect, for undoing them.
     pub applied: Vec<usize>,
+    /// The `weft` binary that runs the datapath and the services'
+    /// supervisor; default: the running executable.
+    pub exe: Option<std::path::PathBuf>,
+    /// Leave mount namespaces and services to
+    /// [`procs::apply_workloads`], called once the lab is usable.
+    pub defer_workloads: bool,
+    /// The datapath was (re)started.
+    pub restarted: bool,
 }
 
 /// The real kernel, as the planner's executor sees it: the same trait the
@@ -128,6 +137,9 @@ impl<'a> Exec<'a> {
             created: BTreeSet::new(),
             joined: BTreeSet::new(),
             applied: Vec::new(),
+            exe: None,
+            defer_workloads: false,
+            restarted: false,
         }
     }
 
@@ -159,6 +171,24 @@ impl<'a> Exec<'a> {
 
     /// Apply the ops; on failure, `self.applied` says which took effect.
     pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let names = self.names_job(ops);
+        if let Err(e) = self.process_removals(ops).and_then(|()| self.kernel(ops)) {
+            // The name files were written (for the lab being applied) or
+            // not: undoing must know which.
+            if let Some(job) = names {
+                if let Ok(Ok(())) = job.join() {
+                    self.applied.extend((0..ops.len()).filter(|&i| {
+                        matches!(ops[i].key(), ResKey::Names { .. } | ResKey::Hosts { .. })
+                    }));
+                }
+            }
+            return Err(e);
+        }
+        self.processes(ops, names)
+    }
+
+    /// The kernel objects of the ops.
+    fn kernel(&mut self, ops: &[Op]) -> Result<(), Error> {
         let t0 = Instant::now();
         self.nat_removals(ops)?;
         self.removals(ops)?;
@@ -171,23 +201,6 @@ impl<'a> Exec<'a> {
         let t4 = Instant::now();
         self.settings(ops)?;
         self.nat_loads(ops)?;
-        // Switch settings take effect when the datapath is told, as the
-        // lab settles; they count as applied here, so that undoing the plan
-        // includes them (the datapath is then matched to the old lab).
-        for (i, op) in ops.iter().enumerate() {
-            if matches!(
-                op,
-                Op::Add {
-                    key: ResKey::Switch { .. },
-                    ..
-                } | Op::Change {
-                    key: ResKey::Switch { .. },
-                    ..
-                }
-            ) {
-                self.applied.push(i);
-            }
-        }
         tracing::debug!(
             removals = ?(t1 - t0), namespaces = ?(t2 - t1), devices = ?(t3 - t2), sysctls = ?(t4 - t3), settings = ?t4.elapsed(),
             ops = ops.len(), "applied"
@@ -270,6 +283,13 @@ impl<'a> Exec<'a> {
                 ResKey::Nat { .. } => {}
                 // The datapath's: it forgets a switch when the lab settles.
                 ResKey::Switch { .. } => batch.push(i),
+                // Processes and files: before this, in process_removals.
+                ResKey::Datapath { .. }
+                | ResKey::Tunnel { .. }
+                | ResKey::Names { .. }
+                | ResKey::Hosts { .. }
+                | ResKey::Mounts { .. }
+                | ResKey::Service { .. } => {}
             }
         }
         self.flush()?;

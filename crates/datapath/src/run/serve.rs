@@ -79,6 +79,8 @@ impl Dp {
                     .ports
                     .iter()
                     .enumerate()
+                    // Ports a live edit took out are no longer the switch's.
+                    .filter(|(_, &g)| !self.ports[g].retired)
                     .map(|(i, &g)| {
                         let p = &self.ports[g];
                         let ps = sw.core.port_stp_status(PortId(i as u16));
