@@ -22,6 +22,7 @@ mod context;
 mod handle;
 #[warn(missing_docs)]
 mod reap;
+mod rootless;
 
 mod apply;
 mod checks;
@@ -209,6 +210,7 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     weft_sys::caps::require_admin("weft up")?;
+    rootless::check(lab)?;
     machines::check_underlay(lab)?;
     // Images, podman and service users: refused before anything is built.
     services::preflight(lab)?;

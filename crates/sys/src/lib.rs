@@ -11,6 +11,8 @@
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
+//! - [`userns`]: running without root: the keeper of the caller's user
+//!   namespace, joined before anything else.
 //! - [`tunnel`]: the `weft tunnel` datapath (TUN/TAP device, batched UDP, TCP).
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
@@ -32,6 +34,7 @@ pub mod spawn;
 pub mod sysctl;
 pub mod tunnel;
 pub mod tuntap;
+pub mod userns;
 
 pub use error::{Error, Result};
 pub use netns::route_socket;
