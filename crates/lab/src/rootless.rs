@@ -56,8 +56,21 @@ fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), String>) -> Result<(), Error> 
                         root,
                     ))
                 }
-                IfaceKind::Tun(_) | IfaceKind::Tap(_) if tuntap.is_none() => {
-                    tuntap = Some(format!("{}:{}", n.name, i.name));
+                IfaceKind::Tun(o) | IfaceKind::Tap(o) => {
+                    if o.owner.is_some() || o.group.is_some() {
+                        return Err(Error::invalid_help(
+                            format!(
+                                "{}:{} names an owner or group: without root, weft's user \
+                                 namespace holds only you (as its root), so no other user \
+                                 or group can own the device",
+                                n.name, i.name
+                            ),
+                            "leave owner and group out (the device is yours), or run weft as root",
+                        ));
+                    }
+                    if tuntap.is_none() {
+                        tuntap = Some(format!("{}:{}", n.name, i.name));
+                    }
                 }
                 _ => {}
             }
