@@ -13,7 +13,9 @@
 //! - [`caps`]: the up-front root check.
 //! - [`userns`]: running without root: the keeper of the caller's user
 //!   namespace, joined before anything else.
-//! - [`tunnel`]: the `weft tunnel` datapath (TUN/TAP device, batched UDP, TCP).
+//! - [`tundev`], [`udpbatch`], [`fdio`]: what the `weft tunnel` process
+//!   (crates/tunnel-run) needs of the OS: its TUN/TAP device, batched UDP
+//!   with GSO/GRO, polling.
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
 //! act in the network namespace of the *calling thread*; run them inside
@@ -23,6 +25,7 @@
 pub mod caps;
 pub mod error;
 pub mod exec;
+pub mod fdio;
 pub mod mntns;
 pub mod netlink;
 pub mod netns;
@@ -32,8 +35,9 @@ pub mod port;
 pub mod process;
 pub mod spawn;
 pub mod sysctl;
-pub mod tunnel;
+pub mod tundev;
 pub mod tuntap;
+pub mod udpbatch;
 pub mod userns;
 
 pub use error::{Error, Result};
