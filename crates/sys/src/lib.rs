@@ -11,6 +11,8 @@
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
+//! - [`userns`]: running without root: the keeper of the caller's user
+//!   namespace, joined before anything else.
 //! - [`tundev`], [`udpbatch`], [`fdio`]: what the `weft tunnel` process
 //!   (crates/tunnel-run) needs of the OS: its TUN/TAP device, batched UDP
 //!   with GSO/GRO, polling.
@@ -36,6 +38,7 @@ pub mod sysctl;
 pub mod tundev;
 pub mod tuntap;
 pub mod udpbatch;
+pub mod userns;
 
 pub use error::{Error, Result};
 pub use netns::route_socket;

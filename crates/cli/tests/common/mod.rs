@@ -20,6 +20,12 @@ pub fn root() -> PathBuf {
 
 /// Kernel tests need root; say so plainly rather than fail obscurely.
 pub fn require_root() {
+    // Run by a user who is not root (.ci/rootless), this test program
+    // joined weft's user namespace before main (weft_sys::userns), where
+    // it is root: its `ip` and /run/netns are the labs'.
+    if let Some(Err(e)) = weft_sys::userns::joined_at_start() {
+        panic!("joining weft's user namespace: {e}");
+    }
     let uid = unsafe_free_uid();
     assert_eq!(uid, 0, "these tests build network namespaces and must run as root (the README's test command does)");
 }
