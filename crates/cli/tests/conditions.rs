@@ -357,15 +357,139 @@ fn a_wire_passes_tags_bpdus_and_foreign_macs_unchanged() {
     }
     assert_eq!(got, frames, "the wire changed or lost a frame");
 
-    // The runtime commands see through the wire: `weft link` takes the
-    // link's own ends down; `weft impair` says where its impairment lives.
+    // `weft link` sees through the wire: it takes the link's own ends
+    // down and up.
     lab.ok(&["link", &lab.name, "h1", "h2", "down"]);
     assert!(lab
         .ip("h2", &["link", "show", "eth0"])
         .contains("state DOWN"));
     lab.ok(&["link", &lab.name, "h1", "h2", "up"]);
-    let o = lab.run(&["impair", &lab.name, "h1", "h2", "--delay", "5ms"]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("is impaired by a wire"), "{err}");
+}
+
+/// The wire's entry in `weft status --json`.
+fn wire_status(lab: &Lab, wire: &str) -> serde_json::Value {
+    let st = lab.status_json()[0].clone();
+    st["wires"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no wires in {st}"))
+        .iter()
+        .find(|w| w["name"] == wire)
+        .unwrap_or_else(|| panic!("no wire {wire} in {st}"))
+        .clone()
+}
+
+/// `weft impair` on a wired link retunes its wire at run time: the new
+/// loss with a seed replays the same drops when given again, `--clear`
+/// lets every frame through, the counters per direction in `weft status`
+/// account for every datagram, and `weft up` of the file brings the
+/// file's settings back.
+#[test]
+fn weft_impair_retunes_a_wire_and_status_counts_each_way() {
+    let lab = Lab::from_text(
+        "c2-retune",
+        &kernel_links(9).replace("loss = \"20%\", ", ""),
+    );
+    lab.up();
+    neighbour(&lab, "h1", "10.69.0.2", "02:00:00:00:69:02");
+    neighbour(&lab, "h2", "10.69.0.1", "02:00:00:00:69:01");
+    let w = wire_status(&lab, "~h1.eth0");
+    assert_eq!(w["settings"], "delay 10ms seed 9", "{w}");
+    assert_eq!(w["link"][0], "h1:eth0", "{w}");
+    assert_eq!(w["seed"], 9, "{w}");
+
+    let impair = |lab: &Lab| {
+        let o = lab.ok(&[
+            "impair",
+            &lab.name,
+            "h1",
+            "h2",
+            "--loss",
+            "30%",
+            "--seed",
+            "11",
+            "--direction",
+            "out",
+        ]);
+        assert!(
+            o.contains("link h1:eth0 — h2:eth0 (wire ~h1.eth0): impair loss 30%"),
+            "{o}"
+        );
+    };
+    impair(&lab);
+    let n = 300;
+    let before = wire_status(&lab, "~h1.eth0");
+    let first = datagrams(&lab, "h1", "h2", "10.69.0.2", n);
+    // 30% loss: 210 of 300 expected; 5 standard deviations are 40.
+    assert!(
+        (170..=250).contains(&first.len()),
+        "{} arrived",
+        first.len()
+    );
+    let w = wire_status(&lab, "~h1.eth0");
+    eprintln!("after 300 datagrams at 30% loss: {w}");
+    let d = |w: &serde_json::Value, way: &str, k: &str| {
+        w[way][k].as_u64().unwrap() - before[way][k].as_u64().unwrap()
+    };
+    // The hosts are quiet (static neighbours, no IPv6): the test's
+    // datagrams are all the link carries.
+    assert_eq!(
+        d(&w, "out", "lost"),
+        u64::from(n) - first.len() as u64,
+        "{w}"
+    );
+    assert_eq!(d(&w, "out", "dropped"), d(&w, "out", "lost"), "{w}");
+    assert_eq!(d(&w, "out", "passed"), first.len() as u64, "{w}");
+    assert_eq!(w["out"]["impaired"], true);
+    assert_eq!(
+        w["in"]["impaired"], false,
+        "direction out leaves `in` alone"
+    );
+    assert_eq!(d(&w, "in", "lost"), 0);
+    assert_eq!(w["settings"], "loss 30% seed 11 direction out", "{w}");
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("impair wire ~h1.eth0: loss 30%"), "{text}");
+    assert!(
+        text.contains("wire h1:eth0 — h2:eth0: impair loss 30%"),
+        "{text}"
+    );
+    assert!(text.contains("out h1:eth0 -> h2:eth0: passed"), "{text}");
+
+    // The same seed again: the PRNG starts over, the same datagrams go.
+    impair(&lab);
+    let again = datagrams(&lab, "h1", "h2", "10.69.0.2", n);
+    let ids = |v: &[(u32, f64)]| v.iter().map(|(i, _)| *i).collect::<Vec<u32>>();
+    assert_eq!(ids(&first), ids(&again), "seed 11 replays at run time");
+
+    let o = lab.ok(&["impair", &lab.name, "h2", "h1", "--clear"]);
+    assert!(o.contains("(wire ~h1.eth0): impairment cleared"), "{o}");
+    let all = datagrams(&lab, "h1", "h2", "10.69.0.2", 100);
+    assert_eq!(all.len(), 100, "nothing is lost once cleared");
+    let w = wire_status(&lab, "~h1.eth0");
+    assert!(w["settings"].is_null(), "{w}");
+    assert_eq!(w["out"]["impaired"], false, "{w}");
+    let st = lab.status_json()[0].clone();
+    assert!(st["runtime"]["wires"]["~h1.eth0"].is_null(), "{st}");
+    assert!(
+        st["runtime"]["wires"]
+            .as_object()
+            .is_some_and(|m| m.contains_key("~h1.eth0")),
+        "{st}"
+    );
+
+    // `weft up` of the file: the file's delay again.
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    assert!(o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("impair wire ~h1.eth0 back to the file's delay 10ms"),
+        "{said}"
+    );
+    assert!(lab.status_json()[0]["runtime"].is_null());
+    assert_eq!(
+        wire_status(&lab, "~h1.eth0")["settings"],
+        "delay 10ms seed 9"
+    );
+    let back = datagrams(&lab, "h1", "h2", "10.69.0.2", 50);
+    let min = back.iter().map(|(_, d)| *d).fold(f64::MAX, f64::min);
+    assert!(min >= 9.9, "the file's 10 ms delay is back: min {min}");
 }

@@ -132,6 +132,8 @@ struct Dp {
     offload: Vec<(usize, usize, fastpath::Pair, usize)>,
     /// The lab's event stream (crate::events).
     watch: crate::events::Watch,
+    /// The lab's wires, served by a thread of their own.
+    wires: Option<wire::WireCtl>,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -148,6 +150,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         lab_name: String::new(),
         offload: Vec::new(),
         watch: crate::events::Watch::new(control.parent().unwrap_or(Path::new("."))),
+        wires: None,
     };
     let fast_on = std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off");
     for node in lab.nodes.values() {
@@ -226,8 +229,8 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             fast,
         });
     }
-    let wires = wire::start(lab)?;
-    if dp.switches.is_empty() && wires == 0 {
+    dp.wires = wire::start(lab)?;
+    if dp.switches.is_empty() && dp.wires.is_none() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
     dp.init_impair(lab);
@@ -643,6 +646,12 @@ impl Dp {
                 None => self.no_port(&switch, &port),
             },
             Ok(Request::Configure { node }) => self.reconfigure(&node),
+            Ok(Request::Wire { wire, impair }) => match &self.wires {
+                Some(w) => w.set(&wire, impair),
+                None => Reply::Error {
+                    message: format!("no wire {wire}: this lab has none"),
+                },
+            },
             Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
                 Some(g) => {
                     self.set_admin(g, up);
@@ -776,6 +785,7 @@ impl Dp {
         StatusReply {
             pid: std::process::id(),
             switches,
+            wires: self.wires.as_ref().map(|w| w.status()).unwrap_or_default(),
         }
     }
 

@@ -27,11 +27,15 @@ pub struct Overrides {
     /// cleared where the file has one.
     #[serde(default)]
     pub impair: BTreeMap<String, Option<Impairment>>,
+    /// Impairment set at run time per wire (`~h1.eth0`, the wire of an
+    /// impaired link between two kernel ends); `None` means cleared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wires: BTreeMap<String, Option<Impairment>>,
 }
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
-        self.links_down.is_empty() && self.impair.is_empty()
+        self.links_down.is_empty() && self.impair.is_empty() && self.wires.is_empty()
     }
 
     /// One line per change, for `weft status` and `weft up`.
@@ -45,6 +49,12 @@ impl Overrides {
             v.push(match i {
                 Some(i) => format!("impair {port}: {}", i.summary()),
                 None => format!("impair {port}: cleared"),
+            });
+        }
+        for (wire, i) in &self.wires {
+            v.push(match i {
+                Some(i) => format!("impair wire {wire}: {}", i.summary()),
+                None => format!("impair wire {wire}: cleared"),
             });
         }
         v
@@ -308,14 +318,90 @@ pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, End
     Ok((ea, eb))
 }
 
+/// What `weft impair` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Impaired {
+    /// The switch port at one end of the link (the switch impairs it).
+    Port(Endpoint),
+    /// The wire in a link between two kernel ends.
+    Wire {
+        /// `~NODE.IFACE`.
+        wire: String,
+        link: [Endpoint; 2],
+    },
+}
+
+impl Impaired {
+    /// `switch port sw:p1`, `link h1:eth0 — h2:eth0 (wire ~h1.eth0)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Impaired::Port(p) => format!("switch port {p}"),
+            Impaired::Wire { wire, link } => {
+                format!("link {} — {} (wire {wire})", link[0], link[1])
+            }
+        }
+    }
+}
+
+/// The port (`sw:p1`) or the wire (`~h1.eth0`).
+impl std::fmt::Display for Impaired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Impaired::Port(p) => p.fmt(f),
+            Impaired::Wire { wire, .. } => f.write_str(wire),
+        }
+    }
+}
+
+/// `weft impair` on a wired link: the wire takes the new settings over
+/// the datapath's control socket; its counters run on.
+fn set_wire_impair(
+    st: &state::State,
+    wire: &str,
+    imp: Option<Impairment>,
+) -> Result<Impaired, Error> {
+    let name = &st.lab.name;
+    let node = &st.lab.nodes[wire];
+    let w = node.wire.as_ref().expect("a wire node");
+    ask(
+        name,
+        Request::Wire {
+            wire: wire.to_string(),
+            impair: imp.clone(),
+        },
+    )?;
+    let mut o = load(name).unwrap_or_default();
+    if imp.as_ref() == Some(&w.impair) {
+        o.wires.remove(wire);
+    } else {
+        o.wires.insert(wire.to_string(), imp.clone());
+    }
+    save(name, &o)?;
+    let e = match &imp {
+        Some(i) => crate::events::Event::new("impair.set").with("impair", i.summary()),
+        None => crate::events::Event::new("impair.cleared"),
+    };
+    crate::events::record(
+        name,
+        e.node(wire)
+            .with("a", w.link[0].to_string())
+            .with("b", w.link[1].to_string()),
+    );
+    Ok(Impaired::Wire {
+        wire: wire.to_string(),
+        link: w.link.clone(),
+    })
+}
+
 /// `weft impair LAB A B ...`: sets (or with `None` clears) the
-/// impairment of the link's switch end. Returns that port.
+/// impairment of the link's switch end, or of the wire in a link between
+/// two kernel ends. Returns which.
 pub fn set_impair(
     name: &str,
     a: &str,
     b: &str,
     imp: Option<Impairment>,
-) -> Result<Endpoint, Error> {
+) -> Result<Impaired, Error> {
     if let Some(i) = &imp {
         i.check().map_err(|(_, why)| Error::invalid(why))?;
     }
@@ -326,11 +412,9 @@ pub fn set_impair(
         ea
     } else if is_switch(&st.lab, &eb) {
         eb
-    } else if st.lab.wire_of(&ea).is_some() {
-        return Err(Error::invalid_help(
-            format!("{ea} — {eb} is impaired by a wire from the file's `impair`, which `weft impair` does not change at run time"),
-            "edit the link's impair in the file and run `weft up` (docs/conditions.md#impairment-on-any-link)",
-        ));
+    } else if let Some(w) = st.lab.wire_of(&ea) {
+        let wire = w.name.clone();
+        return set_wire_impair(&st, &wire, imp);
     } else {
         return Err(Error::invalid_help(
             format!("{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them"),
@@ -362,7 +446,7 @@ pub fn set_impair(
         None => crate::events::Event::new("impair.cleared"),
     };
     crate::events::record(name, e.node(&end.node).port(&end.iface));
-    Ok(end)
+    Ok(Impaired::Port(end))
 }
 
 /// Undoes the runtime changes so the lab is as its file says: links
@@ -414,6 +498,24 @@ pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
             Some(i) => format!("impair {port} back to the file's {}", i.summary()),
             None => format!("impair {port} cleared, as in the file"),
         });
+    }
+    for wire in o.wires.keys() {
+        let Some(want) = lab.nodes.get(wire).and_then(|n| n.wire.as_ref()) else {
+            continue;
+        };
+        if !datapath_fresh {
+            ask(
+                &lab.name,
+                Request::Wire {
+                    wire: wire.clone(),
+                    impair: Some(want.impair.clone()),
+                },
+            )?;
+        }
+        undone.push(format!(
+            "impair wire {wire} back to the file's {}",
+            want.impair.summary()
+        ));
     }
     save(&lab.name, &Overrides::default())?;
     Ok(undone)
