@@ -493,3 +493,63 @@ fn weft_impair_retunes_a_wire_and_status_counts_each_way() {
     let min = back.iter().map(|(_, d)| *d).fold(f64::MAX, f64::min);
     assert!(min >= 9.9, "the file's 10 ms delay is back: min {min}");
 }
+
+/// Where the kernel has netem, a wire and netem with the same settings
+/// give the same statistics: loss within 5 standard deviations of the
+/// setting each (and of each other), neither early, medians close. This
+/// kernel has none (`CONFIG_NET_SCH_NETEM` unset): the test says so and
+/// why, loudly; the wires' own tests above cover impairment on kernel
+/// links.
+#[test]
+fn netem_and_a_wire_give_the_same_statistics() {
+    // h1 — h2 through a wire; h3 — h4 a plain veth with netem on h3's end
+    // (netem acts on what leaves an interface: the way measured).
+    let text = kernel_links(4)
+        .replace(
+            "endpoints = [\"h3:eth0\", \"br:p3\"]\nimpair = { delay = \"10ms\", loss = \"20%\", seed = 4 }",
+            "endpoints = [\"h3:eth0\", \"h4:eth0\"]",
+        )
+        .replace("[[links]]\nendpoints = [\"h4:eth0\", \"br:p4\"]\n", "");
+    assert!(
+        text.contains("endpoints = [\"h3:eth0\", \"h4:eth0\"]") && !text.contains("br:p"),
+        "{text}"
+    );
+    if let weft::runtime::Netem::Missing(why) = weft::runtime::netem() {
+        eprintln!(
+            "\n*** SKIPPED netem_and_a_wire_give_the_same_statistics: no netem on this kernel\n*** ({why}).\n*** Nothing to compare; weft impairs kernel links with its wires, tested by\n*** impaired_kernel_links_replay_a_seed_and_hold_their_settings.\n"
+        );
+        return;
+    }
+    let lab = Lab::from_text("c2-netem", &text);
+    lab.up();
+    for (node, peer_ip, peer_mac) in [
+        ("h1", "10.69.0.2", "02:00:00:00:69:02"),
+        ("h2", "10.69.0.1", "02:00:00:00:69:01"),
+        ("h3", "10.70.0.4", "02:00:00:00:70:04"),
+        ("h4", "10.70.0.3", "02:00:00:00:70:03"),
+    ] {
+        neighbour(&lab, node, peer_ip, peer_mac);
+    }
+    lab.ok(&[
+        "exec", &lab.name, "h3", "--", "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
+        "delay", "10ms", "loss", "20%",
+    ]);
+    let n = 1000;
+    let wire = datagrams(&lab, "h1", "h2", "10.69.0.2", n);
+    let netem = datagrams(&lab, "h3", "h4", "10.70.0.4", n);
+    // 800 of 1000 expected; one standard deviation is 12.6.
+    for (what, got) in [("wire", &wire), ("netem", &netem)] {
+        assert!((737..=863).contains(&got.len()), "{what}: {}", got.len());
+        let mut d: Vec<f64> = got.iter().map(|(_, d)| *d).collect();
+        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!(
+            "{what}: {} of {n}, min {:.2} median {:.2} ms",
+            got.len(),
+            d[0],
+            d[d.len() / 2]
+        );
+        assert!(d[0] >= 9.9, "{what}: early");
+    }
+    let diff = (wire.len() as i64 - netem.len() as i64).abs();
+    assert!(diff <= 90, "wire {} vs netem {}", wire.len(), netem.len());
+}

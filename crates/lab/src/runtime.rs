@@ -521,6 +521,35 @@ pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
     Ok(undone)
 }
 
+/// Whether this kernel has netem (`sch_netem`), found by trying: a
+/// `netem` qdisc added on `lo` in a scratch network namespace (`unshare
+/// --net`, gone when `tc` exits), so nothing of the machine is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Netem {
+    Available,
+    /// Not there, or cannot be told: what `tc` said.
+    Missing(String),
+}
+
+/// Tries netem now (docs/conditions.md, "Netem"). weft impairs through
+/// its own wires either way: they replay from a seed on every kernel and
+/// give the same statistics; this says whether netem could be compared.
+pub fn netem() -> Netem {
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem"])
+        .args(["delay", "1ms"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Netem::Available,
+        Ok(o) => Netem::Missing(format!(
+            "`tc qdisc add dev lo root netem delay 1ms` in a scratch namespace: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Netem::Missing(format!("cannot run `unshare --net tc` to try netem: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
