@@ -11,7 +11,9 @@
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`caps`]: the up-front root check.
-//! - [`tunnel`]: the `weft tunnel` datapath (TUN/TAP device, batched UDP, TCP).
+//! - [`tundev`], [`udpbatch`], [`fdio`]: what the `weft tunnel` process
+//!   (crates/tunnel-run) needs of the OS: its TUN/TAP device, batched UDP
+//!   with GSO/GRO, polling.
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
 //! act in the network namespace of the *calling thread*; run them inside
@@ -21,6 +23,7 @@
 pub mod caps;
 pub mod error;
 pub mod exec;
+pub mod fdio;
 pub mod mntns;
 pub mod netlink;
 pub mod netns;
@@ -30,8 +33,9 @@ pub mod port;
 pub mod process;
 pub mod spawn;
 pub mod sysctl;
-pub mod tunnel;
+pub mod tundev;
 pub mod tuntap;
+pub mod udpbatch;
 
 pub use error::{Error, Result};
 pub use netns::route_socket;
