@@ -92,7 +92,15 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
             Some((n, i)) => (n.to_string(), Some(i.to_string())),
             None => (s.to_string(), None),
         };
-        if !lab.nodes.contains_key(&n) {
+        // The far end of a wired vxlan link is on another machine, not in
+        // this machine's share, but named by the wire.
+        let far_end = || {
+            lab.nodes
+                .values()
+                .filter_map(|x| x.wire.as_ref())
+                .any(|w| w.link.iter().any(|e| e.node == n))
+        };
+        if !lab.nodes.contains_key(&n) && !far_end() {
             return Err(Error::NoNode {
                 lab: lab.name.clone(),
                 node: n,
@@ -103,9 +111,15 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
     };
     let (an, ai) = parse(a)?;
     let (bn, bi) = parse(b)?;
-    let found: Vec<(Endpoint, Endpoint)> = lab.nodes[&an]
-        .interfaces
-        .values()
+    if !lab.nodes.contains_key(&an) && lab.nodes.contains_key(&bn) {
+        // Only the far end of a wire is known here: look from the near end.
+        return find_link(lab, b, a).map(|(x, y)| (y, x));
+    }
+    let found: Vec<(Endpoint, Endpoint)> = lab
+        .nodes
+        .get(&an)
+        .into_iter()
+        .flat_map(|n| n.interfaces.values())
         .filter_map(|i| match &i.kind {
             // A wire in the link (an impaired kernel link) is not a hop:
             // the link's other end is past it.
