@@ -509,3 +509,105 @@ fn netem_and_a_wire_give_the_same_statistics() {
     let diff = (wire.len() as i64 - netem.len() as i64).abs();
     assert!(diff <= 90, "wire {} vs netem {}", wire.len(), netem.len());
 }
+
+/// `weft impair` on a kernel link without `impair` in the file puts a
+/// wire in at run time (the nodes keep their MACs, addresses and routes);
+/// the delay and loss then hold within their bounds, and `weft up` of the
+/// file takes the wire out again.
+#[test]
+fn weft_impair_puts_a_wire_into_a_plain_kernel_link_at_run_time() {
+    let text = kernel_links(1)
+        .replace(
+            "impair = { delay = \"10ms\", loss = \"20%\", seed = 1 }\n",
+            "",
+        )
+        .replace(
+            "[nodes.h1.interfaces.eth0]",
+            "[nodes.h1]\nroutes = [\"10.99.0.0/24 via 10.69.0.2\"]\n[nodes.h1.interfaces.eth0]",
+        )
+        // h4 has no MAC in the file: it keeps the one the kernel gave it.
+        .replace("mac = \"02:00:00:00:70:04\"\n", "");
+    assert!(
+        !text.contains("impair") && !text.contains(":70:04"),
+        "{text}"
+    );
+    let lab = Lab::from_text("c2-live", &text);
+    lab.up();
+    let mac_of = |n: &str| {
+        let s = lab.ip(n, &["-br", "link", "show", "eth0"]);
+        s.split_whitespace().nth(2).unwrap().to_string()
+    };
+    let h4_mac = mac_of("h4");
+    let o = lab.ok(&[
+        "impair", &lab.name, "h1", "h2", "--delay", "10ms", "--loss", "20%", "--seed", "5",
+    ]);
+    assert!(
+        o.contains("link h1:eth0 — h2:eth0 (wire ~h1.eth0): impair delay 10ms loss 20%"),
+        "{o}"
+    );
+    assert!(lab.namespaces().contains(&lab.netns("~h1.eth0")));
+    assert!(lab
+        .ip("h1", &["link", "show", "eth0"])
+        .contains("02:00:00:00:69:01"));
+    assert!(
+        lab.ip("h1", &["route"])
+            .contains("10.99.0.0/24 via 10.69.0.2"),
+        "the route came back with the link"
+    );
+    // And on a host-to-bridge link, whose host has no MAC in the file.
+    lab.ok(&["impair", &lab.name, "h4", "br", "--delay", "10ms"]);
+    assert_eq!(mac_of("h4"), h4_mac, "h4 keeps its MAC");
+    assert!(lab.namespaces().contains(&lab.netns("~br.p4")));
+    for (a, b, ip_b, mac_b, ip_a, mac_a) in [
+        (
+            "h1",
+            "h2",
+            "10.69.0.2",
+            "02:00:00:00:69:02",
+            "10.69.0.1",
+            "02:00:00:00:69:01",
+        ),
+        (
+            "h3",
+            "h4",
+            "10.70.0.4",
+            h4_mac.as_str(),
+            "10.70.0.3",
+            "02:00:00:00:70:03",
+        ),
+    ] {
+        neighbour(&lab, a, ip_b, mac_b);
+        neighbour(&lab, b, ip_a, mac_a);
+    }
+    let n = 300;
+    let got = datagrams(&lab, "h1", "h2", "10.69.0.2", n);
+    assert!((205..=275).contains(&got.len()), "{} of {n}", got.len());
+    let mut d: Vec<f64> = got.iter().map(|(_, d)| *d).collect();
+    d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "inserted wire: {} of {n}, min {:.2} median {:.2} ms",
+        got.len(),
+        d[0],
+        d[d.len() / 2]
+    );
+    assert!(d[0] >= 9.9 && d[d.len() / 2] < 40.0, "{:?}", &d[..3]);
+    let bridged = datagrams(&lab, "h3", "h4", "10.70.0.4", 50);
+    assert_eq!(bridged.len(), 50, "delay only");
+    assert!(bridged.iter().all(|(_, d)| *d >= 9.9));
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(
+        text.contains("impair wire ~h1.eth0: delay 10ms loss 20%"),
+        "{text}"
+    );
+
+    // The file has no wires: `weft up` takes them out.
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    assert!(o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("wire ~h1.eth0 removed"), "{said}");
+    assert!(!lab.namespaces().contains(&lab.netns("~h1.eth0")));
+    assert!(!lab.namespaces().contains(&lab.netns("~br.p4")));
+    let back = datagrams(&lab, "h1", "h2", "10.69.0.2", 50);
+    assert_eq!(back.len(), 50);
+    assert!(back.iter().all(|(_, d)| *d < 9.0), "no delay left");
+}

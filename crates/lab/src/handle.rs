@@ -423,8 +423,8 @@ impl LinkHandle<'_> {
 
     /// Impair the link from now on: its switch end (when one end is a
     /// port of a `kind = "switch"` node), or the wire of a link between
-    /// two kernel ends that has `impair` in the file (a wire: see
-    /// docs/conditions.md). The PRNG starts again from the seed.
+    /// two kernel ends (see docs/conditions.md), put in now when the link
+    /// has none. The PRNG starts again from the seed.
     pub fn impair(&self, imp: &Impair) -> Result<(), Error> {
         let s = imp.settings()?;
         crate::runtime::set_impair(&self.lab.name, &self.a, &self.b, Some(s)).map(|_| ())

@@ -407,9 +407,102 @@ fn set_wire_impair(
     })
 }
 
+/// The MAC an interface has now, from the kernel.
+fn current_mac(lab: &Lab, e: &Endpoint) -> Result<Option<weft_topo::Mac>, Error> {
+    let ns = &lab.nodes[&e.node].netns;
+    let fd = netns::open(ns)?;
+    let sock = netns::route_socket_in(fd.as_fd())?;
+    let mut nl =
+        Netlink::from_fd(sock).map_err(|err| Error::io(format!("netlink socket in {ns}"), err))?;
+    Ok(nl
+        .links()
+        .map_err(|err| Error::io(format!("listing the interfaces of {ns}"), err))?
+        .into_iter()
+        .find(|l| l.name == e.iface)
+        .and_then(|l| l.mac)
+        .map(weft_topo::Mac))
+}
+
+/// `weft impair` on a link between two kernel ends that has no wire: the
+/// lab is brought to itself plus a wire in that link, as `weft up` of a
+/// file with `impair` on the link would (the link's veth pair is made
+/// again, with the ends' names, MACs, addresses and routes; the datapath
+/// starts or restarts to serve the wire). Other runtime changes stay: they
+/// are kept from `up`'s restore and told to the (re)started datapath
+/// again. `weft up` of the file removes the wire.
+fn insert_wire(name: &str, a: &Endpoint, b: &Endpoint, imp: Impairment) -> Result<Impaired, Error> {
+    let st = crate::built(name)?;
+    let mut lab = st.lab.clone();
+    // The ends keep the MACs they have (a new veth would get new ones).
+    for e in [a, b] {
+        let mac = current_mac(&lab, e)?;
+        if let Some(i) = lab
+            .nodes
+            .get_mut(&e.node)
+            .and_then(|n| n.interfaces.get_mut(&e.iface))
+        {
+            i.mac = i.mac.or(mac);
+        }
+    }
+    let Some(wire) = weft_topo::wire::insert_at_run_time(&mut lab, a, b, imp.clone()) else {
+        return Err(Error::invalid(format!(
+            "{a} — {b} is not a veth link between two kernel ends"
+        )));
+    };
+    let kept = load(name);
+    let _ = std::fs::remove_file(path(name));
+    let up = crate::up(
+        &lab,
+        &crate::UpOptions {
+            source: st.source.clone(),
+            ..Default::default()
+        },
+    );
+    let mut o = kept.unwrap_or_default();
+    o.wires.insert(wire.clone(), Some(imp.clone()));
+    save(name, &o)?;
+    up?;
+    for (port, i) in &o.impair {
+        if let Some((sw, p)) = port.split_once(':') {
+            ask(
+                name,
+                Request::Impair {
+                    switch: sw.to_string(),
+                    port: p.to_string(),
+                    impair: i.clone(),
+                },
+            )?;
+        }
+    }
+    for (w, i) in &o.wires {
+        if *w != wire {
+            ask(
+                name,
+                Request::Wire {
+                    wire: w.clone(),
+                    impair: i.clone(),
+                },
+            )?;
+        }
+    }
+    crate::events::record(
+        name,
+        crate::events::Event::new("impair.set")
+            .with("impair", imp.summary())
+            .node(&wire)
+            .with("a", a.to_string())
+            .with("b", b.to_string()),
+    );
+    Ok(Impaired::Wire {
+        wire,
+        link: [a.min(b).clone(), a.max(b).clone()],
+    })
+}
+
 /// `weft impair LAB A B ...`: sets (or with `None` clears) the
 /// impairment of the link's switch end, or of the wire in a link between
-/// two kernel ends. Returns which.
+/// two kernel ends (put in at run time when the link has none). Returns
+/// which.
 pub fn set_impair(
     name: &str,
     a: &str,
@@ -430,10 +523,15 @@ pub fn set_impair(
         let wire = w.name.clone();
         return set_wire_impair(&st, &wire, imp);
     } else {
-        return Err(Error::invalid_help(
-            format!("{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them"),
-            "write impair on the link in the file: weft then puts a wire with the impairment in it (docs/conditions.md#impairment-on-any-link)",
-        ));
+        let Some(imp) = imp else {
+            return Err(Error::invalid_help(
+                format!("{ea} — {eb} is not impaired"),
+                format!("`weft status {name}` shows the impaired links"),
+            ));
+        };
+        // `up` takes the lab's lock itself.
+        drop(_lock);
+        return insert_wire(name, &ea, &eb, imp);
     };
     ask(
         name,
@@ -530,6 +628,9 @@ pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
             "impair wire {wire} back to the file's {}",
             want.impair.summary()
         ));
+    }
+    for wire in o.wires.keys().filter(|w| !lab.nodes.contains_key(*w)) {
+        undone.push(format!("wire {wire} removed, as the file has none"));
     }
     save(&lab.name, &Overrides::default())?;
     Ok(undone)

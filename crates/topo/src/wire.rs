@@ -60,6 +60,28 @@ pub(crate) fn insert(lab: &mut Lab, a: &Endpoint, b: &Endpoint, impair: Impairme
     name
 }
 
+/// Puts a wire into a built lab's veth link `a` — `b` between two kernel
+/// ends (`weft impair` on a link that has none); returns the wire node's
+/// name, or `None` when `a` — `b` is not such a link (a switch end, a
+/// wire already there, another kind).
+pub fn insert_at_run_time(
+    lab: &mut Lab,
+    a: &Endpoint,
+    b: &Endpoint,
+    impair: Impairment,
+) -> Option<String> {
+    let kernel = |e: &Endpoint| {
+        lab.nodes
+            .get(&e.node)
+            .is_some_and(|n| n.kind != NodeKind::Switch && n.wire.is_none())
+    };
+    let paired = matches!(&lab.iface(a)?.kind, IfaceKind::Veth { peer } if peer == b);
+    if !(paired && kernel(a) && kernel(b)) || lab.nodes.contains_key(&node_name(a.min(b))) {
+        return None;
+    }
+    Some(insert(lab, a, b, impair))
+}
+
 /// Puts a wire into the `kind = "vxlan"` link `a` — `b` (both ends already
 /// VXLAN devices), on the machine of the first end (canonical order):
 /// that end becomes a veth to the wire's `w0`, and its VXLAN device, with
