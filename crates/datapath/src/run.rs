@@ -108,6 +108,8 @@ struct Dp {
     /// The kernel fast path may be used (`WEFT_SWITCH_FASTPATH` is not
     /// `off`).
     fast_on: bool,
+    /// The lab's wires, served by a thread of their own.
+    wires: Option<wire::WireCtl>,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -125,6 +127,7 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         offload: Vec::new(),
         watch: crate::events::Watch::new(control.parent().unwrap_or(Path::new("."))),
         fast_on: std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off"),
+        wires: None,
     };
     for node in lab.nodes.values() {
         let Some((names, cfg)) = switch_config(&lab.name, node) else {
@@ -151,8 +154,8 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             fast,
         });
     }
-    let wires = wire::start(lab)?;
-    if dp.switches.is_empty() && wires == 0 {
+    dp.wires = wire::start(lab)?;
+    if dp.switches.is_empty() && dp.wires.is_none() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
     dp.init_impair(lab);

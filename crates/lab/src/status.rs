@@ -25,6 +25,11 @@ pub struct LabStatus {
     /// when the lab has none, `null` when the datapath does not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switches: Option<Option<Vec<weft_datapath::control::SwitchInfo>>>,
+    /// The wires (impaired links between two kernel ends) with their
+    /// counters per direction; absent when the lab has none, `null` when
+    /// the datapath does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wires: Option<Option<Vec<weft_datapath::control::WireInfo>>>,
     /// One entry per end of each `kind = "tunnel"` link.
     pub tunnels: Vec<crate::tunnels::TunnelStatus>,
     /// Changes made at run time (`weft link`, `weft impair`) that the
@@ -218,13 +223,23 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                 routes: node.routes.iter().map(|r| r.to_string()).collect(),
             });
         }
+        // One question to the datapath for its switches and its wires.
+        let dp = crate::datapath::has_switches(&st.lab)
+            .then(|| crate::datapath::status(&n))
+            .flatten();
         out.push(LabStatus {
             name: n.clone(),
             machine: st.lab.machine.clone(),
             tunnels: crate::tunnels::status(&st.lab),
             source: st.source.map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
-                .then(|| crate::datapath::status(&n).map(|s| s.switches)),
+                .then(|| dp.clone().map(|s| s.switches)),
+            wires: st
+                .lab
+                .nodes
+                .values()
+                .any(|n| n.wire.is_some())
+                .then(|| dp.map(|s| s.wires)),
             runtime: crate::runtime::load(&n),
             nodes,
         });

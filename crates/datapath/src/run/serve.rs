@@ -44,6 +44,12 @@ impl Dp {
                 None => self.no_port(&switch, &port),
             },
             Ok(Request::Configure { node }) => self.reconfigure(&node),
+            Ok(Request::Wire { wire, impair }) => match &self.wires {
+                Some(w) => w.set(&wire, impair),
+                None => Reply::Error {
+                    message: format!("no wire {wire}: this lab has none"),
+                },
+            },
             Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
                 Some(g) => {
                     self.set_admin(g, up);
@@ -180,6 +186,7 @@ impl Dp {
         StatusReply {
             pid: std::process::id(),
             switches,
+            wires: self.wires.as_ref().map(|w| w.status()).unwrap_or_default(),
         }
     }
 
