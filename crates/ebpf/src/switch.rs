@@ -28,7 +28,7 @@
 //!   frames, tx bytes); `vlan_stats`: per-CPU array per VLAN (frames, bytes).
 
 use crate::{
-    Alu, Asm, AsmError, Cond, Insn, Label, Reg, Size, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9,
+    Alu, Asm, AsmError, Cond, Insn, Label, Reg, Size, R0, R1, R10, R2, R3, R4, R5, R6, R7, R8, R9,
 };
 
 /// `struct __sk_buff` offsets.
@@ -48,7 +48,7 @@ pub mod helper {
     pub const SKB_VLAN_PUSH: i32 = 18;
     pub const SKB_VLAN_POP: i32 = 19;
     pub const REDIRECT: i32 = 23;
-    pub const SKB_LOAD_BYTES: i32 = 26;
+    pub const SKB_LOAD_BYTES_RELATIVE: i32 = 68;
 }
 
 /// tc verdicts.
@@ -308,13 +308,16 @@ pub fn program(p: Params) -> Result<Vec<Insn>, AsmError> {
         .load(Size::W, R1, R6, skb::GSO_SIZE)
         .jump_imm(Cond::Eq, R1, 0, pass);
     g.a.bind(size_ok);
-    // The Ethernet header.
+    // The Ethernet header, counted from the link header
+    // (`BPF_HDR_START_MAC`): a socket filter's data starts there on a
+    // packet socket but at the network header in a test run.
     g.a.mov_reg(R1, R6)
         .mov_imm(R2, 0)
         .mov_reg(R3, R10)
         .alu64_imm(Alu::Add, R3, i32::from(HDR))
         .mov_imm(R4, 14)
-        .call(helper::SKB_LOAD_BYTES)
+        .mov_imm(R5, 0)
+        .call(helper::SKB_LOAD_BYTES_RELATIVE)
         .jump_imm(Cond::Ne, R0, 0, pass);
     // Group destinations (floods, BPDUs) and group sources: userspace.
     g.a.load(Size::B, R1, R10, HDR)
@@ -363,7 +366,8 @@ pub fn program(p: Params) -> Result<Vec<Insn>, AsmError> {
         .mov_reg(R3, R10)
         .alu64_imm(Alu::Add, R3, i32::from(TAG))
         .mov_imm(R4, 4)
-        .call(helper::SKB_LOAD_BYTES)
+        .mov_imm(R5, 0)
+        .call(helper::SKB_LOAD_BYTES_RELATIVE)
         .jump_imm(Cond::Ne, R0, 0, pass)
         .load(Size::H, R8, R10, TAG)
         .be16(R8)
