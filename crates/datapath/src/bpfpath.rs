@@ -105,7 +105,6 @@ impl KernelSwitch {
                     kind,
                     port,
                     ports: n,
-                    mtu: cfg.mtu,
                     maps,
                 })?;
                 Ok(insns.iter().map(|i| i.to_u64()).collect())
@@ -192,7 +191,7 @@ impl KernelSwitch {
                     members,
                 }
             } else {
-                // The mirror entry.
+                // The mirror entry, with the MTU.
                 let mut flags = 0;
                 let mut ix = 0;
                 if let Some(m) = mirror_out {
@@ -207,7 +206,7 @@ impl KernelSwitch {
                 PortValue {
                     ifindex: ix,
                     flags,
-                    untagged: 0,
+                    untagged: core.mtu().min(usize::from(u16::MAX - 18)) as u16,
                     members: mirror_vlans.iter().collect(),
                 }
             };

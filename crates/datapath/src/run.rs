@@ -156,9 +156,6 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         };
         let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
         let refused = crate::fastpath::refused(&cfg);
-        if let (true, Some(why)) = (fast_on, refused) {
-            tracing::info!(switch = %node.name, "no kernel fast path: {why}");
-        }
         let s = dp.switches.len();
         // Sockets belong to the namespace they are made in: make them on
         // a thread inside the switch's namespace.
@@ -196,8 +193,21 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             dp.queues.push(Vec::new());
             global.push(g);
         }
-        let fast = if let Some(why) = refused {
+        let fast = if let (Some(why), false) = (refused, fast_on) {
             FastPath::off(why)
+        } else if refused.is_some() {
+            // Trunks, several VLANs or a mirror: the tc BPF switch.
+            let socks: Vec<Option<&PacketSocket>> =
+                global.iter().map(|&g| dp.ports[g].sock.as_ref()).collect();
+            let fp = match weft_sys::netns::run_in_named(&node.netns, Netlink::open) {
+                Ok(Ok(nl)) => FastPath::with_bpf(nl, &cfg, &socks),
+                Ok(Err(e)) => FastPath::off(format!("no netlink socket ({e})")),
+                Err(e) => FastPath::off(format!("no netlink socket ({e})")),
+            };
+            if !fp.is_bpf() {
+                tracing::warn!(switch = %node.name, "no kernel fast path: {}", fp.describe());
+            }
+            fp
         } else if !fast_on {
             FastPath::off("WEFT_SWITCH_FASTPATH=off")
         } else {
@@ -447,7 +457,13 @@ impl Dp {
     /// Removes switch `s`'s fast-path rules if a forwarding decision may
     /// have changed since they went in.
     fn check_fast(&mut self, s: usize) {
-        let sw = &self.switches[s];
+        let sw = &mut self.switches[s];
+        if sw.fast.is_bpf() {
+            let (ports, globals) = (&self.ports, &sw.ports);
+            let slow = |i: usize| globals.get(i).is_some_and(|&g| ports[g].imp.is_some());
+            sw.fast.sync(&sw.core, slow);
+            return;
+        }
         if sw.fast.stale(&sw.core) {
             self.invalidate_fast(s);
         }
@@ -458,6 +474,7 @@ impl Dp {
     fn harvest_fast(&mut self, s: usize) {
         let now = self.now();
         let sw = &mut self.switches[s];
+        sw.fast.harvest_bpf(&mut sw.core, now);
         if sw.fast.rules() == 0 {
             return;
         }
@@ -630,7 +647,18 @@ impl Dp {
             Err(e) => Reply::Error {
                 message: format!("bad request: {e}"),
             },
-            Ok(Request::Status) => Reply::Status(self.status()),
+            Ok(Request::Status) => {
+                // What the tc BPF switches forwarded since the last
+                // harvest belongs in the answer.
+                for s in 0..self.switches.len() {
+                    if self.switches[s].fast.is_bpf() {
+                        let now = self.now();
+                        let sw = &mut self.switches[s];
+                        sw.fast.harvest_bpf(&mut sw.core, now);
+                    }
+                }
+                Reply::Status(self.status())
+            }
             Ok(Request::Impair {
                 switch,
                 port,

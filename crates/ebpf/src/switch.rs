@@ -81,9 +81,10 @@ const P_FLAGS: i16 = 4;
 const P_UNTAGGED: i16 = 8;
 const P_BITMAP: i16 = 16;
 
-/// One `ports` map value. For the mirror entry, `ifindex` is the mirror
+/// One `ports` map value. For the last entry, `ifindex` is the mirror
 /// output (0: none), `flags` its [`F_FORWARDING`]/[`F_SLOW`], `members`
-/// the mirrored VLANs.
+/// the mirrored VLANs, and `untagged` the switch's MTU (the largest
+/// untagged payload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortValue {
     pub ifindex: u32,
@@ -147,8 +148,6 @@ pub struct Params {
     pub port: u16,
     /// Ports of the switch (the mirror entry is at this index).
     pub ports: u16,
-    /// Largest untagged payload, as the switch core's `mtu`.
-    pub mtu: u16,
     pub maps: Maps,
 }
 
@@ -301,10 +300,14 @@ pub fn program(p: Params) -> Result<Vec<Insn>, AsmError> {
         .load(Size::W, R1, R7, P_FLAGS)
         .alu64_imm(Alu::And, R1, (F_FORWARDING | F_SLOW) as i32)
         .jump_imm(Cond::Ne, R1, F_FORWARDING as i32, pass);
-    // Oversize frames (but GSO ones, which the core never sees whole).
+    // Oversize frames (but GSO ones, which the core never sees whole);
+    // the MTU is in the last entry, so that it can change in place.
     let size_ok = g.a.label();
-    g.a.load(Size::W, R1, R6, skb::LEN)
-        .jump_imm(Cond::Le, R1, i32::from(p.mtu) + 14, size_ok)
+    g.lookup_index(m.ports, u32::from(p.ports));
+    g.a.load(Size::H, R2, R0, P_UNTAGGED)
+        .alu64_imm(Alu::Add, R2, 14)
+        .load(Size::W, R1, R6, skb::LEN)
+        .jump_reg(Cond::Le, R1, R2, size_ok)
         .load(Size::W, R1, R6, skb::GSO_SIZE)
         .jump_imm(Cond::Eq, R1, 0, pass);
     g.a.bind(size_ok);
@@ -531,7 +534,6 @@ mod tests {
             kind,
             port: 1,
             ports: 4,
-            mtu: 1500,
             maps: Maps {
                 ports: 3,
                 fdb: 4,

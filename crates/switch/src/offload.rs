@@ -87,6 +87,11 @@ impl Switch {
         )
     }
 
+    /// The largest untagged payload the switch forwards.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
     /// Whether `port` is administratively enabled and has its link.
     pub fn port_usable(&self, port: PortId) -> bool {
         self.ports

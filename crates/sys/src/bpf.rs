@@ -423,6 +423,25 @@ impl Program {
     }
 }
 
+/// Takes any filter off `sock` (`SO_DETACH_FILTER`); fine if it had none.
+pub fn detach_socket(sock: BorrowedFd<'_>) -> io::Result<()> {
+    let v: libc::c_int = 0;
+    // SAFETY: setsockopt reads an int of the size passed from a live local.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_FILTER,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl AsFd for Program {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

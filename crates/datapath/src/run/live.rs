@@ -50,7 +50,8 @@ impl Dp {
         }
         let sw = &mut self.switches[s];
         sw.modes = modes;
-        if let Some(why) = refused {
+        // The tc BPF switch follows the new settings through its maps.
+        if let (Some(why), false) = (refused, sw.fast.is_bpf()) {
             sw.fast = FastPath::off(why);
         }
         tracing::info!(switch = %node.name, "settings changed in place");
