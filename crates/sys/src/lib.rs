@@ -12,7 +12,9 @@
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
 //! - [`bpf`]: the bpf(2) system call: maps, programs, test runs.
 //! - [`caps`]: the up-front root check.
-//! - [`tunnel`]: the `weft tunnel` datapath (TUN/TAP device, batched UDP, TCP).
+//! - [`tundev`], [`udpbatch`], [`fdio`]: what the `weft tunnel` process
+//!   (crates/tunnel-run) needs of the OS: its TUN/TAP device, batched UDP
+//!   with GSO/GRO, polling.
 //!
 //! Namespace-relative operations (sysctls, TUN/TAP, ping, netlink sockets)
 //! act in the network namespace of the *calling thread*; run them inside
@@ -23,6 +25,7 @@ pub mod bpf;
 pub mod caps;
 pub mod error;
 pub mod exec;
+pub mod fdio;
 pub mod mntns;
 pub mod netlink;
 pub mod netns;
@@ -32,8 +35,9 @@ pub mod port;
 pub mod process;
 pub mod spawn;
 pub mod sysctl;
-pub mod tunnel;
+pub mod tundev;
 pub mod tuntap;
+pub mod udpbatch;
 
 pub use error::{Error, Result};
 pub use netns::route_socket;

@@ -1,6 +1,14 @@
 //! `ip route get`: the route the kernel would choose (RTM_GETROUTE).
 
-use super::*;
+use std::io;
+use std::net::IpAddr;
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::socket::RBUF_TLS;
+use super::Netlink;
 
 /// The kernel's answer to `ip route get DST [oif IFINDEX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
