@@ -134,16 +134,9 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             continue;
         };
         let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
-        let refused = crate::fastpath::refused(&cfg);
-        if let (true, Some(why)) = (dp.fast_on, refused) {
-            tracing::info!(switch = %node.name, "no kernel fast path: {why}");
-        }
         let s = dp.switches.len();
         let global = dp.open_ports(s, &node.netns, names, 0)?;
-        let fast = match refused {
-            Some(why) => FastPath::off(why),
-            None => dp.fast_for(&node.name, &node.netns, &global),
-        };
+        let fast = dp.choose_fast(&node.name, &node.netns, &global, &cfg);
         dp.switches.push(Sw {
             name: node.name.clone(),
             netns: node.netns.clone(),
@@ -310,6 +303,50 @@ impl Dp {
             global.push(g);
         }
         Ok(global)
+    }
+
+    /// The kernel fast path for a switch of `cfg` on ports `global` (its
+    /// core ports in order): `u32` rules for steady flows on a one-VLAN
+    /// access switch, the tc BPF switch for trunks, several VLANs or a
+    /// mirror, or off with the reason `weft status` shows.
+    pub(super) fn choose_fast(
+        &self,
+        switch: &str,
+        netns: &str,
+        global: &[usize],
+        cfg: &weft_switch::SwitchConfig,
+    ) -> FastPath {
+        match crate::fastpath::refused(cfg) {
+            None => self.fast_for(switch, netns, global),
+            Some(why) if !self.fast_on => FastPath::off(why),
+            Some(_) => {
+                let fp = self.bpf_for(netns, global, cfg);
+                if !fp.is_bpf() {
+                    tracing::warn!(switch = %switch, "no kernel fast path: {}", fp.describe());
+                }
+                fp
+            }
+        }
+    }
+
+    /// The tc BPF switch on ports `global`. It needs a socket on every
+    /// core port: a port removed while running keeps its slot in the core
+    /// and so turns it off until the datapath starts again.
+    fn bpf_for(&self, netns: &str, global: &[usize], cfg: &weft_switch::SwitchConfig) -> FastPath {
+        if global.iter().any(|&g| self.ports[g].retired) {
+            return FastPath::off(
+                "tc BPF: a port was removed while running (on again when the datapath restarts)",
+            );
+        }
+        let socks: Vec<Option<&PacketSocket>> = global
+            .iter()
+            .map(|&g| self.ports[g].sock.as_ref())
+            .collect();
+        match weft_sys::netns::run_in_named(netns, Netlink::open) {
+            Ok(Ok(nl)) => FastPath::with_bpf(nl, cfg, &socks),
+            Ok(Err(e)) => FastPath::off(format!("no netlink socket ({e})")),
+            Err(e) => FastPath::off(format!("no netlink socket ({e})")),
+        }
     }
 
     /// The kernel fast path of a switch whose configuration allows it, on

@@ -285,9 +285,14 @@ fn processes_are_planned_with_the_kernel_objects() {
     assert!(keys.contains(&ResKey::Datapath { lab: "m".into() }));
     assert!(keys.contains(&ResKey::Names { node: "a".into() }));
     assert!(plan(Some(&old), &old).ops.is_empty());
-    let edited = weft_topo::parse(&base.replace("\"1\"]", "\"2\"]")).unwrap().lab;
+    let edited = weft_topo::parse(&base.replace("\"1\"]", "\"2\"]"))
+        .unwrap()
+        .lab;
     let p = plan(Some(&old), &edited);
-    assert_eq!(p.lines(), ["~ service a:web (definition changed: restarts)"]);
+    assert_eq!(
+        p.lines(),
+        ["~ service a:web (definition changed: restarts)"]
+    );
     assert_eq!(p.summary(), (0, 1, 0));
     // Node a removed: its service, name files and namespace, in that order.
     let gone = weft_topo::parse("name = \"m\"\n[nodes.sw]\nkind = \"switch\"\n")

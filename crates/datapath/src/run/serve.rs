@@ -31,7 +31,18 @@ impl Dp {
             Err(e) => Reply::Error {
                 message: format!("bad request: {e}"),
             },
-            Ok(Request::Status) => Reply::Status(self.status()),
+            Ok(Request::Status) => {
+                // What the tc BPF switches forwarded since the last
+                // harvest belongs in the answer.
+                for s in 0..self.switches.len() {
+                    if self.switches[s].fast.is_bpf() {
+                        let now = self.now();
+                        let sw = &mut self.switches[s];
+                        sw.fast.harvest_bpf(&mut sw.core, now);
+                    }
+                }
+                Reply::Status(self.status())
+            }
             Ok(Request::Impair {
                 switch,
                 port,
