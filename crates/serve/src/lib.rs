@@ -30,6 +30,44 @@ const APP_CSS: &str = include_str!("../web/app.css");
 /// Longest capture the page may ask for.
 pub const MAX_CAPTURE_S: f64 = 30.0;
 
+/// Why serving, or one API request, failed. An API error is answered with
+/// status 400 and the message as `{"error": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The lab library refused or failed (no such lab, no such link, ...).
+    #[error(transparent)]
+    Lab(#[from] weft::Error),
+    #[error("listening on {addr}: {source}; give another address with --listen 127.0.0.1:PORT")]
+    Listen {
+        addr: SocketAddr,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the server is not on an IP address")]
+    NotIp,
+    #[error("missing parameter {0}")]
+    Missing(&'static str),
+    #[error("{param} {value:?}: {why}")]
+    Bad {
+        param: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("no node {node} in lab {lab}")]
+    NoNode { node: String, lab: String },
+    #[error("running `weft {what}`: {source}")]
+    Run {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("capture of {point} failed: {stderr}")]
+    Capture { point: String, stderr: String },
+    #[error("no API {method} {action}")]
+    NoApi {
+        method: &'static str,
+        action: String,
+    },
+}
+
 pub struct Options {
     pub lab: String,
     pub listen: SocketAddr,
@@ -52,13 +90,13 @@ fn token() -> String {
 }
 
 /// Binds the address and makes the token; [`Serving::run`] serves.
-pub fn bind(o: Options) -> Result<Serving, String> {
-    weft::built(&o.lab).map_err(|e| e.to_string())?;
-    let server = Server::http(o.listen).map_err(|e| format!("listening on {}: {e}", o.listen))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or("the server is not on an IP address")?;
+pub fn bind(o: Options) -> Result<Serving, Error> {
+    weft::built(&o.lab)?;
+    let server = Server::http(o.listen).map_err(|source| Error::Listen {
+        addr: o.listen,
+        source,
+    })?;
+    let addr = server.server_addr().to_ip().ok_or(Error::NotIp)?;
     Ok(Serving {
         server,
         addr,
@@ -234,20 +272,20 @@ impl Serving {
                 }
                 match self.api(req, &action) {
                     Ok(r) => r,
-                    Err(e) => error(400, &e),
+                    Err(e) => error(400, &e.to_string()),
                 }
             }
             _ => error(404, "no such page"),
         }
     }
 
-    fn api(&self, req: &Request, action: &str) -> Result<Reply, String> {
+    fn api(&self, req: &Request, action: &str) -> Result<Reply, Error> {
         let q = query(req.url());
-        let arg = |k: &str| {
+        let arg = |k: &'static str| {
             q.iter()
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| format!("missing parameter {k}"))
+                .ok_or(Error::Missing(k))
         };
         let post = *req.method() == Method::Post;
         match (action, post) {
@@ -260,24 +298,27 @@ impl Serving {
                 ))
             }
             ("lab", false) => {
-                let st = weft::status(Some(&self.lab)).map_err(|e| e.to_string())?;
+                let st = weft::status(Some(&self.lab))?;
                 Ok(json_reply(200, &json!({ "lab": self.lab, "status": st })))
             }
             ("events", false) => {
                 let after: u64 = arg("after").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-                let mut evs = events::read(&self.lab, after + 1).map_err(|e| e.to_string())?;
+                let mut evs = events::read(&self.lab, after + 1)?;
                 let skip = evs.len().saturating_sub(500);
                 evs.drain(..skip);
                 Ok(json_reply(200, &json!(evs)))
             }
             ("node", false) => {
                 let name = arg("name")?;
-                let st = weft::status(Some(&self.lab)).map_err(|e| e.to_string())?;
+                let st = weft::status(Some(&self.lab))?;
                 let node = st
                     .iter()
                     .flat_map(|l| &l.nodes)
                     .find(|n| n.name == name)
-                    .ok_or_else(|| format!("no node {name} in lab {}", self.lab))?;
+                    .ok_or_else(|| Error::NoNode {
+                        node: name.clone(),
+                        lab: self.lab.clone(),
+                    })?;
                 Ok(json_reply(200, &json!(node)))
             }
             ("exec", false) => {
@@ -298,7 +339,10 @@ impl Serving {
                     .args(["exec", &self.lab, &node, "--"])
                     .args(args)
                     .output()
-                    .map_err(|e| format!("running weft exec: {e}"))?;
+                    .map_err(|source| Error::Run {
+                        what: "exec",
+                        source,
+                    })?;
                 let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
                 s.push_str(&String::from_utf8_lossy(&out.stderr));
                 Ok(text(200, "text/plain; charset=utf-8", s))
@@ -308,10 +352,15 @@ impl Serving {
                 let up = match state.as_str() {
                     "up" => true,
                     "down" => false,
-                    s => return Err(format!("state {s}: say up or down")),
+                    s => {
+                        return Err(Error::Bad {
+                            param: "state",
+                            value: s.to_string(),
+                            why: "say up or down".into(),
+                        })
+                    }
                 };
-                let (ea, eb) =
-                    weft::runtime::set_link(&self.lab, &a, &b, up).map_err(|e| e.to_string())?;
+                let (ea, eb) = weft::runtime::set_link(&self.lab, &a, &b, up)?;
                 self.done("link", &format!("{ea} — {eb} {state}"));
                 Ok(json_reply(
                     200,
@@ -329,22 +378,27 @@ impl Serving {
                         delay_us: if delay.is_empty() {
                             0
                         } else {
-                            weft_topo::impair::parse_duration(&delay)
-                                .map_err(|e| format!("delay: {e}"))?
+                            weft_topo::impair::parse_duration(&delay).map_err(|e| Error::Bad {
+                                param: "delay",
+                                value: delay.clone(),
+                                why: e.to_string(),
+                            })?
                         },
                         loss_ppm: if loss.is_empty() {
                             0
                         } else {
-                            weft_topo::impair::parse_percent(&loss)
-                                .map_err(|e| format!("loss: {e}"))?
+                            weft_topo::impair::parse_percent(&loss).map_err(|e| Error::Bad {
+                                param: "loss",
+                                value: loss.clone(),
+                                why: e.to_string(),
+                            })?
                         },
                         ..Default::default()
                     };
                     Some(i)
                 };
                 let what = imp.as_ref().map_or("cleared".to_string(), |i| i.summary());
-                let port =
-                    weft::runtime::set_impair(&self.lab, &a, &b, imp).map_err(|e| e.to_string())?;
+                let port = weft::runtime::set_impair(&self.lab, &a, &b, imp)?;
                 self.done("impair", &format!("{port}: {what}"));
                 Ok(json_reply(
                     200,
@@ -359,15 +413,25 @@ impl Serving {
                     .unwrap_or(3.0_f64)
                     .clamp(0.5, MAX_CAPTURE_S);
                 if point.starts_with('-') {
-                    return Err(format!("capture point {point}: give NODE:IFACE"));
+                    return Err(Error::Bad {
+                        param: "point",
+                        value: point,
+                        why: "give NODE:IFACE".into(),
+                    });
                 }
                 let out = Command::new(&self.weft)
                     .args(["capture", &self.lab, &point, "-w", "-", "--duration"])
                     .arg(secs.to_string())
                     .output()
-                    .map_err(|e| format!("running weft capture: {e}"))?;
+                    .map_err(|source| Error::Run {
+                        what: "capture",
+                        source,
+                    })?;
                 if !out.status.success() {
-                    return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                    return Err(Error::Capture {
+                        point,
+                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
                 }
                 self.done(
                     "capture",
@@ -381,16 +445,16 @@ impl Serving {
                     )),
                 )
             }
-            (_, true) | (_, false) => Err(format!(
-                "no API {} {action}",
-                if post { "POST" } else { "GET" }
-            )),
+            (_, true) | (_, false) => Err(Error::NoApi {
+                method: if post { "POST" } else { "GET" },
+                action: action.to_string(),
+            }),
         }
     }
 
-    fn live(&self) -> Result<(weft_topo::Lab, weft_see::graph::LiveMap), String> {
-        let st = weft::built(&self.lab).map_err(|e| e.to_string())?;
-        let status = weft::status(Some(&self.lab)).map_err(|e| e.to_string())?;
+    fn live(&self) -> Result<(weft_topo::Lab, weft_see::graph::LiveMap), Error> {
+        let st = weft::built(&self.lab)?;
+        let status = weft::status(Some(&self.lab))?;
         let live = status
             .first()
             .map(weft::drawing::live_map)
