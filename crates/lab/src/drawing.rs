@@ -23,7 +23,8 @@ pub fn live_map(status: &LabStatus) -> LiveMap {
                         "missing".into()
                     },
                     port_state: i.port_state.map(str::to_string),
-                    role: None,
+                    // Kernel bridges' ports with STP on; switches' below.
+                    role: i.stp_role.map(str::to_string),
                     addresses: i.addresses.clone(),
                 },
             );

@@ -68,6 +68,53 @@ pub struct IfaceStatus {
     pub tun: Option<TunStatus>,
     /// The end of a `kind = "vxlan"` link, as planned.
     pub vxlan: Option<VxlanStatus>,
+    /// Traffic counters, from the kernel.
+    pub counters: Option<Counters>,
+    /// A port of a bridge that runs STP: its role (root, designated,
+    /// alternate, backup, disabled), worked out from what the kernel holds.
+    pub stp_role: Option<&'static str>,
+    /// A bridge that runs STP: its view of the tree.
+    pub bridge_stp: Option<BridgeStpStatus>,
+}
+
+/// An interface's counters since it was created (`ip -s link`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+impl From<weft_sys::netlink::observe::LinkStats> for Counters {
+    fn from(s: weft_sys::netlink::observe::LinkStats) -> Self {
+        Counters {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_dropped: s.rx_dropped,
+            tx_dropped: s.tx_dropped,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgeStpStatus {
+    pub bridge_id: Option<String>,
+    pub root_id: Option<String>,
+    pub is_root: bool,
+    /// The port towards the root, by name; `None` on the root.
+    pub root_port: Option<String>,
+    /// The flag the bridge sends in its BPDUs while the tree settles
+    /// after a change anywhere in it.
+    pub topology_change: bool,
+    /// The bridge saw a change itself, not yet acknowledged.
+    pub topology_change_detected: bool,
+    /// Centiseconds left on the topology-change timer (0: not running).
+    pub topology_change_timer_cs: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +172,12 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
             for i in node.interfaces.values() {
                 let l = links.iter().find(|l| l.name == i.name);
                 let kind = i.kind.name();
+                // The bridge this is a port of, when it runs STP.
+                let stp_master = l
+                    .and_then(|l| l.master)
+                    .and_then(|m| links.iter().find(|b| b.index == m))
+                    .filter(|b| b.stp == Some(true))
+                    .and_then(|b| b.bridge_stp.as_ref());
                 ifaces.push(IfaceStatus {
                     name: i.name.clone(),
                     kind,
@@ -173,6 +226,30 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                         owner: t.owner,
                         group: t.group,
                     }),
+                    counters: l.and_then(|l| l.stats).map(Counters::from),
+                    stp_role: l.zip(stp_master).and_then(|(l, b)| {
+                        weft_sys::netlink::observe::port_role(b, l.port_stp.as_ref()?, l.port_state)
+                    }),
+                    bridge_stp: l
+                        .filter(|l| l.stp == Some(true))
+                        .and_then(|l| l.bridge_stp.as_ref())
+                        .map(|b| BridgeStpStatus {
+                            bridge_id: b.bridge_id.clone(),
+                            root_id: b.root_id.clone(),
+                            is_root: b.root_port == Some(0),
+                            root_port: b.root_port.filter(|p| *p != 0).and_then(|p| {
+                                links
+                                    .iter()
+                                    .find(|x| {
+                                        x.master == Some(l.map_or(0, |l| l.index))
+                                            && x.port_stp.as_ref().and_then(|s| s.number) == Some(p)
+                                    })
+                                    .map(|x| x.name.clone())
+                            }),
+                            topology_change: b.topology_change,
+                            topology_change_detected: b.topology_change_detected,
+                            topology_change_timer_cs: b.topology_change_timer_cs,
+                        }),
                 });
             }
             nodes.push(NodeStatus {

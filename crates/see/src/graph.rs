@@ -52,9 +52,11 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
             }
             if let Some(m) = &i.master {
                 let st = l.and_then(|l| l.port_state.clone());
-                notes.push(match st {
-                    Some(s) => format!("port of {m} ({s})"),
-                    None => format!("port of {m}"),
+                let role = l.and_then(|l| l.role.as_deref());
+                notes.push(match (role, st) {
+                    (Some(r), Some(s)) if r != s => format!("port of {m} ({r} {s})"),
+                    (_, Some(s)) => format!("port of {m} ({s})"),
+                    _ => format!("port of {m}"),
                 });
             }
             if let Some(p) = n.switch.as_ref().and_then(|s| s.ports.get(&i.name)) {

@@ -31,6 +31,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 mod route_get;
 pub mod tc;
 pub use route_get::RouteLookup;
+pub mod observe;
 
 /// Deleting what is already gone is done: a deletion (told by the
 /// message's type, whatever its label says) refused because the object
@@ -550,6 +551,12 @@ pub struct LinkState {
     pub tun: Option<TunState>,
     pub point_to_point: bool,
     pub no_arp: bool,
+    /// Traffic counters (`ip -s link`).
+    pub stats: Option<observe::LinkStats>,
+    /// A bridge's spanning-tree view of itself.
+    pub bridge_stp: Option<observe::BridgeStp>,
+    /// A bridge port's spanning-tree view.
+    pub port_stp: Option<observe::PortStp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -601,6 +608,7 @@ impl LinkState {
                     s.mac = Some(m[..].try_into().unwrap())
                 }
                 LinkAttribute::Mtu(m) => s.mtu = *m,
+                LinkAttribute::Stats64(st) => s.stats = Some(st.into()),
                 LinkAttribute::Controller(m) => s.master = Some(*m),
                 LinkAttribute::Link(p) => s.peer_index = Some(*p),
                 LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
@@ -633,6 +641,7 @@ impl LinkState {
                                     }
                                 }
                                 s.stp_times_cs = fd.zip(ma);
+                                s.bridge_stp = Some(observe::BridgeStp::from_attributes(b));
                             }
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
@@ -659,6 +668,7 @@ impl LinkState {
                                 s.tun = Some(ts);
                             }
                             LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                s.port_stp = Some(observe::PortStp::from_attributes(p));
                                 for o in p {
                                     if let InfoBridgePort::State(st) = o {
                                         s.port_state = Some(match st {
