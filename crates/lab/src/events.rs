@@ -109,6 +109,97 @@ impl Follow {
     }
 }
 
+/// A lab's events as they happen, typed as `weft events --json` prints
+/// them; what [`crate::Lab::events`] returns. As an iterator it waits for
+/// each next event and ends after `lab.gone` (the lab was taken down).
+/// While it is read it also polls the kernel's side ([`KernelWatch`]), so
+/// kernel bridges and interfaces are in it as in `weft events`.
+pub struct Stream {
+    follow: Follow,
+    kernel: KernelWatch,
+    queue: std::collections::VecDeque<Event>,
+    next_kernel: std::time::Instant,
+    ended: bool,
+}
+
+/// How often a waiting [`Stream`] looks at the file.
+const STREAM_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Stream {
+    /// Starts at the current end of lab `lab`'s stream.
+    pub fn new(lab: &str) -> Result<Stream, Error> {
+        let follow = Follow::new(lab)?;
+        if !follow.lab_exists() {
+            return Err(Error::NoLab(lab.to_string()));
+        }
+        let mut kernel = KernelWatch::new(lab);
+        // The kernel's baseline now, so a change made right after this
+        // call is an event.
+        kernel.poll();
+        Ok(Stream {
+            follow,
+            kernel,
+            queue: Default::default(),
+            next_kernel: std::time::Instant::now() + std::time::Duration::from_secs(1),
+            ended: false,
+        })
+    }
+
+    fn fill(&mut self) {
+        if std::time::Instant::now() >= self.next_kernel {
+            // Recorded in the file, read back below with the rest.
+            self.kernel.poll();
+            self.next_kernel = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        }
+        self.queue.extend(self.follow.poll());
+        if self.queue.is_empty() && !self.ended && !self.follow.lab_exists() {
+            self.ended = true;
+            self.queue.push_back(Event::new("lab.gone"));
+        }
+    }
+
+    /// The next event, waiting at most `timeout`; `None` if none came (or
+    /// the stream ended).
+    pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Option<Event> {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            if self.queue.is_empty() {
+                self.fill();
+            }
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            let now = std::time::Instant::now();
+            if now >= until || self.ended {
+                return None;
+            }
+            std::thread::sleep(STREAM_TICK.min(until - now));
+        }
+    }
+
+    /// The events there are now, without waiting.
+    pub fn drain(&mut self) -> Vec<Event> {
+        self.fill();
+        self.queue.drain(..).collect()
+    }
+}
+
+impl Iterator for Stream {
+    type Item = Event;
+
+    /// Waits for the next event; `None` once the lab is gone.
+    fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.next_timeout(std::time::Duration::from_secs(1)) {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+        }
+    }
+}
+
 /// One line for people: `15:04:05.123 s3:to-s2 stp.role designated -> root`.
 pub fn human(e: &Event) -> String {
     let secs = e.ts / 1000;
