@@ -291,11 +291,13 @@ impl Serving {
         match (action, post) {
             ("graph.svg", false) => {
                 let (lab, live) = self.live()?;
-                Ok(text(
-                    200,
-                    "image/svg+xml",
-                    weft_see::graph::svg(&lab, &live),
-                ))
+                // When the counters in the drawing were read: the page's
+                // rates divide by the time between two of these.
+                let read_at = events::now_ms();
+                Ok(
+                    text(200, "image/svg+xml", weft_see::graph::svg(&lab, &live))
+                        .with_header(header("X-Weft-Read-Ms", &read_at.to_string())),
+                )
             }
             ("lab", false) => {
                 let st = weft::status(Some(&self.lab))?;

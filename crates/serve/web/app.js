@@ -5,6 +5,11 @@
 const token = new URLSearchParams(location.search).get("token") || "";
 let selected = null; // {kind: "cable", a, b} or {kind: "node", name}
 let lastTs = 0;
+const SVGNS = "http://www.w3.org/2000/svg";
+// Per cable ("a|b"): the counters last drawn and when the server read
+// them, and the rates worked out between the last two reads.
+const seen = new Map();
+const rates = new Map();
 
 function api(path, params, method) {
   const q = new URLSearchParams(params || {}).toString();
@@ -49,10 +54,80 @@ function markSelection() {
   }
 }
 
+function pair(s) {
+  return s ? s.split(" ").map(Number) : null;
+}
+
+function perSecond(now, prev, dt) {
+  // A counter that went back belongs to an interface made again.
+  if (!now || !prev || now[0] < prev[0] || now[1] < prev[1]) return null;
+  return [(now[0] - prev[0]) / dt, (now[1] - prev[1]) / dt];
+}
+
+function human(bytesPerS) {
+  const units = ["B/s", "kB/s", "MB/s", "GB/s"];
+  let v = bytesPerS;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return (v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)) + " " + units[u];
+}
+
+// Which way a→b runs on screen, as an arrow.
+function arrows(l) {
+  let ax, ay, bx, by;
+  if (l.tagName === "line") {
+    [ax, ay, bx, by] = ["x1", "y1", "x2", "y2"].map((k) => Number(l.getAttribute(k)));
+  } else {
+    const d = l.getAttribute("d").split(" ");
+    [ax, ay, bx, by] = [d[1], d[2], d[6], d[7]].map(Number);
+  }
+  if (Math.abs(ax - bx) >= Math.abs(ay - by)) return ax <= bx ? ["→", "←"] : ["←", "→"];
+  return ay <= by ? ["↓", "↑"] : ["↑", "↓"];
+}
+
+// Rates on each cable that carries traffic, from the counters in the
+// drawing and those of the previous one.
+function drawRates(g, readAt) {
+  const svg = g.querySelector("svg");
+  if (!svg) return;
+  const layer = document.createElementNS(SVGNS, "g");
+  layer.setAttribute("class", "rates");
+  g.querySelectorAll(".cable").forEach((l) => {
+    const key = l.dataset.a + "|" + l.dataset.b;
+    const now = { t: readAt, ab: pair(l.dataset.ab), ba: pair(l.dataset.ba) };
+    const prev = seen.get(key);
+    seen.set(key, now);
+    if (!prev || !(now.t > prev.t)) return;
+    const dt = (now.t - prev.t) / 1000;
+    const r = { ab: perSecond(now.ab, prev.ab, dt), ba: perSecond(now.ba, prev.ba, dt) };
+    rates.set(key, r);
+    const [fwd, back] = arrows(l);
+    const words = [];
+    if (r.ab && r.ab[1] > 0) words.push(fwd + " " + human(r.ab[0]));
+    if (r.ba && r.ba[1] > 0) words.push(back + " " + human(r.ba[0]));
+    if (!words.length || !l.dataset.mid) return;
+    const [x, y] = l.dataset.mid.split(" ").map(Number);
+    const t = document.createElementNS(SVGNS, "text");
+    t.setAttribute("x", x);
+    t.setAttribute("y", y - 4);
+    t.setAttribute("text-anchor", "middle");
+    t.setAttribute("class", "rate");
+    t.dataset.cable = key;
+    t.textContent = words.join("  ");
+    layer.append(t);
+  });
+  svg.append(layer);
+}
+
 async function redraw() {
   const r = await api("graph.svg");
+  const readAt = Number(r.headers.get("X-Weft-Read-Ms")) || Date.now();
   const g = document.getElementById("graph");
   g.innerHTML = await r.text();
+  drawRates(g, readAt);
   // A wide invisible twin over each cable makes it easy to click.
   g.querySelectorAll(".cable").forEach((l) => {
     const hit = l.cloneNode(false);
@@ -77,6 +152,22 @@ function cableState(a, b) {
 function updateCableState() {
   const s = document.getElementById("cable-state");
   if (s) s.textContent = cableState(selected.a, selected.b);
+  const t = document.getElementById("cable-traffic");
+  if (!t) return;
+  const key = selected.a + "|" + selected.b;
+  const c = seen.get(key);
+  const r = rates.get(key) || {};
+  t.innerHTML = "";
+  for (const [dir, from, to] of [["ab", selected.a, selected.b], ["ba", selected.b, selected.a]]) {
+    const tr = el("tr");
+    const total = c && c[dir];
+    const rate = r[dir];
+    tr.append(
+      el("td", {}, from + " → " + to),
+      el("td", { class: "rate-" + dir }, rate ? human(rate[0]) + ", " + Math.round(rate[1]) + " frames/s" : "…"),
+      el("td", {}, total ? total[1] + " frames, " + total[0] + " bytes" : "no counters"));
+    t.append(tr);
+  }
 }
 
 function showCable(a, b) {
@@ -88,6 +179,8 @@ function showCable(a, b) {
   const st = el("p", {}, "state: ");
   st.append(el("b", { id: "cable-state" }, cableState(a, b)));
   p.append(st);
+  p.append(el("table", { id: "cable-traffic" }));
+  updateCableState();
   const down = el("button", { id: "link-down" }, "down");
   const up = el("button", { id: "link-up" }, "up");
   down.onclick = () => change("link", { a, b, state: "down" });
