@@ -459,7 +459,20 @@ impl KernelWatch {
         let Ok(st) = crate::status(Some(&self.lab)) else {
             return Vec::new();
         };
-        let now = KernelView::of(&st);
+        self.record(&st)
+    }
+
+    /// [`poll`](Self::poll) with a status the caller read anyway (`weft
+    /// serve` reads one for its page every second).
+    pub fn poll_with(&mut self, st: &[crate::LabStatus]) -> Vec<Event> {
+        if !self.holds_lock() {
+            return Vec::new();
+        }
+        self.record(st)
+    }
+
+    fn record(&mut self, st: &[crate::LabStatus]) -> Vec<Event> {
+        let now = KernelView::of(st);
         let mut out = Vec::new();
         if let Some(last) = &self.last {
             out = last.changes(&now);

@@ -6,8 +6,8 @@
 use serde::Serialize;
 use weft_topo::IfaceKind;
 
-use crate::apply::NsHandle;
 use crate::{state, Error};
+use weft_sys::netlink::Netlink;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LabStatus {
@@ -136,6 +136,29 @@ pub struct TunStatus {
     pub group: Option<u32>,
 }
 
+/// A netlink socket in each node's namespace, in node order (`None` where
+/// the namespace is missing), all made by one thread entering them in
+/// turn: a thread per namespace made `weft status` of 500 hosts take a
+/// second, mostly starting and joining threads.
+fn sockets(lab: &weft_topo::Lab) -> Vec<Option<Netlink>> {
+    use std::os::fd::AsFd as _;
+    let fds: Vec<_> = lab
+        .nodes
+        .values()
+        .map(|n| weft_sys::netns::open(&n.netns).ok())
+        .collect();
+    let open: Vec<_> = fds.iter().flatten().map(|f| f.as_fd()).collect();
+    let mut made = weft_sys::netns::route_sockets_in(&open)
+        .unwrap_or_default()
+        .into_iter();
+    fds.iter()
+        .map(|f| {
+            f.as_ref()?;
+            Netlink::from_fd(made.next()?.ok()?).ok()
+        })
+        .collect()
+}
+
 /// Status of one lab, or of every lab on this machine.
 pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
     // Without them every namespace looks missing: say so instead.
@@ -156,16 +179,25 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
             }
             continue;
         };
+        out.push(status_of(&n, &st));
+    }
+    Ok(out)
+}
+
+/// Status of lab `n` as built (`st`, from [`crate::built`]): what a
+/// program that already holds the state (`weft serve`, redrawing every
+/// second) asks, saving a second read of it.
+pub fn status_of(n: &str, st: &state::State) -> LabStatus {
+    {
         let mut nodes = Vec::new();
-        for node in st.lab.nodes.values() {
-            let mut h = NsHandle::open(&node.name, &node.netns).ok();
+        for (node, mut h) in st.lab.nodes.values().zip(sockets(&st.lab)) {
             let links = h
                 .as_mut()
-                .and_then(|h| h.nl.links().ok())
+                .and_then(|nl| nl.links().ok())
                 .unwrap_or_default();
             let addrs = h
                 .as_mut()
-                .and_then(|h| h.nl.addresses().ok())
+                .and_then(|nl| nl.addresses().ok())
                 .unwrap_or_default();
             let by_index = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
             let mut ifaces = Vec::new();
@@ -265,16 +297,15 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                 routes: node.routes.iter().map(|r| r.to_string()).collect(),
             });
         }
-        out.push(LabStatus {
-            name: n.clone(),
+        LabStatus {
+            name: n.to_string(),
             machine: st.lab.machine.clone(),
             tunnels: crate::tunnels::status(&st.lab),
-            source: st.source.map(|p| p.display().to_string()),
+            source: st.source.as_ref().map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
-                .then(|| crate::datapath::status(&n).map(|s| s.switches)),
-            runtime: crate::runtime::load(&n),
+                .then(|| crate::datapath::status(n).map(|s| s.switches)),
+            runtime: crate::runtime::load(n),
             nodes,
-        });
+        }
     }
-    Ok(out)
 }

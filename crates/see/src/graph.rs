@@ -177,6 +177,23 @@ fn cables(lab: &Lab) -> Vec<(Endpoint, Endpoint)> {
     v
 }
 
+/// What each cable carried so far, each way, as (bytes, frames): per cable
+/// (`a`, `b`, a to b, b to a), in the order [`svg`] draws them, for those
+/// with counters at either end. A page that keeps the drawing and updates
+/// only its rates asks for these.
+pub type Traffic = Vec<(Endpoint, Endpoint, Option<(u64, u64)>, Option<(u64, u64)>)>;
+
+pub fn traffic(lab: &Lab, live: &LiveMap) -> Traffic {
+    cables(lab)
+        .into_iter()
+        .filter_map(|(a, b)| {
+            let (la, lb) = (live.get(&a), live.get(&b));
+            let (ab, ba) = (carried(la, lb), carried(lb, la));
+            (ab.is_some() || ba.is_some()).then_some((a, b, ab, ba))
+        })
+        .collect()
+}
+
 /// How a cable of a live lab carries frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum CableState {

@@ -17,7 +17,8 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -81,7 +82,34 @@ pub struct Serving {
     pub token: String,
     lab: String,
     weft: std::path::PathBuf,
+    /// The lab as last read, shared by the page's requests and the kernel
+    /// poller (at 500 hosts a read is most of what serving costs).
+    snap: Mutex<Option<Arc<Snapshot>>>,
 }
+
+/// The lab read once: as built, and as the kernel and datapath have it.
+struct Snapshot {
+    at: Instant,
+    /// Wall clock of the read, milliseconds since the epoch.
+    read_ms: u64,
+    /// How long reading took.
+    took: Duration,
+    lab: weft_topo::Lab,
+    status: Vec<weft::LabStatus>,
+}
+
+impl Snapshot {
+    fn live(&self) -> weft_see::graph::LiveMap {
+        self.status
+            .first()
+            .map(weft::drawing::live_map)
+            .unwrap_or_default()
+    }
+}
+
+/// A snapshot younger than this is good enough for a page or the poller
+/// (both come every second); a change made from the page drops it.
+const SNAPSHOT_FOR: Duration = Duration::from_millis(800);
 
 fn token() -> String {
     let mut b = [0u8; 16];
@@ -98,6 +126,7 @@ pub fn bind(o: Options) -> Result<Serving, Error> {
     })?;
     let addr = server.server_addr().to_ip().ok_or(Error::NotIp)?;
     Ok(Serving {
+        snap: Mutex::new(None),
         server,
         addr,
         token: token(),
@@ -174,11 +203,14 @@ impl Serving {
         let me = std::sync::Arc::new(self);
         // Kernel bridges' port states and kernel links' carrier go into
         // the event stream while the page is served.
-        let lab = me.lab.clone();
+        let poller = me.clone();
         std::thread::spawn(move || {
-            let mut k = events::KernelWatch::new(&lab);
+            let mut k = events::KernelWatch::new(&poller.lab);
             loop {
-                k.poll();
+                // The read the page uses too, when it is fresh.
+                if let Ok(s) = poller.snapshot() {
+                    k.poll_with(&s.status);
+                }
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
@@ -290,14 +322,57 @@ impl Serving {
         let post = *req.method() == Method::Post;
         match (action, post) {
             ("graph.svg", false) => {
-                let (lab, live) = self.live()?;
-                // When the counters in the drawing were read: the page's
-                // rates divide by the time between two of these.
-                let read_at = events::now_ms();
-                Ok(
-                    text(200, "image/svg+xml", weft_see::graph::svg(&lab, &live))
-                        .with_header(header("X-Weft-Read-Ms", &read_at.to_string())),
-                )
+                let snap = self.snapshot()?;
+                let t1 = Instant::now();
+                let svg = weft_see::graph::svg(&snap.lab, &snap.live());
+                // What the server spent: reading the lab, drawing it.
+                let timing = format!(
+                    "status;dur={:.1}, svg;dur={:.1}",
+                    snap.took.as_secs_f64() * 1e3,
+                    t1.elapsed().as_secs_f64() * 1e3
+                );
+                Ok(text(200, "image/svg+xml", svg)
+                    .with_header(header("X-Weft-Read-Ms", &snap.read_ms.to_string()))
+                    .with_header(header("Server-Timing", &timing)))
+            }
+            ("live", false) => {
+                // The page's redraw: the drawing without counters (so it
+                // stays the same while only traffic changes, and the page
+                // keeps it when its hash is the one the page has), and
+                // what each cable carried, for the rates.
+                let snap = self.snapshot()?;
+                let t1 = Instant::now();
+                let mut live = snap.live();
+                let traffic = weft_see::graph::traffic(&snap.lab, &live);
+                for l in live.values_mut() {
+                    l.counters = None;
+                }
+                let svg = weft_see::graph::svg(&snap.lab, &live);
+                let etag = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    svg.hash(&mut h);
+                    format!("{:016x}", h.finish())
+                };
+                let same = arg("etag").is_ok_and(|e| e == etag);
+                let pair = |c: Option<(u64, u64)>| c.map(|(b, f)| json!([b, f]));
+                let traffic: Vec<Value> = traffic
+                    .into_iter()
+                    .map(|(a, b, ab, ba)| json!([a.to_string(), b.to_string(), pair(ab), pair(ba)]))
+                    .collect();
+                Ok(json_reply(
+                    200,
+                    &json!({
+                        "read_ms": snap.read_ms,
+                        "etag": etag,
+                        "svg": if same { None } else { Some(svg) },
+                        "traffic": traffic,
+                        "timing": {
+                            "status_ms": snap.took.as_secs_f64() * 1e3,
+                            "svg_ms": t1.elapsed().as_secs_f64() * 1e3,
+                        },
+                    }),
+                ))
             }
             ("lab", false) => {
                 let st = weft::status(Some(&self.lab))?;
@@ -363,6 +438,7 @@ impl Serving {
                     }
                 };
                 let (ea, eb) = weft::runtime::set_link(&self.lab, &a, &b, up)?;
+                self.changed();
                 self.done("link", &format!("{ea} — {eb} {state}"));
                 Ok(json_reply(
                     200,
@@ -401,6 +477,7 @@ impl Serving {
                 };
                 let what = imp.as_ref().map_or("cleared".to_string(), |i| i.summary());
                 let port = weft::runtime::set_impair(&self.lab, &a, &b, imp)?;
+                self.changed();
                 self.done("impair", &format!("{port}: {what}"));
                 Ok(json_reply(
                     200,
@@ -454,14 +531,30 @@ impl Serving {
         }
     }
 
-    fn live(&self) -> Result<(weft_topo::Lab, weft_see::graph::LiveMap), Error> {
+    /// The lab as read at most [`SNAPSHOT_FOR`] ago. Requests that come
+    /// while it is read wait for that read rather than making their own.
+    fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+        let mut cur = self.snap.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cur.as_ref().filter(|s| s.at.elapsed() < SNAPSHOT_FOR) {
+            return Ok(s.clone());
+        }
+        let t0 = Instant::now();
         let st = weft::built(&self.lab)?;
-        let status = weft::status(Some(&self.lab))?;
-        let live = status
-            .first()
-            .map(weft::drawing::live_map)
-            .unwrap_or_default();
-        Ok((st.lab, live))
+        let status = vec![weft::status::status_of(&self.lab, &st)];
+        let s = Arc::new(Snapshot {
+            at: Instant::now(),
+            read_ms: events::now_ms(),
+            took: t0.elapsed(),
+            lab: st.lab,
+            status,
+        });
+        *cur = Some(s.clone());
+        Ok(s)
+    }
+
+    /// After a change: the next read sees it.
+    fn changed(&self) {
+        *self.snap.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

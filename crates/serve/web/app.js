@@ -54,10 +54,6 @@ function markSelection() {
   }
 }
 
-function pair(s) {
-  return s ? s.split(" ").map(Number) : null;
-}
-
 function perSecond(now, prev, dt) {
   // A counter that went back belongs to an interface made again.
   if (!now || !prev || now[0] < prev[0] || now[1] < prev[1]) return null;
@@ -88,27 +84,37 @@ function arrows(l) {
   return ay <= by ? ["↓", "↑"] : ["↑", "↓"];
 }
 
-// Rates on each cable that carries traffic, from the counters in the
-// drawing and those of the previous one.
-function drawRates(g, readAt) {
+// Rates on each cable that carries traffic: what it carried (from the
+// server, per cable [a, b, [bytes, frames] a to b, the same b to a])
+// against the last read. Drawn in a layer of their own, replaced each time.
+function drawRates(g, readAt, traffic) {
   const svg = g.querySelector("svg");
   if (!svg) return;
+  const old = svg.querySelector("g.rates");
+  if (old) old.remove();
   const layer = document.createElementNS(SVGNS, "g");
   layer.setAttribute("class", "rates");
-  g.querySelectorAll(".cable").forEach((l) => {
-    const key = l.dataset.a + "|" + l.dataset.b;
-    const now = { t: readAt, ab: pair(l.dataset.ab), ba: pair(l.dataset.ba) };
+  const cables = new Map();
+  g.querySelectorAll(".cable").forEach((l) => cables.set(l.dataset.a + "|" + l.dataset.b, l));
+  for (const [a, b, ab, ba] of traffic) {
+    const key = a + "|" + b;
+    const now = { t: readAt, ab, ba };
     const prev = seen.get(key);
+    if (prev && prev.t === readAt) continue; // the same read again
     seen.set(key, now);
-    if (!prev || !(now.t > prev.t)) return;
+    if (!prev) continue;
     const dt = (now.t - prev.t) / 1000;
     const r = { ab: perSecond(now.ab, prev.ab, dt), ba: perSecond(now.ba, prev.ba, dt) };
     rates.set(key, r);
+  }
+  for (const [key, r] of rates) {
+    const l = cables.get(key);
+    if (!l || !l.dataset.mid) continue;
     const [fwd, back] = arrows(l);
     const words = [];
     if (r.ab && r.ab[1] > 0) words.push(fwd + " " + human(r.ab[0]));
     if (r.ba && r.ba[1] > 0) words.push(back + " " + human(r.ba[0]));
-    if (!words.length || !l.dataset.mid) return;
+    if (!words.length) continue;
     const [x, y] = l.dataset.mid.split(" ").map(Number);
     const t = document.createElementNS(SVGNS, "text");
     t.setAttribute("x", x);
@@ -118,29 +124,50 @@ function drawRates(g, readAt) {
     t.dataset.cable = key;
     t.textContent = words.join("  ");
     layer.append(t);
-  });
+  }
   svg.append(layer);
 }
 
+// What the last redraws cost, newest last (the status line shows the last;
+// bench/serve.sh reads them): the server's time reading the lab and
+// drawing it, the whole request, putting the drawing (when it changed) and
+// the rates in the page, and until the browser painted it.
+window.weftRedraws = [];
+let etag = "";
+
 async function redraw() {
-  const r = await api("graph.svg");
-  const readAt = Number(r.headers.get("X-Weft-Read-Ms")) || Date.now();
+  const t0 = performance.now();
+  const j = await (await api("live", { etag })).json();
+  const t1 = performance.now();
   const g = document.getElementById("graph");
-  g.innerHTML = await r.text();
-  drawRates(g, readAt);
-  // A wide invisible twin over each cable makes it easy to click.
-  g.querySelectorAll(".cable").forEach((l) => {
-    const hit = l.cloneNode(false);
-    hit.setAttribute("class", "hit");
-    hit.removeAttribute("stroke-dasharray");
-    hit.addEventListener("click", (ev) => { ev.stopPropagation(); showCable(l.dataset.a, l.dataset.b); });
-    l.after(hit);
-  });
-  g.querySelectorAll("g.node").forEach((n) => {
-    n.addEventListener("click", () => showNode(n.dataset.node));
-  });
-  markSelection();
+  if (j.svg !== null) {
+    g.innerHTML = j.svg;
+    etag = j.etag;
+    // A wide invisible twin over each cable makes it easy to click.
+    g.querySelectorAll(".cable").forEach((l) => {
+      const hit = l.cloneNode(false);
+      hit.setAttribute("class", "hit");
+      hit.removeAttribute("stroke-dasharray");
+      hit.addEventListener("click", (ev) => { ev.stopPropagation(); showCable(l.dataset.a, l.dataset.b); });
+      l.after(hit);
+    });
+    g.querySelectorAll("g.node").forEach((n) => {
+      n.addEventListener("click", () => showNode(n.dataset.node));
+    });
+    markSelection();
+  }
+  drawRates(g, j.read_ms, j.traffic);
   if (selected && selected.kind === "cable") updateCableState();
+  const t2 = performance.now();
+  // Painted: after the next frame has been drawn.
+  await new Promise((ok) => requestAnimationFrame(() => setTimeout(ok, 0)));
+  const t3 = performance.now();
+  window.weftRedraws.push({
+    status_ms: j.timing.status_ms, svg_ms: j.timing.svg_ms, request_ms: t1 - t0,
+    dom_ms: t2 - t1, paint_ms: t3 - t2, total_ms: t3 - t0,
+    drawing_changed: j.svg !== null, bytes: j.svg ? j.svg.length : 0,
+  });
+  if (window.weftRedraws.length > 60) window.weftRedraws.shift();
 }
 
 function cableState(a, b) {
@@ -305,7 +332,9 @@ async function tick() {
   try {
     await redraw();
     await pollEvents();
-    setStatus("live, redrawn " + new Date().toLocaleTimeString());
+    const last = window.weftRedraws[window.weftRedraws.length - 1];
+    setStatus("live, redrawn " + new Date().toLocaleTimeString() +
+      (last ? " in " + Math.round(last.total_ms) + " ms" : ""));
   } catch (e) {
     setStatus(e.message, true);
   } finally {
