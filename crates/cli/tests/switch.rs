@@ -481,24 +481,76 @@ fn tcp_through_userspace_only_with_default_offloads() {
 }
 
 #[test]
-fn switches_with_several_vlans_keep_every_frame_in_userspace() {
-    // tc sees an 802.1Q tag only as packet metadata, so a rule could not
-    // keep tagged frames out; with trunks or several VLANs every frame
-    // stays with the switch, which keeps VLANs apart.
-    let lab = Lab::example("swvfast", "switch-vlan.toml");
+fn switches_with_trunks_and_several_vlans_forward_in_the_kernel_with_tc_bpf() {
+    // A u32 rule cannot tell tagged frames from untagged ones; a tc BPF
+    // program per port can, and pushes and pops tags itself.
+    let lab = Lab::example("bpfvlan", "switch-vlan.toml");
     lab.up();
+    for s in switches(&lab) {
+        let how = s["fastpath"].as_str().unwrap();
+        assert!(how.starts_with("on (tc BPF"), "{how}");
+    }
+    let filters = Command::new("tc")
+        .args([
+            "-n",
+            &lab.netns("sw1"),
+            "filter",
+            "show",
+            "dev",
+            "trunk",
+            "ingress",
+        ])
+        .output()
+        .unwrap();
+    let filters = String::from_utf8_lossy(&filters.stdout);
+    assert!(
+        filters.contains("bpf") && filters.contains("direct-action"),
+        "{filters}"
+    );
     let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
-    for s in switches(&lab) {
-        assert_eq!(s["fastpath_rules"], 0, "{s}");
-        let why = s["fastpath"].as_str().unwrap();
+    // The VLANs stay apart.
+    assert!(!lab.ping("a1", "b1", None), "VLAN 10 reached VLAN 20");
+    assert!(lab.ping("b1", "b2", None));
+    // What the kernel forwarded reaches the counters within a second or so.
+    let trunk_rx = |lab: &Lab| -> u64 {
+        switches(lab)
+            .iter()
+            .flat_map(|s| s["ports"].as_array().unwrap().clone())
+            .filter(|p| p["name"] == "trunk")
+            .map(|p| p["rx_bytes"].as_u64().unwrap())
+            .sum()
+    };
+    let t0 = Instant::now();
+    while trunk_rx(&lab) < 10_000_000 {
         assert!(
-            why.starts_with("off: ") && why.contains("one VLAN"),
-            "{why}"
+            t0.elapsed() < Duration::from_secs(10),
+            "the trunks counted {} bytes",
+            trunk_rx(&lab)
         );
+        std::thread::sleep(Duration::from_millis(200));
     }
     let text = lab.ok(&["status", &lab.name]);
-    assert!(text.contains("kernel fast path off: "), "{text}");
+    assert!(text.contains("kernel fast path on (tc BPF"), "{text}");
+}
+
+#[test]
+fn vlan_switches_keep_every_frame_in_userspace_with_the_fast_path_off() {
+    let lab = Lab::example("bpfvoff", "switch-vlan.toml");
+    let o = lab
+        .weft()
+        .env("WEFT_SWITCH_FASTPATH", "off")
+        .args(["up", lab.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert!(!lab.ping("a1", "b1", None), "VLAN 10 reached VLAN 20");
+    for s in switches(&lab) {
+        let why = s["fastpath"].as_str().unwrap();
+        assert!(why.starts_with("off: "), "{why}");
+    }
 }
 
 #[test]

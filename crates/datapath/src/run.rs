@@ -108,6 +108,8 @@ struct Dp {
     /// The kernel fast path may be used (`WEFT_SWITCH_FASTPATH` is not
     /// `off`).
     fast_on: bool,
+    /// The lab's wires, served by a thread of their own.
+    wires: Option<wire::WireCtl>,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -125,22 +127,16 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         offload: Vec::new(),
         watch: crate::events::Watch::new(control.parent().unwrap_or(Path::new("."))),
         fast_on: std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off"),
+        wires: None,
     };
     for node in lab.nodes.values() {
         let Some((names, cfg)) = switch_config(&lab.name, node) else {
             continue;
         };
         let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
-        let refused = crate::fastpath::refused(&cfg);
-        if let (true, Some(why)) = (dp.fast_on, refused) {
-            tracing::info!(switch = %node.name, "no kernel fast path: {why}");
-        }
         let s = dp.switches.len();
         let global = dp.open_ports(s, &node.netns, names, 0)?;
-        let fast = match refused {
-            Some(why) => FastPath::off(why),
-            None => dp.fast_for(&node.name, &node.netns, &global),
-        };
+        let fast = dp.choose_fast(&node.name, &node.netns, &global, &cfg);
         dp.switches.push(Sw {
             name: node.name.clone(),
             netns: node.netns.clone(),
@@ -151,8 +147,8 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             fast,
         });
     }
-    let wires = wire::start(lab)?;
-    if dp.switches.is_empty() && wires == 0 {
+    dp.wires = wire::start(lab)?;
+    if dp.switches.is_empty() && dp.wires.is_none() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
     dp.init_impair(lab);
@@ -307,6 +303,50 @@ impl Dp {
             global.push(g);
         }
         Ok(global)
+    }
+
+    /// The kernel fast path for a switch of `cfg` on ports `global` (its
+    /// core ports in order): `u32` rules for steady flows on a one-VLAN
+    /// access switch, the tc BPF switch for trunks, several VLANs or a
+    /// mirror, or off with the reason `weft status` shows.
+    pub(super) fn choose_fast(
+        &self,
+        switch: &str,
+        netns: &str,
+        global: &[usize],
+        cfg: &weft_switch::SwitchConfig,
+    ) -> FastPath {
+        match crate::fastpath::refused(cfg) {
+            None => self.fast_for(switch, netns, global),
+            Some(why) if !self.fast_on => FastPath::off(why),
+            Some(_) => {
+                let fp = self.bpf_for(netns, global, cfg);
+                if !fp.is_bpf() {
+                    tracing::warn!(switch = %switch, "no kernel fast path: {}", fp.describe());
+                }
+                fp
+            }
+        }
+    }
+
+    /// The tc BPF switch on ports `global`. It needs a socket on every
+    /// core port: a port removed while running keeps its slot in the core
+    /// and so turns it off until the datapath starts again.
+    fn bpf_for(&self, netns: &str, global: &[usize], cfg: &weft_switch::SwitchConfig) -> FastPath {
+        if global.iter().any(|&g| self.ports[g].retired) {
+            return FastPath::off(
+                "tc BPF: a port was removed while running (on again when the datapath restarts)",
+            );
+        }
+        let socks: Vec<Option<&PacketSocket>> = global
+            .iter()
+            .map(|&g| self.ports[g].sock.as_ref())
+            .collect();
+        match weft_sys::netns::run_in_named(netns, Netlink::open) {
+            Ok(Ok(nl)) => FastPath::with_bpf(nl, cfg, &socks),
+            Ok(Err(e)) => FastPath::off(format!("no netlink socket ({e})")),
+            Err(e) => FastPath::off(format!("no netlink socket ({e})")),
+        }
     }
 
     /// The kernel fast path of a switch whose configuration allows it, on

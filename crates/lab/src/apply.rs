@@ -251,7 +251,7 @@ impl<'a> Exec<'a> {
                     let idx = self.index_of(node, iface)?;
                     let h = self.handle(node)?;
                     h.nl.push(
-                        nl::address(false, idx, *addr),
+                        nl::address(nl::Change::Remove, idx, *addr),
                         format!("ip addr del {addr} dev {iface}"),
                     );
                     h.ops.push(i);
@@ -259,7 +259,10 @@ impl<'a> Exec<'a> {
                 ResKey::Route { node, route } => {
                     let spec = self.route_spec(node, route)?;
                     let h = self.handle(node)?;
-                    h.nl.push(nl::route(false, &spec), format!("ip route del {route}"));
+                    h.nl.push(
+                        nl::route(nl::Change::Remove, &spec),
+                        format!("ip route del {route}"),
+                    );
                     h.ops.push(i);
                 }
                 ResKey::Sysctl { node, key } => {
@@ -640,7 +643,7 @@ impl<'a> Exec<'a> {
                     let idx = self.index_of(node, iface)?;
                     let h = self.handle(node)?;
                     h.nl.push(
-                        nl::address(true, idx, *addr),
+                        nl::address(nl::Change::Add, idx, *addr),
                         format!("ip addr add {addr} dev {iface}"),
                     );
                     h.ops.push(i);
@@ -660,7 +663,10 @@ impl<'a> Exec<'a> {
             };
             let spec = self.route_spec(node, route)?;
             let h = self.handle(node)?;
-            h.nl.push(nl::route(true, &spec), format!("ip route replace {route}"));
+            h.nl.push(
+                nl::route(nl::Change::Add, &spec),
+                format!("ip route replace {route}"),
+            );
             h.ops.push(i);
         }
         (self.progress)(Event::Stage {
@@ -984,7 +990,7 @@ pub(crate) fn wait_ready(
                 }
                 // Carrier is on but linkwatch has not acted on it yet: the
                 // device cannot send.
-                if l.oper == "down" || l.oper == "lowerlayerdown" {
+                if l.oper.is_down() {
                     waiting.push(format!("{node}:{} carrier not yet in effect", l.name));
                 }
                 if l.master.is_none() {

@@ -92,6 +92,7 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     weft_sys::caps::require_admin("weft up")?;
+    crate::rootless::check(lab)?;
     machines::check_underlay(lab)?;
     // Images, podman and service users: refused before anything is built.
     services::preflight(lab)?;

@@ -973,3 +973,40 @@ impl Stp {
         Some(BpduRepr::Rst(body(flags)))
     }
 }
+
+#[cfg(test)]
+mod names {
+    use super::{PortRole, PortState};
+
+    /// `weft status --json` and events carry these names (docs/status.md):
+    /// pinned so that renaming a variant cannot change them.
+    #[test]
+    fn role_and_state_names_are_pinned() {
+        use PortRole as R;
+        let roles = [R::Disabled, R::Root, R::Designated, R::Alternate, R::Backup];
+        assert_eq!(
+            roles.map(PortRole::name),
+            ["disabled", "root", "designated", "alternate", "backup"]
+        );
+        use PortState as S;
+        let states = [
+            S::Disabled,
+            S::Blocking,
+            S::Listening,
+            S::Discarding,
+            S::Learning,
+            S::Forwarding,
+        ];
+        assert_eq!(
+            states.map(PortState::name),
+            [
+                "disabled",
+                "blocking",
+                "listening",
+                "discarding",
+                "learning",
+                "forwarding"
+            ]
+        );
+    }
+}

@@ -359,10 +359,12 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                 ));
             }
             if (a.port.cost, a.port.priority) != (b.port.cost, b.port.priority) {
-                parts.push(format!("port {:?} -> {:?}", a.port, b.port));
+                parts.push(format!("port {} -> {}", a.port, b.port));
             }
             if a.bridge != b.bridge {
-                parts.push(format!("bridge {:?} -> {:?}", a.bridge, b.bridge));
+                let br =
+                    |x: &Option<BridgeOptions>| x.as_ref().map_or("none".into(), |o| o.to_string());
+                parts.push(format!("bridge {} -> {}", br(&a.bridge), br(&b.bridge)));
             }
             format!("{node}:{iface} {}", parts.join(", "))
         }

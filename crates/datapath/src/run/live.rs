@@ -145,21 +145,39 @@ impl Dp {
         }
         let sw = &mut self.switches[s];
         sw.modes = layout.ports.iter().map(|p| mode_text(&p.mode)).collect();
-        match fastpath::refused(&cfg) {
-            Some(why) => sw.fast = FastPath::off(why),
+        let ports_changed = !gone.is_empty() || !added.is_empty();
+        let refused = fastpath::refused(&cfg);
+        let rebuild = match refused {
+            // The tc BPF switch follows new settings through its maps, but
+            // its classifiers sit on the ports it was made with.
+            Some(_) => self.fast_on && (!sw.fast.is_bpf() || ports_changed),
             // An edit made the switch eligible again (or ports changed
             // while it was on: the new ones are covered from now on).
-            None if !sw.fast.enabled() => {
-                let (name, netns, global) = (sw.name.clone(), sw.netns.clone(), sw.ports.clone());
-                let live: Vec<usize> = global
-                    .into_iter()
-                    .filter(|&g| !self.ports[g].retired)
-                    .collect();
-                self.switches[s].fast = self.fast_for(&name, &netns, &live);
-            }
-            None => {}
+            None => !sw.fast.enabled() || sw.fast.is_bpf(),
+        };
+        if let (Some(why), false) = (refused, self.fast_on) {
+            sw.fast = FastPath::off(why);
+        } else if rebuild {
+            // What the kernel forwarded so far is folded in before its
+            // programs or rules go.
+            self.harvest_fast(s);
+            self.switches[s].fast = FastPath::off("being rebuilt");
+            let (name, netns, global) = {
+                let sw = &self.switches[s];
+                (sw.name.clone(), sw.netns.clone(), sw.ports.clone())
+            };
+            self.switches[s].fast = match refused {
+                Some(_) => self.choose_fast(&name, &netns, &global, &layout),
+                None => {
+                    let live: Vec<usize> = global
+                        .into_iter()
+                        .filter(|&g| !self.ports[g].retired)
+                        .collect();
+                    self.fast_for(&name, &netns, &live)
+                }
+            };
         }
-        if !gone.is_empty() || !added.is_empty() {
+        if ports_changed {
             tracing::info!(switch = %node.name, added = ?added, removed = ?gone.iter().map(|&g| &self.ports[g].name).collect::<Vec<_>>(), "ports changed in place");
         }
         tracing::info!(switch = %node.name, "settings changed in place");
