@@ -40,6 +40,11 @@ pub enum Error {
         value: String,
         network: ipnet::IpNet,
     },
+    /// Impairment settings that contradict each other (a jitter larger
+    /// than the delay, a queue without a rate); `key` is the setting the
+    /// message asks to change.
+    #[error("{why}")]
+    Impair { key: &'static str, why: String },
     /// A route option whose argument is not an IP address (`via`, `src`).
     #[error("`{key} {value}`: `{value}` is not an IP address")]
     BadAddress { key: &'static str, value: String },
@@ -169,6 +174,15 @@ impl Error {
             }
             _ => return None,
         })
+    }
+
+    /// The setting an [`Error::Impair`] is about (`jitter`, `queue`, ...),
+    /// for pointing at it in a file or on a command line.
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            Error::Impair { key, .. } => Some(key),
+            _ => None,
+        }
     }
 
     /// The same error about a differently named setting: `mapping` or
