@@ -150,10 +150,10 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
         }
         Some(i)
     };
-    let port = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?;
+    let what = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?.describe();
     match imp {
-        Some(i) => println!("switch port {port}: impair {}", i.summary()),
-        None => println!("switch port {port}: impairment cleared"),
+        Some(i) => println!("{what}: impair {}", i.summary()),
+        None => println!("{what}: impairment cleared"),
     }
     Ok(ExitCode::SUCCESS)
 }

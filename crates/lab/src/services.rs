@@ -367,6 +367,12 @@ fn supervisor(lab: &str) -> Option<ProcId> {
     })
 }
 
+/// Whether the lab's services' supervisor runs (it keeps the services
+/// running and restarts them by their policy).
+pub fn supervised(lab: &str) -> bool {
+    supervisor(lab).is_some_and(process::is_running)
+}
+
 /// Makes the running services match `lab` and waits until every one is
 /// ready. Only services whose definition changed (or that run after one
 /// that did) are restarted. On failure the error names the service and
