@@ -478,9 +478,24 @@ impl From<weft::Error> for Failure {
     }
 }
 
+impl From<weft_topo::Error> for Failure {
+    fn from(e: weft_topo::Error) -> Self {
+        Failure::Weft(e.into())
+    }
+}
+
 impl From<weft_sys::Error> for Failure {
     fn from(e: weft_sys::Error) -> Self {
         Failure::Sys(e)
+    }
+}
+
+impl From<weft_serve::Error> for Failure {
+    fn from(e: weft_serve::Error) -> Self {
+        match e {
+            weft_serve::Error::Lab(e) => Failure::Weft(e),
+            e => Failure::Said(e.to_string()),
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
+//! - [`bpf`]: the bpf(2) system call: maps, programs, test runs.
 //! - [`caps`]: the up-front root check.
 //! - [`userns`]: running without root: the keeper of the caller's user
 //!   namespace, joined before anything else.
@@ -22,6 +23,7 @@
 //! [`netns::run_in`] or a [`netns::create_many`] setup closure, never on a
 //! shared async runtime thread.
 
+pub mod bpf;
 pub mod caps;
 pub mod error;
 pub mod exec;
