@@ -301,7 +301,7 @@ pub fn stop_end(lab: &str, ep: &Endpoint) {
     let d = dir(lab);
     let st = stem(ep);
     if let Some(r) = read_running(&d.join(format!("{st}.pid"))) {
-        weft_sys::tunnel::stop_process(r.pid, &marker(&r.args), Duration::from_secs(2));
+        weft_sys::process::stop_marked(r.pid, &marker(&r.args), Duration::from_secs(2));
     }
     for x in ["pid", "json"] {
         let _ = std::fs::remove_file(d.join(format!("{st}.{x}")));
@@ -312,7 +312,7 @@ pub fn stop_end(lab: &str, ep: &Endpoint) {
 pub fn end_running(lab: &str, ep: &Endpoint) -> bool {
     read_running(&dir(lab).join(format!("{}.pid", stem(ep)))).is_some_and(|r| {
         let m = marker(&r.args);
-        weft_sys::tunnel::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)))
+        weft_sys::process::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)))
     })
 }
 
