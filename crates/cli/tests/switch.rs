@@ -918,9 +918,135 @@ endpoints = ["ns3:eth0", "sw0:p3"]
     assert!(lab.ping("ns1", "10.61.0.2", None));
     assert!(lab.up().contains("up to date"));
     assert_eq!(datapath_pid(&lab), pid);
-    // A port added needs a restart, which happens.
+    // A port added is a live edit too.
     lab.rewrite(&(edited + "[nodes.ns4.interfaces.eth0]\naddresses = [\"10.61.0.4/24\"]\n[[links]]\nendpoints = [\"ns4:eth0\", \"sw0:p4\"]\n"));
     lab.up();
-    assert_ne!(datapath_pid(&lab), pid);
+    assert_eq!(datapath_pid(&lab), pid);
     assert!(lab.ping("ns4", "10.61.0.1", None));
+}
+
+fn fdb_has(lab: &Lab, mac: &str, port: &str) -> bool {
+    let fdb: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["fdb", &lab.name, "sw0", "--json"])).unwrap();
+    fdb["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["mac"] == mac && e["port"] == port)
+}
+
+fn port_names(lab: &Lab) -> Vec<String> {
+    switches(lab)[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A host and its switch port added to the file, then removed again: the
+/// running datapath opens and closes the port in place (same process),
+/// and what it learned on the other ports stays in its FDB.
+#[test]
+fn switch_ports_are_added_and_removed_without_a_restart() {
+    let text = r#"
+name = "x"
+[nodes.sw0]
+kind = "switch"
+[nodes.ns1.interfaces.eth0]
+addresses = ["10.62.0.1/24"]
+[nodes.ns2.interfaces.eth0]
+addresses = ["10.62.0.2/24"]
+[[links]]
+endpoints = ["ns1:eth0", "sw0:p1"]
+[[links]]
+endpoints = ["ns2:eth0", "sw0:p2"]
+"#;
+    let lab = Lab::from_text("plan2-swport", text);
+    lab.up();
+    assert!(lab.ping("ns1", "10.62.0.2", None));
+    let pid = datapath_pid(&lab);
+    let mac1 = lab.iface("ns1", "eth0")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fdb_has(&lab, &mac1, "p1"));
+    let more = format!(
+        "{text}[nodes.ns3.interfaces.eth0]\naddresses = [\"10.62.0.3/24\"]\n[[links]]\nendpoints = [\"ns3:eth0\", \"sw0:p3\"]\n"
+    );
+    lab.rewrite(&more);
+    let out = lab.up();
+    assert!(out.contains("+ port p3"), "{out}");
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    assert!(
+        fdb_has(&lab, &mac1, "p1"),
+        "{mac1} learned before the edit is gone"
+    );
+    assert_eq!(port_names(&lab), ["p1", "p2", "p3"]);
+    assert!(lab.ping("ns3", "10.62.0.1", None));
+    let mac3 = lab.iface("ns3", "eth0")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fdb_has(&lab, &mac3, "p3"));
+    // Removed again: same process, p3 and what was learned on it gone,
+    // the rest as it was.
+    lab.rewrite(text);
+    let out = lab.up();
+    assert!(out.contains("- port p3"), "{out}");
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    assert_eq!(port_names(&lab), ["p1", "p2"]);
+    assert!(fdb_has(&lab, &mac1, "p1"));
+    assert!(!fdb_has(&lab, &mac3, "p3"));
+    assert!(lab.ping("ns2", "10.62.0.1", None));
+    // The same port name again is a new port of the same switch.
+    lab.rewrite(&more);
+    lab.up();
+    assert_eq!(datapath_pid(&lab), pid);
+    assert_eq!(port_names(&lab), ["p1", "p2", "p3"]);
+    assert!(lab.ping("ns3", "10.62.0.2", None));
+    assert!(lab.up().contains("up to date"));
+}
+
+/// A switch the kernel fast path refuses (two VLANs) that an edit makes
+/// eligible (one VLAN) goes back to the fast path on the running
+/// datapath, and leaves it again when the edit is undone.
+#[test]
+fn an_edit_that_makes_a_switch_eligible_turns_the_fast_path_back_on() {
+    let text = r#"
+name = "x"
+[nodes.sw0]
+kind = "switch"
+[nodes.ns1.interfaces.eth0]
+addresses = ["10.63.0.1/24"]
+[nodes.ns2.interfaces.eth0]
+addresses = ["10.63.0.2/24"]
+[[links]]
+endpoints = ["ns1:eth0", "sw0:p1"]
+[[links]]
+endpoints = ["ns2:eth0", "sw0:p2"]
+"#;
+    let two_vlans = format!("{text}[nodes.sw0.interfaces.p2]\nvlan = 20\n");
+    let lab = Lab::from_text("plan2-swfast", &two_vlans);
+    lab.up();
+    let pid = datapath_pid(&lab);
+    let why = switches(&lab)[0]["fastpath"].as_str().unwrap().to_string();
+    assert!(
+        why.starts_with("off: ") && why.contains("one VLAN"),
+        "{why}"
+    );
+    lab.rewrite(text);
+    lab.up();
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    assert_eq!(switches(&lab)[0]["fastpath"], "on");
+    assert!(lab.ping("ns1", "10.63.0.2", None));
+    let got = tcp_transfer(&lab, "ns2", "10.63.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert_eq!(fastpath_rules(&lab), 2);
+    lab.rewrite(&two_vlans);
+    lab.up();
+    assert_eq!(datapath_pid(&lab), pid);
+    assert_eq!(fastpath_rules(&lab), 0);
+    let why = switches(&lab)[0]["fastpath"].as_str().unwrap().to_string();
+    assert!(why.starts_with("off: "), "{why}");
 }

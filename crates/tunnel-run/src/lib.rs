@@ -7,6 +7,7 @@
 //! (virtio-net headers, TSO), which are split into inner packets here and
 //! coalesced again on the way in.
 
+mod pipeline;
 pub mod tap;
 
 use std::io::{self, Write};
@@ -265,6 +266,18 @@ pub struct IoCounters {
     pub tso_reads: u64,
 }
 
+impl IoCounters {
+    /// Add `o` to these (each thread counts on its own).
+    fn add(&mut self, o: &IoCounters) {
+        self.send_errors += o.send_errors;
+        self.device_errors += o.device_errors;
+        self.tcp_connects += o.tcp_connects;
+        self.gso_sends += o.gso_sends;
+        self.gro_datagrams += o.gro_datagrams;
+        self.tso_reads += o.tso_reads;
+    }
+}
+
 /// Which offloads a running tunnel uses (each detected at start).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Offloads {
@@ -360,10 +373,8 @@ impl DevWriter {
 }
 
 /// Run the tunnel until `stop` is set. Returns the tunnel for inspection.
-pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<Tunnel> {
+pub fn run(o: &Options, t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<Tunnel> {
     let (dev, kind) = weft_sys::tundev::open(&o.device())?;
-    let mut io_c = IoCounters::default();
-    let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let udp = match o.transport {
         Transport::Udp => Some(udp::udp_socket(o.listen)?),
         Transport::Tcp => None,
@@ -376,6 +387,30 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         offloads.udp_gso = udp::gso_supported(u.as_raw_fd());
         offloads.udp_gro = udp::enable_gro(u.as_raw_fd());
     }
+    if let Some(sock) = udp {
+        if std::env::var_os("WEFT_TUNNEL_ONE_THREAD").is_none() {
+            return pipeline::run(o, t, start, stop, dev, kind, sock, offloads);
+        }
+        return run_one_thread(o, t, start, stop, dev, kind, Some(sock), offloads);
+    }
+    run_one_thread(o, t, start, stop, dev, kind, None, offloads)
+}
+
+/// The tunnel on one thread: TCP always, UDP only to compare
+/// (`WEFT_TUNNEL_ONE_THREAD=1`).
+#[allow(clippy::too_many_arguments)]
+fn run_one_thread(
+    o: &Options,
+    mut t: Tunnel,
+    start: Instant,
+    stop: &AtomicBool,
+    dev: SyncDevice,
+    kind: DevKind,
+    udp: Option<Socket>,
+    mut offloads: Offloads,
+) -> Result<Tunnel> {
+    let mut io_c = IoCounters::default();
+    let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let listener = match (o.transport, o.connect) {
         (Transport::Tcp, None) => {
             let l = TcpListener::bind(o.listen)
@@ -444,54 +479,23 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         // Device to peer: up to BATCH packets, encrypted back to back
         // into the send plan (grouped for GSO as they go).
         if ready[0] {
-            let mut n = 0;
-            loop {
-                if kind != DevKind::Plain {
-                    // A 64 KiB segment splits into at most 64 packets.
-                    if BATCH - n < 64 {
-                        break;
-                    }
-                    let r = if kind == DevKind::TunTso {
-                        dev.recv_multiple(&mut tso_in, &mut inbufs[n..], &mut insizes[n..], 0)
-                    } else {
-                        dev.recv(&mut tso_in).and_then(|len| {
-                            tap::split_frame(
-                                &mut tso_in[..len],
-                                &mut inbufs[n..],
-                                &mut insizes[n..],
-                            )
-                        })
-                    };
-                    match r {
-                        Ok(k) => {
-                            if k > 1 {
-                                io_c.tso_reads += 1;
-                            }
-                            n += k;
-                        }
-                        Err(e) => {
-                            if e.kind() != io::ErrorKind::WouldBlock {
-                                io_c.device_errors += 1;
-                            }
-                            break;
-                        }
-                    }
-                } else {
-                    if n == BATCH {
-                        break;
-                    }
-                    match dev.recv(&mut inbufs[n]) {
-                        Ok(k) => {
-                            insizes[n] = k;
-                            n += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
+            let n = read_batch(
+                &dev,
+                kind,
+                &mut tso_in,
+                &mut inbufs,
+                &mut insizes,
+                &mut io_c,
+            );
             for (b, &len) in inbufs.iter().zip(&insizes).take(n) {
                 if plan.room() < len + OVERHEAD {
-                    flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+                    flush_plan(
+                        udp.as_ref(),
+                        &mut plan,
+                        &mut scratch,
+                        &mut io_c,
+                        &mut offloads,
+                    );
                 }
                 match udp {
                     Some(_) => {
@@ -583,14 +587,26 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
             match udp {
                 Some(_) => {
                     if !plan.push(x.to, &x.data) {
-                        flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+                        flush_plan(
+                            udp.as_ref(),
+                            &mut plan,
+                            &mut scratch,
+                            &mut io_c,
+                            &mut offloads,
+                        );
                         plan.push(x.to, &x.data);
                     }
                 }
                 None => tcp_send(&mut conns, x.to, &x.data, &mut io_c),
             }
         }
-        flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+        flush_plan(
+            udp.as_ref(),
+            &mut plan,
+            &mut scratch,
+            &mut io_c,
+            &mut offloads,
+        );
         tcp_flush(&mut conns, &mut io_c);
 
         // A session coming up (or going) is written at once: `weft up`
@@ -617,9 +633,65 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
     Ok(t)
 }
 
+/// Read up to [`BATCH`] inner packets from the device into `inbufs`
+/// (lengths in `insizes`): with TSO one 64 KiB segment per read, split
+/// into packets through `tso_in`; else one packet per read. Returns how
+/// many.
+fn read_batch(
+    dev: &SyncDevice,
+    kind: DevKind,
+    tso_in: &mut [u8],
+    inbufs: &mut [Vec<u8>],
+    insizes: &mut [usize],
+    io_c: &mut IoCounters,
+) -> usize {
+    let mut n = 0;
+    loop {
+        if kind != DevKind::Plain {
+            // A 64 KiB segment splits into at most 64 packets.
+            if BATCH - n < 64 {
+                break;
+            }
+            let r = if kind == DevKind::TunTso {
+                dev.recv_multiple(tso_in, &mut inbufs[n..], &mut insizes[n..], 0)
+            } else {
+                dev.recv(tso_in).and_then(|len| {
+                    tap::split_frame(&mut tso_in[..len], &mut inbufs[n..], &mut insizes[n..])
+                })
+            };
+            match r {
+                Ok(k) => {
+                    if k > 1 {
+                        io_c.tso_reads += 1;
+                    }
+                    n += k;
+                }
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        io_c.device_errors += 1;
+                    }
+                    break;
+                }
+            }
+        } else {
+            if n == BATCH {
+                break;
+            }
+            match dev.recv(&mut inbufs[n]) {
+                Ok(k) => {
+                    insizes[n] = k;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    n
+}
+
 /// Send what the plan holds over UDP.
 fn flush_plan(
-    udp: &Option<Socket>,
+    udp: Option<&Socket>,
     plan: &mut udp::TxPlan,
     scratch: &mut udp::TxScratch,
     io_c: &mut IoCounters,
