@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
-use weft_sys::tunnel::{Options, Transport};
 use weft_sys::tuntap::Mode;
 use weft_tunnel::{Config, PrivateKey, PublicKey, Timers, Tunnel};
+use weft_tunnel_run::{Options, Transport};
 
 #[derive(Args)]
 pub struct KeygenArgs {
@@ -199,7 +199,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
     let a = merge(a)?;
     if let Some(ns) = &a.netns {
         weft_sys::netns::validate_name(ns).map_err(|e| format!("--netns {ns}: {e}"))?;
-        weft_sys::tunnel::set_device_netns(ns);
+        weft_tunnel_run::set_device_netns(ns);
     }
     let key = read_private_key(
         a.key
@@ -289,7 +289,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
         },
         start.elapsed(),
     );
-    let stop = weft_sys::tunnel::stop_on_signals();
+    let stop = weft_tunnel_run::stop_on_signals();
     eprintln!(
         "weft tunnel: {} {} (mtu {mtu}) <-> {} over {} {listen}, peer {}",
         match mode {
@@ -304,7 +304,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
         },
         peer_key,
     );
-    let t = weft_sys::tunnel::run(&opts, t, start, stop)?;
+    let t = weft_tunnel_run::run(&opts, t, start, stop)?;
     let c = t.counters();
     eprintln!(
         "weft tunnel: stopped; sent {} packets, received {}, {} handshakes, {} dropped",

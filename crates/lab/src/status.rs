@@ -9,18 +9,27 @@ use weft_topo::IfaceKind;
 use crate::{state, Error};
 use weft_sys::netlink::Netlink;
 
+/// One lab as built, read back from the kernel (`weft status LAB`).
 #[derive(Debug, Clone, Serialize)]
 pub struct LabStatus {
+    /// The lab's name (`LAB@MACHINE` for a machine's share).
     pub name: String,
     /// The machine, for one machine's share of a lab (`name` is then
     /// `LAB@MACHINE`).
     pub machine: Option<String>,
+    /// The topology file the lab was built from, when it was built from one.
     pub source: Option<String>,
+    /// Every node of the file, in name order, present or not.
     pub nodes: Vec<NodeStatus>,
     /// The userspace switches, as their datapath reports them; absent
     /// when the lab has none, `null` when the datapath does not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switches: Option<Option<Vec<weft_datapath::control::SwitchInfo>>>,
+    /// The wires (impaired links between two kernel ends) with their
+    /// counters per direction; absent when the lab has none, `null` when
+    /// the datapath does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wires: Option<Option<Vec<weft_datapath::control::WireInfo>>>,
     /// One entry per end of each `kind = "tunnel"` link.
     pub tunnels: Vec<crate::tunnels::TunnelStatus>,
     /// Changes made at run time (`weft link`, `weft impair`) that the
@@ -28,31 +37,43 @@ pub struct LabStatus {
     pub runtime: Option<crate::runtime::Overrides>,
 }
 
+/// One node: its namespace and what the kernel has in it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
+    /// The node's name in the file.
     pub name: String,
+    /// `host`, `bridge` or `switch`, as the file says.
     pub kind: &'static str,
+    /// The network namespace the node is (`weft-LAB.NODE`).
     pub netns: String,
     /// False when the namespace has vanished (`weft up` recreates it).
     pub present: bool,
+    /// The file's interfaces of the node, present or not.
     pub interfaces: Vec<IfaceStatus>,
+    /// The namespace's routes as `ip route` prints them.
     pub routes: Vec<String>,
 }
 
+/// One interface of a node, as the kernel has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct IfaceStatus {
+    /// The interface's name in the node.
     pub name: String,
     /// veth, bridge, tun, tap, loopback.
     pub kind: &'static str,
     /// False when the file wants it but the kernel does not have it.
     pub present: bool,
+    /// The kernel's interface index in the namespace (`ip link`'s number).
     pub index: Option<u32>,
     /// `None` for a TUN (it has no link-layer address).
     pub mac: Option<String>,
+    /// The MTU the kernel has.
     pub mtu: Option<u32>,
     /// The kernel's operational state: up, down, lowerlayerdown, unknown.
     pub state: Option<String>,
+    /// Set up (`ip link set dev X up`), whatever the carrier.
     pub admin_up: Option<bool>,
+    /// The link has a carrier (its other end is up).
     pub carrier: Option<bool>,
     /// Addresses as the kernel has them.
     pub addresses: Vec<String>,
@@ -65,6 +86,7 @@ pub struct IfaceStatus {
     pub port_state: Option<&'static str>,
     /// Bridges: whether STP runs.
     pub stp: Option<bool>,
+    /// TUN and TAP devices: their flags and owner.
     pub tun: Option<TunStatus>,
     /// The end of a `kind = "vxlan"` link, as planned.
     pub vxlan: Option<VxlanStatus>,
@@ -117,22 +139,35 @@ pub struct BridgeStpStatus {
     pub topology_change_timer_cs: u64,
 }
 
+/// The planned end of a VXLAN link between machines.
 #[derive(Debug, Clone, Serialize)]
 pub struct VxlanStatus {
+    /// The VXLAN network identifier both ends use.
     pub vni: u32,
+    /// This machine's underlay address.
     pub local: String,
+    /// The other machine's underlay address.
     pub remote: String,
+    /// The UDP port of the encapsulated traffic.
     pub port: u16,
 }
 
+/// A TUN or TAP device's flags (`ip tuntap show`).
 #[derive(Debug, Clone, Serialize)]
 pub struct TunStatus {
+    /// A TAP (Ethernet frames) rather than a TUN (IP packets).
     pub tap: bool,
+    /// Each packet is read with the 4-byte packet information header.
     pub pi: bool,
+    /// Each packet is read with a virtio-net header (offloads).
     pub vnet_hdr: bool,
+    /// Several queues may be attached (one per reader).
     pub multi_queue: bool,
+    /// The device stays when its last reader closes it.
     pub persist: bool,
+    /// The user allowed to attach, when restricted.
     pub owner: Option<u32>,
+    /// The group allowed to attach, when restricted.
     pub group: Option<u32>,
 }
 
@@ -220,7 +255,7 @@ pub fn status_of(n: &str, st: &state::State) -> LabStatus {
                         .filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback))
                         .map(|m| weft_topo::Mac(m).to_string()),
                     mtu: l.map(|l| l.mtu),
-                    state: l.map(|l| l.oper.clone()),
+                    state: l.map(|l| l.oper.to_string()),
                     admin_up: l.map(|l| l.admin_up),
                     carrier: l.map(|l| l.lower_up),
                     addresses: l
@@ -297,13 +332,23 @@ pub fn status_of(n: &str, st: &state::State) -> LabStatus {
                 routes: node.routes.iter().map(|r| r.to_string()).collect(),
             });
         }
+        // One question to the datapath for its switches and its wires.
+        let dp = crate::datapath::has_switches(&st.lab)
+            .then(|| crate::datapath::status(n))
+            .flatten();
         LabStatus {
             name: n.to_string(),
             machine: st.lab.machine.clone(),
             tunnels: crate::tunnels::status(&st.lab),
             source: st.source.as_ref().map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
-                .then(|| crate::datapath::status(n).map(|s| s.switches)),
+                .then(|| dp.clone().map(|s| s.switches)),
+            wires: st
+                .lab
+                .nodes
+                .values()
+                .any(|n| n.wire.is_some())
+                .then(|| dp.map(|s| s.wires)),
             runtime: crate::runtime::load(n),
             nodes,
         }

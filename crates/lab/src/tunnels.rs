@@ -205,7 +205,7 @@ pub fn reconcile(lab: &Lab) -> Result<Vec<String>, Error> {
                 .into_owned();
             if !want.iter().any(|(s, _)| *s == st) {
                 if let Some(r) = read_running(&p) {
-                    weft_sys::tunnel::stop_process(r.pid, &marker(&r.args), Duration::from_secs(2));
+                    weft_sys::process::stop_marked(r.pid, &marker(&r.args), Duration::from_secs(2));
                 }
                 for x in ["pid", "json", "key"] {
                     let _ = std::fs::remove_file(d.join(format!("{st}.{x}")));
@@ -219,19 +219,19 @@ pub fn reconcile(lab: &Lab) -> Result<Vec<String>, Error> {
         let m = marker(&args);
         if let Some(r) = read_running(&pidf) {
             let alive =
-                weft_sys::tunnel::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)));
+                weft_sys::process::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)));
             if alive && r.args == args {
                 continue;
             }
             if alive {
-                weft_sys::tunnel::stop_process(r.pid, &m, Duration::from_secs(2));
+                weft_sys::process::stop_marked(r.pid, &m, Duration::from_secs(2));
             }
         }
         let _ = std::fs::remove_file(d.join(format!("{st}.json")));
         let env = crate::context::helper_env();
         let env: Vec<(&str, &std::ffi::OsStr)> =
             env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
-        let pid = weft_sys::tunnel::spawn_detached_env(&args, &env, &d.join(format!("{st}.log")))?;
+        let pid = weft_sys::process::spawn_argv_env(&args, &env, &d.join(format!("{st}.log")))?;
         let r = Running { pid, args };
         std::fs::write(&pidf, serde_json::to_vec(&r).expect("serializes"))
             .map_err(io(format!("writing {}", pidf.display())))?;
@@ -295,6 +295,27 @@ pub fn wait_sessions(lab: &Lab, within: Duration) -> Vec<String> {
         .collect()
 }
 
+/// Stops the tunnel process of one end (a removed tunnel link, or one
+/// whose namespace or device goes), before what it runs on is removed.
+pub fn stop_end(lab: &str, ep: &Endpoint) {
+    let d = dir(lab);
+    let st = stem(ep);
+    if let Some(r) = read_running(&d.join(format!("{st}.pid"))) {
+        weft_sys::process::stop_marked(r.pid, &marker(&r.args), Duration::from_secs(2));
+    }
+    for x in ["pid", "json"] {
+        let _ = std::fs::remove_file(d.join(format!("{st}.{x}")));
+    }
+}
+
+/// Whether the recorded tunnel process of an end still runs.
+pub fn end_running(lab: &str, ep: &Endpoint) -> bool {
+    read_running(&dir(lab).join(format!("{}.pid", stem(ep)))).is_some_and(|r| {
+        let m = marker(&r.args);
+        weft_sys::process::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)))
+    })
+}
+
 /// Stop every tunnel process of the lab (by recorded PID). Never fails:
 /// `weft down` goes on to remove the namespaces regardless.
 pub fn stop_all(name: &str) {
@@ -306,7 +327,7 @@ pub fn stop_all(name: &str) {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "pid") {
             if let Some(r) = read_running(&p) {
-                weft_sys::tunnel::stop_process(r.pid, &marker(&r.args), Duration::from_secs(2));
+                weft_sys::process::stop_marked(r.pid, &marker(&r.args), Duration::from_secs(2));
             }
             let _ = std::fs::remove_file(&p);
         }
@@ -327,7 +348,7 @@ pub fn status(lab: &Lab) -> Vec<TunnelStatus> {
             let st = stem(me);
             let r = read_running(&d.join(format!("{st}.pid")));
             let running = r.as_ref().is_some_and(|r| {
-                weft_sys::tunnel::cmdline(r.pid)
+                weft_sys::process::cmdline(r.pid)
                     .is_some_and(|c| c.iter().any(|a| a.contains(&marker(&r.args))))
             });
             let state = std::fs::read(d.join(format!("{st}.json")))

@@ -300,7 +300,7 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     F: Fn(&str) -> std::result::Result<T, E>,
 {
-    let home = open_thread_netns();
+    let home = home_netns();
     let mut out = Vec::with_capacity(names.len());
     let mut stranded: Option<String> = home.as_ref().err().map(|e| e.to_string());
     for name in names {
@@ -436,6 +436,16 @@ where
     }
     drop(partial);
     (inside, back)
+}
+
+/// Where a worker thread returns after working in a new namespace: the
+/// one it is in, or without root the keeper's (the machine's namespace
+/// is one a user may leave but not enter again; docs/architecture.md).
+fn home_netns() -> Result<OwnedFd> {
+    match crate::userns::home_netns() {
+        Some(r) => r,
+        None => open_thread_netns(),
+    }
 }
 
 fn open_thread_netns() -> Result<OwnedFd> {
@@ -761,7 +771,7 @@ pub fn members_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdenti
 fn anonymous_netns() -> Result<OwnedFd> {
     std::thread::scope(|s| {
         s.spawn(|| -> Result<OwnedFd> {
-            let home = open_thread_netns()?;
+            let home = home_netns()?;
             unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::os("creating a canary network namespace", e))?;
             let fd = open_thread_netns();

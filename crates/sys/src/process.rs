@@ -163,6 +163,109 @@ pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     Err(e)
 }
 
+/// Start `argv` (program, then arguments) in its own process group (so a Ctrl-C meant for the
+/// starter does not reach it), stdin from /dev/null, stdout and stderr
+/// appended to `log`, with `envs` added. Returns its PID (callers that
+/// stop it later find it by a marker in its command line, [`stop_marked`]).
+pub fn spawn_argv_env(
+    argv: &[String],
+    envs: &[(&str, &std::ffi::OsStr)],
+    log: &std::path::Path,
+) -> crate::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let what = format!("starting {}", argv.join(" "));
+    let os = |action: String, err| crate::Error::Os {
+        action,
+        err,
+        hint: None,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| os(format!("opening {}", log.display()), e))?;
+    let f2 = f.try_clone().map_err(|e| os(what.clone(), e))?;
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| os(what.clone(), e))?;
+    Ok(child.id())
+}
+
+/// The command line of a live (not zombie) process.
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// Stop the process `pid` if its command line still contains `marker`
+/// (so a reused PID is never touched): SIGTERM, then SIGKILL after
+/// `timeout`. True when no such process runs any more.
+pub fn stop_marked(pid: u32, marker: &str, timeout: Duration) -> bool {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let ours = |pid| cmdline(pid).is_some_and(|c| c.iter().any(|a| a.contains(marker)));
+    if !ours(pid) {
+        return true;
+    }
+    let p = Pid::from_raw(pid as i32);
+    let _ = kill(p, Signal::SIGTERM);
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if !ours(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(p, Signal::SIGKILL);
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(2) {
+        if !ours(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Make SIGTERM and SIGINT set the returned flag instead of ending the
+/// process (a server loop checks it and ends cleanly).
+pub fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe { sigaction(s, &act) };
+    }
+    &STOP
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

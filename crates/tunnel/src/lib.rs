@@ -22,9 +22,18 @@
 //! - Rekeying after a time or a volume, keepalives, dead-peer detection,
 //!   and roaming (the peer's address follows its authenticated packets)
 //!   follow WireGuard's timer rules, simplified for one peer.
+//!
+//! For callers that encrypt and decrypt on several threads, each data
+//! packet's work splits in three: bookkeeping under `&mut Tunnel`
+//! ([`Tunnel::prepare_send`], [`Tunnel::prepare_receive`]), the cipher on a
+//! [`Seal`] or [`Open`] job (`&self`, any thread, no `Tunnel` needed), and
+//! for received packets the replay window and session state again under
+//! `&mut Tunnel` ([`Tunnel::finish_receive`]). [`Tunnel::send`] and
+//! [`Tunnel::receive`] are exactly these steps in a row.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use blake2::digest::{consts::U16, Mac};
@@ -249,10 +258,76 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
+/// The result of [`Tunnel::prepare_send`].
+#[derive(Clone)]
+pub enum Prepared {
+    /// Encrypt the packet with this job and send it to this address.
+    Seal(SocketAddr, Seal),
+    /// As [`Sent::Queued`]: the tunnel kept a copy.
+    Queued,
+    Dropped(DropReason),
+}
+
+/// The result of [`Tunnel::prepare_receive`].
+#[derive(Clone)]
+pub enum Incoming {
+    /// Nothing more to do with the datagram.
+    Done(Received),
+    /// A data packet: decrypt it with the job, then
+    /// [`Tunnel::finish_receive`].
+    Open(Open),
+}
+
+/// One data packet to encrypt: its session's keys and its counter.
+#[derive(Clone)]
+pub struct Seal {
+    keys: Arc<StatelessTransportState>,
+    remote_index: u32,
+    counter: u64,
+}
+
+impl Seal {
+    /// Write the data message for `packet` into `out` (which needs
+    /// `packet.len() + OVERHEAD` bytes); returns its length.
+    pub fn seal(&self, packet: &[u8], out: &mut [u8]) -> usize {
+        out[..4].copy_from_slice(&[TYPE_DATA, 0, 0, 0]);
+        out[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
+        out[8..16].copy_from_slice(&self.counter.to_le_bytes());
+        let n = self
+            .keys
+            .write_message(self.counter, packet, &mut out[HEADER..])
+            .expect("the caller sized the buffer");
+        HEADER + n
+    }
+}
+
+/// One received data packet to decrypt.
+#[derive(Clone)]
+pub struct Open {
+    keys: Arc<StatelessTransportState>,
+    index: u32,
+    counter: u64,
+}
+
+impl Open {
+    /// Decrypt the data message `datagram` into `out` (which needs
+    /// `datagram.len()` bytes): the inner packet's length, or None if it
+    /// fails authentication.
+    pub fn open(&self, datagram: &[u8], out: &mut [u8]) -> Option<usize> {
+        if out.len() < datagram.len() || datagram.len() < OVERHEAD {
+            return None;
+        }
+        self.keys
+            .read_message(self.counter, &datagram[HEADER..], out)
+            .ok()
+    }
+}
+
 struct Session {
     local_index: u32,
     remote_index: u32,
-    keys: StatelessTransportState,
+    /// Shared with [`Seal`] and [`Open`] jobs in flight on other threads.
+    keys: Arc<StatelessTransportState>,
     send_counter: u64,
     sent_bytes: u64,
     window: replay::ReplayWindow,
@@ -379,15 +454,27 @@ impl Tunnel {
 
     /// Encrypt one inner packet. `out` needs `packet.len() + OVERHEAD` bytes.
     pub fn send(&mut self, now: Duration, packet: &[u8], out: &mut [u8]) -> Sent {
-        if packet.len() > MAX_PACKET || out.len() < packet.len() + OVERHEAD {
+        if out.len() < packet.len() + OVERHEAD {
             return self.drop(DropReason::NoSession, Sent::Dropped);
+        }
+        match self.prepare_send(now, packet) {
+            Prepared::Seal(to, job) => Sent::Datagram(to, job.seal(packet, out)),
+            Prepared::Queued => Sent::Queued,
+            Prepared::Dropped(r) => Sent::Dropped(r),
+        }
+    }
+
+    /// [`Tunnel::send`] without the cipher: takes the packet's counter and
+    /// does the bookkeeping; the returned [`Seal`] job encrypts it (on any
+    /// thread). Jobs of one session may run in any order and concurrently;
+    /// the receiver's replay window accepts them out of order.
+    pub fn prepare_send(&mut self, now: Duration, packet: &[u8]) -> Prepared {
+        if packet.len() > MAX_PACKET {
+            return self.drop(DropReason::NoSession, Prepared::Dropped);
         }
         self.rekey_if_due(now);
         match self.endpoint {
-            Some(to) if self.usable(now) => {
-                let n = self.seal(now, packet, out);
-                Sent::Datagram(to, n)
-            }
+            Some(to) if self.usable(now) => Prepared::Seal(to, self.seal_job(now, packet.len())),
             _ => {
                 if self.queue.len() == QUEUE {
                     self.queue.pop_front();
@@ -397,7 +484,7 @@ impl Tunnel {
                 if self.init.is_none() {
                     self.initiate(now);
                 }
-                Sent::Queued
+                Prepared::Queued
             }
         }
     }
@@ -410,18 +497,47 @@ impl Tunnel {
         datagram: &[u8],
         out: &mut [u8],
     ) -> Received {
-        let d = datagram;
-        if d.len() < 4 {
+        let data = datagram.len() >= OVERHEAD && datagram[..4] == [TYPE_DATA, 0, 0, 0];
+        if data && out.len() < datagram.len() {
             return self.drop(DropReason::Truncated, Received::Dropped);
         }
+        match self.prepare_receive(now, from, datagram) {
+            Incoming::Done(r) => r,
+            Incoming::Open(job) => {
+                let opened = job.open(datagram, out);
+                self.finish_receive(now, from, &job, opened)
+            }
+        }
+    }
+
+    /// [`Tunnel::receive`] up to the cipher: handshakes are processed
+    /// here; a data packet that may be valid (known session, counter not
+    /// yet seen) comes back as an [`Open`] job, to decrypt on any thread
+    /// and hand to [`Tunnel::finish_receive`].
+    pub fn prepare_receive(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Incoming {
+        let d = datagram;
+        if d.len() < 4 {
+            return self.drop(DropReason::Truncated, |r| {
+                Incoming::Done(Received::Dropped(r))
+            });
+        }
         if d[1..4] != [0, 0, 0] {
-            return self.drop(DropReason::Malformed, Received::Dropped);
+            return self.drop(DropReason::Malformed, |r| {
+                Incoming::Done(Received::Dropped(r))
+            });
         }
         match d[0] {
-            TYPE_DATA => self.receive_data(now, from, d, out),
-            TYPE_INIT => self.receive_init(now, from, d),
-            TYPE_RESP => self.receive_response(now, from, d),
-            _ => self.drop(DropReason::Malformed, Received::Dropped),
+            TYPE_DATA => self.prepare_data(now, d),
+            TYPE_INIT => Incoming::Done(self.receive_init(now, from, d)),
+            TYPE_RESP => Incoming::Done(self.receive_response(now, from, d)),
+            _ => self.drop(DropReason::Malformed, |r| {
+                Incoming::Done(Received::Dropped(r))
+            }),
         }
     }
 
@@ -610,7 +726,7 @@ impl Tunnel {
         self.next = Some(Session {
             local_index: index,
             remote_index,
-            keys,
+            keys: Arc::new(keys),
             send_counter: 0,
             sent_bytes: 0,
             window: Default::default(),
@@ -657,7 +773,7 @@ impl Tunnel {
         self.current = Some(Session {
             local_index: init.index,
             remote_index,
-            keys,
+            keys: Arc::new(keys),
             send_counter: 0,
             sent_bytes: 0,
             window: Default::default(),
@@ -699,47 +815,70 @@ impl Tunnel {
         }
     }
 
-    fn receive_data(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-        d: &[u8],
-        out: &mut [u8],
-    ) -> Received {
+    fn prepare_data(&mut self, now: Duration, d: &[u8]) -> Incoming {
+        let dropped = |r| Incoming::Done(Received::Dropped(r));
         if d.len() < OVERHEAD {
-            return self.drop(DropReason::Truncated, Received::Dropped);
-        }
-        if out.len() < d.len() {
-            return self.drop(DropReason::Truncated, Received::Dropped);
+            return self.drop(DropReason::Truncated, dropped);
         }
         let index = u32::from_le_bytes(d[4..8].try_into().expect("4 bytes"));
         let counter = u64::from_le_bytes(d[8..16].try_into().expect("8 bytes"));
         let reject = self.timers.reject_after_time;
+        let Some(s) = self.session(index) else {
+            return self.drop(DropReason::UnknownIndex, dropped);
+        };
+        if now >= s.created + reject || counter >= REJECT_AFTER_MESSAGES {
+            return self.drop(DropReason::Expired, dropped);
+        }
+        match s.window.check(counter) {
+            Ok(()) => Incoming::Open(Open {
+                keys: s.keys.clone(),
+                index,
+                counter,
+            }),
+            Err(replay::Refused::Duplicate) => self.drop(DropReason::Replay, dropped),
+            Err(replay::Refused::TooOld) => self.drop(DropReason::TooOld, dropped),
+        }
+    }
+
+    fn session(&self, index: u32) -> Option<&Session> {
+        [&self.current, &self.previous, &self.next]
+            .into_iter()
+            .flatten()
+            .find(|s| s.local_index == index)
+    }
+
+    /// The end of [`Tunnel::receive`] for a data packet: `opened` is what
+    /// `job.open` gave. Moves the replay window (a counter another job
+    /// already delivered is dropped as a replay now), confirms a new
+    /// session, follows a roaming peer.
+    pub fn finish_receive(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        job: &Open,
+        opened: Option<usize>,
+    ) -> Received {
+        let Some(n) = opened else {
+            return self.drop(DropReason::Auth, Received::Dropped);
+        };
         let slot = [&mut self.current, &mut self.previous, &mut self.next]
             .into_iter()
             .enumerate()
-            .find(|(_, s)| s.as_ref().is_some_and(|s| s.local_index == index));
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.local_index == job.index));
+        // Gone since prepare_receive (expired or replaced): as if it had
+        // been gone before.
         let Some((which, Some(s))) = slot else {
             return self.drop(DropReason::UnknownIndex, Received::Dropped);
         };
-        if now >= s.created + reject || counter >= REJECT_AFTER_MESSAGES {
-            return self.drop(DropReason::Expired, Received::Dropped);
+        match s.window.update(job.counter) {
+            Ok(()) => {}
+            Err(replay::Refused::Duplicate) => {
+                return self.drop(DropReason::Replay, Received::Dropped)
+            }
+            Err(replay::Refused::TooOld) => {
+                return self.drop(DropReason::TooOld, Received::Dropped)
+            }
         }
-        let refused = match s.window.check(counter) {
-            Ok(()) => match s.keys.read_message(counter, &d[HEADER..], out) {
-                Ok(n) => {
-                    let _ = s.window.update(counter);
-                    Ok(n)
-                }
-                Err(_) => Err(DropReason::Auth),
-            },
-            Err(replay::Refused::Duplicate) => Err(DropReason::Replay),
-            Err(replay::Refused::TooOld) => Err(DropReason::TooOld),
-        };
-        let n = match refused {
-            Ok(n) => n,
-            Err(r) => return self.drop(r, Received::Dropped),
-        };
         if which == 2 {
             // The initiator used the new session: it is confirmed.
             self.previous = self.current.take();
@@ -762,27 +901,30 @@ impl Tunnel {
 
     /// Encrypt with the current session (which must be usable).
     fn seal(&mut self, now: Duration, packet: &[u8], out: &mut [u8]) -> usize {
+        self.seal_job(now, packet.len()).seal(packet, out)
+    }
+
+    /// Take the next counter of the current session (which must be usable)
+    /// for a packet of `len` bytes.
+    fn seal_job(&mut self, now: Duration, len: usize) -> Seal {
         let s = self.current.as_mut().expect("a usable session");
-        let ctr = s.send_counter;
+        let job = Seal {
+            keys: s.keys.clone(),
+            remote_index: s.remote_index,
+            counter: s.send_counter,
+        };
         s.send_counter += 1;
-        s.sent_bytes += packet.len() as u64;
-        out[..4].copy_from_slice(&[TYPE_DATA, 0, 0, 0]);
-        out[4..8].copy_from_slice(&s.remote_index.to_le_bytes());
-        out[8..16].copy_from_slice(&ctr.to_le_bytes());
-        let n = s
-            .keys
-            .write_message(ctr, packet, &mut out[HEADER..])
-            .expect("the caller sized the buffer");
+        s.sent_bytes += len as u64;
         self.last_sent = now;
         self.keepalive_owed_since = None;
-        if packet.is_empty() {
+        if len == 0 {
             self.counters.keepalives_sent += 1;
         } else {
             self.counters.tx_packets += 1;
-            self.counters.tx_bytes += packet.len() as u64;
+            self.counters.tx_bytes += len as u64;
             self.unanswered_since.get_or_insert(now);
         }
-        HEADER + n
+        job
     }
 
     fn keepalive(&mut self, now: Duration) {

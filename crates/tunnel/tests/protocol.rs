@@ -371,3 +371,97 @@ fn rehandshake_replaces_the_session_without_loss() {
     assert_eq!(p.a.t.counters().handshakes_initiated, init + 1);
     assert!(p.works());
 }
+
+#[test]
+fn packets_sealed_and_opened_on_other_threads_out_of_order_arrive_once() {
+    let mut p = Pair::new(Timers::default());
+    let (from, now) = (p.a.addr, p.now);
+    let tx0 = p.a.t.counters().tx_packets;
+    // a takes the counters of a batch in order; threads encrypt it, in
+    // reverse halves.
+    let packets: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+    let jobs: Vec<_> = packets
+        .iter()
+        .map(|pk| match p.a.t.prepare_send(now, pk) {
+            weft_tunnel::Prepared::Seal(_, j) => j,
+            _ => panic!("a session is up"),
+        })
+        .collect();
+    let mut sealed: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|pk| vec![0u8; pk.len() + weft_tunnel::OVERHEAD])
+        .collect();
+    std::thread::scope(|s| {
+        let (lo, hi) = sealed.split_at_mut(32);
+        let (jl, jh) = jobs.split_at(32);
+        let (pl, ph) = packets.split_at(32);
+        s.spawn(move || {
+            for ((o, j), pk) in hi.iter_mut().zip(jh).zip(ph).rev() {
+                j.seal(pk, o);
+            }
+        });
+        for ((o, j), pk) in lo.iter_mut().zip(jl).zip(pl) {
+            j.seal(pk, o);
+        }
+    });
+    assert_eq!(
+        p.a.t.counters().tx_packets,
+        tx0 + 64,
+        "counted when prepared"
+    );
+    // b prepares them all, the last first, with one duplicate prepared
+    // twice before either finished: only one of the two is delivered.
+    let mut order: Vec<usize> = (0..64).rev().collect();
+    order.push(10);
+    let opens: Vec<_> = order
+        .iter()
+        .map(|&i| match p.b.t.prepare_receive(now, from, &sealed[i]) {
+            weft_tunnel::Incoming::Open(j) => (i, j),
+            weft_tunnel::Incoming::Done(r) => panic!("{i}: {r:?}"),
+        })
+        .collect();
+    let mut got = vec![];
+    let mut replays = 0;
+    for (i, j) in &opens {
+        let mut out = vec![0u8; sealed[*i].len()];
+        let opened = j.open(&sealed[*i], &mut out);
+        match p.b.t.finish_receive(now, from, j, opened) {
+            Received::Packet(n) => got.push((*i, out[..n].to_vec())),
+            Received::Dropped(DropReason::Replay) => replays += 1,
+            r => panic!("{i}: {r:?}"),
+        }
+    }
+    assert_eq!(replays, 1);
+    got.sort();
+    assert_eq!(got.len(), 64);
+    for (i, pk) in got {
+        assert_eq!(pk, packets[i]);
+    }
+    // A forged packet fails in the job and is counted by finish.
+    let mut bad = sealed[0].clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let before = p.b.t.counters().dropped(DropReason::Replay);
+    assert!(matches!(
+        p.b.t.prepare_receive(now, from, &bad),
+        weft_tunnel::Incoming::Done(Received::Dropped(DropReason::Replay))
+    ));
+    assert_eq!(p.b.t.counters().dropped(DropReason::Replay), before + 1);
+    let mut fresh = vec![0u8; 200];
+    let Sent::Datagram(_, n) = p.a.t.send(now, &[7u8; 50], &mut fresh) else {
+        panic!("a session is up")
+    };
+    fresh.truncate(n);
+    fresh[n - 1] ^= 1;
+    let weft_tunnel::Incoming::Open(j) = p.b.t.prepare_receive(now, from, &fresh) else {
+        panic!("a data packet with a new counter")
+    };
+    let mut out = vec![0u8; n];
+    let opened = j.open(&fresh, &mut out);
+    assert_eq!(opened, None);
+    assert_eq!(
+        p.b.t.finish_receive(now, from, &j, opened),
+        Received::Dropped(DropReason::Auth)
+    );
+    assert!(p.works(), "the session goes on");
+}

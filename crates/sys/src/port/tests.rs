@@ -1,3 +1,6 @@
+use std::os::fd::AsFd;
+use std::time::Duration;
+
 use super::*;
 use crate::testutil::{ip, NsGuard};
 

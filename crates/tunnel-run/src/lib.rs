@@ -1,13 +1,14 @@
-//! The `weft tunnel` datapath: a TUN or TAP device and a UDP socket (or TCP
-//! connections), driven on one thread by a [`weft_tunnel::Tunnel`], which
-//! does all the protocol work. UDP moves many datagrams per system call
+//! The `weft tunnel` process loop: a TUN or TAP device and a UDP socket (or
+//! TCP connections), driven by a [`weft_tunnel::Tunnel`], which does all the
+//! protocol work. The OS primitives it uses (device, batched UDP, polling,
+//! signals) are in weft-sys; this crate is safe Rust. UDP moves many datagrams per system call
 //! (`recvmmsg`/`sendmmsg`, with UDP GSO and GRO where the kernel has them,
-//! see [`udp`]); a TUN hands over and takes TCP segments of up to 64 KiB
+//! see [`weft_sys::udpbatch`]); a TUN hands over and takes TCP segments of up to 64 KiB
 //! (virtio-net headers, TSO), which are split into inner packets here and
 //! coalesced again on the way in.
 
+mod pipeline;
 pub mod tap;
-pub mod udp;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -16,12 +17,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tun_rs::{DeviceBuilder, Layer, SyncDevice};
+use socket2::Socket;
+use tun_rs::SyncDevice;
+use weft_sys::tundev::{DevKind, DeviceSpec};
+use weft_sys::tuntap::Mode;
+use weft_sys::udpbatch as udp;
+use weft_sys::{Error, Result};
 use weft_tunnel::{DropReason, Received, Sent, Tunnel, OVERHEAD};
 
-use crate::error::{Error, Result};
-use crate::tuntap::Mode;
+pub use weft_sys::process::stop_on_signals;
+pub use weft_sys::tundev::set_device_netns;
 
 /// How often the protocol timers run.
 const TICK: Duration = Duration::from_millis(100);
@@ -142,28 +147,6 @@ impl HandshakeWatch {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Make SIGTERM and SIGINT end [`run`] cleanly (it returns within a tick).
-pub fn stop_on_signals() -> &'static AtomicBool {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        let _ = unsafe { sigaction(s, &act) };
-    }
-    &STOP
-}
-
 fn os(action: impl Into<String>, err: io::Error) -> Error {
     Error::Os {
         action: action.into(),
@@ -172,154 +155,16 @@ fn os(action: impl Into<String>, err: io::Error) -> Error {
     }
 }
 
-/// The network namespace [`open_device`] opens the device in, when not
-/// the process's own (`weft tunnel --netns`: the device in a lab node, the
-/// sockets in the machine's namespace).
-static DEVICE_NETNS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Open the device in the named network namespace from now on.
-pub fn set_device_netns(name: &str) {
-    let _ = DEVICE_NETNS.set(name.to_string());
-}
-
-/// Open (or create) the device, set its MTU and address, bring it up.
-pub fn open_device(o: &Options) -> Result<SyncDevice> {
-    match DEVICE_NETNS.get() {
-        Some(ns) => crate::netns::run_in_named(ns, || open_device_here(o))?,
-        None => open_device_here(o),
-    }
-}
-
-/// The device `o` asks for, with TSO and virtio-net headers if `offload`.
-fn builder(o: &Options, offload: bool) -> DeviceBuilder {
-    let mut b = DeviceBuilder::new()
-        .name(&o.dev)
-        .layer(match o.mode {
-            Mode::Tun => Layer::L3,
-            Mode::Tap => Layer::L2,
-        })
-        .mtu(o.mtu)
-        .enable(true);
-    if offload {
-        b = b.with(|b| {
-            b.offload(true);
-        });
-    }
-    if let Some((a, p)) = o.address {
-        b = b.ipv4(a, p, None);
-    }
-    b
-}
-
-/// [`open_device`] in the calling thread's namespace.
-fn open_device_here(o: &Options) -> Result<SyncDevice> {
-    let b = builder(o, false);
-    let what = match o.mode {
-        Mode::Tun => "TUN",
-        Mode::Tap => "TAP",
-    };
-    let d = b.build_sync().map_err(|e| Error::Os {
-        action: format!("opening {what} device {}", o.dev),
-        hint: Some(
-            "a device of that name and the other mode (TUN/TAP) may exist; /dev/net/tun must be there"
-                .into(),
-        ),
-        err: e,
-    })?;
-    d.set_nonblocking(true)
-        .map_err(|e| os(format!("making {what} device {} non-blocking", o.dev), e))?;
-    Ok(d)
-}
-
-/// How packets cross the device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DevKind {
-    /// One packet (or frame) per read and write.
-    Plain,
-    /// A TUN with virtio-net headers and TSO: 64 KiB TCP segments in,
-    /// coalesced segments out.
-    TunTso,
-    /// A TAP with virtio-net headers and TSO: 64 KiB TCP segments behind
-    /// an Ethernet header in ([`tap::split_frame`]); frames written one by
-    /// one behind an empty header.
-    TapTso,
-}
-
-/// [`open_device`], with TSO when `o.offload`. Falls back to a plain
-/// device if the kernel refuses the offload flags.
-pub fn open_device_offload(o: &Options) -> Result<(SyncDevice, DevKind)> {
-    match DEVICE_NETNS.get() {
-        Some(ns) => crate::netns::run_in_named(ns, || open_device_offload_here(o))?,
-        None => open_device_offload_here(o),
-    }
-}
-
-/// [`open_device_offload`] in the calling thread's namespace.
-fn open_device_offload_here(o: &Options) -> Result<(SyncDevice, DevKind)> {
-    if o.offload {
-        if let Ok(d) = builder(o, true).build_sync() {
-            if d.tcp_gso() {
-                d.set_nonblocking(true)
-                    .map_err(|e| os(format!("making device {} non-blocking", o.dev), e))?;
-                let kind = match o.mode {
-                    Mode::Tun => DevKind::TunTso,
-                    Mode::Tap => DevKind::TapTso,
-                };
-                return Ok((d, kind));
-            }
+impl Options {
+    fn device(&self) -> DeviceSpec {
+        DeviceSpec {
+            dev: self.dev.clone(),
+            mode: self.mode,
+            mtu: self.mtu,
+            address: self.address,
+            offload: self.offload,
         }
     }
-    Ok((open_device_here(o)?, DevKind::Plain))
-}
-
-/// A UDP socket for the tunnel: non-blocking, and allowed to fragment
-/// (outer datagrams bigger than the path MTU are fragmented, not dropped;
-/// the inner MTU is chosen so that this does not normally happen).
-pub fn udp_socket(listen: SocketAddr) -> Result<Socket> {
-    let what = format!("binding UDP {listen}");
-    let s = Socket::new(
-        Domain::for_address(listen),
-        Type::DGRAM,
-        Some(Protocol::UDP),
-    )
-    .map_err(|e| os(&what, e))?;
-    s.set_nonblocking(true).map_err(|e| os(&what, e))?;
-    let _ = s.set_recv_buffer_size(4 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
-    let (level, opt, val) = if listen.is_ipv4() {
-        (
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DONT,
-        )
-    } else {
-        (
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_DONT,
-        )
-    };
-    // SAFETY: setsockopt with a pointer to a live c_int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&val as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(os(&what, io::Error::last_os_error()));
-    }
-    s.bind(&listen.into()).map_err(|e| Error::Os {
-        action: what,
-        err: e,
-        hint: Some(
-            "another program (or tunnel) may use the port; pick another with --listen".into(),
-        ),
-    })?;
-    Ok(s)
 }
 
 /// One TCP connection carrying length-prefixed datagrams (u16, big endian).
@@ -351,20 +196,10 @@ impl Conn {
     fn fill(&mut self) -> bool {
         let mut tmp = [0u8; 65536];
         loop {
-            // SAFETY: recv into a live stack buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    tmp.as_mut_ptr().cast(),
-                    tmp.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            match n {
-                0 => return false,
-                n if n > 0 => self.rbuf.extend_from_slice(&tmp[..n as usize]),
-                _ => {
-                    let e = io::Error::last_os_error();
+            match weft_sys::fdio::recv_nowait(self.stream.as_raw_fd(), &mut tmp) {
+                Ok(0) => return false,
+                Ok(n) => self.rbuf.extend_from_slice(&tmp[..n]),
+                Err(e) => {
                     return matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
@@ -429,6 +264,18 @@ pub struct IoCounters {
     pub gro_datagrams: u64,
     /// TCP segments up to 64 KiB read from the TUN (split here).
     pub tso_reads: u64,
+}
+
+impl IoCounters {
+    /// Add `o` to these (each thread counts on its own).
+    fn add(&mut self, o: &IoCounters) {
+        self.send_errors += o.send_errors;
+        self.device_errors += o.device_errors;
+        self.tcp_connects += o.tcp_connects;
+        self.gso_sends += o.gso_sends;
+        self.gro_datagrams += o.gro_datagrams;
+        self.tso_reads += o.tso_reads;
+    }
 }
 
 /// Which offloads a running tunnel uses (each detected at start).
@@ -526,12 +373,10 @@ impl DevWriter {
 }
 
 /// Run the tunnel until `stop` is set. Returns the tunnel for inspection.
-pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<Tunnel> {
-    let (dev, kind) = open_device_offload(o)?;
-    let mut io_c = IoCounters::default();
-    let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
+pub fn run(o: &Options, t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<Tunnel> {
+    let (dev, kind) = weft_sys::tundev::open(&o.device())?;
     let udp = match o.transport {
-        Transport::Udp => Some(udp_socket(o.listen)?),
+        Transport::Udp => Some(udp::udp_socket(o.listen)?),
         Transport::Tcp => None,
     };
     let mut offloads = Offloads {
@@ -542,6 +387,30 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         offloads.udp_gso = udp::gso_supported(u.as_raw_fd());
         offloads.udp_gro = udp::enable_gro(u.as_raw_fd());
     }
+    if let Some(sock) = udp {
+        if std::env::var_os("WEFT_TUNNEL_ONE_THREAD").is_none() {
+            return pipeline::run(o, t, start, stop, dev, kind, sock, offloads);
+        }
+        return run_one_thread(o, t, start, stop, dev, kind, Some(sock), offloads);
+    }
+    run_one_thread(o, t, start, stop, dev, kind, None, offloads)
+}
+
+/// The tunnel on one thread: TCP always, UDP only to compare
+/// (`WEFT_TUNNEL_ONE_THREAD=1`).
+#[allow(clippy::too_many_arguments)]
+fn run_one_thread(
+    o: &Options,
+    mut t: Tunnel,
+    start: Instant,
+    stop: &AtomicBool,
+    dev: SyncDevice,
+    kind: DevKind,
+    udp: Option<Socket>,
+    mut offloads: Offloads,
+) -> Result<Tunnel> {
+    let mut io_c = IoCounters::default();
+    let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let listener = match (o.transport, o.connect) {
         (Transport::Tcp, None) => {
             let l = TcpListener::bind(o.listen)
@@ -567,6 +436,8 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
     let mut next_status = Instant::now();
     let mut watch = HandshakeWatch::new(Duration::from_secs(30));
     let mut was_up = false;
+    let mut fds = Vec::new();
+    let mut ready = Vec::new();
 
     while !stop.load(Ordering::SeqCst) {
         // Keep a TCP connection to the peer, if we are the connecting end.
@@ -586,106 +457,45 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
                 }
             }
         }
-        let mut fds = vec![libc::pollfd {
-            fd: dev.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        fds.clear();
+        fds.push(dev.as_raw_fd());
         if let Some(u) = &udp {
-            fds.push(libc::pollfd {
-                fd: u.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(u.as_raw_fd());
         }
         if let Some(l) = &listener {
-            fds.push(libc::pollfd {
-                fd: l.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            fds.push(l.as_raw_fd());
         }
         let conn_base = fds.len();
-        for c in &conns {
-            fds.push(libc::pollfd {
-                fd: c.stream.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
+        fds.extend(conns.iter().map(|c| c.stream.as_raw_fd()));
         let wait = next_tick
             .saturating_duration_since(Instant::now())
             .min(TICK);
-        // SAFETY: poll on a live array of pollfds of the given length.
-        let r = unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                wait.as_millis() as i32,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(os("waiting for the device and sockets (poll)", e));
-            }
-            continue;
-        }
+        weft_sys::fdio::poll_readable(&fds, wait, &mut ready)
+            .map_err(|e| os("waiting for the device and sockets (poll)", e))?;
         // One clock reading per round: a round lasts well under a
         // millisecond, far below any protocol timer.
         let now = start.elapsed();
 
         // Device to peer: up to BATCH packets, encrypted back to back
         // into the send plan (grouped for GSO as they go).
-        if fds[0].revents & libc::POLLIN != 0 {
-            let mut n = 0;
-            loop {
-                if kind != DevKind::Plain {
-                    // A 64 KiB segment splits into at most 64 packets.
-                    if BATCH - n < 64 {
-                        break;
-                    }
-                    let r = if kind == DevKind::TunTso {
-                        dev.recv_multiple(&mut tso_in, &mut inbufs[n..], &mut insizes[n..], 0)
-                    } else {
-                        dev.recv(&mut tso_in).and_then(|len| {
-                            tap::split_frame(
-                                &mut tso_in[..len],
-                                &mut inbufs[n..],
-                                &mut insizes[n..],
-                            )
-                        })
-                    };
-                    match r {
-                        Ok(k) => {
-                            if k > 1 {
-                                io_c.tso_reads += 1;
-                            }
-                            n += k;
-                        }
-                        Err(e) => {
-                            if e.kind() != io::ErrorKind::WouldBlock {
-                                io_c.device_errors += 1;
-                            }
-                            break;
-                        }
-                    }
-                } else {
-                    if n == BATCH {
-                        break;
-                    }
-                    match dev.recv(&mut inbufs[n]) {
-                        Ok(k) => {
-                            insizes[n] = k;
-                            n += 1;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
+        if ready[0] {
+            let n = read_batch(
+                &dev,
+                kind,
+                &mut tso_in,
+                &mut inbufs,
+                &mut insizes,
+                &mut io_c,
+            );
             for (b, &len) in inbufs.iter().zip(&insizes).take(n) {
                 if plan.room() < len + OVERHEAD {
-                    flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+                    flush_plan(
+                        udp.as_ref(),
+                        &mut plan,
+                        &mut scratch,
+                        &mut io_c,
+                        &mut offloads,
+                    );
                 }
                 match udp {
                     Some(_) => {
@@ -704,7 +514,7 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
 
         // Peer to device, UDP.
         if let Some(u) = &udp {
-            if fds[1].revents & libc::POLLIN != 0 {
+            if ready[1] {
                 let mut rounds = 0;
                 while let Ok(n) = rb.recv(u.as_raw_fd()) {
                     for i in 0..n {
@@ -745,10 +555,10 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
         }
         let mut dead = vec![];
         for (i, c) in conns.iter_mut().enumerate() {
-            let Some(pfd) = fds.get(conn_base + i) else {
+            let (Some(&fd), Some(&r)) = (fds.get(conn_base + i), ready.get(conn_base + i)) else {
                 continue;
             };
-            if pfd.fd != c.stream.as_raw_fd() || pfd.revents == 0 {
+            if fd != c.stream.as_raw_fd() || !r {
                 continue;
             }
             let alive = c.fill();
@@ -777,14 +587,26 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
             match udp {
                 Some(_) => {
                     if !plan.push(x.to, &x.data) {
-                        flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+                        flush_plan(
+                            udp.as_ref(),
+                            &mut plan,
+                            &mut scratch,
+                            &mut io_c,
+                            &mut offloads,
+                        );
                         plan.push(x.to, &x.data);
                     }
                 }
                 None => tcp_send(&mut conns, x.to, &x.data, &mut io_c),
             }
         }
-        flush_plan(&udp, &mut plan, &mut scratch, &mut io_c, &mut offloads);
+        flush_plan(
+            udp.as_ref(),
+            &mut plan,
+            &mut scratch,
+            &mut io_c,
+            &mut offloads,
+        );
         tcp_flush(&mut conns, &mut io_c);
 
         // A session coming up (or going) is written at once: `weft up`
@@ -811,9 +633,65 @@ pub fn run(o: &Options, mut t: Tunnel, start: Instant, stop: &AtomicBool) -> Res
     Ok(t)
 }
 
+/// Read up to [`BATCH`] inner packets from the device into `inbufs`
+/// (lengths in `insizes`): with TSO one 64 KiB segment per read, split
+/// into packets through `tso_in`; else one packet per read. Returns how
+/// many.
+fn read_batch(
+    dev: &SyncDevice,
+    kind: DevKind,
+    tso_in: &mut [u8],
+    inbufs: &mut [Vec<u8>],
+    insizes: &mut [usize],
+    io_c: &mut IoCounters,
+) -> usize {
+    let mut n = 0;
+    loop {
+        if kind != DevKind::Plain {
+            // A 64 KiB segment splits into at most 64 packets.
+            if BATCH - n < 64 {
+                break;
+            }
+            let r = if kind == DevKind::TunTso {
+                dev.recv_multiple(tso_in, &mut inbufs[n..], &mut insizes[n..], 0)
+            } else {
+                dev.recv(tso_in).and_then(|len| {
+                    tap::split_frame(&mut tso_in[..len], &mut inbufs[n..], &mut insizes[n..])
+                })
+            };
+            match r {
+                Ok(k) => {
+                    if k > 1 {
+                        io_c.tso_reads += 1;
+                    }
+                    n += k;
+                }
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        io_c.device_errors += 1;
+                    }
+                    break;
+                }
+            }
+        } else {
+            if n == BATCH {
+                break;
+            }
+            match dev.recv(&mut inbufs[n]) {
+                Ok(k) => {
+                    insizes[n] = k;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    n
+}
+
 /// Send what the plan holds over UDP.
 fn flush_plan(
-    udp: &Option<Socket>,
+    udp: Option<&Socket>,
     plan: &mut udp::TxPlan,
     scratch: &mut udp::TxScratch,
     io_c: &mut IoCounters,
@@ -912,85 +790,6 @@ fn write_status(
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;
     std::fs::rename(&tmp, path)
-}
-
-/// Start a program in its own process group (so a Ctrl-C meant for the
-/// starter does not reach it), stdin from /dev/null, stdout and stderr
-/// appended to `log`. Returns its PID.
-pub fn spawn_detached(argv: &[String], log: &std::path::Path) -> Result<u32> {
-    spawn_detached_env(argv, &[], log)
-}
-
-/// [`spawn_detached`] with environment variables added.
-pub fn spawn_detached_env(
-    argv: &[String],
-    envs: &[(&str, &std::ffi::OsStr)],
-    log: &std::path::Path,
-) -> Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let what = format!("starting {}", argv.join(" "));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| os(format!("opening {}", log.display()), e))?;
-    let f2 = f.try_clone().map_err(|e| os(&what, e))?;
-    let child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .envs(envs.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(f)
-        .stderr(f2)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| os(&what, e))?;
-    Ok(child.id())
-}
-
-/// The command line of a live (not zombie) process.
-pub fn cmdline(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|&b| b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect(),
-    )
-}
-
-/// Stop the process `pid` if its command line still contains `marker`
-/// (so a reused PID is never touched): SIGTERM, then SIGKILL after
-/// `timeout`. True when no such process runs any more.
-pub fn stop_process(pid: u32, marker: &str, timeout: Duration) -> bool {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    let ours = |pid| cmdline(pid).is_some_and(|c| c.iter().any(|a| a.contains(marker)));
-    if !ours(pid) {
-        return true;
-    }
-    let p = Pid::from_raw(pid as i32);
-    let _ = kill(p, Signal::SIGTERM);
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if !ours(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = kill(p, Signal::SIGKILL);
-    let t1 = Instant::now();
-    while t1.elapsed() < Duration::from_secs(2) {
-        if !ours(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[cfg(test)]

@@ -8,7 +8,11 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::{Error, Result};
 
 /// `linux/udp.h`; not in the libc crate for glibc targets.
 const UDP_SEGMENT: libc::c_int = 103;
@@ -22,6 +26,61 @@ pub const MAX_GSO_BYTES: usize = 65535 - 40 - 8;
 pub const MSGS: usize = 64;
 /// A receive buffer with GRO on: the largest glued datagram.
 pub const GRO_BUF: usize = 65536;
+
+/// A UDP socket for the tunnel: non-blocking, and allowed to fragment
+/// (outer datagrams bigger than the path MTU are fragmented, not dropped;
+/// the inner MTU is chosen so that this does not normally happen).
+pub fn udp_socket(listen: SocketAddr) -> Result<Socket> {
+    let what = format!("binding UDP {listen}");
+    let os = |what: &str, err| Error::Os {
+        action: what.to_string(),
+        err,
+        hint: None,
+    };
+    let s = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(|e| os(&what, e))?;
+    s.set_nonblocking(true).map_err(|e| os(&what, e))?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    let (level, opt, val) = if listen.is_ipv4() {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )
+    } else {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        )
+    };
+    // SAFETY: setsockopt with a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(os(&what, io::Error::last_os_error()));
+    }
+    s.bind(&listen.into()).map_err(|e| Error::Os {
+        action: what,
+        err: e,
+        hint: Some(
+            "another program (or tunnel) may use the port; pick another with --listen".into(),
+        ),
+    })?;
+    Ok(s)
+}
 
 /// Datagrams that go out in one GSO message: `count` datagrams laid back
 /// to back at `start..start + len`, all `seg` bytes long but the last,
@@ -480,3 +539,6 @@ impl RxBatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
