@@ -320,8 +320,7 @@ impl LinkState {
                                     }
                                 }
                                 s.stp_times_cs = fd.zip(ma);
-                                s.bridge_stp =
-                                    Some(super::observe::BridgeStp::from_attributes(b));
+                                s.bridge_stp = Some(super::observe::BridgeStp::from_attributes(b));
                             }
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
