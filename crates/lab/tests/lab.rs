@@ -153,6 +153,42 @@ fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
     assert!(!state_dir().join("labs").join(&name).exists());
 }
 
+/// A link between two hosts with `impair` has a wire in it; its link
+/// handle retunes and clears the wire at run time.
+#[test]
+fn a_wired_links_impairment_changes_through_its_handle() {
+    let _g = shared();
+    let lab = Lab::builder("c2wire")
+        .context(ctx())
+        .host("a", |n| n.iface("eth0", &["10.77.0.1/24"]))
+        .host("b", |n| n.iface("eth0", &["10.77.0.2/24"]))
+        .link_impaired(
+            "a:eth0",
+            "b:eth0",
+            Impair::new().delay(Duration::from_millis(30)).seed(1),
+        )
+        .build()
+        .unwrap();
+    assert!(lab.topology().nodes.contains_key("~a.eth0"), "a wire");
+    assert!(lab.ping("a", "b").unwrap());
+    let rtt = udp_rtt(&lab).expect("the echo came back");
+    assert!(rtt >= Duration::from_millis(55), "30 ms each way: {rtt:?}");
+    let link = lab.link("b", "a").unwrap();
+    link.clear_impair().unwrap();
+    let rtt = udp_rtt(&lab).expect("the echo came back");
+    assert!(rtt < Duration::from_millis(55), "cleared: {rtt:?}");
+    link.impair(&Impair::new().loss(100.0)).unwrap();
+    assert!(udp_rtt(&lab).is_none(), "100% loss");
+    link.impair(&Impair::new().delay(Duration::from_millis(40)))
+        .unwrap();
+    let rtt = udp_rtt(&lab).expect("the echo came back");
+    assert!(rtt >= Duration::from_millis(75), "40 ms each way: {rtt:?}");
+    let st = weft::status(Some(lab.name())).unwrap();
+    let w = st[0].wires.clone().flatten().unwrap();
+    assert_eq!(w[0].settings.as_deref(), Some("delay 40ms"), "{w:?}");
+    assert!(w[0].out.lost >= 1 && w[0].out.passed >= 3, "{w:?}");
+}
+
 /// `lab.events()`: the typed stream `weft events --json` prints, here a
 /// link taken down, the kernel bridge's port going disabled, back up and
 /// forwarding, and the end of the lab.
@@ -232,42 +268,6 @@ attach = "br0"
         Some("lab.gone"),
         "{rest:#?}"
     );
-}
-
-/// A link between two hosts with `impair` has a wire in it; its link
-/// handle retunes and clears the wire at run time.
-#[test]
-fn a_wired_links_impairment_changes_through_its_handle() {
-    let _g = shared();
-    let lab = Lab::builder("c2wire")
-        .context(ctx())
-        .host("a", |n| n.iface("eth0", &["10.77.0.1/24"]))
-        .host("b", |n| n.iface("eth0", &["10.77.0.2/24"]))
-        .link_impaired(
-            "a:eth0",
-            "b:eth0",
-            Impair::new().delay(Duration::from_millis(30)).seed(1),
-        )
-        .build()
-        .unwrap();
-    assert!(lab.topology().nodes.contains_key("~a.eth0"), "a wire");
-    assert!(lab.ping("a", "b").unwrap());
-    let rtt = udp_rtt(&lab).expect("the echo came back");
-    assert!(rtt >= Duration::from_millis(55), "30 ms each way: {rtt:?}");
-    let link = lab.link("b", "a").unwrap();
-    link.clear_impair().unwrap();
-    let rtt = udp_rtt(&lab).expect("the echo came back");
-    assert!(rtt < Duration::from_millis(55), "cleared: {rtt:?}");
-    link.impair(&Impair::new().loss(100.0)).unwrap();
-    assert!(udp_rtt(&lab).is_none(), "100% loss");
-    link.impair(&Impair::new().delay(Duration::from_millis(40)))
-        .unwrap();
-    let rtt = udp_rtt(&lab).expect("the echo came back");
-    assert!(rtt >= Duration::from_millis(75), "40 ms each way: {rtt:?}");
-    let st = weft::status(Some(lab.name())).unwrap();
-    let w = st[0].wires.clone().flatten().unwrap();
-    assert_eq!(w[0].settings.as_deref(), Some("delay 40ms"), "{w:?}");
-    assert!(w[0].out.lost >= 1 && w[0].out.passed >= 3, "{w:?}");
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! [`tc`] and `route_get.rs` (`ip route get`).
 
 mod build;
+pub mod observe;
 mod read;
 mod route_get;
 mod socket;
@@ -20,5 +21,4 @@ pub mod tc;
 pub use build::*;
 pub use read::*;
 pub use route_get::RouteLookup;
-pub mod observe;
 pub use socket::{Netlink, NlError, Request};
