@@ -102,17 +102,17 @@ pub struct IfaceStatus {
 /// An interface's counters since it was created (`ip -s link`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counters {
-    /// Frames received.
+    /// Packets received.
     pub rx_packets: u64,
     /// Bytes received.
     pub rx_bytes: u64,
-    /// Frames sent.
+    /// Packets sent.
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
-    /// Frames the kernel dropped on receiving.
+    /// Packets dropped on the way in (no buffer, no handler).
     pub rx_dropped: u64,
-    /// Frames the kernel dropped on sending.
+    /// Packets dropped on the way out (queue full, carrier down).
     pub tx_dropped: u64,
 }
 
@@ -129,14 +129,15 @@ impl From<weft_sys::netlink::observe::LinkStats> for Counters {
     }
 }
 
-/// A kernel bridge's spanning-tree view of the tree.
+/// A kernel bridge's view of the spanning tree (`ip -d link show` of
+/// the bridge).
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeStpStatus {
-    /// Its own id, `PRIO.MAC`.
+    /// Its own bridge identifier (`8000.02...`: priority, then MAC).
     pub bridge_id: Option<String>,
-    /// The root's id, as it believes.
+    /// The identifier of the bridge it takes for the root.
     pub root_id: Option<String>,
-    /// It is the root.
+    /// It is the root itself.
     pub is_root: bool,
     /// The port towards the root, by name; `None` on the root.
     pub root_port: Option<String>,
@@ -233,131 +234,134 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
 /// program that already holds the state (`weft serve`, redrawing every
 /// second) asks, saving a second read of it.
 pub fn status_of(n: &str, st: &state::State) -> LabStatus {
-    let mut nodes = Vec::new();
-    for (node, mut h) in st.lab.nodes.values().zip(sockets(&st.lab)) {
-        let links = h
-            .as_mut()
-            .and_then(|nl| nl.links().ok())
-            .unwrap_or_default();
-        let addrs = h
-            .as_mut()
-            .and_then(|nl| nl.addresses().ok())
-            .unwrap_or_default();
-        let by_index = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
-        let mut ifaces = Vec::new();
-        for i in node.interfaces.values() {
-            let l = links.iter().find(|l| l.name == i.name);
-            let kind = i.kind.name();
-            // The bridge this is a port of, when it runs STP.
-            let stp_master = l
-                .and_then(|l| l.master)
-                .and_then(|m| links.iter().find(|b| b.index == m))
-                .filter(|b| b.stp == Some(true))
-                .and_then(|b| b.bridge_stp.as_ref());
-            ifaces.push(IfaceStatus {
-                name: i.name.clone(),
-                kind,
-                present: l.is_some(),
-                index: l.map(|l| l.index),
-                mac: l
-                    .and_then(|l| l.mac)
-                    .filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback))
-                    .map(|m| weft_topo::Mac(m).to_string()),
-                mtu: l.map(|l| l.mtu),
-                state: l.map(|l| l.oper.to_string()),
-                admin_up: l.map(|l| l.admin_up),
-                carrier: l.map(|l| l.lower_up),
-                addresses: l
-                    .map(|l| {
-                        addrs
-                            .iter()
-                            .filter(|a| a.index == l.index && !a.link_local)
-                            .map(|a| a.net.to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                peer: match &i.kind {
-                    IfaceKind::Veth { peer } => Some(peer.to_string()),
-                    IfaceKind::Vxlan(o) => Some(o.peer.to_string()),
-                    _ => None,
-                },
-                vxlan: match &i.kind {
-                    IfaceKind::Vxlan(o) => Some(VxlanStatus {
-                        vni: o.vni,
-                        local: o.local.to_string(),
-                        remote: o.remote.to_string(),
-                        port: o.port,
-                    }),
-                    _ => None,
-                },
-                master: l.and_then(|l| l.master).and_then(by_index),
-                port_state: l.and_then(|l| l.port_state).map(|s| s.as_str()),
-                stp: l.and_then(|l| l.stp),
-                tun: l.and_then(|l| l.tun.as_ref()).map(|t| TunStatus {
-                    tap: t.tap,
-                    pi: t.pi,
-                    vnet_hdr: t.vnet_hdr,
-                    multi_queue: t.multi_queue,
-                    persist: t.persist,
-                    owner: t.owner,
-                    group: t.group,
-                }),
-                counters: l.and_then(|l| l.stats).map(Counters::from),
-                stp_role: l.zip(stp_master).and_then(|(l, b)| {
-                    weft_sys::netlink::observe::port_role(b, l.port_stp.as_ref()?, l.port_state)
-                }),
-                bridge_stp: l
-                    .filter(|l| l.stp == Some(true))
-                    .and_then(|l| l.bridge_stp.as_ref())
-                    .map(|b| BridgeStpStatus {
-                        bridge_id: b.bridge_id.clone(),
-                        root_id: b.root_id.clone(),
-                        is_root: b.root_port == Some(0),
-                        root_port: b.root_port.filter(|p| *p != 0).and_then(|p| {
-                            links
+    {
+        let mut nodes = Vec::new();
+        for (node, mut h) in st.lab.nodes.values().zip(sockets(&st.lab)) {
+            let links = h
+                .as_mut()
+                .and_then(|nl| nl.links().ok())
+                .unwrap_or_default();
+            let addrs = h
+                .as_mut()
+                .and_then(|nl| nl.addresses().ok())
+                .unwrap_or_default();
+            let by_index = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
+            let mut ifaces = Vec::new();
+            for i in node.interfaces.values() {
+                let l = links.iter().find(|l| l.name == i.name);
+                let kind = i.kind.name();
+                // The bridge this is a port of, when it runs STP.
+                let stp_master = l
+                    .and_then(|l| l.master)
+                    .and_then(|m| links.iter().find(|b| b.index == m))
+                    .filter(|b| b.stp == Some(true))
+                    .and_then(|b| b.bridge_stp.as_ref());
+                ifaces.push(IfaceStatus {
+                    name: i.name.clone(),
+                    kind,
+                    present: l.is_some(),
+                    index: l.map(|l| l.index),
+                    mac: l
+                        .and_then(|l| l.mac)
+                        .filter(|_| !matches!(i.kind, IfaceKind::Tun(_) | IfaceKind::Loopback))
+                        .map(|m| weft_topo::Mac(m).to_string()),
+                    mtu: l.map(|l| l.mtu),
+                    state: l.map(|l| l.oper.to_string()),
+                    admin_up: l.map(|l| l.admin_up),
+                    carrier: l.map(|l| l.lower_up),
+                    addresses: l
+                        .map(|l| {
+                            addrs
                                 .iter()
-                                .find(|x| {
-                                    x.master == Some(l.map_or(0, |l| l.index))
-                                        && x.port_stp.as_ref().and_then(|s| s.number) == Some(p)
-                                })
-                                .map(|x| x.name.clone())
+                                .filter(|a| a.index == l.index && !a.link_local)
+                                .map(|a| a.net.to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    peer: match &i.kind {
+                        IfaceKind::Veth { peer } => Some(peer.to_string()),
+                        IfaceKind::Vxlan(o) => Some(o.peer.to_string()),
+                        _ => None,
+                    },
+                    vxlan: match &i.kind {
+                        IfaceKind::Vxlan(o) => Some(VxlanStatus {
+                            vni: o.vni,
+                            local: o.local.to_string(),
+                            remote: o.remote.to_string(),
+                            port: o.port,
                         }),
-                        topology_change: b.topology_change,
-                        topology_change_detected: b.topology_change_detected,
-                        topology_change_timer_cs: b.topology_change_timer_cs,
+                        _ => None,
+                    },
+                    master: l.and_then(|l| l.master).and_then(by_index),
+                    port_state: l.and_then(|l| l.port_state).map(|s| s.as_str()),
+                    stp: l.and_then(|l| l.stp),
+                    tun: l.and_then(|l| l.tun.as_ref()).map(|t| TunStatus {
+                        tap: t.tap,
+                        pi: t.pi,
+                        vnet_hdr: t.vnet_hdr,
+                        multi_queue: t.multi_queue,
+                        persist: t.persist,
+                        owner: t.owner,
+                        group: t.group,
                     }),
+                    counters: l.and_then(|l| l.stats).map(Counters::from),
+                    stp_role: l.zip(stp_master).and_then(|(l, b)| {
+                        weft_sys::netlink::observe::port_role(b, l.port_stp.as_ref()?, l.port_state)
+                    }),
+                    bridge_stp: l
+                        .filter(|l| l.stp == Some(true))
+                        .and_then(|l| l.bridge_stp.as_ref())
+                        .map(|b| BridgeStpStatus {
+                            bridge_id: b.bridge_id.clone(),
+                            root_id: b.root_id.clone(),
+                            is_root: b.root_port == Some(0),
+                            root_port: b.root_port.filter(|p| *p != 0).and_then(|p| {
+                                links
+                                    .iter()
+                                    .find(|x| {
+                                        x.master == Some(l.map_or(0, |l| l.index))
+                                            && x.port_stp.as_ref().and_then(|s| s.number) == Some(p)
+                                    })
+                                    .map(|x| x.name.clone())
+                            }),
+                            topology_change: b.topology_change,
+                            topology_change_detected: b.topology_change_detected,
+                            topology_change_timer_cs: b.topology_change_timer_cs,
+                        }),
+                });
+            }
+            nodes.push(NodeStatus {
+                name: node.name.clone(),
+                kind: match node.kind {
+                    weft_topo::NodeKind::Host => "host",
+                    weft_topo::NodeKind::Bridge => "bridge",
+                    weft_topo::NodeKind::Switch => "switch",
+                },
+                netns: node.netns.clone(),
+                present: h.is_some(),
+                interfaces: ifaces,
+                routes: node.routes.iter().map(|r| r.to_string()).collect(),
             });
         }
-        nodes.push(NodeStatus {
-            name: node.name.clone(),
-            kind: match node.kind {
-                weft_topo::NodeKind::Host => "host",
-                weft_topo::NodeKind::Bridge => "bridge",
-                weft_topo::NodeKind::Switch => "switch",
-            },
-            netns: node.netns.clone(),
-            present: h.is_some(),
-            interfaces: ifaces,
-            routes: node.routes.iter().map(|r| r.to_string()).collect(),
-        });
-    }
-    // One question to the datapath for its switches and its wires.
-    let dp = crate::datapath::has_switches(&st.lab)
-        .then(|| crate::datapath::status(n))
-        .flatten();
-    LabStatus {
-        name: n.to_string(),
-        machine: st.lab.machine.clone(),
-        tunnels: crate::tunnels::status(&st.lab),
-        source: st.source.as_ref().map(|p| p.display().to_string()),
-        switches: crate::datapath::has_switches(&st.lab).then(|| dp.clone().map(|s| s.switches)),
-        wires: st
-            .lab
-            .nodes
-            .values()
-            .any(|n| n.wire.is_some())
-            .then(|| dp.map(|s| s.wires)),
-        runtime: crate::runtime::load(n),
-        nodes,
+        // One question to the datapath for its switches and its wires.
+        let dp = crate::datapath::has_switches(&st.lab)
+            .then(|| crate::datapath::status(n))
+            .flatten();
+        LabStatus {
+            name: n.to_string(),
+            machine: st.lab.machine.clone(),
+            tunnels: crate::tunnels::status(&st.lab),
+            source: st.source.as_ref().map(|p| p.display().to_string()),
+            switches: crate::datapath::has_switches(&st.lab)
+                .then(|| dp.clone().map(|s| s.switches)),
+            wires: st
+                .lab
+                .nodes
+                .values()
+                .any(|n| n.wire.is_some())
+                .then(|| dp.map(|s| s.wires)),
+            runtime: crate::runtime::load(n),
+            nodes,
+        }
     }
 }
