@@ -5,15 +5,18 @@ use std::fmt::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Method {
+    /// The kernel's floor: `starfloor`, the least a program does.
+    Floor,
     Step,
     Batch,
     Weft,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Step, Method::Batch, Method::Weft];
+    pub const ALL: [Method; 4] = [Method::Floor, Method::Step, Method::Batch, Method::Weft];
     pub fn label(self) -> &'static str {
         match self {
+            Method::Floor => "floor",
             Method::Step => "per-step script",
             Method::Batch => "ip -batch",
             Method::Weft => "weft",
@@ -107,6 +110,9 @@ impl Report {
         fden: impl Fn(&Sample) -> f64,
     ) -> String {
         match (self.median(n, num, fnum), self.median(n, den, fden)) {
+            (Some(a), Some(b)) if b > 0.0 && num == Method::Weft && den == Method::Floor => {
+                format!("{:.2}×", a / b)
+            }
             (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
             _ => "—".into(),
         }
@@ -118,23 +124,24 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut o = String::new();
-        let (st, ba, we) = (Method::Step, Method::Batch, Method::Weft);
+        let (fl, st, ba, we) = (Method::Floor, Method::Step, Method::Batch, Method::Weft);
         let _ = writeln!(o, "## Star build benchmark (`bench/`, binary `star`)\n");
         let _ = writeln!(o, "{}\n", self.machine);
         let _ = writeln!(
             o,
             "Star of N hosts on one bridge, each host its own namespace. Seconds: median of \
              {} run(s), (min–max). Ratios are of medians: build is method / weft (above 1×: \
-             weft faster), removal is weft / ip -batch (below 1×: weft faster).\n",
+             weft faster), except weft / floor (how far weft is above the least any program \
+             needs; 1× is the floor); removal is weft / ip -batch (below 1×: weft faster).\n",
             self.runs
         );
 
         let _ = writeln!(o, "### Build (`up`): until the lab is built\n");
         let _ = writeln!(
             o,
-            "| hosts | per-step script | ip -batch | weft | per-step / weft | ip -batch / weft | weft peak RSS |"
+            "| hosts | floor | per-step script | ip -batch | weft | weft / floor | per-step / weft | ip -batch / weft | weft peak RSS |"
         );
-        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &n in &self.sizes {
             let rss = match self.samples(n, we) {
                 Some(v) => {
@@ -145,10 +152,12 @@ impl Report {
             };
             let _ = writeln!(
                 o,
-                "| {n} | {} | {} | {} | {} | {} | {rss} |",
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {rss} |",
+                self.cell(n, fl, |s| s.up),
                 self.cell(n, st, |s| s.up),
                 self.cell(n, ba, |s| s.up),
                 self.cell(n, we, |s| s.up),
+                self.ratio(n, we, fl, |s| s.up),
                 self.ratio(n, st, we, |s| s.up),
                 self.ratio(n, ba, we, |s| s.up),
             );
@@ -160,9 +169,9 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "| hosts | per-step script | ip -batch | weft | weft / ip -batch | commands returned: per-step / ip -batch / weft |"
+            "| hosts | floor | per-step script | ip -batch | weft | weft / ip -batch | commands returned: floor / per-step / ip -batch / weft |"
         );
-        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|");
         // weft's `down` returns only once the kernel is done (it waits with
         // the same two-sentinel signal), so its own return time is its
         // "done" time whenever the harness's check confirms that (the check
@@ -178,7 +187,7 @@ impl Report {
             }
         };
         for &n in &self.sizes {
-            let returned = [st, ba, we]
+            let returned = [fl, st, ba, we]
                 .map(|m| match self.median(n, m, |s| s.down_cmd) {
                     Some(v) => format!("{v:.3}"),
                     None => "—".into(),
@@ -186,7 +195,8 @@ impl Report {
                 .join(" / ");
             let _ = writeln!(
                 o,
-                "| {n} | {} | {} | {} | {} | {returned} |",
+                "| {n} | {} | {} | {} | {} | {} | {returned} |",
+                self.cell(n, fl, |s| s.down_done),
                 self.cell(n, st, |s| s.down_done),
                 self.cell(n, ba, |s| s.down_done),
                 self.cell(n, we, weft_done),
@@ -275,9 +285,12 @@ mod tests {
         r.cells
             .insert((10, Method::Batch), Cell::Failed("ping".into()));
         r.cells.insert((10, Method::Weft), Cell::Ok(vec![s(0.5)]));
+        r.cells.insert((10, Method::Floor), Cell::Ok(vec![s(0.4)]));
         let md = r.markdown();
         assert!(
-            md.contains("| 10 | 4.000 | **FAILED** | 0.500 | 8.0× | — | 10.0 MiB |"),
+            md.contains(
+                "| 10 | 0.400 | 4.000 | **FAILED** | 0.500 | 1.25× | 8.0× | — | 10.0 MiB |"
+            ),
             "{md}"
         );
         assert!(md.contains("ip -batch at 10 hosts FAILED: ping"));
@@ -324,12 +337,12 @@ mod tests {
         r.cells
             .insert((10, Method::Weft), Cell::Ok(vec![sample(0.45, 0.48)]));
         let md = r.markdown();
-        assert!(md.contains("| 10 | — | 0.500 | 0.450 | 0.9× |"), "{md}");
+        assert!(md.contains("| 10 | — | — | 0.500 | 0.450 | 0.9× |"), "{md}");
         // Not verified: charged the check's time, and flagged.
         r.cells
             .insert((10, Method::Weft), Cell::Ok(vec![sample(0.2, 0.6)]));
         let md = r.markdown();
-        assert!(md.contains("| 10 | — | 0.500 | 0.600 | 1.2× |"), "{md}");
+        assert!(md.contains("| 10 | — | — | 0.500 | 0.600 | 1.2× |"), "{md}");
         assert!(md.contains("returns early"));
     }
 }

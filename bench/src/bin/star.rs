@@ -13,7 +13,9 @@ use weft_bench::report::{Cell, Method, Report, Sample};
 use weft_bench::{docs, scripts};
 
 #[derive(Parser)]
-#[command(about = "Time building and removing a star lab: per-step ip script, ip -batch, weft")]
+#[command(
+    about = "Time building and removing a star lab: the kernel's floor, per-step ip script, ip -batch, weft"
+)]
 struct Args {
     /// Numbers of hosts.
     #[arg(long, value_delimiter = ',', default_value = "10,100,500,1000")]
@@ -24,7 +26,7 @@ struct Args {
     /// The weft binary [default: target/release/weft in the workspace].
     #[arg(long)]
     weft: Option<PathBuf>,
-    /// Which methods to run (step, batch, weft).
+    /// Which methods to run (floor, step, batch, weft).
     #[arg(long, value_delimiter = ',', default_value = "step,batch,weft")]
     methods: Vec<String>,
     /// Write the table into this Markdown file, between the bench:star markers.
@@ -120,6 +122,8 @@ impl Drop for Cleaner {
 
 struct Ctx {
     work: PathBuf,
+    /// The `starfloor` binary, built beside this one.
+    floor: PathBuf,
     weft: Option<PathBuf>,
     finish: Finish,
     cleaner: Cleaner,
@@ -139,6 +143,14 @@ impl Ctx {
         let (mut up, mut down) = match m {
             Method::Step => (self.bash(n, "step-up"), self.bash(n, "step-down")),
             Method::Batch => (self.bash(n, "batch-up"), self.bash(n, "batch-down")),
+            Method::Floor => {
+                let floor = |what: &str| {
+                    let mut c = Command::new(&self.floor);
+                    c.args([what, &star.prefix, &n.to_string()]);
+                    c
+                };
+                (floor("up"), floor("down"))
+            }
             Method::Weft => {
                 let weft = self
                     .weft
@@ -333,10 +345,15 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let mut methods = Vec::new();
     for m in &args.methods {
         methods.push(match m.as_str() {
+            "floor" => Method::Floor,
             "step" => Method::Step,
             "batch" => Method::Batch,
             "weft" => Method::Weft,
-            other => return Err(format!("unknown method {other:?} (step, batch, weft)")),
+            other => {
+                return Err(format!(
+                    "unknown method {other:?} (floor, step, batch, weft)"
+                ))
+            }
         });
     }
     if args.runs == 0 || args.sizes.iter().any(|&n| n == 0 || n > 60000) {
@@ -373,8 +390,18 @@ fn run(args: Args) -> Result<ExitCode, String> {
     for _ in 0..3 {
         cal.push(finish.calibrate()?.as_secs_f64());
     }
+    let floor = std::env::current_exe()
+        .map_err(|e| format!("finding this program: {e}"))?
+        .with_file_name("starfloor");
+    if methods.contains(&Method::Floor) && !floor.is_file() {
+        return Err(format!(
+            "{} not found: cargo build --release -p weft-bench",
+            floor.display()
+        ));
+    }
     let mut ctx = Ctx {
         work,
+        floor,
         weft,
         finish,
         cleaner,

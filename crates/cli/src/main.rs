@@ -249,6 +249,13 @@ enum Cmd {
     /// Write the lab file for a shell script or a containerlab topology
     /// (docs/import.md).
     Import(import::ImportArgs),
+    /// Run a command (default: your shell) in weft's user namespace, where a
+    /// user who is not root sees the labs: `weft enter -- ip netns list`
+    /// (docs/library.md#without-root).
+    Enter {
+        #[arg(last = true)]
+        cmd: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -260,6 +267,31 @@ fn main() -> ExitCode {
         Cmd::Datapath { .. } | Cmd::Tunnel(_) | Cmd::Capture { .. } | Cmd::Serve { .. }
     ) {
         weft_sys::default_sigpipe();
+    }
+    // Without root, every command that touches labs first joins the
+    // caller's user namespace (made if missing), while this process has a
+    // single thread, as setns requires; the tunnel and the commands that
+    // only read or write files stay where they are.
+    if !matches!(
+        cli.cmd,
+        Cmd::Keygen(_) | Cmd::Tunnel(_) | Cmd::Import(_) | Cmd::K8s(_)
+    ) && weft_sys::userns::wanted()
+    {
+        if let Err(e) = weft_sys::userns::join() {
+            eprintln!("weft: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Cmd::Enter { cmd } = &cli.cmd {
+        let mut argv = cmd.clone();
+        if argv.is_empty() {
+            argv.push(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()));
+        }
+        let mut c = std::process::Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        let e = std::os::unix::process::CommandExt::exec(&mut c);
+        eprintln!("weft enter: running {}: {e}", argv[0].to_string_lossy());
+        return ExitCode::from(125);
     }
     // exec must stay single-threaded until it has entered the namespace, so
     // it runs before anything that could start a thread.
@@ -418,7 +450,7 @@ fn main() -> ExitCode {
         Cmd::Import(a) => import::run(&a),
         Cmd::Agent(a) => agent::run(a),
         Cmd::K8s(a) => k8s::run(a),
-        Cmd::Exec { .. } => unreachable!(),
+        Cmd::Exec { .. } | Cmd::Enter { .. } => unreachable!(),
     };
     match r {
         Ok(code) => code,
@@ -446,9 +478,24 @@ impl From<weft::Error> for Failure {
     }
 }
 
+impl From<weft_topo::Error> for Failure {
+    fn from(e: weft_topo::Error) -> Self {
+        Failure::Weft(e.into())
+    }
+}
+
 impl From<weft_sys::Error> for Failure {
     fn from(e: weft_sys::Error) -> Self {
         Failure::Sys(e)
+    }
+}
+
+impl From<weft_serve::Error> for Failure {
+    fn from(e: weft_serve::Error) -> Self {
+        match e {
+            weft_serve::Error::Lab(e) => Failure::Weft(e),
+            e => Failure::Said(e.to_string()),
+        }
     }
 }
 

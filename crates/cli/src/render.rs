@@ -117,10 +117,23 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                     ));
                 }
                 if let Some(m) = &i.master {
-                    cols.push(format!("port of {m}: {}", i.port_state.unwrap_or("?")));
+                    let st = i.port_state.unwrap_or("?");
+                    cols.push(match i.stp_role {
+                        Some(r) => format!("port of {m}: {r} {st}"),
+                        None => format!("port of {m}: {st}"),
+                    });
                 }
                 if i.stp == Some(true) {
                     cols.push("stp on".into());
+                    match &i.bridge_stp {
+                        Some(b) if b.is_root => cols.push("root bridge".into()),
+                        Some(b) => cols.push(format!(
+                            "root {} via {}",
+                            b.root_id.as_deref().unwrap_or("?"),
+                            b.root_port.as_deref().unwrap_or("?")
+                        )),
+                        None => {}
+                    }
                 }
                 if let Some(t) = &i.tun {
                     let mut f = vec![if t.tap { "tap" } else { "tun" }];
@@ -155,12 +168,53 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
             if n.kind == "switch" {
                 switch_status(&mut out, lab, &n.name);
             }
+            if let Some(Some(wires)) = &lab.wires {
+                if let Some(w) = wires.iter().find(|w| w.name == n.name) {
+                    wire_status(&mut out, w);
+                }
+            }
         }
         for t in &lab.tunnels {
             let _ = writeln!(out, "  {}", tunnel_line(t));
         }
     }
     out
+}
+
+/// A wire's settings and, per direction, what became of the frames.
+fn wire_status(out: &mut String, w: &weft_datapath::control::WireInfo) {
+    let _ = writeln!(
+        out,
+        "    wire {} — {}: {}",
+        w.link[0],
+        w.link[1],
+        match (&w.settings, w.seed) {
+            (Some(s), Some(seed)) => format!("impair {s} (seed {seed})"),
+            _ => "not impaired (frames pass unchanged)".to_string(),
+        }
+    );
+    for (way, from, to, d) in [
+        ("out", &w.link[0], &w.link[1], &w.out),
+        ("in", &w.link[1], &w.link[0], &w.back),
+    ] {
+        let _ = writeln!(
+            out,
+            "      {way:<3} {from} -> {to}: passed {}, dropped {} (lost {}, queue full {}), delayed {}, corrupted {}, duplicated {}, reordered {}, held {}{}",
+            d.passed,
+            d.dropped,
+            d.lost,
+            d.queue_full,
+            d.delayed,
+            d.corrupted,
+            d.duplicated,
+            d.reordered,
+            d.held,
+            if d.impaired { "" } else { " (not impaired)" }
+        );
+    }
+    if w.tx_errors > 0 {
+        let _ = writeln!(out, "      send errors {}", w.tx_errors);
+    }
 }
 
 /// The spanning tree view of a userspace switch, like `ovs-appctl

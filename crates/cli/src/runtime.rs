@@ -67,7 +67,7 @@ pub struct ImpairArgs {
 }
 
 fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
-    let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, String>| {
+    let opt = |name: &str, v: &Option<String>, f: fn(&str) -> Result<u64, weft_topo::Error>| {
         v.as_deref()
             .map(|s| f(s).map_err(|e| format!("--{name}: {e}")))
             .transpose()
@@ -128,7 +128,8 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     if let Some(d) = &a.direction {
         i.direction = Direction::parse(d).map_err(|e| format!("--{e}"))?;
     }
-    i.check().map_err(|(k, why)| format!("--{k}: {why}"))?;
+    i.check()
+        .map_err(|e| format!("--{}: {e}", e.setting().unwrap_or("impair")))?;
     Ok(i)
 }
 
@@ -149,10 +150,10 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
         }
         Some(i)
     };
-    let port = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?;
+    let what = weft::runtime::set_impair(&a.lab, &a.a, &a.b, imp.clone())?.describe();
     match imp {
-        Some(i) => println!("switch port {port}: impair {}", i.summary()),
-        None => println!("switch port {port}: impairment cleared"),
+        Some(i) => println!("{what}: impair {}", i.summary()),
+        None => println!("{what}: impairment cleared"),
     }
     Ok(ExitCode::SUCCESS)
 }

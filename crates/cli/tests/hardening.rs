@@ -204,6 +204,8 @@ fn status_without_privileges_says_so() {
             &lab.name,
         ])
         .env("WEFT_STATE_DIR", &lab.state)
+        // Without this, weft would build in a user namespace of its own.
+        .env("WEFT_ROOTLESS", "0")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

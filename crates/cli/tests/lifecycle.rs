@@ -236,6 +236,8 @@ fn without_cap_net_admin_up_says_so_and_builds_nothing() {
         .arg(common::weft_bin())
         .args(["up", lab.file.to_str().unwrap()])
         .env("WEFT_STATE_DIR", &lab.state)
+        // Without this, weft would build in a user namespace of its own.
+        .env("WEFT_ROOTLESS", "0")
         .output()
         .unwrap();
     assert!(!o.status.success());

@@ -534,3 +534,100 @@ fn vxlan_over_an_ipv6_underlay() {
         assert_eq!(u.vxlan_devices(m), "");
     }
 }
+
+/// An impaired vxlan link: its wire is on the first end's machine, in
+/// front of the VXLAN device, and the far machine builds its end as
+/// always. 300 datagrams over `delay = "10ms", loss = "20%"` arrive in the
+/// stated bounds and never early; `weft impair` on the wire's machine
+/// retunes it, and the same seed drops the same datagrams twice.
+#[test]
+fn an_impaired_vxlan_link_has_a_wire_on_its_first_ends_machine() {
+    let node = |n: &str, m: &str, addr: &str, mac: &str| {
+        format!(
+            "[nodes.{n}]\nmachine = \"{m}\"\n[nodes.{n}.sysctls]\n\"net.ipv6.conf.all.disable_ipv6\" = 1\n\"net.ipv6.conf.default.disable_ipv6\" = 1\n[nodes.{n}.interfaces.vx0]\naddresses = [\"{addr}/24\"]\nmac = \"{mac}\"\n"
+        )
+    };
+    let text = format!(
+        "name = \"x\"\n[machines.a]\nunderlay = \"192.0.2.1\"\n[machines.b]\nunderlay = \"192.0.2.2\"\n{}{}[[links]]\nkind = \"vxlan\"\nendpoints = [\"h2:vx0\", \"h1:vx0\"]\nimpair = {{ delay = \"10ms\", loss = \"20%\", seed = 5 }}\n",
+        node("h1", "a", "10.63.0.1", "02:00:00:00:63:01"),
+        node("h2", "b", "10.63.0.2", "02:00:00:00:63:02"),
+    );
+    let lab = Lab::from_text("c2vx", &text);
+    let u = Underlay::new(&lab);
+    let file = lab.file.to_str().unwrap();
+    let plan = u.ok(0, &["up", file, "--machine", "a"]);
+    u.ok(1, &["up", file, "--machine", "b"]);
+    assert!(
+        lab.namespaces().contains(&lab.netns("~h1.vx0")),
+        "the wire is on machine a: {plan}"
+    );
+    let vx = out(&[
+        "ip",
+        "-n",
+        &lab.netns("~h1.vx0"),
+        "-d",
+        "link",
+        "show",
+        "w1",
+    ]);
+    assert!(
+        vx.contains("vxlan id") && vx.contains("remote 192.0.2.2"),
+        "{vx}"
+    );
+    let h1 = out(&["ip", "-n", &lab.netns("h1"), "link", "show", "vx0"]);
+    assert!(h1.contains("02:00:00:00:63:01"), "h1 keeps its MAC: {h1}");
+    for (n, ip, mac) in [
+        ("h1", "10.63.0.2", "02:00:00:00:63:02"),
+        ("h2", "10.63.0.1", "02:00:00:00:63:01"),
+    ] {
+        sh(&[
+            "ip",
+            "-n",
+            &lab.netns(n),
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            "vx0",
+            "nud",
+            "permanent",
+        ]);
+    }
+    let n = 300;
+    let first = common::datagrams(&lab, "h1", "h2", "10.63.0.2", n);
+    // 20% loss: 240 of 300 expected, within 5 standard deviations.
+    assert!(
+        (205..=275).contains(&first.len()),
+        "{} arrived",
+        first.len()
+    );
+    let mut d: Vec<f64> = first.iter().map(|(_, d)| *d).collect();
+    d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "vxlan: {} of {n} arrived, one-way delay min {:.2} median {:.2} ms",
+        first.len(),
+        d[0],
+        d[d.len() / 2]
+    );
+    assert!(d[0] >= 9.9, "never early: {:?}", &d[..3]);
+    assert!(d[d.len() / 2] < 40.0, "median {}", d[d.len() / 2]);
+
+    // Retuned at run time on machine a (the share that has the wire),
+    // twice with one seed: the same datagrams lost.
+    let share = format!("{}@a", lab.name);
+    let ids = |v: &[(u32, f64)]| v.iter().map(|(i, _)| *i).collect::<Vec<u32>>();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let o = u.ok(
+            0,
+            &["impair", &share, "h1", "h2", "--loss", "30%", "--seed", "8"],
+        );
+        assert!(o.contains("(wire ~h1.vx0): impair loss 30%"), "{o}");
+        runs.push(ids(&common::datagrams(&lab, "h1", "h2", "10.63.0.2", n)));
+    }
+    assert!((170..=250).contains(&runs[0].len()), "{}", runs[0].len());
+    assert_eq!(runs[0], runs[1], "seed 8 replays over vxlan");
+    assert_ne!(runs[0], ids(&first), "another seed, other losses");
+}

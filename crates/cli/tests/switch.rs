@@ -481,24 +481,76 @@ fn tcp_through_userspace_only_with_default_offloads() {
 }
 
 #[test]
-fn switches_with_several_vlans_keep_every_frame_in_userspace() {
-    // tc sees an 802.1Q tag only as packet metadata, so a rule could not
-    // keep tagged frames out; with trunks or several VLANs every frame
-    // stays with the switch, which keeps VLANs apart.
-    let lab = Lab::example("swvfast", "switch-vlan.toml");
+fn switches_with_trunks_and_several_vlans_forward_in_the_kernel_with_tc_bpf() {
+    // A u32 rule cannot tell tagged frames from untagged ones; a tc BPF
+    // program per port can, and pushes and pops tags itself.
+    let lab = Lab::example("bpfvlan", "switch-vlan.toml");
     lab.up();
+    for s in switches(&lab) {
+        let how = s["fastpath"].as_str().unwrap();
+        assert!(how.starts_with("on (tc BPF"), "{how}");
+    }
+    let filters = Command::new("tc")
+        .args([
+            "-n",
+            &lab.netns("sw1"),
+            "filter",
+            "show",
+            "dev",
+            "trunk",
+            "ingress",
+        ])
+        .output()
+        .unwrap();
+    let filters = String::from_utf8_lossy(&filters.stdout);
+    assert!(
+        filters.contains("bpf") && filters.contains("direct-action"),
+        "{filters}"
+    );
     let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
-    for s in switches(&lab) {
-        assert_eq!(s["fastpath_rules"], 0, "{s}");
-        let why = s["fastpath"].as_str().unwrap();
+    // The VLANs stay apart.
+    assert!(!lab.ping("a1", "b1", None), "VLAN 10 reached VLAN 20");
+    assert!(lab.ping("b1", "b2", None));
+    // What the kernel forwarded reaches the counters within a second or so.
+    let trunk_rx = |lab: &Lab| -> u64 {
+        switches(lab)
+            .iter()
+            .flat_map(|s| s["ports"].as_array().unwrap().clone())
+            .filter(|p| p["name"] == "trunk")
+            .map(|p| p["rx_bytes"].as_u64().unwrap())
+            .sum()
+    };
+    let t0 = Instant::now();
+    while trunk_rx(&lab) < 10_000_000 {
         assert!(
-            why.starts_with("off: ") && why.contains("one VLAN"),
-            "{why}"
+            t0.elapsed() < Duration::from_secs(10),
+            "the trunks counted {} bytes",
+            trunk_rx(&lab)
         );
+        std::thread::sleep(Duration::from_millis(200));
     }
     let text = lab.ok(&["status", &lab.name]);
-    assert!(text.contains("kernel fast path off: "), "{text}");
+    assert!(text.contains("kernel fast path on (tc BPF"), "{text}");
+}
+
+#[test]
+fn vlan_switches_keep_every_frame_in_userspace_with_the_fast_path_off() {
+    let lab = Lab::example("bpfvoff", "switch-vlan.toml");
+    let o = lab
+        .weft()
+        .env("WEFT_SWITCH_FASTPATH", "off")
+        .args(["up", lab.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert!(!lab.ping("a1", "b1", None), "VLAN 10 reached VLAN 20");
+    for s in switches(&lab) {
+        let why = s["fastpath"].as_str().unwrap();
+        assert!(why.starts_with("off: "), "{why}");
+    }
 }
 
 #[test]
@@ -866,9 +918,138 @@ endpoints = ["ns3:eth0", "sw0:p3"]
     assert!(lab.ping("ns1", "10.61.0.2", None));
     assert!(lab.up().contains("up to date"));
     assert_eq!(datapath_pid(&lab), pid);
-    // A port added needs a restart, which happens.
+    // A port added is a live edit too.
     lab.rewrite(&(edited + "[nodes.ns4.interfaces.eth0]\naddresses = [\"10.61.0.4/24\"]\n[[links]]\nendpoints = [\"ns4:eth0\", \"sw0:p4\"]\n"));
     lab.up();
-    assert_ne!(datapath_pid(&lab), pid);
+    assert_eq!(datapath_pid(&lab), pid);
     assert!(lab.ping("ns4", "10.61.0.1", None));
+}
+
+fn fdb_has(lab: &Lab, mac: &str, port: &str) -> bool {
+    let fdb: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["fdb", &lab.name, "sw0", "--json"])).unwrap();
+    fdb["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["mac"] == mac && e["port"] == port)
+}
+
+fn port_names(lab: &Lab) -> Vec<String> {
+    switches(lab)[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A host and its switch port added to the file, then removed again: the
+/// running datapath opens and closes the port in place (same process),
+/// and what it learned on the other ports stays in its FDB.
+#[test]
+fn switch_ports_are_added_and_removed_without_a_restart() {
+    let text = r#"
+name = "x"
+[nodes.sw0]
+kind = "switch"
+[nodes.ns1.interfaces.eth0]
+addresses = ["10.62.0.1/24"]
+[nodes.ns2.interfaces.eth0]
+addresses = ["10.62.0.2/24"]
+[[links]]
+endpoints = ["ns1:eth0", "sw0:p1"]
+[[links]]
+endpoints = ["ns2:eth0", "sw0:p2"]
+"#;
+    let lab = Lab::from_text("plan2-swport", text);
+    lab.up();
+    assert!(lab.ping("ns1", "10.62.0.2", None));
+    let pid = datapath_pid(&lab);
+    let mac1 = lab.iface("ns1", "eth0")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fdb_has(&lab, &mac1, "p1"));
+    let more = format!(
+        "{text}[nodes.ns3.interfaces.eth0]\naddresses = [\"10.62.0.3/24\"]\n[[links]]\nendpoints = [\"ns3:eth0\", \"sw0:p3\"]\n"
+    );
+    lab.rewrite(&more);
+    let out = lab.up();
+    assert!(out.contains("+ port p3"), "{out}");
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    assert!(
+        fdb_has(&lab, &mac1, "p1"),
+        "{mac1} learned before the edit is gone"
+    );
+    assert_eq!(port_names(&lab), ["p1", "p2", "p3"]);
+    assert!(lab.ping("ns3", "10.62.0.1", None));
+    let mac3 = lab.iface("ns3", "eth0")["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fdb_has(&lab, &mac3, "p3"));
+    // Removed again: same process, p3 and what was learned on it gone,
+    // the rest as it was.
+    lab.rewrite(text);
+    let out = lab.up();
+    assert!(out.contains("- port p3"), "{out}");
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    assert_eq!(port_names(&lab), ["p1", "p2"]);
+    assert!(fdb_has(&lab, &mac1, "p1"));
+    assert!(!fdb_has(&lab, &mac3, "p3"));
+    assert!(lab.ping("ns2", "10.62.0.1", None));
+    // The same port name again is a new port of the same switch.
+    lab.rewrite(&more);
+    lab.up();
+    assert_eq!(datapath_pid(&lab), pid);
+    assert_eq!(port_names(&lab), ["p1", "p2", "p3"]);
+    assert!(lab.ping("ns3", "10.62.0.2", None));
+    assert!(lab.up().contains("up to date"));
+}
+
+/// A switch the kernel fast path refuses (two VLANs) that an edit makes
+/// eligible (one VLAN) goes back to the fast path on the running
+/// datapath, and leaves it again when the edit is undone.
+#[test]
+fn an_edit_that_makes_a_switch_eligible_turns_the_fast_path_back_on() {
+    let text = r#"
+name = "x"
+[nodes.sw0]
+kind = "switch"
+[nodes.ns1.interfaces.eth0]
+addresses = ["10.63.0.1/24"]
+[nodes.ns2.interfaces.eth0]
+addresses = ["10.63.0.2/24"]
+[[links]]
+endpoints = ["ns1:eth0", "sw0:p1"]
+[[links]]
+endpoints = ["ns2:eth0", "sw0:p2"]
+"#;
+    let two_vlans = format!("{text}[nodes.sw0.interfaces.p2]\nvlan = 20\n");
+    let lab = Lab::from_text("plan2-swfast", &two_vlans);
+    lab.up();
+    let pid = datapath_pid(&lab);
+    // Two VLANs are the tc BPF switch's (or off, saying why, where
+    // bpf(2) is refused), never the u32 rules'.
+    let bpf = "on (tc BPF program on every port)";
+    let first = switches(&lab)[0]["fastpath"].as_str().unwrap().to_string();
+    assert!(first == bpf || first.starts_with("off: "), "{first}");
+    lab.rewrite(text);
+    lab.up();
+    assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
+    assert_eq!(switches(&lab)[0]["fastpath"], "on");
+    assert!(lab.ping("ns1", "10.63.0.2", None));
+    let got = tcp_transfer(&lab, "ns2", "10.63.0.2", "ns1", 20_000_000);
+    assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
+    assert_eq!(fastpath_rules(&lab), 2);
+    lab.rewrite(&two_vlans);
+    lab.up();
+    assert_eq!(datapath_pid(&lab), pid);
+    assert_eq!(fastpath_rules(&lab), 0);
+    let again = switches(&lab)[0]["fastpath"].as_str().unwrap().to_string();
+    assert_eq!(again == bpf, first == bpf, "{first} then {again}");
+    assert!(again == bpf || again.starts_with("off: "), "{again}");
+    // Back in two VLANs: the hosts are apart again, whichever path decides.
+    assert!(!lab.ping("ns1", "10.63.0.2", None));
 }

@@ -35,6 +35,12 @@ pub enum Request {
         port: String,
         up: bool,
     },
+    /// Sets the impairment of a wire (an impaired link between two kernel
+    /// ends, named `~NODE.IFACE`); `None`: frames pass unchanged.
+    Wire {
+        wire: String,
+        impair: Option<weft_topo::impair::Impairment>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +68,52 @@ impl Reply {
 pub struct StatusReply {
     pub pid: u32,
     pub switches: Vec<SwitchInfo>,
+    /// The lab's wires (impaired links between kernel ends).
+    #[serde(default)]
+    pub wires: Vec<WireInfo>,
+}
+
+/// One wire: its settings and, per direction, what became of the frames.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireInfo {
+    /// `~NODE.IFACE`, after the link's first end.
+    pub name: String,
+    /// The link's two ends (`h1:eth0`, `h2:eth0`): `out` is from the
+    /// first to the second.
+    pub link: [String; 2],
+    /// `delay 20ms loss 1%`; `None` when cleared (frames pass unchanged).
+    pub settings: Option<String>,
+    /// The seed in use (given, or derived from the names); `None` when
+    /// cleared.
+    pub seed: Option<u64>,
+    pub out: WireWay,
+    #[serde(rename = "in")]
+    pub back: WireWay,
+    /// Frames the far end's socket refused.
+    pub tx_errors: u64,
+}
+
+/// One direction of a wire. Counters run from the datapath's start, over
+/// changes of settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireWay {
+    /// Impaired now (else frames pass unchanged).
+    pub impaired: bool,
+    /// Frames sent on out of the far end (duplicates included).
+    pub passed: u64,
+    /// `lost` + `queue_full`.
+    pub dropped: u64,
+    /// Dropped by `loss` or the burst model.
+    pub lost: u64,
+    /// Dropped because the queue was full or the rate's backlog too long.
+    pub queue_full: u64,
+    /// Frames that went through the impairment queue.
+    pub delayed: u64,
+    pub corrupted: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    /// Frames waiting now.
+    pub held: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

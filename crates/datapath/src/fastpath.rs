@@ -39,6 +39,9 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::bpfpath::KernelSwitch;
 use weft_switch::{Instant, PortId, PortMode, Switch, SwitchConfig};
 use weft_sys::netlink::{tc, Netlink};
 use weft_sys::port::{PacketSocket, MAX_SKIP_PAIRS};
@@ -141,6 +144,34 @@ impl Sig {
     }
 }
 
+/// The kernel switch of a switch the `u32` rules refuse, with what it
+/// needs to follow the core: each core port's interface index.
+struct Kernel {
+    ks: KernelSwitch,
+    ifindex: Vec<u32>,
+    /// In the switch's namespace, to take the classifiers off again.
+    nl: Netlink,
+    /// The ports' packet sockets (duplicates), to take the socket
+    /// filters off again.
+    socks: Vec<OwnedFd>,
+}
+
+impl Drop for Kernel {
+    /// Classifiers left behind would go on forwarding with maps no one
+    /// updates.
+    fn drop(&mut self) {
+        for &ix in &self.ifindex {
+            self.nl.push(tc::del_clsact(ix), String::new());
+        }
+        let _ = self.nl.flush();
+        // Without classifiers, frames the filters keep from the sockets
+        // would be lost.
+        for s in &self.socks {
+            let _ = weft_sys::bpf::detach_socket(s.as_fd());
+        }
+    }
+}
+
 /// One switch's fast path.
 pub struct FastPath {
     /// A NETLINK_ROUTE socket in the switch's namespace; `None` when off.
@@ -156,6 +187,9 @@ pub struct FastPath {
     /// Per (global in-port, filter prio): the filter's (packets, bytes)
     /// at the last read, so that each read credits only what is new.
     counted: HashMap<(usize, u16), (u64, u64)>,
+    /// The tc BPF switch, on switches with trunks, several VLANs or a
+    /// mirror (crate::bpfpath); the `u32` rules are never used then.
+    kernel: Option<Kernel>,
 }
 
 /// How often the loop reads the rules' counters.
@@ -177,11 +211,146 @@ impl FastPath {
             excluded: Vec::new(),
             why_off: Some(why.into()),
             counted: HashMap::new(),
+            kernel: None,
         }
+    }
+
+    /// The tc BPF switch for a switch of `cfg`, with core port `i` on
+    /// `socks[i]`: loads the programs, puts the socket filters on the
+    /// sockets and the classifiers on the ports' ingress (in the switch's
+    /// namespace, through `nl`). Off, with the reason for `weft status`,
+    /// when bpf(2) is not allowed or the verifier refuses the program.
+    pub fn with_bpf(
+        mut nl: Netlink,
+        cfg: &SwitchConfig,
+        socks: &[Option<&PacketSocket>],
+    ) -> FastPath {
+        if let Some(why) = weft_sys::bpf::unavailable() {
+            return FastPath::off(why);
+        }
+        let Some(socks) = socks
+            .iter()
+            .copied()
+            .collect::<Option<Vec<&PacketSocket>>>()
+        else {
+            return FastPath::off("a port could not be opened");
+        };
+        let ks = match KernelSwitch::load(cfg) {
+            Ok(k) => k,
+            Err(e) => return FastPath::off(format!("tc BPF: {e}")),
+        };
+        let ifindex: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
+        for &ix in &ifindex {
+            nl.push(tc::del_clsact(ix), String::new());
+        }
+        let _ = nl.flush();
+        // Socket filters first: with the maps still empty they take
+        // nothing away, and once the classifiers run, every frame one
+        // forwards is already kept from the socket.
+        for (i, s) in socks.iter().enumerate() {
+            let Some(p) = ks.socket_filter(i) else {
+                continue;
+            };
+            if let Err(e) = p.attach_socket(s.as_fd()) {
+                return FastPath::off(format!("tc BPF: socket filter on {}: {e}", s.ifname()));
+            }
+        }
+        for (i, s) in socks.iter().enumerate() {
+            let Some(p) = ks.classifier(i) else { continue };
+            nl.push(
+                tc::add_clsact(s.ifindex()),
+                format!("clsact on {}", s.ifname()),
+            );
+            nl.push(
+                tc::bpf_filter(s.ifindex(), 1, p.raw_fd() as u32, "weft_switch"),
+                format!("tc BPF classifier on {}", s.ifname()),
+            );
+        }
+        if let Err(errs) = nl.flush() {
+            let first = errs.first().map(|e| e.to_string()).unwrap_or_default();
+            for &ix in &ifindex {
+                nl.push(tc::del_clsact(ix), String::new());
+            }
+            let _ = nl.flush();
+            for s in &socks {
+                let _ = s.skip_pairs(&[]);
+            }
+            return FastPath::off(format!("tc BPF: the kernel refused {first}"));
+        }
+        let mut fp = FastPath {
+            why_off: None,
+            ..FastPath::off("")
+        };
+        let dups: io::Result<Vec<OwnedFd>> = socks
+            .iter()
+            .map(|s| s.as_fd().try_clone_to_owned())
+            .collect();
+        match dups {
+            Ok(socks) => {
+                fp.kernel = Some(Kernel {
+                    ks,
+                    ifindex,
+                    nl,
+                    socks,
+                })
+            }
+            Err(e) => {
+                for s in &socks {
+                    let _ = s.skip_pairs(&[]);
+                }
+                for &ix in &ifindex {
+                    nl.push(tc::del_clsact(ix), String::new());
+                }
+                let _ = nl.flush();
+                return FastPath::off(format!("tc BPF: {e}"));
+            }
+        }
+        fp
+    }
+
+    /// Whether the tc BPF switch is on.
+    pub fn is_bpf(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    /// Brings the tc BPF switch's maps in line with `core`; `slow(i)`:
+    /// core port `i` is impaired. If a map cannot be written, the kernel
+    /// switch goes off and every frame goes through userspace.
+    pub fn sync(&mut self, core: &Switch, slow: impl Fn(usize) -> bool) {
+        let Some(k) = &mut self.kernel else {
+            return;
+        };
+        let ix = &k.ifindex;
+        if let Err(e) = k.ks.sync(core, |i| ix.get(i).copied().unwrap_or(0), slow) {
+            tracing::warn!(
+                "tc BPF switch: writing its maps: {e}; every frame goes through userspace"
+            );
+            self.detach(format!("tc BPF: writing a map failed ({e})"));
+        }
+    }
+
+    /// Folds what the tc BPF switch forwarded into `core`.
+    pub fn harvest_bpf(&mut self, core: &mut Switch, now: Instant) {
+        if let Some(k) = &mut self.kernel {
+            if let Err(e) = k.ks.harvest(core, now) {
+                tracing::debug!("tc BPF switch counters: {e}");
+            }
+        }
+    }
+
+    /// Takes the classifiers off the ports and the filters off the
+    /// sockets (dropping the kernel switch does): every frame goes through
+    /// userspace again.
+    fn detach(&mut self, why: String) {
+        self.kernel = None;
+        self.why_off = Some(why);
     }
 
     /// `on`, or `off: why`.
     pub fn describe(&self) -> String {
+        if self.kernel.is_some() {
+            return "on (tc BPF program on every port)".to_string();
+        }
         match (&self.nl, &self.why_off) {
             (Some(_), _) => "on".to_string(),
             (None, Some(w)) => format!("off: {w}"),
@@ -227,7 +396,11 @@ impl FastPath {
     /// Counts a frame the switch forwarded unchanged from `g` to `to`;
     /// true when the pair has become steady enough to offload.
     pub fn observe(&mut self, g: usize, pair: Pair, to: usize) -> bool {
-        if self.nl.is_none() || self.excluded.contains(&g) || self.excluded.contains(&to) {
+        if self.nl.is_none()
+            || self.kernel.is_some()
+            || self.excluded.contains(&g)
+            || self.excluded.contains(&to)
+        {
             return false;
         }
         // Frames from sources the table never learned (a flood of random

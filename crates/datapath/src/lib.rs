@@ -10,6 +10,7 @@
 //! gathered from slices of it (plus a 4-byte tag when one is pushed). See
 //! docs/switch.md.
 
+pub mod bpfpath;
 pub mod config;
 pub mod control;
 pub mod events;

@@ -63,10 +63,15 @@ struct Port {
     storm: Storm,
     /// Delay, loss, ...: frames through this port wait in a queue.
     imp: Option<Box<impaired::PortImpair>>,
+    /// Taken out of its switch by a live edit: its socket is closed and
+    /// the core's port (whose id cannot be reused) stays disabled.
+    retired: bool,
 }
 
 struct Sw {
     name: String,
+    /// The switch node's network namespace, where its sockets are made.
+    netns: String,
     core: Switch,
     /// Core port index -> global port index.
     ports: Vec<usize>,
@@ -100,6 +105,11 @@ struct Dp {
     offload: Vec<(usize, usize, fastpath::Pair, usize)>,
     /// The lab's event stream (crate::events).
     watch: crate::events::Watch,
+    /// The kernel fast path may be used (`WEFT_SWITCH_FASTPATH` is not
+    /// `off`).
+    fast_on: bool,
+    /// The lab's wires, served by a thread of their own.
+    wires: Option<wire::WireCtl>,
 }
 
 /// Serves every switch of `lab` until killed, answering on `control`.
@@ -116,77 +126,20 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         lab_name: String::new(),
         offload: Vec::new(),
         watch: crate::events::Watch::new(control.parent().unwrap_or(Path::new("."))),
+        fast_on: std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off"),
+        wires: None,
     };
-    let fast_on = std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off");
     for node in lab.nodes.values() {
         let Some((names, cfg)) = switch_config(&lab.name, node) else {
             continue;
         };
         let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
-        let refused = crate::fastpath::refused(&cfg);
-        if let (true, Some(why)) = (fast_on, refused) {
-            tracing::info!(switch = %node.name, "no kernel fast path: {why}");
-        }
         let s = dp.switches.len();
-        // Sockets belong to the namespace they are made in: make them on
-        // a thread inside the switch's namespace.
-        let list = names.clone();
-        let socks = weft_sys::netns::run_in_named(&node.netns, move || {
-            list.iter()
-                .map(|n| PacketSocket::open(n))
-                .collect::<Vec<_>>()
-        })?;
-        let mut global = Vec::new();
-        for (i, (name, sock)) in names.into_iter().zip(socks).enumerate() {
-            let g = dp.ports.len();
-            let sock = match sock {
-                Ok(s) => {
-                    dp.poller
-                        .add(s.as_fd(), g as u64)
-                        .map_err(io_err(format!("watching port {name} of {}", node.name)))?;
-                    Some(s)
-                }
-                Err(e) => {
-                    tracing::warn!(switch = %node.name, port = %name, "cannot open the port: {e}; it stays down");
-                    None
-                }
-            };
-            dp.ports.push(Port {
-                name,
-                switch: s,
-                id: PortId(i as u16),
-                sock,
-                carrier: true,
-                tx_errors: 0,
-                storm: Storm::default(),
-                imp: None,
-            });
-            dp.queues.push(Vec::new());
-            global.push(g);
-        }
-        let fast = if let Some(why) = refused {
-            FastPath::off(why)
-        } else if !fast_on {
-            FastPath::off("WEFT_SWITCH_FASTPATH=off")
-        } else {
-            let ixs: Vec<u32> = global
-                .iter()
-                .filter_map(|&g| dp.ports[g].sock.as_ref().map(|s| s.ifindex()))
-                .collect();
-            match weft_sys::netns::run_in_named(&node.netns, Netlink::open) {
-                Ok(Ok(nl)) => FastPath::new(nl, &ixs),
-                Ok(Err(e)) => {
-                    tracing::warn!(switch = %node.name, "no netlink socket for the fast path ({e}); every frame goes through userspace");
-                    FastPath::off(format!("no netlink socket ({e})"))
-                }
-                Err(e) => {
-                    tracing::warn!(switch = %node.name, "no netlink socket for the fast path ({e}); every frame goes through userspace");
-                    FastPath::off(format!("no netlink socket ({e})"))
-                }
-            }
-        };
+        let global = dp.open_ports(s, &node.netns, names, 0)?;
+        let fast = dp.choose_fast(&node.name, &node.netns, &global, &cfg);
         dp.switches.push(Sw {
             name: node.name.clone(),
+            netns: node.netns.clone(),
             core: Switch::new(cfg),
             ports: global,
             modes,
@@ -194,8 +147,8 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
             fast,
         });
     }
-    let wires = wire::start(lab)?;
-    if dp.switches.is_empty() && wires == 0 {
+    dp.wires = wire::start(lab)?;
+    if dp.switches.is_empty() && dp.wires.is_none() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
     dp.init_impair(lab);
@@ -300,5 +253,118 @@ fn mode_text(m: &PortMode) -> String {
 impl Dp {
     fn now(&self) -> Instant {
         Instant::from_nanos(self.clock.elapsed().as_nanos() as u64)
+    }
+
+    /// Opens AF_PACKET sockets on the ports `names` of switch `s`, whose
+    /// core ids start at `first`, and watches them; returns their global
+    /// indexes. A port that cannot be opened stays down.
+    fn open_ports(
+        &mut self,
+        s: usize,
+        netns: &str,
+        names: Vec<String>,
+        first: usize,
+    ) -> Result<Vec<usize>, Error> {
+        // Sockets belong to the namespace they are made in: make them on
+        // a thread inside the switch's namespace.
+        let list = names.clone();
+        let socks = weft_sys::netns::run_in_named(netns, move || {
+            list.iter()
+                .map(|n| PacketSocket::open(n))
+                .collect::<Vec<_>>()
+        })?;
+        let mut global = Vec::new();
+        for (i, (name, sock)) in names.into_iter().zip(socks).enumerate() {
+            let g = self.ports.len();
+            let sock = match sock {
+                Ok(k) => {
+                    self.poller
+                        .add(k.as_fd(), g as u64)
+                        .map_err(io_err(format!("watching port {name} of {netns}")))?;
+                    Some(k)
+                }
+                Err(e) => {
+                    tracing::warn!(netns = %netns, port = %name, "cannot open the port: {e}; it stays down");
+                    None
+                }
+            };
+            self.ports.push(Port {
+                name,
+                switch: s,
+                id: PortId((first + i) as u16),
+                sock,
+                carrier: true,
+                tx_errors: 0,
+                storm: Storm::default(),
+                imp: None,
+                retired: false,
+            });
+            self.queues.push(Vec::new());
+            global.push(g);
+        }
+        Ok(global)
+    }
+
+    /// The kernel fast path for a switch of `cfg` on ports `global` (its
+    /// core ports in order): `u32` rules for steady flows on a one-VLAN
+    /// access switch, the tc BPF switch for trunks, several VLANs or a
+    /// mirror, or off with the reason `weft status` shows.
+    pub(super) fn choose_fast(
+        &self,
+        switch: &str,
+        netns: &str,
+        global: &[usize],
+        cfg: &weft_switch::SwitchConfig,
+    ) -> FastPath {
+        match crate::fastpath::refused(cfg) {
+            None => self.fast_for(switch, netns, global),
+            Some(why) if !self.fast_on => FastPath::off(why),
+            Some(_) => {
+                let fp = self.bpf_for(netns, global, cfg);
+                if !fp.is_bpf() {
+                    tracing::warn!(switch = %switch, "no kernel fast path: {}", fp.describe());
+                }
+                fp
+            }
+        }
+    }
+
+    /// The tc BPF switch on ports `global`. It needs a socket on every
+    /// core port: a port removed while running keeps its slot in the core
+    /// and so turns it off until the datapath starts again.
+    fn bpf_for(&self, netns: &str, global: &[usize], cfg: &weft_switch::SwitchConfig) -> FastPath {
+        if global.iter().any(|&g| self.ports[g].retired) {
+            return FastPath::off(
+                "tc BPF: a port was removed while running (on again when the datapath restarts)",
+            );
+        }
+        let socks: Vec<Option<&PacketSocket>> = global
+            .iter()
+            .map(|&g| self.ports[g].sock.as_ref())
+            .collect();
+        match weft_sys::netns::run_in_named(netns, Netlink::open) {
+            Ok(Ok(nl)) => FastPath::with_bpf(nl, cfg, &socks),
+            Ok(Err(e)) => FastPath::off(format!("no netlink socket ({e})")),
+            Err(e) => FastPath::off(format!("no netlink socket ({e})")),
+        }
+    }
+
+    /// The kernel fast path of a switch whose configuration allows it, on
+    /// ports `global`.
+    fn fast_for(&self, switch: &str, netns: &str, global: &[usize]) -> FastPath {
+        if !self.fast_on {
+            return FastPath::off("WEFT_SWITCH_FASTPATH=off");
+        }
+        let ixs: Vec<u32> = global
+            .iter()
+            .filter_map(|&g| self.ports[g].sock.as_ref().map(|s| s.ifindex()))
+            .collect();
+        let e = match weft_sys::netns::run_in_named(netns, Netlink::open) {
+            Ok(Ok(nl)) => return FastPath::new(nl, &ixs),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(switch = %switch, "no netlink socket for the fast path ({e}); every frame goes through userspace");
+        FastPath::off(format!("no netlink socket ({e})"))
     }
 }

@@ -83,7 +83,9 @@ pub fn wire(data: &[u8]) {
 
 const PORTS: u16 = 6;
 
-fn test_switch(mode: StpMode) -> Switch {
+/// The switch every `switch` input drives: access ports of two VLANs, a
+/// trunk with a native VLAN, a trunk of every VLAN, and a mirror port.
+pub fn test_config(mode: StpMode) -> SwitchConfig {
     let mut c = SwitchConfig::new(
         MacAddr::from_u64(0x0200_0000_ff00),
         vec![
@@ -104,8 +106,21 @@ fn test_switch(mode: StpMode) -> Switch {
         select_egress: vec![PortId(1)],
         select_vlans: [3].into_iter().collect(),
     };
-    Switch::new(c)
+    c
 }
+
+/// Watches the `switch` driver: another implementation of the switch can
+/// be run on the same frames and compared (the tc BPF program's tests do).
+pub trait SwitchObserver {
+    /// The switch was made from `cfg`.
+    fn start(&mut self, _cfg: &SwitchConfig) {}
+    /// `frame` is about to enter port `port` of `sw`.
+    fn before_receive(&mut self, _sw: &Switch, _port: PortId, _frame: &[u8]) {}
+    /// ... and `sw` answered `out`.
+    fn after_receive(&mut self, _sw: &Switch, _port: PortId, _frame: &[u8], _out: &Actions) {}
+}
+
+impl SwitchObserver for () {}
 
 fn mac(r: &mut Reader) -> MacAddr {
     match r.u8() % 6 {
@@ -214,13 +229,20 @@ fn check_actions(out: &Actions, ingress: Option<u16>) {
 /// forwarded frames grow by at most one tag, everything the switch makes
 /// itself is a valid BPDU, and the table never exceeds its bound.
 pub fn switch(data: &[u8]) {
+    switch_observed(data, &mut ());
+}
+
+/// [`switch`], telling `obs` about every frame.
+pub fn switch_observed(data: &[u8], obs: &mut dyn SwitchObserver) {
     let mut r = Reader { data };
     let mode = match r.u8() % 3 {
         0 => StpMode::Off,
         1 => StpMode::Stp,
         _ => StpMode::Rstp,
     };
-    let mut sw = test_switch(mode);
+    let cfg = test_config(mode);
+    obs.start(&cfg);
+    let mut sw = Switch::new(cfg);
     let mut out = Actions::new();
     let mut now = Instant::from_secs(1);
     while !r.is_empty() {
@@ -229,7 +251,9 @@ pub fn switch(data: &[u8]) {
             0..=5 => {
                 let p = u16::from(r.u8()) % (PORTS + 2);
                 let f = frame(&mut r);
+                obs.before_receive(&sw, PortId(p), &f);
                 sw.receive(PortId(p), &f, now, &mut out);
+                obs.after_receive(&sw, PortId(p), &f, &out);
                 check_actions(&out, Some(p));
                 for (a, (_, o)) in out.as_slice().iter().zip(out.frames(&f)) {
                     match a {

@@ -108,6 +108,21 @@ enum Flow {
 
 type R = Result<Flow, ImportError>;
 
+/// A device an earlier line named but the import left out: the lines that
+/// use it are skipped too, with this as the reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{name}` was not imported ({why})")]
+struct NotImported {
+    name: String,
+    why: String,
+}
+
+impl From<NotImported> for String {
+    fn from(n: NotImported) -> String {
+        n.to_string()
+    }
+}
+
 /// Reads `ip -batch FILE` files (the importer does no I/O itself).
 pub type Resolver<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -274,12 +289,20 @@ impl<'a> Model<'a> {
     }
 
     /// A device by name, or why it cannot be used.
-    fn dev(&self, ns: usize, name: &str, o: &Origin) -> Result<Result<usize, String>, ImportError> {
+    fn dev(
+        &self,
+        ns: usize,
+        name: &str,
+        o: &Origin,
+    ) -> Result<Result<usize, NotImported>, ImportError> {
         if let Some(i) = self.find(ns, name) {
             return Ok(Ok(i));
         }
         if let Some(why) = self.skipped.get(&(ns, name.to_string())) {
-            return Ok(Err(format!("`{name}` was not imported ({why})")));
+            return Ok(Err(NotImported {
+                name: name.to_string(),
+                why: why.clone(),
+            }));
         }
         let elsewhere: Vec<String> = self
             .devs
@@ -921,7 +944,7 @@ impl<'a> Model<'a> {
                         self.delete(i);
                         Ok(Flow::Done)
                     }
-                    Err(why) => Ok(Flow::Skip(why)),
+                    Err(why) => Ok(Flow::Skip(why.into())),
                 }
             }
             "replace" => Ok(Flow::Skip("`ip link replace` is not modelled".into())),
@@ -1118,7 +1141,7 @@ impl<'a> Model<'a> {
         };
         let i = match self.dev(ns, dev, o)? {
             Ok(i) => i,
-            Err(why) => return Ok(Flow::Skip(why)),
+            Err(why) => return Ok(Flow::Skip(why.into())),
         };
         let v = val.trim().to_string();
         match (*dir, &mut self.devs[i].kind) {
@@ -1157,8 +1180,8 @@ impl<'a> Model<'a> {
             Ok(p) => p,
             Err(why) => {
                 self.skipped
-                    .insert((target_ns, name.to_string()), why.clone());
-                return Ok(Flow::Skip(why));
+                    .insert((target_ns, name.to_string()), why.to_string());
+                return Ok(Flow::Skip(why.into()));
             }
         };
         if !matches!(self.devs[p].kind, DevKind::Veth { .. }) {
@@ -1195,7 +1218,7 @@ impl<'a> Model<'a> {
         let name = name.ok_or_else(|| err(o, "`ip link set` needs a device"))?;
         let i = match self.dev(ns, &name, o)? {
             Ok(i) => i,
-            Err(why) => return Ok(Flow::Skip(why)),
+            Err(why) => return Ok(Flow::Skip(why.into())),
         };
         let mut skipped = Vec::new();
         while k < a.len() {
@@ -1421,7 +1444,7 @@ impl<'a> Model<'a> {
                 let _ = family6;
                 let i = match self.dev(ns, &dev, o)? {
                     Ok(i) => i,
-                    Err(why) => return Ok(Flow::Skip(why)),
+                    Err(why) => return Ok(Flow::Skip(why.into())),
                 };
                 let norm = normalize_addr(&addr).ok_or_else(|| {
                     err(
@@ -1464,7 +1487,7 @@ impl<'a> Model<'a> {
                         self.devs[i].addrs.clear();
                         Ok(Flow::Done)
                     }
-                    Err(why) => Ok(Flow::Skip(why)),
+                    Err(why) => Ok(Flow::Skip(why.into())),
                 }
             }
             _ => Ok(Flow::Note("shows something: nothing to import".into())),
@@ -1522,7 +1545,7 @@ impl<'a> Model<'a> {
             .map(|p| p[1].clone())
         {
             if let Err(why) = self.dev(ns, &dev, o)? {
-                return Ok(Flow::Skip(why));
+                return Ok(Flow::Skip(why.into()));
             }
         }
         let first_is_type = words.first().is_some_and(|w| {
@@ -1677,7 +1700,7 @@ impl<'a> Model<'a> {
                         self.delete(i);
                         Ok(Flow::Done)
                     }
-                    Err(why) => Ok(Flow::Skip(why)),
+                    Err(why) => Ok(Flow::Skip(why.into())),
                 }
             }
             _ => Ok(Flow::Note("shows something: nothing to import".into())),
@@ -1693,7 +1716,7 @@ impl<'a> Model<'a> {
             b.cloned()
                 .ok_or_else(|| err(o, format!("`brctl {sub}` needs a bridge")))
         };
-        let bridge = |m: &Self, o: &Origin| -> Result<Result<usize, String>, ImportError> {
+        let bridge = |m: &Self, o: &Origin| -> Result<Result<usize, NotImported>, ImportError> {
             let name = need_b(o)?;
             match m.dev(ns, &name, o)? {
                 Ok(i) if matches!(m.devs[i].kind, DevKind::Bridge(_)) => Ok(Ok(i)),
@@ -1711,7 +1734,7 @@ impl<'a> Model<'a> {
                         DevKind::Bridge(opts) => opts,
                         _ => unreachable!(),
                     },
-                    Err(why) => return Ok(Flow::Skip(why)),
+                    Err(why) => return Ok(Flow::Skip(why.into())),
                 }
             };
         }
@@ -1734,7 +1757,7 @@ impl<'a> Model<'a> {
                     self.delete(i);
                     Ok(Flow::Done)
                 }
-                Err(w) => Ok(Flow::Skip(w)),
+                Err(w) => Ok(Flow::Skip(w.into())),
             },
             "addif" | "delif" => {
                 let name = need_b(o)?;
@@ -1742,12 +1765,12 @@ impl<'a> Model<'a> {
                     return Err(err(o, format!("`brctl {sub}` needs a bridge and a device")));
                 }
                 if let Err(w) = bridge(self, o)? {
-                    return Ok(Flow::Skip(w));
+                    return Ok(Flow::Skip(w.into()));
                 }
                 for port in &a[2..] {
                     let p = match self.dev(ns, port, o)? {
                         Ok(p) => p,
-                        Err(w) => return Ok(Flow::Skip(w)),
+                        Err(w) => return Ok(Flow::Skip(w.into())),
                     };
                     if sub == "addif" {
                         self.set_master(p, &name, o)?;
@@ -1790,7 +1813,7 @@ impl<'a> Model<'a> {
             }
             "setpathcost" | "setportprio" => {
                 if let Err(w) = bridge(self, o)? {
-                    return Ok(Flow::Skip(w));
+                    return Ok(Flow::Skip(w.into()));
                 }
                 let port = a
                     .get(2)
@@ -1799,7 +1822,7 @@ impl<'a> Model<'a> {
                 match self.dev(ns, port, o)? {
                     Ok(p) if sub == "setpathcost" => self.devs[p].cost = Some(v),
                     Ok(p) => self.devs[p].port_priority = Some(v),
-                    Err(w) => return Ok(Flow::Skip(w)),
+                    Err(w) => return Ok(Flow::Skip(w.into())),
                 }
                 Ok(Flow::Done)
             }
@@ -1851,7 +1874,7 @@ impl<'a> Model<'a> {
                     self.delete(i);
                     Ok(Flow::Done)
                 }
-                Err(w) => Ok(Flow::Skip(w)),
+                Err(w) => Ok(Flow::Skip(w.into())),
             };
         }
         let prefix = if tun { "tun" } else { "tap" };
@@ -1886,7 +1909,7 @@ impl<'a> Model<'a> {
                         self.delete(i);
                         Ok(Flow::Done)
                     }
-                    Err(w) => Ok(Flow::Skip(w)),
+                    Err(w) => Ok(Flow::Skip(w.into())),
                 }
             }
             Some(s @ ("set_flag" | "set_egress_map" | "set_ingress_map" | "set_name_type")) => Ok(Flow::Skip(format!(
@@ -1976,7 +1999,7 @@ impl<'a> Model<'a> {
                     let d = match self.dev(self.ovs[b].ns, port, o)? {
                         Ok(d) => d,
                         Err(w) => {
-                            skips.push(w);
+                            skips.push(w.into());
                             continue;
                         }
                     };
@@ -2147,7 +2170,7 @@ impl<'a> Model<'a> {
         }
         let i = match self.dev(ns, name, o)? {
             Ok(i) => i,
-            Err(w) => return Ok(Flow::Skip(w)),
+            Err(w) => return Ok(Flow::Skip(w.into())),
         };
         let mut k = 1;
         let mut addr: Option<String> = None;

@@ -13,6 +13,7 @@ use crate::state::State;
 use crate::{Error, Event};
 
 pub(crate) mod nat;
+pub(crate) mod procs;
 mod uplink;
 mod vxlan;
 
@@ -84,6 +85,14 @@ pub(crate) struct Exec<'a> {
     joined: BTreeSet<(String, String)>,
     /// Ops that took effect, for undoing them.
     pub applied: Vec<usize>,
+    /// The `weft` binary that runs the datapath and the services'
+    /// supervisor; default: the running executable.
+    pub exe: Option<std::path::PathBuf>,
+    /// Leave mount namespaces and services to
+    /// [`procs::apply_workloads`], called once the lab is usable.
+    pub defer_workloads: bool,
+    /// The datapath was (re)started.
+    pub restarted: bool,
 }
 
 /// The real kernel, as the planner's executor sees it: the same trait the
@@ -128,6 +137,9 @@ impl<'a> Exec<'a> {
             created: BTreeSet::new(),
             joined: BTreeSet::new(),
             applied: Vec::new(),
+            exe: None,
+            defer_workloads: false,
+            restarted: false,
         }
     }
 
@@ -159,6 +171,24 @@ impl<'a> Exec<'a> {
 
     /// Apply the ops; on failure, `self.applied` says which took effect.
     pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let names = self.names_job(ops);
+        if let Err(e) = self.process_removals(ops).and_then(|()| self.kernel(ops)) {
+            // The name files were written (for the lab being applied) or
+            // not: undoing must know which.
+            if let Some(job) = names {
+                if let Ok(Ok(())) = job.join() {
+                    self.applied.extend((0..ops.len()).filter(|&i| {
+                        matches!(ops[i].key(), ResKey::Names { .. } | ResKey::Hosts { .. })
+                    }));
+                }
+            }
+            return Err(e);
+        }
+        self.processes(ops, names)
+    }
+
+    /// The kernel objects of the ops.
+    fn kernel(&mut self, ops: &[Op]) -> Result<(), Error> {
         let t0 = Instant::now();
         self.nat_removals(ops)?;
         self.removals(ops)?;
@@ -171,23 +201,6 @@ impl<'a> Exec<'a> {
         let t4 = Instant::now();
         self.settings(ops)?;
         self.nat_loads(ops)?;
-        // Switch settings take effect when the datapath is told, as the
-        // lab settles; they count as applied here, so that undoing the plan
-        // includes them (the datapath is then matched to the old lab).
-        for (i, op) in ops.iter().enumerate() {
-            if matches!(
-                op,
-                Op::Add {
-                    key: ResKey::Switch { .. },
-                    ..
-                } | Op::Change {
-                    key: ResKey::Switch { .. },
-                    ..
-                }
-            ) {
-                self.applied.push(i);
-            }
-        }
         tracing::debug!(
             removals = ?(t1 - t0), namespaces = ?(t2 - t1), devices = ?(t3 - t2), sysctls = ?(t4 - t3), settings = ?t4.elapsed(),
             ops = ops.len(), "applied"
@@ -238,7 +251,7 @@ impl<'a> Exec<'a> {
                     let idx = self.index_of(node, iface)?;
                     let h = self.handle(node)?;
                     h.nl.push(
-                        nl::address(false, idx, *addr),
+                        nl::address(nl::Change::Remove, idx, *addr),
                         format!("ip addr del {addr} dev {iface}"),
                     );
                     h.ops.push(i);
@@ -246,7 +259,10 @@ impl<'a> Exec<'a> {
                 ResKey::Route { node, route } => {
                     let spec = self.route_spec(node, route)?;
                     let h = self.handle(node)?;
-                    h.nl.push(nl::route(false, &spec), format!("ip route del {route}"));
+                    h.nl.push(
+                        nl::route(nl::Change::Remove, &spec),
+                        format!("ip route del {route}"),
+                    );
                     h.ops.push(i);
                 }
                 ResKey::Sysctl { node, key } => {
@@ -267,6 +283,13 @@ impl<'a> Exec<'a> {
                 ResKey::Nat { .. } => {}
                 // The datapath's: it forgets a switch when the lab settles.
                 ResKey::Switch { .. } => batch.push(i),
+                // Processes and files: before this, in process_removals.
+                ResKey::Datapath { .. }
+                | ResKey::Tunnel { .. }
+                | ResKey::Names { .. }
+                | ResKey::Hosts { .. }
+                | ResKey::Mounts { .. }
+                | ResKey::Service { .. } => {}
             }
         }
         self.flush()?;
@@ -620,7 +643,7 @@ impl<'a> Exec<'a> {
                     let idx = self.index_of(node, iface)?;
                     let h = self.handle(node)?;
                     h.nl.push(
-                        nl::address(true, idx, *addr),
+                        nl::address(nl::Change::Add, idx, *addr),
                         format!("ip addr add {addr} dev {iface}"),
                     );
                     h.ops.push(i);
@@ -640,7 +663,10 @@ impl<'a> Exec<'a> {
             };
             let spec = self.route_spec(node, route)?;
             let h = self.handle(node)?;
-            h.nl.push(nl::route(true, &spec), format!("ip route replace {route}"));
+            h.nl.push(
+                nl::route(nl::Change::Add, &spec),
+                format!("ip route replace {route}"),
+            );
             h.ops.push(i);
         }
         (self.progress)(Event::Stage {
@@ -964,7 +990,7 @@ pub(crate) fn wait_ready(
                 }
                 // Carrier is on but linkwatch has not acted on it yet: the
                 // device cannot send.
-                if l.oper == "down" || l.oper == "lowerlayerdown" {
+                if l.oper.is_down() {
                     waiting.push(format!("{node}:{} carrier not yet in effect", l.name));
                 }
                 if l.master.is_none() {

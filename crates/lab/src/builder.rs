@@ -177,8 +177,13 @@ impl SwitchSpec {
     pub fn trunk(mut self, name: &str, vlans: &[u16]) -> SwitchSpec {
         let _ = writeln!(
             self.ports,
-            "[nodes.NODE.interfaces.{}]\ntrunk = {vlans:?}",
-            q(name)
+            "[nodes.NODE.interfaces.{}]\ntrunk = [{}]",
+            q(name),
+            vlans
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         self
     }

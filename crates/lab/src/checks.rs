@@ -12,10 +12,13 @@ use weft_topo::Lab;
 /// The outcome of one check.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
+    /// The check, as the file says it.
     pub check: Check,
+    /// It passed.
     pub ok: bool,
     /// Why it failed, or what answered.
     pub detail: String,
+    /// How long it ran (at most its timeout).
     pub took: Duration,
 }
 

@@ -87,9 +87,10 @@ pub fn stop(lab: &str) -> Result<bool, Error> {
 /// none runs (or it died); stops it when the lab has no switch left. A
 /// change of switch settings goes to the running datapath, which keeps
 /// its learned MACs and spanning tree; it is restarted only when that
-/// cannot be (ports added or removed, a new switch, the STP protocol
-/// changed) or `ports_changed` (the kernel side of a switch's ports was
-/// edited, so its sockets may point at removed interfaces).
+/// cannot be (a switch added or removed, the STP protocol changed) or
+/// `ports_changed` (a switch port's interface was removed and made again,
+/// so its socket would point at the removed one). Ports added or removed
+/// are opened or closed by the running datapath.
 /// Returns true if a datapath was (re)started.
 pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool, Error> {
     let name = lab.name.as_str();

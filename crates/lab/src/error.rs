@@ -12,99 +12,156 @@ use crate::checks::CheckResult;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A file or socket operation of weft itself failed.
     #[error("{action}")]
     Io {
+        /// What weft was doing ("reading state file ...").
         action: String,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
+    /// An error of the OS layer (netlink, namespaces, processes).
     #[error(transparent)]
     Sys(#[from] weft_sys::Error),
+    /// A value, name or request the topology model refuses outside a
+    /// file (`--machine`, `--machines`, a machine's underlay name, an
+    /// impairment value); match on the inner [`weft_topo::Error`].
+    #[error(transparent)]
+    Topo(Box<weft_topo::Error>),
     /// The kernel refused an operation (`what`, the `ip` command it
     /// equals) on an object of `node`.
     #[error("the kernel refused {what} in node {node}: {}", std::io::Error::from_raw_os_error(*.errno))]
     Kernel {
+        /// The node whose namespace the operation was in.
         node: String,
+        /// The operation, as the `ip` command it equals.
         what: String,
+        /// The kernel's answer (`libc::EEXIST`, ...); [`Error::help`] reads it.
         errno: i32,
     },
     /// Another VXLAN device of this machine's namespace uses the VNI and
     /// port (the kernel answers EEXIST).
     #[error("the kernel refused {what} in node {node}: VNI {vni} on UDP port {port} is taken")]
     VniTaken {
+        /// The node the VXLAN end was to be made in.
         node: String,
+        /// The operation, as the `ip` command it equals.
         what: String,
+        /// The VXLAN network identifier.
         vni: u32,
+        /// The UDP port.
         port: u16,
     },
+    /// A lab's state file could not be read, parsed or written.
     #[error("state file {}: {detail}", path.display())]
-    State { path: PathBuf, detail: String },
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// No lab of this name is built on this machine.
     #[error("there is no lab named {0} on this machine")]
     NoLab(String),
+    /// The lab is built here only as shares of machines (`LAB@MACHINE`):
+    /// name one of them.
     #[error("lab {lab} is built here as machine shares ({})", .shares.join(", "))]
-    OnlyShares { lab: String, shares: Vec<String> },
+    OnlyShares {
+        /// The lab's name.
+        lab: String,
+        /// The shares built here.
+        shares: Vec<String>,
+    },
+    /// The lab has no node of this name.
     #[error("lab {lab} has no node {node} (its nodes: {known})")]
     NoNode {
+        /// The lab.
         lab: String,
+        /// The name asked for.
         node: String,
+        /// The lab's nodes, for the message.
         known: String,
     },
     /// A named interface is not there (not in the file, or removed by hand).
     #[error("node {node}: interface {iface} is not there{}", if .known.is_empty() { String::new() } else { format!(" (its interfaces: {})", .known) })]
     NoInterface {
+        /// The node.
         node: String,
+        /// The name asked for.
         iface: String,
+        /// The node's interfaces, for the message (may be empty).
         known: String,
     },
     /// A network namespace the lab needs exists and is not this lab's.
     #[error("{}", crate::owner::taken_message(.node, .netns, .lab, .owner.as_deref()))]
     NamespaceTaken {
+        /// The lab being built.
         lab: String,
+        /// The node that needs the namespace.
         node: String,
+        /// The namespace's name.
         netns: String,
         /// The weft lab that owns it, when it carries a weft tag.
         owner: Option<String>,
     },
+    /// Something weft waits for did not happen in time.
     #[error("{what} did not happen within {secs:.1} s: {detail}")]
     Timeout {
+        /// What was awaited.
         what: String,
+        /// How long weft waited.
         secs: f64,
+        /// What was seen instead.
         detail: String,
     },
     /// A service or container that did not start or become ready.
     #[error("node {node}, service {service}: {detail}{}", if log.is_empty() { String::new() } else { format!("\nits last log lines (weft logs LAB {node}:{service}):\n  {}", log.join("\n  ")) })]
     Service {
+        /// The node the service runs in.
         node: String,
+        /// The service's name in the file.
         service: String,
+        /// What went wrong (its exit status, the readiness check that failed).
         detail: String,
+        /// The last lines of its log.
         log: Box<[String]>,
     },
     /// A node's private files (its mount namespace and binds) could not
     /// be set up.
     #[error("node {node}: setting up its private files (binds)")]
     NodeFiles {
+        /// The node.
         node: String,
+        /// Why.
         #[source]
         source: Box<weft_sys::Error>,
     },
     /// The lab's service supervisor exited while weft waited for it.
     #[error("the service supervisor of lab {lab} (pid {pid}) exited{}", if .log_tail.is_empty() { String::new() } else { format!(": {}", .log_tail) })]
     SupervisorExited {
+        /// The lab.
         lab: String,
+        /// The supervisor's process id.
         pid: u32,
+        /// The end of its log, when there is one.
         log_tail: String,
     },
     /// The lab was built but did not become usable in time: ports not
     /// forwarding, carriers not up, addresses tentative.
     #[error("lab {lab} did not become usable within {secs:.1} s: still waiting for {}", .waiting.join(", "))]
     NotReady {
+        /// The lab.
         lab: String,
+        /// How long weft waited (`--ready-timeout`).
         secs: f64,
+        /// What was still not ready, one entry each.
         waiting: Vec<String>,
     },
     /// Health checks failed after the lab was built.
     #[error("{}", failed_lines(.failed))]
     ChecksFailed {
+        /// The lab.
         lab: String,
         /// Only the failed ones.
         failed: Vec<CheckResult>,
@@ -113,31 +170,66 @@ pub enum Error {
     },
     /// The switch datapath process of the lab is not running.
     #[error("the switch datapath of lab {lab} is not running")]
-    DatapathNotRunning { lab: String },
+    DatapathNotRunning {
+        /// The lab.
+        lab: String,
+    },
     /// The switch datapath exited while weft waited for it.
     #[error("the switch datapath of lab {lab} exited{}", if .log_tail.is_empty() { String::new() } else { format!(": {}", .log_tail) })]
-    DatapathExited { lab: String, log_tail: String },
+    DatapathExited {
+        /// The lab.
+        lab: String,
+        /// The end of its log, when there is one.
+        log_tail: String,
+    },
     /// The switch datapath refused a request, or answered with something
     /// else than was asked.
     #[error("the switch datapath of lab {lab}: {detail}")]
-    Datapath { lab: String, detail: String },
+    Datapath {
+        /// The lab.
+        lab: String,
+        /// What it said, or what was wrong with the answer.
+        detail: String,
+    },
     /// `nft` is missing or refused weft's table.
     #[error("node {node}: {detail}")]
-    Nft { node: String, detail: String },
+    Nft {
+        /// The node whose NAT table it was.
+        node: String,
+        /// What `nft` said.
+        detail: String,
+    },
     /// A program weft runs, or a file it needs, is not there.
     #[error("{what}")]
-    Missing { what: String, help: String },
+    Missing {
+        /// What is missing.
+        what: String,
+        /// How to get it.
+        help: String,
+    },
     /// A request that names things which do not fit (a link that is not
     /// there, a capture point of the wrong kind, a bad impairment).
     #[error("{what}")]
-    Invalid { what: String, help: Option<String> },
+    Invalid {
+        /// What does not fit.
+        what: String,
+        /// What to ask instead, when there is something to say.
+        help: Option<String>,
+    },
     /// A machine of a lab that spans machines is misconfigured.
     #[error("machine `{machine}`: {detail}")]
-    Machine { machine: String, detail: String },
+    Machine {
+        /// The machine's name in the file.
+        machine: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A capture socket could not be opened on a capture point.
     #[error("capturing on {point}")]
     Capture {
+        /// The capture point (`node:iface`).
         point: String,
+        /// Why the socket could not be opened.
         #[source]
         source: weft_sys::Error,
     },
@@ -147,9 +239,12 @@ pub enum Error {
     /// `weft up` failed; `outcome` says what became of the lab.
     #[error("{}", outcome.describe(.lab))]
     Up {
+        /// The lab.
         lab: String,
+        /// The error that made it fail.
         #[source]
         error: Box<Error>,
+        /// What became of the lab.
         outcome: Outcome,
     },
 }
@@ -168,7 +263,12 @@ pub enum Outcome {
     /// replaces it.
     Kept,
     /// Undoing failed too: `error` says why, `left` what was not undone.
-    RollbackFailed { error: String, left: Vec<String> },
+    RollbackFailed {
+        /// Why undoing failed.
+        error: String,
+        /// The plan lines that were not undone.
+        left: Vec<String>,
+    },
 }
 
 impl Outcome {
@@ -206,7 +306,14 @@ fn failed_lines(failed: &[CheckResult]) -> String {
         .join("\n")
 }
 
+impl From<weft_topo::Error> for Error {
+    fn from(e: weft_topo::Error) -> Self {
+        Error::Topo(Box::new(e))
+    }
+}
+
 impl Error {
+    /// An [`Error::Io`]: `action` says what weft was doing.
     pub fn io(action: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             action: action.into(),
@@ -271,11 +378,32 @@ impl Error {
             Error::DatapathNotRunning { .. } => "`weft up` starts it again".into(),
             Error::Missing { help, .. } => help.clone(),
             Error::Invalid { help, .. } => return help.clone(),
+            Error::Topo(e) => return e.help(),
             Error::Up { lab, outcome: Outcome::RollbackFailed { .. }, .. } => {
                 format!("`weft down {lab}` removes the lab")
             }
             Error::Up { error, .. } => return error.help(),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrapped model error is the model error: its text once, no
+    /// second cause for a renderer to repeat, and callers can match it.
+    #[test]
+    fn a_topo_error_is_wrapped_without_repeating_it() {
+        let inner = weft_topo::impair::parse_percent("200%").unwrap_err();
+        let e = Error::from(inner.clone());
+        assert_eq!(e.to_string(), "`200%` is out of range: write 0% to 100%");
+        assert_eq!(e.to_string(), inner.to_string());
+        assert!(std::error::Error::source(&e).is_none());
+        assert!(matches!(
+            &e,
+            Error::Topo(t) if matches!(**t, weft_topo::Error::OutOfRange { .. })
+        ));
     }
 }

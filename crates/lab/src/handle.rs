@@ -184,6 +184,14 @@ impl Lab {
         })
     }
 
+    /// The lab's events from now on (docs/events.md), typed as
+    /// `weft events --json` prints them: an iterator that waits for each
+    /// next one, or [`Stream::next_timeout`](crate::events::Stream::next_timeout).
+    /// What is kept from before: [`crate::events::read`].
+    pub fn events(&self) -> Result<crate::events::Stream, Error> {
+        crate::events::Stream::new(&self.name)
+    }
+
     /// Ping from a node to a node name or address; true if it answered
     /// within a second.
     pub fn ping(&self, node: &str, target: &str) -> Result<bool, Error> {
@@ -421,14 +429,17 @@ impl LinkHandle<'_> {
         crate::runtime::set_link(&self.lab.name, &self.a, &self.b, true).map(|_| ())
     }
 
-    /// Impair the link's switch end (one end must be a port of a `kind =
-    /// "switch"` node) from now on.
+    /// Impair the link from now on: its switch end (when one end is a
+    /// port of a `kind = "switch"` node), or the wire of a link between
+    /// two kernel ends (see docs/conditions.md), put in now when the link
+    /// has none. The PRNG starts again from the seed.
     pub fn impair(&self, imp: &Impair) -> Result<(), Error> {
         let s = imp.settings()?;
         crate::runtime::set_impair(&self.lab.name, &self.a, &self.b, Some(s)).map(|_| ())
     }
 
-    /// Remove the link's impairment.
+    /// Remove the link's impairment (a wire stays, passing frames
+    /// unchanged, until `weft up` of the file or the lab's end).
     pub fn clear_impair(&self) -> Result<(), Error> {
         crate::runtime::set_impair(&self.lab.name, &self.a, &self.b, None).map(|_| ())
     }

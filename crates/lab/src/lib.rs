@@ -22,6 +22,7 @@ mod context;
 mod handle;
 #[warn(missing_docs)]
 mod reap;
+mod rootless;
 
 mod apply;
 mod checks;

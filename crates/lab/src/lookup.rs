@@ -168,5 +168,5 @@ pub fn neighbour(
         .find(|(_, &i)| i == n.index)
         .map(|(k, _)| k.clone())
         .unwrap_or_default();
-    Ok(Some((name, n.state)))
+    Ok(Some((name, n.state.to_string())))
 }

@@ -214,10 +214,10 @@ pub fn prepare(
 ) -> Result<Lab, Error> {
     let mut lab = lab.clone();
     if let Some(k) = spread {
-        weft_topo::placement::spread(&mut lab, k).map_err(Error::invalid)?;
+        weft_topo::placement::spread(&mut lab, k)?;
     }
     if machine.is_some() || lab.machines.len() == 1 {
-        weft_topo::machines::resolve(&mut lab, &mut lookup).map_err(Error::invalid)?;
+        weft_topo::machines::resolve(&mut lab, &mut lookup)?;
         let local = machine
             .and_then(|m| lab.machines.get(m))
             .map(|m| m.underlay);
@@ -227,7 +227,7 @@ pub fn prepare(
         };
         weft_topo::machines::fit_mtus(&mut lab, mtu);
     }
-    let mut lab = weft_topo::machines::select(&lab, machine).map_err(Error::invalid)?;
+    let mut lab = weft_topo::machines::select(&lab, machine)?;
     for m in lab.machines.values_mut() {
         if let Some(k) = &mut m.private_key {
             *k = key_dir.join(&*k).display().to_string();
@@ -238,19 +238,15 @@ pub fn prepare(
 
 /// The system resolver's address for a name: an IPv4 one when there is
 /// one (VXLAN's overhead is smaller), else the first.
-pub fn lookup(name: &str) -> Result<std::net::IpAddr, String> {
+pub fn lookup(name: &str) -> std::io::Result<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
-    let addrs: Vec<std::net::IpAddr> = (name, 0)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .map(|s| s.ip())
-        .collect();
+    let addrs: Vec<std::net::IpAddr> = (name, 0).to_socket_addrs()?.map(|s| s.ip()).collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| "no address".to_string())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
 }
 
 /// The MTU of the interface of weft's own namespace that holds `addr`

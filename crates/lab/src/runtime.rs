@@ -27,11 +27,15 @@ pub struct Overrides {
     /// cleared where the file has one.
     #[serde(default)]
     pub impair: BTreeMap<String, Option<Impairment>>,
+    /// Impairment set at run time per wire (`~h1.eth0`, the wire of an
+    /// impaired link between two kernel ends); `None` means cleared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wires: BTreeMap<String, Option<Impairment>>,
 }
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
-        self.links_down.is_empty() && self.impair.is_empty()
+        self.links_down.is_empty() && self.impair.is_empty() && self.wires.is_empty()
     }
 
     /// One line per change, for `weft status` and `weft up`.
@@ -45,6 +49,12 @@ impl Overrides {
             v.push(match i {
                 Some(i) => format!("impair {port}: {}", i.summary()),
                 None => format!("impair {port}: cleared"),
+            });
+        }
+        for (wire, i) in &self.wires {
+            v.push(match i {
+                Some(i) => format!("impair wire {wire}: {}", i.summary()),
+                None => format!("impair wire {wire}: cleared"),
             });
         }
         v
@@ -82,7 +92,15 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
             Some((n, i)) => (n.to_string(), Some(i.to_string())),
             None => (s.to_string(), None),
         };
-        if !lab.nodes.contains_key(&n) {
+        // The far end of a wired vxlan link is on another machine, not in
+        // this machine's share, but named by the wire.
+        let far_end = || {
+            lab.nodes
+                .values()
+                .filter_map(|x| x.wire.as_ref())
+                .any(|w| w.link.iter().any(|e| e.node == n))
+        };
+        if !lab.nodes.contains_key(&n) && !far_end() {
             return Err(Error::NoNode {
                 lab: lab.name.clone(),
                 node: n,
@@ -93,9 +111,15 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
     };
     let (an, ai) = parse(a)?;
     let (bn, bi) = parse(b)?;
-    let found: Vec<(Endpoint, Endpoint)> = lab.nodes[&an]
-        .interfaces
-        .values()
+    if !lab.nodes.contains_key(&an) && lab.nodes.contains_key(&bn) {
+        // Only the far end of a wire is known here: look from the near end.
+        return find_link(lab, b, a).map(|(x, y)| (y, x));
+    }
+    let found: Vec<(Endpoint, Endpoint)> = lab
+        .nodes
+        .get(&an)
+        .into_iter()
+        .flat_map(|n| n.interfaces.values())
         .filter_map(|i| match &i.kind {
             // A wire in the link (an impaired kernel link) is not a hop:
             // the link's other end is past it.
@@ -183,7 +207,7 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
         let node = &lab.nodes[&e.node];
         for a in &node.interfaces[&e.iface].addresses {
             nl.push(
-                netlink::address(true, index, *a),
+                netlink::address(netlink::Change::Add, index, *a),
                 format!("ip addr add {a} dev {}", e.iface),
             );
         }
@@ -196,7 +220,10 @@ fn set_iface(lab: &Lab, e: &Endpoint, up: bool) -> Result<(), Error> {
                 None => None,
             };
             let spec = crate::apply::route_spec(r, oif);
-            nl.push(netlink::route(true, &spec), format!("ip route replace {r}"));
+            nl.push(
+                netlink::route(netlink::Change::Add, &spec),
+                format!("ip route replace {r}"),
+            );
         }
         if let Err(errs) = nl.flush() {
             for x in errs {
@@ -308,16 +335,185 @@ pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, End
     Ok((ea, eb))
 }
 
+/// What `weft impair` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Impaired {
+    /// The switch port at one end of the link (the switch impairs it).
+    Port(Endpoint),
+    /// The wire in a link between two kernel ends.
+    Wire {
+        /// `~NODE.IFACE`.
+        wire: String,
+        link: [Endpoint; 2],
+    },
+}
+
+impl Impaired {
+    /// `switch port sw:p1`, `link h1:eth0 — h2:eth0 (wire ~h1.eth0)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Impaired::Port(p) => format!("switch port {p}"),
+            Impaired::Wire { wire, link } => {
+                format!("link {} — {} (wire {wire})", link[0], link[1])
+            }
+        }
+    }
+}
+
+/// The port (`sw:p1`) or the wire (`~h1.eth0`).
+impl std::fmt::Display for Impaired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Impaired::Port(p) => p.fmt(f),
+            Impaired::Wire { wire, .. } => f.write_str(wire),
+        }
+    }
+}
+
+/// `weft impair` on a wired link: the wire takes the new settings over
+/// the datapath's control socket; its counters run on.
+fn set_wire_impair(
+    st: &state::State,
+    wire: &str,
+    imp: Option<Impairment>,
+) -> Result<Impaired, Error> {
+    let name = &st.lab.name;
+    let node = &st.lab.nodes[wire];
+    let w = node.wire.as_ref().expect("a wire node");
+    ask(
+        name,
+        Request::Wire {
+            wire: wire.to_string(),
+            impair: imp.clone(),
+        },
+    )?;
+    let mut o = load(name).unwrap_or_default();
+    if imp.as_ref() == Some(&w.impair) {
+        o.wires.remove(wire);
+    } else {
+        o.wires.insert(wire.to_string(), imp.clone());
+    }
+    save(name, &o)?;
+    let e = match &imp {
+        Some(i) => crate::events::Event::new("impair.set").with("impair", i.summary()),
+        None => crate::events::Event::new("impair.cleared"),
+    };
+    crate::events::record(
+        name,
+        e.node(wire)
+            .with("a", w.link[0].to_string())
+            .with("b", w.link[1].to_string()),
+    );
+    Ok(Impaired::Wire {
+        wire: wire.to_string(),
+        link: w.link.clone(),
+    })
+}
+
+/// The MAC an interface has now, from the kernel.
+fn current_mac(lab: &Lab, e: &Endpoint) -> Result<Option<weft_topo::Mac>, Error> {
+    let ns = &lab.nodes[&e.node].netns;
+    let fd = netns::open(ns)?;
+    let sock = netns::route_socket_in(fd.as_fd())?;
+    let mut nl =
+        Netlink::from_fd(sock).map_err(|err| Error::io(format!("netlink socket in {ns}"), err))?;
+    Ok(nl
+        .links()
+        .map_err(|err| Error::io(format!("listing the interfaces of {ns}"), err))?
+        .into_iter()
+        .find(|l| l.name == e.iface)
+        .and_then(|l| l.mac)
+        .map(weft_topo::Mac))
+}
+
+/// `weft impair` on a link between two kernel ends that has no wire: the
+/// lab is brought to itself plus a wire in that link, as `weft up` of a
+/// file with `impair` on the link would (the link's veth pair is made
+/// again, with the ends' names, MACs, addresses and routes; the datapath
+/// starts or restarts to serve the wire). Other runtime changes stay: they
+/// are kept from `up`'s restore and told to the (re)started datapath
+/// again. `weft up` of the file removes the wire.
+fn insert_wire(name: &str, a: &Endpoint, b: &Endpoint, imp: Impairment) -> Result<Impaired, Error> {
+    let st = crate::built(name)?;
+    let mut lab = st.lab.clone();
+    // The ends keep the MACs they have (a new veth would get new ones).
+    for e in [a, b] {
+        let mac = current_mac(&lab, e)?;
+        if let Some(i) = lab
+            .nodes
+            .get_mut(&e.node)
+            .and_then(|n| n.interfaces.get_mut(&e.iface))
+        {
+            i.mac = i.mac.or(mac);
+        }
+    }
+    let Some(wire) = weft_topo::wire::insert_at_run_time(&mut lab, a, b, imp.clone()) else {
+        return Err(Error::invalid(format!(
+            "{a} — {b} is not a veth link between two kernel ends"
+        )));
+    };
+    let kept = load(name);
+    let _ = std::fs::remove_file(path(name));
+    let up = crate::up(
+        &lab,
+        &crate::UpOptions {
+            source: st.source.clone(),
+            ..Default::default()
+        },
+    );
+    let mut o = kept.unwrap_or_default();
+    o.wires.insert(wire.clone(), Some(imp.clone()));
+    save(name, &o)?;
+    up?;
+    for (port, i) in &o.impair {
+        if let Some((sw, p)) = port.split_once(':') {
+            ask(
+                name,
+                Request::Impair {
+                    switch: sw.to_string(),
+                    port: p.to_string(),
+                    impair: i.clone(),
+                },
+            )?;
+        }
+    }
+    for (w, i) in &o.wires {
+        if *w != wire {
+            ask(
+                name,
+                Request::Wire {
+                    wire: w.clone(),
+                    impair: i.clone(),
+                },
+            )?;
+        }
+    }
+    crate::events::record(
+        name,
+        crate::events::Event::new("impair.set")
+            .with("impair", imp.summary())
+            .node(&wire)
+            .with("a", a.to_string())
+            .with("b", b.to_string()),
+    );
+    Ok(Impaired::Wire {
+        wire,
+        link: [a.min(b).clone(), a.max(b).clone()],
+    })
+}
+
 /// `weft impair LAB A B ...`: sets (or with `None` clears) the
-/// impairment of the link's switch end. Returns that port.
+/// impairment of the link's switch end, or of the wire in a link between
+/// two kernel ends (put in at run time when the link has none). Returns
+/// which.
 pub fn set_impair(
     name: &str,
     a: &str,
     b: &str,
     imp: Option<Impairment>,
-) -> Result<Endpoint, Error> {
+) -> Result<Impaired, Error> {
     if let Some(i) = &imp {
-        i.check().map_err(|(_, why)| Error::invalid(why))?;
+        i.check()?;
     }
     let _lock = state::lock_existing(name)?;
     let st = crate::built(name)?;
@@ -326,16 +522,19 @@ pub fn set_impair(
         ea
     } else if is_switch(&st.lab, &eb) {
         eb
-    } else if st.lab.wire_of(&ea).is_some() {
-        return Err(Error::invalid_help(
-            format!("{ea} — {eb} is impaired by a wire from the file's `impair`, which `weft impair` does not change at run time"),
-            "edit the link's impair in the file and run `weft up` (docs/conditions.md#impairment-on-any-link)",
-        ));
+    } else if let Some(w) = st.lab.wire_of(&ea) {
+        let wire = w.name.clone();
+        return set_wire_impair(&st, &wire, imp);
     } else {
-        return Err(Error::invalid_help(
-            format!("{ea} — {eb} joins two kernel interfaces, and this kernel has no netem (sch_netem) to impair them"),
-            "write impair on the link in the file: weft then puts a wire with the impairment in it (docs/conditions.md#impairment-on-any-link)",
-        ));
+        let Some(imp) = imp else {
+            return Err(Error::invalid_help(
+                format!("{ea} — {eb} is not impaired"),
+                format!("`weft status {name}` shows the impaired links"),
+            ));
+        };
+        // `up` takes the lab's lock itself.
+        drop(_lock);
+        return insert_wire(name, &ea, &eb, imp);
     };
     ask(
         name,
@@ -362,7 +561,7 @@ pub fn set_impair(
         None => crate::events::Event::new("impair.cleared"),
     };
     crate::events::record(name, e.node(&end.node).port(&end.iface));
-    Ok(end)
+    Ok(Impaired::Port(end))
 }
 
 /// Undoes the runtime changes so the lab is as its file says: links
@@ -415,8 +614,58 @@ pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
             None => format!("impair {port} cleared, as in the file"),
         });
     }
+    for wire in o.wires.keys() {
+        let Some(want) = lab.nodes.get(wire).and_then(|n| n.wire.as_ref()) else {
+            continue;
+        };
+        if !datapath_fresh {
+            ask(
+                &lab.name,
+                Request::Wire {
+                    wire: wire.clone(),
+                    impair: Some(want.impair.clone()),
+                },
+            )?;
+        }
+        undone.push(format!(
+            "impair wire {wire} back to the file's {}",
+            want.impair.summary()
+        ));
+    }
+    for wire in o.wires.keys().filter(|w| !lab.nodes.contains_key(*w)) {
+        undone.push(format!("wire {wire} removed, as the file has none"));
+    }
     save(&lab.name, &Overrides::default())?;
     Ok(undone)
+}
+
+/// Whether this kernel has netem (`sch_netem`), found by trying: a
+/// `netem` qdisc added on `lo` in a scratch network namespace (`unshare
+/// --net`, gone when `tc` exits), so nothing of the machine is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Netem {
+    Available,
+    /// Not there, or cannot be told: what `tc` said.
+    Missing(String),
+}
+
+/// Tries netem now (docs/conditions.md, "Netem"). weft impairs through
+/// its own wires either way: they replay from a seed on every kernel and
+/// give the same statistics; this says whether netem could be compared.
+pub fn netem() -> Netem {
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem"])
+        .args(["delay", "1ms"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Netem::Available,
+        Ok(o) => Netem::Missing(format!(
+            "`tc qdisc add dev lo root netem delay 1ms` in a scratch namespace: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Netem::Missing(format!("cannot run `unshare --net tc` to try netem: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -367,6 +367,12 @@ fn supervisor(lab: &str) -> Option<ProcId> {
     })
 }
 
+/// Whether the lab's services' supervisor runs (it keeps the services
+/// running and restarts them by their policy).
+pub fn supervised(lab: &str) -> bool {
+    supervisor(lab).is_some_and(process::is_running)
+}
+
 /// Makes the running services match `lab` and waits until every one is
 /// ready. Only services whose definition changed (or that run after one
 /// that did) are restarted. On failure the error names the service and
@@ -958,19 +964,22 @@ fn start(lab: &str, r: &mut Run) {
     r.detail.clear();
     let u = &r.unit;
     let log = log_path(lab, &u.id);
-    let spawned = (|| -> Result<Child, String> {
+    // io::Error keeps the kind of what failed; the text says which step.
+    let spawned = (|| -> std::io::Result<Child> {
         let out = std::fs::File::options()
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|e| format!("opening its log {}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("opening its log {}: {e}", log.display()))
+            })?;
+        let err = out.try_clone()?;
         let user = u
             .user
             .as_deref()
             .map(weft_sys::spawn::lookup_user)
             .transpose()
-            .map_err(|e| e.to_string())?;
+            .map_err(std::io::Error::other)?;
         let mut cmd = if u.on_host {
             let mut c = std::process::Command::new(&u.argv[0]);
             c.args(&u.argv[1..]);
@@ -984,7 +993,7 @@ fn start(lab: &str, r: &mut Run) {
                 &u.argv[1..],
                 user,
             )
-            .map_err(|e| e.to_string())?
+            .map_err(std::io::Error::other)?
         };
         if !u.on_host {
             cmd.env_clear().env("PATH", PATH).current_dir("/");
@@ -994,7 +1003,7 @@ fn start(lab: &str, r: &mut Run) {
             .stdout(out)
             .stderr(err);
         cmd.spawn()
-            .map_err(|e| format!("starting {}: {e}", u.argv[0]))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("starting {}: {e}", u.argv[0])))
     })();
     match spawned {
         Ok(child) => {
@@ -1012,7 +1021,7 @@ fn start(lab: &str, r: &mut Run) {
                 .open(&log)
                 .and_then(|mut f| writeln!(f, "weft: {e}"));
             r.phase = Phase::Failed;
-            r.detail = e;
+            r.detail = e.to_string();
         }
     }
 }

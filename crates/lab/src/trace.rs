@@ -387,7 +387,7 @@ pub fn trace(
         let ns = neigh
             .iter()
             .find(|x| x.addr == next_hop && Some(x.index) == r.oif)
-            .map(|x| x.state.clone())
+            .map(|x| x.state.to_string())
             .unwrap_or_else(|| "none (it will ask with ARP)".into());
         steps.push(format!(
             "2. neighbour: {node} needs the MAC address of {next_hop} on {out_name}; its neighbour entry now: {ns}"

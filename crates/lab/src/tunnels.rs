@@ -295,6 +295,27 @@ pub fn wait_sessions(lab: &Lab, within: Duration) -> Vec<String> {
         .collect()
 }
 
+/// Stops the tunnel process of one end (a removed tunnel link, or one
+/// whose namespace or device goes), before what it runs on is removed.
+pub fn stop_end(lab: &str, ep: &Endpoint) {
+    let d = dir(lab);
+    let st = stem(ep);
+    if let Some(r) = read_running(&d.join(format!("{st}.pid"))) {
+        weft_sys::process::stop_marked(r.pid, &marker(&r.args), Duration::from_secs(2));
+    }
+    for x in ["pid", "json"] {
+        let _ = std::fs::remove_file(d.join(format!("{st}.{x}")));
+    }
+}
+
+/// Whether the recorded tunnel process of an end still runs.
+pub fn end_running(lab: &str, ep: &Endpoint) -> bool {
+    read_running(&dir(lab).join(format!("{}.pid", stem(ep)))).is_some_and(|r| {
+        let m = marker(&r.args);
+        weft_sys::process::cmdline(r.pid).is_some_and(|c| c.iter().any(|a| a.contains(&m)))
+    })
+}
+
 /// Stop every tunnel process of the lab (by recorded PID). Never fails:
 /// `weft down` goes on to remove the namespaces regardless.
 pub fn stop_all(name: &str) {

@@ -69,18 +69,20 @@ pub struct UpReport {
 /// Build the lab, or bring a built one in line with `lab`, applying only
 /// the difference. Returns once the lab is usable and its checks passed.
 ///
-/// `up` is: plan (the difference between the built lab and `lab`) →
-/// apply it in order → start or update the lab's processes (datapath,
-/// tunnels) → wait until usable → run the checks. A failure at any of
-/// these steps undoes what this run applied (or keeps it with
-/// `keep_on_error`), and is returned as [`Error::Up`] saying which.
+/// `up` is one path: plan (the difference between the built lab, as it
+/// really is, and `lab`: kernel objects, the datapath and each switch's
+/// settings, tunnel processes, name files, mounts and services) → apply it
+/// in order → wait until usable → start the services → run the checks. A
+/// failure at any of these steps applies the inverse of what this run
+/// applied (or keeps it with `keep_on_error`), and is returned as
+/// [`Error::Up`] saying which.
 pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let name = lab.name.as_str();
     let t0 = Instant::now();
     if opts.dry_run {
         let built = state::load(name)?;
         return Ok(UpReport {
-            plan: weft_topo::plan(built.as_ref().map(|s| &s.lab), lab),
+            plan: plan_from(built.as_ref().map(|s| &s.lab), lab),
             changed: false,
             recovered: 0,
             apply_time: Duration::ZERO,
@@ -90,6 +92,7 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
         });
     }
     weft_sys::caps::require_admin("weft up")?;
+    crate::rootless::check(lab)?;
     machines::check_underlay(lab)?;
     // Images, podman and service users: refused before anything is built.
     services::preflight(lab)?;
@@ -137,8 +140,8 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let old_lab = st.lab.clone();
     let had_nodes = !old_lab.nodes.is_empty();
     let unfinished = st.unfinished;
-    let plan = weft_topo::plan(Some(&old_lab), lab);
-    let kernel_changed = !plan.is_empty();
+    let plan = plan_from(Some(&old_lab), lab);
+    let changed = !plan.is_empty();
     let mut run = Run {
         name,
         lab,
@@ -149,26 +152,30 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     };
     let mut handles = BTreeMap::new();
     let mut apply_time = Duration::ZERO;
-    if kernel_changed {
-        handles = run.apply(&mut st)?;
+    let mut restarted = false;
+    if changed {
+        (handles, restarted) = run.apply(&mut st)?;
         apply_time = t0.elapsed();
-    } else if old_lab != *lab || unfinished {
-        // Edits that build nothing in the kernel (checks, switch and
-        // tunnel settings) are still the lab's, and a (re)started datapath
-        // reads its switches from the state: saved first.
+    } else if old_lab != *lab {
+        // Edits that make and change nothing (the checks, say) are still
+        // the lab's: `weft check` reads them from the state.
         st.lab = lab.clone();
-        st.source = opts.source.clone().or(st.source);
-        st.unfinished = true;
+        st.source = opts.source.clone().or(st.source.take());
         state::save(name, &st)?;
     }
     // From here on the lab is applied: whatever fails is undone like a
     // failed check.
     let t1 = Instant::now();
-    let settled = run.settle(&mut handles, kernel_changed || unfinished);
+    // Waiting for addresses and ports is for kernel changes; a process
+    // (re)started is waited for by itself.
+    let kernel = plan.ops.iter().any(|o| {
+        !o.key().is_process() && !matches!(o, weft_topo::Op::Remove { implied: true, .. })
+    });
+    let settled = run.settle(&mut handles, kernel || unfinished, restarted);
     drop(handles);
-    let (restarted, undone) = match settled {
+    let undone = match settled {
         Ok(x) => x,
-        Err(e) => return Err(run.fail(&mut st, e, true)),
+        Err(e) => return Err(run.fail(&mut st, e)),
     };
     let mut warnings = Vec::new();
     warnings.extend(undone.iter().map(|u| format!("runtime change undone: {u}")));
@@ -176,14 +183,25 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     // one's wait is explained).
     warnings.extend(tunnels::wait_sessions(lab, tunnels::SESSION_WAIT));
     // Services start once the network is usable, before the checks (which
-    // may test what they serve); only those whose definition changed
-    // restart.
-    let svc_changed = services::units_of(&old_lab) != services::units_of(lab);
-    if let Err(e) = start_workloads(lab, Some(&old_lab), opts) {
-        return Err(run.fail(&mut st, e, true));
+    // may test what they serve): the plan's last operations. A run that
+    // never finished (a service that failed, kept with --keep-on-error)
+    // brings every service in line again.
+    let workloads = if unfinished {
+        plan_from(None, lab).ops
+    } else {
+        plan.ops.clone()
+    };
+    if let Err(e) = apply::procs::apply_workloads(
+        lab,
+        Some(&old_lab),
+        &workloads,
+        opts.datapath_exe.as_deref(),
+        opts.progress,
+    ) {
+        return Err(run.fail(&mut st, e));
     }
     let mut results = Vec::new();
-    if kernel_changed || unfinished {
+    if changed || unfinished {
         warnings.splice(0..0, nat_warnings(lab));
         results = checks::run_all(lab);
         let failed: Vec<CheckResult> = results.iter().filter(|r| !r.ok).cloned().collect();
@@ -193,7 +211,7 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
                 failed,
                 warnings: warnings.clone(),
             };
-            return Err(run.fail(&mut st, e, true));
+            return Err(run.fail(&mut st, e));
         }
     }
     let wait_time = t1.elapsed();
@@ -204,10 +222,10 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     }
     Ok(UpReport {
         plan,
-        changed: kernel_changed || unfinished || restarted || !undone.is_empty() || svc_changed,
+        changed: changed || unfinished || !undone.is_empty(),
         recovered,
         apply_time,
-        wait_time: if kernel_changed || unfinished || restarted {
+        wait_time: if changed || unfinished {
             wait_time
         } else {
             Duration::ZERO
@@ -217,24 +235,22 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     })
 }
 
-/// Whether operations make or remove interfaces of a switch node (or the
-/// node itself): the datapath's sockets on its ports may then be stale,
-/// so it is restarted rather than edited.
-fn touches_switch_ports(ops: &[weft_topo::Op], labs: [&topo::Lab; 2]) -> bool {
-    let is_switch = |n: &str| {
-        labs.iter().any(|l| {
-            l.nodes
-                .get(n)
-                .is_some_and(|x| x.kind == weft_topo::NodeKind::Switch)
-        })
-    };
-    ops.iter().any(|o| match o.key() {
-        weft_topo::ResKey::Veth { a, b } => is_switch(&a.node) || is_switch(&b.node),
-        k @ (weft_topo::ResKey::Netns { .. } | weft_topo::ResKey::Device { .. }) => {
-            is_switch(k.node())
+/// The plan from the built lab `old` to `lab`. The processes of the built
+/// lab that are not running (a datapath or tunnel process that died, the
+/// services of a supervisor that died) are not counted as built, so the
+/// plan starts them again.
+fn plan_from(old: Option<&topo::Lab>, lab: &topo::Lab) -> Plan {
+    let mut before = old.map(weft_topo::plan::resources).unwrap_or_default();
+    let supervised = services::supervised(&lab.name);
+    before.retain(|k, _| match k {
+        weft_topo::ResKey::Service { .. } => supervised,
+        weft_topo::ResKey::Datapath { lab } => datapath::pid(lab).is_some(),
+        weft_topo::ResKey::Tunnel { node, iface } => {
+            tunnels::end_running(&lab.name, &weft_topo::Endpoint::new(node, iface))
         }
-        _ => false,
-    })
+        _ => true,
+    });
+    weft_topo::plan::diff(&before, &weft_topo::plan::resources(lab))
 }
 
 /// One `weft up`: what it turns into what, for applying and undoing.
@@ -248,10 +264,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Apply the plan's kernel operations (and write the name files
-    /// beside them); on failure, undo the applied prefix. Leaves the state
-    /// saved as the new lab, marked unfinished.
-    fn apply(&mut self, st: &mut State) -> Result<BTreeMap<String, NsHandle>, Error> {
+    /// Apply the plan's operations but the services (started once the lab
+    /// is usable); on failure, undo the applied prefix. Leaves the state
+    /// saved as the new lab, marked unfinished. Returns the namespace
+    /// handles (for the wait) and whether the datapath was (re)started.
+    fn apply(&mut self, st: &mut State) -> Result<(BTreeMap<String, NsHandle>, bool), Error> {
         let (name, lab, opts) = (self.name, self.lab, self.opts);
         let ops = &self.plan.ops;
         // Reserve this run's interface indexes on disk first: if it dies or
@@ -262,28 +279,19 @@ impl Run<'_> {
         st.next_index = reserved_end;
         state::save(name, st)?;
         st.next_index = first_index;
-        // The name files depend only on the file: they are written (mostly
-        // directory and symlink creation on /etc) while the kernel work runs.
-        let names_job = {
-            let lab = lab.clone();
-            std::thread::spawn(move || names::sync(&lab))
-        };
-        let (result, applied, handles) = {
+        let (result, applied, handles, restarted) = {
             let mut ex = Exec::new(name, lab, Some(self.old), st, opts.threads, opts.progress);
+            ex.exe = opts.datapath_exe.clone();
+            ex.defer_workloads = true;
             let r = ex.apply(ops);
             let applied: Vec<weft_topo::Op> = r.done.iter().map(|&i| ops[i].clone()).collect();
             (
                 r.error.map_or(Ok(()), Err),
                 applied,
                 std::mem::take(&mut ex.ns),
+                ex.restarted,
             )
         };
-        let names_done = names_job.join().unwrap_or_else(|_| {
-            Err(Error::Missing {
-                what: "writing the name files failed (the writer panicked)".into(),
-                help: "run `weft up` again".into(),
-            })
-        });
         st.next_index = st.next_index.max(reserved_end);
         if let Err(e) = result {
             if opts.keep_on_error {
@@ -294,7 +302,7 @@ impl Run<'_> {
                 return Err(self.up_error(e, Outcome::Kept));
             }
             drop(handles);
-            return Err(self.undo(st, &applied, false, e));
+            return Err(self.undo(st, &applied, e));
         }
         st.lab = lab.clone();
         st.source = opts.source.clone();
@@ -303,28 +311,24 @@ impl Run<'_> {
         let nets: Vec<String> = lab.nodes.values().map(|n| n.netns.clone()).collect();
         state::journal_reset(name, &nets)?;
         // The journal was just rewritten: list the name directories again.
-        let names = names_done.and_then(|()| names::journal_all(lab));
-        if let Err(e) = names {
+        if let Err(e) = names::journal_all(lab) {
             drop(handles);
-            return Err(self.fail(st, e, false));
+            return Err(self.fail(st, e));
         }
-        Ok(handles)
+        Ok((handles, restarted))
     }
 
-    /// Start or update the lab's processes and wait until it is usable
-    /// (`wait`: the kernel side was just changed, or never finished).
-    /// Returns whether the datapath was (re)started and the runtime
-    /// changes that were undone.
+    /// Wait until the lab is usable (`wait`: the plan changed something,
+    /// or an earlier run never finished) and put back what `weft link` and
+    /// `weft impair` changed at run time. Returns the runtime changes that
+    /// were undone.
     fn settle(
         &self,
         handles: &mut BTreeMap<String, NsHandle>,
         wait: bool,
-    ) -> Result<(bool, Vec<String>), Error> {
+        restarted: bool,
+    ) -> Result<Vec<String>, Error> {
         let (lab, opts) = (self.lab, self.opts);
-        // Started before the bridges are waited for: in a loop of switches
-        // and kernel bridges, both must hear each other's BPDUs to converge.
-        let ports_changed = touches_switch_ports(&self.plan.ops, [lab, self.old]);
-        let restarted = datapath::ensure(lab, opts.datapath_exe.as_deref(), ports_changed)?;
         if wait {
             apply::wait_ready(lab, handles, opts.ready_timeout, opts.progress)?;
         }
@@ -332,11 +336,7 @@ impl Run<'_> {
             datapath::wait_ready(lab, opts.ready_timeout, opts.progress)?;
         }
         // `weft link`/`weft impair` changes: the file is the truth.
-        let undone = runtime::restore(lab, restarted)?;
-        // Tunnel processes run on the TUN/TAP ends the apply made; they
-        // may also have died, or only their settings changed.
-        tunnels::reconcile(lab)?;
-        Ok((restarted, undone))
+        runtime::restore(lab, restarted)
     }
 
     fn up_error(&self, error: Error, outcome: Outcome) -> Error {
@@ -348,9 +348,9 @@ impl Run<'_> {
     }
 
     /// A failure after the plan was applied: keep the lab as it is
-    /// (`--keep-on-error`, marked unfinished) or undo the whole plan and
-    /// bring the lab's processes back in line with the old lab.
-    fn fail(&self, st: &mut State, e: Error, started: bool) -> Error {
+    /// (`--keep-on-error`, marked unfinished) or undo the whole plan, the
+    /// processes with the rest.
+    fn fail(&self, st: &mut State, e: Error) -> Error {
         if self.opts.keep_on_error {
             st.unfinished = true;
             if let Err(se) = state::save(self.name, st) {
@@ -364,12 +364,11 @@ impl Run<'_> {
         } else {
             self.plan.ops.clone()
         };
-        self.undo(st, &applied, started, e)
+        self.undo(st, &applied, e)
     }
 
-    /// Undo `applied` (a prefix of the plan) after `e`; `started`: the
-    /// lab's processes may have been changed too.
-    fn undo(&self, st: &mut State, applied: &[weft_topo::Op], started: bool, e: Error) -> Error {
+    /// Apply the inverse of `applied` (a prefix of the plan) after `e`.
+    fn undo(&self, st: &mut State, applied: &[weft_topo::Op], e: Error) -> Error {
         let r = rollback(
             self.name,
             self.old,
@@ -381,36 +380,7 @@ impl Run<'_> {
         );
         let outcome = match r {
             Ok(()) if !self.had_nodes => Outcome::Removed,
-            Ok(()) => {
-                let mut errs = Vec::new();
-                if let Err(u) = names::sync(self.old) {
-                    errs.push(u.to_string());
-                }
-                if started {
-                    // The processes of the lab as it was (a datapath with
-                    // the old switches, tunnels with the old settings).
-                    let changed = touches_switch_ports(applied, [self.lab, self.old]);
-                    if let Err(u) =
-                        datapath::ensure(self.old, self.opts.datapath_exe.as_deref(), changed)
-                    {
-                        errs.push(u.to_string());
-                    }
-                    if let Err(u) = tunnels::reconcile(self.old) {
-                        errs.push(u.to_string());
-                    }
-                    if let Err(u) = start_workloads(self.old, Some(self.lab), self.opts) {
-                        errs.push(u.to_string());
-                    }
-                }
-                if errs.is_empty() {
-                    Outcome::Restored
-                } else {
-                    Outcome::RollbackFailed {
-                        error: errs.join("; "),
-                        left: Vec::new(),
-                    }
-                }
-            }
+            Ok(()) => Outcome::Restored,
             Err(Rollback { error, left }) => Outcome::RollbackFailed {
                 error: error.to_string(),
                 left,
@@ -418,16 +388,6 @@ impl Run<'_> {
         };
         self.up_error(e, outcome)
     }
-}
-
-/// The nodes' mount namespaces, then their services (waited for).
-fn start_workloads(
-    lab: &topo::Lab,
-    old: Option<&topo::Lab>,
-    opts: &UpOptions,
-) -> Result<(), Error> {
-    services::sync_mounts(lab, old)?;
-    services::ensure(lab, opts.datapath_exe.as_deref(), opts.progress)
 }
 
 /// Undoing failed: why, and the plan lines that were not undone.
@@ -480,6 +440,7 @@ fn rollback(
         return Ok(());
     }
     let mut ex = Exec::new(name, old, Some(new), st, opts.threads, opts.progress);
+    ex.exe = opts.datapath_exe.clone();
     let r = weft_topo::exec::undo(&mut ex, applied);
     drop(ex);
     // The lab is as it was; keep the indexes and sysctl values the undo used.

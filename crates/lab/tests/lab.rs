@@ -153,6 +153,123 @@ fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
     assert!(!state_dir().join("labs").join(&name).exists());
 }
 
+/// A link between two hosts with `impair` has a wire in it; its link
+/// handle retunes and clears the wire at run time.
+#[test]
+fn a_wired_links_impairment_changes_through_its_handle() {
+    let _g = shared();
+    let lab = Lab::builder("c2wire")
+        .context(ctx())
+        .host("a", |n| n.iface("eth0", &["10.77.0.1/24"]))
+        .host("b", |n| n.iface("eth0", &["10.77.0.2/24"]))
+        .link_impaired(
+            "a:eth0",
+            "b:eth0",
+            Impair::new().delay(Duration::from_millis(30)).seed(1),
+        )
+        .build()
+        .unwrap();
+    assert!(lab.topology().nodes.contains_key("~a.eth0"), "a wire");
+    assert!(lab.ping("a", "b").unwrap());
+    let rtt = udp_rtt(&lab).expect("the echo came back");
+    assert!(rtt >= Duration::from_millis(55), "30 ms each way: {rtt:?}");
+    let link = lab.link("b", "a").unwrap();
+    link.clear_impair().unwrap();
+    let rtt = udp_rtt(&lab).expect("the echo came back");
+    assert!(rtt < Duration::from_millis(55), "cleared: {rtt:?}");
+    link.impair(&Impair::new().loss(100.0)).unwrap();
+    assert!(udp_rtt(&lab).is_none(), "100% loss");
+    link.impair(&Impair::new().delay(Duration::from_millis(40)))
+        .unwrap();
+    let rtt = udp_rtt(&lab).expect("the echo came back");
+    assert!(rtt >= Duration::from_millis(75), "40 ms each way: {rtt:?}");
+    let st = weft::status(Some(lab.name())).unwrap();
+    let w = st[0].wires.clone().flatten().unwrap();
+    assert_eq!(w[0].settings.as_deref(), Some("delay 40ms"), "{w:?}");
+    assert!(w[0].out.lost >= 1 && w[0].out.passed >= 3, "{w:?}");
+}
+
+/// `lab.events()`: the typed stream `weft events --json` prints, here a
+/// link taken down, the kernel bridge's port going disabled, back up and
+/// forwarding, and the end of the lab.
+#[test]
+fn lab_events_gives_the_typed_stream_of_a_link_going_down_and_up() {
+    let _g = shared();
+    let lab = Lab::from_toml_with(
+        &ctx(),
+        r#"
+name = "serve2-ev"
+[nodes.br0]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+[nodes.a]
+attach = "br0"
+[nodes.b]
+attach = "br0"
+"#,
+    )
+    .unwrap();
+    let mut events = lab.events().unwrap();
+    let wait_for = |events: &mut weft::events::Stream,
+                    what: &dyn Fn(&weft::events::Event) -> bool| {
+        let t0 = Instant::now();
+        let mut seen = Vec::new();
+        while t0.elapsed() < Duration::from_secs(15) {
+            if let Some(e) = events.next_timeout(Duration::from_millis(500)) {
+                let done = what(&e);
+                seen.push(e);
+                if done {
+                    return seen;
+                }
+            }
+        }
+        panic!("not seen; got {seen:#?}");
+    };
+    let to = |e: &weft::events::Event| e.data.get("to").and_then(|v| v.as_str()).map(String::from);
+    let port_a = |e: &weft::events::Event| {
+        e.node.as_deref() == Some("br0") && e.port.as_deref() == Some("a")
+    };
+
+    lab.link("a", "br0").unwrap().down().unwrap();
+    let down = wait_for(&mut events, &|e| {
+        e.kind == "stp.state" && port_a(e) && to(e).as_deref() == Some("disabled")
+    });
+    assert_eq!(down[0].kind, "link.down", "{down:#?}");
+    assert_eq!(down[0].v, weft::events::VERSION);
+    assert!(
+        down.iter().any(|e| e.kind == "stp.role"
+            && port_a(e)
+            && to(e).as_deref() == Some("disabled")
+            && e.data["kernel"] == true),
+        "{down:#?}"
+    );
+
+    lab.link("a", "br0").unwrap().up().unwrap();
+    let up = wait_for(&mut events, &|e| {
+        e.kind == "stp.state" && port_a(e) && to(e).as_deref() == Some("forwarding")
+    });
+    // (The down's last kernel events may come first.)
+    assert!(up.iter().any(|e| e.kind == "link.up"), "{up:#?}");
+    assert!(
+        up.iter()
+            .any(|e| e.kind == "stp.state" && port_a(e) && to(e).as_deref() == Some("learning")),
+        "{up:#?}"
+    );
+    let ts: Vec<u64> = down.iter().chain(&up).map(|e| e.ts).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+
+    lab.down().unwrap();
+    let rest: Vec<_> = events.collect();
+    assert_eq!(
+        rest.last().map(|e| e.kind.as_str()),
+        Some("lab.gone"),
+        "{rest:#?}"
+    );
+}
+
 #[test]
 fn a_capture_records_the_test_traffic_as_pcapng() {
     let _g = shared();

@@ -54,6 +54,28 @@ impl DropReason {
         DropReason::NoEgress,
     ];
     pub const COUNT: usize = Self::ALL.len();
+
+    /// A stable snake_case name for status output and JSON (docs/status.md),
+    /// whatever the variant is called.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::Oversize => "oversize",
+            DropReason::TruncatedTag => "truncated_tag",
+            DropReason::BadBpdu => "bad_bpdu",
+            DropReason::PortDown => "port_down",
+            DropReason::MirrorPort => "mirror_port",
+            DropReason::InvalidSource => "invalid_source",
+            DropReason::ReservedGroup => "reserved_group",
+            DropReason::TaggedOnAccess => "tagged_on_access",
+            DropReason::UntaggedNoNative => "untagged_no_native",
+            DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::DoubleTagged => "double_tagged",
+            DropReason::StpNotForwarding => "stp_not_forwarding",
+            DropReason::SameSegment => "same_segment",
+            DropReason::NoEgress => "no_egress",
+        }
+    }
 }
 
 /// Drop counts indexed by reason.
@@ -111,4 +133,36 @@ pub struct FdbCounters {
     pub table_full: u64,
     pub aged: u64,
     pub flushed: u64,
+}
+
+#[cfg(test)]
+mod names {
+    use super::DropReason;
+
+    /// The names are part of `weft status --json`: changing one breaks
+    /// scripts, so they are pinned here.
+    #[test]
+    fn drop_reason_names_are_pinned() {
+        let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "runt",
+                "oversize",
+                "truncated_tag",
+                "bad_bpdu",
+                "port_down",
+                "mirror_port",
+                "invalid_source",
+                "reserved_group",
+                "tagged_on_access",
+                "untagged_no_native",
+                "vlan_not_allowed",
+                "double_tagged",
+                "stp_not_forwarding",
+                "same_segment",
+                "no_egress",
+            ]
+        );
+    }
 }

@@ -241,6 +241,34 @@ impl Switch {
         self.ports.len()
     }
 
+    /// The configuration port `port` runs with.
+    pub fn port_config(&self, port: PortId) -> Option<&PortConfig> {
+        self.ports.get(port.index()).map(|p| &p.cfg)
+    }
+
+    /// Adds a port to the running switch (`ip link set X master BR`) with
+    /// its link up, as the last port; learned MACs and the spanning tree
+    /// state of the other ports stay. A port is never taken out again (its
+    /// id would shift the others'): the caller disables one that goes
+    /// ([`Switch::set_enabled`]), which flushes what was learned on it.
+    /// Returns the new port's id; `None` past 4095 ports (STP port
+    /// numbers have 12 bits).
+    pub fn add_port(&mut self, cfg: PortConfig, now: Instant) -> Option<PortId> {
+        let i = self.ports.len();
+        if i >= 4095 {
+            return None;
+        }
+        self.stp.add_port(&cfg, now);
+        self.ports.push(Port {
+            cfg,
+            link_up: true,
+            mirror_ingress: false,
+            mirror_egress: false,
+        });
+        self.port_counters.push(PortCounters::default());
+        Some(PortId(i as u16))
+    }
+
     fn start(&mut self, now: Instant) {
         if !self.started {
             self.started = true;

@@ -44,6 +44,61 @@ impl Switch {
         vc.bytes += bytes;
     }
 
+    /// Counts frames a kernel program forwarded on `port` without passing
+    /// through [`receive`](Self::receive): `rx` frames and bytes received
+    /// there, `tx` sent. Unknown ports are ignored.
+    pub fn credit_port(&mut self, port: PortId, rx: (u64, u64), tx: (u64, u64)) {
+        if let Some(c) = self.port_counters.get_mut(port.index()) {
+            c.rx_frames += rx.0;
+            c.rx_bytes += rx.1;
+            c.tx_frames += tx.0;
+            c.tx_bytes += tx.1;
+        }
+    }
+
+    /// Counts frames a kernel program accepted into VLAN `vid`.
+    pub fn credit_vlan(&mut self, vid: u16, frames: u64, bytes: u64) {
+        if frames > 0 {
+            let vc = self.vlan_counters.entry(vid).or_default();
+            vc.frames += frames;
+            vc.bytes += bytes;
+        }
+    }
+
+    /// A port's VLAN mode, as configured now.
+    pub fn port_mode(&self, port: PortId) -> Option<&crate::PortMode> {
+        self.ports.get(port.index()).map(|p| &p.cfg.mode)
+    }
+
+    /// Whether frames received on `port` (first) and sent out of it
+    /// (second) are mirrored.
+    pub fn port_mirrored(&self, port: PortId) -> (bool, bool) {
+        self.ports
+            .get(port.index())
+            .map_or((false, false), |p| (p.mirror_ingress, p.mirror_egress))
+    }
+
+    /// The mirror output port, if any, and the VLANs whose frames are
+    /// mirrored.
+    pub fn mirror(&self) -> (Option<PortId>, &crate::VlanSet) {
+        (
+            self.mirror_out.map(|m| PortId(m as u16)),
+            &self.mirror_vlans,
+        )
+    }
+
+    /// The largest untagged payload the switch forwards.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Whether `port` is administratively enabled and has its link.
+    pub fn port_usable(&self, port: PortId) -> bool {
+        self.ports
+            .get(port.index())
+            .is_some_and(|p| p.cfg.enabled && p.link_up)
+    }
+
     /// Refreshes the learned entry for (`vid`, `mac`) if it is on `port`,
     /// as a frame from `mac` entering `port` at `at` would have; never
     /// learns a new entry or moves one. True if an entry was refreshed.

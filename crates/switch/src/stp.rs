@@ -191,6 +191,46 @@ pub(crate) struct Stp {
 
 const ONE_SEC: StpTime = StpTime::from_secs(1);
 
+/// Port `i` as it starts: knowing nothing but this bridge (`own`).
+fn new_port(
+    mode: StpMode,
+    i: usize,
+    pc: &PortConfig,
+    own: PriorityVector,
+    own_times: Times,
+) -> Port {
+    Port {
+        // 4-bit priority and 12-bit number, as 802.1D-2004; with the
+        // default priority 128 this is the Linux bridge's 0x8001...
+        id: (u16::from(pc.stp.priority >> 4) << 12) | ((i as u16 + 1) & 0x0fff),
+        path_cost: pc.stp.path_cost.max(1),
+        admin_edge: pc.stp.edge,
+        oper_edge: pc.stp.edge,
+        p2p: pc.stp.point_to_point,
+        up: pc.enabled,
+        role: PortRole::Disabled,
+        state: Fwd::Discarding,
+        info: if pc.enabled {
+            InfoIs::Aged
+        } else {
+            InfoIs::Disabled
+        },
+        prio: own,
+        times: own_times,
+        info_expires: None,
+        fd_timer: None,
+        tc_while: None,
+        send_rstp: mode == StpMode::Rstp,
+        proposing: false,
+        agreed: false,
+        agree: false,
+        announce_root: false,
+        tc_ack: false,
+        tcn_pending: false,
+        new_info: false,
+    }
+}
+
 impl Stp {
     pub(crate) fn new(cfg: &StpConfig, mac: MacAddr, ports: &[PortConfig]) -> Self {
         let bridge_id = BridgeId::new(cfg.priority, mac);
@@ -209,36 +249,7 @@ impl Stp {
         let ports = ports
             .iter()
             .enumerate()
-            .map(|(i, pc)| Port {
-                // 4-bit priority and 12-bit number, as 802.1D-2004; with the
-                // default priority 128 this is the Linux bridge's 0x8001...
-                id: (u16::from(pc.stp.priority >> 4) << 12) | ((i as u16 + 1) & 0x0fff),
-                path_cost: pc.stp.path_cost.max(1),
-                admin_edge: pc.stp.edge,
-                oper_edge: pc.stp.edge,
-                p2p: pc.stp.point_to_point,
-                up: pc.enabled,
-                role: PortRole::Disabled,
-                state: Fwd::Discarding,
-                info: if pc.enabled {
-                    InfoIs::Aged
-                } else {
-                    InfoIs::Disabled
-                },
-                prio: own,
-                times: own_times,
-                info_expires: None,
-                fd_timer: None,
-                tc_while: None,
-                send_rstp: cfg.mode == StpMode::Rstp,
-                proposing: false,
-                agreed: false,
-                agree: false,
-                announce_root: false,
-                tc_ack: false,
-                tcn_pending: false,
-                new_info: false,
-            })
+            .map(|(i, pc)| new_port(cfg.mode, i, pc, own, own_times))
             .collect();
         Stp {
             mode: cfg.mode,
@@ -365,6 +376,23 @@ impl Stp {
         for p in &mut self.ports {
             p.new_info = true;
         }
+        if self.hello_due.is_some() {
+            self.update_roles(now);
+        }
+    }
+
+    /// A port added to a running bridge (`ip link set X master BR`): it
+    /// starts as a new port does, the other ports keep what they know.
+    pub(crate) fn add_port(&mut self, pc: &PortConfig, now: Instant) {
+        let own = PriorityVector {
+            root: self.bridge_id,
+            root_cost: 0,
+            bridge: self.bridge_id,
+            port: 0,
+        };
+        let i = self.ports.len();
+        self.ports
+            .push(new_port(self.mode, i, pc, own, self.own_times));
         if self.hello_due.is_some() {
             self.update_roles(now);
         }
@@ -943,5 +971,42 @@ impl Stp {
         flags.set(BpduFlags::LEARNING, p.state >= Fwd::Learning);
         flags.set(BpduFlags::FORWARDING, p.state == Fwd::Forwarding);
         Some(BpduRepr::Rst(body(flags)))
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::{PortRole, PortState};
+
+    /// `weft status --json` and events carry these names (docs/status.md):
+    /// pinned so that renaming a variant cannot change them.
+    #[test]
+    fn role_and_state_names_are_pinned() {
+        use PortRole as R;
+        let roles = [R::Disabled, R::Root, R::Designated, R::Alternate, R::Backup];
+        assert_eq!(
+            roles.map(PortRole::name),
+            ["disabled", "root", "designated", "alternate", "backup"]
+        );
+        use PortState as S;
+        let states = [
+            S::Disabled,
+            S::Blocking,
+            S::Listening,
+            S::Discarding,
+            S::Learning,
+            S::Forwarding,
+        ];
+        assert_eq!(
+            states.map(PortState::name),
+            [
+                "disabled",
+                "blocking",
+                "listening",
+                "discarding",
+                "learning",
+                "forwarding"
+            ]
+        );
     }
 }

@@ -555,3 +555,42 @@ fn reconfigure_keeps_learned_macs_and_applies_the_change() {
     );
     assert_eq!(h.sw.fdb().lookup(1, m(1)), Some(PortId(0)));
 }
+
+/// A port added to a running switch forwards like the others, and what the
+/// switch learned on its other ports stays; a port taken out of service
+/// loses only what was learned on it.
+#[test]
+fn a_port_added_in_place_keeps_learned_macs() {
+    let mut c = cfg(vec![PortConfig::access(1).edge(); 2]);
+    c.stp.mode = StpMode::Rstp;
+    let mut h = Harness::new(c);
+    h.rx(0, &eth(MacAddr::BROADCAST, m(1), &[], 60), t(1));
+    h.rx(1, &eth(MacAddr::BROADCAST, m(2), &[], 60), t(1));
+    let bridge = h.sw.stp_status().bridge_id;
+    let id = h.sw.add_port(PortConfig::access(1).edge(), t(2)).unwrap();
+    assert_eq!(id, PortId(2));
+    assert_eq!(h.sw.port_count(), 3);
+    assert_eq!(h.sw.fdb().lookup(1, m(1)), Some(PortId(0)));
+    assert_eq!(h.sw.fdb().lookup(1, m(2)), Some(PortId(1)));
+    assert_eq!(h.sw.stp_status().bridge_id, bridge);
+    assert!(h.sw.port_forwarding(PortId(2)));
+    // Floods reach the new port; it learns; unicast to what it learned goes
+    // there only.
+    let mut flood = h.ports(0, &eth(MacAddr::BROADCAST, m(1), &[], 60), t(3));
+    flood.sort();
+    assert_eq!(flood, [1, 2]);
+    h.rx(2, &eth(MacAddr::BROADCAST, m(3), &[], 60), t(3));
+    assert_eq!(h.ports(0, &eth(m(3), m(1), &[], 60), t(3)), [2]);
+    assert_eq!(
+        h.sw.port_config(PortId(2)),
+        Some(&PortConfig::access(1).edge())
+    );
+    // Taken out again: only its own entries go.
+    h.sw.set_enabled(PortId(2), false, t(4), &mut Actions::new());
+    assert_eq!(h.sw.fdb().lookup(1, m(3)), None);
+    assert_eq!(h.sw.fdb().lookup(1, m(1)), Some(PortId(0)));
+    assert_eq!(
+        h.ports(1, &eth(MacAddr::BROADCAST, m(2), &[], 60), t(5)),
+        [0]
+    );
+}

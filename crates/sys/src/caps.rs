@@ -31,6 +31,14 @@ pub fn missing_admin(cap_eff: u64) -> Vec<&'static str> {
 /// Fails unless this process has CAP_NET_ADMIN and CAP_SYS_ADMIN; `action`
 /// names what needs them ("weft up").
 pub fn require_admin(action: &str) -> Result<()> {
+    // A program that needed weft's user namespace and could not join it
+    // is told why, not "run as root".
+    if let Some(e) = crate::userns::start_failure() {
+        return Err(Error::Rootless {
+            what: format!("{action}: joining weft's user namespace"),
+            help: e.to_string(),
+        });
+    }
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| Error::os("reading /proc/self/status to check capabilities", e))?;
     let eff = parse_cap_eff(&status).ok_or_else(|| {
@@ -77,7 +85,8 @@ mod tests {
         let e = check("weft up", 0).unwrap_err().to_string();
         assert_eq!(
             e,
-            "weft up needs CAP_NET_ADMIN and CAP_SYS_ADMIN: run it as root (e.g. with sudo)"
+            "weft up needs CAP_NET_ADMIN and CAP_SYS_ADMIN: run it as root (e.g. with sudo), \
+             or as a user without WEFT_ROOTLESS=0 (weft then builds in a user namespace of its own)"
         );
         let only_net = 1u64 << CAP_NET_ADMIN;
         let e = check("weft down", only_net).unwrap_err().to_string();

@@ -72,8 +72,13 @@ pub enum Error {
     NoTun { what: &'static str, name: String },
 
     /// The process lacks the capabilities an action needs.
-    #[error("{action} needs {missing}: run it as root (e.g. with sudo)")]
+    #[error("{action} needs {missing}: run it as root (e.g. with sudo), or as a user without WEFT_ROOTLESS=0 (weft then builds in a user namespace of its own)")]
     NotAdmin { action: String, missing: String },
+
+    /// Running without root: weft's user namespace could not be made or
+    /// entered, or the lab needs what only root may do.
+    #[error("{what}; {help}")]
+    Rootless { what: String, help: String },
 
     /// A caller-supplied argument is unusable.
     #[error("{0}")]

@@ -10,7 +10,10 @@
 //! - [`ping`]: ICMP echo over raw sockets, IPv4 and IPv6.
 //! - [`packet`]: AF_PACKET capture sockets with a classic BPF filter.
 //! - [`port`]: batched AF_PACKET ports with offload headers, and epoll, for the userspace switch.
+//! - [`bpf`]: the bpf(2) system call: maps, programs, test runs.
 //! - [`caps`]: the up-front root check.
+//! - [`userns`]: running without root: the keeper of the caller's user
+//!   namespace, joined before anything else.
 //! - [`tundev`], [`udpbatch`], [`fdio`]: what the `weft tunnel` process
 //!   (crates/tunnel-run) needs of the OS: its TUN/TAP device, batched UDP
 //!   with GSO/GRO, polling.
@@ -20,6 +23,7 @@
 //! [`netns::run_in`] or a [`netns::create_many`] setup closure, never on a
 //! shared async runtime thread.
 
+pub mod bpf;
 pub mod caps;
 pub mod error;
 pub mod exec;
@@ -36,6 +40,7 @@ pub mod sysctl;
 pub mod tundev;
 pub mod tuntap;
 pub mod udpbatch;
+pub mod userns;
 
 pub use error::{Error, Result};
 pub use netns::route_socket;

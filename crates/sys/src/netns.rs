@@ -300,7 +300,7 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     F: Fn(&str) -> std::result::Result<T, E>,
 {
-    let home = open_thread_netns();
+    let home = home_netns();
     let mut out = Vec::with_capacity(names.len());
     let mut stranded: Option<String> = home.as_ref().err().map(|e| e.to_string());
     for name in names {
@@ -436,6 +436,16 @@ where
     }
     drop(partial);
     (inside, back)
+}
+
+/// Where a worker thread returns after working in a new namespace: the
+/// one it is in, or without root the keeper's (the machine's namespace
+/// is one a user may leave but not enter again; docs/architecture.md).
+fn home_netns() -> Result<OwnedFd> {
+    match crate::userns::home_netns() {
+        Some(r) => r,
+        None => open_thread_netns(),
+    }
 }
 
 fn open_thread_netns() -> Result<OwnedFd> {
@@ -579,6 +589,36 @@ where
 /// An unbound NETLINK_ROUTE socket that lives in `ns`.
 pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<OwnedFd> {
     run_in(ns, route_socket)?
+}
+
+/// A NETLINK_ROUTE socket in each of `namespaces`, made by one thread that
+/// enters them in turn: reading many namespaces (`weft status` of a
+/// 500-host lab, polled every second by `weft serve`) then costs one
+/// thread, not one per namespace.
+pub fn route_sockets_in(namespaces: &[BorrowedFd<'_>]) -> Result<Vec<Result<OwnedFd>>> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("weft-netns-sockets".into())
+            .spawn_scoped(s, move || {
+                namespaces
+                    .iter()
+                    .map(|ns| {
+                        setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                            Error::os(
+                                format!("entering network namespace fd {}", ns.as_raw_fd()),
+                                e,
+                            )
+                        })?;
+                        route_socket()
+                    })
+                    .collect()
+            })
+            .map_err(|e| Error::os("spawning a thread to enter network namespaces", e))?;
+        match handle.join() {
+            Ok(r) => Ok(r),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// The identity (nsfs device and inode) of a network namespace; two handles
@@ -731,7 +771,7 @@ pub fn members_of_many(ids: &[NsIdentity]) -> std::collections::HashMap<NsIdenti
 fn anonymous_netns() -> Result<OwnedFd> {
     std::thread::scope(|s| {
         s.spawn(|| -> Result<OwnedFd> {
-            let home = open_thread_netns()?;
+            let home = home_netns()?;
             unshare(CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::os("creating a canary network namespace", e))?;
             let fd = open_thread_netns();

@@ -83,12 +83,18 @@ pub enum ModelError {
     NoParent(Box<ResKey>),
     /// Refused on purpose (`fail_at`), as a kernel may refuse anything.
     Refused(usize),
+    /// Removing a namespace or device that a process or file of weft's
+    /// still uses (a process would keep a deleted namespace alive).
+    InUse(Box<ResKey>),
 }
 
 /// A kernel as a map of resources, in the shapes the planner uses. It
 /// honours the removals the real kernel does by itself: a namespace takes
 /// everything in it, a device its addresses, settings and the routes
-/// through it. Operations apply in the order given.
+/// through it. Processes and files (the datapath, tunnel processes, name
+/// files, services) are resources like the others: a tunnel process needs
+/// its device, the others their namespace, to be added. Operations apply
+/// in the order given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelKernel {
     pub res: BTreeMap<ResKey, Res>,
@@ -128,10 +134,34 @@ impl ModelKernel {
         match key {
             ResKey::Netns { .. } => true,
             ResKey::Veth { a, b } => ns(&a.node) && ns(&b.node),
-            ResKey::Attrs { node, iface } | ResKey::Addr { node, iface, .. } => {
-                ns(node) && self.iface_exists(node, iface)
-            }
+            ResKey::Attrs { node, iface }
+            | ResKey::Addr { node, iface, .. }
+            | ResKey::Tunnel { node, iface } => ns(node) && self.iface_exists(node, iface),
+            // Lab-wide: the datapath process, the hosts file.
+            ResKey::Datapath { .. } | ResKey::Hosts { .. } => true,
             k => ns(k.node()),
+        }
+    }
+
+    /// Whether a process or file of weft's is still in the namespace, or
+    /// on the device, `key` names.
+    fn in_use(&self, key: &ResKey) -> bool {
+        let users = |node: &str, iface: Option<&str>| {
+            self.res.keys().any(|k| match k {
+                ResKey::Tunnel { node: n, iface: i } => n == node && iface.is_none_or(|x| x == i),
+                ResKey::Names { node: n }
+                | ResKey::Mounts { node: n }
+                | ResKey::Service { node: n, .. } => n == node && iface.is_none(),
+                _ => false,
+            })
+        };
+        match key {
+            ResKey::Netns { node } => users(node, None),
+            ResKey::Device { node, iface } => users(node, Some(iface)),
+            ResKey::Veth { a, b } => {
+                users(&a.node, Some(&a.iface)) || users(&b.node, Some(&b.iface))
+            }
+            _ => false,
         }
     }
 
@@ -184,6 +214,9 @@ impl ModelKernel {
             Op::Remove { key, val, .. } => match self.res.get(key) {
                 None => return Err(ModelError::Missing(Box::new(key.clone()))),
                 Some(v) if v != val => return Err(ModelError::Differs(Box::new(key.clone()))),
+                Some(_) if self.in_use(key) => {
+                    return Err(ModelError::InUse(Box::new(key.clone())))
+                }
                 Some(_) => self.cascade(key),
             },
             Op::Change { key, from, to } => match self.res.get_mut(key) {

@@ -162,7 +162,7 @@ impl Cx<'_> {
     fn expand(&mut self, raw: RawLab) -> Lab {
         let name = raw.name.get_ref().clone();
         if let Err(why) = check_lab_name(&name) {
-            self.err(Some(raw.name.span()), why, "");
+            self.err(Some(raw.name.span()), why.to_string(), "");
         }
         let mut lab = Lab::empty(&name);
         self.allow_host = raw.allow_host_interfaces == Some(true);

@@ -7,6 +7,8 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::Error;
+
 /// Which frames of a switch port are impaired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,12 +23,25 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn parse(s: &str) -> Result<Direction, String> {
+    pub fn parse(s: &str) -> Result<Direction, Error> {
         match s {
             "both" => Ok(Direction::Both),
             "out" => Ok(Direction::Out),
             "in" => Ok(Direction::In),
-            _ => Err(format!("direction `{s}` is not known: write \"both\" (the default), \"out\" (frames the switch sends out of the port) or \"in\" (frames it receives there)")),
+            _ => Err(Error::Unknown {
+                what: "direction",
+                value: s.into(),
+                choices: "\"both\" (the default), \"out\" (frames the switch sends out of the port) or \"in\" (frames it receives there)".into(),
+            }),
+        }
+    }
+
+    /// The name the file, `weft impair` and JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Both => "both",
+            Direction::Out => "out",
+            Direction::In => "in",
         }
     }
 
@@ -100,7 +115,7 @@ pub const PRESETS: [(&str, &str); 4] = [
 ];
 
 /// The settings of a preset; keys given beside it override its values.
-pub fn preset(name: &str) -> Result<Impairment, String> {
+pub fn preset(name: &str) -> Result<Impairment, Error> {
     let i = |delay_ms: u64, jitter_ms: u64, loss_ppm: u32, rate_mbit: u64, queue: u32| Impairment {
         delay_us: delay_ms * 1000,
         jitter_us: jitter_ms * 1000,
@@ -123,14 +138,18 @@ pub fn preset(name: &str) -> Result<Impairment, String> {
         "lte" => i(35, 10, 5_000, 20, 200),
         "satellite" => i(300, 5, 5_000, 15, 500),
         _ => {
-            return Err(format!(
-                "preset `{name}` is not known: write one of {}",
-                PRESETS
-                    .iter()
-                    .map(|(n, _)| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            return Err(Error::Unknown {
+                what: "preset",
+                value: name.into(),
+                choices: format!(
+                    "one of {}",
+                    PRESETS
+                        .iter()
+                        .map(|(n, _)| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
         }
     })
 }
@@ -142,8 +161,13 @@ pub const MIN_RATE_BPS: u64 = 8_000;
 pub const MAX_RATE_BPS: u64 = 1_000_000_000_000;
 
 /// `20ms`, `1.5s`, `500us`, `0`.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub fn parse_duration(s: &str) -> Result<u64, Error> {
     let t = s.trim();
+    let bad = || Error::Malformed {
+        what: "a duration",
+        value: s.into(),
+        help: "write a number with us, ms or s, like \"20ms\"".into(),
+    };
     let (num, mult) = if let Some(n) = t.strip_suffix("us") {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix("ms") {
@@ -153,44 +177,46 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     } else if t == "0" {
         ("0", 1.0)
     } else {
-        return Err(format!(
-            "`{s}` is not a duration: write a number with us, ms or s, like \"20ms\""
-        ));
+        return Err(bad());
     };
-    let v: f64 = num.trim().parse().map_err(|_| {
-        format!("`{s}` is not a duration: write a number with us, ms or s, like \"20ms\"")
-    })?;
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let us = v * mult;
     if !(0.0..=MAX_DELAY_US as f64).contains(&us) {
-        return Err(format!("`{s}` is out of range: write 0 to 60s"));
+        return Err(Error::OutOfRange {
+            value: s.into(),
+            range: "0 to 60s",
+        });
     }
     Ok(us.round() as u64)
 }
 
 /// `1%`, `0.5%`, `100%` to parts per million.
-pub fn parse_percent(s: &str) -> Result<u32, String> {
+pub fn parse_percent(s: &str) -> Result<u32, Error> {
     let t = s.trim();
-    let n = t
-        .strip_suffix('%')
-        .ok_or_else(|| format!("`{s}` is not a percentage: write it like \"1%\" or \"0.5%\""))?;
-    let v: f64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a percentage: write it like \"1%\" or \"0.5%\""))?;
+    let bad = || Error::Malformed {
+        what: "a percentage",
+        value: s.into(),
+        help: "write it like \"1%\" or \"0.5%\"".into(),
+    };
+    let n = t.strip_suffix('%').ok_or_else(bad)?;
+    let v: f64 = n.trim().parse().map_err(|_| bad())?;
     if !(0.0..=100.0).contains(&v) {
-        return Err(format!("`{s}` is out of range: write 0% to 100%"));
+        return Err(Error::OutOfRange {
+            value: s.into(),
+            range: "0% to 100%",
+        });
     }
     Ok((v * 10_000.0).round() as u32)
 }
 
 /// `10mbit`, `1gbit`, `512kbit`, `64000bit` (tc's units; tc's `bps` means
 /// bytes per second, a classic mistake, so it is not taken).
-pub fn parse_rate(s: &str) -> Result<u64, String> {
+pub fn parse_rate(s: &str) -> Result<u64, Error> {
     let t = s.trim().to_ascii_lowercase();
-    let help = || {
-        format!(
-            "`{s}` is not a rate: write bits per second with bit, kbit, mbit or gbit, like \"10mbit\""
-        )
+    let help = || Error::Malformed {
+        what: "a rate",
+        value: s.into(),
+        help: "write bits per second with bit, kbit, mbit or gbit, like \"10mbit\"".into(),
     };
     let (num, mult) = if let Some(n) = t.strip_suffix("gbit") {
         (n, 1e9)
@@ -206,57 +232,49 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     let v: f64 = num.trim().parse().map_err(|_| help())?;
     let bps = v * mult;
     if !(MIN_RATE_BPS as f64..=MAX_RATE_BPS as f64).contains(&bps) {
-        return Err(format!("`{s}` is out of range: write 8kbit to 1000gbit"));
+        return Err(Error::OutOfRange {
+            value: s.into(),
+            range: "8kbit to 1000gbit",
+        });
     }
     Ok(bps.round() as u64)
 }
 
 impl Impairment {
     /// Checks that hold between the values; each error names the key.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    pub fn check(&self) -> Result<(), Error> {
+        let conflict = |key, why: String| Err(Error::Impair { key, why });
         if self.jitter_us > self.delay_us {
-            return Err((
-                "jitter",
-                "jitter is larger than delay: a frame cannot leave before it came; write a jitter of at most the delay".into(),
-            ));
+            return conflict("jitter", "jitter is larger than delay: a frame cannot leave before it came; write a jitter of at most the delay".into());
         }
         if let Some(q) = self.queue {
             if self.rate_bps.is_none() {
-                return Err((
+                return conflict(
                     "queue",
                     "queue is the buffer in front of a rate limit: add rate = \"10mbit\" or so"
                         .into(),
-                ));
+                );
             }
             if !(1..=100_000).contains(&q) {
-                return Err((
+                return conflict(
                     "queue",
                     format!("queue {q} is out of range: write 1 to 100000 frames"),
-                ));
+                );
             }
         }
         if let Some(b) = &self.burst {
             if b.exit_ppm == 0 {
-                return Err((
-                    "burst",
-                    "burst exit is 0%: the link would stay bad for ever once it turned bad; write exit = \"25%\" or so".into(),
-                ));
+                return conflict("burst", "burst exit is 0%: the link would stay bad for ever once it turned bad; write exit = \"25%\" or so".into());
             }
         }
         if let Some(i) = &self.inbound {
             if self.direction != Direction::Both {
-                return Err((
-                    "direction",
-                    "direction with separate in settings: the top-level settings are then the out direction's; remove direction".into(),
-                ));
+                return conflict("direction", "direction with separate in settings: the top-level settings are then the out direction's; remove direction".into());
             }
             i.check()?;
         }
         if self.reorder_ppm > 0 && self.delay_us == 0 {
-            return Err((
-                "reorder",
-                "reorder sends some frames at once, ahead of the delayed ones, so it needs a delay: add delay = \"10ms\" or so".into(),
-            ));
+            return conflict("reorder", "reorder sends some frames at once, ahead of the delayed ones, so it needs a delay: add delay = \"10ms\" or so".into());
         }
         Ok(())
     }
@@ -322,7 +340,7 @@ impl Impairment {
             w.push(format!("seed {s}"));
         }
         if self.direction != Direction::Both {
-            w.push(format!("direction {:?}", self.direction).to_lowercase());
+            w.push(format!("direction {}", self.direction.as_str()));
         }
         if let Some(i) = &self.inbound {
             return format!(
@@ -395,7 +413,7 @@ pub(crate) fn from_raw(
         None => Impairment::default(),
     };
     let mut field =
-        |key: &str, v: &Option<Spanned<String>>, parse: fn(&str) -> Result<u64, String>| {
+        |key: &str, v: &Option<Spanned<String>>, parse: fn(&str) -> Result<u64, Error>| {
             let v = v.as_ref()?;
             match parse(v.get_ref()) {
                 Ok(x) => Some(x),
@@ -471,8 +489,8 @@ pub(crate) fn from_raw(
     if !ok {
         return None;
     }
-    if let Err((key, why)) = out.check() {
-        let span = match key {
+    if let Err(e) = out.check() {
+        let span = match e.setting().unwrap_or_default() {
             "jitter" => r.jitter.as_ref().map(|s| s.span()),
             "reorder" => r.reorder.as_ref().map(|s| s.span()),
             "queue" => r.queue.as_ref().map(|s| s.span()),
@@ -480,7 +498,7 @@ pub(crate) fn from_raw(
             "direction" => r.direction.as_ref().map(|s| s.span()),
             _ => None,
         };
-        err(span.or(Some(raw.span())), format!("{who}: {why}"));
+        err(span.or(Some(raw.span())), format!("{who}: {e}"));
         return None;
     }
     Some(out)
@@ -515,6 +533,39 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_typed_and_carry_the_value() {
+        assert_eq!(
+            parse_duration("61s"),
+            Err(Error::OutOfRange {
+                value: "61s".into(),
+                range: "0 to 60s"
+            })
+        );
+        let e = parse_rate("10mbps").unwrap_err();
+        assert!(
+            matches!(&e, Error::Malformed { what: "a rate", value, .. } if value == "10mbps"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "`10mbps` is not a rate: write bits per second with bit, kbit, mbit or gbit, like \"10mbit\""
+        );
+        assert!(matches!(
+            Direction::parse("up"),
+            Err(Error::Unknown {
+                what: "direction",
+                ..
+            })
+        ));
+        assert_eq!(Direction::Out.as_str(), "out");
+        let names = [Direction::Both, Direction::Out, Direction::In].map(Direction::as_str);
+        assert_eq!(names, ["both", "out", "in"]);
+        for d in [Direction::Both, Direction::Out, Direction::In] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+    }
+
+    #[test]
     fn presets_hold_their_documented_figures_and_check() {
         for (name, figures) in PRESETS {
             let p = preset(name).unwrap();
@@ -534,7 +585,10 @@ mod tests {
             preset("lossy-wifi").unwrap().summary(),
             "delay 8ms jitter 6ms loss 1% burst enter 1% exit 30% loss 50% rate 10mbit queue 50"
         );
-        assert!(preset("5g").unwrap_err().contains("\"satellite\""));
+        assert!(preset("5g")
+            .unwrap_err()
+            .to_string()
+            .contains("\"satellite\""));
     }
 
     #[test]
@@ -554,12 +608,12 @@ mod tests {
             queue: Some(5),
             ..Default::default()
         };
-        assert_eq!(q.check().unwrap_err().0, "queue");
+        assert_eq!(q.check().unwrap_err().setting(), Some("queue"));
         let d = Impairment {
             direction: Direction::In,
             ..up.clone()
         };
-        assert_eq!(d.check().unwrap_err().0, "direction");
+        assert_eq!(d.check().unwrap_err().setting(), Some("direction"));
         let b = Impairment {
             burst: Some(Burst {
                 enter_ppm: 1,
@@ -567,7 +621,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(b.check().unwrap_err().0, "burst");
+        assert_eq!(b.check().unwrap_err().setting(), Some("burst"));
     }
 
     #[test]
@@ -577,7 +631,7 @@ mod tests {
             jitter_us: 2000,
             ..Default::default()
         };
-        assert_eq!(i.check().unwrap_err().0, "jitter");
+        assert_eq!(i.check().unwrap_err().setting(), Some("jitter"));
         i.jitter_us = 500;
         assert!(i.check().is_ok());
         i.delay_us = 500;
@@ -587,7 +641,7 @@ mod tests {
             reorder_ppm: 10,
             ..Default::default()
         };
-        assert_eq!(j.check().unwrap_err().0, "reorder");
+        assert_eq!(j.check().unwrap_err().setting(), Some("reorder"));
         assert_eq!(
             Impairment {
                 delay_us: 20_000,

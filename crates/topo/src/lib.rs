@@ -17,7 +17,7 @@ pub mod route;
 pub mod wire;
 pub mod workload;
 
-pub use error::{Diagnostic, Diagnostics, LineIndex};
+pub use error::{Diagnostic, Diagnostics, Error, LineIndex, NameKind};
 pub use file::{parse, parse_at, parse_with, FileDir, Parsed};
 pub use model::*;
 pub use plan::{plan, Op, Plan, Res, ResKey};

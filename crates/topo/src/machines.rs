@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::*;
+use crate::Error;
 
 /// A machine the lab spans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,28 +108,31 @@ pub fn auto_vni(lab: &str, a: &Endpoint, b: &Endpoint) -> u32 {
 /// address, a VXLAN link between an IPv4 and an IPv6 machine.
 pub fn resolve(
     lab: &mut Lab,
-    lookup: &mut dyn FnMut(&str) -> Result<IpAddr, String>,
-) -> Result<(), String> {
+    lookup: &mut dyn FnMut(&str) -> std::io::Result<IpAddr>,
+) -> Result<(), Error> {
     let mut seen: std::collections::BTreeMap<IpAddr, String> = Default::default();
     for (name, m) in lab.machines.iter_mut() {
         if let Some(host) = &m.underlay_name {
-            let a = lookup(host).map_err(|e| {
-                format!(
-                    "machine `{name}`: its underlay name `{host}` does not resolve: {e}; check the name (a pod's name is POD.SERVICE) or wait until the machine exists"
-                )
+            let a = lookup(host).map_err(|e| Error::Unresolved {
+                machine: name.clone(),
+                host: host.clone(),
+                detail: e.to_string(),
             })?;
             if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
-                return Err(format!(
-                    "machine `{name}`: its underlay name `{host}` resolves to {a}, which cannot be an underlay address"
-                ));
+                return Err(Error::BadUnderlay {
+                    machine: name.clone(),
+                    host: host.clone(),
+                    addr: a,
+                });
             }
             m.underlay = a;
         }
         if let Some(other) = seen.insert(m.underlay, name.clone()) {
-            return Err(format!(
-                "machines `{other}` and `{name}` have the same underlay address {}",
-                m.underlay
-            ));
+            return Err(Error::SameUnderlay {
+                first: other,
+                second: name.clone(),
+                addr: m.underlay,
+            });
         }
     }
     let machine_of = |lab: &Lab, node: &str| lab.nodes.get(node).and_then(|n| n.machine.clone());
@@ -147,9 +151,13 @@ pub fn resolve(
         };
         let (local, remote) = (lab.machines[&m].underlay, lab.machines[&p].underlay);
         if local.is_ipv6() != remote.is_ipv6() {
-            return Err(format!(
-                "vxlan link {node}:{iface}: machine `{m}`'s underlay {local} and `{p}`'s {remote} are not of one IP version"
-            ));
+            return Err(Error::UnderlayFamilies {
+                end: format!("{node}:{iface}"),
+                machine: m,
+                local,
+                peer: p,
+                remote,
+            });
         }
         let i = lab
             .nodes
@@ -226,19 +234,19 @@ pub fn fit_mtus(lab: &mut Lab, local_mtu: Option<u32>) {
 }
 
 /// The machines of a lab, or an error saying how to pick one.
-fn check_machine(lab: &Lab, machine: &str) -> Result<(), String> {
+fn check_machine(lab: &Lab, machine: &str) -> Result<(), Error> {
     if lab.machines.is_empty() {
-        return Err(format!(
-            "lab {} declares no machines, so it is built whole: leave out --machine (or add [machines.{machine}] and machine = \"{machine}\" on its nodes)",
-            lab.name
-        ));
+        return Err(Error::NoMachines {
+            lab: lab.name.clone(),
+            machine: machine.into(),
+        });
     }
     if !lab.machines.contains_key(machine) {
-        return Err(format!(
-            "lab {} has no machine `{machine}`; its machines are {}",
-            lab.name,
-            names(lab)
-        ));
+        return Err(Error::NoMachine {
+            lab: lab.name.clone(),
+            machine: machine.into(),
+            known: names(lab),
+        });
     }
     Ok(())
 }
@@ -253,15 +261,14 @@ fn names(lab: &Lab) -> String {
 
 /// What one `weft up` builds: the whole lab when `machine` is `None` and
 /// the lab declares at most one machine, else one machine's share.
-pub fn select(lab: &Lab, machine: Option<&str>) -> Result<Lab, String> {
+pub fn select(lab: &Lab, machine: Option<&str>) -> Result<Lab, Error> {
     match machine {
         Some(m) => share(lab, m),
-        None if lab.machines.len() > 1 => Err(format!(
-            "lab {} spans the machines {}: say which one this is, e.g. `weft up FILE --machine {}`, and run it on each machine",
-            lab.name,
-            names(lab),
-            lab.machines.keys().next().expect("machines")
-        )),
+        None if lab.machines.len() > 1 => Err(Error::MachineNeeded {
+            lab: lab.name.clone(),
+            known: names(lab),
+            first: lab.machines.keys().next().expect("machines").clone(),
+        }),
         None => Ok(lab.clone()),
     }
 }
@@ -269,7 +276,7 @@ pub fn select(lab: &Lab, machine: Option<&str>) -> Result<Lab, String> {
 /// One machine's share: its nodes (with the VXLAN ends and tunnel ends
 /// they hold), NAT and checks of those nodes, named `LAB@MACHINE` so that
 /// two shares built on one host (tests do that) keep separate state.
-pub fn share(lab: &Lab, machine: &str) -> Result<Lab, String> {
+pub fn share(lab: &Lab, machine: &str) -> Result<Lab, Error> {
     check_machine(lab, machine)?;
     let mut out = lab.clone();
     out.name = share_name(&lab.name, machine);

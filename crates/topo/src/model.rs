@@ -380,6 +380,41 @@ pub struct PortOptions {
     pub hairpin: bool,
 }
 
+/// `ip link set type bridge`'s words and units (`stp_state 1 forward_delay
+/// 1500 ...`), for plans and messages; unset timers are left out.
+impl fmt::Display for BridgeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stp_state {}", u8::from(self.stp))?;
+        let timers = [
+            ("forward_delay", self.forward_delay_cs),
+            ("hello_time", self.hello_time_cs),
+            ("max_age", self.max_age_cs),
+            ("ageing_time", self.ageing_time_cs),
+            ("priority", self.priority.map(u32::from)),
+        ];
+        for (k, v) in timers {
+            if let Some(v) = v {
+                write!(f, " {k} {v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bridge link set`'s words (`cost 10 priority 32`); `default` for what
+/// the kernel chooses.
+impl fmt::Display for PortOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<u32>| v.map_or("default".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "cost {} priority {}",
+            opt(self.cost),
+            opt(self.priority.map(u32::from))
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Mac(pub [u8; 6]);
@@ -396,23 +431,24 @@ impl fmt::Display for Mac {
 }
 
 impl std::str::FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        let bad = |help: String| crate::Error::Malformed {
+            what: "a MAC address",
+            value: s.into(),
+            help,
+        };
+        let six = || bad("write six hex bytes, like 02:00:00:00:00:01".into());
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(format!(
-                "`{s}` is not a MAC address (write six hex bytes, like 02:00:00:00:00:01)"
-            ));
+            return Err(six());
         }
         let mut mac = [0u8; 6];
         for (b, p) in mac.iter_mut().zip(&parts) {
             if p.is_empty() || p.len() > 2 {
-                return Err(format!(
-                    "`{s}` is not a MAC address (write six hex bytes, like 02:00:00:00:00:01)"
-                ));
+                return Err(six());
             }
-            *b = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("`{s}` is not a MAC address (`{p}` is not hex)"))?;
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad(format!("`{p}` is not hex")))?;
         }
         Ok(Mac(mac))
     }
@@ -425,8 +461,8 @@ impl From<Mac> for String {
 }
 
 impl TryFrom<String> for Mac {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = crate::Error;
+    fn try_from(s: String) -> Result<Self, crate::Error> {
         s.parse()
     }
 }

@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use crate::error::Diagnostic;
 use crate::model::*;
+use crate::Error;
 
 pub mod behaviour;
 pub use behaviour::{Behaviour, Dependence, Ports};
@@ -122,35 +123,39 @@ type Span = Range<usize>;
 
 /// Parse a forward: `8080 -> web:80`, `5353/udp -> dns:53`, `8080/tcp -> web`
 /// (same port).
-fn parse_forward(s: &str) -> Result<(Proto, u16, String, u16), String> {
+fn parse_forward(s: &str) -> Result<(Proto, u16, String, u16), Error> {
+    let bad = |why: String| Error::Forward {
+        forward: s.into(),
+        why,
+    };
     let (left, right) = s
         .split_once("->")
-        .ok_or_else(|| format!("forward `{s}` is not `PORT -> NODE:PORT`"))?;
+        .ok_or_else(|| bad("it is not `PORT -> NODE:PORT`".into()))?;
     let (left, right) = (left.trim(), right.trim());
     let (port, proto) = match left.split_once('/') {
         Some((p, "tcp")) => (p, Proto::Tcp),
         Some((p, "udp")) => (p, Proto::Udp),
-        Some((_, other)) => {
-            return Err(format!(
-                "forward `{s}`: protocol `{other}` is not tcp or udp"
-            ))
-        }
+        Some((_, other)) => return Err(bad(format!("protocol `{other}` is not tcp or udp"))),
         None => (left, Proto::Tcp),
     };
-    let port = parse_port(port).map_err(|e| format!("forward `{s}`: {e}"))?;
+    let port = parse_port(port).map_err(|e| bad(e.to_string()))?;
     let (node, to) = match right.split_once(':') {
-        Some((n, p)) => (n, parse_port(p).map_err(|e| format!("forward `{s}`: {e}"))?),
+        Some((n, p)) => (n, parse_port(p).map_err(|e| bad(e.to_string()))?),
         None => (right, port),
     };
     if node.is_empty() {
-        return Err(format!("forward `{s}` names no node after `->`"));
+        return Err(bad("it names no node after `->`".into()));
     }
     Ok((proto, port, node.to_string(), to))
 }
 
-fn parse_port(p: &str) -> Result<u16, String> {
+fn parse_port(p: &str) -> Result<u16, Error> {
     match p.trim().parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("`{}` is not a port (1 to 65535)", p.trim())),
+        Ok(0) | Err(_) => Err(Error::Malformed {
+            what: "a port",
+            value: p.trim().into(),
+            help: "write 1 to 65535".into(),
+        }),
         Ok(n) => Ok(n),
     }
 }
@@ -448,7 +453,7 @@ fn behaviour_of(
         Some(k) => behaviour::type_of(k.get_ref()).map_err(|e| {
             bad(
                 k,
-                e,
+                e.to_string(),
                 "see docs/conditions.md#nat-behaviours for what each type does",
             )
         })?,
@@ -458,15 +463,16 @@ fn behaviour_of(
         ),
     };
     if let Some(m) = &rn.mapping {
-        mapping = Dependence::parse(m.get_ref()).map_err(|e| bad(m, format!("mapping {e}"), ""))?;
+        mapping = Dependence::parse(m.get_ref())
+            .map_err(|e| bad(m, e.named("mapping").to_string(), ""))?;
     }
     if let Some(f) = &rn.filtering {
-        filtering =
-            Dependence::parse(f.get_ref()).map_err(|e| bad(f, format!("filtering {e}"), ""))?;
+        filtering = Dependence::parse(f.get_ref())
+            .map_err(|e| bad(f, e.named("filtering").to_string(), ""))?;
     }
     let ports = match &rn.ports {
         Some(p) => {
-            let v = Ports::parse(p.get_ref()).map_err(|e| bad(p, format!("ports {e}"), ""))?;
+            let v = Ports::parse(p.get_ref()).map_err(|e| bad(p, e.to_string(), ""))?;
             if v == Ports::Preserve && mapping != Dependence::EndpointIndependent {
                 return Err(bad(
                     p,
@@ -631,12 +637,13 @@ impl fmt::Display for ForeignDrop {
 
 /// Read `nft -j list chains` output and find the forward-hook chains of
 /// other tables whose policy is drop (Docker's `ip filter FORWARD`).
-pub fn foreign_forward_drops(list_chains_json: &str) -> Result<Vec<ForeignDrop>, String> {
-    let v: Value = serde_json::from_str(list_chains_json)
-        .map_err(|e| format!("nft -j list chains printed something that is not JSON: {e}"))?;
-    let items = v["nftables"]
-        .as_array()
-        .ok_or("nft -j list chains printed no `nftables` array")?;
+pub fn foreign_forward_drops(list_chains_json: &str) -> Result<Vec<ForeignDrop>, Error> {
+    let v: Value = serde_json::from_str(list_chains_json).map_err(|e| Error::NftOutput {
+        what: format!("something that is not JSON: {e}"),
+    })?;
+    let items = v["nftables"].as_array().ok_or_else(|| Error::NftOutput {
+        what: "no `nftables` array".into(),
+    })?;
     let mut out = Vec::new();
     for it in items {
         let Some(c) = it.get("chain") else { continue };
@@ -719,15 +726,19 @@ mod tests {
         );
         assert!(parse_forward("8080 web:80")
             .unwrap_err()
+            .to_string()
             .contains("PORT -> NODE:PORT"));
         assert!(parse_forward("0 -> web:80")
             .unwrap_err()
+            .to_string()
             .contains("not a port"));
         assert!(parse_forward("80/sctp -> web")
             .unwrap_err()
+            .to_string()
             .contains("sctp"));
         assert!(parse_forward("80 -> web:99999")
             .unwrap_err()
+            .to_string()
             .contains("99999"));
     }
 

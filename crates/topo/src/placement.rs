@@ -32,6 +32,7 @@ use std::net::IpAddr;
 
 use crate::machines::{auto_vni, vxlan_overhead, Machine};
 use crate::model::{Endpoint, IfaceKind, Lab, VxlanOptions};
+use crate::Error;
 
 /// An undirected graph with node and edge weights, adjacency by index.
 #[derive(Debug, Clone, Default)]
@@ -381,28 +382,25 @@ pub fn machine_names(lab: &str, k: usize) -> Vec<(String, String)> {
 /// on two machines becomes a VXLAN link with a VNI chosen like a file's
 /// vxlan link without `vni`, on the lab's `vxlan_port`. Addresses are
 /// left for [`crate::machines::resolve`].
-pub fn spread(lab: &mut Lab, k: usize) -> Result<(), String> {
+pub fn spread(lab: &mut Lab, k: usize) -> Result<(), Error> {
     if !lab.machines.is_empty() {
-        return Err(format!(
-            "lab {} declares its machines ([machines.*]): leave out --machines, or remove them to have weft place the nodes",
-            lab.name
-        ));
+        return Err(Error::MachinesDeclared {
+            lab: lab.name.clone(),
+        });
     }
     if k == 0 || k > lab.nodes.len().max(1) {
-        return Err(format!(
-            "--machines {k}: lab {} has {} node(s); give 1 to {} machines",
-            lab.name,
-            lab.nodes.len(),
-            lab.nodes.len().max(1)
-        ));
+        return Err(Error::MachineCount {
+            lab: lab.name.clone(),
+            asked: k,
+            nodes: lab.nodes.len(),
+        });
     }
     let machines = machine_names(&lab.name, k);
     for (m, _) in &machines {
-        crate::file::check_lab_name(m).map_err(|e| {
-            format!(
-                "--machines {k}: machine name `{m}`: {}",
-                e.replace("lab name", "name")
-            )
+        crate::file::check_lab_name(m).map_err(|e| Error::MachineName {
+            asked: k,
+            machine: m.clone(),
+            why: Box::new(e),
         })?;
     }
     for (m, host) in &machines {
@@ -754,7 +752,7 @@ endpoints = ["r:e2", "b2:up"]
         let mut hosts = |n: &str| match n {
             "rs-0.rs" => Ok("10.9.0.1".parse().unwrap()),
             "rs-1.rs" => Ok("10.9.0.2".parse().unwrap()),
-            _ => Err("no such host".to_string()),
+            _ => Err(std::io::Error::other("no such host")),
         };
         crate::machines::resolve(&mut lab, &mut hosts).unwrap();
         let mut macs = Vec::new();
@@ -781,10 +779,19 @@ endpoints = ["r:e2", "b2:up"]
     fn spread_refuses_declared_machines_and_bad_counts() {
         let mut lab = crate::parse(RING).unwrap().lab;
         let e = spread(&mut lab.clone(), 0).unwrap_err();
-        assert!(e.contains("give 1 to 15 machines"), "{e}");
+        assert!(e.to_string().contains("give 1 to 15 machines"), "{e}");
+        assert_eq!(
+            e,
+            Error::MachineCount {
+                lab: "rs".into(),
+                asked: 0,
+                nodes: 15
+            }
+        );
         spread(&mut lab, 2).unwrap();
         let e = spread(&mut lab, 2).unwrap_err();
-        assert!(e.contains("declares its machines"), "{e}");
+        assert!(matches!(e, Error::MachinesDeclared { .. }), "{e}");
+        assert!(e.to_string().contains("declares its machines"), "{e}");
     }
 
     #[test]
@@ -793,19 +800,24 @@ endpoints = ["r:e2", "b2:up"]
         spread(&mut lab, 2).unwrap();
         let e = crate::machines::resolve(&mut lab, &mut |n: &str| {
             if n == "rs-1.rs" {
-                Err("Name or service not known".into())
+                Err(std::io::Error::other("Name or service not known"))
             } else {
                 Ok("10.9.0.1".parse().unwrap())
             }
         })
         .unwrap_err();
         assert!(
-            e.starts_with("machine `rs-1`: its underlay name `rs-1.rs` does not resolve"),
+            e.to_string()
+                .starts_with("machine `rs-1`: its underlay name `rs-1.rs` does not resolve"),
             "{e}"
         );
+        assert!(matches!(&e, Error::Unresolved { machine, .. } if machine == "rs-1"));
         let e = crate::machines::resolve(&mut lab, &mut |_: &str| Ok("10.9.0.1".parse().unwrap()))
             .unwrap_err();
-        assert!(e.contains("same underlay address 10.9.0.1"), "{e}");
+        assert!(
+            e.to_string().contains("same underlay address 10.9.0.1"),
+            "{e}"
+        );
     }
 
     const FIXED_DIGEST: u64 = 5099413178141713340;

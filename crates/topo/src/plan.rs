@@ -53,11 +53,44 @@ pub enum ResKey {
     Nat {
         node: String,
     },
+    /// The lab's switch datapath process (`weft datapath LAB`), when the
+    /// lab has switches or wires: after the kernel work that makes its
+    /// ports.
+    Datapath {
+        lab: String,
+    },
     /// A `kind = "switch"` node's settings in the datapath (VLANs, STP,
-    /// static MACs, mirror, impairment): changed in place on the running
-    /// datapath, after the kernel work that makes its ports.
+    /// static MACs, mirror, impairment, ports): changed in place on the
+    /// running datapath.
     Switch {
         node: String,
+    },
+    /// The `weft tunnel` process at one end of a tunnel link, on the TUN or
+    /// TAP device of that end.
+    Tunnel {
+        node: String,
+        iface: String,
+    },
+    /// The node's name files (`/etc/netns/NETNS/hosts`, linked to the
+    /// lab's hosts file).
+    Names {
+        node: String,
+    },
+    /// The lab's hosts file: every node's name and the address it stands
+    /// for.
+    Hosts {
+        lab: String,
+    },
+    /// The node's private mount namespace with its binds.
+    Mounts {
+        node: String,
+    },
+    /// A service the node runs (or its container, as
+    /// [`crate::workload::CONTAINER_SERVICE`]); last, once the network it
+    /// uses is there.
+    Service {
+        node: String,
+        service: String,
     },
 }
 
@@ -71,10 +104,42 @@ impl ResKey {
             | ResKey::Addr { node, .. }
             | ResKey::Route { node, .. }
             | ResKey::Nat { node }
-            | ResKey::Switch { node } => node,
+            | ResKey::Switch { node }
+            | ResKey::Tunnel { node, .. }
+            | ResKey::Names { node }
+            | ResKey::Mounts { node }
+            | ResKey::Service { node, .. } => node,
             ResKey::Veth { a, .. } => &a.node,
+            // Lab-wide: in no node.
+            ResKey::Datapath { .. } | ResKey::Hosts { .. } => "",
         }
     }
+
+    /// A process or file weft keeps beside the kernel objects (the
+    /// datapath, a switch's settings in it, tunnel processes, name files,
+    /// services), applied after the kernel work and removed before it.
+    pub fn is_process(&self) -> bool {
+        matches!(
+            self,
+            ResKey::Datapath { .. }
+                | ResKey::Switch { .. }
+                | ResKey::Tunnel { .. }
+                | ResKey::Names { .. }
+                | ResKey::Hosts { .. }
+                | ResKey::Mounts { .. }
+                | ResKey::Service { .. }
+        )
+    }
+}
+
+/// What a service resource runs: one of the node's services, or its
+/// container, and the node's binds (a change of them remakes its mount
+/// namespace, so its services restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub service: Option<crate::workload::Service>,
+    pub container: Option<crate::workload::Container>,
+    pub binds: Vec<crate::workload::Bind>,
 }
 
 /// Everything about an interface that can change without recreating it.
@@ -99,7 +164,20 @@ pub enum Res {
     Addr,
     Route,
     Nat(crate::nat::Nat),
+    /// The wires it carries (impaired kernel links), by wire node: a
+    /// change restarts it.
+    Datapath(Box<BTreeMap<String, crate::wire::Wire>>),
     Switch(Box<SwitchOptions>),
+    /// A wire's settings in the datapath (crate::wire), under its node's
+    /// `ResKey::Switch`: a change restarts the datapath.
+    Wire(Box<crate::wire::Wire>),
+    /// The tunnel link the end belongs to.
+    Tunnel(Box<TunnelLink>),
+    Names,
+    /// Name -> address, as the hosts file lists them.
+    Hosts(BTreeMap<String, std::net::IpAddr>),
+    Mounts(Vec<crate::workload::Bind>),
+    Service(Box<Workload>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,11 +242,14 @@ impl Plan {
     }
 
     /// Counts of (added, changed, removed) objects the user would care about:
-    /// implied removals and interface settings of new interfaces are not
-    /// counted.
+    /// implied removals, interface settings of new interfaces and the name
+    /// files (which follow the nodes and their addresses) are not counted.
     pub fn summary(&self) -> (usize, usize, usize) {
         let (mut a, mut c, mut r) = (0, 0, 0);
         for o in &self.ops {
+            if matches!(o.key(), ResKey::Names { .. } | ResKey::Hosts { .. }) {
+                continue;
+            }
             match o {
                 Op::Add {
                     key: ResKey::Attrs { .. },
@@ -197,6 +278,7 @@ impl Plan {
             .iter()
             .filter_map(|o| match o {
                 Op::Remove { implied: true, .. } => None,
+                _ if matches!(o.key(), ResKey::Names { .. } | ResKey::Hosts { .. }) => None,
                 Op::Add {
                     key: ResKey::Attrs { .. },
                     ..
@@ -233,7 +315,26 @@ fn describe(key: &ResKey, val: &Res) -> String {
         (ResKey::Route { node, route }, _) => format!("route {route} in {node}"),
         (ResKey::Nat { node }, Res::Nat(n)) => format!("nat in {node}: {n}"),
         (ResKey::Nat { node }, _) => format!("nat in {node}"),
+        (ResKey::Switch { node }, Res::Wire(w)) => {
+            format!("wire {node}: impair {}", w.impair.summary())
+        }
         (ResKey::Switch { node }, _) => format!("switch settings of {node}"),
+        (ResKey::Datapath { lab }, _) => format!("switch datapath of lab {lab}"),
+        (ResKey::Tunnel { node, iface }, _) => format!("tunnel process on {node}:{iface}"),
+        (ResKey::Names { node }, _) => format!("name files of {node}"),
+        (ResKey::Hosts { lab }, _) => format!("hosts file of lab {lab}"),
+        (ResKey::Mounts { node }, Res::Mounts(b)) => format!(
+            "binds of {node}: {}",
+            b.iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (ResKey::Mounts { node }, _) => format!("binds of {node}"),
+        (ResKey::Service { node, service }, _) if service == crate::workload::CONTAINER_SERVICE => {
+            format!("container of {node}")
+        }
+        (ResKey::Service { node, service }, _) => format!("service {node}:{service}"),
     }
 }
 
@@ -264,10 +365,12 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                 ));
             }
             if (a.port.cost, a.port.priority) != (b.port.cost, b.port.priority) {
-                parts.push(format!("port {:?} -> {:?}", a.port, b.port));
+                parts.push(format!("port {} -> {}", a.port, b.port));
             }
             if a.bridge != b.bridge {
-                parts.push(format!("bridge {:?} -> {:?}", a.bridge, b.bridge));
+                let br =
+                    |x: &Option<BridgeOptions>| x.as_ref().map_or("none".into(), |o| o.to_string());
+                parts.push(format!("bridge {} -> {}", br(&a.bridge), br(&b.bridge)));
             }
             format!("{node}:{iface} {}", parts.join(", "))
         }
@@ -307,8 +410,62 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
             }
             format!("nat in {node}: {}", parts.join(", "))
         }
+        (ResKey::Switch { node }, Res::Wire(a), Res::Wire(b)) => {
+            format!(
+                "wire {node}: impair {} -> {}",
+                a.impair.summary(),
+                b.impair.summary()
+            )
+        }
         (ResKey::Switch { node }, Res::Switch(a), Res::Switch(b)) => {
             format!("switch {node}: {}", switch_changes(a, b).join(", "))
+        }
+        (ResKey::Tunnel { .. }, Res::Tunnel(a), Res::Tunnel(b)) => {
+            let mut parts = Vec::new();
+            if a.port != b.port {
+                parts.push(format!("port {} -> {}", a.port, b.port));
+            }
+            if a.tcp != b.tcp {
+                let t = |tcp: bool| if tcp { "tcp" } else { "udp" };
+                parts.push(format!("{} -> {}", t(a.tcp), t(b.tcp)));
+            }
+            if a.ends != b.ends {
+                parts.push("underlay addresses".into());
+            }
+            if parts.is_empty() {
+                parts.push("settings".into());
+            }
+            format!("{}: {}", describe(key, to), parts.join(", "))
+        }
+        (ResKey::Datapath { .. }, Res::Datapath(a), Res::Datapath(b)) => {
+            let mut parts = Vec::new();
+            for (w, x) in b.iter() {
+                match a.get(w) {
+                    None => parts.push(format!("+ wire {}", x.link[0])),
+                    Some(y) if y != x => parts.push(format!("wire {}", x.link[0])),
+                    Some(_) => {}
+                }
+            }
+            for (w, y) in a.iter() {
+                if !b.contains_key(w) {
+                    parts.push(format!("- wire {}", y.link[0]));
+                }
+            }
+            format!("{}: {} (restarts)", describe(key, to), parts.join(", "))
+        }
+        (ResKey::Service { .. }, Res::Service(a), Res::Service(b)) => {
+            let mut parts = Vec::new();
+            if a.service != b.service || a.container != b.container {
+                parts.push("definition");
+            }
+            if a.binds != b.binds {
+                parts.push("binds");
+            }
+            format!(
+                "{} ({} changed: restarts)",
+                describe(key, to),
+                parts.join(", ")
+            )
         }
         _ => describe(key, to),
     }
@@ -489,8 +646,108 @@ pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
                 Res::Switch(Box::new(sw.clone())),
             );
         }
+        if let Some(w) = &n.wire {
+            out.insert(
+                ResKey::Switch {
+                    node: n.name.clone(),
+                },
+                Res::Wire(Box::new(w.clone())),
+            );
+        }
     }
+    process_resources(lab, &mut out);
     out
+}
+
+/// The processes and files of a lab beside its kernel objects.
+fn process_resources(lab: &Lab, out: &mut BTreeMap<ResKey, Res>) {
+    if lab
+        .nodes
+        .values()
+        .any(|n| n.kind == NodeKind::Switch || n.wire.is_some())
+    {
+        let wires = lab
+            .nodes
+            .values()
+            .filter_map(|n| Some((n.name.clone(), n.wire.clone()?)))
+            .collect();
+        out.insert(
+            ResKey::Datapath {
+                lab: lab.name.clone(),
+            },
+            Res::Datapath(Box::new(wires)),
+        );
+    }
+    for t in &lab.tunnels {
+        for e in &t.ends {
+            // An end on another machine is that machine's.
+            if lab.nodes.contains_key(&e.endpoint.node) {
+                out.insert(
+                    ResKey::Tunnel {
+                        node: e.endpoint.node.clone(),
+                        iface: e.endpoint.iface.clone(),
+                    },
+                    Res::Tunnel(Box::new(t.clone())),
+                );
+            }
+        }
+    }
+    if lab.nodes.is_empty() {
+        return;
+    }
+    let mut hosts: BTreeMap<String, std::net::IpAddr> = lab
+        .nodes
+        .values()
+        .filter_map(|n| Some((n.name.clone(), crate::check::node_address(n)?)))
+        .collect();
+    hosts.extend(lab.remote_names.iter().map(|(k, v)| (k.clone(), *v)));
+    out.insert(
+        ResKey::Hosts {
+            lab: lab.name.clone(),
+        },
+        Res::Hosts(hosts),
+    );
+    for n in lab.nodes.values() {
+        out.insert(
+            ResKey::Names {
+                node: n.name.clone(),
+            },
+            Res::Names,
+        );
+        if !n.binds.is_empty() {
+            out.insert(
+                ResKey::Mounts {
+                    node: n.name.clone(),
+                },
+                Res::Mounts(n.binds.clone()),
+            );
+        }
+        let w = |service, container| {
+            Res::Service(Box::new(Workload {
+                service,
+                container,
+                binds: n.binds.clone(),
+            }))
+        };
+        for (name, s) in &n.services {
+            out.insert(
+                ResKey::Service {
+                    node: n.name.clone(),
+                    service: name.clone(),
+                },
+                w(Some(s.clone()), None),
+            );
+        }
+        if let Some(c) = &n.container {
+            out.insert(
+                ResKey::Service {
+                    node: n.name.clone(),
+                    service: crate::workload::CONTAINER_SERVICE.to_string(),
+                },
+                w(None, Some(c.clone())),
+            );
+        }
+    }
 }
 
 /// The plan that turns `old` (what is built, `None` for nothing) into `new`.
@@ -542,6 +799,8 @@ pub fn diff(before: &BTreeMap<ResKey, Res>, after: &BTreeMap<ResKey, Res>) -> Pl
             gone_ifaces.contains(&(node.clone(), iface.clone())) || master_gone(node, after.get(k))
         }
         ResKey::Addr { node, iface, .. } => gone_ifaces.contains(&(node.clone(), iface.clone())),
+        // A tunnel process on a device made again runs on the new one.
+        ResKey::Tunnel { node, iface } => gone_ifaces.contains(&(node.clone(), iface.clone())),
         // The kernel drops a node's routes through a deleted device; re-add
         // all of the node's routes rather than guess which (adding replaces).
         ResKey::Route { node, .. } => touched_nodes.contains(node.as_str()),
@@ -563,6 +822,9 @@ pub fn diff(before: &BTreeMap<ResKey, Res>, after: &BTreeMap<ResKey, Res>) -> Pl
         }
         let implied = match k {
             ResKey::Netns { .. } => false,
+            // Processes and files do not go by themselves with their
+            // namespace or device: they are stopped and removed first.
+            k if k.is_process() && !matches!(k, ResKey::Switch { .. }) => false,
             // A veth whose one end stays is deleted explicitly, so that its
             // name is free at once (namespaces die asynchronously).
             ResKey::Veth { a, b } => {

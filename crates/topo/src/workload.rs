@@ -117,28 +117,32 @@ pub struct Container {
 pub const FORBIDDEN_TARGETS: [&str; 4] = ["/", "/proc", "/sys", "/dev"];
 
 /// Why a bind target is refused, if it is.
-pub fn check_bind_target(target: &str) -> Result<(), String> {
+pub fn check_bind_target(target: &str) -> Result<(), crate::Error> {
+    let bad = |why: String| crate::Error::BindTarget {
+        target: target.into(),
+        why,
+    };
     if !target.starts_with('/') {
-        return Err(format!(
+        return Err(bad(format!(
             "the path in the node `{target}` must be absolute (start with /)"
-        ));
+        )));
     }
     let norm = normalize(target);
     if norm.split('/').any(|c| c == "..") {
-        return Err(format!(
+        return Err(bad(format!(
             "the path in the node `{target}` may not contain .."
-        ));
+        )));
     }
     for f in FORBIDDEN_TARGETS {
         if norm == f {
-            return Err(format!(
+            return Err(bad(format!(
                 "a bind onto `{f}` would hide the machine's {}",
                 if f == "/" {
                     "whole file system".to_string()
                 } else {
                     format!("{f} from the node's programs")
                 }
-            ));
+            )));
         }
     }
     Ok(())

@@ -67,17 +67,22 @@ fn a_share_is_one_machines_nodes_under_its_own_name() {
     assert_eq!(a.remote_names.keys().collect::<Vec<_>>(), ["hb1", "hb2"]);
     assert_eq!(a.remote_names["hb1"].to_string(), "10.50.0.3");
     let e = select(&lab, None).unwrap_err();
-    assert!(e.contains("--machine"), "{e}");
-    let e = share(&lab, "c").unwrap_err();
+    assert!(matches!(e, weft_topo::Error::MachineNeeded { .. }), "{e}");
+    assert!(e.to_string().contains("--machine"), "{e}");
+    let e = share(&lab, "c").unwrap_err().to_string();
     assert!(
         e.contains("no machine `c`") && e.contains("`a`, `b`"),
         "{e}"
     );
     let single = parse("name = \"one\"\n[nodes.h]\n").unwrap().lab;
     assert_eq!(select(&single, None).unwrap(), single);
-    assert!(share(&single, "a")
-        .unwrap_err()
-        .contains("declares no machines"));
+    assert_eq!(
+        share(&single, "a").unwrap_err(),
+        weft_topo::Error::NoMachines {
+            lab: "one".into(),
+            machine: "a".into()
+        }
+    );
 }
 
 #[test]

@@ -16,6 +16,8 @@ struct Spec {
     nodes: Vec<NodeSpec>,
     /// (node a, node b) indexes; links only between existing nodes.
     links: Vec<(usize, usize, bool)>,
+    /// A tunnel link between two hosts: (a, b, TAP, UDP port).
+    tunnel: Option<(usize, usize, bool, u16)>,
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ struct NodeSpec {
     tap: Option<Option<u32>>,
     forwarding: Option<bool>,
     route: Option<u8>,
+    /// A service running `sleep N`, and whether the node binds a tmpfs.
+    service: Option<(u8, bool)>,
 }
 
 fn node_spec() -> impl Strategy<Value = NodeSpec> {
@@ -39,15 +43,17 @@ fn node_spec() -> impl Strategy<Value = NodeSpec> {
         ]))),
         prop::option::of(any::<bool>()),
         prop::option::of(0u8..3),
+        prop::option::of((1u8..3, any::<bool>())),
     )
         .prop_map(
-            |(present, bridge, switch, tap, forwarding, route)| NodeSpec {
+            |(present, bridge, switch, tap, forwarding, route, service)| NodeSpec {
                 present,
                 bridge,
                 switch: switch.filter(|_| bridge.is_none()),
                 tap,
                 forwarding,
                 route,
+                service,
             },
         )
 }
@@ -56,8 +62,18 @@ fn spec() -> impl Strategy<Value = Spec> {
     (
         prop::collection::vec(node_spec(), 4),
         prop::collection::vec((0usize..4, 0usize..4, any::<bool>()), 0..5),
+        prop::option::of((
+            0usize..4,
+            0usize..4,
+            any::<bool>(),
+            prop::sample::select(vec![5000u16, 5001]),
+        )),
     )
-        .prop_map(|(nodes, links)| Spec { nodes, links })
+        .prop_map(|(nodes, links, tunnel)| Spec {
+            nodes,
+            links,
+            tunnel,
+        })
 }
 
 fn text(s: &Spec) -> String {
@@ -100,6 +116,9 @@ fn text(s: &Spec) -> String {
         if let Some(r) = n.route {
             t += &format!("routes = [\"blackhole 192.168.{r}.0/24\"]\n");
         }
+        if let Some((_, true)) = n.service {
+            t += "binds = [\"tmpfs:/srv\"]\n";
+        }
         if let (Some(mtu), None) = (&n.tap, n.bridge) {
             t += &format!(
                 "[nodes.n{i}.interfaces.t0]\nkind = \"tap\"\naddresses = [\"172.16.{i}.1/24\"]\n"
@@ -110,6 +129,23 @@ fn text(s: &Spec) -> String {
         }
         for s in ifaces.get(&i).into_iter().flatten() {
             t += s;
+        }
+        if let Some((secs, _)) = n.service {
+            t += &format!("[nodes.n{i}.services.s]\ncommand = [\"sleep\", \"{secs}\"]\n");
+        }
+    }
+    let host =
+        |k: usize| s.nodes[k].present && s.nodes[k].bridge.is_none() && s.nodes[k].switch.is_none();
+    if let Some((a, b, tap, port)) = s.tunnel.filter(|&(a, b, ..)| a != b && host(a) && host(b)) {
+        let mode = if tap { "tap" } else { "tun" };
+        links += &format!(
+            "[[links]]\nkind = \"tunnel\"\nmode = \"{mode}\"\nport = {port}\nendpoints = [\"n{a}:wt\", \"n{b}:wt\"]\nunderlay = [\"192.0.2.{a}\", \"192.0.2.{b}\"]\n"
+        );
+        // Each end's underlay address, on a TAP device of its own.
+        for k in [a, b] {
+            links += &format!(
+                "[nodes.n{k}.interfaces.ul]\nkind = \"tap\"\naddresses = [\"192.0.2.{k}/24\"]\n"
+            );
         }
     }
     t + &links
@@ -196,13 +232,24 @@ fn a_namespace_takes_what_is_in_it() {
     .lab;
     let mut k = model_of(&l);
     let key = ResKey::Netns { node: "a".into() };
-    let r = k.apply(&[weft_topo::Op::Remove {
+    let remove = |key: ResKey, val: Res| weft_topo::Op::Remove {
         key,
-        val: Res::Netns,
+        val,
         implied: false,
-    }]);
+    };
+    // Its name files are weft's, not the kernel's: they go first.
+    let r = k.apply(&[remove(key.clone(), Res::Netns)]);
+    assert_eq!(
+        r.error,
+        Some(exec::ModelError::InUse(Box::new(key.clone())))
+    );
+    let r = k.apply(&[
+        remove(ResKey::Names { node: "a".into() }, Res::Names),
+        remove(key, Res::Netns),
+    ]);
     assert!(r.error.is_none());
-    assert!(k.res.keys().all(|k| k.node() == "b"), "{:?}", k.res.keys());
+    // What is left is b's, and the lab's hosts file.
+    assert!(k.res.keys().all(|k| k.node() != "a"), "{:?}", k.res.keys());
     assert!(!k.res.is_empty());
 }
 
@@ -225,4 +272,43 @@ fn a_refusal_after_two_steps_undoes_those_two() {
     assert!(k.res.is_empty());
     // The undo was two operations: seen = 3 applied or refused + 2.
     assert_eq!(k.seen, 5);
+}
+
+/// Processes are resources of the plan like kernel objects: a service's
+/// new command is one change; a node that goes has its service and name
+/// files removed before its namespace; a lab with a switch has a datapath.
+#[test]
+fn processes_are_planned_with_the_kernel_objects() {
+    let base = "name = \"m\"\n[nodes.sw]\nkind = \"switch\"\n[nodes.a.interfaces.eth0]\naddresses = [\"10.0.0.1/24\"]\n[nodes.a.services.web]\ncommand = [\"sleep\", \"1\"]\n[[links]]\nendpoints = [\"a:eth0\", \"sw:p1\"]\n";
+    let old = weft_topo::parse(base).unwrap().lab;
+    let keys: Vec<ResKey> = resources(&old).into_keys().collect();
+    assert!(keys.contains(&ResKey::Datapath { lab: "m".into() }));
+    assert!(keys.contains(&ResKey::Names { node: "a".into() }));
+    assert!(plan(Some(&old), &old).ops.is_empty());
+    let edited = weft_topo::parse(&base.replace("\"1\"]", "\"2\"]"))
+        .unwrap()
+        .lab;
+    let p = plan(Some(&old), &edited);
+    assert_eq!(
+        p.lines(),
+        ["~ service a:web (definition changed: restarts)"]
+    );
+    assert_eq!(p.summary(), (0, 1, 0));
+    // Node a removed: its service, name files and namespace, in that order.
+    let gone = weft_topo::parse("name = \"m\"\n[nodes.sw]\nkind = \"switch\"\n")
+        .unwrap()
+        .lab;
+    let p = plan(Some(&old), &gone);
+    let at = |k: &ResKey| p.ops.iter().position(|o| o.key() == k).unwrap();
+    let svc = at(&ResKey::Service {
+        node: "a".into(),
+        service: "web".into(),
+    });
+    let names = at(&ResKey::Names { node: "a".into() });
+    let ns = at(&ResKey::Netns { node: "a".into() });
+    assert!(svc < ns && names < ns, "{p}");
+    assert!(p.lines().contains(&"- service a:web".to_string()), "{p}");
+    let mut k = model_of(&old);
+    assert!(k.apply(&p.ops).error.is_none());
+    assert_eq!(k.res, resources(&gone));
 }

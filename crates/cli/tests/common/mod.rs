@@ -20,6 +20,12 @@ pub fn root() -> PathBuf {
 
 /// Kernel tests need root; say so plainly rather than fail obscurely.
 pub fn require_root() {
+    // Run by a user who is not root (.ci/rootless), this test program
+    // joined weft's user namespace before main (weft_sys::userns), where
+    // it is root: its `ip` and /run/netns are the labs'.
+    if let Some(Err(e)) = weft_sys::userns::joined_at_start() {
+        panic!("joining weft's user namespace: {e}");
+    }
     let uid = unsafe_free_uid();
     assert_eq!(uid, 0, "these tests build network namespaces and must run as root (the README's test command does)");
 }
@@ -255,4 +261,48 @@ impl Drop for Lab {
             panic!("weft down left namespaces behind: {left:?}");
         }
     }
+}
+
+/// Sends `n` numbered datagrams from `from` to `to` (2 ms apart) and
+/// returns, for each that arrived, its number and one-way delay in ms.
+pub fn datagrams(lab: &Lab, from: &str, to: &str, to_ip: &str, n: u32) -> Vec<(u32, f64)> {
+    use std::net::UdpSocket;
+    use std::time::{Duration, Instant};
+    let bind = |node: &str, a: String| {
+        weft_sys::netns::run_in_named(&lab.netns(node), move || UdpSocket::bind(a))
+            .unwrap()
+            .unwrap()
+    };
+    let rx = bind(to, format!("{to_ip}:7000"));
+    let tx = bind(from, "0.0.0.0:0".into());
+    rx.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let t0 = Instant::now();
+    let mut sent = Vec::new();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut drain = |got: &mut Vec<(u32, Instant)>| {
+        while let Ok(k) = rx.recv(&mut buf) {
+            got.push((
+                u32::from_be_bytes(buf[..4].try_into().unwrap()),
+                Instant::now(),
+            ));
+            let _ = k;
+        }
+    };
+    for i in 0..n {
+        sent.push(Instant::now());
+        tx.send_to(&i.to_be_bytes(), format!("{to_ip}:7000"))
+            .unwrap();
+        drain(&mut got);
+        while t0.elapsed() < Duration::from_millis(2 * u64::from(i + 1)) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let end = Instant::now();
+    while end.elapsed() < Duration::from_millis(500) {
+        drain(&mut got);
+    }
+    got.iter()
+        .map(|(i, at)| (*i, (*at - sent[*i as usize]).as_secs_f64() * 1e3))
+        .collect()
 }

@@ -35,6 +35,7 @@ impl Dp {
                 "switch {switch} has no port {port} (ports: {})",
                 s.ports
                     .iter()
+                    .filter(|&&g| !self.ports[g].retired)
                     .map(|&g| self.ports[g].name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")

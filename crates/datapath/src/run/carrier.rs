@@ -15,6 +15,9 @@ impl Dp {
     /// Follows the port's carrier into the switch; a port whose interface
     /// vanished (its peer's node was removed) is taken out for good.
     pub(super) fn check_carrier(&mut self, g: usize) {
+        if self.ports[g].retired {
+            return;
+        }
         let now = self.now();
         let (s, id) = (self.ports[g].switch, self.ports[g].id);
         let up = match &self.ports[g].sock {

@@ -26,7 +26,13 @@ impl Dp {
     /// Removes switch `s`'s fast-path rules if a forwarding decision may
     /// have changed since they went in.
     pub(super) fn check_fast(&mut self, s: usize) {
-        let sw = &self.switches[s];
+        let sw = &mut self.switches[s];
+        if sw.fast.is_bpf() {
+            let (ports, globals) = (&self.ports, &sw.ports);
+            let slow = |i: usize| globals.get(i).is_some_and(|&g| ports[g].imp.is_some());
+            sw.fast.sync(&sw.core, slow);
+            return;
+        }
         if sw.fast.stale(&sw.core) {
             self.invalidate_fast(s);
         }
@@ -37,6 +43,7 @@ impl Dp {
     pub(super) fn harvest_fast(&mut self, s: usize) {
         let now = self.now();
         let sw = &mut self.switches[s];
+        sw.fast.harvest_bpf(&mut sw.core, now);
         if sw.fast.rules() == 0 {
             return;
         }

@@ -208,7 +208,7 @@ impl Dp {
             .ports
             .iter()
             .copied()
-            .find(|&g| self.ports[g].name == port)
+            .find(|&g| self.ports[g].name == port && !self.ports[g].retired)
     }
 
     /// Sets (or with `None` clears) a port's impairment at run time.

@@ -1,17 +1,87 @@
 //! Live edits of a running switch (`weft up` of a file whose switch
 //! settings changed): the core takes the new configuration in place, so
-//! learned MACs and the spanning tree survive.
+//! learned MACs and the spanning tree survive. Ports added get sockets and
+//! new core ports; ports removed are closed and their core ports disabled
+//! (core port ids never shift, as the FDB and STP name ports by them).
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+
+use weft_switch::{PortConfig, PortId, Switch, SwitchConfig};
 
 use super::{mode_text, Dp};
 use crate::config::switch_config;
 use crate::control::Reply;
 use crate::fastpath::{self, FastPath};
 
+/// A switch's file configuration (ports in name order) laid out on the
+/// core's port ids: kept ports at their ids, retired ones disabled, added
+/// ones after the last id. The file's port references (static MACs,
+/// mirror) are moved onto the same ids.
+fn core_layout(
+    core: &Switch,
+    slots: &[(String, bool)],
+    names: &[String],
+    cfg: &SwitchConfig,
+) -> (SwitchConfig, Vec<String>) {
+    let mut at: HashMap<&str, usize> = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, retired))| !retired)
+        .map(|(i, (n, _))| (n.as_str(), i))
+        .collect();
+    let mut added = Vec::new();
+    for n in names {
+        if !at.contains_key(n.as_str()) {
+            at.insert(n, slots.len() + added.len());
+            added.push(n.clone());
+        }
+    }
+    let pos: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let ports: Vec<PortConfig> = (0..slots.len() + added.len())
+        .map(|i| {
+            let name = match slots.get(i) {
+                Some(s) => s.0.as_str(),
+                None => added[i - slots.len()].as_str(),
+            };
+            match pos.get(name) {
+                Some(&p) if at.get(name) == Some(&i) => cfg.ports[p].clone(),
+                _ => {
+                    let mut old = core
+                        .port_config(PortId(i as u16))
+                        .cloned()
+                        .unwrap_or_else(|| PortConfig::access(1));
+                    old.enabled = false;
+                    old
+                }
+            }
+        })
+        .collect();
+    let id = |p: PortId| PortId(at[names[p.index()].as_str()] as u16);
+    let mut out = cfg.clone();
+    out.ports = ports;
+    out.static_macs = cfg
+        .static_macs
+        .iter()
+        .map(|&(v, m, p)| (v, m, id(p)))
+        .collect();
+    out.mirror.output = cfg.mirror.output.map(id);
+    out.mirror.select_ingress = cfg.mirror.select_ingress.iter().map(|&p| id(p)).collect();
+    out.mirror.select_egress = cfg.mirror.select_egress.iter().map(|&p| id(p)).collect();
+    (out, added)
+}
+
 impl Dp {
     /// Applies a switch node's new settings (VLANs, STP priority and
-    /// timers, port costs, static MACs, mirror selection, ageing). Refused
-    /// when the port list or something else that cannot change in place
-    /// differs: the caller restarts the datapath then.
+    /// timers, port costs, static MACs, mirror selection, ageing, ports
+    /// added or removed). Refused, with nothing changed, when something
+    /// that cannot change in place differs (the MAC, the STP protocol, the
+    /// mirror's output port, the FDB size): the caller restarts the
+    /// datapath then.
     pub(super) fn reconfigure(&mut self, node: &weft_topo::Node) -> Reply {
         let Some(s) = self.switches.iter().position(|s| s.name == node.name) else {
             return Reply::Error {
@@ -23,37 +93,99 @@ impl Dp {
                 message: format!("{} is not a switch", node.name),
             };
         };
-        let have: Vec<&str> = self.switches[s]
+        let slots: Vec<(String, bool)> = self.switches[s]
             .ports
             .iter()
-            .map(|&g| self.ports[g].name.as_str())
+            .map(|&g| (self.ports[g].name.clone(), self.ports[g].retired))
             .collect();
-        if names != have {
+        let (layout, added) = core_layout(&self.switches[s].core, &slots, &names, &cfg);
+        let gone: Vec<usize> = self.switches[s]
+            .ports
+            .iter()
+            .copied()
+            .filter(|&g| !self.ports[g].retired && !names.contains(&self.ports[g].name))
+            .collect();
+        let now = self.now();
+        // Tried on a copy first, so that a refused edit changes nothing.
+        let mut trial = self.switches[s].core.clone();
+        for p in &layout.ports[slots.len()..] {
+            trial.add_port(p.clone(), now);
+        }
+        if let Err(e) = trial.reconfigure(layout.clone(), now) {
             return Reply::Error {
-                message: format!(
-                    "switch {}: ports were added or removed ({} -> {})",
-                    node.name,
-                    have.join(", "),
-                    names.join(", ")
-                ),
+                message: format!("switch {}: {e}", node.name),
             };
         }
         // Forwarding decisions may change: rules in the kernel go first.
         self.invalidate_fast(s);
-        let now = self.now();
-        let refused = fastpath::refused(&cfg);
-        let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
-        if let Err(e) = self.switches[s].core.reconfigure(cfg, now) {
+        for &g in &gone {
+            self.retire(g);
+        }
+        if !added.is_empty() {
+            let netns = self.switches[s].netns.clone();
+            let new = match self.open_ports(s, &netns, added.clone(), slots.len()) {
+                Ok(g) => g,
+                Err(e) => {
+                    return Reply::Error {
+                        message: format!("switch {}: opening ports {added:?}: {e}", node.name),
+                    }
+                }
+            };
+            for (k, g) in new.into_iter().enumerate() {
+                let p = layout.ports[slots.len() + k].clone();
+                self.switches[s].core.add_port(p, now);
+                self.switches[s].ports.push(g);
+            }
+        }
+        if let Err(e) = self.switches[s].core.reconfigure(layout.clone(), now) {
+            // The trial passed: this cannot happen, but say so if it does.
             return Reply::Error {
                 message: format!("switch {}: {e}", node.name),
             };
         }
         let sw = &mut self.switches[s];
-        sw.modes = modes;
-        if let Some(why) = refused {
+        sw.modes = layout.ports.iter().map(|p| mode_text(&p.mode)).collect();
+        let ports_changed = !gone.is_empty() || !added.is_empty();
+        let refused = fastpath::refused(&cfg);
+        let rebuild = match refused {
+            // The tc BPF switch follows new settings through its maps, but
+            // its classifiers sit on the ports it was made with.
+            Some(_) => self.fast_on && (!sw.fast.is_bpf() || ports_changed),
+            // An edit made the switch eligible again (or ports changed
+            // while it was on: the new ones are covered from now on).
+            None => !sw.fast.enabled() || sw.fast.is_bpf(),
+        };
+        if let (Some(why), false) = (refused, self.fast_on) {
             sw.fast = FastPath::off(why);
+        } else if rebuild {
+            // What the kernel forwarded so far is folded in before its
+            // programs or rules go.
+            self.harvest_fast(s);
+            self.switches[s].fast = FastPath::off("being rebuilt");
+            let (name, netns, global) = {
+                let sw = &self.switches[s];
+                (sw.name.clone(), sw.netns.clone(), sw.ports.clone())
+            };
+            self.switches[s].fast = match refused {
+                Some(_) => self.choose_fast(&name, &netns, &global, &layout),
+                None => {
+                    let live: Vec<usize> = global
+                        .into_iter()
+                        .filter(|&g| !self.ports[g].retired)
+                        .collect();
+                    self.fast_for(&name, &netns, &live)
+                }
+            };
+        }
+        if ports_changed {
+            tracing::info!(switch = %node.name, added = ?added, removed = ?gone.iter().map(|&g| &self.ports[g].name).collect::<Vec<_>>(), "ports changed in place");
         }
         tracing::info!(switch = %node.name, "settings changed in place");
+        // Carriers of the new ports, before their first frame.
+        let fresh: Vec<usize> = self.switches[s].ports[slots.len()..].to_vec();
+        for g in fresh {
+            self.check_carrier(g);
+        }
         // New priorities and timers go out in BPDUs now, not at the next
         // hello.
         let mut acts = std::mem::take(&mut self.acts);
@@ -61,5 +193,83 @@ impl Dp {
         self.send_generated(s, &acts);
         self.acts = acts;
         Reply::Done
+    }
+
+    /// Takes port `g` out of its switch for good: its core port is
+    /// disabled (what was learned on it is flushed, the spanning tree sees
+    /// a link down) and its socket closed.
+    fn retire(&mut self, g: usize) {
+        let now = self.now();
+        let (s, id) = (self.ports[g].switch, self.ports[g].id);
+        let mut acts = std::mem::take(&mut self.acts);
+        self.switches[s].core.set_enabled(id, false, now, &mut acts);
+        self.send_generated(s, &acts);
+        self.acts = acts;
+        let p = &mut self.ports[g];
+        if let Some(sock) = p.sock.take() {
+            let _ = self.poller.remove(sock.as_fd());
+        }
+        p.retired = true;
+        p.carrier = false;
+        p.imp = None;
+        self.queues[g].clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_wire::MacAddr;
+
+    fn sw(n: usize) -> Switch {
+        Switch::new(SwitchConfig::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            vec![PortConfig::access(1); n],
+        ))
+    }
+
+    #[test]
+    fn kept_ports_keep_their_ids_and_new_ones_come_after() {
+        let core = sw(3);
+        let slots = vec![
+            ("a".to_string(), false),
+            ("b".to_string(), false),
+            ("c".to_string(), false),
+        ];
+        // b goes, d and aa come; the file lists ports by name.
+        let names: Vec<String> = ["a", "aa", "c", "d"].map(String::from).to_vec();
+        let mut cfg = SwitchConfig::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            vec![
+                PortConfig::access(1),
+                PortConfig::access(2),
+                PortConfig::access(3),
+                PortConfig::access(4),
+            ],
+        );
+        cfg.static_macs = vec![(4, MacAddr([2, 0, 0, 0, 0, 9]), PortId(3))];
+        cfg.mirror.output = Some(PortId(1));
+        let (l, added) = core_layout(&core, &slots, &names, &cfg);
+        assert_eq!(added, ["aa", "d"]);
+        assert_eq!(l.ports.len(), 5);
+        assert_eq!(l.ports[0], PortConfig::access(1));
+        assert!(!l.ports[1].enabled, "b is retired");
+        assert_eq!(l.ports[2], PortConfig::access(3));
+        assert_eq!(l.ports[3], PortConfig::access(2));
+        assert_eq!(l.ports[4], PortConfig::access(4));
+        assert_eq!(l.static_macs[0].2, PortId(4));
+        assert_eq!(l.mirror.output, Some(PortId(3)));
+        // b comes back: a new id, the retired one stays disabled.
+        let slots2: Vec<(String, bool)> = ["a", "b", "c", "aa", "d"]
+            .iter()
+            .map(|n| (n.to_string(), *n == "b"))
+            .collect();
+        let names2: Vec<String> = ["a", "aa", "b", "c", "d"].map(String::from).to_vec();
+        let cfg2 = SwitchConfig::new(MacAddr([2, 0, 0, 0, 0, 1]), vec![PortConfig::access(7); 5]);
+        let (l2, added2) = core_layout(&sw(5), &slots2, &names2, &cfg2);
+        assert_eq!(added2, ["b"]);
+        assert_eq!(l2.ports.len(), 6);
+        assert!(!l2.ports[1].enabled);
+        assert_eq!(l2.ports[5], PortConfig::access(7));
     }
 }

@@ -31,7 +31,18 @@ impl Dp {
             Err(e) => Reply::Error {
                 message: format!("bad request: {e}"),
             },
-            Ok(Request::Status) => Reply::Status(self.status()),
+            Ok(Request::Status) => {
+                // What the tc BPF switches forwarded since the last
+                // harvest belongs in the answer.
+                for s in 0..self.switches.len() {
+                    if self.switches[s].fast.is_bpf() {
+                        let now = self.now();
+                        let sw = &mut self.switches[s];
+                        sw.fast.harvest_bpf(&mut sw.core, now);
+                    }
+                }
+                Reply::Status(self.status())
+            }
             Ok(Request::Impair {
                 switch,
                 port,
@@ -44,6 +55,12 @@ impl Dp {
                 None => self.no_port(&switch, &port),
             },
             Ok(Request::Configure { node }) => self.reconfigure(&node),
+            Ok(Request::Wire { wire, impair }) => match &self.wires {
+                Some(w) => w.set(&wire, impair),
+                None => Reply::Error {
+                    message: format!("no wire {wire}: this lab has none"),
+                },
+            },
             Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
                 Some(g) => {
                     self.set_admin(g, up);
@@ -79,6 +96,8 @@ impl Dp {
                     .ports
                     .iter()
                     .enumerate()
+                    // Ports a live edit took out are no longer the switch's.
+                    .filter(|(_, &g)| !self.ports[g].retired)
                     .map(|(i, &g)| {
                         let p = &self.ports[g];
                         let ps = sw.core.port_stp_status(PortId(i as u16));
@@ -106,13 +125,14 @@ impl Dp {
                                 .drops
                                 .iter()
                                 .filter(|(_, n)| *n > 0)
-                                .map(|(r, n)| (format!("{r:?}"), n))
+                                .map(|(r, n)| (r.name().to_string(), n))
                                 .chain(
-                                    (p.tx_errors > 0).then(|| ("TxError".to_string(), p.tx_errors)),
+                                    (p.tx_errors > 0)
+                                        .then(|| ("tx_error".to_string(), p.tx_errors)),
                                 )
                                 .chain(
                                     (p.storm.dropped > 0)
-                                        .then(|| ("StormControl".to_string(), p.storm.dropped)),
+                                        .then(|| ("storm_control".to_string(), p.storm.dropped)),
                                 )
                                 .chain(p.imp.iter().flat_map(|i| i.drops()))
                                 .collect(),
@@ -167,7 +187,7 @@ impl Dp {
                                 .drops
                                 .iter()
                                 .filter(|(_, n)| *n > 0)
-                                .map(|(r, n)| (format!("{r:?}"), n))
+                                .map(|(r, n)| (r.name().to_string(), n))
                                 .collect(),
                         })
                         .collect(),
@@ -177,6 +197,7 @@ impl Dp {
         StatusReply {
             pid: std::process::id(),
             switches,
+            wires: self.wires.as_ref().map(|w| w.status()).unwrap_or_default(),
         }
     }
 

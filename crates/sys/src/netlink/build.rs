@@ -287,10 +287,19 @@ pub fn del_link(index: u32) -> Request {
     }
 }
 
+/// Whether a request adds (`ip ... replace`) or removes (`ip ... del`)
+/// what it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    Remove,
+}
+
 /// `ip addr replace NET dev X` (or `del`). IPv6 addresses skip duplicate
 /// address detection: weft checked them unique before building, and DAD
 /// would keep them unusable for ~2 s.
-pub fn address(add: bool, index: u32, net: IpNet) -> Request {
+pub fn address(change: Change, index: u32, net: IpNet) -> Request {
+    let add = change == Change::Add;
     let mut m = AddressMessage::default();
     m.header.index = index;
     m.header.prefix_len = net.prefix_len();
@@ -367,7 +376,8 @@ fn raddr(a: IpAddr) -> RouteAddress {
 
 /// `ip route replace ...` (or `del`), with iproute2's defaults: protocol
 /// static, scope link for a gateway-less unicast route.
-pub fn route(add: bool, r: &RouteSpec) -> Request {
+pub fn route(change: Change, r: &RouteSpec) -> Request {
+    let add = change == Change::Add;
     let mut h = RouteHeader {
         address_family: if r.ipv6 {
             AddressFamily::Inet6
@@ -446,7 +456,7 @@ mod tests {
 
     #[test]
     fn address_v4_has_local_and_broadcast() {
-        let b = bytes(address(true, 7, "10.0.0.2/24".parse().unwrap()));
+        let b = bytes(address(Change::Add, 7, "10.0.0.2/24".parse().unwrap()));
         // nlmsghdr (16) + ifaddrmsg (8): family 2, prefix 24, index 7.
         assert_eq!(b[16], libc::AF_INET as u8);
         assert_eq!(b[17], 24);
@@ -465,7 +475,7 @@ mod tests {
             oif: Some(3),
             ..Default::default()
         };
-        let b = bytes(route(true, &r));
+        let b = bytes(route(Change::Add, &r));
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
         assert_eq!(&b[16..24], &[libc::AF_INET as u8, 16, 0, 0, 254, 4, 253, 1]);
     }

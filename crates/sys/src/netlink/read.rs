@@ -65,16 +65,54 @@ impl Netlink {
 pub struct NeighState {
     pub index: u32,
     pub addr: IpAddr,
-    /// incomplete, reachable, stale, delay, probe, failed, noarp, permanent.
-    pub state: String,
+    pub state: NeighbourState,
     pub mac: Option<[u8; 6]>,
+}
+
+/// A neighbour entry's state (`NUD_*`), named as `ip neigh` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NeighbourState {
+    Incomplete,
+    Reachable,
+    Stale,
+    Delay,
+    Probe,
+    Failed,
+    Noarp,
+    Permanent,
+    /// A state this program does not know (newer kernels), or none.
+    None,
+}
+
+impl NeighbourState {
+    /// The stable lowercase name `ip neigh` and weft print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeighbourState::Incomplete => "incomplete",
+            NeighbourState::Reachable => "reachable",
+            NeighbourState::Stale => "stale",
+            NeighbourState::Delay => "delay",
+            NeighbourState::Probe => "probe",
+            NeighbourState::Failed => "failed",
+            NeighbourState::Noarp => "noarp",
+            NeighbourState::Permanent => "permanent",
+            NeighbourState::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for NeighbourState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Netlink {
     /// `ip neigh show`.
     pub fn neighbours(&mut self) -> io::Result<Vec<NeighState>> {
         use netlink_packet_route::neighbour::{
-            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState as Nud,
         };
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetNeighbour(
@@ -100,21 +138,21 @@ impl Netlink {
                 }
             }
             let state = match n.header.state {
-                NeighbourState::Incomplete => "incomplete",
-                NeighbourState::Reachable => "reachable",
-                NeighbourState::Stale => "stale",
-                NeighbourState::Delay => "delay",
-                NeighbourState::Probe => "probe",
-                NeighbourState::Failed => "failed",
-                NeighbourState::Noarp => "noarp",
-                NeighbourState::Permanent => "permanent",
-                _ => "none",
+                Nud::Incomplete => NeighbourState::Incomplete,
+                Nud::Reachable => NeighbourState::Reachable,
+                Nud::Stale => NeighbourState::Stale,
+                Nud::Delay => NeighbourState::Delay,
+                Nud::Probe => NeighbourState::Probe,
+                Nud::Failed => NeighbourState::Failed,
+                Nud::Noarp => NeighbourState::Noarp,
+                Nud::Permanent => NeighbourState::Permanent,
+                _ => NeighbourState::None,
             };
             if let Some(addr) = addr {
                 out.push(NeighState {
                     index: n.header.ifindex,
                     addr,
-                    state: state.into(),
+                    state,
                     mac,
                 });
             }
@@ -134,7 +172,7 @@ pub struct LinkState {
     pub mac: Option<[u8; 6]>,
     pub mtu: u32,
     pub admin_up: bool,
-    pub oper: String,
+    pub oper: OperState,
     pub lower_up: bool,
     pub master: Option<u32>,
     /// The peer's ifindex for a veth (in the namespace `link_netnsid` names).
@@ -150,6 +188,55 @@ pub struct LinkState {
     pub tun: Option<TunState>,
     pub point_to_point: bool,
     pub no_arp: bool,
+    /// Traffic counters (`ip -s link`).
+    pub stats: Option<super::observe::LinkStats>,
+    /// A bridge's spanning-tree view of itself.
+    pub bridge_stp: Option<super::observe::BridgeStp>,
+    /// A bridge port's spanning-tree view.
+    pub port_stp: Option<super::observe::PortStp>,
+}
+
+/// A link's operational state (RFC 2863, `IF_OPER_*`), named as `ip link`
+/// prints it in lower case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperState {
+    Up,
+    Down,
+    LowerLayerDown,
+    Dormant,
+    NotPresent,
+    Testing,
+    /// What the kernel reports for devices without carrier tracking (lo,
+    /// tun), and states this program does not know.
+    #[default]
+    Unknown,
+}
+
+impl OperState {
+    /// The stable lowercase name `weft status` prints and serialises.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperState::Up => "up",
+            OperState::Down => "down",
+            OperState::LowerLayerDown => "lowerlayerdown",
+            OperState::Dormant => "dormant",
+            OperState::NotPresent => "notpresent",
+            OperState::Testing => "testing",
+            OperState::Unknown => "unknown",
+        }
+    }
+
+    /// Down or waiting for a lower layer: the device cannot send yet.
+    pub fn is_down(self) -> bool {
+        matches!(self, OperState::Down | OperState::LowerLayerDown)
+    }
+}
+
+impl std::fmt::Display for OperState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,20 +288,20 @@ impl LinkState {
                     s.mac = Some(m[..].try_into().unwrap())
                 }
                 LinkAttribute::Mtu(m) => s.mtu = *m,
+                LinkAttribute::Stats64(st) => s.stats = Some(st.into()),
                 LinkAttribute::Controller(m) => s.master = Some(*m),
                 LinkAttribute::Link(p) => s.peer_index = Some(*p),
                 LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
                 LinkAttribute::OperState(st) => {
                     s.oper = match st {
-                        State::Up => "up",
-                        State::Down => "down",
-                        State::LowerLayerDown => "lowerlayerdown",
-                        State::Dormant => "dormant",
-                        State::NotPresent => "notpresent",
-                        State::Testing => "testing",
-                        _ => "unknown",
+                        State::Up => OperState::Up,
+                        State::Down => OperState::Down,
+                        State::LowerLayerDown => OperState::LowerLayerDown,
+                        State::Dormant => OperState::Dormant,
+                        State::NotPresent => OperState::NotPresent,
+                        State::Testing => OperState::Testing,
+                        _ => OperState::Unknown,
                     }
-                    .into()
                 }
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
@@ -233,6 +320,7 @@ impl LinkState {
                                     }
                                 }
                                 s.stp_times_cs = fd.zip(ma);
+                                s.bridge_stp = Some(super::observe::BridgeStp::from_attributes(b));
                             }
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
@@ -259,6 +347,7 @@ impl LinkState {
                                 s.tun = Some(ts);
                             }
                             LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                s.port_stp = Some(super::observe::PortStp::from_attributes(p));
                                 for o in p {
                                     if let InfoBridgePort::State(st) = o {
                                         s.port_state = Some(match st {

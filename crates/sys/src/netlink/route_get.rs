@@ -65,7 +65,7 @@ impl Netlink {
                     NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
                         let mut out = RouteLookup {
-                            kind: format!("{:?}", r.header.kind).to_lowercase(),
+                            kind: route_type_name(r.header.kind),
                             oif: None,
                             gateway: None,
                             source: None,
@@ -95,4 +95,26 @@ impl Netlink {
             }
         })
     }
+}
+
+/// `ip route`'s word for a route type (`local`, `unicast`, ...): callers
+/// compare it, so it must not follow the netlink crate's Debug output.
+fn route_type_name(t: netlink_packet_route::route::RouteType) -> String {
+    use netlink_packet_route::route::RouteType;
+    match t {
+        RouteType::Unspec => "unspec",
+        RouteType::Unicast => "unicast",
+        RouteType::Local => "local",
+        RouteType::Broadcast => "broadcast",
+        RouteType::Anycast => "anycast",
+        RouteType::Multicast => "multicast",
+        RouteType::BlackHole => "blackhole",
+        RouteType::Unreachable => "unreachable",
+        RouteType::Prohibit => "prohibit",
+        RouteType::Throw => "throw",
+        RouteType::Nat => "nat",
+        RouteType::ExternalResolve => "xresolve",
+        other => return format!("type {}", u8::from(other)),
+    }
+    .to_string()
 }

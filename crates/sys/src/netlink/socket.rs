@@ -398,7 +398,7 @@ pub struct Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::{address, del_link, set_link, tc, SetLink};
+    use crate::netlink::{address, del_link, set_link, tc, Change, SetLink};
 
     #[test]
     fn messages_walks_a_datagram_and_stops_at_a_bad_length() {
@@ -436,7 +436,7 @@ mod tests {
         assert!(already_gone(&msg(del_link(7)), libc::ENODEV));
         assert!(already_gone(&msg(tc::del_clsact(7)), libc::ENOENT));
         assert!(already_gone(
-            &msg(address(false, 7, "10.0.0.2/24".parse().unwrap())),
+            &msg(address(Change::Remove, 7, "10.0.0.2/24".parse().unwrap())),
             libc::EADDRNOTAVAIL
         ));
         // A deletion refused for another reason is an error.
@@ -452,7 +452,7 @@ mod tests {
         );
         assert!(!already_gone(&msg(set), libc::ENODEV));
         assert!(!already_gone(
-            &msg(address(true, 7, "10.0.0.2/24".parse().unwrap())),
+            &msg(address(Change::Add, 7, "10.0.0.2/24".parse().unwrap())),
             libc::ENODEV
         ));
     }

@@ -429,3 +429,24 @@ mod stats_tests {
         .unwrap();
     }
 }
+
+/// `tc filter add dev IN ingress protocol all prio PRIO bpf da fd FD name
+/// NAME`: a BPF classifier in direct-action mode (its return value is the
+/// verdict; this kernel has no `act_bpf`), taking every frame.
+pub fn bpf_filter(in_ifindex: u32, prio: u16, prog_fd: u32, name: &str) -> Request {
+    use netlink_packet_route::tc::{TcBpfFlags, TcFilterBpfOption};
+    const ETH_P_ALL: u16 = 0x0003;
+    let mut m = TcMessage::with_index(in_ifindex as i32);
+    m.header.parent = CLSACT_INGRESS;
+    m.header.info = (u32::from(prio) << 16) | u32::from(ETH_P_ALL.to_be());
+    m.attributes.push(TcAttribute::Kind("bpf".into()));
+    m.attributes.push(TcAttribute::Options(vec![
+        TcOption::Bpf(TcFilterBpfOption::ProgFd(prog_fd)),
+        TcOption::Bpf(TcFilterBpfOption::ProgName(name.into())),
+        TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
+    ]));
+    Request {
+        msg: RouteNetlinkMessage::NewTrafficFilter(m),
+        flags: NLM_F_CREATE | NLM_F_EXCL,
+    }
+}

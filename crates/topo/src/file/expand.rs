@@ -698,7 +698,6 @@ impl Cx<'_> {
                 return self.add_tunnel(lab, link);
             }
             Some(("vxlan", _)) => {
-                self.no_link_impair("vxlan", link.get_ref().impair.as_ref());
                 return self.add_vxlan(lab, link);
             }
             Some((other, span)) => {

@@ -33,6 +33,8 @@ pub(super) struct MachinesCx {
     auto: Vec<([Endpoint; 2], Span)>,
     /// Explicit VNIs and where they are written.
     vnis: HashMap<u32, Span>,
+    /// Impaired VXLAN links, which get a wire once their VNIs are known.
+    wires: Vec<([Endpoint; 2], crate::impair::Impairment)>,
 }
 
 impl Cx<'_> {
@@ -48,7 +50,10 @@ impl Cx<'_> {
             if let Err(why) = super::check_lab_name(name) {
                 self.err(
                     Some(key.span()),
-                    format!("machine name: {}", why.replace("lab name", "name")),
+                    format!(
+                        "machine name: {}",
+                        why.to_string().replace("lab name", "name")
+                    ),
                     "",
                 );
                 continue;
@@ -345,6 +350,11 @@ impl Cx<'_> {
                 iface.mtu = Some(mtu);
             }
         }
+        if let Some(raw) = &l.impair {
+            if let Some(imp) = self.impairment(&format!("vxlan link `{a}` — `{b}`"), raw) {
+                self.machines.wires.push(([a, b], imp));
+            }
+        }
     }
 
     /// A refused vxlan link's ends stay vxlan ends (unusable, the file is
@@ -387,6 +397,10 @@ impl Cx<'_> {
                     o.vni = vni;
                 }
             }
+        }
+        // On the first end's machine (crate::wire::insert_vxlan).
+        for ([a, b], imp) in std::mem::take(&mut self.machines.wires) {
+            crate::wire::insert_vxlan(lab, &a, &b, imp);
         }
     }
 

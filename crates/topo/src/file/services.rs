@@ -47,9 +47,13 @@ pub(super) struct Workload {
 }
 
 /// `"1s"`, `"500ms"`, `"2m"` to milliseconds, at most an hour.
-pub(crate) fn parse_millis(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_millis(s: &str) -> Result<u64, crate::Error> {
     let t = s.trim();
-    let bad = || format!("`{s}` is not a duration: write a number with ms, s or m, like \"5s\"");
+    let bad = || crate::Error::Malformed {
+        what: "a duration",
+        value: s.into(),
+        help: "write a number with ms, s or m, like \"5s\"".into(),
+    };
     let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('s') {
@@ -62,7 +66,10 @@ pub(crate) fn parse_millis(s: &str) -> Result<u64, String> {
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let ms = v * mult;
     if !(0.0..=3_600_000.0).contains(&ms) {
-        return Err(format!("`{s}` is out of range: write 0 to 60m"));
+        return Err(crate::Error::OutOfRange {
+            value: s.into(),
+            range: "0 to 60m",
+        });
     }
     Ok(ms.round() as u64)
 }

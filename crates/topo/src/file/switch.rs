@@ -528,8 +528,8 @@ impl Cx<'_> {
         port.impair = Some((imp, raw.span()));
     }
 
-    /// Tunnel and VXLAN links are kernel devices at both ends, where this
-    /// kernel cannot impair (no netem).
+    /// Tunnel links' ends are TUN/TAP devices served by `weft tunnel`,
+    /// which does not impair (yet).
     pub(super) fn no_link_impair(&mut self, kind: &str, raw: Option<&Spanned<RawImpair>>) {
         if let Some(r) = raw {
             self.err(
@@ -540,7 +540,7 @@ impl Cx<'_> {
         }
     }
 
-    fn impairment(&mut self, who: &str, raw: &Spanned<RawImpair>) -> Option<Impairment> {
+    pub(super) fn impairment(&mut self, who: &str, raw: &Spanned<RawImpair>) -> Option<Impairment> {
         impair::from_raw(who, raw, &mut |span, msg| self.err(span, msg, ""))
     }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{de, Cx};
-use crate::error::Diagnostic;
+use crate::error::{Diagnostic, Error, NameKind};
 use crate::model::*;
 
 impl Cx<'_> {
@@ -137,62 +137,77 @@ fn list(a: &[IpNet]) -> String {
 /// Lab names become part of namespace names (`weft-LAB.NODE`) and journal
 /// paths, so they are kept to a safe alphabet, without `.`: that ends the
 /// lab's part of a namespace name (see [`netns_name`]).
-pub fn check_lab_name(name: &str) -> Result<(), String> {
+pub fn check_lab_name(name: &str) -> Result<(), Error> {
+    let bad = |rule: String| Error::BadName {
+        kind: NameKind::Lab,
+        name: name.into(),
+        rule,
+    };
     if name.is_empty() || name.len() > 32 {
-        return Err(format!(
+        return Err(bad(format!(
             "lab name `{}` must be 1 to 32 characters",
             de::esc(name)
-        ));
+        )));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         || !name.as_bytes()[0].is_ascii_alphanumeric()
     {
-        return Err(format!(
+        return Err(bad(format!(
             "lab name `{}` may use only a-z, 0-9, '-' and '_', starting with a letter or digit",
             de::esc(name)
-        ));
+        )));
     }
     Ok(())
 }
 
-pub(super) fn check_node_name(name: &str) -> Result<(), String> {
+pub(super) fn check_node_name(name: &str) -> Result<(), Error> {
+    let bad = |rule: &str| Error::BadName {
+        kind: NameKind::Node,
+        name: name.into(),
+        rule: rule.into(),
+    };
     if name.is_empty() || name.len() > 64 {
-        return Err("a node name must be 1 to 64 characters".into());
+        return Err(bad("a node name must be 1 to 64 characters"));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err("a node name may use only letters, digits, '-' and '_'".into());
+        return Err(bad("a node name may use only letters, digits, '-' and '_'"));
     }
     Ok(())
 }
 
 /// The kernel's own rule (`dev_valid_name`): at most 15 bytes, not `.` or
 /// `..`, and no `/`, `:` or white space.
-pub fn check_iface_name(name: &str) -> Result<(), String> {
+pub fn check_iface_name(name: &str) -> Result<(), Error> {
+    let bad = |rule: String| Error::BadName {
+        kind: NameKind::Interface,
+        name: name.into(),
+        rule,
+    };
     if name.is_empty() {
-        return Err("an interface name cannot be empty".into());
+        return Err(bad("an interface name cannot be empty".into()));
     }
     if name.len() > 15 {
-        return Err(format!(
+        return Err(bad(format!(
             "`{}` is {} bytes; the kernel allows at most 15",
             de::esc(name),
             name.len()
-        ));
+        )));
     }
     if name == "." || name == ".." {
-        return Err("`.` and `..` are not valid interface names".into());
+        return Err(bad("`.` and `..` are not valid interface names".into()));
     }
     if let Some(c) = name
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
     {
-        return Err(format!(
+        return Err(bad(format!(
             "the kernel refuses the character {c:?} in an interface name"
-        ));
+        )));
     }
     Ok(())
 }
@@ -202,28 +217,33 @@ pub fn check_iface_name(name: &str) -> Result<(), String> {
 /// stands for `.` in the path (`eth0/10` is `eth0.10`), no component may
 /// come out as `.` or `..`. The same rule as `weft_sys::sysctl::validate_key`,
 /// here so the file check refuses with the position.
-pub fn check_sysctl_key(key: &str) -> Result<(), String> {
+pub fn check_sysctl_key(key: &str) -> Result<(), Error> {
+    let bad = |rule: String| Error::BadName {
+        kind: NameKind::SysctlKey,
+        name: key.into(),
+        rule,
+    };
     if !key.starts_with("net.") {
-        return Err("only `net.` sysctls can be set: they are per network namespace, others would change the whole machine".into());
+        return Err(bad("only `net.` sysctls can be set: they are per network namespace, others would change the whole machine".into()));
     }
     for part in key.split('.') {
         if part.is_empty() {
-            return Err("a sysctl key cannot have empty components".into());
+            return Err(bad("a sysctl key cannot have empty components".into()));
         }
         if !part
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-/@:".contains(c))
         {
-            return Err(format!(
+            return Err(bad(format!(
                 "the component `{}` has a character sysctl keys do not use",
                 de::esc(part)
-            ));
+            )));
         }
         let mapped = part.replace('/', ".");
         if mapped == "." || mapped == ".." {
-            return Err(format!(
+            return Err(bad(format!(
                 "the component `{part}` would be `{mapped}` in /proc/sys (a `/` there stands for `.`), which leaves the setting's directory"
-            ));
+            )));
         }
     }
     Ok(())

@@ -20,6 +20,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 use super::{Nat, TABLE_FAMILY, TABLE_NAME};
 
 /// What a mapping or a filter depends on, besides the inside endpoint
@@ -36,14 +38,17 @@ pub enum Dependence {
 }
 
 impl Dependence {
-    pub fn parse(s: &str) -> Result<Dependence, String> {
+    /// Refused as a behaviour word; [`Error::named`] names the setting.
+    pub fn parse(s: &str) -> Result<Dependence, Error> {
         match s {
             "endpoint-independent" => Ok(Dependence::EndpointIndependent),
             "address-dependent" => Ok(Dependence::AddressDependent),
             "address-and-port-dependent" => Ok(Dependence::AddressAndPortDependent),
-            _ => Err(format!(
-                "`{s}` is not known: write \"endpoint-independent\", \"address-dependent\" or \"address-and-port-dependent\""
-            )),
+            _ => Err(Error::Unknown {
+                what: "behaviour",
+                value: s.into(),
+                choices: "\"endpoint-independent\", \"address-dependent\" or \"address-and-port-dependent\"".into(),
+            }),
         }
     }
 
@@ -67,13 +72,15 @@ pub enum Ports {
 }
 
 impl Ports {
-    pub fn parse(s: &str) -> Result<Ports, String> {
+    pub fn parse(s: &str) -> Result<Ports, Error> {
         match s {
             "preserve" => Ok(Ports::Preserve),
             "random" => Ok(Ports::Random),
-            _ => Err(format!(
-                "`{s}` is not known: write \"preserve\" (keep the inside port where free) or \"random\""
-            )),
+            _ => Err(Error::Unknown {
+                what: "ports",
+                value: s.into(),
+                choices: "\"preserve\" (keep the inside port where free) or \"random\"".into(),
+            }),
         }
     }
 }
@@ -103,20 +110,22 @@ pub const TYPES: [(&str, Dependence, Dependence); 4] = [
 ];
 
 /// The mapping and filtering of a named type.
-pub fn type_of(name: &str) -> Result<(Dependence, Dependence), String> {
+pub fn type_of(name: &str) -> Result<(Dependence, Dependence), Error> {
     TYPES
         .iter()
         .find(|(n, _, _)| *n == name)
         .map(|&(_, m, f)| (m, f))
-        .ok_or_else(|| {
-            format!(
-                "NAT type `{name}` is not known: write one of {}",
+        .ok_or_else(|| Error::Unknown {
+            what: "NAT type",
+            value: name.into(),
+            choices: format!(
+                "one of {}",
                 TYPES
                     .iter()
                     .map(|(n, _, _)| format!("\"{n}\""))
                     .collect::<Vec<_>>()
                     .join(", ")
-            )
+            ),
         })
 }
 
@@ -126,10 +135,12 @@ pub const DEFAULT_TIMEOUT_S: u32 = 120;
 pub const MAX_TIMEOUT_S: u32 = 86_400;
 
 /// `30s`, `2min`, `1h`: a mapping lifetime in whole seconds.
-pub fn parse_timeout(s: &str) -> Result<u32, String> {
+pub fn parse_timeout(s: &str) -> Result<u32, Error> {
     let t = s.trim();
-    let help = || {
-        format!("`{s}` is not a timeout: write whole seconds, minutes or hours, like \"30s\", \"2min\" or \"1h\"")
+    let help = || Error::Malformed {
+        what: "a timeout",
+        value: s.into(),
+        help: "write whole seconds, minutes or hours, like \"30s\", \"2min\" or \"1h\"".into(),
     };
     let (n, mult) = if let Some(n) = t.strip_suffix("min") {
         (n, 60)
@@ -143,7 +154,10 @@ pub fn parse_timeout(s: &str) -> Result<u32, String> {
     let v: u32 = n.trim().parse().map_err(|_| help())?;
     match v.checked_mul(mult) {
         Some(v) if (1..=MAX_TIMEOUT_S).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is out of range: write 1s to 24h")),
+        _ => Err(Error::OutOfRange {
+            value: s.into(),
+            range: "1s to 24h",
+        }),
     }
 }
 
@@ -408,7 +422,10 @@ mod tests {
                 Dependence::AddressDependent
             )
         );
-        assert!(type_of("cone").unwrap_err().contains("\"full-cone\""));
+        assert!(type_of("cone")
+            .unwrap_err()
+            .to_string()
+            .contains("\"full-cone\""));
         assert_eq!(
             Dependence::parse("address-dependent"),
             Ok(Dependence::AddressDependent)

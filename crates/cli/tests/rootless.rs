@@ -1,0 +1,263 @@
+//! weft run by a user who is not root (issue 13): the lab is built in a
+//! user namespace weft makes for that user, held by a keeper process; the
+//! machine's namespaces, links, /run/netns and /etc/netns never change;
+//! the keeper ends with the last lab. Each test runs weft as a uid of its
+//! own that has no account (setpriv), with a HOME and XDG_RUNTIME_DIR
+//! made for it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use std::os::unix::fs::PermissionsExt;
+
+/// A user without an account, and its directories.
+struct User {
+    uid: u32,
+    dir: PathBuf,
+}
+
+impl User {
+    fn new(n: u32) -> User {
+        common::require_root();
+        let uid = 60000 + (std::process::id() % 2000) * 4 + n;
+        let dir = std::env::temp_dir().join(format!("weft-rl-{uid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        for d in [&dir, &dir.join("run")] {
+            std::os::unix::fs::chown(d, Some(uid), Some(uid)).unwrap();
+        }
+        User { uid, dir }
+    }
+
+    fn command(&self, prog: &str) -> Command {
+        let id = self.uid.to_string();
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={id}"),
+            &format!("--regid={id}"),
+            "--clear-groups",
+            "--",
+            prog,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &self.dir)
+        .env("XDG_RUNTIME_DIR", self.dir.join("run"))
+        .current_dir(&self.dir);
+        c
+    }
+
+    fn weft(&self, args: &[&str]) -> Output {
+        self.command(common::weft_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.weft(args);
+        assert!(
+            o.status.success(),
+            "weft {args:?} as uid {} failed: {}{}",
+            self.uid,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// A lab file the user can read.
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+
+    fn keeper_pid(&self) -> Option<u32> {
+        let t = std::fs::read_to_string(self.dir.join("run/weft/keeper.pid")).ok()?;
+        t.split_whitespace().next()?.parse().ok()
+    }
+
+    /// The keeper ends once its last namespace is gone (it looks every
+    /// second); nothing of the user's runs afterwards.
+    fn wait_keeper_gone(&self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            let procs = users_processes(self.uid);
+            if procs.is_empty() && self.keeper_pid().is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "uid {}'s processes are still running: {:?}",
+            self.uid,
+            users_processes(self.uid)
+        );
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        // The keeper and anything else of this uid, if a test failed.
+        for p in users_processes(self.uid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn users_processes(uid: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(s) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let real = s
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok());
+        let zombie = s
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        if real == Some(uid) && !zombie {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Names in a directory of the machine's (empty when it does not exist).
+fn names_in(dir: &str, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn host_links() -> Vec<String> {
+    let o = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| Some(l.split(':').nth(1)?.trim().split('@').next()?.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_user_builds_uses_and_removes_a_lab_and_the_machine_sees_nothing() {
+    let u = User::new(0);
+    let name = format!("rl-{}", u.uid);
+    let prefix = weft_topo::netns_name(&name, "");
+    let text = std::fs::read_to_string(common::root().join("examples/bridge.toml")).unwrap();
+    let text = text.replacen("name = \"br\"", &format!("name = \"{name}\""), 1);
+    let file = u.file("bridge", &text);
+    let links = host_links();
+
+    let out = u.ok(&["up", file.to_str().unwrap()]);
+    assert!(out.contains(&format!("lab {name} is up")), "{out}");
+    let keeper = u.keeper_pid().expect("a keeper runs");
+    assert!(users_processes(u.uid).contains(&keeper));
+    // Nothing of it in the machine's namespaces or directories.
+    assert!(names_in("/run/netns", &prefix).is_empty());
+    assert!(names_in("/etc/netns", &prefix).is_empty());
+    assert!(!Path::new("/run/weft/labs").join(&name).exists());
+    assert_eq!(host_links(), links);
+
+    // Everything else as under root.
+    u.ok(&["ping", &name, "ns1", "ns2", "-c", "1"]);
+    u.ok(&["ping", &name, "ns1", "192.168.50.254", "-c", "1"]);
+    let status = u.ok(&["status"]);
+    assert!(status.contains(&format!("lab {name}")), "{status}");
+    let names = u.ok(&["exec", &name, "ns1", "--", "cat", "/etc/hosts"]);
+    assert!(names.contains("ns2"), "{names}");
+    // The user's own view of its namespaces.
+    let list = u.ok(&["enter", "--", "ip", "netns", "list"]);
+    assert!(list.contains(&format!("{prefix}ns1")), "{list}");
+
+    let out = u.ok(&["down", &name]);
+    assert!(out.contains("removed 3 namespace(s)"), "{out}");
+    u.wait_keeper_gone();
+    assert_eq!(host_links(), links);
+}
+
+#[test]
+fn what_needs_the_machines_namespace_is_refused_before_anything_is_built() {
+    let u = User::new(1);
+    let name = format!("rl-{}", u.uid);
+    let file = u.file(
+        "macvlan",
+        &format!(
+            "name = \"{name}\"\nallow_host_interfaces = true\n\
+             [nodes.edge.interfaces.wan]\nkind = \"macvlan\"\nhost_interface = \"lo\"\n"
+        ),
+    );
+    let o = u.weft(&["up", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("edge:wan is a macvlan on the machine's interface lo") && err.contains("root"),
+        "{err}"
+    );
+    let list = u.ok(&["enter", "--", "ls", "/run/netns"]);
+    assert!(list.trim().is_empty(), "{list}");
+    u.wait_keeper_gone();
+}
+
+#[test]
+fn a_killed_up_leaves_nothing_after_the_next_command() {
+    let u = User::new(2);
+    let name = format!("rl-{}", u.uid);
+    let file = u.file(
+        "many",
+        &format!(
+            "name = \"{name}\"\n[nodes.br0]\nkind = \"bridge\"\nstp = false\n\
+             addresses = [\"10.9.0.254/24\"]\n[nodes.h]\ncount = 60\nattach = \"br0\"\n"
+        ),
+    );
+    let mut up = u
+        .command(common::weft_bin())
+        .args(["up", "-q", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some of its namespaces exist (setpriv execs weft: the
+    // child is weft itself).
+    let t0 = Instant::now();
+    loop {
+        let n = u.ok(&["enter", "--", "ls", "/run/netns"]).lines().count();
+        if n >= 5 || t0.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-KILL", &up.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = up.wait();
+    let out = u.ok(&["down", &name]);
+    assert!(out.contains("removed"), "{out}");
+    let list = u.ok(&["enter", "--", "ls", "/run/netns"]);
+    assert!(list.trim().is_empty(), "{list}");
+    u.wait_keeper_gone();
+    assert!(names_in("/run/netns", &weft_topo::netns_name(&name, "")).is_empty());
+}
