@@ -102,11 +102,17 @@ pub struct IfaceStatus {
 /// An interface's counters since it was created (`ip -s link`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Counters {
+    /// Packets received.
     pub rx_packets: u64,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Packets sent.
     pub tx_packets: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets dropped on the way in (no buffer, no handler).
     pub rx_dropped: u64,
+    /// Packets dropped on the way out (queue full, carrier down).
     pub tx_dropped: u64,
 }
 
@@ -123,10 +129,15 @@ impl From<weft_sys::netlink::observe::LinkStats> for Counters {
     }
 }
 
+/// A kernel bridge's view of the spanning tree (`ip -d link show` of
+/// the bridge).
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeStpStatus {
+    /// Its own bridge identifier (`8000.02...`: priority, then MAC).
     pub bridge_id: Option<String>,
+    /// The identifier of the bridge it takes for the root.
     pub root_id: Option<String>,
+    /// It is the root itself.
     pub is_root: bool,
     /// The port towards the root, by name; `None` on the root.
     pub root_port: Option<String>,

@@ -168,6 +168,9 @@ pub enum Res {
     /// change restarts it.
     Datapath(Box<BTreeMap<String, crate::wire::Wire>>),
     Switch(Box<SwitchOptions>),
+    /// A wire's settings in the datapath (crate::wire), under its node's
+    /// `ResKey::Switch`: a change restarts the datapath.
+    Wire(Box<crate::wire::Wire>),
     /// The tunnel link the end belongs to.
     Tunnel(Box<TunnelLink>),
     Names,
@@ -312,6 +315,9 @@ fn describe(key: &ResKey, val: &Res) -> String {
         (ResKey::Route { node, route }, _) => format!("route {route} in {node}"),
         (ResKey::Nat { node }, Res::Nat(n)) => format!("nat in {node}: {n}"),
         (ResKey::Nat { node }, _) => format!("nat in {node}"),
+        (ResKey::Switch { node }, Res::Wire(w)) => {
+            format!("wire {node}: impair {}", w.impair.summary())
+        }
         (ResKey::Switch { node }, _) => format!("switch settings of {node}"),
         (ResKey::Datapath { lab }, _) => format!("switch datapath of lab {lab}"),
         (ResKey::Tunnel { node, iface }, _) => format!("tunnel process on {node}:{iface}"),
@@ -403,6 +409,13 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                 parts.push(format!("+ forward {f}"));
             }
             format!("nat in {node}: {}", parts.join(", "))
+        }
+        (ResKey::Switch { node }, Res::Wire(a), Res::Wire(b)) => {
+            format!(
+                "wire {node}: impair {} -> {}",
+                a.impair.summary(),
+                b.impair.summary()
+            )
         }
         (ResKey::Switch { node }, Res::Switch(a), Res::Switch(b)) => {
             format!("switch {node}: {}", switch_changes(a, b).join(", "))
@@ -631,6 +644,14 @@ pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
                     node: n.name.clone(),
                 },
                 Res::Switch(Box::new(sw.clone())),
+            );
+        }
+        if let Some(w) = &n.wire {
+            out.insert(
+                ResKey::Switch {
+                    node: n.name.clone(),
+                },
+                Res::Wire(Box::new(w.clone())),
             );
         }
     }
