@@ -11,7 +11,7 @@
 //! ```
 //!
 //! A `kind = "vxlan"` link's wire goes on its first end's machine, with
-//! that end's VXLAN device as `w1` ([`insert_vxlan`]); `weft impair` on a
+//! that end's VXLAN device as `w1` (`insert_vxlan`); `weft impair` on a
 //! kernel link without one puts it in at run time
 //! ([`insert_at_run_time`]).
 
