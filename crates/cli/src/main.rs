@@ -490,6 +490,15 @@ impl From<weft_sys::Error> for Failure {
     }
 }
 
+impl From<weft_serve::Error> for Failure {
+    fn from(e: weft_serve::Error) -> Self {
+        match e {
+            weft_serve::Error::Lab(e) => Failure::Weft(e),
+            e => Failure::Said(e.to_string()),
+        }
+    }
+}
+
 impl From<String> for Failure {
     fn from(s: String) -> Self {
         Failure::Said(s)

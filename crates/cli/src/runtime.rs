@@ -128,7 +128,8 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     if let Some(d) = &a.direction {
         i.direction = Direction::parse(d).map_err(|e| format!("--{e}"))?;
     }
-    i.check().map_err(|(k, why)| format!("--{k}: {why}"))?;
+    i.check()
+        .map_err(|e| format!("--{}: {e}", e.setting().unwrap_or("impair")))?;
     Ok(i)
 }
 

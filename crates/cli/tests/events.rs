@@ -254,7 +254,172 @@ fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
         "all",
         "--no-follow",
     ]);
-    assert_eq!(kept.matches("\"to\":\"disabled\"").count(), 1, "{kept}");
+    let disabled = kept
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "stp.state" && e["to"] == "disabled")
+        .count();
+    assert_eq!(disabled, 1, "{kept}");
+    lab.ok(&["down", &lab.name]);
+}
+
+/// A ring of three kernel bridges running 802.1D: b1 is the root, b2
+/// (priority 8192) is designated on the b2-b3 segment, so b3's port to b2
+/// blocks. `weft events` works out the kernel ports' roles from what the
+/// kernel holds and sees topology changes from the bridges' flags.
+const KERNEL_RING: &str = r#"
+name = "kring"
+
+[nodes.b1]
+kind = "bridge"
+stp = true
+priority = 4096
+forward_delay = 2
+hello_time = 1
+max_age = 6
+
+[nodes.b2]
+kind = "bridge"
+stp = true
+priority = 8192
+forward_delay = 2
+hello_time = 1
+max_age = 6
+
+[nodes.b3]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+
+[[links]]
+endpoints = ["b1:to-b2", "b2:to-b1"]
+[[links]]
+endpoints = ["b2:to-b3", "b3:to-b2"]
+[[links]]
+endpoints = ["b3:to-b1", "b1:to-b3"]
+"#;
+
+/// Kernel bridges: taking the root's link to b3 down, b3's root port goes
+/// disabled and its blocked port becomes the root port and passes
+/// listening and learning to forwarding; back up, the roles return and
+/// the bridges flag a topology change; in order, with timestamps.
+#[test]
+fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes() {
+    let lab = Lab::from_text("serve2-kring", KERNEL_RING);
+    lab.up();
+    let st = lab.status_json();
+    let role = |node: &str, iface: &str| {
+        st[0]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == node)
+            .and_then(|n| {
+                n["interfaces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|i| i["name"] == iface)
+            })
+            .map(|i| i["stp_role"].clone())
+    };
+    assert_eq!(role("b3", "to-b1"), Some("root".into()), "{st}");
+    assert_eq!(role("b3", "to-b2"), Some("alternate".into()), "{st}");
+    assert_eq!(role("b2", "to-b3"), Some("designated".into()), "{st}");
+    let table = lab.ok(&["status", &lab.name]);
+    assert!(table.contains("port of b3: alternate blocking"), "{table}");
+    assert!(table.contains("root bridge"), "{table}");
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let _kill = Kill(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    // The poller's first look is its baseline.
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.ok(&["link", &lab.name, "b1", "b3", "down"]);
+    let down = until(&rx, Duration::from_secs(20), |e| {
+        e["type"] == "stp.state" && e["port"] == "to-b2" && e["to"] == "forwarding"
+    });
+    let d: Vec<String> = down.iter().map(|e| e.to_string()).collect();
+    let at = |evs: &[Value], kind: &str, node: &str, port: &str, to: &str| {
+        find(evs, kind, node, port, to).unwrap_or_else(|| {
+            panic!(
+                "no {kind} {node}:{port} -> {to} in {:#?}",
+                evs.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            )
+        })
+    };
+    let link_down = down
+        .iter()
+        .position(|e| e["type"] == "link.down")
+        .unwrap_or_else(|| panic!("{d:#?}"));
+    let lost = at(&down, "stp.role", "b3", "to-b1", "disabled");
+    let disabled = at(&down, "stp.state", "b3", "to-b1", "disabled");
+    let new_root = at(&down, "stp.role", "b3", "to-b2", "root");
+    let listening = at(&down, "stp.state", "b3", "to-b2", "listening");
+    let learning = at(&down, "stp.state", "b3", "to-b2", "learning");
+    let forwarding = at(&down, "stp.state", "b3", "to-b2", "forwarding");
+    assert!(
+        link_down < lost
+            && lost < new_root
+            && disabled < listening
+            && listening < learning
+            && learning < forwarding,
+        "{d:#?}"
+    );
+    for e in &down[lost..] {
+        if e["type"].as_str().unwrap().starts_with("stp.") {
+            assert_eq!(e["kernel"], true, "{e}");
+        }
+    }
+    // Forward delay is 2 s: learning and forwarding are that far apart,
+    // give or take the poller's second.
+    let ms = |i: usize| down[i]["ts"].as_u64().unwrap();
+    assert!(ms(forwarding) - ms(learning) >= 1000, "{d:#?}");
+
+    lab.ok(&["link", &lab.name, "b1", "b3", "up"]);
+    let up = until(&rx, Duration::from_secs(20), |e| {
+        e["type"] == "stp.state"
+            && e["node"] == "b3"
+            && e["port"] == "to-b1"
+            && e["to"] == "forwarding"
+    });
+    let u: Vec<String> = up.iter().map(|e| e.to_string()).collect();
+    let back = at(&up, "stp.role", "b3", "to-b1", "root");
+    let alt = at(&up, "stp.role", "b3", "to-b2", "alternate");
+    let blocked = at(&up, "stp.state", "b3", "to-b2", "blocking");
+    let fwd = at(&up, "stp.state", "b3", "to-b1", "forwarding");
+    // b3's port to b2 leaving forwarding is a topology change (b3 sees
+    // it, then the root flags it to the whole tree).
+    let tc = up[blocked..]
+        .iter()
+        .any(|e| e["type"] == "stp.topology_change" && e["kernel"] == true);
+    assert!(back < fwd && alt <= blocked && tc, "{u:#?}");
+    let ts: Vec<u64> = down
+        .iter()
+        .chain(&up)
+        .map(|e| e["ts"].as_u64().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d:#?} {u:#?}");
+    let text = lab.ok(&["events", &lab.name, "--since", "1h", "--no-follow"]);
+    assert!(
+        text.contains("b3:to-b2 stp.role alternate -> root kernel=true"),
+        "{text}"
+    );
     lab.ok(&["down", &lab.name]);
 }
 

@@ -382,6 +382,34 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
         Duration::from_secs(5),
     );
 
+    // Traffic (h2 pings h3 five times a second): its rate shows on the
+    // cables it crosses, and in a clicked cable's panel both ways,
+    // worked out between two redraws from the counters in the drawing.
+    let _ping = Kill(
+        lab.weft()
+            .args([
+                "exec", &lab.name, "h2", "--", "ping", "-q", "-i", "0.2", "-c", "150",
+            ])
+            .arg("10.80.0.3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    d.wait_for(
+        "[...document.querySelectorAll('#graph text.rate')].some(t => t.dataset.cable == 'h2:eth0|s2:h2' && /[1-9][0-9.]* (B|kB)\\/s/.test(t.textContent))",
+        Duration::from_secs(10),
+    );
+    d.click_at("#graph .hit[data-a='h2:eth0']");
+    d.wait_for(
+        "/[1-9][0-9]* frames\\/s/.test((document.querySelector('#cable-traffic .rate-ab') || {}).textContent)",
+        Duration::from_secs(5),
+    );
+    let shown = d.script("return document.getElementById('cable-traffic').textContent;");
+    let shown = shown.as_str().unwrap();
+    assert!(shown.contains("h2:eth0 → s2:h2"), "{shown}");
+    assert!(shown.contains("s2:h2 → h2:eth0"), "{shown}");
+
     // Click the cable, then "down": drawn down within a second.
     d.click_at("#graph .hit[data-a='h1:eth0']");
     d.wait_for(

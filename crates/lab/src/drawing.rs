@@ -4,7 +4,7 @@
 //! veth still up; spanning-tree roles and states).
 
 use weft_datapath::control::SwitchInfo;
-use weft_see::graph::{Live, LiveMap};
+use weft_see::graph::{Counters, Live, LiveMap};
 use weft_topo::Endpoint;
 
 use crate::LabStatus;
@@ -23,8 +23,15 @@ pub fn live_map(status: &LabStatus) -> LiveMap {
                         "missing".into()
                     },
                     port_state: i.port_state.map(str::to_string),
-                    role: None,
+                    // Kernel bridges' ports with STP on; switches' below.
+                    role: i.stp_role.map(str::to_string),
                     addresses: i.addresses.clone(),
+                    counters: i.counters.map(|c| Counters {
+                        rx_frames: c.rx_packets,
+                        rx_bytes: c.rx_bytes,
+                        tx_frames: c.tx_packets,
+                        tx_bytes: c.tx_bytes,
+                    }),
                 },
             );
         }
@@ -50,6 +57,14 @@ fn overlay_switch(live: &mut LiveMap, sw: &SwitchInfo) {
         } else if !p.carrier {
             l.state = "no-carrier".into();
         }
+        // The datapath's own: what its ports switched (the kernel's veth
+        // counters miss frames a fast path redirects).
+        l.counters = Some(Counters {
+            rx_frames: p.rx_frames,
+            rx_bytes: p.rx_bytes,
+            tx_frames: p.tx_frames,
+            tx_bytes: p.tx_bytes,
+        });
         if sw.stp != "off" {
             l.role = Some(p.role.clone());
             l.port_state = Some(p.state.clone());

@@ -378,6 +378,7 @@ impl Error {
             Error::DatapathNotRunning { .. } => "`weft up` starts it again".into(),
             Error::Missing { help, .. } => help.clone(),
             Error::Invalid { help, .. } => return help.clone(),
+            Error::Topo(e) => return e.help(),
             Error::Up { lab, outcome: Outcome::RollbackFailed { .. }, .. } => {
                 format!("`weft down {lab}` removes the lab")
             }

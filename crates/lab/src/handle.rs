@@ -184,6 +184,14 @@ impl Lab {
         })
     }
 
+    /// The lab's events from now on (docs/events.md), typed as
+    /// `weft events --json` prints them: an iterator that waits for each
+    /// next one, or [`Stream::next_timeout`](crate::events::Stream::next_timeout).
+    /// What is kept from before: [`crate::events::read`].
+    pub fn events(&self) -> Result<crate::events::Stream, Error> {
+        crate::events::Stream::new(&self.name)
+    }
+
     /// Ping from a node to a node name or address; true if it answered
     /// within a second.
     pub fn ping(&self, node: &str, target: &str) -> Result<bool, Error> {

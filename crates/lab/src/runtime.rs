@@ -513,7 +513,7 @@ pub fn set_impair(
     imp: Option<Impairment>,
 ) -> Result<Impaired, Error> {
     if let Some(i) = &imp {
-        i.check().map_err(|(_, why)| Error::invalid(why))?;
+        i.check()?;
     }
     let _lock = state::lock_existing(name)?;
     let st = crate::built(name)?;

@@ -6,8 +6,8 @@
 use serde::Serialize;
 use weft_topo::IfaceKind;
 
-use crate::apply::NsHandle;
 use crate::{state, Error};
+use weft_sys::netlink::Netlink;
 
 /// One lab as built, read back from the kernel (`weft status LAB`).
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +90,64 @@ pub struct IfaceStatus {
     pub tun: Option<TunStatus>,
     /// The end of a `kind = "vxlan"` link, as planned.
     pub vxlan: Option<VxlanStatus>,
+    /// Traffic counters, from the kernel.
+    pub counters: Option<Counters>,
+    /// A port of a bridge that runs STP: its role (root, designated,
+    /// alternate, backup, disabled), worked out from what the kernel holds.
+    pub stp_role: Option<&'static str>,
+    /// A bridge that runs STP: its view of the tree.
+    pub bridge_stp: Option<BridgeStpStatus>,
+}
+
+/// An interface's counters since it was created (`ip -s link`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets dropped on the way in (no buffer, no handler).
+    pub rx_dropped: u64,
+    /// Packets dropped on the way out (queue full, carrier down).
+    pub tx_dropped: u64,
+}
+
+impl From<weft_sys::netlink::observe::LinkStats> for Counters {
+    fn from(s: weft_sys::netlink::observe::LinkStats) -> Self {
+        Counters {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_dropped: s.rx_dropped,
+            tx_dropped: s.tx_dropped,
+        }
+    }
+}
+
+/// A kernel bridge's view of the spanning tree (`ip -d link show` of
+/// the bridge).
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgeStpStatus {
+    /// Its own bridge identifier (`8000.02...`: priority, then MAC).
+    pub bridge_id: Option<String>,
+    /// The identifier of the bridge it takes for the root.
+    pub root_id: Option<String>,
+    /// It is the root itself.
+    pub is_root: bool,
+    /// The port towards the root, by name; `None` on the root.
+    pub root_port: Option<String>,
+    /// The flag the bridge sends in its BPDUs while the tree settles
+    /// after a change anywhere in it.
+    pub topology_change: bool,
+    /// The bridge saw a change itself, not yet acknowledged.
+    pub topology_change_detected: bool,
+    /// Centiseconds left on the topology-change timer (0: not running).
+    pub topology_change_timer_cs: u64,
 }
 
 /// The planned end of a VXLAN link between machines.
@@ -124,6 +182,29 @@ pub struct TunStatus {
     pub group: Option<u32>,
 }
 
+/// A netlink socket in each node's namespace, in node order (`None` where
+/// the namespace is missing), all made by one thread entering them in
+/// turn: a thread per namespace made `weft status` of 500 hosts take a
+/// second, mostly starting and joining threads.
+fn sockets(lab: &weft_topo::Lab) -> Vec<Option<Netlink>> {
+    use std::os::fd::AsFd as _;
+    let fds: Vec<_> = lab
+        .nodes
+        .values()
+        .map(|n| weft_sys::netns::open(&n.netns).ok())
+        .collect();
+    let open: Vec<_> = fds.iter().flatten().map(|f| f.as_fd()).collect();
+    let mut made = weft_sys::netns::route_sockets_in(&open)
+        .unwrap_or_default()
+        .into_iter();
+    fds.iter()
+        .map(|f| {
+            f.as_ref()?;
+            Netlink::from_fd(made.next()?.ok()?).ok()
+        })
+        .collect()
+}
+
 /// Status of one lab, or of every lab on this machine.
 pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
     // Without them every namespace looks missing: say so instead.
@@ -144,22 +225,37 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
             }
             continue;
         };
+        out.push(status_of(&n, &st));
+    }
+    Ok(out)
+}
+
+/// Status of lab `n` as built (`st`, from [`crate::built`]): what a
+/// program that already holds the state (`weft serve`, redrawing every
+/// second) asks, saving a second read of it.
+pub fn status_of(n: &str, st: &state::State) -> LabStatus {
+    {
         let mut nodes = Vec::new();
-        for node in st.lab.nodes.values() {
-            let mut h = NsHandle::open(&node.name, &node.netns).ok();
+        for (node, mut h) in st.lab.nodes.values().zip(sockets(&st.lab)) {
             let links = h
                 .as_mut()
-                .and_then(|h| h.nl.links().ok())
+                .and_then(|nl| nl.links().ok())
                 .unwrap_or_default();
             let addrs = h
                 .as_mut()
-                .and_then(|h| h.nl.addresses().ok())
+                .and_then(|nl| nl.addresses().ok())
                 .unwrap_or_default();
             let by_index = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
             let mut ifaces = Vec::new();
             for i in node.interfaces.values() {
                 let l = links.iter().find(|l| l.name == i.name);
                 let kind = i.kind.name();
+                // The bridge this is a port of, when it runs STP.
+                let stp_master = l
+                    .and_then(|l| l.master)
+                    .and_then(|m| links.iter().find(|b| b.index == m))
+                    .filter(|b| b.stp == Some(true))
+                    .and_then(|b| b.bridge_stp.as_ref());
                 ifaces.push(IfaceStatus {
                     name: i.name.clone(),
                     kind,
@@ -208,6 +304,30 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                         owner: t.owner,
                         group: t.group,
                     }),
+                    counters: l.and_then(|l| l.stats).map(Counters::from),
+                    stp_role: l.zip(stp_master).and_then(|(l, b)| {
+                        weft_sys::netlink::observe::port_role(b, l.port_stp.as_ref()?, l.port_state)
+                    }),
+                    bridge_stp: l
+                        .filter(|l| l.stp == Some(true))
+                        .and_then(|l| l.bridge_stp.as_ref())
+                        .map(|b| BridgeStpStatus {
+                            bridge_id: b.bridge_id.clone(),
+                            root_id: b.root_id.clone(),
+                            is_root: b.root_port == Some(0),
+                            root_port: b.root_port.filter(|p| *p != 0).and_then(|p| {
+                                links
+                                    .iter()
+                                    .find(|x| {
+                                        x.master == Some(l.map_or(0, |l| l.index))
+                                            && x.port_stp.as_ref().and_then(|s| s.number) == Some(p)
+                                    })
+                                    .map(|x| x.name.clone())
+                            }),
+                            topology_change: b.topology_change,
+                            topology_change_detected: b.topology_change_detected,
+                            topology_change_timer_cs: b.topology_change_timer_cs,
+                        }),
                 });
             }
             nodes.push(NodeStatus {
@@ -225,13 +345,13 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
         }
         // One question to the datapath for its switches and its wires.
         let dp = crate::datapath::has_switches(&st.lab)
-            .then(|| crate::datapath::status(&n))
+            .then(|| crate::datapath::status(n))
             .flatten();
-        out.push(LabStatus {
-            name: n.clone(),
+        LabStatus {
+            name: n.to_string(),
             machine: st.lab.machine.clone(),
             tunnels: crate::tunnels::status(&st.lab),
-            source: st.source.map(|p| p.display().to_string()),
+            source: st.source.as_ref().map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
                 .then(|| dp.clone().map(|s| s.switches)),
             wires: st
@@ -240,9 +360,8 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, Error> {
                 .values()
                 .any(|n| n.wire.is_some())
                 .then(|| dp.map(|s| s.wires)),
-            runtime: crate::runtime::load(&n),
+            runtime: crate::runtime::load(n),
             nodes,
-        });
+        }
     }
-    Ok(out)
 }

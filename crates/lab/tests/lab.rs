@@ -189,6 +189,87 @@ fn a_wired_links_impairment_changes_through_its_handle() {
     assert!(w[0].out.lost >= 1 && w[0].out.passed >= 3, "{w:?}");
 }
 
+/// `lab.events()`: the typed stream `weft events --json` prints, here a
+/// link taken down, the kernel bridge's port going disabled, back up and
+/// forwarding, and the end of the lab.
+#[test]
+fn lab_events_gives_the_typed_stream_of_a_link_going_down_and_up() {
+    let _g = shared();
+    let lab = Lab::from_toml_with(
+        &ctx(),
+        r#"
+name = "serve2-ev"
+[nodes.br0]
+kind = "bridge"
+stp = true
+forward_delay = 2
+hello_time = 1
+max_age = 6
+[nodes.a]
+attach = "br0"
+[nodes.b]
+attach = "br0"
+"#,
+    )
+    .unwrap();
+    let mut events = lab.events().unwrap();
+    let wait_for = |events: &mut weft::events::Stream,
+                    what: &dyn Fn(&weft::events::Event) -> bool| {
+        let t0 = Instant::now();
+        let mut seen = Vec::new();
+        while t0.elapsed() < Duration::from_secs(15) {
+            if let Some(e) = events.next_timeout(Duration::from_millis(500)) {
+                let done = what(&e);
+                seen.push(e);
+                if done {
+                    return seen;
+                }
+            }
+        }
+        panic!("not seen; got {seen:#?}");
+    };
+    let to = |e: &weft::events::Event| e.data.get("to").and_then(|v| v.as_str()).map(String::from);
+    let port_a = |e: &weft::events::Event| {
+        e.node.as_deref() == Some("br0") && e.port.as_deref() == Some("a")
+    };
+
+    lab.link("a", "br0").unwrap().down().unwrap();
+    let down = wait_for(&mut events, &|e| {
+        e.kind == "stp.state" && port_a(e) && to(e).as_deref() == Some("disabled")
+    });
+    assert_eq!(down[0].kind, "link.down", "{down:#?}");
+    assert_eq!(down[0].v, weft::events::VERSION);
+    assert!(
+        down.iter().any(|e| e.kind == "stp.role"
+            && port_a(e)
+            && to(e).as_deref() == Some("disabled")
+            && e.data["kernel"] == true),
+        "{down:#?}"
+    );
+
+    lab.link("a", "br0").unwrap().up().unwrap();
+    let up = wait_for(&mut events, &|e| {
+        e.kind == "stp.state" && port_a(e) && to(e).as_deref() == Some("forwarding")
+    });
+    // (The down's last kernel events may come first.)
+    assert!(up.iter().any(|e| e.kind == "link.up"), "{up:#?}");
+    assert!(
+        up.iter()
+            .any(|e| e.kind == "stp.state" && port_a(e) && to(e).as_deref() == Some("learning")),
+        "{up:#?}"
+    );
+    let ts: Vec<u64> = down.iter().chain(&up).map(|e| e.ts).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+
+    lab.down().unwrap();
+    let rest: Vec<_> = events.collect();
+    assert_eq!(
+        rest.last().map(|e| e.kind.as_str()),
+        Some("lab.gone"),
+        "{rest:#?}"
+    );
+}
+
 #[test]
 fn a_capture_records_the_test_traffic_as_pcapng() {
     let _g = shared();

@@ -18,11 +18,34 @@ pub struct Live {
     pub state: String,
     /// STP state of a bridge or switch port.
     pub port_state: Option<String>,
-    /// STP role of a weft switch port: root, designated, alternate,
-    /// backup, disabled (kernel bridges do not report one).
+    /// STP role of a weft switch or kernel bridge port: root, designated,
+    /// alternate, backup, disabled.
     pub role: Option<String>,
     /// Addresses as the kernel has them.
     pub addresses: Vec<String>,
+    /// Traffic through it so far: the kernel's counters, or a weft switch
+    /// port's own.
+    pub counters: Option<Counters>,
+}
+
+/// Frames and bytes an interface received and sent, since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+}
+
+/// What went from `a` to `b` over a cable, as (bytes, frames): what `a`
+/// sent, or if it cannot say, what `b` received.
+fn carried(la: Option<&Live>, lb: Option<&Live>) -> Option<(u64, u64)> {
+    la.and_then(|l| l.counters)
+        .map(|c| (c.tx_bytes, c.tx_frames))
+        .or_else(|| {
+            lb.and_then(|l| l.counters)
+                .map(|c| (c.rx_bytes, c.rx_frames))
+        })
 }
 
 /// Live state by `node:iface`; empty for a file.
@@ -52,9 +75,11 @@ fn devs(lab: &Lab, node: &str, live: &LiveMap) -> Vec<Dev> {
             }
             if let Some(m) = &i.master {
                 let st = l.and_then(|l| l.port_state.clone());
-                notes.push(match st {
-                    Some(s) => format!("port of {m} ({s})"),
-                    None => format!("port of {m}"),
+                let role = l.and_then(|l| l.role.as_deref());
+                notes.push(match (role, st) {
+                    (Some(r), Some(s)) if r != s => format!("port of {m} ({r} {s})"),
+                    (_, Some(s)) => format!("port of {m} ({s})"),
+                    _ => format!("port of {m}"),
                 });
             }
             if let Some(p) = n.switch.as_ref().and_then(|s| s.ports.get(&i.name)) {
@@ -150,6 +175,23 @@ fn cables(lab: &Lab) -> Vec<(Endpoint, Endpoint)> {
     let mut v: Vec<_> = lab.veths().collect();
     v.sort();
     v
+}
+
+/// What each cable carried so far, each way, as (bytes, frames): per cable
+/// (`a`, `b`, a to b, b to a), in the order [`svg`] draws them, for those
+/// with counters at either end. A page that keeps the drawing and updates
+/// only its rates asks for these.
+pub type Traffic = Vec<(Endpoint, Endpoint, Option<(u64, u64)>, Option<(u64, u64)>)>;
+
+pub fn traffic(lab: &Lab, live: &LiveMap) -> Traffic {
+    cables(lab)
+        .into_iter()
+        .filter_map(|(a, b)| {
+            let (la, lb) = (live.get(&a), live.get(&b));
+            let (ab, ba) = (carried(la, lb), carried(lb, la));
+            (ab.is_some() || ba.is_some()).then_some((a, b, ab, ba))
+        })
+        .collect()
 }
 
 /// How a cable of a live lab carries frames.
@@ -642,23 +684,40 @@ pub fn svg(lab: &Lab, live: &LiveMap) -> String {
                 CableState::Down => "down",
                 CableState::Blocked(_) => "blocked",
             };
-            let ends = format!(
-                "class=\"cable\" data-a=\"{}\" data-b=\"{}\" data-state=\"{state_word}\"",
-                esc(&a.to_string()),
-                esc(&b.to_string()),
-            );
-            let title = format!(
-                "<title>{} -- {}{}</title>",
-                esc(&a.to_string()),
-                esc(&b.to_string()),
-                esc(&note)
-            );
             // A cable that passes other boxes in the row would run over
             // them and over other cables at the same height: it arcs
             // below instead, lower the farther it goes.
             let far = !many && (ax - bx).abs() > GAP + 20 && (ay - by).abs() < 200;
+            let (mx, my) = ((ax + bx) / 2, ay.max(by) + 30 + (ax - bx).abs() / 5);
+            // Where a page writes the cable's rates: its middle.
+            let (cx, cy) = if far {
+                ((ax + 2 * mx + bx) / 4, (ay + 2 * my + by) / 4)
+            } else {
+                ((ax + bx) / 2, (ay + by) / 2)
+            };
+            let (la, lb) = (live.get(&a), live.get(&b));
+            let mut traffic = String::new();
+            let mut counted = String::new();
+            for (dir, c) in [("ab", carried(la, lb)), ("ba", carried(lb, la))] {
+                if let Some((bytes, frames)) = c {
+                    let _ = write!(traffic, " data-{dir}=\"{bytes} {frames}\"");
+                    let (from, to) = if dir == "ab" { (&a, &b) } else { (&b, &a) };
+                    let _ = write!(counted, "\n{from} to {to}: {frames} frames, {bytes} bytes");
+                }
+            }
+            let ends = format!(
+                "class=\"cable\" data-a=\"{}\" data-b=\"{}\" data-state=\"{state_word}\" data-mid=\"{cx} {cy}\"{traffic}",
+                esc(&a.to_string()),
+                esc(&b.to_string()),
+            );
+            let title = format!(
+                "<title>{} -- {}{}{}</title>",
+                esc(&a.to_string()),
+                esc(&b.to_string()),
+                esc(&note),
+                esc(&counted)
+            );
             if far {
-                let (mx, my) = ((ax + bx) / 2, ay.max(by) + 30 + (ax - bx).abs() / 5);
                 let _ = writeln!(
                     body,
                     "<path {ends} d=\"M {ax} {ay} Q {mx} {my} {bx} {by}\" fill=\"none\" {style}>{title}</path>"

@@ -57,6 +57,46 @@ fn examples_match_snapshots() {
     );
 }
 
+/// A page works out rates on each cable from the counters the SVG
+/// carries: what went each way (one end's sent, or the other's received
+/// when the first cannot say), and where the cable's middle is.
+#[test]
+fn cables_carry_their_counters_each_way() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/veth.toml"
+    ))
+    .unwrap();
+    let lab = weft_topo::parse(&text).unwrap().lab;
+    let mut live = graph::LiveMap::new();
+    live.insert(
+        weft_topo::Endpoint::new("ns1", "veth0"),
+        graph::Live {
+            state: "up".into(),
+            counters: Some(graph::Counters {
+                rx_frames: 3,
+                rx_bytes: 300,
+                tx_frames: 7,
+                tx_bytes: 700,
+            }),
+            ..Default::default()
+        },
+    );
+    let svg = graph::svg(&lab, &live);
+    let cable = svg.lines().find(|l| l.contains("class=\"cable\"")).unwrap();
+    assert!(cable.contains("data-a=\"ns1:veth0\""), "{cable}");
+    assert!(cable.contains("data-ab=\"700 7\""), "{cable}");
+    assert!(cable.contains("data-ba=\"300 3\""), "{cable}");
+    assert!(cable.contains("data-mid=\""), "{cable}");
+    assert!(
+        svg.contains("ns1:veth0 to ns2:veth1: 7 frames, 700 bytes"),
+        "{svg}"
+    );
+    // Without counters (a file, not a live lab) nothing is made up.
+    let plain = graph::svg(&lab, &graph::LiveMap::new());
+    assert!(!plain.contains("data-ab"), "{plain}");
+}
+
 #[test]
 fn live_state_shows_in_every_format() {
     let text = std::fs::read_to_string(concat!(
@@ -71,6 +111,7 @@ fn live_state_shows_in_every_format() {
         port_state: None,
         role: None,
         addresses: vec![addr.into()],
+        counters: None,
     };
     live.insert(weft_topo::Endpoint::new("ns1", "veth0"), up("10.1.1.2/24"));
     live.insert(
@@ -140,6 +181,7 @@ fn switch_roles_blocked_ports_and_links_down_show_in_every_format() {
         role: Some(role.into()),
         port_state: Some(state.into()),
         addresses: vec![],
+        counters: None,
     };
     live.insert(
         weft_topo::Endpoint::new("s3", "to-s2"),

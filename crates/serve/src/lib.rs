@@ -17,7 +17,8 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -29,6 +30,44 @@ const APP_CSS: &str = include_str!("../web/app.css");
 
 /// Longest capture the page may ask for.
 pub const MAX_CAPTURE_S: f64 = 30.0;
+
+/// Why serving, or one API request, failed. An API error is answered with
+/// status 400 and the message as `{"error": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The lab library refused or failed (no such lab, no such link, ...).
+    #[error(transparent)]
+    Lab(#[from] weft::Error),
+    #[error("listening on {addr}: {source}; give another address with --listen 127.0.0.1:PORT")]
+    Listen {
+        addr: SocketAddr,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the server is not on an IP address")]
+    NotIp,
+    #[error("missing parameter {0}")]
+    Missing(&'static str),
+    #[error("{param} {value:?}: {why}")]
+    Bad {
+        param: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("no node {node} in lab {lab}")]
+    NoNode { node: String, lab: String },
+    #[error("running `weft {what}`: {source}")]
+    Run {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("capture of {point} failed: {stderr}")]
+    Capture { point: String, stderr: String },
+    #[error("no API {method} {action}")]
+    NoApi {
+        method: &'static str,
+        action: String,
+    },
+}
 
 pub struct Options {
     pub lab: String,
@@ -43,7 +82,34 @@ pub struct Serving {
     pub token: String,
     lab: String,
     weft: std::path::PathBuf,
+    /// The lab as last read, shared by the page's requests and the kernel
+    /// poller (at 500 hosts a read is most of what serving costs).
+    snap: Mutex<Option<Arc<Snapshot>>>,
 }
+
+/// The lab read once: as built, and as the kernel and datapath have it.
+struct Snapshot {
+    at: Instant,
+    /// Wall clock of the read, milliseconds since the epoch.
+    read_ms: u64,
+    /// How long reading took.
+    took: Duration,
+    lab: weft_topo::Lab,
+    status: Vec<weft::LabStatus>,
+}
+
+impl Snapshot {
+    fn live(&self) -> weft_see::graph::LiveMap {
+        self.status
+            .first()
+            .map(weft::drawing::live_map)
+            .unwrap_or_default()
+    }
+}
+
+/// A snapshot younger than this is good enough for a page or the poller
+/// (both come every second); a change made from the page drops it.
+const SNAPSHOT_FOR: Duration = Duration::from_millis(800);
 
 fn token() -> String {
     let mut b = [0u8; 16];
@@ -52,14 +118,15 @@ fn token() -> String {
 }
 
 /// Binds the address and makes the token; [`Serving::run`] serves.
-pub fn bind(o: Options) -> Result<Serving, String> {
-    weft::built(&o.lab).map_err(|e| e.to_string())?;
-    let server = Server::http(o.listen).map_err(|e| format!("listening on {}: {e}", o.listen))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or("the server is not on an IP address")?;
+pub fn bind(o: Options) -> Result<Serving, Error> {
+    weft::built(&o.lab)?;
+    let server = Server::http(o.listen).map_err(|source| Error::Listen {
+        addr: o.listen,
+        source,
+    })?;
+    let addr = server.server_addr().to_ip().ok_or(Error::NotIp)?;
     Ok(Serving {
+        snap: Mutex::new(None),
         server,
         addr,
         token: token(),
@@ -136,11 +203,14 @@ impl Serving {
         let me = std::sync::Arc::new(self);
         // Kernel bridges' port states and kernel links' carrier go into
         // the event stream while the page is served.
-        let lab = me.lab.clone();
+        let poller = me.clone();
         std::thread::spawn(move || {
-            let mut k = events::KernelWatch::new(&lab);
+            let mut k = events::KernelWatch::new(&poller.lab);
             loop {
-                k.poll();
+                // The read the page uses too, when it is fresh.
+                if let Ok(s) = poller.snapshot() {
+                    k.poll_with(&s.status);
+                }
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
@@ -234,50 +304,98 @@ impl Serving {
                 }
                 match self.api(req, &action) {
                     Ok(r) => r,
-                    Err(e) => error(400, &e),
+                    Err(e) => error(400, &e.to_string()),
                 }
             }
             _ => error(404, "no such page"),
         }
     }
 
-    fn api(&self, req: &Request, action: &str) -> Result<Reply, String> {
+    fn api(&self, req: &Request, action: &str) -> Result<Reply, Error> {
         let q = query(req.url());
-        let arg = |k: &str| {
+        let arg = |k: &'static str| {
             q.iter()
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| format!("missing parameter {k}"))
+                .ok_or(Error::Missing(k))
         };
         let post = *req.method() == Method::Post;
         match (action, post) {
             ("graph.svg", false) => {
-                let (lab, live) = self.live()?;
-                Ok(text(
+                let snap = self.snapshot()?;
+                let t1 = Instant::now();
+                let svg = weft_see::graph::svg(&snap.lab, &snap.live());
+                // What the server spent: reading the lab, drawing it.
+                let timing = format!(
+                    "status;dur={:.1}, svg;dur={:.1}",
+                    snap.took.as_secs_f64() * 1e3,
+                    t1.elapsed().as_secs_f64() * 1e3
+                );
+                Ok(text(200, "image/svg+xml", svg)
+                    .with_header(header("X-Weft-Read-Ms", &snap.read_ms.to_string()))
+                    .with_header(header("Server-Timing", &timing)))
+            }
+            ("live", false) => {
+                // The page's redraw: the drawing without counters (so it
+                // stays the same while only traffic changes, and the page
+                // keeps it when its hash is the one the page has), and
+                // what each cable carried, for the rates.
+                let snap = self.snapshot()?;
+                let t1 = Instant::now();
+                let mut live = snap.live();
+                let traffic = weft_see::graph::traffic(&snap.lab, &live);
+                for l in live.values_mut() {
+                    l.counters = None;
+                }
+                let svg = weft_see::graph::svg(&snap.lab, &live);
+                let etag = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    svg.hash(&mut h);
+                    format!("{:016x}", h.finish())
+                };
+                let same = arg("etag").is_ok_and(|e| e == etag);
+                let pair = |c: Option<(u64, u64)>| c.map(|(b, f)| json!([b, f]));
+                let traffic: Vec<Value> = traffic
+                    .into_iter()
+                    .map(|(a, b, ab, ba)| json!([a.to_string(), b.to_string(), pair(ab), pair(ba)]))
+                    .collect();
+                Ok(json_reply(
                     200,
-                    "image/svg+xml",
-                    weft_see::graph::svg(&lab, &live),
+                    &json!({
+                        "read_ms": snap.read_ms,
+                        "etag": etag,
+                        "svg": if same { None } else { Some(svg) },
+                        "traffic": traffic,
+                        "timing": {
+                            "status_ms": snap.took.as_secs_f64() * 1e3,
+                            "svg_ms": t1.elapsed().as_secs_f64() * 1e3,
+                        },
+                    }),
                 ))
             }
             ("lab", false) => {
-                let st = weft::status(Some(&self.lab)).map_err(|e| e.to_string())?;
+                let st = weft::status(Some(&self.lab))?;
                 Ok(json_reply(200, &json!({ "lab": self.lab, "status": st })))
             }
             ("events", false) => {
                 let after: u64 = arg("after").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-                let mut evs = events::read(&self.lab, after + 1).map_err(|e| e.to_string())?;
+                let mut evs = events::read(&self.lab, after + 1)?;
                 let skip = evs.len().saturating_sub(500);
                 evs.drain(..skip);
                 Ok(json_reply(200, &json!(evs)))
             }
             ("node", false) => {
                 let name = arg("name")?;
-                let st = weft::status(Some(&self.lab)).map_err(|e| e.to_string())?;
+                let st = weft::status(Some(&self.lab))?;
                 let node = st
                     .iter()
                     .flat_map(|l| &l.nodes)
                     .find(|n| n.name == name)
-                    .ok_or_else(|| format!("no node {name} in lab {}", self.lab))?;
+                    .ok_or_else(|| Error::NoNode {
+                        node: name.clone(),
+                        lab: self.lab.clone(),
+                    })?;
                 Ok(json_reply(200, &json!(node)))
             }
             ("exec", false) => {
@@ -298,7 +416,10 @@ impl Serving {
                     .args(["exec", &self.lab, &node, "--"])
                     .args(args)
                     .output()
-                    .map_err(|e| format!("running weft exec: {e}"))?;
+                    .map_err(|source| Error::Run {
+                        what: "exec",
+                        source,
+                    })?;
                 let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
                 s.push_str(&String::from_utf8_lossy(&out.stderr));
                 Ok(text(200, "text/plain; charset=utf-8", s))
@@ -308,10 +429,16 @@ impl Serving {
                 let up = match state.as_str() {
                     "up" => true,
                     "down" => false,
-                    s => return Err(format!("state {s}: say up or down")),
+                    s => {
+                        return Err(Error::Bad {
+                            param: "state",
+                            value: s.to_string(),
+                            why: "say up or down".into(),
+                        })
+                    }
                 };
-                let (ea, eb) =
-                    weft::runtime::set_link(&self.lab, &a, &b, up).map_err(|e| e.to_string())?;
+                let (ea, eb) = weft::runtime::set_link(&self.lab, &a, &b, up)?;
+                self.changed();
                 self.done("link", &format!("{ea} — {eb} {state}"));
                 Ok(json_reply(
                     200,
@@ -329,22 +456,28 @@ impl Serving {
                         delay_us: if delay.is_empty() {
                             0
                         } else {
-                            weft_topo::impair::parse_duration(&delay)
-                                .map_err(|e| format!("delay: {e}"))?
+                            weft_topo::impair::parse_duration(&delay).map_err(|e| Error::Bad {
+                                param: "delay",
+                                value: delay.clone(),
+                                why: e.to_string(),
+                            })?
                         },
                         loss_ppm: if loss.is_empty() {
                             0
                         } else {
-                            weft_topo::impair::parse_percent(&loss)
-                                .map_err(|e| format!("loss: {e}"))?
+                            weft_topo::impair::parse_percent(&loss).map_err(|e| Error::Bad {
+                                param: "loss",
+                                value: loss.clone(),
+                                why: e.to_string(),
+                            })?
                         },
                         ..Default::default()
                     };
                     Some(i)
                 };
                 let what = imp.as_ref().map_or("cleared".to_string(), |i| i.summary());
-                let port =
-                    weft::runtime::set_impair(&self.lab, &a, &b, imp).map_err(|e| e.to_string())?;
+                let port = weft::runtime::set_impair(&self.lab, &a, &b, imp)?;
+                self.changed();
                 self.done("impair", &format!("{port}: {what}"));
                 Ok(json_reply(
                     200,
@@ -359,15 +492,25 @@ impl Serving {
                     .unwrap_or(3.0_f64)
                     .clamp(0.5, MAX_CAPTURE_S);
                 if point.starts_with('-') {
-                    return Err(format!("capture point {point}: give NODE:IFACE"));
+                    return Err(Error::Bad {
+                        param: "point",
+                        value: point,
+                        why: "give NODE:IFACE".into(),
+                    });
                 }
                 let out = Command::new(&self.weft)
                     .args(["capture", &self.lab, &point, "-w", "-", "--duration"])
                     .arg(secs.to_string())
                     .output()
-                    .map_err(|e| format!("running weft capture: {e}"))?;
+                    .map_err(|source| Error::Run {
+                        what: "capture",
+                        source,
+                    })?;
                 if !out.status.success() {
-                    return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                    return Err(Error::Capture {
+                        point,
+                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
                 }
                 self.done(
                     "capture",
@@ -381,21 +524,37 @@ impl Serving {
                     )),
                 )
             }
-            (_, true) | (_, false) => Err(format!(
-                "no API {} {action}",
-                if post { "POST" } else { "GET" }
-            )),
+            (_, true) | (_, false) => Err(Error::NoApi {
+                method: if post { "POST" } else { "GET" },
+                action: action.to_string(),
+            }),
         }
     }
 
-    fn live(&self) -> Result<(weft_topo::Lab, weft_see::graph::LiveMap), String> {
-        let st = weft::built(&self.lab).map_err(|e| e.to_string())?;
-        let status = weft::status(Some(&self.lab)).map_err(|e| e.to_string())?;
-        let live = status
-            .first()
-            .map(weft::drawing::live_map)
-            .unwrap_or_default();
-        Ok((st.lab, live))
+    /// The lab as read at most [`SNAPSHOT_FOR`] ago. Requests that come
+    /// while it is read wait for that read rather than making their own.
+    fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+        let mut cur = self.snap.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cur.as_ref().filter(|s| s.at.elapsed() < SNAPSHOT_FOR) {
+            return Ok(s.clone());
+        }
+        let t0 = Instant::now();
+        let st = weft::built(&self.lab)?;
+        let status = vec![weft::status::status_of(&self.lab, &st)];
+        let s = Arc::new(Snapshot {
+            at: Instant::now(),
+            read_ms: events::now_ms(),
+            took: t0.elapsed(),
+            lab: st.lab,
+            status,
+        });
+        *cur = Some(s.clone());
+        Ok(s)
+    }
+
+    /// After a change: the next read sees it.
+    fn changed(&self) {
+        *self.snap.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

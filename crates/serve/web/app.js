@@ -5,6 +5,11 @@
 const token = new URLSearchParams(location.search).get("token") || "";
 let selected = null; // {kind: "cable", a, b} or {kind: "node", name}
 let lastTs = 0;
+const SVGNS = "http://www.w3.org/2000/svg";
+// Per cable ("a|b"): the counters last drawn and when the server read
+// them, and the rates worked out between the last two reads.
+const seen = new Map();
+const rates = new Map();
 
 function api(path, params, method) {
   const q = new URLSearchParams(params || {}).toString();
@@ -49,23 +54,120 @@ function markSelection() {
   }
 }
 
+function perSecond(now, prev, dt) {
+  // A counter that went back belongs to an interface made again.
+  if (!now || !prev || now[0] < prev[0] || now[1] < prev[1]) return null;
+  return [(now[0] - prev[0]) / dt, (now[1] - prev[1]) / dt];
+}
+
+function human(bytesPerS) {
+  const units = ["B/s", "kB/s", "MB/s", "GB/s"];
+  let v = bytesPerS;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return (v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)) + " " + units[u];
+}
+
+// Which way a→b runs on screen, as an arrow.
+function arrows(l) {
+  let ax, ay, bx, by;
+  if (l.tagName === "line") {
+    [ax, ay, bx, by] = ["x1", "y1", "x2", "y2"].map((k) => Number(l.getAttribute(k)));
+  } else {
+    const d = l.getAttribute("d").split(" ");
+    [ax, ay, bx, by] = [d[1], d[2], d[6], d[7]].map(Number);
+  }
+  if (Math.abs(ax - bx) >= Math.abs(ay - by)) return ax <= bx ? ["→", "←"] : ["←", "→"];
+  return ay <= by ? ["↓", "↑"] : ["↑", "↓"];
+}
+
+// Rates on each cable that carries traffic: what it carried (from the
+// server, per cable [a, b, [bytes, frames] a to b, the same b to a])
+// against the last read. Drawn in a layer of their own, replaced each time.
+function drawRates(g, readAt, traffic) {
+  const svg = g.querySelector("svg");
+  if (!svg) return;
+  const old = svg.querySelector("g.rates");
+  if (old) old.remove();
+  const layer = document.createElementNS(SVGNS, "g");
+  layer.setAttribute("class", "rates");
+  const cables = new Map();
+  g.querySelectorAll(".cable").forEach((l) => cables.set(l.dataset.a + "|" + l.dataset.b, l));
+  for (const [a, b, ab, ba] of traffic) {
+    const key = a + "|" + b;
+    const now = { t: readAt, ab, ba };
+    const prev = seen.get(key);
+    if (prev && prev.t === readAt) continue; // the same read again
+    seen.set(key, now);
+    if (!prev) continue;
+    const dt = (now.t - prev.t) / 1000;
+    const r = { ab: perSecond(now.ab, prev.ab, dt), ba: perSecond(now.ba, prev.ba, dt) };
+    rates.set(key, r);
+  }
+  for (const [key, r] of rates) {
+    const l = cables.get(key);
+    if (!l || !l.dataset.mid) continue;
+    const [fwd, back] = arrows(l);
+    const words = [];
+    if (r.ab && r.ab[1] > 0) words.push(fwd + " " + human(r.ab[0]));
+    if (r.ba && r.ba[1] > 0) words.push(back + " " + human(r.ba[0]));
+    if (!words.length) continue;
+    const [x, y] = l.dataset.mid.split(" ").map(Number);
+    const t = document.createElementNS(SVGNS, "text");
+    t.setAttribute("x", x);
+    t.setAttribute("y", y - 4);
+    t.setAttribute("text-anchor", "middle");
+    t.setAttribute("class", "rate");
+    t.dataset.cable = key;
+    t.textContent = words.join("  ");
+    layer.append(t);
+  }
+  svg.append(layer);
+}
+
+// What the last redraws cost, newest last (the status line shows the last;
+// bench/serve.sh reads them): the server's time reading the lab and
+// drawing it, the whole request, putting the drawing (when it changed) and
+// the rates in the page, and until the browser painted it.
+window.weftRedraws = [];
+let etag = "";
+
 async function redraw() {
-  const r = await api("graph.svg");
+  const t0 = performance.now();
+  const j = await (await api("live", { etag })).json();
+  const t1 = performance.now();
   const g = document.getElementById("graph");
-  g.innerHTML = await r.text();
-  // A wide invisible twin over each cable makes it easy to click.
-  g.querySelectorAll(".cable").forEach((l) => {
-    const hit = l.cloneNode(false);
-    hit.setAttribute("class", "hit");
-    hit.removeAttribute("stroke-dasharray");
-    hit.addEventListener("click", (ev) => { ev.stopPropagation(); showCable(l.dataset.a, l.dataset.b); });
-    l.after(hit);
-  });
-  g.querySelectorAll("g.node").forEach((n) => {
-    n.addEventListener("click", () => showNode(n.dataset.node));
-  });
-  markSelection();
+  if (j.svg !== null) {
+    g.innerHTML = j.svg;
+    etag = j.etag;
+    // A wide invisible twin over each cable makes it easy to click.
+    g.querySelectorAll(".cable").forEach((l) => {
+      const hit = l.cloneNode(false);
+      hit.setAttribute("class", "hit");
+      hit.removeAttribute("stroke-dasharray");
+      hit.addEventListener("click", (ev) => { ev.stopPropagation(); showCable(l.dataset.a, l.dataset.b); });
+      l.after(hit);
+    });
+    g.querySelectorAll("g.node").forEach((n) => {
+      n.addEventListener("click", () => showNode(n.dataset.node));
+    });
+    markSelection();
+  }
+  drawRates(g, j.read_ms, j.traffic);
   if (selected && selected.kind === "cable") updateCableState();
+  const t2 = performance.now();
+  // Painted: after the next frame has been drawn.
+  await new Promise((ok) => requestAnimationFrame(() => setTimeout(ok, 0)));
+  const t3 = performance.now();
+  window.weftRedraws.push({
+    status_ms: j.timing.status_ms, svg_ms: j.timing.svg_ms, request_ms: t1 - t0,
+    dom_ms: t2 - t1, paint_ms: t3 - t2, total_ms: t3 - t0,
+    drawing_changed: j.svg !== null, bytes: j.svg ? j.svg.length : 0,
+  });
+  if (window.weftRedraws.length > 60) window.weftRedraws.shift();
 }
 
 function cableState(a, b) {
@@ -77,6 +179,22 @@ function cableState(a, b) {
 function updateCableState() {
   const s = document.getElementById("cable-state");
   if (s) s.textContent = cableState(selected.a, selected.b);
+  const t = document.getElementById("cable-traffic");
+  if (!t) return;
+  const key = selected.a + "|" + selected.b;
+  const c = seen.get(key);
+  const r = rates.get(key) || {};
+  t.innerHTML = "";
+  for (const [dir, from, to] of [["ab", selected.a, selected.b], ["ba", selected.b, selected.a]]) {
+    const tr = el("tr");
+    const total = c && c[dir];
+    const rate = r[dir];
+    tr.append(
+      el("td", {}, from + " → " + to),
+      el("td", { class: "rate-" + dir }, rate ? human(rate[0]) + ", " + Math.round(rate[1]) + " frames/s" : "…"),
+      el("td", {}, total ? total[1] + " frames, " + total[0] + " bytes" : "no counters"));
+    t.append(tr);
+  }
 }
 
 function showCable(a, b) {
@@ -88,6 +206,8 @@ function showCable(a, b) {
   const st = el("p", {}, "state: ");
   st.append(el("b", { id: "cable-state" }, cableState(a, b)));
   p.append(st);
+  p.append(el("table", { id: "cable-traffic" }));
+  updateCableState();
   const down = el("button", { id: "link-down" }, "down");
   const up = el("button", { id: "link-up" }, "up");
   down.onclick = () => change("link", { a, b, state: "down" });
@@ -212,7 +332,9 @@ async function tick() {
   try {
     await redraw();
     await pollEvents();
-    setStatus("live, redrawn " + new Date().toLocaleTimeString());
+    const last = window.weftRedraws[window.weftRedraws.length - 1];
+    setStatus("live, redrawn " + new Date().toLocaleTimeString() +
+      (last ? " in " + Math.round(last.total_ms) + " ms" : ""));
   } catch (e) {
     setStatus(e.message, true);
   } finally {

@@ -12,6 +12,7 @@
 //! [`tc`] and `route_get.rs` (`ip route get`).
 
 mod build;
+pub mod observe;
 mod read;
 mod route_get;
 mod socket;

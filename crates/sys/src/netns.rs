@@ -591,6 +591,36 @@ pub fn route_socket_in(ns: BorrowedFd<'_>) -> Result<OwnedFd> {
     run_in(ns, route_socket)?
 }
 
+/// A NETLINK_ROUTE socket in each of `namespaces`, made by one thread that
+/// enters them in turn: reading many namespaces (`weft status` of a
+/// 500-host lab, polled every second by `weft serve`) then costs one
+/// thread, not one per namespace.
+pub fn route_sockets_in(namespaces: &[BorrowedFd<'_>]) -> Result<Vec<Result<OwnedFd>>> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("weft-netns-sockets".into())
+            .spawn_scoped(s, move || {
+                namespaces
+                    .iter()
+                    .map(|ns| {
+                        setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                            Error::os(
+                                format!("entering network namespace fd {}", ns.as_raw_fd()),
+                                e,
+                            )
+                        })?;
+                        route_socket()
+                    })
+                    .collect()
+            })
+            .map_err(|e| Error::os("spawning a thread to enter network namespaces", e))?;
+        match handle.join() {
+            Ok(r) => Ok(r),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// The identity (nsfs device and inode) of a network namespace; two handles
 /// name the same namespace exactly when their identities are equal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -40,6 +40,11 @@ pub enum Error {
         value: String,
         network: ipnet::IpNet,
     },
+    /// Impairment settings that contradict each other (a jitter larger
+    /// than the delay, a queue without a rate); `key` is the setting the
+    /// message asks to change.
+    #[error("{why}")]
+    Impair { key: &'static str, why: String },
     /// A route option whose argument is not an IP address (`via`, `src`).
     #[error("`{key} {value}`: `{value}` is not an IP address")]
     BadAddress { key: &'static str, value: String },
@@ -145,6 +150,41 @@ pub enum NameKind {
 }
 
 impl Error {
+    /// What a person can do about it, where the message does not say so
+    /// already.
+    pub fn help(&self) -> Option<String> {
+        Some(match self {
+            Error::NoMachine { lab, known, .. } => {
+                format!("name one of lab {lab}'s machines ({known}) with --machine")
+            }
+            Error::BadUnderlay { machine, .. } => format!(
+                "give machine `{machine}` an underlay name that resolves to its address on the underlay network, or its address itself"
+            ),
+            Error::SameUnderlay { .. } => {
+                "each machine needs its own underlay address: check [machines.*] underlay".into()
+            }
+            Error::UnderlayFamilies { .. } => {
+                "give both machines underlay addresses of one IP version".into()
+            }
+            Error::MachineName { .. } => {
+                "machines are named LAB-N, which must pass the rules for lab names: shorten the lab's name".into()
+            }
+            Error::NftOutput { .. } => {
+                "check that `nft -j list chains` prints JSON on this machine".into()
+            }
+            _ => return None,
+        })
+    }
+
+    /// The setting an [`Error::Impair`] is about (`jitter`, `queue`, ...),
+    /// for pointing at it in a file or on a command line.
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            Error::Impair { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// The same error about a differently named setting: `mapping` or
     /// `filtering` for a NAT behaviour word, which [`Error::Unknown`]
     /// otherwise calls by its kind.

@@ -242,50 +242,39 @@ pub fn parse_rate(s: &str) -> Result<u64, Error> {
 
 impl Impairment {
     /// Checks that hold between the values; each error names the key.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    pub fn check(&self) -> Result<(), Error> {
+        let conflict = |key, why: String| Err(Error::Impair { key, why });
         if self.jitter_us > self.delay_us {
-            return Err((
-                "jitter",
-                "jitter is larger than delay: a frame cannot leave before it came; write a jitter of at most the delay".into(),
-            ));
+            return conflict("jitter", "jitter is larger than delay: a frame cannot leave before it came; write a jitter of at most the delay".into());
         }
         if let Some(q) = self.queue {
             if self.rate_bps.is_none() {
-                return Err((
+                return conflict(
                     "queue",
                     "queue is the buffer in front of a rate limit: add rate = \"10mbit\" or so"
                         .into(),
-                ));
+                );
             }
             if !(1..=100_000).contains(&q) {
-                return Err((
+                return conflict(
                     "queue",
                     format!("queue {q} is out of range: write 1 to 100000 frames"),
-                ));
+                );
             }
         }
         if let Some(b) = &self.burst {
             if b.exit_ppm == 0 {
-                return Err((
-                    "burst",
-                    "burst exit is 0%: the link would stay bad for ever once it turned bad; write exit = \"25%\" or so".into(),
-                ));
+                return conflict("burst", "burst exit is 0%: the link would stay bad for ever once it turned bad; write exit = \"25%\" or so".into());
             }
         }
         if let Some(i) = &self.inbound {
             if self.direction != Direction::Both {
-                return Err((
-                    "direction",
-                    "direction with separate in settings: the top-level settings are then the out direction's; remove direction".into(),
-                ));
+                return conflict("direction", "direction with separate in settings: the top-level settings are then the out direction's; remove direction".into());
             }
             i.check()?;
         }
         if self.reorder_ppm > 0 && self.delay_us == 0 {
-            return Err((
-                "reorder",
-                "reorder sends some frames at once, ahead of the delayed ones, so it needs a delay: add delay = \"10ms\" or so".into(),
-            ));
+            return conflict("reorder", "reorder sends some frames at once, ahead of the delayed ones, so it needs a delay: add delay = \"10ms\" or so".into());
         }
         Ok(())
     }
@@ -500,8 +489,8 @@ pub(crate) fn from_raw(
     if !ok {
         return None;
     }
-    if let Err((key, why)) = out.check() {
-        let span = match key {
+    if let Err(e) = out.check() {
+        let span = match e.setting().unwrap_or_default() {
             "jitter" => r.jitter.as_ref().map(|s| s.span()),
             "reorder" => r.reorder.as_ref().map(|s| s.span()),
             "queue" => r.queue.as_ref().map(|s| s.span()),
@@ -509,7 +498,7 @@ pub(crate) fn from_raw(
             "direction" => r.direction.as_ref().map(|s| s.span()),
             _ => None,
         };
-        err(span.or(Some(raw.span())), format!("{who}: {why}"));
+        err(span.or(Some(raw.span())), format!("{who}: {e}"));
         return None;
     }
     Some(out)
@@ -619,12 +608,12 @@ mod tests {
             queue: Some(5),
             ..Default::default()
         };
-        assert_eq!(q.check().unwrap_err().0, "queue");
+        assert_eq!(q.check().unwrap_err().setting(), Some("queue"));
         let d = Impairment {
             direction: Direction::In,
             ..up.clone()
         };
-        assert_eq!(d.check().unwrap_err().0, "direction");
+        assert_eq!(d.check().unwrap_err().setting(), Some("direction"));
         let b = Impairment {
             burst: Some(Burst {
                 enter_ppm: 1,
@@ -632,7 +621,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(b.check().unwrap_err().0, "burst");
+        assert_eq!(b.check().unwrap_err().setting(), Some("burst"));
     }
 
     #[test]
@@ -642,7 +631,7 @@ mod tests {
             jitter_us: 2000,
             ..Default::default()
         };
-        assert_eq!(i.check().unwrap_err().0, "jitter");
+        assert_eq!(i.check().unwrap_err().setting(), Some("jitter"));
         i.jitter_us = 500;
         assert!(i.check().is_ok());
         i.delay_us = 500;
@@ -652,7 +641,7 @@ mod tests {
             reorder_ppm: 10,
             ..Default::default()
         };
-        assert_eq!(j.check().unwrap_err().0, "reorder");
+        assert_eq!(j.check().unwrap_err().setting(), Some("reorder"));
         assert_eq!(
             Impairment {
                 delay_us: 20_000,

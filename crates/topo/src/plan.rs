@@ -164,7 +164,9 @@ pub enum Res {
     Addr,
     Route,
     Nat(crate::nat::Nat),
-    Datapath,
+    /// The wires it carries (impaired kernel links), by wire node: a
+    /// change restarts it.
+    Datapath(Box<BTreeMap<String, crate::wire::Wire>>),
     Switch(Box<SwitchOptions>),
     /// A wire's settings in the datapath (crate::wire), under its node's
     /// `ResKey::Switch`: a change restarts the datapath.
@@ -435,6 +437,22 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
             }
             format!("{}: {}", describe(key, to), parts.join(", "))
         }
+        (ResKey::Datapath { .. }, Res::Datapath(a), Res::Datapath(b)) => {
+            let mut parts = Vec::new();
+            for (w, x) in b.iter() {
+                match a.get(w) {
+                    None => parts.push(format!("+ wire {}", x.link[0])),
+                    Some(y) if y != x => parts.push(format!("wire {}", x.link[0])),
+                    Some(_) => {}
+                }
+            }
+            for (w, y) in a.iter() {
+                if !b.contains_key(w) {
+                    parts.push(format!("- wire {}", y.link[0]));
+                }
+            }
+            format!("{}: {} (restarts)", describe(key, to), parts.join(", "))
+        }
         (ResKey::Service { .. }, Res::Service(a), Res::Service(b)) => {
             let mut parts = Vec::new();
             if a.service != b.service || a.container != b.container {
@@ -648,11 +666,16 @@ fn process_resources(lab: &Lab, out: &mut BTreeMap<ResKey, Res>) {
         .values()
         .any(|n| n.kind == NodeKind::Switch || n.wire.is_some())
     {
+        let wires = lab
+            .nodes
+            .values()
+            .filter_map(|n| Some((n.name.clone(), n.wire.clone()?)))
+            .collect();
         out.insert(
             ResKey::Datapath {
                 lab: lab.name.clone(),
             },
-            Res::Datapath,
+            Res::Datapath(Box::new(wires)),
         );
     }
     for t in &lab.tunnels {

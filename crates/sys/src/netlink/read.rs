@@ -188,6 +188,12 @@ pub struct LinkState {
     pub tun: Option<TunState>,
     pub point_to_point: bool,
     pub no_arp: bool,
+    /// Traffic counters (`ip -s link`).
+    pub stats: Option<super::observe::LinkStats>,
+    /// A bridge's spanning-tree view of itself.
+    pub bridge_stp: Option<super::observe::BridgeStp>,
+    /// A bridge port's spanning-tree view.
+    pub port_stp: Option<super::observe::PortStp>,
 }
 
 /// A link's operational state (RFC 2863, `IF_OPER_*`), named as `ip link`
@@ -282,6 +288,7 @@ impl LinkState {
                     s.mac = Some(m[..].try_into().unwrap())
                 }
                 LinkAttribute::Mtu(m) => s.mtu = *m,
+                LinkAttribute::Stats64(st) => s.stats = Some(st.into()),
                 LinkAttribute::Controller(m) => s.master = Some(*m),
                 LinkAttribute::Link(p) => s.peer_index = Some(*p),
                 LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
@@ -313,6 +320,7 @@ impl LinkState {
                                     }
                                 }
                                 s.stp_times_cs = fd.zip(ma);
+                                s.bridge_stp = Some(super::observe::BridgeStp::from_attributes(b));
                             }
                             LinkInfo::Data(InfoData::Tun(t)) => {
                                 let mut ts = TunState::default();
@@ -339,6 +347,7 @@ impl LinkState {
                                 s.tun = Some(ts);
                             }
                             LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                s.port_stp = Some(super::observe::PortStp::from_attributes(p));
                                 for o in p {
                                     if let InfoBridgePort::State(st) = o {
                                         s.port_state = Some(match st {
