@@ -50,6 +50,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   "$W" down $LAB >/dev/null 2>&1
   "$W" down swbu >/dev/null 2>&1
+  "$W" down swbv >/dev/null 2>&1
   for n in "${NSS[@]}"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$D"
 }
@@ -74,6 +75,15 @@ ip -n wsb-br link add br0 type bridge
 ip -n wsb-br link set br0 up
 cable wsb-br-h1 wsb-br 10.99.1.1 p1; cable wsb-br-h2 wsb-br 10.99.1.2 p2
 ip -n wsb-br link set p1 master br0; ip -n wsb-br link set p2 master br0
+
+# --- two kernel bridges joined by a veth (the reference for the trunked
+# weft case below; this kernel has no bridge VLAN filtering) -------------
+mkns wsb-br2a; mkns wsb-br2b; mkns wsb-br2-h1; mkns wsb-br2-h2
+for b in a b; do ip -n wsb-br2$b link add br0 type bridge; ip -n wsb-br2$b link set br0 up; done
+cable wsb-br2-h1 wsb-br2a 10.99.7.1 p1; cable wsb-br2-h2 wsb-br2b 10.99.7.2 p2
+ip link add up0 netns wsb-br2a type veth peer name up0 netns wsb-br2b
+for b in a b; do ip -n wsb-br2$b link set up0 up; ip -n wsb-br2$b link set up0 master br0; done
+ip -n wsb-br2a link set p1 master br0; ip -n wsb-br2b link set p2 master br0
 
 # --- Open vSwitch, userspace datapath ----------------------------------
 # $1 instance name, $2 its namespace, $3 "tso" or "off".
@@ -155,8 +165,57 @@ sed -e "s/^name = .*/name = \"$LAB2\"/" -e "s/10\.99\.4\./10.99.6./" "$D/lab.tom
 WEFT_SWITCH_FASTPATH=off "$W" up --quiet "$D/lab2.toml" >/dev/null
 WEFT2_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$WEFT_STATE_DIR/labs/$LAB2/datapath.json")
 
+# Trunked and several VLANs: two weft switches joined by a trunk of VLANs
+# 10 and 20, h1 and h2 in VLAN 10 (tagged on the trunk), g1 and g2 in 20;
+# on the tc BPF path (docs/switch.md).
+LAB3=swbv
+cat > "$D/lab3.toml" <<EOT
+name = "$LAB3"
+[nodes.sw1]
+kind = "switch"
+[nodes.sw1.interfaces.p1]
+vlan = 10
+[nodes.sw1.interfaces.q1]
+vlan = 20
+[nodes.sw1.interfaces.trunk]
+trunk = [10, 20]
+[nodes.sw2]
+kind = "switch"
+[nodes.sw2.interfaces.p2]
+vlan = 10
+[nodes.sw2.interfaces.q2]
+vlan = 20
+[nodes.sw2.interfaces.trunk]
+trunk = [10, 20]
+[nodes.h1.interfaces.eth0]
+addresses = ["10.99.8.1/24"]
+[nodes.h2.interfaces.eth0]
+addresses = ["10.99.8.2/24"]
+[nodes.g1.interfaces.eth0]
+addresses = ["10.99.8.11/24"]
+[nodes.g2.interfaces.eth0]
+addresses = ["10.99.8.12/24"]
+[[links]]
+endpoints = ["sw1:trunk", "sw2:trunk"]
+[[links]]
+endpoints = ["h1:eth0", "sw1:p1"]
+[[links]]
+endpoints = ["g1:eth0", "sw1:q1"]
+[[links]]
+endpoints = ["h2:eth0", "sw2:p2"]
+[[links]]
+endpoints = ["g2:eth0", "sw2:q2"]
+EOT
+"$W" up --quiet "$D/lab3.toml" >/dev/null
+WEFT3_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$WEFT_STATE_DIR/labs/$LAB3/datapath.json")
+"$W" status $LAB3 --json | python3 -c '
+import json,sys
+for s in json.load(sys.stdin)[0]["switches"]:
+    assert s["fastpath"].startswith("on (tc BPF"), s["fastpath"]' \
+  || { log "the trunked weft switches are not on the tc BPF path"; exit 1; }
+
 # name | host1 ns | host2 ns | host2 address | CPU pids | counted "ns:if:stat" list
-SETUPS=(bridge ovs-off ovs-tso tap weft-user weft)
+SETUPS=(bridge ovs-off ovs-tso tap weft-user weft bridge2 weft-vlan)
 declare -A H1 H2 IP2 CPU CNT
 H1[bridge]=wsb-br-h1; H2[bridge]=wsb-br-h2; IP2[bridge]=10.99.1.2; CPU[bridge]=""
 CNT[bridge]="wsb-br:p1:tx_packets wsb-br:p2:tx_packets"
@@ -172,6 +231,10 @@ H1[weft]=weft-$LAB.h1; H2[weft]=weft-$LAB.h2; IP2[weft]=10.99.4.2; CPU[weft]=$WE
 CNT[weft]="weft-$LAB.sw:p1:tx_packets weft-$LAB.sw:p2:tx_packets"
 H1[weft-user]=weft-$LAB2.h1; H2[weft-user]=weft-$LAB2.h2; IP2[weft-user]=10.99.6.2; CPU[weft-user]=$WEFT2_PID
 CNT[weft-user]="weft-$LAB2.sw:p1:tx_packets weft-$LAB2.sw:p2:tx_packets"
+H1[bridge2]=wsb-br2-h1; H2[bridge2]=wsb-br2-h2; IP2[bridge2]=10.99.7.2; CPU[bridge2]=""
+CNT[bridge2]="wsb-br2a:p1:tx_packets wsb-br2b:p2:tx_packets"
+H1[weft-vlan]=weft-$LAB3.h1; H2[weft-vlan]=weft-$LAB3.h2; IP2[weft-vlan]=10.99.8.2; CPU[weft-vlan]=$WEFT3_PID
+CNT[weft-vlan]="weft-$LAB3.sw1:p1:tx_packets weft-$LAB3.sw2:p2:tx_packets"
 for s in "${SETUPS[@]}"; do wait_ping "${H1[$s]}" "${IP2[$s]}"; done
 
 TICK=$(getconf CLK_TCK)
@@ -305,6 +368,8 @@ def cpu(s, m):
         return cell(s, m)
     return "n/a (kernel)"
 names = {
+    "bridge2": "two Linux bridges joined by a veth (kernel; untagged, no VLAN filtering here)",
+    "weft-vlan": "**two weft switches joined by a trunk** (VLANs 10 and 20, hosts in 10: tc BPF path, tag pushed and popped)",
     "bridge": "Linux bridge (kernel)",
     "ovs-off": "Open vSwitch netdev, offloads off",
     "ovs-tso": "Open vSwitch netdev, userspace TSO on",
@@ -313,6 +378,7 @@ names = {
     "weft": "**weft switch** (default: steady flows on the kernel fast path)",
 }
 ORDER = ["bridge", "ovs-off", "ovs-tso", "tap", "weft-user", "weft"]
+VORDER = ["bridge2", "ovs-off", "ovs-tso", "weft-user", "weft-vlan"]
 def ratio(m, s, inv=False):
     a, b = med("weft", m), med(s, m)
     if not a or not b:
@@ -325,7 +391,36 @@ for s in ORDER:
         names[s], cell(s, "tcp"), cell(s, "udp-iperf", "%.0f"), cell(s, "udp-gen", "%.0f"),
         cpu(s, "tcp-cpu"), cpu(s, "udp-gen-cpu"), cell(s, "udp-gen-cpu-softirq"),
         ratio("tcp", s) if s != "weft" else "", ratio("udp-gen", s) if s != "weft" else ""))
-sent = ", ".join("%s %.0f" % (s, med(s, "udp-gen-sent") or 0) for s in ORDER)
+sent = ", ".join("%s %.0f" % (s, med(s, "udp-gen-sent") or 0) for s in ORDER + VORDER[:1] + VORDER[-1:])
+def loss(s):
+    r, o = med(s, "udp-gen"), med(s, "udp-gen-sent")
+    if not r or not o:
+        return "n/a"
+    return "%.1f %%" % max(0.0, 100.0 * (1 - r / o))
+def vratio(m, s):
+    a, b = med("weft-vlan", m), med(s, m)
+    if not a or not b:
+        return "-"
+    return "%.2fx" % (a / b)
+vrows = ["| path | TCP Gbit/s | 64 B UDP kpps, swgen | 64 B offered kpps | 64 B loss | switch process CPU µs per 64 B frame | trunked weft / this: TCP | trunked weft / this: swgen kpps |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|"]
+for s in VORDER:
+    vrows.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        names[s], cell(s, "tcp"), cell(s, "udp-gen", "%.0f"), cell(s, "udp-gen-sent", "%.0f"), loss(s),
+        cpu(s, "udp-gen-cpu"),
+        vratio("tcp", s) if s != "weft-vlan" else "", vratio("udp-gen", s) if s != "weft-vlan" else ""))
+def met(a, b, m):
+    x, y = med(a, m), med(b, m)
+    return x is not None and y is not None and x >= y
+targets = []
+targets.append("trunked weft >= two bridges on TCP: %s" % ("met" if met("weft-vlan", "bridge2", "tcp") else "NOT met"))
+targets.append("on 64 B frames: %s" % ("met" if met("weft-vlan", "bridge2", "udp-gen") else "NOT met"))
+lw = loss("weft-vlan"); lb = loss("bridge2")
+try:
+    lok = float(lw.split()[0]) <= float(lb.split()[0]) + 0.05
+except ValueError:
+    lok = False
+targets.append("64 B loss %s vs the bridges' %s: %s" % (lw, lb, "met" if lok else "NOT met"))
 corel = [json.loads(l) for l in open(core)]
 crow = ["| switch core alone (no I/O, `swcore`) | frames/s | ns per frame |", "|---|---:|---:|"]
 mem = None
@@ -342,6 +437,12 @@ kernel {kernel}, 2 cores; load average {load0} at the start, {load1} at the end)
 to CPU 1, the switch process unpinned; `swgen`: {senders} sender(s), one pinned to each CPU{" (the receiver unpinned)" if senders > 1 else ""}.
 
 {chr(10).join(rows)}
+
+Trunked, several VLANs (issue #17): h1 -> h2 across two switches joined by a trunk carrying VLANs
+10 and 20, against the same shape in kernel bridges (untagged: this kernel has no VLAN filtering
+and no 802.1Q devices) and the one-switch Open vSwitch rows above. Targets: {"; ".join(targets)}.
+
+{chr(10).join(vrows)}
 
 - TCP: one iperf3 stream h1 -> h2, default offloads except the "offloads off" row (there
   `ethtool -K eth0 tx off tso off gso off` on both hosts, without which that datapath passes no TCP).

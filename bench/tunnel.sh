@@ -1,14 +1,17 @@
 #!/bin/bash
-# TCP throughput and added latency through weft's tunnel (TUN with and
-# without offloads, TAP) and through wireguard-go, OpenVPN and VTun, all
+# TCP throughput, 64-byte packet rate and added latency through weft's
+# tunnel (TUN with and without offloads, TUN on one thread, TAP) and
+# through wireguard-go, OpenVPN and VTun, all
 # between the same two lab namespaces over the same underlay veth, in one
 # run: every tunnel is up at once, and each round measures each path in
 # turn (the order rotating), so the machine's load falls on all alike.
 # Prints a Markdown table of medians and, with --write, puts it into
 # docs/performance.md between the bench:tunnel markers.
 #
-#   apt-get install -y iperf3 wireguard-go wireguard-tools openvpn vtun
 #   cargo build --release -p weft-cli && sudo bench/tunnel.sh [--write] [SECONDS] [ROUNDS]
+#
+# Installs what it compares with (iperf3 wireguard-go wireguard-tools
+# openvpn vtun) with apt-get when missing.
 #
 # Every program runs inside the lab's two namespaces (never in the host's:
 # wireguard-go and vtund create devices wherever they start); every process
@@ -23,7 +26,16 @@ W=$PWD/target/release/weft
 [ -x "$W" ] || { echo "build first: cargo build --release -p weft-cli" >&2; exit 1; }
 export WEFT_STATE_DIR=$(mktemp -d /tmp/weft-bench-tunnel.XXXXXX)
 D=$WEFT_STATE_DIR
-LAB=tbench
+LAB=tun-bench
+missing=()
+for c in iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools openvpn:openvpn vtund:vtun; do
+  command -v "${c%%:*}" >/dev/null || missing+=("${c#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
+    || echo "could not install ${missing[*]}; those paths are not measured" >&2
+fi
 N1=weft-$LAB.m1; N2=weft-$LAB.m2
 PIDS=()
 kill_all() {
@@ -63,17 +75,18 @@ declare -A WHY    # path -> why it is not measured
 PATHS=(underlay)
 ADDR[underlay]=10.77.0.2
 
-# weft: TUN (offloads on), TUN with --no-offload, TAP; one port and
+# weft: TUN (offloads on), TUN with --no-offload, TUN on one thread (the
+# loop before the directions ran apart, to compare), TAP; one port and
 # device each.
 "$W" keygen "$D/a.key" >/dev/null; "$W" keygen "$D/b.key" >/dev/null
 i=0
-for v in "tun:" "tun:--no-offload" "tap:"; do
-  mode=${v%%:*}; extra=${v#*:}
-  name="weft $mode${extra:+ (no offload)}"
+for v in "tun::" "tun:--no-offload:" "tun::1" "tap::"; do
+  mode=${v%%:*}; rest=${v#*:}; extra=${rest%%:*}; one=${rest#*:}
+  name="weft $mode${extra:+ (no offload)}${one:+ (one thread)}"
   port=$((5000 + i)); net=10.9.$((10 + i))
-  bg1 "$W" tunnel --dev wt$i --mode $mode $extra --listen $port --key "$D/a.key" --peer-key "$(cat "$D/b.pub")" \
+  bg1 env ${one:+WEFT_TUNNEL_ONE_THREAD=1} "$W" tunnel --dev wt$i --mode $mode $extra --listen $port --key "$D/a.key" --peer-key "$(cat "$D/b.key.pub")" \
       --peer 10.77.0.2:$port --address $net.1/24 --status "$D/wt$i-1.json"
-  bg2 "$W" tunnel --dev wt$i --mode $mode $extra --listen $port --key "$D/b.key" --peer-key "$(cat "$D/a.pub")" \
+  bg2 env ${one:+WEFT_TUNNEL_ONE_THREAD=1} "$W" tunnel --dev wt$i --mode $mode $extra --listen $port --key "$D/b.key" --peer-key "$(cat "$D/a.key.pub")" \
       --address $net.2/24 --status "$D/wt$i-2.json"
   PATHS+=("$name"); ADDR[$name]=$net.2
   i=$((i + 1))
@@ -170,16 +183,29 @@ tput() {
   in1 iperf3 -c "$addr" -t "$T" -J 2>/dev/null | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))' 2>/dev/null || echo 0
   kill $sp 2>/dev/null || true; wait $sp 2>/dev/null || true
 }
+# 64-byte UDP payloads m1 -> m2 as fast as one iperf3 sends them for $T s:
+# "received-kpps loss-percent".
+pps() {
+  local addr=$1
+  in2 iperf3 -s -1 -B "$addr" >/dev/null 2>&1 & local sp=$!
+  sleep 0.3
+  in1 iperf3 -c "$addr" -u -b 0 -l 64 -t "$T" -J 2>/dev/null | python3 -c '
+import json,sys
+e = json.load(sys.stdin)["end"]["sum"]
+print("%.1f:%.2f" % ((e["packets"] - e["lost_packets"]) / e["seconds"] / 1e3, 100.0 * e["lost_packets"] / max(e["packets"], 1)))' 2>/dev/null || echo "0:100"
+  kill $sp 2>/dev/null || true; wait $sp 2>/dev/null || true
+}
 # Average RTT (ms) of 200 pings 5 ms apart.
 rtt() { in1 ping -q -c 200 -i 0.005 "$1" | awk -F/ '/^rtt/ {print $5}'; }
 
-declare -A TP RT
+declare -A TP RT PP PL
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 n=${#UP[@]}
 for r in $(seq 0 $((ROUNDS - 1))); do
   for j in $(seq 0 $((n - 1))); do
     p=${UP[$(((j + r) % n))]}
     TP[$p]+="$(tput "${ADDR[$p]}") "
+    x=$(pps "${ADDR[$p]}"); PP[$p]+="${x%%:*} "; PL[$p]+="${x#*:} "
     RT[$p]+="$(rtt "${ADDR[$p]}") "
   done
   echo "round $((r + 1))/$ROUNDS done" >&2
@@ -190,22 +216,25 @@ offl=$(python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["offloads"]; 
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo, hi}'; }
-declare -A MT MR
+range0() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
+declare -A MT MR MP ML
 for p in "${UP[@]}"; do
   MT[$p]=$(echo "${TP[$p]}" | median)
   MR[$p]=$(echo "${RT[$p]}" | median)
+  MP[$p]=$(echo "${PP[$p]}" | median)
+  ML[$p]=$(echo "${PL[$p]}" | median)
 done
 base_rtt=${MR[underlay]}
 wt=${MT[weft tun]:-0}; wp=${MT[weft tap]:-0}
-table="| path | TCP throughput, median (range) | weft TUN / this | weft TAP / this | ping RTT | added RTT |
-|---|---:|---:|---:|---:|---:|"
+table="| path | TCP throughput, median (range) | weft TUN / this | weft TAP / this | 64 B UDP received, median (range) | loss | ping RTT | added RTT |
+|---|---:|---:|---:|---:|---:|---:|---:|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a/b; else print "-" }'; }
-for p in underlay "weft tun" "weft tun (no offload)" "weft tap" wireguard-go openvpn vtun; do
+for p in underlay "weft tun" "weft tun (no offload)" "weft tun (one thread)" "weft tap" wireguard-go openvpn vtun; do
   if [ -n "${MT[$p]:-}" ]; then
     added=$(awk -v a="${MR[$p]}" -v b="$base_rtt" 'BEGIN { printf "%+.3f ms", a-b }')
-    table+=$'\n'"| $p | $(printf %.2f "${MT[$p]}") Gbit/s ($(echo "${TP[$p]}" | range)) | $(ratio "$wt" "${MT[$p]}") | $(ratio "$wp" "${MT[$p]}") | $(printf %.3f "${MR[$p]}") ms | $added |"
+    table+=$'\n'"| $p | $(printf %.2f "${MT[$p]}") Gbit/s ($(echo "${TP[$p]}" | range)) | $(ratio "$wt" "${MT[$p]}") | $(ratio "$wp" "${MT[$p]}") | $(printf %.0f "${MP[$p]}") kpps ($(echo "${PP[$p]}" | range0)) | $(printf %.1f "${ML[$p]}") % | $(printf %.3f "${MR[$p]}") ms | $added |"
   elif [ -n "${WHY[$p]:-}" ]; then
-    table+=$'\n'"| $p | not measured: ${WHY[$p]} | | | | |"
+    table+=$'\n'"| $p | not measured: ${WHY[$p]} | | | | | | |"
   fi
 done
 # The issue's floor: weft >= 3x OpenVPN and VTun, >= wireguard-go.
@@ -219,9 +248,17 @@ floor() {
   echo "${out%; }"
 }
 floor_line="Floor check: weft TUN $(floor "$wt"). weft TAP $(floor "$wp")."
+# Issue #17's targets for the TUN path, against the underlay of the same run.
+targets_line=$(awk -v t="$wt" -v u="${MT[underlay]:-0}" -v p="${MP[weft tun]:-0}" -v up="${MP[underlay]:-0}" \
+  -v l="${ML[weft tun]:-100}" -v r="${MR[weft tun]:-0}" -v ur="${MR[underlay]:-0}" 'BEGIN {
+  tcp = (u > 0) ? t / u : 0; pr = (up > 0) ? p / up : 0; add = r - ur
+  printf "Targets (weft TUN): TCP %.2fx the underlay (%s 0.5x); 64 B UDP %.2fx the underlay'"'"'s rate (%s 0.8x) with %.1f %% loss (%s 1 %%); added RTT %.3f ms (%s 0.1 ms).",
+    tcp, (tcp >= 0.5) ? "meets" : "BELOW", pr, (pr >= 0.8) ? "meets" : "BELOW", l, (l < 1) ? "meets" : "OVER", add, (add < 0.1) ? "meets" : "OVER"
+}')
 echo "$table"
 echo "load average at start: $load_start; at end: $load_end; weft TUN offloads: $offl"
 echo "$floor_line"
+echo "$targets_line"
 # Package versions, never by running the programs in the host namespace.
 ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
 if [ $WRITE = 1 ]; then
@@ -230,11 +267,15 @@ if [ $WRITE = 1 ]; then
 load average $load_start at start, $load_end at end): one TCP stream (iperf3,
 $T s) m1 -> m2 and 200 pings 5 ms apart, between two namespaces over one
 veth, every path measured once per round for $ROUNDS rounds in rotating
-order; medians, with the range of the rounds. weft's TUN end used: $offl.
+order; 64-byte UDP payloads from one iperf3 sending as fast as it can
+($T s), received packets per second and the share lost; medians, with
+the range of the rounds. weft's TUN end used: $offl.
 
 $table
 
 $floor_line
+
+$targets_line
 
 Versions (Debian packages): wireguard-go $(ver wireguard-go) (it predates
 wireguard-go's own TSO/GSO work), openvpn $(ver openvpn) (static key,

@@ -117,10 +117,23 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                     ));
                 }
                 if let Some(m) = &i.master {
-                    cols.push(format!("port of {m}: {}", i.port_state.unwrap_or("?")));
+                    let st = i.port_state.unwrap_or("?");
+                    cols.push(match i.stp_role {
+                        Some(r) => format!("port of {m}: {r} {st}"),
+                        None => format!("port of {m}: {st}"),
+                    });
                 }
                 if i.stp == Some(true) {
                     cols.push("stp on".into());
+                    match &i.bridge_stp {
+                        Some(b) if b.is_root => cols.push("root bridge".into()),
+                        Some(b) => cols.push(format!(
+                            "root {} via {}",
+                            b.root_id.as_deref().unwrap_or("?"),
+                            b.root_port.as_deref().unwrap_or("?")
+                        )),
+                        None => {}
+                    }
                 }
                 if let Some(t) = &i.tun {
                     let mut f = vec![if t.tap { "tap" } else { "tun" }];

@@ -328,6 +328,9 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
     assert_eq!(role("b3", "to-b1"), Some("root".into()), "{st}");
     assert_eq!(role("b3", "to-b2"), Some("alternate".into()), "{st}");
     assert_eq!(role("b2", "to-b3"), Some("designated".into()), "{st}");
+    let table = lab.ok(&["status", &lab.name]);
+    assert!(table.contains("port of b3: alternate blocking"), "{table}");
+    assert!(table.contains("root bridge"), "{table}");
     let mut child = lab
         .weft()
         .args(["events", &lab.name, "--json"])

@@ -77,6 +77,9 @@ fn tunnel_links_are_started_shown_restarted_and_stopped() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(tunnels(&lab)[1]["running"], false);
+    // The plan starts it again: the built lab is the lab as it runs.
+    let out = lab.up();
+    assert!(out.contains("+ tunnel process on m2:wt0"), "{out}");
     assert!(lab.up().contains("nothing to change"));
     let t = wait_up(&lab);
     assert_ne!(t[1]["pid"].as_u64().unwrap(), pid);

@@ -551,4 +551,58 @@ mod tests {
             core_decides(&mut core, 1, &b, t)
         );
     }
+
+    #[test]
+    fn harvest_credits_the_kernel_s_frames_and_keeps_used_entries_fresh() {
+        if !bpf_or_skip() {
+            return;
+        }
+        let cfg = SwitchConfig::new(
+            mac(0xfe),
+            vec![
+                PortConfig::access(10).edge(),
+                PortConfig::trunk([10], None).edge(),
+            ],
+        );
+        let mut core = Switch::new(cfg.clone());
+        let mut ks = KernelSwitch::load(&cfg).unwrap();
+        let t = Instant::from_secs(1);
+        let a = frame(mac(2), mac(1), None);
+        let b = frame(mac(1), mac(2), Some(10));
+        core_decides(&mut core, 0, &a, t);
+        core_decides(&mut core, 1, &b, t);
+        sync(&mut ks, &core);
+        let before = (
+            *core.port_counters(PortId(0)).unwrap(),
+            *core.port_counters(PortId(1)).unwrap(),
+            core.vlan_counters(10),
+        );
+        // Ten frames the kernel forwards, as a classifier run does.
+        for _ in 0..10 {
+            let (ret, _) = ks.classifier(0).unwrap().test_run(&a).unwrap();
+            assert_eq!(ret as i32, prog::TC_ACT_REDIRECT);
+        }
+        let now = Instant::from_secs(200);
+        ks.harvest(&mut core, now).unwrap();
+        let (p0, p1) = (
+            *core.port_counters(PortId(0)).unwrap(),
+            *core.port_counters(PortId(1)).unwrap(),
+        );
+        assert_eq!(p0.rx_frames - before.0.rx_frames, 10);
+        assert_eq!(p0.rx_bytes - before.0.rx_bytes, 10 * a.len() as u64);
+        assert_eq!(p1.tx_frames - before.1.tx_frames, 10);
+        assert_eq!(p1.tx_bytes - before.1.tx_bytes, 10 * (a.len() as u64 + 4));
+        assert_eq!(core.vlan_counters(10).frames - before.2.frames, 10);
+        // The source's entry was used just now (kernel time), so it is as
+        // fresh as `now`; the destination's was not used as a source.
+        let seen = core.fdb().get(10, mac(1)).unwrap().last_seen;
+        assert!(seen > Instant::from_secs(190), "{seen:?}");
+        assert_eq!(core.fdb().get(10, mac(2)).unwrap().last_seen, t);
+        // A second harvest adds nothing.
+        ks.harvest(&mut core, now).unwrap();
+        assert_eq!(
+            core.port_counters(PortId(0)).unwrap().rx_frames,
+            p0.rx_frames
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! datapath, tunnel ends).
 //!
 //! The `weft` command needs none of this: its state is under `/run/weft`
-//! (or `WEFT_STATE_DIR`) and it starts itself as the helper. A test binary
+//! (or `WEFT_STATE_DIR`; without root, `$XDG_RUNTIME_DIR/weft/state`,
+//! which joining weft's user namespace puts in `WEFT_STATE_DIR`) and it starts itself as the helper. A test binary
 //! of another crate is not `weft`, so [`Context`] finds the binary by a
 //! documented lookup (see [`Context::weft_exe`]).
 
@@ -45,7 +46,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// The defaults: state in `WEFT_STATE_DIR` or `/run/weft`, the
+    /// The defaults: state in `WEFT_STATE_DIR` or `/run/weft` (without
+    /// root: `$XDG_RUNTIME_DIR/weft/state`, private to weft's user
+    /// namespace), the
     /// `weft` binary found by the lookup of [`Context::weft_exe`].
     pub fn new() -> Context {
         Context::default()

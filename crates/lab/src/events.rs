@@ -231,16 +231,8 @@ pub fn human(e: &Event) -> String {
     line
 }
 
-/// What only the kernel and the tunnel processes know: kernel bridges'
-/// port STP roles and states, their roots and topology changes, the
-/// carrier and counters of kernel interfaces (weft switches' ports are the
-/// datapath's to report), and tunnels' sessions (from their status
-/// files). Found by polling `weft status` (a poller calls [`poll`]
-/// about once a second); one process per lab polls at a time (it holds
-/// `events.poll.lock`), and it records what it finds in the stream, so
-/// several followers neither miss nor double anything.
-///
-/// [`poll`]: KernelWatch::poll
+/// The kernel's side of a lab as one poll of [`KernelWatch`] saw it;
+/// [`KernelView::changes`] compares two.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KernelView {
     /// (node, interface) -> what the kernel says of it.
@@ -250,19 +242,28 @@ pub struct KernelView {
 /// One kernel interface as the poller saw it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IfaceSeen {
+    /// A bridge port's STP state.
     pub port_state: Option<&'static str>,
+    /// A bridge port's STP role (its bridge runs STP).
     pub role: Option<&'static str>,
+    /// Whether it has a carrier.
     pub carrier: Option<bool>,
+    /// Its traffic counters.
     pub counters: Option<crate::status::Counters>,
     /// A bridge running STP.
     pub bridge: Option<BridgeSeen>,
 }
 
+/// A kernel bridge running STP as the poller saw it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BridgeSeen {
+    /// The root it believes in.
     pub root_id: Option<String>,
+    /// It is the root.
     pub is_root: bool,
+    /// Its topology-change flag.
     pub topology_change: bool,
+    /// It detected a change itself.
     pub detected: bool,
     /// Centiseconds left on the topology-change timer.
     pub timer_cs: u64,
@@ -401,6 +402,16 @@ impl KernelView {
 /// Per tunnel end (`node:iface`): up, handshakes, roams, warning.
 type TunnelSeen = std::collections::BTreeMap<String, (bool, u64, u64, Option<String>)>;
 
+/// What only the kernel and the tunnel processes know: kernel bridges'
+/// port STP roles and states, their roots and topology changes, the
+/// carrier and counters of kernel interfaces (weft switches' ports are the
+/// datapath's to report), and tunnels' sessions (from their status
+/// files). Found by polling `weft status` (a poller calls [`poll`]
+/// about once a second); one process per lab polls at a time (it holds
+/// `events.poll.lock`), and it records what it finds in the stream, so
+/// several followers neither miss nor double anything.
+///
+/// [`poll`]: KernelWatch::poll
 pub struct KernelWatch {
     lab: String,
     lock: Option<std::fs::File>,
@@ -414,6 +425,7 @@ pub struct KernelWatch {
 }
 
 impl KernelWatch {
+    /// A poller for lab `lab`; its first poll takes the baseline.
     pub fn new(lab: &str) -> Self {
         let counters_every = match std::env::var("WEFT_EVENTS_COUNTERS_EVERY") {
             Ok(v) => v

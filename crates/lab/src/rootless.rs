@@ -115,6 +115,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lab_over_machines_is_refused_on_each_machine() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vxlan.toml"),
+        )
+        .unwrap();
+        let whole = lab(&text);
+        let e = refuse(&whole, || Ok(())).unwrap_err();
+        assert!(e.to_string().contains("spans machines"), "{e}");
+        let m = whole.machines.keys().next().unwrap().clone();
+        let share = weft_topo::machines::share(&whole, &m).unwrap();
+        let e = refuse(&share, || Ok(())).unwrap_err();
+        assert!(e.to_string().contains("spans machines"), "{e}");
+    }
+
+    #[test]
     fn a_tap_needs_a_usable_dev_net_tun() {
         let l = lab("name = \"rl-t\"\n[nodes.a.interfaces.tap0]\nkind = \"tap\"\n");
         refuse(&l, || Ok(())).unwrap();

@@ -22,7 +22,8 @@ use crate::Error;
 
 /// Root of weft's state: a [`crate::Context`]'s state directory once one
 /// was used; else `WEFT_STATE_DIR` (tests use that to keep their labs
-/// apart); else /run/weft.
+/// apart; without root, joining weft's user namespace sets it to
+/// `$XDG_RUNTIME_DIR/weft/state`, see weft_sys::userns); else /run/weft.
 pub fn state_root() -> PathBuf {
     if let Some(d) = crate::context::state_dir() {
         return d;

@@ -156,6 +156,12 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     if changed {
         (handles, restarted) = run.apply(&mut st)?;
         apply_time = t0.elapsed();
+    } else if old_lab != *lab {
+        // Edits that make and change nothing (the checks, say) are still
+        // the lab's: `weft check` reads them from the state.
+        st.lab = lab.clone();
+        st.source = opts.source.clone().or(st.source.take());
+        state::save(name, &st)?;
     }
     // From here on the lab is applied: whatever fails is undone like a
     // failed check.
@@ -177,11 +183,18 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     // one's wait is explained).
     warnings.extend(tunnels::wait_sessions(lab, tunnels::SESSION_WAIT));
     // Services start once the network is usable, before the checks (which
-    // may test what they serve): the plan's last operations.
+    // may test what they serve): the plan's last operations. A run that
+    // never finished (a service that failed, kept with --keep-on-error)
+    // brings every service in line again.
+    let workloads = if unfinished {
+        plan_from(None, lab).ops
+    } else {
+        plan.ops.clone()
+    };
     if let Err(e) = apply::procs::apply_workloads(
         lab,
         Some(&old_lab),
-        &plan.ops,
+        &workloads,
         opts.datapath_exe.as_deref(),
         opts.progress,
     ) {

@@ -784,6 +784,69 @@ mod tests {
         assert!(start_time(me).is_some());
     }
 
+    /// A missing private directory covers its parent: every entry is still
+    /// there (files, directories with what is mounted inside them,
+    /// symlinks), and the new directory is writable. In a mount namespace
+    /// of a child process, so nothing of the machine's changes.
+    #[test]
+    fn a_missing_directory_is_made_over_a_copy_of_its_parent() {
+        let d = std::env::temp_dir().join(format!("weft-cover-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("file"), b"kept").unwrap();
+        std::os::unix::fs::symlink("file", d.join("link")).unwrap();
+        let check = || -> std::result::Result<(), String> {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&str>,
+            )
+            .map_err(|e| e.to_string())?;
+            // A mount inside an entry must come back with it.
+            tmpfs(&d.join("sub"), 0o755).map_err(|e| e.to_string())?;
+            fs::write(d.join("sub/inner"), b"mounted").map_err(|e| e.to_string())?;
+            private_dir(&d.join("netns")).map_err(|(e, w)| format!("{w}: {e}"))?;
+            let read = |p: &str| fs::read_to_string(d.join(p)).map_err(|e| format!("{p}: {e}"));
+            if read("file")? != "kept" || read("sub/inner")? != "mounted" || read("link")? != "kept"
+            {
+                return Err("an entry changed".into());
+            }
+            if fs::read_link(d.join("link")).map_err(|e| e.to_string())? != Path::new("file") {
+                return Err("the symlink changed".into());
+            }
+            fs::write(d.join("netns/x"), b"").map_err(|e| format!("netns/x: {e}"))?;
+            Ok(())
+        };
+        // SAFETY: the child runs the check (its own mount namespace) and
+        // leaves with _exit; the harness's other threads are not copied,
+        // and glibc's fork handlers leave malloc usable in the child.
+        let pid = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = match check() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("cover: {e}");
+                        1
+                    }
+                };
+                // SAFETY: ends the child without running the harness's
+                // destructors.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        let st = nix::sys::wait::waitpid(pid, None).unwrap();
+        // Outside, nothing changed.
+        assert!(!d.join("netns").exists());
+        assert!(!d.join("sub/inner").exists());
+        fs::remove_dir_all(&d).unwrap();
+        assert_eq!(st, nix::sys::wait::WaitStatus::Exited(pid, 0));
+    }
+
     #[test]
     fn advice_names_the_setting_that_forbids_user_namespaces() {
         let a = advice(libc::EPERM, Some("0\n"), Some("1000"), None);

@@ -164,8 +164,13 @@ pub enum Res {
     Addr,
     Route,
     Nat(crate::nat::Nat),
-    Datapath,
+    /// The wires it carries (impaired kernel links), by wire node: a
+    /// change restarts it.
+    Datapath(Box<BTreeMap<String, crate::wire::Wire>>),
     Switch(Box<SwitchOptions>),
+    /// A wire's settings in the datapath (crate::wire), under its node's
+    /// `ResKey::Switch`: a change restarts the datapath.
+    Wire(Box<crate::wire::Wire>),
     /// The tunnel link the end belongs to.
     Tunnel(Box<TunnelLink>),
     Names,
@@ -310,6 +315,9 @@ fn describe(key: &ResKey, val: &Res) -> String {
         (ResKey::Route { node, route }, _) => format!("route {route} in {node}"),
         (ResKey::Nat { node }, Res::Nat(n)) => format!("nat in {node}: {n}"),
         (ResKey::Nat { node }, _) => format!("nat in {node}"),
+        (ResKey::Switch { node }, Res::Wire(w)) => {
+            format!("wire {node}: impair {}", w.impair.summary())
+        }
         (ResKey::Switch { node }, _) => format!("switch settings of {node}"),
         (ResKey::Datapath { lab }, _) => format!("switch datapath of lab {lab}"),
         (ResKey::Tunnel { node, iface }, _) => format!("tunnel process on {node}:{iface}"),
@@ -402,6 +410,13 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
             }
             format!("nat in {node}: {}", parts.join(", "))
         }
+        (ResKey::Switch { node }, Res::Wire(a), Res::Wire(b)) => {
+            format!(
+                "wire {node}: impair {} -> {}",
+                a.impair.summary(),
+                b.impair.summary()
+            )
+        }
         (ResKey::Switch { node }, Res::Switch(a), Res::Switch(b)) => {
             format!("switch {node}: {}", switch_changes(a, b).join(", "))
         }
@@ -421,6 +436,22 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                 parts.push("settings".into());
             }
             format!("{}: {}", describe(key, to), parts.join(", "))
+        }
+        (ResKey::Datapath { .. }, Res::Datapath(a), Res::Datapath(b)) => {
+            let mut parts = Vec::new();
+            for (w, x) in b.iter() {
+                match a.get(w) {
+                    None => parts.push(format!("+ wire {}", x.link[0])),
+                    Some(y) if y != x => parts.push(format!("wire {}", x.link[0])),
+                    Some(_) => {}
+                }
+            }
+            for (w, y) in a.iter() {
+                if !b.contains_key(w) {
+                    parts.push(format!("- wire {}", y.link[0]));
+                }
+            }
+            format!("{}: {} (restarts)", describe(key, to), parts.join(", "))
         }
         (ResKey::Service { .. }, Res::Service(a), Res::Service(b)) => {
             let mut parts = Vec::new();
@@ -615,6 +646,14 @@ pub fn resources(lab: &Lab) -> BTreeMap<ResKey, Res> {
                 Res::Switch(Box::new(sw.clone())),
             );
         }
+        if let Some(w) = &n.wire {
+            out.insert(
+                ResKey::Switch {
+                    node: n.name.clone(),
+                },
+                Res::Wire(Box::new(w.clone())),
+            );
+        }
     }
     process_resources(lab, &mut out);
     out
@@ -627,11 +666,16 @@ fn process_resources(lab: &Lab, out: &mut BTreeMap<ResKey, Res>) {
         .values()
         .any(|n| n.kind == NodeKind::Switch || n.wire.is_some())
     {
+        let wires = lab
+            .nodes
+            .values()
+            .filter_map(|n| Some((n.name.clone(), n.wire.clone()?)))
+            .collect();
         out.insert(
             ResKey::Datapath {
                 lab: lab.name.clone(),
             },
-            Res::Datapath,
+            Res::Datapath(Box::new(wires)),
         );
     }
     for t in &lab.tunnels {

@@ -24,9 +24,13 @@ use crate::{datapath, names, services, tunnels, Error, Event};
 /// datapath is restarted. Ports only added or only removed are live edits
 /// of the running datapath.
 pub(crate) fn touches_switch_ports(ops: &[Op], labs: [&Lab; 2]) -> bool {
+    // A wire's ends are the datapath's sockets too.
     let is_switch = |n: &str| {
-        labs.iter()
-            .any(|l| l.nodes.get(n).is_some_and(|x| x.kind == NodeKind::Switch))
+        labs.iter().any(|l| {
+            l.nodes
+                .get(n)
+                .is_some_and(|x| x.kind == NodeKind::Switch || x.wire.is_some())
+        })
     };
     let mut removed = std::collections::BTreeSet::new();
     let mut added = std::collections::BTreeSet::new();
@@ -182,7 +186,19 @@ impl Exec<'_> {
         let (dp, _) = select(ops, |k| {
             matches!(k, ResKey::Datapath { .. } | ResKey::Switch { .. })
         });
-        let recreated = touches_switch_ports(ops, [self.new, self.old.unwrap_or(self.new)]);
+        // Wires are opened when the datapath starts: one added, removed or
+        // changed (its impairment in the file) restarts it, and its PRNG
+        // starts again from the seed.
+        let wires = |l: &Lab| {
+            l.nodes
+                .values()
+                .filter(|n| n.wire.is_some())
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let rewired = self.old.is_some_and(|o| wires(o) != wires(self.new));
+        let recreated =
+            touches_switch_ports(ops, [self.new, self.old.unwrap_or(self.new)]) || rewired;
         // Anything but the datapath's own removal (done before the kernel
         // work): a switch added, changed or removed is told to the running
         // datapath, or restarts it.
