@@ -277,9 +277,16 @@ fn main() -> ExitCode {
         Cmd::Keygen(_) | Cmd::Tunnel(_) | Cmd::Import(_) | Cmd::K8s(_)
     ) && weft_sys::userns::wanted()
     {
-        if let Err(e) = weft_sys::userns::join() {
-            eprintln!("weft: {e}");
-            return ExitCode::FAILURE;
+        match weft_sys::userns::join() {
+            Err(e) => {
+                eprintln!("weft: {e}");
+                return ExitCode::FAILURE;
+            }
+            Ok(j) if j.stranded > 0 => eprintln!(
+                "weft: ended {} process(es) left in the user namespace of a killed keeper",
+                j.stranded
+            ),
+            Ok(_) => {}
         }
     }
     if let Cmd::Enter { cmd } = &cli.cmd {

@@ -331,6 +331,8 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
     let table = lab.ok(&["status", &lab.name]);
     assert!(table.contains("port of b3: alternate blocking"), "{table}");
     assert!(table.contains("root bridge"), "{table}");
+    let drawn = lab.ok(&["graph", &lab.name]);
+    assert!(drawn.contains("port of b3 (alternate blocking)"), "{drawn}");
     let mut child = lab
         .weft()
         .args(["events", &lab.name, "--json"])

@@ -261,3 +261,32 @@ fn a_killed_up_leaves_nothing_after_the_next_command() {
     u.wait_keeper_gone();
     assert!(names_in("/run/netns", &weft_topo::netns_name(&name, "")).is_empty());
 }
+
+#[test]
+fn a_killed_keeper_leaves_nothing_after_the_next_command() {
+    let u = User::new(3);
+    let name = format!("rl-{}", u.uid);
+    let text = std::fs::read_to_string(common::root().join("examples/switch.toml")).unwrap();
+    let text = text.replacen("name = \"sw\"", &format!("name = \"{name}\""), 1);
+    let file = u.file("switch", &text);
+    u.ok(&["up", "-q", file.to_str().unwrap()]);
+    let keeper = u.keeper_pid().expect("a keeper runs");
+    // The switch's datapath runs inside, besides the keeper.
+    let inside: Vec<u32> = users_processes(u.uid)
+        .into_iter()
+        .filter(|&p| p != keeper)
+        .collect();
+    assert!(!inside.is_empty(), "the datapath runs");
+    Command::new("kill")
+        .args(["-KILL", &keeper.to_string()])
+        .status()
+        .unwrap();
+    let o = u.weft(&["status"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("left in the user namespace of a killed keeper"),
+        "{err}"
+    );
+    // The datapath went, and the new keeper ends with nothing to hold.
+    u.wait_keeper_gone();
+}

@@ -617,11 +617,6 @@ endpoints = ["h3:k0", "h4:k0"]
     let routes = lab.ip("h4", &["route"]);
     assert!(routes.contains("10.200.0.0/16 via 10.166.0.1"), "{routes}");
 
-    // Impairing a kernel-only link puts a wire in it at run time
-    // (docs/conditions.md); `weft up` of the file takes it out again.
-    lab.ok(&["impair", &lab.name, "h3", "h4", "--delay", "10ms"]);
-    assert!(lab.status_json()[0]["runtime"].to_string().contains("wire"));
-    assert!(lab.ping("h4", "10.166.0.1", None));
     // Names that match two links ask for NODE:IFACE.
     let o = lab.run(&["link", &lab.name, "h1", "h4", "down"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no link between"));
@@ -647,6 +642,15 @@ endpoints = ["h3:k0", "h4:k0"]
     assert!(lab.ping("h4", "10.166.0.1", None));
     assert!(lab.status_json()[0]["runtime"].is_null());
     assert_eq!(std::fs::read_to_string(&rec).unwrap(), dp);
+
+    // Impairing a kernel-only link puts a wire in it at run time
+    // (docs/conditions.md); `weft up` of the file takes it out again.
+    lab.ok(&["impair", &lab.name, "h3", "h4", "--delay", "10ms"]);
+    assert!(lab.status_json()[0]["runtime"].to_string().contains("wire"));
+    assert!(lab.ping("h4", "10.166.0.1", None));
+    lab.ok(&["up", lab.file.to_str().unwrap()]);
+    assert!(lab.status_json()[0]["runtime"].is_null());
+    assert!(lab.ping("h4", "10.166.0.1", None));
 }
 
 #[test]

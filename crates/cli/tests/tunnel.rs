@@ -69,6 +69,8 @@ impl Tun {
 struct Setup {
     lab: Lab,
     dir: PathBuf,
+    /// Environment for the tunnel processes.
+    env: Vec<(&'static str, &'static str)>,
 }
 
 fn keygen(dir: &Path, name: &str) -> String {
@@ -88,7 +90,11 @@ impl Setup {
         let dir = lab.file.parent().unwrap().to_path_buf();
         keygen(&dir, "m1.key");
         keygen(&dir, "m2.key");
-        Setup { lab, dir }
+        Setup {
+            lab,
+            dir,
+            env: vec![],
+        }
     }
 
     /// `ip -n NODE ARGS`, which must succeed.
@@ -127,6 +133,7 @@ impl Setup {
             .arg("--status")
             .arg(&status)
             .args(args)
+            .envs(self.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -300,6 +307,8 @@ fn tun_mode_carries_ping_and_tcp() {
     });
     assert_eq!(st["endpoint"], "10.77.0.1:5000");
     assert_eq!(st["mode"], "tun");
+    // Device to peer, peer to device, timers.
+    assert_eq!(threads(&st), 3, "one thread per direction and the timers");
     // The MTU leaves room for the outer headers.
     assert!(s
         .lab
@@ -341,6 +350,31 @@ fn tun_mode_without_offloads_carries_ping_and_tcp() {
     assert_eq!(st["tso_reads"], 0);
     assert_eq!(st["gso_sends"], 0);
     assert_eq!(b.status()["gro_datagrams"], 0);
+}
+
+#[test]
+fn tun_mode_on_the_one_thread_loop_carries_ping_and_tcp() {
+    // The loop bench/tunnel.sh compares the threaded one with.
+    let mut s = Setup::new("tun1t");
+    s.env.push(("WEFT_TUNNEL_ONE_THREAD", "1"));
+    let (a, b) = s.pair("tun", "udp");
+    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.tcp_bytes() > 1_000_000);
+    b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
+    let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
+    assert_eq!(st["send_errors"], 0, "{st:#}");
+    assert_eq!(st["device_errors"], 0, "{st:#}");
+    assert_eq!(threads(&st), 1, "the one-thread loop");
+}
+
+/// Threads of the tunnel process whose status is `st`.
+fn threads(st: &serde_json::Value) -> usize {
+    let pid = st["pid"].as_u64().expect("a pid");
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
 }
 
 #[test]

@@ -177,12 +177,13 @@ fn cables(lab: &Lab) -> Vec<(Endpoint, Endpoint)> {
     v
 }
 
-/// What each cable carried so far, each way, as (bytes, frames): per cable
-/// (`a`, `b`, a to b, b to a), in the order [`svg`] draws them, for those
-/// with counters at either end. A page that keeps the drawing and updates
-/// only its rates asks for these.
+/// What cables carried so far: per cable `a`, `b`, then (bytes, frames)
+/// from a to b and from b to a.
 pub type Traffic = Vec<(Endpoint, Endpoint, Option<(u64, u64)>, Option<(u64, u64)>)>;
 
+/// What each cable carried so far, each way, in the order [`svg`] draws
+/// them, for those with counters at either end. A page that keeps the
+/// drawing and updates only its rates asks for these.
 pub fn traffic(lab: &Lab, live: &LiveMap) -> Traffic {
     cables(lab)
         .into_iter()

@@ -38,30 +38,38 @@ pub enum Error {
     /// The lab library refused or failed (no such lab, no such link, ...).
     #[error(transparent)]
     Lab(#[from] weft::Error),
+    /// The address could not be bound.
     #[error("listening on {addr}: {source}; give another address with --listen 127.0.0.1:PORT")]
     Listen {
         addr: SocketAddr,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The server is bound, but not to an IP address.
     #[error("the server is not on an IP address")]
     NotIp,
+    /// An API request lacks a parameter.
     #[error("missing parameter {0}")]
     Missing(&'static str),
+    /// An API request's parameter is not usable; `why` says what to give.
     #[error("{param} {value:?}: {why}")]
     Bad {
         param: &'static str,
         value: String,
         why: String,
     },
+    /// A node the page asked about is not in the lab.
     #[error("no node {node} in lab {lab}")]
     NoNode { node: String, lab: String },
+    /// The `weft` binary could not be run (for `exec` or `capture`).
     #[error("running `weft {what}`: {source}")]
     Run {
         what: &'static str,
         source: std::io::Error,
     },
+    /// `weft capture` ran and failed; `stderr` is what it said.
     #[error("capture of {point} failed: {stderr}")]
     Capture { point: String, stderr: String },
+    /// No such API (or not with this method).
     #[error("no API {method} {action}")]
     NoApi {
         method: &'static str,

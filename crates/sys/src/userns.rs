@@ -59,6 +59,9 @@ pub struct Joined {
     pub keeper: u32,
     /// True if this process started the keeper.
     pub created: bool,
+    /// Processes ended because they were left in the namespace of a
+    /// keeper that had been killed.
+    pub stranded: usize,
     /// The private state directory (`DIR/state`).
     pub state_dir: PathBuf,
 }
@@ -221,7 +224,40 @@ fn live_keeper(base: &Path) -> Option<u32> {
     let mut f = text.split_whitespace();
     let pid: u32 = f.next()?.parse().ok()?;
     let start: u64 = f.next()?.parse().ok()?;
-    (start_time(pid) == Some(start)).then_some(pid)
+    // A killed keeper may linger as a zombie until init reaps it: its
+    // namespaces are gone already.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+    (parse_start_time(&stat) == Some(start) && state != "Z" && state != "X").then_some(pid)
+}
+
+/// Ends the processes left in the user namespace of a keeper that died
+/// without leaving (killed): a switch datapath, services, a program that
+/// had joined. Nothing can reach their labs any more. `keeper.pid` names
+/// that namespace (`user:[INODE]`); returns how many were ended.
+fn end_stranded(base: &Path) -> usize {
+    let Ok(text) = fs::read_to_string(base.join("keeper.pid")) else {
+        return 0;
+    };
+    let Some(ns) = text.split_whitespace().nth(2).map(PathBuf::from) else {
+        return 0;
+    };
+    let own = std::process::id();
+    let mut n = 0;
+    for p in fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| p != own)
+    {
+        if fs::read_link(format!("/proc/{p}/ns/user")).is_ok_and(|l| l == ns) {
+            let pid = nix::unistd::Pid::from_raw(p as i32);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// The running keeper's pid, if there is one (for `weft status` and
@@ -261,9 +297,13 @@ pub fn join() -> Result<Joined> {
     }
     let cwd = std::env::current_dir().ok();
     let lock = lock(&base)?;
+    let mut stranded = 0;
     let (pid, created) = match live_keeper(&base) {
         Some(pid) => (pid, false),
-        None => (spawn_keeper(&base, &state_dir)?, true),
+        None => {
+            stranded = end_stranded(&base);
+            (spawn_keeper(&base, &state_dir)?, true)
+        }
     };
     let open = |ns: &str| {
         fs::File::open(format!("/proc/{pid}/ns/{ns}"))
@@ -303,6 +343,7 @@ pub fn join() -> Result<Joined> {
     let j = Joined {
         keeper: pid,
         created,
+        stranded,
         state_dir,
     };
     let _ = JOINED.set(j.clone());
@@ -358,7 +399,10 @@ fn spawn_keeper(base: &Path, state_dir: &Path) -> Result<u32> {
                 })?;
                 let p = base.join("keeper.pid");
                 let tmp = base.join("keeper.pid.tmp");
-                fs::write(&tmp, format!("{pid} {start}\n"))
+                let ns = fs::read_link(format!("/proc/{pid}/ns/user"))
+                    .map(|l| l.display().to_string())
+                    .unwrap_or_default();
+                fs::write(&tmp, format!("{pid} {start} {ns}\n"))
                     .and_then(|()| fs::rename(&tmp, &p))
                     .map_err(|e| Error::os(format!("writing {}", p.display()), e))?;
                 return Ok(pid);
