@@ -15,11 +15,13 @@
 //! aliases, no readiness wait). `starfloor down PREFIX N` removes the names
 //! as `ip netns del` does.
 //!
-//! Nothing here is generic, and that is the point: one process, one thread
-//! per core, each thread `unshare`s its way through its share of the
-//! hosts (a thread's namespace is the last one it made, so no `setns` and
-//! no fork), and every netlink request is sent without asking for an
-//! acknowledgement (the kernel handles rtnetlink requests inside
+//! Nothing here is generic, and that is the point: one process; first the
+//! namespaces, one thread per core, each thread `unshare`s its way through
+//! its share of the hosts (a thread's namespace is the last one it made,
+//! so no `setns` and no fork) and opens a netlink socket in each; then
+//! every veth from the bridge's socket in a few datagrams; then each
+//! host's settings, one datagram each. Every netlink request is sent
+//! without asking for an acknowledgement (the kernel handles rtnetlink requests inside
 //! `sendmsg`, so a refusal is already queued on the socket when `send`
 //! returns and one non-blocking read finds it). A veth is made with its
 //! master and up flag in one request, its peer straight in its namespace.
@@ -246,6 +248,9 @@ impl Nl {
     /// Sends what is queued in one datagram, asking for no answer; returns
     /// the first refusal already queued on the socket.
     fn send(&mut self, what: &str) -> Result<(), String> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         // SAFETY: buf is valid for its length.
         let r = unsafe {
             libc::send(
@@ -343,17 +348,28 @@ fn host_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(BRIDGE) + i as u32)
 }
 
+/// A host's namespace, made in the first phase, and a socket inside it.
+struct Host {
+    i: usize,
+    ns: OwnedFd,
+    nl: Nl,
+}
+
+/// Datagrams of up to this size (the kernel takes one up to the socket's
+/// send buffer, 208 KiB by default).
+const CHUNK: usize = 32 * 1024;
+
 fn up(prefix: &str, n: usize) -> Result<(), String> {
     ensure_run_dir()?;
+    let by_sysctl = std::env::var_os("STARFLOOR_SYSCTL").is_some();
     let threads = std::thread::available_parallelism()
         .map_or(2, |p| p.get())
         .min(n.max(1));
     let prefix = prefix.to_string();
     // The bridge's namespace is made by a thread of its own, so the main
-    // thread stays where it was; the workers then enter it to open their
-    // sockets there.
+    // thread stays where it was; its socket stays in that namespace.
     let p2 = prefix.clone();
-    let br_ns = std::thread::spawn(move || -> Result<OwnedFd, String> {
+    let (_br_ns, mut br) = std::thread::spawn(move || -> Result<(OwnedFd, Nl), String> {
         let ns = new_netns(&format!("{p2}br"), true)?;
         let mut nl = Nl::open()?;
         let mut br = link(BR_INDEX, Some("br"));
@@ -367,44 +383,48 @@ fn up(prefix: &str, n: usize) -> Result<(), String> {
         nl.push(addr(BR_INDEX, BRIDGE), NLM_F_CREATE | NLM_F_EXCL);
         nl.push(RouteNetlinkMessage::SetLink(link(1, None)), 0);
         nl.send("bridge")?;
-        Ok(ns)
+        Ok((ns, nl))
     })
     .join()
     .map_err(|_| "bridge thread panicked".to_string())??;
-    let br_fd = br_ns.as_raw_fd();
-    std::thread::scope(|s| {
+    // 1. The namespaces, on every core: the kernel's per-namespace setup
+    // is the largest part, and partly runs in parallel.
+    let mut hosts: Vec<Host> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let prefix = &prefix;
-                s.spawn(move || worker(prefix, br_fd, (1..=n).filter(|i| i % threads == t)))
+                s.spawn(move || -> Result<Vec<Host>, String> {
+                    (1..=n)
+                        .filter(|i| i % threads == t)
+                        .map(|i| {
+                            let ns = new_netns(&format!("{prefix}h{i}"), by_sysctl)?;
+                            Ok(Host {
+                                i,
+                                ns,
+                                nl: Nl::open()?,
+                            })
+                        })
+                        .collect()
+                })
             })
             .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().map_err(|_| "worker panicked".to_string())?)
-    })
-}
-
-fn worker(prefix: &str, br_ns: RawFd, hosts: impl Iterator<Item = usize>) -> Result<(), String> {
-    let by_sysctl = std::env::var_os("STARFLOOR_SYSCTL").is_some();
-    // SAFETY: setns moves only this thread.
-    cvt(unsafe { libc::setns(br_ns, libc::CLONE_NEWNET) }, || {
-        "entering the bridge's namespace".into()
+        let mut all = Vec::with_capacity(n);
+        for w in workers {
+            all.extend(w.join().map_err(|_| "worker panicked".to_string())??);
+        }
+        Ok::<_, String>(all)
     })?;
-    let mut br = Nl::open()?;
-    for i in hosts {
-        let name = format!("{prefix}h{i}");
-        let ns = new_netns(&name, by_sysctl)?;
-        // On the bridge's socket: port hI, up, in the bridge, with its
-        // peer eth0, up, in the new namespace.
-        let mut port = link(BR_INDEX + i as u32, Some(&format!("h{i}")));
+    // 2. Every cable from the bridge's socket, in few datagrams: port hI,
+    // up, in the bridge, with its peer eth0 in the host's namespace (not
+    // up yet: a veth end cannot open before its peer is linked to it).
+    for h in &hosts {
+        let mut port = link(BR_INDEX + h.i as u32, Some(&format!("h{}", h.i)));
         port.attributes.push(LinkAttribute::Controller(BR_INDEX));
-        // Not up yet: a veth end cannot open before its peer is linked to
-        // it (ENOTCONN), and the peer is made first.
         let mut peer = link(ETH0, Some("eth0"));
         peer.header.flags = LinkFlags::empty();
         peer.header.change_mask = LinkFlags::empty();
-        peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(h.ns.as_raw_fd()));
         port.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
@@ -413,9 +433,14 @@ fn worker(prefix: &str, br_ns: RawFd, hosts: impl Iterator<Item = usize>) -> Res
             RouteNetlinkMessage::NewLink(port),
             NLM_F_CREATE | NLM_F_EXCL,
         );
-        br.send(&format!("veth h{i} -- {name}:eth0"))?;
-        let mut h = Nl::open()?;
-        h.push(RouteNetlinkMessage::SetLink(link(1, None)), 0);
+        if br.buf.len() >= CHUNK {
+            br.send("veths")?;
+        }
+    }
+    br.send("veths")?;
+    // 3. Each host's own settings, one datagram each.
+    for h in &mut hosts {
+        h.nl.push(RouteNetlinkMessage::SetLink(link(1, None)), 0);
         if !by_sysctl {
             // The same as the namespace's sysctl, for the one link that
             // would get an address, without the sysctl's cost: its handler
@@ -427,12 +452,12 @@ fn worker(prefix: &str, br_ns: RawFd, hosts: impl Iterator<Item = usize>) -> Res
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
                     vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
                 )]));
-            h.push(RouteNetlinkMessage::SetLink(m), 0);
+            h.nl.push(RouteNetlinkMessage::SetLink(m), 0);
         }
-        h.push(RouteNetlinkMessage::SetLink(link(ETH0, None)), 0);
-        h.push(addr(ETH0, host_addr(i)), NLM_F_CREATE | NLM_F_EXCL);
-        h.push(default_route(), NLM_F_CREATE | NLM_F_EXCL);
-        h.send(&name)?;
+        h.nl.push(RouteNetlinkMessage::SetLink(link(ETH0, None)), 0);
+        h.nl.push(addr(ETH0, host_addr(h.i)), NLM_F_CREATE | NLM_F_EXCL);
+        h.nl.push(default_route(), NLM_F_CREATE | NLM_F_EXCL);
+        h.nl.send(&format!("{prefix}h{}", h.i))?;
     }
     Ok(())
 }

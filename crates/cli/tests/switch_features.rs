@@ -647,8 +647,14 @@ endpoints = ["h3:k0", "h4:k0"]
     // (docs/conditions.md); `weft up` of the file takes it out again.
     lab.ok(&["impair", &lab.name, "h3", "h4", "--delay", "10ms"]);
     assert!(lab.status_json()[0]["runtime"].to_string().contains("wire"));
-    assert!(lab.ping("h4", "10.166.0.1", None));
+    assert!(lab.namespaces().contains(&lab.netns("~h3.k0")));
+    // The link's veths were made again: the first ping may wait for ARP.
+    let t0 = std::time::Instant::now();
+    while !lab.ping("h4", "10.166.0.1", None) {
+        assert!(t0.elapsed().as_secs() < 5, "no ping through the wire");
+    }
     lab.ok(&["up", lab.file.to_str().unwrap()]);
+    assert!(!lab.namespaces().contains(&lab.netns("~h3.k0")));
     assert!(lab.status_json()[0]["runtime"].is_null());
     assert!(lab.ping("h4", "10.166.0.1", None));
 }

@@ -7,6 +7,7 @@ use crate::{apply, datapath, machines, names, owner, services, state, tunnels, E
 /// A process that `weft down` ended.
 #[derive(Debug, Clone)]
 pub struct Ended {
+    /// Its process id.
     pub pid: u32,
     /// Its command name (`/proc/PID/comm`).
     pub comm: String,
@@ -72,6 +73,7 @@ pub(crate) fn remove_and_wait(netns: &[String]) -> Result<usize, Error> {
 /// A deleted namespace and its identity (to find processes keeping it).
 type Deleted = (String, Option<weft_sys::netns::NsIdentity>);
 
+/// How [`down`] removes a lab; the default is what `weft down LAB` does.
 #[derive(Default)]
 pub struct DownOptions {
     /// Return without waiting for the kernel to finish destroying the
@@ -82,8 +84,10 @@ pub struct DownOptions {
     pub keep_processes: bool,
 }
 
+/// What [`down`] removed.
 #[derive(Debug, Default)]
 pub struct DownReport {
+    /// The network namespaces deleted.
     pub removed: Vec<String>,
     /// The lab's services that were stopped: `node:service (pid N)`.
     pub services: Vec<String>,

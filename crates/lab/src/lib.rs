@@ -11,16 +11,16 @@
 //! # drop(l);
 //! ```
 //!
-//! [`up`], [`down`] and [`status`] are what the `weft` command runs.
+//! [`up`], [`down`] and [`status()`] are what the `weft` command runs.
+
+// Every public item says what it is for; the CLI-only modules below are
+// hidden instead (missing_docs does not look into them).
+#![warn(missing_docs)]
 
 // The library's own surface (docs/library.md), documented throughout.
-#[warn(missing_docs)]
 mod builder;
-#[warn(missing_docs)]
 mod context;
-#[warn(missing_docs)]
 mod handle;
-#[warn(missing_docs)]
 mod reap;
 mod rootless;
 
@@ -85,10 +85,14 @@ use weft_topo::{Diagnostics, Parsed};
 pub enum Event {
     /// A new stage; `total` steps follow (0 when not counted).
     Stage {
+        /// What the stage does ("starting services").
         what: &'static str,
+        /// How many [`Event::Step`]s follow.
         total: usize,
     },
+    /// One step of the current stage is done.
     Step,
+    /// A line about the current stage (what a wait is still waiting for).
     Note(String),
 }
 
@@ -96,8 +100,11 @@ pub enum Event {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {}", path.display(), diagnostics)]
 pub struct FileError {
+    /// The file.
     pub path: PathBuf,
+    /// Its text, which the diagnostics' byte spans point into.
     pub source_text: String,
+    /// Every problem found, in file order.
     pub diagnostics: Diagnostics,
 }
 

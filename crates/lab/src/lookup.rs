@@ -23,7 +23,10 @@ pub(crate) fn nat_warnings(lab: &topo::Lab) -> Vec<String> {
 /// The outcome of `weft check`.
 #[derive(Debug)]
 pub struct CheckReport {
+    /// One result per check of the file, passed or failed.
     pub results: Vec<CheckResult>,
+    /// Things that may explain a failure (a foreign nftables chain that
+    /// drops forwarded packets).
     pub warnings: Vec<String>,
 }
 
@@ -87,7 +90,12 @@ pub enum ExecTarget {
     /// The node's network namespace, with a private view of files.
     Netns(String),
     /// The node's network namespace and its mount namespace file (binds).
-    Node { netns: String, mntns: PathBuf },
+    Node {
+        /// The network namespace (`weft-LAB.NODE`).
+        netns: String,
+        /// The file holding the node's mount namespace.
+        mntns: PathBuf,
+    },
     /// Inside the node's container (`podman exec`).
     Container(String),
 }

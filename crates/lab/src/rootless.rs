@@ -20,7 +20,7 @@ pub(crate) fn check(lab: &Lab) -> Result<(), Error> {
     refuse(lab, weft_sys::userns::check_tun)
 }
 
-fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), String>) -> Result<(), Error> {
+fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), weft_sys::Error>) -> Result<(), Error> {
     let root = "run weft as root (e.g. with sudo) for this lab";
     if lab.machine.is_some() || !lab.machines.is_empty() {
         return Err(Error::invalid_help(
@@ -99,7 +99,7 @@ mod tests {
     fn what_lives_in_the_labs_namespaces_passes() {
         let l =
             lab("name = \"rl-a\"\n[nodes.br0]\nkind = \"bridge\"\n[nodes.a]\nattach = \"br0\"\n");
-        refuse(&l, || Err("no".into())).unwrap();
+        refuse(&l, || Err(weft_sys::Error::Invalid("no".into()))).unwrap();
     }
 
     #[test]
@@ -133,10 +133,12 @@ mod tests {
     fn a_tap_needs_a_usable_dev_net_tun() {
         let l = lab("name = \"rl-t\"\n[nodes.a.interfaces.tap0]\nkind = \"tap\"\n");
         refuse(&l, || Ok(())).unwrap();
-        let e = refuse(
-            &l,
-            || Err("/dev/net/tun (mode 600) cannot be opened".into()),
-        )
+        let e = refuse(&l, || {
+            Err(weft_sys::Error::Rootless {
+                what: "/dev/net/tun (mode 600) cannot be opened".into(),
+                help: "chmod".into(),
+            })
+        })
         .unwrap_err();
         assert!(
             e.to_string()

@@ -39,6 +39,7 @@ impl Running {
         })
     }
 
+    /// The lab's name, as its file or [`topo::Lab`] says.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -17,6 +17,7 @@ use crate::{
     Event, Outcome,
 };
 
+/// How [`up`] builds a lab; [`UpOptions::default`] is what `weft up FILE` does.
 pub struct UpOptions<'a> {
     /// Print the plan, change nothing.
     pub dry_run: bool,
@@ -26,6 +27,7 @@ pub struct UpOptions<'a> {
     pub threads: usize,
     /// The file the lab came from, recorded for `weft status`.
     pub source: Option<PathBuf>,
+    /// Called with each stage and step, for a progress bar.
     pub progress: &'a dyn Fn(Event),
     /// The `weft` binary that runs the switch datapath (`weft datapath
     /// LAB`) for labs with switches; default: the running executable.
@@ -49,13 +51,16 @@ impl Default for UpOptions<'_> {
     }
 }
 
+/// What [`up`] did.
 #[derive(Debug)]
 pub struct UpReport {
+    /// The plan it applied (empty when the lab already matched the file).
     pub plan: Plan,
     /// False when the lab already matched the file.
     pub changed: bool,
     /// Namespaces from an interrupted earlier run that were removed first.
     pub recovered: usize,
+    /// Time spent applying the plan.
     pub apply_time: Duration,
     /// Time spent waiting for ports to forward (STP) and addresses to settle.
     pub wait_time: Duration,

@@ -66,7 +66,7 @@ pub struct Joined {
     pub state_dir: PathBuf,
 }
 
-static AT_START: OnceLock<std::result::Result<Joined, String>> = OnceLock::new();
+static AT_START: OnceLock<Result<Joined>> = OnceLock::new();
 static JOINED: OnceLock<Joined> = OnceLock::new();
 
 /// True if this process is in the machine's first user namespace (where
@@ -113,13 +113,13 @@ pub fn inside() -> bool {
 /// What the constructor that runs before `main` did in a program that is
 /// not `weft` itself: `None` if joining was not wanted (root, or
 /// `WEFT_ROOTLESS=0`), else whether it joined.
-pub fn joined_at_start() -> Option<&'static std::result::Result<Joined, String>> {
+pub fn joined_at_start() -> Option<&'static Result<Joined>> {
     AT_START.get()
 }
 
 /// The error of a join that was wanted before `main` and failed, for
 /// [`crate::caps::require_admin`] to report instead of "run as root".
-pub(crate) fn start_failure() -> Option<&'static str> {
+pub(crate) fn start_failure() -> Option<&'static crate::Error> {
     match AT_START.get() {
         Some(Err(e)) => Some(e),
         _ => None,
@@ -767,7 +767,7 @@ fn busy(me: Option<&Path>) -> bool {
 /// Opens `/dev/net/tun` for reading and writing, as making a TUN/TAP
 /// device does: `Err` with the advice when the caller may not (it is
 /// often mode 0600, for the machine's root only).
-pub fn check_tun() -> std::result::Result<(), String> {
+pub fn check_tun() -> Result<()> {
     match fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -778,11 +778,13 @@ pub fn check_tun() -> std::result::Result<(), String> {
             let mode = fs::metadata("/dev/net/tun")
                 .map(|m| format!("mode {:o}", m.permissions().mode() & 0o777))
                 .unwrap_or_else(|_| "missing".into());
-            Err(format!(
-                "/dev/net/tun ({mode}) cannot be opened by you: {e}; TUN/TAP devices need it \
-                 readable and writable (as root: `chmod 0666 /dev/net/tun`, which lets users \
-                 make devices only in namespaces of their own), or run weft as root"
-            ))
+            Err(crate::Error::Rootless {
+                what: format!("/dev/net/tun ({mode}) cannot be opened by you: {e}"),
+                help: "TUN/TAP devices need it readable and writable (as root: `chmod 0666 \
+                       /dev/net/tun`, which lets users make devices only in namespaces of \
+                       their own), or run weft as root"
+                    .into(),
+            })
         }
     }
 }
@@ -798,7 +800,7 @@ extern "C" fn before_main() {
         if weft || !wanted() {
             return;
         }
-        let _ = AT_START.set(join().map_err(|e| e.to_string()));
+        let _ = AT_START.set(join());
     });
 }
 
@@ -839,7 +841,7 @@ mod tests {
         fs::create_dir_all(d.join("sub")).unwrap();
         fs::write(d.join("file"), b"kept").unwrap();
         std::os::unix::fs::symlink("file", d.join("link")).unwrap();
-        let check = || -> std::result::Result<(), String> {
+        let check = || -> std::result::Result<(), Box<dyn std::error::Error>> {
             use nix::mount::{mount, MsFlags};
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
             mount(

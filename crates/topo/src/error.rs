@@ -154,9 +154,9 @@ impl Error {
     /// already.
     pub fn help(&self) -> Option<String> {
         Some(match self {
-            Error::NoMachine { lab, known, .. } => {
-                format!("name one of lab {lab}'s machines ({known}) with --machine")
-            }
+            Error::NoMachine { machine, .. } => format!(
+                "check the spelling, or declare the machine in the file: [machines.{machine}]"
+            ),
             Error::BadUnderlay { machine, .. } => format!(
                 "give machine `{machine}` an underlay name that resolves to its address on the underlay network, or its address itself"
             ),

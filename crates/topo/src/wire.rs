@@ -9,6 +9,11 @@
 //! file:   h1:eth0 ────────────────────────────── h2:eth0   impair = {...}
 //! built:  h1:eth0 ── w0 [ns ~h1.eth0: datapath] w1 ── h2:eth0
 //! ```
+//!
+//! A `kind = "vxlan"` link's wire goes on its first end's machine, with
+//! that end's VXLAN device as `w1` (`insert_vxlan`); `weft impair` on a
+//! kernel link without one puts it in at run time
+//! ([`insert_at_run_time`]).
 
 use serde::{Deserialize, Serialize};
 
