@@ -26,6 +26,7 @@ O=$BIN/owd
 for b in "$W" "$O"; do
   [ -x "$b" ] || { echo "missing $b: cargo build --release -p weft-cli -p weft-bench" >&2; exit 1; }
 done
+command -v iperf3 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iperf3 >/dev/null
 command -v iperf3 >/dev/null || { echo "missing iperf3 (apt-get install -y iperf3)" >&2; exit 1; }
 L0=${LAB_PREFIX:-}cb0; L1=${LAB_PREFIX:-}cb1; L2=${LAB_PREFIX:-}cb2
 D=$(mktemp -d /tmp/weft-bench-cond.XXXXXX)

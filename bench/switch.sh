@@ -31,6 +31,15 @@ C=$PWD/target/release/swcore
 for b in "$W" "$G" "$C"; do
   [ -x "$b" ] || { echo "missing $b: cargo build --release -p weft-cli -p weft-bench" >&2; exit 1; }
 done
+# Benchmark-only tools are installed here, not by .ci/run.
+missing=()
+for c in iperf3:iperf3 ethtool:ethtool ovs-vswitchd:openvswitch-switch taskset:util-linux python3:python3; do
+  command -v "${c%%:*}" >/dev/null || missing+=("${c#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi
 for c in iperf3 ethtool ovs-vswitchd ovsdb-server ovsdb-tool ovs-vsctl taskset python3; do
   command -v $c >/dev/null || { echo "missing $c (apt-get install -y iperf3 ethtool openvswitch-switch)" >&2; exit 1; }
 done
