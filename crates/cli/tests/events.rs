@@ -21,6 +21,28 @@ impl Drop for Kill {
     }
 }
 
+/// `weft events LAB --json` running, its lines parsed on a thread; the
+/// command ends when the guard is dropped.
+fn follow(lab: &Lab) -> (Kill, mpsc::Receiver<Value>) {
+    let mut child = lab
+        .weft()
+        .args(["events", &lab.name, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    (Kill(child), rx)
+}
+
 /// Events until one matches `done` (or `limit` passes).
 fn until(rx: &mpsc::Receiver<Value>, limit: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let t0 = Instant::now();
@@ -49,23 +71,7 @@ fn find(evs: &[Value], kind: &str, node: &str, port: &str, to: &str) -> Option<u
 fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order() {
     let lab = Lab::example("events", "switch-triangle.toml");
     lab.up();
-    let mut child = lab
-        .weft()
-        .args(["events", &lab.name, "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let _kill = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let (_kill, rx) = follow(&lab);
     // Which end of s2-s3 blocks depends on the bridge ids (random MACs).
     let sws = lab.status_json()[0]["switches"].clone();
     let alternate: Vec<(String, String)> = sws
@@ -197,23 +203,7 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
 fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
     let lab = Lab::example("kevents", "stp.toml");
     lab.up();
-    let mut child = lab
-        .weft()
-        .args(["events", &lab.name, "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let _kill = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let (_kill, rx) = follow(&lab);
     // The poller's first look is its baseline.
     std::thread::sleep(Duration::from_millis(1500));
     lab.ok(&["link", &lab.name, "a", "br0", "down"]);
@@ -333,23 +323,7 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
     assert!(table.contains("root bridge"), "{table}");
     let drawn = lab.ok(&["graph", &lab.name]);
     assert!(drawn.contains("port of b3 (alternate blocking)"), "{drawn}");
-    let mut child = lab
-        .weft()
-        .args(["events", &lab.name, "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let _kill = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let (_kill, rx) = follow(&lab);
     // The poller's first look is its baseline.
     std::thread::sleep(Duration::from_millis(1500));
     lab.ok(&["link", &lab.name, "b1", "b3", "down"]);
@@ -411,12 +385,17 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
         .iter()
         .any(|e| e["type"] == "stp.topology_change" && e["kernel"] == true);
     assert!(back < fwd && alt <= blocked && tc, "{u:#?}");
-    let ts: Vec<u64> = down
-        .iter()
-        .chain(&up)
-        .map(|e| e["ts"].as_u64().unwrap())
-        .collect();
-    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d:#?} {u:#?}");
+    // The kernel's side is polled (its events carry the poll's time) and
+    // merged with what weft itself wrote: each source is in order.
+    for kernel in [true, false] {
+        let ts: Vec<u64> = down
+            .iter()
+            .chain(&up)
+            .filter(|e| (e["kernel"] == true) == kernel)
+            .map(|e| e["ts"].as_u64().unwrap())
+            .collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d:#?} {u:#?}");
+    }
     let text = lab.ok(&["events", &lab.name, "--since", "1h", "--no-follow"]);
     assert!(
         text.contains("b3:to-b2 stp.role alternate -> root kernel=true"),
@@ -431,23 +410,7 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
 fn tunnel_sessions_going_and_coming_back_are_in_the_stream() {
     let lab = Lab::example("tevents", "tunnel.toml");
     lab.up();
-    let mut child = lab
-        .weft()
-        .args(["events", &lab.name, "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let _kill = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let (_kill, rx) = follow(&lab);
     std::thread::sleep(Duration::from_millis(1500));
     let st = lab.status_json();
     let m1 = st[0]["tunnels"]

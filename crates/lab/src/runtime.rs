@@ -317,6 +317,11 @@ pub fn set_link(name: &str, a: &str, b: &str, up: bool) -> Result<(Endpoint, End
     }
     if up {
         wait_usable(&st.lab, &ea, &eb)?;
+    } else if is_switch(&st.lab, &ea) || is_switch(&st.lab, &eb) {
+        // The spanning tree works round the link before the command
+        // returns, as `weft up` waits for it: what runs next sees the lab
+        // usable again, not a tree half-way through a change.
+        datapath::wait_ready(&st.lab, None, &|_| {})?;
     }
     let mut o = load(name).unwrap_or_default();
     let pair = [ea.to_string(), eb.to_string()];

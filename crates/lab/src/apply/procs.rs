@@ -173,6 +173,19 @@ impl Exec<'_> {
         Ok(())
     }
 
+    /// Saves the lab being applied, marked unfinished, for the processes
+    /// about to start that read it (the kernel side is done; a run that
+    /// dies from here on is finished by the next). The state in memory
+    /// keeps the lab as it was until `up` commits.
+    fn save_applying(&mut self) -> Result<(), Error> {
+        let was = (self.state.lab.clone(), self.state.unfinished);
+        self.state.lab = self.new.clone();
+        self.state.unfinished = true;
+        let saved = crate::state::save(self.lab_name, self.state);
+        (self.state.lab, self.state.unfinished) = was;
+        saved
+    }
+
     /// Starts or changes what the plan adds or changes, after the kernel
     /// work that makes what it runs on. Services are left for
     /// [`apply_workloads`] when `defer_workloads` is set (`weft up` starts
@@ -212,16 +225,8 @@ impl Exec<'_> {
             )
         });
         if told || recreated {
-            // A (re)started datapath reads its switches from the state: the
-            // lab being applied is saved first, marked unfinished (the
-            // kernel side is done; a run that dies from here on is
-            // finished by the next).
-            let was = (self.state.lab.clone(), self.state.unfinished);
-            self.state.lab = self.new.clone();
-            self.state.unfinished = true;
-            let saved = crate::state::save(self.lab_name, self.state);
-            (self.state.lab, self.state.unfinished) = was;
-            saved?;
+            // A (re)started datapath reads its switches from the state.
+            self.save_applying()?;
             self.restarted = datapath::ensure(self.new, self.exe.as_deref(), recreated)?;
         }
         // Removed switches' settings counted with the kernel removals.
@@ -230,6 +235,10 @@ impl Exec<'_> {
         let (tun, _) = select(ops, |k| matches!(k, ResKey::Tunnel { .. }));
         let tun_adds: Vec<usize> = tun.into_iter().filter(|&i| adds(&ops[i])).collect();
         if !tun_adds.is_empty() {
+            // A tunnel process starts as `weft exec LAB NODE -- weft
+            // tunnel ...`, which finds its node in the saved state: saved
+            // before, or it may read the lab as it was and exit.
+            self.save_applying()?;
             tunnels::reconcile(self.new)?;
             self.applied.extend(tun_adds);
         }
