@@ -22,6 +22,10 @@ use weft_switch::{Instant, PortId, PortMode, Switch, SwitchConfig};
 use weft_sys::bpf::{monotonic_ns, LoadError, Map, MapType, ProgType, Program};
 use weft_wire::MacAddr;
 
+/// The core's settings generation and, per core port, (forwarding,
+/// usable, impaired).
+type PortsFrom = (u64, Vec<(bool, bool, bool)>);
+
 /// One switch's maps and programs.
 pub struct KernelSwitch {
     ports: Map,
@@ -33,6 +37,10 @@ pub struct KernelSwitch {
     n: u16,
     /// What the `ports` map holds, per index (the mirror entry last).
     port_shadow: Vec<Vec<u8>>,
+    /// What the `ports` map was last built from: the core's settings
+    /// generation and, per core port, (forwarding, usable, impaired). The
+    /// map is rebuilt only when this changes, not after every batch.
+    ports_from: Option<PortsFrom>,
     /// What the `fdb` map holds.
     fdb_shadow: HashMap<(u16, [u8; 6]), u16>,
     /// Per FDB entry, the kernel's last use already folded into the core.
@@ -125,6 +133,7 @@ impl KernelSwitch {
             progs,
             n,
             port_shadow: vec![Vec::new(); usize::from(n) + 1],
+            ports_from: None,
             fdb_shadow: HashMap::new(),
             fdb_used: HashMap::new(),
             fdb_sig: (usize::MAX, 0, 0, 0, 0),
@@ -152,6 +161,39 @@ impl KernelSwitch {
         core: &Switch,
         ifindex: impl Fn(usize) -> u32,
         slow: impl Fn(usize) -> bool,
+    ) -> io::Result<()> {
+        let from = (
+            core.config_generation(),
+            (0..self.n)
+                .map(|i| {
+                    let id = PortId(i);
+                    (
+                        core.port_forwarding(id),
+                        core.port_usable(id),
+                        slow(usize::from(i)),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        if self.ports_from.as_ref() != Some(&from) {
+            self.sync_ports(core, &ifindex, &slow)?;
+            self.ports_from = Some(from);
+        }
+        let fc = core.fdb_counters();
+        let sig = (core.fdb().len(), fc.learned, fc.moves, fc.aged, fc.flushed);
+        if sig != self.fdb_sig {
+            self.sync_fdb(core)?;
+            self.fdb_sig = sig;
+        }
+        Ok(())
+    }
+
+    /// Makes the `ports` map hold each port's mode, state and mirroring.
+    fn sync_ports(
+        &mut self,
+        core: &Switch,
+        ifindex: &impl Fn(usize) -> u32,
+        slow: &impl Fn(usize) -> bool,
     ) -> io::Result<()> {
         let (mirror_out, mirror_vlans) = core.mirror();
         self.mirror_out = mirror_out;
@@ -216,12 +258,6 @@ impl KernelSwitch {
                 self.ports.update(&(i as u32).to_ne_bytes(), &bytes)?;
                 self.port_shadow[i] = bytes;
             }
-        }
-        let fc = core.fdb_counters();
-        let sig = (core.fdb().len(), fc.learned, fc.moves, fc.aged, fc.flushed);
-        if sig != self.fdb_sig {
-            self.sync_fdb(core)?;
-            self.fdb_sig = sig;
         }
         Ok(())
     }

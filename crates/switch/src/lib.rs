@@ -105,6 +105,10 @@ pub struct Switch {
     started: bool,
     next_age: Instant,
     loop_guard: LoopGuard,
+    /// Bumped by every change of the ports' settings (`reconfigure`,
+    /// `add_port`), so a datapath mirroring them elsewhere can tell when
+    /// to look again.
+    config_generation: u64,
 }
 
 impl Switch {
@@ -155,6 +159,7 @@ impl Switch {
             started: false,
             next_age: Instant::ZERO,
             loop_guard: LoopGuard::default(),
+            config_generation: 0,
         }
     }
 
@@ -234,7 +239,14 @@ impl Switch {
         self.ageing = config.ageing;
         self.mtu = usize::from(config.mtu);
         self.stp.set_bridge(&config.stp, self.mac, now);
+        self.config_generation += 1;
         Ok(())
+    }
+
+    /// Changes with every change of the ports' settings (modes, mirror,
+    /// MTU, a port added); STP states and links are read on their own.
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation
     }
 
     pub fn port_count(&self) -> usize {
@@ -266,6 +278,7 @@ impl Switch {
             mirror_egress: false,
         });
         self.port_counters.push(PortCounters::default());
+        self.config_generation += 1;
         Some(PortId(i as u16))
     }
 
