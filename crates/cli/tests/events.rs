@@ -43,6 +43,35 @@ fn follow(lab: &Lab) -> (Kill, mpsc::Receiver<Value>) {
     (Kill(child), rx)
 }
 
+/// `weft events LAB --json` as [`follow`] starts it, returned once it
+/// follows: it prints a marker the test appends to the stream, so it
+/// started reading before the marker was written, and its kernel poller
+/// (which polls before it reads) has taken its baseline. Whatever it
+/// printed up to the marker is dropped.
+fn follow_ready(lab: &Lab) -> (Kill, mpsc::Receiver<Value>) {
+    let (kill, rx) = follow(lab);
+    let writer = weft_datapath::events::Writer::new(&lab.state.join("labs").join(&lab.name));
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    loop {
+        // A marker written before the follower opened the stream is never
+        // printed: write another until one is.
+        writer.write(&[weft_datapath::events::Event::new("test.ready").with("n", n)]);
+        let marker = |e: &Value| e["type"] == "test.ready" && e["n"] == n;
+        if until(&rx, Duration::from_millis(500), marker)
+            .last()
+            .is_some_and(marker)
+        {
+            return (kill, rx);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "weft events printed no marker within 30 s"
+        );
+        n += 1;
+    }
+}
+
 /// Events until one matches `done` (or `limit` passes).
 fn until(rx: &mpsc::Receiver<Value>, limit: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let t0 = Instant::now();
@@ -71,7 +100,7 @@ fn find(evs: &[Value], kind: &str, node: &str, port: &str, to: &str) -> Option<u
 fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order() {
     let lab = Lab::example("events", "switch-triangle.toml");
     lab.up();
-    let (_kill, rx) = follow(&lab);
+    let (_kill, rx) = follow_ready(&lab);
     // Which end of s2-s3 blocks depends on the bridge ids (random MACs).
     let sws = lab.status_json()[0]["switches"].clone();
     let alternate: Vec<(String, String)> = sws
@@ -98,8 +127,6 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
         (bn == "s2" && bp == "to-s3") || (bn == "s3" && bp == "to-s2"),
         "{bn}:{bp} blocks, not an end of s2-s3"
     );
-    // Let the follower start at the end of the stream.
-    std::thread::sleep(Duration::from_millis(300));
     // s1 is the root; s3's root port is its link to s1 and one end of
     // s2-s3 blocks. Taking s1-s3 down makes s3 reach the root through s2.
     lab.ok(&["link", &lab.name, "s1", "s3", "down"]);
@@ -203,9 +230,7 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
 fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
     let lab = Lab::example("kevents", "stp.toml");
     lab.up();
-    let (_kill, rx) = follow(&lab);
-    // The poller's first look is its baseline.
-    std::thread::sleep(Duration::from_millis(1500));
+    let (_kill, rx) = follow_ready(&lab);
     lab.ok(&["link", &lab.name, "a", "br0", "down"]);
     let down = until(&rx, Duration::from_secs(10), |e| {
         e["type"] == "stp.state" && e["port"] == "a" && e["to"] == "disabled"
@@ -300,21 +325,8 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
     let lab = Lab::from_text("serve2-kring", KERNEL_RING);
     lab.up();
     let st = lab.status_json();
-    let role = |node: &str, iface: &str| {
-        st[0]["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == node)
-            .and_then(|n| {
-                n["interfaces"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|i| i["name"] == iface)
-            })
-            .map(|i| i["stp_role"].clone())
-    };
+    let role =
+        |node: &str, iface: &str| common::iface_in(&st, node, iface).map(|i| i["stp_role"].clone());
     assert_eq!(role("b3", "to-b1"), Some("root".into()), "{st}");
     assert_eq!(role("b3", "to-b2"), Some("alternate".into()), "{st}");
     assert_eq!(role("b2", "to-b3"), Some("designated".into()), "{st}");
@@ -323,9 +335,7 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
     assert!(table.contains("root bridge"), "{table}");
     let drawn = lab.ok(&["graph", &lab.name]);
     assert!(drawn.contains("port of b3 (alternate blocking)"), "{drawn}");
-    let (_kill, rx) = follow(&lab);
-    // The poller's first look is its baseline.
-    std::thread::sleep(Duration::from_millis(1500));
+    let (_kill, rx) = follow_ready(&lab);
     lab.ok(&["link", &lab.name, "b1", "b3", "down"]);
     let down = until(&rx, Duration::from_secs(20), |e| {
         e["type"] == "stp.state" && e["port"] == "to-b2" && e["to"] == "forwarding"
@@ -410,8 +420,7 @@ fn kernel_bridge_ring_link_down_and_up_shows_roles_states_and_topology_changes()
 fn tunnel_sessions_going_and_coming_back_are_in_the_stream() {
     let lab = Lab::example("tevents", "tunnel.toml");
     lab.up();
-    let (_kill, rx) = follow(&lab);
-    std::thread::sleep(Duration::from_millis(1500));
+    let (_kill, rx) = follow_ready(&lab);
     let st = lab.status_json();
     let m1 = st[0]["tunnels"]
         .as_array()
