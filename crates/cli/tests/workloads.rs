@@ -367,13 +367,7 @@ fn sigkill_of_up_while_services_start_then_down_leaves_nothing() {
     );
     text.push_str("[nodes.h.services.next]\ncommand = [\"sleep\", \"1001\"]\nafter = [\"slow\"]\n");
     let lab = Lab::from_text("svckill", &text);
-    let mut up = lab
-        .weft()
-        .args(["up", "-q", lab.file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut up = lab.spawn_up();
     // Killed once services run but before they are ready.
     wait_for("services starting", 30, || {
         services(&lab).iter().filter(|s| alive(s.1)).count() >= 8
@@ -662,13 +656,7 @@ fn the_next_up_recovers_from_a_killed_supervisor_or_a_killed_up() {
     lab.rewrite(&text);
     // up killed while the service starts; the next up (not down) finishes
     // the job: the service runs once, in the lab's namespace.
-    let mut up = lab
-        .weft()
-        .args(["up", "-q", lab.file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut up = lab.spawn_up();
     wait_for("the service started", 30, || {
         services(&lab).iter().any(|s| alive(s.1))
     });
