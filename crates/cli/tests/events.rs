@@ -72,6 +72,24 @@ fn follow_ready(lab: &Lab) -> (Kill, mpsc::Receiver<Value>) {
     }
 }
 
+/// What the lab's stream keeps (`weft events --json --since all
+/// --no-follow`): the text and its events.
+fn kept(lab: &Lab) -> (String, Vec<Value>) {
+    let text = lab.ok(&[
+        "events",
+        &lab.name,
+        "--json",
+        "--since",
+        "all",
+        "--no-follow",
+    ]);
+    let all = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (text, all)
+}
+
 /// Events until one matches `done` (or `limit` passes).
 fn until(rx: &mpsc::Receiver<Value>, limit: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let t0 = Instant::now();
@@ -193,18 +211,8 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
     );
 
     // What is kept replays with --since, the up and the link changes too.
-    let kept = lab.ok(&[
-        "events",
-        &lab.name,
-        "--json",
-        "--since",
-        "all",
-        "--no-follow",
-    ]);
-    let kinds: Vec<Value> = kept
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].clone())
-        .collect();
+    let (kept, all) = kept(&lab);
+    let kinds: Vec<&Value> = all.iter().map(|e| &e["type"]).collect();
     for k in [
         "lab.up",
         "stp.role",
@@ -212,7 +220,7 @@ fn rstp_ring_link_down_and_up_shows_role_changes_and_topology_changes_in_order()
         "link.down",
         "link.up",
     ] {
-        assert!(kinds.iter().any(|x| x == k), "no {k} kept: {kept}");
+        assert!(kinds.iter().any(|x| *x == k), "no {k} kept: {kept}");
     }
     let text = lab.ok(&["events", &lab.name, "--since", "1h", "--no-follow"]);
     assert!(
@@ -261,17 +269,9 @@ fn kernel_bridge_port_states_and_carrier_are_in_the_stream() {
         .collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{d:#?} {u:#?}");
     // Kept: another reader sees them once.
-    let kept = lab.ok(&[
-        "events",
-        &lab.name,
-        "--json",
-        "--since",
-        "all",
-        "--no-follow",
-    ]);
-    let disabled = kept
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let (kept, all) = kept(&lab);
+    let disabled = all
+        .iter()
         .filter(|e| e["type"] == "stp.state" && e["to"] == "disabled")
         .count();
     assert_eq!(disabled, 1, "{kept}");

@@ -469,6 +469,17 @@ fn hosts_attached_to_a_switch_get_addresses_and_a_default_route() {
     assert!(lab.ping("h2", "r", None), "the gateway answers");
 }
 
+/// `weft up` with the kernel fast path off: every frame through userspace.
+fn up_without_fast_path(lab: &Lab) {
+    let o = lab
+        .weft()
+        .env("WEFT_SWITCH_FASTPATH", "off")
+        .args(["up", lab.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn fastpath_rules(lab: &Lab) -> u64 {
     switches(lab)[0]["fastpath_rules"].as_u64().unwrap()
 }
@@ -505,13 +516,7 @@ fn tcp_through_userspace_only_with_default_offloads() {
     // path: the checksums and GSO frames veth leaves for offload must
     // cross it intact (the virtio-net header).
     let lab = Lab::example("swuser", "switch.toml");
-    let o = lab
-        .weft()
-        .env("WEFT_SWITCH_FASTPATH", "off")
-        .args(["up", lab.file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    up_without_fast_path(&lab);
     let before = total_rx(&lab);
     let got = tcp_transfer(&lab, "ns2", "10.60.0.2", "ns1", 20_000_000);
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
@@ -578,13 +583,7 @@ fn switches_with_trunks_and_several_vlans_forward_in_the_kernel_with_tc_bpf() {
 #[test]
 fn vlan_switches_keep_every_frame_in_userspace_with_the_fast_path_off() {
     let lab = Lab::example("bpfvoff", "switch-vlan.toml");
-    let o = lab
-        .weft()
-        .env("WEFT_SWITCH_FASTPATH", "off")
-        .args(["up", lab.file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    up_without_fast_path(&lab);
     let got = tcp_transfer(&lab, "a2", "10.13.0.2", "a1", 20_000_000);
     assert!(got >= 10_000_000, "received {got} bytes of 20 MB");
     assert!(!lab.ping("a1", "b1", None), "VLAN 10 reached VLAN 20");
