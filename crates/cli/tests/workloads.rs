@@ -149,8 +149,13 @@ fn down_ends_every_process_in_the_lab_unless_told_to_keep_them() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("sleep in b", 10, || {
-        processes_in(&lab).contains(&shell.id())
+    // `ip netns exec` joins the namespace before it becomes `sleep`: wait
+    // for both, or down may find (and name) it as `ip`.
+    let sleeping = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    };
+    wait_for("sleep in b", 30, || {
+        processes_in(&lab).contains(&shell.id()) && sleeping(shell.id())
     });
     let out = lab.ok(&["down", &lab.name]);
     assert!(
@@ -170,7 +175,9 @@ fn down_ends_every_process_in_the_lab_unless_told_to_keep_them() {
         .args(["netns", "exec", &lab.netns("a"), "sleep", "1000"])
         .spawn()
         .unwrap();
-    wait_for("sleep in a", 10, || processes_in(&lab).contains(&kept.id()));
+    wait_for("sleep in a", 30, || {
+        processes_in(&lab).contains(&kept.id()) && sleeping(kept.id())
+    });
     let o = lab.run(&["down", &lab.name, "--keep-processes"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
