@@ -171,8 +171,11 @@ impl<'a> Exec<'a> {
 
     /// Apply the ops; on failure, `self.applied` says which took effect.
     pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
-        let names = self.names_job(ops);
-        if let Err(e) = self.process_removals(ops).and_then(|()| self.kernel(ops)) {
+        let mut names = None;
+        if let Err(e) = self
+            .process_removals(ops)
+            .and_then(|()| self.kernel(ops, &mut names))
+        {
             // The name files were written (for the lab being applied) or
             // not: undoing must know which.
             if let Some(job) = names {
@@ -187,13 +190,22 @@ impl<'a> Exec<'a> {
         self.processes(ops, names)
     }
 
-    /// The kernel objects of the ops.
-    fn kernel(&mut self, ops: &[Op]) -> Result<(), Error> {
+    /// The kernel objects of the ops; starts the name files' job in
+    /// `names`.
+    fn kernel(
+        &mut self,
+        ops: &[Op],
+        names: &mut Option<std::thread::JoinHandle<Result<(), Error>>>,
+    ) -> Result<(), Error> {
         let t0 = Instant::now();
         self.nat_removals(ops)?;
         self.removals(ops)?;
         let t1 = Instant::now();
         self.namespaces(ops)?;
+        // The name files (an inode or two each on /etc's disk) are made
+        // while the links are: creating namespaces keeps both cores busy,
+        // the netlink batches that follow mostly one.
+        *names = self.names_job(ops);
         let t2 = Instant::now();
         self.devices(ops)?;
         let t3 = Instant::now();
