@@ -171,8 +171,11 @@ impl<'a> Exec<'a> {
 
     /// Apply the ops; on failure, `self.applied` says which took effect.
     pub fn run(&mut self, ops: &[Op]) -> Result<(), Error> {
-        let names = self.names_job(ops);
-        if let Err(e) = self.process_removals(ops).and_then(|()| self.kernel(ops)) {
+        let mut names = None;
+        if let Err(e) = self
+            .process_removals(ops)
+            .and_then(|()| self.kernel(ops, &mut names))
+        {
             // The name files were written (for the lab being applied) or
             // not: undoing must know which.
             if let Some(job) = names {
@@ -187,13 +190,22 @@ impl<'a> Exec<'a> {
         self.processes(ops, names)
     }
 
-    /// The kernel objects of the ops.
-    fn kernel(&mut self, ops: &[Op]) -> Result<(), Error> {
+    /// The kernel objects of the ops; starts the name files' job in
+    /// `names`.
+    fn kernel(
+        &mut self,
+        ops: &[Op],
+        names: &mut Option<std::thread::JoinHandle<Result<(), Error>>>,
+    ) -> Result<(), Error> {
         let t0 = Instant::now();
         self.nat_removals(ops)?;
         self.removals(ops)?;
         let t1 = Instant::now();
         self.namespaces(ops)?;
+        // The name files (an inode or two each on /etc's disk) are made
+        // while the links are: creating namespaces keeps both cores busy,
+        // the netlink batches that follow mostly one.
+        *names = self.names_job(ops);
         let t2 = Instant::now();
         self.devices(ops)?;
         let t3 = Instant::now();
@@ -713,8 +725,18 @@ impl<'a> Exec<'a> {
             master,
             alias: None,
         };
+        let quiet_v6 = fresh && self.new.node(node).is_some_and(no_link_local);
         let h = self.handle(node)?;
         let queued = h.ops.len();
+        if quiet_v6 {
+            // Before anything brings the device up: the kernel makes the
+            // link-local address when an up device gets its carrier.
+            h.nl.push(
+                nl::set_addr_gen_mode_none(idx),
+                format!("ip link set {iface} addrgenmode none"),
+            );
+            h.ops.push(i);
+        }
         // Join the bridge before setting port options; those need the port.
         if set.master.is_some() {
             h.nl.push(
@@ -874,25 +896,35 @@ fn tun_spec(name: &str, k: &IfaceKind) -> Option<tuntap::TunTapSpec> {
     })
 }
 
+fn has_ipv6(node: &weft_topo::Node) -> bool {
+    node.interfaces
+        .values()
+        .any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+        || node.routes.iter().any(|r| r.ipv6)
+}
+
 /// Settings weft makes in every namespace it creates, before any interface
 /// exists so that new interfaces inherit them.
 fn base_sysctls(node: &weft_topo::Node) -> Result<(), Error> {
-    let has_v6 = node
-        .interfaces
-        .values()
-        .any(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
-        || node.routes.iter().any(|r| r.ipv6);
-    if has_v6 {
+    if has_ipv6(node) {
         // Addresses are checked unique before building; duplicate address
         // detection would only keep them unusable for ~2 s.
         sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
         sysctl::write("net.ipv6.conf.all.accept_dad", "0")?;
-    } else if !node.sysctls.keys().any(|k| k.starts_with("net.ipv6.")) {
-        // No IPv6 in this node: no link-local addresses, so no router
-        // solicitations, MLD reports or DAD probes flooding the bridge.
-        sysctl::write("net.ipv6.conf.default.addr_gen_mode", "1")?;
     }
     Ok(())
+}
+
+/// Whether the interfaces weft makes in this node get no IPv6 link-local
+/// address (`addrgenmode none`): a node without IPv6 then sends no router
+/// solicitations, MLD reports or DAD probes onto the bridges. A node whose
+/// file sets a `net.ipv6.` sysctl keeps the kernel's behaviour. Only when
+/// the kernel has IPv6 at all.
+fn no_link_local(node: &weft_topo::Node) -> bool {
+    static KERNEL_IPV6: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !has_ipv6(node)
+        && !node.sysctls.keys().any(|k| k.starts_with("net.ipv6."))
+        && *KERNEL_IPV6.get_or_init(|| std::path::Path::new("/proc/sys/net/ipv6").exists())
 }
 
 /// Wait until the lab can carry traffic: every bridge port that has a

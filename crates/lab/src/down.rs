@@ -196,14 +196,24 @@ pub fn down(name: &str, opts: &DownOptions) -> Result<DownReport, Error> {
         }
     }
     tracing::debug!(namespaces = report.removed.len(), delete = ?(t1 - t0), holders = ?t1.elapsed(), "deleted");
-    if !opts.no_wait && !report.removed.is_empty() && report.held.is_empty() {
-        let t2 = Instant::now();
-        if let Some(w) = watch {
-            w.wait(Duration::from_secs(60))?;
+    // The name directories (on /etc's disk) go while the kernel destroys
+    // the namespaces: neither waits for the other.
+    let waited = std::thread::scope(|s| {
+        let names = s.spawn(|| names::remove_all(name));
+        let mut waited = Ok(());
+        if !opts.no_wait && !report.removed.is_empty() && report.held.is_empty() {
+            let t2 = Instant::now();
+            if let Some(w) = watch {
+                waited = w.wait(Duration::from_secs(60));
+            }
+            tracing::debug!(wait = ?t2.elapsed(), "kernel done");
         }
-        tracing::debug!(wait = ?t2.elapsed(), "kernel done");
-    }
-    names::remove_all(name);
+        if let Err(p) = names.join() {
+            std::panic::resume_unwind(p);
+        }
+        waited
+    });
+    waited?;
     state::remove(name)?;
     Ok(report)
 }

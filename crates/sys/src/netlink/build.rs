@@ -8,8 +8,9 @@ use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort,
+    InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
@@ -233,6 +234,27 @@ pub fn set_link(index: u32, s: &SetLink) -> Request {
     if let Some(a) = &s.alias {
         m.attributes.push(LinkAttribute::IfAlias(a.clone()));
     }
+    Request {
+        msg: RouteNetlinkMessage::SetLink(m),
+        flags: 0,
+    }
+}
+
+/// `ip link set dev X addrgenmode none`: the device makes no IPv6
+/// link-local address when it comes up. Sent before the device is first
+/// brought up; the kernel refuses it inside the creating request
+/// (EAFNOSUPPORT: the device has no IPv6 state until it is registered).
+/// Per device rather than the namespace's
+/// `net.ipv6.conf.default.addr_gen_mode`, whose handler only try-locks
+/// RTNL and restarts the write until it gets it, spinning a CPU while
+/// another thread builds.
+pub fn set_addr_gen_mode_none(index: u32) -> Request {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]));
     Request {
         msg: RouteNetlinkMessage::SetLink(m),
         flags: 0,
@@ -478,6 +500,30 @@ mod tests {
         let b = bytes(route(Change::Add, &r));
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type
         assert_eq!(&b[16..24], &[libc::AF_INET as u8, 16, 0, 0, 254, 4, 253, 1]);
+    }
+
+    #[test]
+    fn addr_gen_mode_none_is_nested_in_af_spec_inet6() {
+        let b = bytes(set_addr_gen_mode_none(1005));
+        // RTM_SETLINK (19) for index 1005, no flag change.
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 19);
+        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 1005);
+        assert_eq!(&b[24..32], &[0; 8]);
+        // IFLA_AF_SPEC (26) > AF_INET6 (10) > IFLA_INET6_ADDR_GEN_MODE (8)
+        // = IN6_ADDR_GEN_MODE_NONE (1), padded to 4 bytes.
+        let nla = &b[32..];
+        assert_eq!(nla.len(), 16);
+        assert_eq!(u16::from_ne_bytes(nla[0..2].try_into().unwrap()), 16);
+        assert_eq!(
+            u16::from_ne_bytes(nla[2..4].try_into().unwrap()) & 0x3fff,
+            26
+        );
+        assert_eq!(u16::from_ne_bytes(nla[4..6].try_into().unwrap()), 12);
+        assert_eq!(
+            u16::from_ne_bytes(nla[6..8].try_into().unwrap()) & 0x3fff,
+            10
+        );
+        assert_eq!(&nla[8..16], &[5, 0, 8, 0, 1, 0, 0, 0]);
     }
 
     #[test]
