@@ -462,7 +462,16 @@ fn busybox_image() -> Option<(String, Vec<(String, String)>)> {
     // runc and lower limits: podman takes them from CONTAINERS_CONF.
     let try_run = |env: &[(String, String)]| {
         Command::new("podman")
-            .args(["run", "--rm", "--network", "none", &image, "true"])
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
+                "true",
+            ])
             .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -325,20 +325,23 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
 
 /// Makes the nodes' mount namespaces match `lab`: created for nodes with
 /// binds, remade when the binds changed, removed for nodes without.
-/// `old` is the lab as built before (None: nothing was).
+/// `old` is the lab as built before (None: nothing was). A node running an
+/// image has none: podman mounts its binds in the container (`-v`), and
+/// their paths in the node are the image's, not the machine's.
 pub fn sync_mounts(lab: &Lab, old: Option<&Lab>) -> Result<(), Error> {
+    let own = |n: &&weft_topo::Node| !n.binds.is_empty() && n.container.is_none();
     if let Some(old) = old {
-        for n in old.nodes.values().filter(|n| !n.binds.is_empty()) {
+        for n in old.nodes.values().filter(own) {
             let same = lab
                 .nodes
                 .get(&n.name)
-                .is_some_and(|m| m.binds == n.binds && m.netns == n.netns);
+                .is_some_and(|m| m.binds == n.binds && m.netns == n.netns && m.container.is_none());
             if !same {
                 mntns::remove(&mntns_path(&n.netns))?;
             }
         }
     }
-    let with: Vec<_> = lab.nodes.values().filter(|n| !n.binds.is_empty()).collect();
+    let with: Vec<_> = lab.nodes.values().filter(own).collect();
     if with.is_empty() {
         return Ok(());
     }
