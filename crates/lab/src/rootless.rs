@@ -37,7 +37,12 @@ fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), weft_sys::Error>) -> Result<()
     // user namespace the kernel refuses that bind (EINVAL, also for
     // util-linux's `unshare --mount=FILE` there), so the lab would be
     // built and then rolled back; say so before anything is built.
-    if let Some(n) = lab.nodes.values().find(|n| !n.binds.is_empty()) {
+    // (A node running an image has its binds mounted by podman instead.)
+    if let Some(n) = lab
+        .nodes
+        .values()
+        .find(|n| !n.binds.is_empty() && n.container.is_none())
+    {
         return Err(Error::invalid_help(
             format!(
                 "node {} has `binds` (private files): weft without root cannot keep a node's \
