@@ -52,6 +52,52 @@ fn min_rtt_ms(lab: &Lab, from: &str, to: &str, count: &str) -> Option<f64> {
     nums.split('/').next()?.trim().parse().ok()
 }
 
+/// The source address and port each of three sockets of `srv` (ports
+/// 7000 to 7002) sees one UDP socket of `from` come from: its NAT's
+/// mappings towards three destinations. Sent again every 200 ms until
+/// each arrived (the links lose a little), at most 20 s. Also the
+/// socket's own port.
+fn mappings(lab: &Lab, from: &str) -> (Vec<std::net::SocketAddr>, u16) {
+    use std::net::UdpSocket;
+    let bind = |node: &str, a: &str| {
+        let a = a.to_string();
+        weft_sys::netns::run_in_named(&lab.netns(node), move || UdpSocket::bind(a))
+            .unwrap()
+            .unwrap()
+    };
+    let rx: Vec<UdpSocket> = (7000..7003)
+        .map(|p| bind("srv", &format!("198.51.100.10:{p}")))
+        .collect();
+    for r in &rx {
+        r.set_nonblocking(true).unwrap();
+    }
+    let tx = bind(from, "0.0.0.0:0");
+    let mut seen: Vec<Option<std::net::SocketAddr>> = vec![None; rx.len()];
+    let t0 = Instant::now();
+    while seen.iter().any(Option::is_none) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{from}: datagrams to srv did not arrive: {seen:?}"
+        );
+        for (i, r) in rx.iter().enumerate() {
+            if seen[i].is_none() {
+                tx.send_to(b"hi", r.local_addr().unwrap()).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut buf = [0u8; 16];
+        for (i, r) in rx.iter().enumerate() {
+            if let Ok((_, a)) = r.recv_from(&mut buf) {
+                seen[i].get_or_insert(a);
+            }
+        }
+    }
+    (
+        seen.into_iter().map(Option::unwrap).collect(),
+        tx.local_addr().unwrap().port(),
+    )
+}
+
 fn need_busybox() {
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("busybox").exists()));
@@ -144,6 +190,27 @@ fn nat_lte_the_server_sees_only_the_nats_and_the_phone_waits_for_lte() {
         !logs.contains("192.168.1.") && !logs.contains("100.64.0."),
         "{logs}"
     );
+
+    // The two NAT types: the home router keeps one external port for
+    // the laptop's socket, whatever the destination, and preserves its
+    // number; the carrier's symmetric NAT maps each destination anew.
+    let (home, port) = mappings(&lab, "laptop");
+    assert!(
+        home.iter().all(|a| a.ip().to_string() == "198.51.100.1"),
+        "{home:?}"
+    );
+    assert!(
+        home.iter().all(|a| a.port() == port),
+        "{home:?}, laptop's port {port}"
+    );
+    let (cgn, _) = mappings(&lab, "phone");
+    assert!(
+        cgn.iter().all(|a| a.ip().to_string() == "198.51.100.2"),
+        "{cgn:?}"
+    );
+    let mut ports: Vec<u16> = cgn.iter().map(|a| a.port()).collect();
+    ports.dedup();
+    assert!(ports.len() > 1, "a symmetric NAT gives new ports: {cgn:?}");
 
     // A forward from outside keeps the client's address: the laptop's
     // server sees srv itself.
