@@ -552,6 +552,16 @@ impl Failure {
                     eprintln!("help: {h}");
                 }
             }
+            // A bad file (`weft agent`'s, say) is shown as `weft up`
+            // shows it: every problem at its line, not only the first.
+            Failure::Weft(weft::Error::File(f)) => {
+                show_diagnostics(&f.path, &f.source_text, &f.diagnostics.0, false);
+                eprintln!(
+                    "weft: {}: {} problem(s); nothing was changed",
+                    f.path.display(),
+                    f.diagnostics.0.len()
+                );
+            }
             Failure::Weft(e) => {
                 for line in chain(e).lines() {
                     eprintln!("weft: {line}");
