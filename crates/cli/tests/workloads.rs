@@ -221,7 +221,7 @@ fn a_service_whose_program_is_missing_is_refused_before_anything_is_built() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "up succeeded");
     assert!(
-        err.contains("node a, service s: there is no program `/no/such/program`"),
+        err.contains("node a, service s: it runs `/no/such/program`, which is not on this machine"),
         "{err}"
     );
     assert!(err.contains("install the package"), "{err}");

@@ -301,14 +301,23 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
     }
     for n in lab.nodes.values() {
         for (name, s) in &n.services {
-            if let Some(program) = missing_program(&s.command, &s.env, &n.binds) {
+            let ready = match &s.ready {
+                Ready::Command { argv } => {
+                    missing_program(argv, &s.env, &n.binds).map(|p| (p, "its `ready` command runs"))
+                }
+                _ => None,
+            };
+            let missing = missing_program(&s.command, &s.env, &n.binds)
+                .map(|p| (p, "it runs"))
+                .or(ready);
+            if let Some((program, what)) = missing {
                 return Err(Error::Missing {
                     what: format!(
-                        "node {}, service {name}: there is no program `{program}` on this machine",
+                        "node {}, service {name}: {what} `{program}`, which is not on this machine",
                         n.name
                     ),
                     help: "install the package that has it (FRR's daemons in /usr/lib/frr: \
-                           apt-get install frr), or fix the service's `command`"
+                           apt-get install frr), or fix the service's `command` or `ready`"
                         .into(),
                 });
             }
