@@ -464,3 +464,34 @@ fn tunnel_sessions_going_and_coming_back_are_in_the_stream() {
     assert!(up.iter().chain(&more).any(m2_handshake), "{u:#?}");
     lab.ok(&["down", &lab.name]);
 }
+
+#[test]
+fn a_quiet_up_records_its_plan_and_checks_too() {
+    let lab = Lab::from_text(
+        "quiet",
+        "name = \"x\"\n[nodes.a.interfaces.e]\naddresses = [\"10.61.0.1/24\"]\n[nodes.b.interfaces.e]\naddresses = [\"10.61.0.2/24\"]\n[[links]]\nendpoints = [\"a:e\", \"b:e\"]\n[[checks]]\nfrom = \"a\"\nping = \"b\"\n",
+    );
+    let out = lab.ok(&["up", "-q", lab.file.to_str().unwrap()]);
+    assert!(out.is_empty(), "{out}");
+    let kept = lab.ok(&[
+        "events",
+        &lab.name,
+        "--json",
+        "--since",
+        "all",
+        "--no-follow",
+    ]);
+    let evs: Vec<Value> = kept
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        evs.iter()
+            .any(|e| e["type"] == "lab.up" && e["added"].as_u64() > Some(0)),
+        "{kept}"
+    );
+    assert!(
+        evs.iter().any(|e| e["type"] == "check" && e["ok"] == true),
+        "{kept}"
+    );
+}

@@ -198,11 +198,6 @@ fn a_service_that_fails_rolls_the_lab_back_naming_it_with_its_log() {
             vec!["node a, service s", "exited (exit status: 3) before it was ready", "boom-on-stderr"],
         ),
         (
-            "nocmd",
-            "command = [\"/no/such/program\"]",
-            vec!["node a, service s", "starting /no/such/program"],
-        ),
-        (
             "never",
             "command = [\"sleep\", \"100\"]\nready = { tcp = 9 }\ntimeout = \"1s\"",
             vec!["node a, service s", "not ready within 1.0 s", "port 9"],
@@ -221,6 +216,24 @@ fn a_service_that_fails_rolls_the_lab_back_naming_it_with_its_log() {
         assert!(lab.namespaces().is_empty(), "{tag}: rolled back");
         assert!(processes_in(&lab).is_empty());
     }
+}
+
+#[test]
+fn a_service_whose_program_is_missing_is_refused_before_anything_is_built() {
+    let lab = lab_with(
+        "nocmd",
+        "[nodes.a.services.s]\ncommand = [\"/no/such/program\"]\n",
+    );
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "up succeeded");
+    assert!(
+        err.contains("node a, service s: it runs `/no/such/program`, which is not on this machine"),
+        "{err}"
+    );
+    assert!(err.contains("install the package"), "{err}");
+    assert!(lab.namespaces().is_empty());
+    assert!(!lab.state.join("labs").join(&lab.name).exists(), "{err}");
 }
 
 #[test]
@@ -450,7 +463,16 @@ fn busybox_image() -> Option<(String, Vec<(String, String)>)> {
     // runc and lower limits: podman takes them from CONTAINERS_CONF.
     let try_run = |env: &[(String, String)]| {
         Command::new("podman")
-            .args(["run", "--rm", "--network", "none", &image, "true"])
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
+                "true",
+            ])
             .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
