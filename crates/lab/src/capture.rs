@@ -208,6 +208,14 @@ impl Capture {
 
     /// Receive until `stop` is set, `deadline` passes or `count` packets
     /// were handed to `on_packet`. Returns why it ended and the count.
+    ///
+    /// Packets of all points are handed over in the order of their
+    /// kernel timestamps. The sockets are drained one after another, so a
+    /// packet can reach one socket after that socket was drained but
+    /// before a later packet on another socket is read; and the kernel
+    /// stamps a received frame when it is queued for the stack, a moment
+    /// before the packet socket sees it. So each packet is held until it
+    /// is [`HOLD_NS`] old, and a later one can still be put before it.
     pub fn run(
         &self,
         stop: &AtomicBool,
@@ -218,29 +226,59 @@ impl Capture {
         let mut buf = vec![0u8; filter::SNAPLEN as usize];
         let mut n = 0u64;
         let refs: Vec<&PacketSocket> = self.socks.iter().collect();
+        // Held packets, kept sorted by (timestamp, point).
+        let mut held: std::collections::VecDeque<Held> = std::collections::VecDeque::new();
+        let mut emit = |held: &mut std::collections::VecDeque<Held>,
+                        upto: Option<u64>,
+                        n: &mut u64|
+         -> Result<bool, Error> {
+            while held
+                .front()
+                .is_some_and(|h| upto.is_none_or(|u| h.ts_ns <= u))
+            {
+                let h = held.pop_front().expect("front checked");
+                on_packet(&Packet {
+                    point: h.point,
+                    ts_ns: h.ts_ns,
+                    data: &h.data,
+                    orig_len: h.orig_len,
+                    outgoing: h.outgoing,
+                })
+                .map_err(|e| Error::io("writing the capture", e))?;
+                *n += 1;
+                if count.is_some_and(|c| *n >= c) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
         loop {
             // Once stopped, take what is already queued on the sockets
             // (without waiting) before ending: a packet that arrived just
             // before the stop belongs in the capture.
             let stopping = stop.load(Ordering::SeqCst);
-            let wait = match deadline {
+            let mut wait = match deadline {
                 _ if stopping => Duration::ZERO,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        emit(&mut held, None, &mut n)?;
                         return Ok((Ended::Duration, n));
                     }
                     (d - now).min(Duration::from_millis(100))
                 }
                 None => Duration::from_millis(100),
             };
+            if let Some(first) = held.front() {
+                let due = Duration::from_nanos(first.ts_ns.saturating_add(HOLD_NS));
+                wait = wait.min(due.saturating_sub(wall_clock()));
+            }
             let ready = packet::wait_readable(&refs, wait)?;
             if stopping && ready.is_empty() {
+                emit(&mut held, None, &mut n)?;
                 return Ok((Ended::Stopped, n));
             }
-            // Take what is queued on every ready socket, then write in
-            // time order so the file reads like one timeline.
-            let mut batch: Vec<(u64, usize, Vec<u8>, u32, bool)> = Vec::new();
+            let mut fresh = Vec::new();
             for i in ready {
                 while let Some(r) = self.socks[i].recv(&mut buf)? {
                     let data = match (r.vlan, self.links[i]) {
@@ -249,30 +287,51 @@ impl Capture {
                         }
                         _ => buf[..r.len].to_vec(),
                     };
-                    let orig = r.orig_len + (data.len() - r.len) as u32;
-                    batch.push((r.ts_ns, i, data, orig, r.pkttype == libc::PACKET_OUTGOING));
-                    if batch.len() >= 256 {
+                    let orig_len = r.orig_len + (data.len() - r.len) as u32;
+                    fresh.push(Held {
+                        ts_ns: r.ts_ns,
+                        point: i,
+                        data,
+                        orig_len,
+                        outgoing: r.pkttype == libc::PACKET_OUTGOING,
+                    });
+                    if fresh.len() >= 256 {
                         break;
                     }
                 }
             }
-            batch.sort_by_key(|b| (b.0, b.1));
-            for (ts_ns, point, data, orig_len, outgoing) in batch {
-                on_packet(&Packet {
-                    point,
-                    ts_ns,
-                    data: &data,
-                    orig_len,
-                    outgoing,
-                })
-                .map_err(|e| Error::io("writing the capture", e))?;
-                n += 1;
-                if count.is_some_and(|c| n >= c) {
-                    return Ok((Ended::Count, n));
-                }
+            if !fresh.is_empty() {
+                held.extend(fresh);
+                held.make_contiguous().sort_by_key(|h| (h.ts_ns, h.point));
+            }
+            let upto = (wall_clock().as_nanos() as u64).saturating_sub(HOLD_NS);
+            if emit(&mut held, Some(upto), &mut n)? {
+                return Ok((Ended::Count, n));
             }
         }
     }
+}
+
+/// How long a captured packet is held back so that packets of other
+/// points stamped before it are written first. A frame's stamp and its
+/// arrival on the packet socket are one softirq apart, microseconds on an
+/// idle machine; 25 ms covers a loaded one, and is short enough that
+/// `-w -` still reads as live.
+const HOLD_NS: u64 = 25_000_000;
+
+/// The kernel's packet timestamps are wall-clock time (`SO_TIMESTAMPNS`).
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+struct Held {
+    ts_ns: u64,
+    point: usize,
+    data: Vec<u8>,
+    orig_len: u32,
+    outgoing: bool,
 }
 
 fn reject_all() -> packet::FilterInsn {
