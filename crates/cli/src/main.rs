@@ -198,8 +198,9 @@ enum Cmd {
         state: String,
     },
     /// Delay, lose, duplicate, reorder or rate-limit the frames of a link
-    /// in a running lab: its switch end, or a wire between two kernel ends
-    /// (docs/conditions.md). `weft up` of the file undoes it.
+    /// in a running lab: its switch end, a wire between two kernel ends, or
+    /// a tunnel link's processes (docs/conditions.md). `weft up` of the
+    /// file undoes it.
     Impair(runtime::ImpairArgs),
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]

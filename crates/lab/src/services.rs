@@ -214,7 +214,9 @@ pub fn units_of(lab: &Lab) -> Vec<Unit> {
                     argv: vec![
                         "sh".into(),
                         "-c".into(),
-                        format!("test \"$(podman container inspect --format '{{{{.State.Running}}}}' {cname})\" = true"),
+                        // Quiet: before podman made the container, its
+                        // "no such container" would fill the log.
+                        format!("test \"$(podman container inspect --format '{{{{.State.Running}}}}' {cname} 2>/dev/null)\" = true"),
                     ],
                 },
                 after: Vec::new(),
