@@ -151,7 +151,7 @@ fn impair_state(lab: &Lab, node: &str, offered: u64) -> serde_json::Value {
             return s;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(10),
+            t0.elapsed() < Duration::from_secs(30),
             "{node} never counted {offered} packets: {s}"
         );
         std::thread::sleep(Duration::from_millis(200));

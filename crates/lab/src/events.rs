@@ -357,6 +357,13 @@ impl KernelView {
             }
         }
         out.extend(bridges);
+        // One poll, one time: stamped as they were made, the bridges'
+        // events (made among the ports', listed after them) could read
+        // earlier than the port events before them.
+        let ts = now_ms();
+        for e in &mut out {
+            e.ts = ts;
+        }
         out
     }
 
@@ -623,6 +630,9 @@ mod tests {
             .filter(|e| e.kind.starts_with("stp."))
             .all(|e| e.data["kernel"] == true));
         assert_eq!(evs[4].data["detected"], true);
+        // One poll, one time: the topology change (made first, listed
+        // last) never reads earlier than the port events before it.
+        assert!(evs.iter().all(|e| e.ts == evs[0].ts), "{evs:?}");
         // Nothing changed, nothing to say; the flag staying on is not news.
         assert!(after.changes(&after).is_empty());
     }
