@@ -198,8 +198,8 @@ enum Cmd {
         state: String,
     },
     /// Delay, lose, duplicate, reorder or rate-limit the frames of a link
-    /// with a switch end, in a running lab (docs/switch.md). `weft up` of
-    /// the file undoes it.
+    /// in a running lab: its switch end, or a wire between two kernel ends
+    /// (docs/conditions.md). `weft up` of the file undoes it.
     Impair(runtime::ImpairArgs),
     /// Serve a lab's switches (started by `weft up`, stopped by `weft down`).
     #[command(hide = true)]
@@ -552,6 +552,16 @@ impl Failure {
                     eprintln!("help: {h}");
                 }
             }
+            // A bad file (`weft agent`'s, say) is shown as `weft up`
+            // shows it: every problem at its line, not only the first.
+            Failure::Weft(weft::Error::File(f)) => {
+                show_diagnostics(&f.path, &f.source_text, &f.diagnostics.0, false);
+                eprintln!(
+                    "weft: {}: {} problem(s); nothing was changed",
+                    f.path.display(),
+                    f.diagnostics.0.len()
+                );
+            }
             Failure::Weft(e) => {
                 for line in chain(e).lines() {
                     eprintln!("weft: {line}");
@@ -685,6 +695,10 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
         eprintln!("weft: warning: {w}");
     }
     if quiet {
+        // -q prints less; the lab's event stream is the same.
+        if report.changed {
+            record_up(name, &report);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if report.recovered > 0 {
@@ -714,20 +728,31 @@ fn up(file: &Path, flags: UpFlags, machine: Option<&str>) -> Result<ExitCode, Fa
         report.apply_time.as_secs_f64() * 1e3,
         report.wait_time.as_secs_f64() * 1e3
     );
+    record_up(name, &report);
+    if !report.checks.is_empty() {
+        println!("{} check(s) passed", report.checks.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab.up` with the plan, and the checks `up` ran, in the lab's events.
+fn record_up(name: &str, report: &weft::UpReport) {
+    let (a, c, r) = report.plan.summary();
     let mut evs = vec![weft::events::Event::new("lab.up")
         .with("added", a)
         .with("changed", c)
         .with("removed", r)
         .with(
             "changes",
-            lines.iter().take(500).cloned().collect::<Vec<_>>(),
+            report
+                .plan
+                .lines()
+                .into_iter()
+                .take(500)
+                .collect::<Vec<_>>(),
         )];
     evs.extend(report.checks.iter().map(check_event));
     weft::events::record_all(name, &evs);
-    if !report.checks.is_empty() {
-        println!("{} check(s) passed", report.checks.len());
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(lab: Option<String>, listen: std::net::SocketAddr) -> Result<ExitCode, Failure> {

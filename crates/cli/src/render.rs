@@ -389,6 +389,19 @@ fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     } else {
         format!("drops {}", drops.join(", "))
     });
+    let imp = &s["impair"];
+    if !imp.is_null() {
+        let n = |k: &str| imp[k].as_u64().unwrap_or(0);
+        cols.push(format!(
+            "impair in {}: passed {}, lost {}, queue full {}, corrupted {}, held {}",
+            imp["settings"].as_str().unwrap_or("cleared"),
+            n("released"),
+            n("lost"),
+            n("queue_full"),
+            n("corrupted"),
+            n("held")
+        ));
+    }
     if let Some(w) = s["warning"].as_str() {
         cols.push(format!("WARNING: {w}"));
     }

@@ -92,6 +92,17 @@ pub struct TunnelArgs {
     /// the sockets stay in the namespace the tunnel runs in.
     #[arg(long)]
     netns: Option<String>,
+    /// Impair the inner packets this end receives: the settings as JSON
+    /// (weft_topo's `Impairment`; `weft up` passes them for a tunnel link
+    /// with `impair`, docs/conditions.md).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    impair: Option<String>,
+    /// A control socket through which `weft impair` retunes the
+    /// impairment at run time (`weft up` passes one per end).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    control: Option<PathBuf>,
 }
 
 pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, Failure> {
@@ -179,6 +190,8 @@ fn merge(mut a: TunnelArgs) -> Result<TunnelArgs, Failure> {
         status: a.status.or(rel(f.status)),
         no_offload: a.no_offload || f.no_offload,
         netns: a.netns.or(f.netns),
+        impair: a.impair,
+        control: a.control,
     })
 }
 
@@ -252,6 +265,15 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
             Some((n.addr(), n.prefix_len()))
         }
     };
+    let impair = match &a.impair {
+        None => None,
+        Some(j) => {
+            let i: weft_topo::impair::Impairment =
+                serde_json::from_str(j).map_err(|e| format!("--impair: {e}"))?;
+            i.check().map_err(|e| format!("--impair: {e}"))?;
+            Some(i)
+        }
+    };
     let mtu = a
         .mtu
         .unwrap_or_else(|| inner_mtu(a.underlay_mtu.unwrap_or(1500), v6, mode));
@@ -269,6 +291,8 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
         },
         status_file: a.status,
         offload: !a.no_offload,
+        impair,
+        control: a.control,
     };
     let timers = Timers {
         persistent_keepalive: a.keepalive.filter(|&k| k > 0).map(Duration::from_secs),

@@ -50,8 +50,9 @@ fn rtts(lab: &Lab, count: u32) -> Vec<f64> {
         &c,
         "-i",
         "0.05",
+        // Beyond the longest delay here (600 ms), with room for the load.
         "-W",
-        "1",
+        "5",
     ]);
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -95,6 +96,7 @@ fn presets_asymmetry_burst_and_corruption_reach_the_datapath() {
         "delay 300ms jitter 5ms rate 15mbit queue 500"
     );
     let r = rtts(&lab, 2);
+    assert_eq!(r.len(), 2, "{r:?}");
     assert!(r.iter().all(|t| *t >= 590.0), "{r:?}");
 
     lab.ok(&[
@@ -298,7 +300,7 @@ fn a_wire_passes_tags_bpdus_and_foreign_macs_unchanged() {
     let mut got: Vec<Vec<u8>> = Vec::new();
     let mut batch = RxBatch::new(8);
     let t0 = Instant::now();
-    while got.len() < 2 && t0.elapsed() < Duration::from_secs(3) {
+    while got.len() < 2 && t0.elapsed() < Duration::from_secs(20) {
         let n = rx.recv_batch(&mut batch).unwrap_or(0);
         for i in 0..n {
             if let Some((_, f)) = batch.frame(i) {
@@ -609,5 +611,10 @@ fn weft_impair_puts_a_wire_into_a_plain_kernel_link_at_run_time() {
     assert!(!lab.namespaces().contains(&lab.netns("~br.p4")));
     let back = datagrams(&lab, "h1", "h2", "10.69.0.2", 50);
     assert_eq!(back.len(), 50);
-    assert!(back.iter().all(|(_, d)| *d < 9.0), "no delay left");
+    // A wire left in place would hold back every datagram; the machine's
+    // load holds back only some.
+    assert!(
+        back.iter().any(|(_, d)| *d < 9.0),
+        "no delay left: {back:?}"
+    );
 }

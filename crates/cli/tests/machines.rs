@@ -133,29 +133,7 @@ fn status(u: &Underlay, m: usize, machine: &str) -> serde_json::Value {
 }
 
 fn iface<'a>(s: &'a serde_json::Value, node: &str, iface: &str) -> &'a serde_json::Value {
-    s[0]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .and_then(|n| {
-            n["interfaces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|i| i["name"] == iface)
-        })
-        .unwrap_or_else(|| panic!("no {node}:{iface} in {s:#}"))
-}
-
-fn ping_within(lab: &Lab, from: &str, to: &str, secs: u64) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if lab.ping(from, to, None) {
-            return true;
-        }
-    }
-    false
+    common::iface_in(s, node, iface).unwrap_or_else(|| panic!("no {node}:{iface} in {s:#}"))
 }
 
 #[test]
@@ -250,11 +228,13 @@ fn vxlan_link_between_two_machines_each_building_its_share() {
             .to_string()
     };
     assert!(
-        ping_within(&lab, "ha1", "hb1", 5),
+        lab.ping_within("ha1", "hb1", Duration::from_secs(30))
+            .is_some(),
         "no ping a -> b over VXLAN"
     );
     assert!(
-        ping_within(&lab, "hb2", &addr(&sa, "ha2"), 5),
+        lab.ping_within("hb2", &addr(&sa, "ha2"), Duration::from_secs(30))
+            .is_some(),
         "no ping b -> a over VXLAN"
     );
     let hosts = lab.ok(&["exec", &lab.name, "ha1", "--", "getent", "hosts", "hb1"]);
@@ -408,10 +388,15 @@ endpoints = ["h1:wt0", "h2:wt0"]
     let wt = out(&["ip", "-n", &lab.netns("h1"), "-d", "link", "show", "wt0"]);
     assert!(wt.contains("tap"), "{wt}");
     assert!(
-        ping_within(&lab, "h1", "10.9.0.2", 5),
+        lab.ping_within("h1", "10.9.0.2", Duration::from_secs(30))
+            .is_some(),
         "no ping across the tunnel"
     );
-    assert!(ping_within(&lab, "h2", "10.9.0.1", 5), "no ping back");
+    assert!(
+        lab.ping_within("h2", "10.9.0.1", Duration::from_secs(30))
+            .is_some(),
+        "no ping back"
+    );
 
     for (m, name) in ["a", "b"].iter().enumerate() {
         u.ok(m, &["down", &lab.name, "--machine", name]);
@@ -526,7 +511,8 @@ fn vxlan_over_an_ipv6_underlay() {
     // 1500 minus 70 bytes of VXLAN over IPv6.
     assert!(vx.contains("mtu 1430"), "{vx}");
     assert!(
-        ping_within(&lab, "h1", "10.62.0.2", 5),
+        lab.ping_within("h1", "10.62.0.2", Duration::from_secs(30))
+            .is_some(),
         "no ping over the IPv6 underlay"
     );
     for (m, name) in ["a", "b"].iter().enumerate() {

@@ -2,7 +2,7 @@
 //! userspace switch, through the real binary.
 
 mod common;
-use common::Lab;
+use common::{switched_hosts, Lab};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -96,36 +96,15 @@ fn exec(lab: &Lab, node: &str, cmd: &[&str]) {
     lab.ok(&args);
 }
 
-/// Three hosts on one switch, h1..h3 on p1..p3 at 10.N.0.1..3; `extra`
-/// goes under [nodes.sw].
-fn three_hosts(net: u8, extra: &str) -> String {
-    format!(
-        r#"name = "x"
-[nodes.sw]
-kind = "switch"
-{extra}
-[nodes.h1.interfaces.eth0]
-addresses = ["10.{net}.0.1/24"]
-[nodes.h2.interfaces.eth0]
-addresses = ["10.{net}.0.2/24"]
-[nodes.h3.interfaces.eth0]
-addresses = ["10.{net}.0.3/24"]
-[[links]]
-endpoints = ["h1:eth0", "sw:p1"]
-[[links]]
-endpoints = ["h2:eth0", "sw:p2"]
-[[links]]
-endpoints = ["h3:eth0", "sw:p3"]
-"#
-    )
-}
-
 #[test]
 fn static_mac_from_the_file_goes_to_its_port_only_and_never_moves() {
     let lab = Lab::from_text(
         "static",
-        &three_hosts(
+        &switched_hosts(
+            "sw",
+            "h",
             61,
+            3,
             r#"static_macs = [{ mac = "02:00:00:00:00:99", port = "p2" }]"#,
         ),
     );
@@ -236,7 +215,13 @@ fn static_mac_from_the_file_goes_to_its_port_only_and_never_moves() {
 fn mirror_port_sees_the_traffic_between_two_other_hosts() {
     let lab = Lab::from_text(
         "mirror",
-        &three_hosts(62, r#"mirror = { output = "p3", ports = ["p1"] }"#),
+        &switched_hosts(
+            "sw",
+            "h",
+            62,
+            3,
+            r#"mirror = { output = "p3", ports = ["p1"] }"#,
+        ),
     );
     lab.up();
     let d = Dump::start(&lab, "h3", "eth0", &[]);
@@ -269,11 +254,12 @@ fn mirror_port_sees_the_traffic_between_two_other_hosts() {
     assert!(!lab.ping("h3", "10.62.0.1", None));
 }
 
-/// `weft ping` with `count` probes: (received, RTTs in ms).
+/// `weft ping` with `count` probes: (received, RTTs in ms). Each reply
+/// may take a loaded machine seconds; none is lost on these paths.
 fn ping_stats(lab: &Lab, from: &str, to: &str, count: u32) -> (u32, Vec<f64>) {
     let c = count.to_string();
     let o = lab.run(&[
-        "ping", &lab.name, from, to, "-c", &c, "-i", "0.05", "-W", "0.5",
+        "ping", &lab.name, from, to, "-c", &c, "-i", "0.05", "-W", "5",
     ]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let rtts = out
@@ -304,7 +290,7 @@ fn port(lab: &Lab, name: &str) -> serde_json::Value {
 
 #[test]
 fn delay_on_a_port_from_the_file_and_at_run_time_and_up_restores_it() {
-    let text = three_hosts(63, "")
+    let text = switched_hosts("sw", "h", 63, 3, "")
         + r#"[nodes.sw.interfaces.p1]
 impair = { delay = "50ms" }
 "#;
@@ -316,7 +302,8 @@ impair = { delay = "50ms" }
     assert!(rtt.iter().all(|r| *r >= 100.0), "{rtt:?}");
     let (n, rtt) = ping_stats(&lab, "h2", "10.63.0.3", 3);
     assert_eq!(n, 3);
-    assert!(rtt.iter().all(|r| *r < 100.0), "unimpaired: {rtt:?}");
+    // The delay would hold back every echo; the machine's load only some.
+    assert!(rtt.iter().any(|r| *r < 100.0), "unimpaired: {rtt:?}");
     let p1 = port(&lab, "p1");
     assert_eq!(p1["impair"]["settings"], "delay 50ms", "{p1}");
     assert!(p1["impair"]["delayed"].as_u64().unwrap() >= 6, "{p1}");
@@ -330,12 +317,12 @@ impair = { delay = "50ms" }
             .unwrap();
     lab.ok(&["impair", &lab.name, "h1", "sw", "--clear"]);
     let (_, rtt) = ping_stats(&lab, "h1", "10.63.0.2", 3);
-    assert!(rtt.iter().all(|r| *r < 100.0), "cleared: {rtt:?}");
+    assert!(rtt.iter().any(|r| *r < 100.0), "cleared: {rtt:?}");
     lab.ok(&["impair", &lab.name, "sw:p2", "h2", "--delay", "30ms"]);
     let (_, rtt) = ping_stats(&lab, "h1", "10.63.0.2", 3);
     // 60 ms with p2's delay alone; 160 if p1's were still there.
     assert!(
-        rtt.iter().all(|r| (60.0..160.0).contains(r)),
+        rtt.iter().all(|r| *r >= 60.0) && rtt.iter().any(|r| *r < 160.0),
         "p2 30ms: {rtt:?}"
     );
     let after =
@@ -364,7 +351,7 @@ impair = { delay = "50ms" }
     let (_, rtt) = ping_stats(&lab, "h1", "10.63.0.2", 3);
     // 100 ms with p1's delay alone; 160 if p2's were still there.
     assert!(
-        rtt.iter().all(|r| (100.0..160.0).contains(r)),
+        rtt.iter().all(|r| *r >= 100.0) && rtt.iter().any(|r| *r < 160.0),
         "file's again: {rtt:?}"
     );
     assert_eq!(
@@ -396,7 +383,7 @@ impair = { delay = "50ms" }
     assert_eq!(port(&lab, "p1")["impair"]["settings"], "delay 10ms");
     let (_, rtt) = ping_stats(&lab, "h1", "10.63.0.2", 3);
     assert!(
-        rtt.iter().all(|r| (20.0..100.0).contains(r)),
+        rtt.iter().all(|r| *r >= 20.0) && rtt.iter().any(|r| *r < 100.0),
         "edited to 10ms: {rtt:?}"
     );
     // Removing it from the file clears it, still without a restart.
@@ -561,7 +548,7 @@ impl Drop for Server {
 
 #[test]
 fn link_down_and_up_at_run_time_on_switch_and_kernel_links() {
-    let text = three_hosts(66, "")
+    let text = switched_hosts("sw", "h", 66, 3, "")
         + r#"[nodes.h3.interfaces.k0]
 addresses = ["10.166.0.1/24"]
 [nodes.h4]
@@ -651,7 +638,7 @@ endpoints = ["h3:k0", "h4:k0"]
     // The link's veths were made again: the first ping may wait for ARP.
     let t0 = std::time::Instant::now();
     while !lab.ping("h4", "10.166.0.1", None) {
-        assert!(t0.elapsed().as_secs() < 5, "no ping through the wire");
+        assert!(t0.elapsed().as_secs() < 30, "no ping through the wire");
     }
     lab.ok(&["up", lab.file.to_str().unwrap()]);
     assert!(!lab.namespaces().contains(&lab.netns("~h3.k0")));
@@ -680,7 +667,7 @@ fn rstp_triangle_reconverges_around_a_link_taken_down() {
     let t0 = std::time::Instant::now();
     while sw("s2")["root_port"] != "to-s3" {
         assert!(
-            t0.elapsed() < Duration::from_secs(5),
+            t0.elapsed() < Duration::from_secs(30),
             "s2 did not find the way round: {}",
             sw("s2")
         );
@@ -689,7 +676,7 @@ fn rstp_triangle_reconverges_around_a_link_taken_down() {
     let t1 = std::time::Instant::now();
     while !lab.ping("h1", "10.80.0.2", None) {
         assert!(
-            t1.elapsed() < Duration::from_secs(5),
+            t1.elapsed() < Duration::from_secs(30),
             "h1 cannot reach h2 round the loop"
         );
     }
@@ -698,7 +685,7 @@ fn rstp_triangle_reconverges_around_a_link_taken_down() {
     lab.ok(&["link", &lab.name, "s1:to-s2", "s2:to-s1", "up"]);
     let t2 = std::time::Instant::now();
     while sw("s2")["root_port"] != "to-s1" {
-        assert!(t2.elapsed() < Duration::from_secs(5), "{}", sw("s2"));
+        assert!(t2.elapsed() < Duration::from_secs(30), "{}", sw("s2"));
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(lab.ping("h1", "10.80.0.2", None));

@@ -193,17 +193,6 @@ impl Setup {
         (a, b)
     }
 
-    /// Ping until it answers or `within` passes; the time it took.
-    fn ping_within(&self, from: &str, to: &str, within: Duration) -> Option<Duration> {
-        let t0 = Instant::now();
-        while t0.elapsed() < within {
-            if self.lab.ping(from, to, None) {
-                return Some(t0.elapsed());
-            }
-        }
-        None
-    }
-
     /// A TCP transfer across the tunnel (iperf3, one second).
     fn tcp_bytes(&self) -> u64 {
         let mut server = self
@@ -300,7 +289,7 @@ fn keygen_writes_a_private_key_only_root_reads_and_never_overwrites() {
 fn tun_mode_carries_ping_and_tcp() {
     let s = Setup::new("tun");
     let (a, b) = s.pair("tun", "udp");
-    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     let st = b.wait_status("a session and traffic", |v| {
         v["up"] == true && v["rx_packets"].as_u64() > Some(100)
@@ -341,7 +330,7 @@ fn tun_mode_carries_ping_and_tcp() {
 fn tun_mode_without_offloads_carries_ping_and_tcp() {
     let s = Setup::new("tunnooff");
     let (a, b) = s.pair_with("tun", "udp", &["--no-offload"]);
-    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
     let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
@@ -358,7 +347,7 @@ fn tun_mode_on_the_one_thread_loop_carries_ping_and_tcp() {
     let mut s = Setup::new("tun1t");
     s.env.push(("WEFT_TUNNEL_ONE_THREAD", "1"));
     let (a, b) = s.pair("tun", "udp");
-    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
     let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
@@ -381,7 +370,7 @@ fn threads(st: &serde_json::Value) -> usize {
 fn tap_mode_carries_ping_and_tcp() {
     let s = Setup::new("tap");
     let (a, b) = s.pair("tap", "udp");
-    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     let l = s.lab.ip("m1", &["link", "show", "wt0"]);
     assert!(l.contains("link/ether") && l.contains("mtu 1426"), "{l}");
@@ -396,7 +385,7 @@ fn tap_mode_carries_ping_and_tcp() {
 fn tcp_transport_carries_ping_and_tcp_and_reconnects() {
     let s = Setup::new("tcp");
     let (_a, b) = s.pair("tun", "tcp");
-    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
     assert!(s.tcp_bytes() > 1_000_000);
     b.wait_status("TCP", |v| v["transport"] == "tcp" && v["up"] == true);
     // The listening end restarts: the connecting end reconnects by itself.
@@ -417,7 +406,8 @@ fn tcp_transport_carries_ping_and_tcp_and_reconnects() {
         ],
     );
     assert!(
-        s.ping_within("m1", "10.9.0.2", Duration::from_secs(15))
+        s.lab
+            .ping_within("m1", "10.9.0.2", Duration::from_secs(15))
             .is_some(),
         "no traffic after the listener restarted"
     );
@@ -457,6 +447,7 @@ fn a_wrong_key_never_connects() {
         ],
     );
     assert!(s
+        .lab
         .ping_within("m1", "10.9.0.2", Duration::from_secs(3))
         .is_none());
     let st = b.wait_status("refused handshakes", |v| {
@@ -492,7 +483,7 @@ fn a_wrong_key_never_connects() {
 fn survives_peer_restart_underlay_outage_and_a_new_peer_address() {
     let s = Setup::new("faults");
     let (_a, b) = s.pair("tun", "udp");
-    assert!(s.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
+    assert!(s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some());
 
     // The waiting end restarts (new process, no session): m1 notices within
     // keepalive + retry time and makes a new session.
@@ -510,7 +501,7 @@ fn survives_peer_restart_underlay_outage_and_a_new_peer_address() {
             "10.9.0.2/24",
         ],
     );
-    let t = s.ping_within("m1", "10.9.0.2", Duration::from_secs(30));
+    let t = s.lab.ping_within("m1", "10.9.0.2", Duration::from_secs(30));
     assert!(t.is_some(), "no traffic after the peer restarted");
     eprintln!("back {:?} after the peer restarted", t.unwrap());
 
@@ -519,7 +510,7 @@ fn survives_peer_restart_underlay_outage_and_a_new_peer_address() {
     assert!(!s.lab.ping("m1", "10.9.0.2", None));
     std::thread::sleep(Duration::from_secs(3));
     s.ip("m1", &["link", "set", "eth0", "up"]);
-    let t = s.ping_within("m1", "10.9.0.2", Duration::from_secs(20));
+    let t = s.lab.ping_within("m1", "10.9.0.2", Duration::from_secs(20));
     assert!(t.is_some(), "no traffic after the underlay came back");
     eprintln!("back {:?} after the underlay came back", t.unwrap());
 
@@ -527,7 +518,7 @@ fn survives_peer_restart_underlay_outage_and_a_new_peer_address() {
     // (Deleting first: deleting a primary address also deletes secondaries.)
     s.ip("m1", &["addr", "del", "10.77.0.1/24", "dev", "eth0"]);
     s.ip("m1", &["addr", "add", "10.77.0.11/24", "dev", "eth0"]);
-    let t = s.ping_within("m1", "10.9.0.2", Duration::from_secs(20));
+    let t = s.lab.ping_within("m1", "10.9.0.2", Duration::from_secs(20));
     assert!(
         t.is_some(),
         "no traffic after m1 changed address: {:#} {:#} {}",

@@ -23,21 +23,11 @@ fn wait_up(lab: &Lab) -> Vec<serde_json::Value> {
             return t;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(10),
+            t0.elapsed() < Duration::from_secs(30),
             "tunnels never came up: {t:#?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn ping_within(lab: &Lab, secs: u64) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if lab.ping("m1", "10.9.0.2", None) {
-            return true;
-        }
-    }
-    false
 }
 
 fn alive(pid: u64) -> bool {
@@ -54,7 +44,11 @@ fn tunnel_links_are_started_shown_restarted_and_stopped() {
     let lab = Lab::example("tlink", "tunnel.toml");
     lab.up();
     let t = wait_up(&lab);
-    assert!(ping_within(&lab, 5), "no ping across the tunnel link");
+    assert!(
+        lab.ping_within("m1", "10.9.0.2", Duration::from_secs(30))
+            .is_some(),
+        "no ping across the tunnel link"
+    );
     assert_eq!(t[0]["node"], "m1");
     assert_eq!(t[0]["peer"], "m2:wt0");
     assert_eq!(t[0]["state"]["mode"], "tap");
@@ -71,7 +65,7 @@ fn tunnel_links_are_started_shown_restarted_and_stopped() {
     let t0 = Instant::now();
     while alive(pid) {
         assert!(
-            t0.elapsed() < Duration::from_secs(5),
+            t0.elapsed() < Duration::from_secs(30),
             "pid {pid} ignored SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -83,7 +77,11 @@ fn tunnel_links_are_started_shown_restarted_and_stopped() {
     assert!(lab.up().contains("nothing to change"));
     let t = wait_up(&lab);
     assert_ne!(t[1]["pid"].as_u64().unwrap(), pid);
-    assert!(ping_within(&lab, 20), "no ping after the restart");
+    assert!(
+        lab.ping_within("m1", "10.9.0.2", Duration::from_secs(20))
+            .is_some(),
+        "no ping after the restart"
+    );
 
     // `weft down` stops both processes before removing the namespaces.
     let pids: Vec<u64> = t.iter().map(|e| e["pid"].as_u64().unwrap()).collect();
@@ -104,4 +102,156 @@ fn the_first_ping_after_up_crosses_a_tunnel_link() {
         let t = tunnels(&lab);
         assert!(t.iter().all(|e| e["state"]["up"] == true), "{t:#?}");
     }
+}
+
+/// Two quiet machines (no IPv6, so nothing of their own crosses) and a
+/// TUN tunnel link with `impair`: the test's datagrams are all the
+/// tunnel carries, so a seed replays.
+fn impaired(impair: &str) -> String {
+    let node = |n: &str, i: u8| {
+        format!(
+            r#"[nodes.{n}.sysctls]
+"net.ipv6.conf.all.disable_ipv6" = 1
+"net.ipv6.conf.default.disable_ipv6" = 1
+[nodes.{n}.interfaces.eth0]
+addresses = ["10.78.0.{i}/24"]
+[nodes.{n}.interfaces.wt0]
+addresses = ["10.9.0.{i}/24"]
+"#
+        )
+    };
+    format!(
+        r#"name = "x"
+{}{}
+[[links]]
+endpoints = ["m1:eth0", "m2:eth0"]
+[[links]]
+kind = "tunnel"
+endpoints = ["m1:wt0", "m2:wt0"]
+underlay = ["10.78.0.1", "10.78.0.2"]
+{impair}
+"#,
+        node("m1", 1),
+        node("m2", 2)
+    )
+}
+
+/// The impairment counters of the end on `node` (what it received), once
+/// its status file shows `offered` packets (it is written every second).
+fn impair_state(lab: &Lab, node: &str, offered: u64) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        let t = tunnels(lab);
+        let s = t
+            .iter()
+            .find(|e| e["node"] == node)
+            .map(|e| e["state"]["impair"].clone())
+            .unwrap_or_default();
+        if s["offered"].as_u64() == Some(offered) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{node} never counted {offered} packets: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `impair` on a tunnel link: the processes impair the inner packets
+/// each way (loss and delay within bounds, every loss counted), a seed
+/// replays the same losses, `weft impair` retunes and clears a running
+/// link, and `weft up` of the file puts the file's settings back.
+#[test]
+fn impaired_tunnel_links_replay_a_seed_and_retune_at_run_time() {
+    let lab = Lab::from_text(
+        "tnimp",
+        &impaired(r#"impair = { delay = "10ms", loss = "20%", seed = 5 }"#),
+    );
+    lab.up();
+    wait_up(&lab);
+    let n = 300;
+    let ids = |v: &[(u32, f64)]| v.iter().map(|(i, _)| *i).collect::<Vec<u32>>();
+    let check = |what: &str, got: &[(u32, f64)]| {
+        // 20% loss: 240 of 300 expected, within 5 standard deviations.
+        assert!(
+            (205..=275).contains(&got.len()),
+            "{what}: {} of {n} arrived",
+            got.len()
+        );
+        let mut d: Vec<f64> = got.iter().map(|(_, d)| *d).collect();
+        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!(
+            "{what}: {} of {n} arrived, one-way delay min {:.2} median {:.2} ms",
+            got.len(),
+            d[0],
+            d[d.len() / 2]
+        );
+        // Never early; late only by the machine's load.
+        assert!(d[0] >= 9.9, "{what}: {:?}", &d[..3]);
+        assert!(d[d.len() / 2] < 40.0, "{what}: median {}", d[d.len() / 2]);
+    };
+    let first = common::datagrams(&lab, "m1", "m2", "10.9.0.2", n);
+    check("m1 -> m2", &first);
+    // m2 impairs what it receives: it counts every datagram and each loss.
+    let s = impair_state(&lab, "m2", u64::from(n));
+    assert_eq!(s["lost"], u64::from(n) - first.len() as u64, "{s}");
+    assert_eq!(s["released"], first.len() as u64, "{s}");
+    assert_eq!(s["settings"], "delay 10ms loss 20% seed 5", "{s}");
+    // The way back is impaired too, from its own stream of the seed.
+    let back = common::datagrams(&lab, "m2", "m1", "10.9.0.1", n);
+    check("m2 -> m1", &back);
+    assert_ne!(ids(&first), ids(&back), "both ways lost the same datagrams");
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("impair in delay 10ms loss 20%"), "{text}");
+
+    // At run time, one way only; the same seed twice loses the same ones.
+    let impair = |lab: &Lab| {
+        let o = lab.ok(&[
+            "impair",
+            &lab.name,
+            "m1",
+            "m2",
+            "--loss",
+            "30%",
+            "--seed",
+            "11",
+            "--direction",
+            "out",
+        ]);
+        assert!(o.contains("tunnel m1:wt0 — m2:wt0: impair loss 30%"), "{o}");
+    };
+    impair(&lab);
+    let a = common::datagrams(&lab, "m1", "m2", "10.9.0.2", n);
+    // 30% loss: 210 of 300 expected; 5 standard deviations are 40.
+    assert!((170..=250).contains(&a.len()), "{} arrived", a.len());
+    impair(&lab);
+    let b = common::datagrams(&lab, "m1", "m2", "10.9.0.2", n);
+    assert_eq!(ids(&a), ids(&b), "seed 11 replays at run time");
+    let back = common::datagrams(&lab, "m2", "m1", "10.9.0.1", 100);
+    assert_eq!(back.len(), 100, "direction out leaves the way back alone");
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("impair tunnel m1:wt0: loss 30%"), "{text}");
+
+    let o = lab.ok(&["impair", &lab.name, "m2", "m1", "--clear"]);
+    assert!(
+        o.contains("tunnel m1:wt0 — m2:wt0: impairment cleared"),
+        "{o}"
+    );
+    let all = common::datagrams(&lab, "m1", "m2", "10.9.0.2", 100);
+    assert_eq!(all.len(), 100, "cleared, yet datagrams were lost");
+
+    // `weft up` of the file: its settings again, the PRNG from seed 5, so
+    // the first run's datagrams are lost again.
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    assert!(o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("impair tunnel m1:wt0 back to the file's delay 10ms loss 20%"),
+        "{said}"
+    );
+    assert!(lab.status_json()[0]["runtime"].is_null());
+    let again = common::datagrams(&lab, "m1", "m2", "10.9.0.2", n);
+    check("m1 -> m2 again", &again);
+    assert_eq!(ids(&first), ids(&again), "seed 5 replays after weft up");
 }

@@ -149,8 +149,13 @@ fn down_ends_every_process_in_the_lab_unless_told_to_keep_them() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("sleep in b", 10, || {
-        processes_in(&lab).contains(&shell.id())
+    // `ip netns exec` joins the namespace before it becomes `sleep`: wait
+    // for both, or down may find (and name) it as `ip`.
+    let sleeping = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    };
+    wait_for("sleep in b", 30, || {
+        processes_in(&lab).contains(&shell.id()) && sleeping(shell.id())
     });
     let out = lab.ok(&["down", &lab.name]);
     assert!(
@@ -170,7 +175,9 @@ fn down_ends_every_process_in_the_lab_unless_told_to_keep_them() {
         .args(["netns", "exec", &lab.netns("a"), "sleep", "1000"])
         .spawn()
         .unwrap();
-    wait_for("sleep in a", 10, || processes_in(&lab).contains(&kept.id()));
+    wait_for("sleep in a", 30, || {
+        processes_in(&lab).contains(&kept.id()) && sleeping(kept.id())
+    });
     let o = lab.run(&["down", &lab.name, "--keep-processes"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -191,11 +198,6 @@ fn a_service_that_fails_rolls_the_lab_back_naming_it_with_its_log() {
             vec!["node a, service s", "exited (exit status: 3) before it was ready", "boom-on-stderr"],
         ),
         (
-            "nocmd",
-            "command = [\"/no/such/program\"]",
-            vec!["node a, service s", "starting /no/such/program"],
-        ),
-        (
             "never",
             "command = [\"sleep\", \"100\"]\nready = { tcp = 9 }\ntimeout = \"1s\"",
             vec!["node a, service s", "not ready within 1.0 s", "port 9"],
@@ -214,6 +216,24 @@ fn a_service_that_fails_rolls_the_lab_back_naming_it_with_its_log() {
         assert!(lab.namespaces().is_empty(), "{tag}: rolled back");
         assert!(processes_in(&lab).is_empty());
     }
+}
+
+#[test]
+fn a_service_whose_program_is_missing_is_refused_before_anything_is_built() {
+    let lab = lab_with(
+        "nocmd",
+        "[nodes.a.services.s]\ncommand = [\"/no/such/program\"]\n",
+    );
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "up succeeded");
+    assert!(
+        err.contains("node a, service s: it runs `/no/such/program`, which is not on this machine"),
+        "{err}"
+    );
+    assert!(err.contains("install the package"), "{err}");
+    assert!(lab.namespaces().is_empty());
+    assert!(!lab.state.join("labs").join(&lab.name).exists(), "{err}");
 }
 
 #[test]
@@ -367,13 +387,7 @@ fn sigkill_of_up_while_services_start_then_down_leaves_nothing() {
     );
     text.push_str("[nodes.h.services.next]\ncommand = [\"sleep\", \"1001\"]\nafter = [\"slow\"]\n");
     let lab = Lab::from_text("svckill", &text);
-    let mut up = lab
-        .weft()
-        .args(["up", "-q", lab.file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut up = lab.spawn_up();
     // Killed once services run but before they are ready.
     wait_for("services starting", 30, || {
         services(&lab).iter().filter(|s| alive(s.1)).count() >= 8
@@ -449,7 +463,16 @@ fn busybox_image() -> Option<(String, Vec<(String, String)>)> {
     // runc and lower limits: podman takes them from CONTAINERS_CONF.
     let try_run = |env: &[(String, String)]| {
         Command::new("podman")
-            .args(["run", "--rm", "--network", "none", &image, "true"])
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
+                "true",
+            ])
             .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -662,13 +685,7 @@ fn the_next_up_recovers_from_a_killed_supervisor_or_a_killed_up() {
     lab.rewrite(&text);
     // up killed while the service starts; the next up (not down) finishes
     // the job: the service runs once, in the lab's namespace.
-    let mut up = lab
-        .weft()
-        .args(["up", "-q", lab.file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut up = lab.spawn_up();
     wait_for("the service started", 30, || {
         services(&lab).iter().any(|s| alive(s.1))
     });

@@ -8,23 +8,39 @@
 //! as before.
 //!
 //! [`KernelSwitch::sync`] runs after every receive batch and timer: it
-//! rewrites the port entries that changed and, when the core's table may
-//! have changed, the FDB entries that differ. [`KernelSwitch::harvest`]
+//! rewrites the port entries that changed and, when the core's table or a
+//! port may have changed, the FDB entries that differ. Each FDB entry
+//! carries what the program needs to know about its port in its VLAN
+//! (usable, tagged, mirrored, the interface), so that a frame costs the
+//! program two hash lookups and nothing else per port: a port change
+//! rewrites the entries whose flags it changes. [`KernelSwitch::harvest`]
 //! runs every second: it credits the programs' per-port and per-VLAN
-//! counters to the core and refreshes the FDB entries the kernel used, so
-//! busy flows neither vanish from the counters nor age out.
+//! counters to the core, refreshes the FDB entries the kernel used since
+//! the last harvest (marked with the current epoch) and starts a new
+//! epoch, so busy flows neither vanish from the counters nor age out.
 
 use std::collections::HashMap;
 use std::io;
 
-use weft_ebpf::switch::{self as prog, Kind, Maps, Params, PortValue};
-use weft_switch::{Instant, PortId, PortMode, Switch, SwitchConfig};
-use weft_sys::bpf::{monotonic_ns, LoadError, Map, MapType, ProgType, Program};
+use weft_ebpf::switch::{self as prog, FdbValue, Kind, Maps, Params, PortValue};
+use weft_switch::{Instant, PortId, PortMode, Switch, SwitchConfig, VlanSet};
+use weft_sys::bpf::{LoadError, Map, MapType, ProgType, Program};
 use weft_wire::MacAddr;
 
 /// The core's settings generation and, per core port, (forwarding,
 /// usable, impaired).
 type PortsFrom = (u64, Vec<(bool, bool, bool)>);
+
+/// What an FDB entry's value says about its port, per core port.
+#[derive(Debug, Clone, Default)]
+struct PortInfo {
+    ifindex: u32,
+    /// Forwarding and not impaired.
+    ok: bool,
+    mode: Option<PortMode>,
+    mirror_in: bool,
+    mirror_out: bool,
+}
 
 /// One switch's maps and programs.
 pub struct KernelSwitch {
@@ -35,17 +51,21 @@ pub struct KernelSwitch {
     /// Per core port: (classifier, socket filter).
     progs: Vec<(Program, Program)>,
     n: u16,
-    /// What the `ports` map holds, per index (the mirror entry last).
-    port_shadow: Vec<Vec<u8>>,
+    /// What the `ports` map holds, per index (the switch's entry last).
+    port_shadow: Vec<Option<[u8; prog::PORT_VALUE_SIZE as usize]>>,
     /// What the `ports` map was last built from: the core's settings
     /// generation and, per core port, (forwarding, usable, impaired). The
     /// map is rebuilt only when this changes, not after every batch.
     ports_from: Option<PortsFrom>,
-    /// What the `fdb` map holds.
-    fdb_shadow: HashMap<(u16, [u8; 6]), u16>,
-    /// Per FDB entry, the kernel's last use already folded into the core.
-    fdb_used: HashMap<(u16, [u8; 6]), u64>,
+    /// Per core port, as of the last port sync: what its FDB entries say.
+    port_info: Vec<PortInfo>,
+    /// The VLANs the mirror selects, as of the last port sync.
+    mirror_vlans: VlanSet,
+    /// What the `fdb` map holds (the `used` mark left out).
+    fdb_shadow: HashMap<(u16, [u8; 6]), FdbValue>,
     fdb_sig: (usize, u64, u64, u64, u64),
+    /// The ageing epoch the classifiers mark used entries with.
+    epoch: u32,
     /// Counters already credited: per port index (rx frames, rx bytes,
     /// tx frames, tx bytes), per VLAN (frames, bytes).
     port_seen: Vec<[u64; 4]>,
@@ -132,11 +152,13 @@ impl KernelSwitch {
             vlan_stats,
             progs,
             n,
-            port_shadow: vec![Vec::new(); usize::from(n) + 1],
+            port_shadow: vec![None; usize::from(n) + 1],
             ports_from: None,
+            port_info: vec![PortInfo::default(); usize::from(n)],
+            mirror_vlans: VlanSet::empty(),
             fdb_shadow: HashMap::new(),
-            fdb_used: HashMap::new(),
             fdb_sig: (usize::MAX, 0, 0, 0, 0),
+            epoch: 1,
             port_seen: vec![[0; 4]; usize::from(n) + 1],
             vlan_seen: HashMap::new(),
             mirror_out: cfg.mirror.output,
@@ -175,20 +197,23 @@ impl KernelSwitch {
                 })
                 .collect::<Vec<_>>(),
         );
+        let fc = core.fdb_counters();
+        let sig = (core.fdb().len(), fc.learned, fc.moves, fc.aged, fc.flushed);
         if self.ports_from.as_ref() != Some(&from) {
             self.sync_ports(core, &ifindex, &slow)?;
             self.ports_from = Some(from);
-        }
-        let fc = core.fdb_counters();
-        let sig = (core.fdb().len(), fc.learned, fc.moves, fc.aged, fc.flushed);
-        if sig != self.fdb_sig {
+            // The entries' flags come from the ports.
+            self.sync_fdb(core)?;
+            self.fdb_sig = sig;
+        } else if sig != self.fdb_sig {
             self.sync_fdb(core)?;
             self.fdb_sig = sig;
         }
         Ok(())
     }
 
-    /// Makes the `ports` map hold each port's mode, state and mirroring.
+    /// Makes the `ports` map hold each port's mode and state, and the
+    /// switch's entry the mirror output, MTU and epoch.
     fn sync_ports(
         &mut self,
         core: &Switch,
@@ -197,43 +222,45 @@ impl KernelSwitch {
     ) -> io::Result<()> {
         let (mirror_out, mirror_vlans) = core.mirror();
         self.mirror_out = mirror_out;
+        self.mirror_vlans = mirror_vlans.clone();
         for i in 0..=usize::from(self.n) {
             let v = if i < usize::from(self.n) {
                 let id = PortId(i as u16);
                 let Some(mode) = core.port_mode(id) else {
+                    self.port_info[i] = PortInfo::default();
                     continue;
                 };
                 let (mi, mo) = core.port_mirrored(id);
+                let forwarding = core.port_forwarding(id);
                 let mut flags = 0;
-                if core.port_forwarding(id) {
+                if forwarding {
                     flags |= prog::F_FORWARDING;
                 }
                 if slow(i) {
                     flags |= prog::F_SLOW;
                 }
-                if mi {
-                    flags |= prog::F_MIRROR_IN;
-                }
-                if mo {
-                    flags |= prog::F_MIRROR_OUT;
-                }
-                let (untagged, members) = match mode {
-                    PortMode::Access(v) => (*v, vec![*v]),
-                    PortMode::Trunk { allowed, native } => {
+                let untagged = match mode {
+                    PortMode::Access(v) => *v,
+                    PortMode::Trunk { native, .. } => {
                         flags |= prog::F_TRUNK;
-                        let mut m: Vec<u16> = allowed.iter().collect();
-                        m.extend(*native);
-                        (native.unwrap_or(0), m)
+                        native.unwrap_or(0)
                     }
+                };
+                self.port_info[i] = PortInfo {
+                    ifindex: ifindex(i),
+                    ok: forwarding && !slow(i),
+                    mode: Some(mode.clone()),
+                    mirror_in: mi,
+                    mirror_out: mo,
                 };
                 PortValue {
                     ifindex: ifindex(i),
                     flags,
                     untagged,
-                    members,
+                    epoch: 0,
                 }
             } else {
-                // The mirror entry, with the MTU.
+                // The switch's entry: mirror output, MTU, epoch.
                 let mut flags = 0;
                 let mut ix = 0;
                 if let Some(m) = mirror_out {
@@ -249,24 +276,64 @@ impl KernelSwitch {
                     ifindex: ix,
                     flags,
                     untagged: core.mtu().min(usize::from(u16::MAX - 18)) as u16,
-                    members: mirror_vlans.iter().collect(),
+                    epoch: self.epoch,
                 }
             };
-            // The bitmap is built only to compare; cheap next to a syscall.
             let bytes = v.to_bytes();
-            if self.port_shadow[i] != bytes {
+            if self.port_shadow[i] != Some(bytes) {
                 self.ports.update(&(i as u32).to_ne_bytes(), &bytes)?;
-                self.port_shadow[i] = bytes;
+                self.port_shadow[i] = Some(bytes);
             }
         }
         Ok(())
     }
 
-    /// Makes the `fdb` map hold exactly the core's table.
+    /// The value of the FDB entry for (`vid`, a MAC) on `port`, as of the
+    /// last port sync.
+    fn entry_value(&self, vid: u16, port: u16) -> FdbValue {
+        let Some(pi) = self.port_info.get(usize::from(port)) else {
+            return FdbValue {
+                port,
+                ifindex: 0,
+                flags: 0,
+                used: 0,
+            };
+        };
+        let (member, untagged) = match &pi.mode {
+            Some(PortMode::Access(v)) => (*v == vid, Some(*v)),
+            Some(PortMode::Trunk { allowed, native }) => {
+                (allowed.contains(vid) || *native == Some(vid), *native)
+            }
+            None => (false, None),
+        };
+        let vlan_mirrored = self.mirror_vlans.contains(vid);
+        let mut flags = 0;
+        if pi.ok && member {
+            flags |= prog::E_USABLE;
+        }
+        if untagged != Some(vid) {
+            flags |= prog::E_TAGGED;
+        }
+        if pi.mirror_in || vlan_mirrored {
+            flags |= prog::E_MIRROR_IN;
+        }
+        if pi.mirror_out || vlan_mirrored {
+            flags |= prog::E_MIRROR_OUT;
+        }
+        FdbValue {
+            port,
+            ifindex: pi.ifindex,
+            flags,
+            used: 0,
+        }
+    }
+
+    /// Makes the `fdb` map hold exactly the core's table, each entry with
+    /// its port's flags in its VLAN.
     pub fn sync_fdb(&mut self, core: &Switch) -> io::Result<()> {
         let mut live = HashMap::with_capacity(core.fdb().len());
         for (vid, mac, e) in core.fdb().iter() {
-            live.insert((vid, mac.0), e.port.0);
+            live.insert((vid, mac.0), self.entry_value(vid, e.port.0));
         }
         let gone: Vec<(u16, [u8; 6])> = self
             .fdb_shadow
@@ -277,23 +344,23 @@ impl KernelSwitch {
         for k in gone {
             self.fdb.delete(&prog::fdb_key(k.0, k.1))?;
             self.fdb_shadow.remove(&k);
-            self.fdb_used.remove(&k);
         }
-        for (k, port) in live {
-            if self.fdb_shadow.get(&k) != Some(&port) {
-                self.fdb
-                    .update(&prog::fdb_key(k.0, k.1), &prog::fdb_value(port))?;
-                self.fdb_shadow.insert(k, port);
-                self.fdb_used.insert(k, 0);
+        for (k, v) in live {
+            if self.fdb_shadow.get(&k) != Some(&v) {
+                // A rewrite clears the entry's `used` mark: at worst one
+                // epoch's use of a busy entry is not seen, far inside the
+                // ageing time.
+                self.fdb.update(&prog::fdb_key(k.0, k.1), &v.to_bytes())?;
+                self.fdb_shadow.insert(k, v);
             }
         }
         Ok(())
     }
 
     /// Folds what the programs forwarded since the last call into `core`:
-    /// counters, and FDB entries refreshed to the kernel's last use.
-    /// `now` is the core's clock, which runs on `CLOCK_MONOTONIC` as
-    /// `bpf_ktime_get_ns` does.
+    /// counters, and FDB entries the classifiers used refreshed to `now`
+    /// (the core's clock). Call it about once a second: the refresh is as
+    /// precise as the time between calls, far below the ageing time.
     pub fn harvest(&mut self, core: &mut Switch, now: Instant) -> io::Result<()> {
         let (mirror_out, _) = core.mirror();
         for i in 0..=usize::from(self.n) {
@@ -331,18 +398,24 @@ impl KernelSwitch {
             *seen = [s[0], s[1]];
             core.credit_vlan(vid, f, b);
         }
-        let kt = monotonic_ns();
-        for (k, &port) in &self.fdb_shadow {
-            let Some(v) = self.fdb.lookup(&prog::fdb_key(k.0, k.1))? else {
+        // A new epoch first, then the marks: an entry marked with the old
+        // epoch was used since the last harvest, one marked with the new
+        // one just now; both are refreshed.
+        let old = self.epoch;
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        let last = usize::from(self.n);
+        if let Some(mut b) = self.port_shadow[last] {
+            b[12..16].copy_from_slice(&self.epoch.to_ne_bytes());
+            self.ports.update(&(last as u32).to_ne_bytes(), &b)?;
+            self.port_shadow[last] = Some(b);
+        }
+        for (k, v) in &self.fdb_shadow {
+            let Some(b) = self.fdb.lookup(&prog::fdb_key(k.0, k.1))? else {
                 continue;
             };
-            let used = u64::from_ne_bytes(v[8..16].try_into().unwrap());
-            let last = self.fdb_used.entry(*k).or_insert(0);
-            if used > *last {
-                *last = used;
-                let at =
-                    Instant::from_nanos(now.as_nanos().saturating_sub(kt.saturating_sub(used)));
-                core.touch(k.0, MacAddr(k.1), PortId(port), at);
+            let used = FdbValue::from_bytes(&b).map_or(0, |e| e.used);
+            if used != 0 && (used == old || used == self.epoch) {
+                core.touch(k.0, MacAddr(k.1), PortId(v.port), now);
             }
         }
         Ok(())
@@ -634,11 +707,80 @@ mod tests {
         let seen = core.fdb().get(10, mac(1)).unwrap().last_seen;
         assert!(seen > Instant::from_secs(190), "{seen:?}");
         assert_eq!(core.fdb().get(10, mac(2)).unwrap().last_seen, t);
-        // A second harvest adds nothing.
-        ks.harvest(&mut core, now).unwrap();
+        // A second harvest adds nothing, and refreshes nothing: the mark
+        // is of an epoch that is over.
+        ks.harvest(&mut core, Instant::from_secs(201)).unwrap();
         assert_eq!(
             core.port_counters(PortId(0)).unwrap().rx_frames,
             p0.rx_frames
+        );
+        ks.harvest(&mut core, Instant::from_secs(202)).unwrap();
+        assert_eq!(core.fdb().get(10, mac(1)).unwrap().last_seen, seen);
+        // Used again: refreshed again, once.
+        ks.classifier(0).unwrap().test_run(&a).unwrap();
+        ks.harvest(&mut core, Instant::from_secs(203)).unwrap();
+        assert_eq!(
+            core.fdb().get(10, mac(1)).unwrap().last_seen,
+            Instant::from_secs(203)
+        );
+    }
+
+    #[test]
+    fn an_impaired_or_blocked_port_takes_its_entries_back_to_userspace() {
+        if !bpf_or_skip() {
+            return;
+        }
+        let cfg = SwitchConfig::new(
+            mac(0xfe),
+            vec![
+                PortConfig::access(10).edge(),
+                PortConfig::trunk([10, 20], None).edge(),
+                PortConfig::access(20).edge(),
+            ],
+        );
+        let mut core = Switch::new(cfg.clone());
+        let mut ks = KernelSwitch::load(&cfg).unwrap();
+        let t = Instant::from_secs(1);
+        let a = frame(mac(2), mac(1), None);
+        let b = frame(mac(1), mac(2), Some(10));
+        core_decides(&mut core, 0, &a, t);
+        core_decides(&mut core, 1, &b, t);
+        sync(&mut ks, &core);
+        assert_eq!(
+            ks.test_decide(0, &a).unwrap(),
+            Verdict::Sent(vec![(1, a.len() + 4)])
+        );
+        // The trunk impaired: its entries (and frames from it) go to
+        // userspace, with the table unchanged.
+        ks.sync(&core, |i| 100_000 + i as u32, |i| i == 1).unwrap();
+        assert_eq!(ks.test_decide(0, &a).unwrap(), Verdict::Userspace);
+        assert_eq!(ks.test_decide(1, &b).unwrap(), Verdict::Userspace);
+        sync(&mut ks, &core);
+        assert_eq!(
+            ks.test_decide(1, &b).unwrap(),
+            core_decides(&mut core, 1, &b, t)
+        );
+        // The access port's link down: the same.
+        let mut out = Actions::new();
+        core.set_link(PortId(0), false, t, &mut out);
+        sync(&mut ks, &core);
+        assert_eq!(ks.test_decide(1, &b).unwrap(), Verdict::Userspace);
+        // The same MAC in another VLAN is another entry, with its own
+        // port's flags: mac(2) in VLAN 20 on the trunk reaches the access
+        // port of VLAN 20, tag popped.
+        core.set_link(PortId(0), true, t, &mut out);
+        let c = frame(mac(3), mac(2), Some(20));
+        let d = frame(mac(2), mac(3), None);
+        core_decides(&mut core, 1, &c, t);
+        core_decides(&mut core, 2, &d, t);
+        sync(&mut ks, &core);
+        assert_eq!(
+            ks.test_decide(1, &c).unwrap(),
+            Verdict::Sent(vec![(2, c.len() - 4)])
+        );
+        assert_eq!(
+            ks.test_decide(1, &c).unwrap(),
+            core_decides(&mut core, 1, &c, t)
         );
     }
 }

@@ -517,6 +517,22 @@ impl<'a> Model<'a> {
     }
 
     fn var(&self, name: &str, o: &Origin) -> Result<String, ImportError> {
+        if let Some(c) = name
+            .chars()
+            .next()
+            .filter(|c| !c.is_ascii_alphabetic() && *c != '_')
+        {
+            let why = match c {
+                '?' => "is the exit status of the command before, and weft import runs no command",
+                '$' | '!' => "is a process id, known only when the script runs",
+                _ => "is an argument of the script, and weft import reads it without arguments",
+            };
+            return Err(err_help(
+                o,
+                format!("`${c}` {why}"),
+                "write the value out, or set a variable at the top (NAME=value) and use that",
+            ));
+        }
         self.env.get(name).cloned().ok_or_else(|| {
             err_help(
                 o,

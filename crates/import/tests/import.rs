@@ -186,6 +186,26 @@ fn unreadable_syntax_is_refused_at_its_line() {
 }
 
 #[test]
+fn special_parameters_are_refused_where_a_command_uses_them_only() {
+    let e = err_of("ip netns add a\nip netns add $1\n");
+    assert_eq!(e.origin.as_ref().unwrap().line, 2);
+    assert!(
+        e.message.contains("`$1` is an argument of the script"),
+        "{e}"
+    );
+    // Seed 003's "safe bridge" test: its `if $? ...` block is set aside
+    // as a comment, as every `if` is, instead of refusing the script.
+    let i = script(
+        "ip netns add a\nping -c 3 10.0.0.1 > /dev/null\nif $? -ne 0; then\n  ip netns del a\nfi\n",
+        "t",
+        &none,
+    )
+    .unwrap();
+    assert!(i.toml.contains("[nodes.a]"), "{}", i.toml);
+    assert!(!i.warnings.is_empty());
+}
+
+#[test]
 fn the_lab_file_check_points_at_the_script_line() {
     // weft-topo finds the unreachable gateway; the error names line 5.
     let src = "ip netns add a\nip link add e0 netns a type veth peer name e1 netns a\nip -n a addr add 10.0.0.1/24 dev e0\nip -n a link set e0 up\nip -n a route add 10.9.0.0/24 via 10.7.0.1\n";

@@ -166,7 +166,7 @@ impl Context {
 fn missing(what: String) -> Error {
     Error::Missing {
         what: format!("finding the weft binary that runs switches and tunnels: {what}"),
-        help: "build it (`cargo build -p weft-cli`) and set WEFT_EXE to it, or give it with weft::Context::weft_exe".into(),
+        help: "install it on PATH (`cargo install --path WEFT-CHECKOUT/crates/cli`), or build it (`cargo build -p weft-cli` in weft's checkout) and set WEFT_EXE to it or give it with weft::Context::weft_exe".into(),
     }
 }
 

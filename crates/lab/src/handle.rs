@@ -176,7 +176,10 @@ impl Lab {
     /// The link between nodes `a` and `b` (or `"a:eth0"`, `"sw:p1"` when
     /// they have several).
     pub fn link(&self, a: &str, b: &str) -> Result<LinkHandle<'_>, Error> {
-        crate::runtime::find_link(&self.topology, a, b)?;
+        // A tunnel link takes `impair` (its processes impair), not down/up.
+        if crate::runtime::find_tunnel(&self.topology, a, b).is_none() {
+            crate::runtime::find_link(&self.topology, a, b)?;
+        }
         Ok(LinkHandle {
             lab: self,
             a: a.to_string(),

@@ -97,7 +97,7 @@ pub enum Event {
 }
 
 /// A file that failed to parse: the diagnostics and the text they point in.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("{}: {}", path.display(), diagnostics)]
 pub struct FileError {
     /// The file.
@@ -106,6 +106,27 @@ pub struct FileError {
     pub source_text: String,
     /// Every problem found, in file order.
     pub diagnostics: Diagnostics,
+}
+
+/// What `?` in a test returning `Result` and `unwrap()` print: every
+/// problem at its line (`<toml>` for a lab built from text or a builder,
+/// whose text `Builder::to_toml` shows), not the file's whole text.
+impl std::fmt::Debug for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        writeln!(f, "{path}: {} problem(s):", self.diagnostics.0.len())?;
+        for d in &self.diagnostics.0 {
+            match d.line_col(&self.source_text) {
+                Some((line, col)) => write!(f, "  {path}:{line}:{col}: {}", d.message)?,
+                None => write!(f, "  {path}: {}", d.message)?,
+            }
+            if let Some(h) = &d.help {
+                write!(f, " (help: {h})")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
 }
 
 /// Read and check a topology file.
@@ -146,5 +167,25 @@ pub fn parse_file(path: impl AsRef<Path>) -> Result<Parsed, Box<FileError>> {
     match state::load(&parsed.lab.name) {
         Ok(Some(st)) => weft_topo::parse_at(&text, Some(&st.lab), at()).map_err(err),
         _ => Ok(parsed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_errors_debug_lists_each_problem_at_its_line_not_the_text() {
+        let text = "name = \"x\"\n[nodes.a.interfaces.e]\nadresses = [\"10.0.0.1/24\"]\n";
+        let diagnostics = weft_topo::parse(text).unwrap_err();
+        let e = FileError {
+            path: PathBuf::from("<toml>"),
+            source_text: text.to_string(),
+            diagnostics,
+        };
+        let d = format!("{e:?}");
+        assert!(d.contains("<toml>:3:1: unknown key `adresses`"), "{d}");
+        assert!(d.contains("did you mean `addresses`"), "{d}");
+        assert!(!d.contains("10.0.0.1/24"), "the text is not dumped: {d}");
     }
 }

@@ -163,6 +163,7 @@ pub(crate) fn tunnel_ends(
             node.netns.clone(),
         ];
         let a = crate::tunnels::tunnel_args(
+            &lab.name,
             prefix,
             t,
             (me, peer),

@@ -31,11 +31,18 @@ pub struct Overrides {
     /// impaired link between two kernel ends); `None` means cleared.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub wires: BTreeMap<String, Option<Impairment>>,
+    /// Impairment set at run time per tunnel link, named by its first end
+    /// (`h1:wt0`); `None` means cleared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tunnels: BTreeMap<String, Option<Impairment>>,
 }
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
-        self.links_down.is_empty() && self.impair.is_empty() && self.wires.is_empty()
+        self.links_down.is_empty()
+            && self.impair.is_empty()
+            && self.wires.is_empty()
+            && self.tunnels.is_empty()
     }
 
     /// One line per change, for `weft status` and `weft up`.
@@ -55,6 +62,12 @@ impl Overrides {
             v.push(match i {
                 Some(i) => format!("impair wire {wire}: {}", i.summary()),
                 None => format!("impair wire {wire}: cleared"),
+            });
+        }
+        for (t, i) in &self.tunnels {
+            v.push(match i {
+                Some(i) => format!("impair tunnel {t}: {}", i.summary()),
+                None => format!("impair tunnel {t}: cleared"),
             });
         }
         v
@@ -351,6 +364,8 @@ pub enum Impaired {
         wire: String,
         link: [Endpoint; 2],
     },
+    /// A tunnel link: its processes impair what they receive.
+    Tunnel { link: [Endpoint; 2] },
 }
 
 impl Impaired {
@@ -361,6 +376,7 @@ impl Impaired {
             Impaired::Wire { wire, link } => {
                 format!("link {} — {} (wire {wire})", link[0], link[1])
             }
+            Impaired::Tunnel { link } => format!("tunnel {} — {}", link[0], link[1]),
         }
     }
 }
@@ -371,6 +387,7 @@ impl std::fmt::Display for Impaired {
         match self {
             Impaired::Port(p) => p.fmt(f),
             Impaired::Wire { wire, .. } => f.write_str(wire),
+            Impaired::Tunnel { link } => link[0].fmt(f),
         }
     }
 }
@@ -507,6 +524,59 @@ fn insert_wire(name: &str, a: &Endpoint, b: &Endpoint, imp: Impairment) -> Resul
     })
 }
 
+/// The tunnel link between `a` and `b` (each a node or `NODE:IFACE`).
+pub(crate) fn find_tunnel<'a>(lab: &'a Lab, a: &str, b: &str) -> Option<&'a weft_topo::TunnelLink> {
+    let is = |s: &str, e: &Endpoint| match s.split_once(':') {
+        Some((n, i)) => e.node == n && e.iface == i,
+        None => e.node == s,
+    };
+    lab.tunnels.iter().find(|t| {
+        let [x, y] = [&t.ends[0].endpoint, &t.ends[1].endpoint];
+        (is(a, x) && is(b, y)) || (is(a, y) && is(b, x))
+    })
+}
+
+/// `weft impair` on a tunnel link: each end's process (on this machine)
+/// takes the settings of the direction it receives, over its control
+/// socket.
+fn set_tunnel_impair(
+    lab: &Lab,
+    t: &weft_topo::TunnelLink,
+    imp: Option<Impairment>,
+) -> Result<Impaired, Error> {
+    let name = &lab.name;
+    for i in 0..2 {
+        let ep = &t.ends[i].endpoint;
+        if !lab.nodes.contains_key(&ep.node) {
+            // The other machine's end: `weft impair` there sets it.
+            continue;
+        }
+        let want = imp
+            .as_ref()
+            .and_then(|x| crate::tunnels::receive_impair(name, t, x, i));
+        crate::tunnels::set_end_impair(name, ep, want.as_ref())?;
+    }
+    let key = t.ends[0].endpoint.to_string();
+    let mut o = load(name).unwrap_or_default();
+    if imp == t.impair {
+        o.tunnels.remove(&key);
+    } else {
+        o.tunnels.insert(key, imp.clone());
+    }
+    save(name, &o)?;
+    let e = match &imp {
+        Some(i) => crate::events::Event::new("impair.set").with("impair", i.summary()),
+        None => crate::events::Event::new("impair.cleared"),
+    };
+    let link = [t.ends[0].endpoint.clone(), t.ends[1].endpoint.clone()];
+    crate::events::record(
+        name,
+        e.with("a", link[0].to_string())
+            .with("b", link[1].to_string()),
+    );
+    Ok(Impaired::Tunnel { link })
+}
+
 /// `weft impair LAB A B ...`: sets (or with `None` clears) the
 /// impairment of the link's switch end, or of the wire in a link between
 /// two kernel ends (put in at run time when the link has none). Returns
@@ -522,6 +592,9 @@ pub fn set_impair(
     }
     let _lock = state::lock_existing(name)?;
     let st = crate::built(name)?;
+    if let Some(t) = find_tunnel(&st.lab, a, b) {
+        return set_tunnel_impair(&st.lab, t, imp);
+    }
     let (ea, eb) = find_link(&st.lab, a, b)?;
     let end = if is_switch(&st.lab, &ea) {
         ea
@@ -636,6 +709,32 @@ pub fn restore(lab: &Lab, datapath_fresh: bool) -> Result<Vec<String>, Error> {
             "impair wire {wire} back to the file's {}",
             want.impair.summary()
         ));
+    }
+    for key in o.tunnels.keys() {
+        let Some(t) = lab
+            .tunnels
+            .iter()
+            .find(|t| t.ends[0].endpoint.to_string() == *key)
+        else {
+            continue;
+        };
+        for i in 0..2 {
+            let ep = &t.ends[i].endpoint;
+            if !lab.nodes.contains_key(&ep.node) {
+                continue;
+            }
+            let want = t
+                .impair
+                .as_ref()
+                .and_then(|x| crate::tunnels::receive_impair(&lab.name, t, x, i));
+            // A process (re)started by this `up` has no socket yet, or has
+            // it with the file's settings already: nothing to put back.
+            let _ = crate::tunnels::set_end_impair(&lab.name, ep, want.as_ref());
+        }
+        undone.push(match &t.impair {
+            Some(i) => format!("impair tunnel {key} back to the file's {}", i.summary()),
+            None => format!("impair tunnel {key} cleared, as in the file"),
+        });
     }
     for wire in o.wires.keys().filter(|w| !lab.nodes.contains_key(*w)) {
         undone.push(format!("wire {wire} removed, as the file has none"));

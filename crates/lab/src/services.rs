@@ -235,6 +235,30 @@ pub fn units_of(lab: &Lab) -> Vec<Unit> {
     out
 }
 
+/// The program a service's `command` starts, when it is not there: a
+/// path that does not exist, or a name found in no directory of the
+/// service's `PATH`. A program under one of the node's binds is not looked
+/// for (the node sees other files there), and neither is what a shell
+/// (`sh -c '...'`) runs.
+fn missing_program(
+    command: &[String],
+    env: &BTreeMap<String, String>,
+    binds: &[weft_topo::workload::Bind],
+) -> Option<String> {
+    let program = command.first()?;
+    if program.contains('/') {
+        let p = Path::new(program);
+        let bound = binds.iter().any(|b| p.starts_with(&b.target));
+        return (!bound && p.is_absolute() && !p.is_file()).then(|| program.clone());
+    }
+    let path = env.get("PATH").map(String::as_str).unwrap_or(PATH);
+    let found = path.split(':').any(|d| {
+        let bound = binds.iter().any(|b| Path::new(d).starts_with(&b.target));
+        bound || Path::new(d).join(program).is_file()
+    });
+    (!found).then(|| program.clone())
+}
+
 /// What must hold before a lab with workloads is built: podman and every
 /// image present, every `user` known. Checked before anything is made.
 pub fn preflight(lab: &Lab) -> Result<(), Error> {
@@ -277,6 +301,26 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
     }
     for n in lab.nodes.values() {
         for (name, s) in &n.services {
+            let ready = match &s.ready {
+                Ready::Command { argv } => {
+                    missing_program(argv, &s.env, &n.binds).map(|p| (p, "its `ready` command runs"))
+                }
+                _ => None,
+            };
+            let missing = missing_program(&s.command, &s.env, &n.binds)
+                .map(|p| (p, "it runs"))
+                .or(ready);
+            if let Some((program, what)) = missing {
+                return Err(Error::Missing {
+                    what: format!(
+                        "node {}, service {name}: {what} `{program}`, which is not on this machine",
+                        n.name
+                    ),
+                    help: "install the package that has it (FRR's daemons in /usr/lib/frr: \
+                           apt-get install frr), or fix the service's `command` or `ready`"
+                        .into(),
+                });
+            }
             if let Some(u) = &s.user {
                 weft_sys::spawn::lookup_user(u).map_err(|e| Error::Missing {
                     what: format!("node {}, service {name}: {e}", n.name),
@@ -290,20 +334,23 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
 
 /// Makes the nodes' mount namespaces match `lab`: created for nodes with
 /// binds, remade when the binds changed, removed for nodes without.
-/// `old` is the lab as built before (None: nothing was).
+/// `old` is the lab as built before (None: nothing was). A node running an
+/// image has none: podman mounts its binds in the container (`-v`), and
+/// their paths in the node are the image's, not the machine's.
 pub fn sync_mounts(lab: &Lab, old: Option<&Lab>) -> Result<(), Error> {
+    let own = |n: &&weft_topo::Node| !n.binds.is_empty() && n.container.is_none();
     if let Some(old) = old {
-        for n in old.nodes.values().filter(|n| !n.binds.is_empty()) {
+        for n in old.nodes.values().filter(own) {
             let same = lab
                 .nodes
                 .get(&n.name)
-                .is_some_and(|m| m.binds == n.binds && m.netns == n.netns);
+                .is_some_and(|m| m.binds == n.binds && m.netns == n.netns && m.container.is_none());
             if !same {
                 mntns::remove(&mntns_path(&n.netns))?;
             }
         }
     }
-    let with: Vec<_> = lab.nodes.values().filter(|n| !n.binds.is_empty()).collect();
+    let with: Vec<_> = lab.nodes.values().filter(own).collect();
     if with.is_empty() {
         return Ok(());
     }
@@ -1170,4 +1217,43 @@ fn cap_log(path: &Path) {
     let cut = newest.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
     let _ = std::fs::write(path.with_extension("log.1"), &newest[cut..]);
     let _ = f.set_len(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_missing_program_is_named_and_one_under_a_bind_is_not_looked_for() {
+        let none = BTreeMap::new();
+        assert_eq!(missing_program(&argv(&["sh", "-c", "x"]), &none, &[]), None);
+        assert_eq!(missing_program(&argv(&["/bin/sh"]), &none, &[]), None);
+        assert_eq!(
+            missing_program(&argv(&["/usr/lib/weft-no-such/zebra"]), &none, &[]),
+            Some("/usr/lib/weft-no-such/zebra".into())
+        );
+        assert_eq!(
+            missing_program(&argv(&["weft-no-such-program"]), &none, &[]),
+            Some("weft-no-such-program".into())
+        );
+        // The node sees the bound directory, not the machine's.
+        let bind = weft_topo::workload::Bind {
+            source: Some("/tmp".into()),
+            target: "/usr/lib/weft-no-such".into(),
+        };
+        assert_eq!(
+            missing_program(&argv(&["/usr/lib/weft-no-such/zebra"]), &none, &[bind]),
+            None
+        );
+        // The service's own PATH is the one searched.
+        let env = BTreeMap::from([("PATH".to_string(), "/weft-no-such-dir".to_string())]);
+        assert_eq!(
+            missing_program(&argv(&["sh"]), &env, &[]),
+            Some("sh".into())
+        );
+    }
 }

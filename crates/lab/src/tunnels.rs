@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use weft_topo::impair::{Direction, Impairment};
 use weft_topo::{Endpoint, Lab};
 
 use crate::{state, Error};
@@ -79,9 +80,51 @@ pub(crate) fn sock(a: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(a, port).to_string()
 }
 
+/// The seed's second stream, for the `in` direction (as the datapath's
+/// wires and ports draw it).
+const IN_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// What end `i` of `t` impairs with `imp` (the link's settings): the
+/// inner packets it receives, so the second end takes the `out` direction
+/// (from the first end to the second) and the first end `in`. The seed
+/// is the given one or one derived from the lab and link names, `in` on
+/// its second stream, so each way replays on its own.
+pub(crate) fn receive_impair(
+    lab: &str,
+    t: &weft_topo::TunnelLink,
+    imp: &Impairment,
+    i: usize,
+) -> Option<Impairment> {
+    let seed = imp.seed.unwrap_or_else(|| {
+        weft_datapath::config::stable_hash(&[lab, "tunnel", &t.ends[0].endpoint.to_string()])
+    });
+    let (way, seed) = if i == 1 {
+        (imp.direction.has_out().then(|| imp.clone()), seed)
+    } else {
+        let way = match &imp.inbound {
+            Some(b) => Some((**b).clone()),
+            None => imp.direction.has_in().then(|| imp.clone()),
+        };
+        (way, seed ^ IN_STREAM)
+    };
+    way.map(|mut w| {
+        w.inbound = None;
+        w.direction = Direction::Both;
+        w.seed = Some(seed);
+        w
+    })
+}
+
+/// The control socket of an end's process, beside its status file.
+fn control_path(status: &Path) -> PathBuf {
+    status.with_extension("ctl")
+}
+
 /// `weft tunnel`'s arguments for end `me` of `t`, after `prefix` (the
 /// program and how it reaches the end's namespace).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn tunnel_args(
+    lab: &str,
     mut a: Vec<String>,
     t: &weft_topo::TunnelLink,
     (me, peer): (&weft_topo::TunnelEnd, &weft_topo::TunnelEnd),
@@ -109,7 +152,16 @@ pub(crate) fn tunnel_args(
         "10".into(),
         "--status".into(),
         status.display().to_string(),
+        "--control".into(),
+        control_path(status).display().to_string(),
     ]);
+    let i = usize::from(me.endpoint != t.ends[0].endpoint);
+    if let Some(imp) = t.impair.as_ref().and_then(|x| receive_impair(lab, t, x, i)) {
+        a.extend([
+            "--impair".into(),
+            serde_json::to_string(&imp).expect("serializes"),
+        ]);
+    }
     // UDP: both ends know each other. TCP: the end listed first connects,
     // the other listens.
     if !t.tcp || me.endpoint == t.ends[0].endpoint {
@@ -145,6 +197,7 @@ fn wanted(lab: &Lab, d: &Path, exe: &str) -> Result<Vec<(String, Vec<String>)>, 
                 "tunnel".into(),
             ];
             let a = tunnel_args(
+                &lab.name,
                 prefix,
                 t,
                 (me, peer),
@@ -366,4 +419,37 @@ pub fn status(lab: &Lab) -> Vec<TunnelStatus> {
         }
     }
     out
+}
+
+/// Sets the impairment of one end's process through its control socket
+/// (`weft impair` on a tunnel link): `settings` are what it receives
+/// ([`receive_impair`]), `None` clears. Returns once they are in force.
+pub(crate) fn set_end_impair(
+    lab: &str,
+    ep: &Endpoint,
+    settings: Option<&Impairment>,
+) -> Result<(), Error> {
+    use std::io::{BufRead, BufReader, Write};
+    let path = control_path(&dir(lab).join(format!("{}.json", stem(ep))));
+    let what = format!("retuning the tunnel process of {ep} ({})", path.display());
+    let s = std::os::unix::net::UnixStream::connect(&path).map_err(io(what.clone()))?;
+    // The process answers within its 0.1 s timer pause; a loaded machine
+    // may take longer.
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io(what.clone()))?;
+    let req = serde_json::json!({ "impair": settings });
+    (&s).write_all(format!("{req}\n").as_bytes())
+        .map_err(io(what.clone()))?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(io(what.clone()))?;
+    let reply: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    if reply["ok"] == true {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{what}: {}",
+        reply["error"].as_str().unwrap_or("no answer")
+    )))
 }

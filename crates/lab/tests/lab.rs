@@ -99,6 +99,20 @@ fn udp_rtt(lab: &Lab) -> Option<Duration> {
     r
 }
 
+/// The fastest of up to ten UDP echoes, stopping at the first under
+/// `bound`. An impairment's delay holds back every echo; without it, a
+/// loaded machine may still hold back one echo or several, never all.
+fn fastest_rtt(lab: &Lab, bound: Duration) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..10 {
+        best = best.min(udp_rtt(lab).expect("the echo came back"));
+        if best < bound {
+            break;
+        }
+    }
+    best
+}
+
 #[test]
 fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
     let _g = shared();
@@ -132,7 +146,7 @@ fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
         assert!(t0.elapsed() < Duration::from_secs(10), "the link came back");
     }
     lab.link("a", "sw").unwrap().clear_impair().unwrap();
-    let rtt = udp_rtt(&lab).expect("the echo came back");
+    let rtt = fastest_rtt(&lab, Duration::from_millis(55));
     assert!(
         rtt < Duration::from_millis(55),
         "impairment cleared: {rtt:?}"
@@ -175,7 +189,7 @@ fn a_wired_links_impairment_changes_through_its_handle() {
     assert!(rtt >= Duration::from_millis(55), "30 ms each way: {rtt:?}");
     let link = lab.link("b", "a").unwrap();
     link.clear_impair().unwrap();
-    let rtt = udp_rtt(&lab).expect("the echo came back");
+    let rtt = fastest_rtt(&lab, Duration::from_millis(55));
     assert!(rtt < Duration::from_millis(55), "cleared: {rtt:?}");
     link.impair(&Impair::new().loss(100.0)).unwrap();
     assert!(udp_rtt(&lab).is_none(), "100% loss");

@@ -386,10 +386,15 @@ mod tests {
             let miss = open_here("lo", Some(&prog(1))).unwrap();
             assert_eq!(all.hatype, ARPHRD_LOOPBACK);
             // A listener, so no ICMP port-unreachable joins the count.
-            let _rx = std::net::UdpSocket::bind("127.0.0.1:9999").unwrap();
+            let rx = std::net::UdpSocket::bind("127.0.0.1:9999").unwrap();
             let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             u.send_to(b"hello", "127.0.0.1:9999").unwrap();
-            std::thread::sleep(Duration::from_millis(50));
+            // Delivered to the listener means past the packet sockets both
+            // ways (the taps run before the protocol); the softirq that
+            // delivers it may run late on a loaded machine.
+            rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            rx.recv(&mut [0u8; 16])
+                .expect("the datagram reached its listener");
             let count = |s: &PacketSocket| {
                 let mut buf = [0u8; 2048];
                 let mut n = 0;

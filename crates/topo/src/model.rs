@@ -68,6 +68,11 @@ pub struct TunnelLink {
     /// and the keys are the machines' (`public_key`, `private_key`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub across: bool,
+    /// `impair = {...}` on the link: each end's `weft tunnel` impairs the
+    /// inner packets it receives (`out`: from the first end to the second,
+    /// so the second end's process; `in` the first's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<crate::impair::Impairment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -432,6 +432,12 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
             if a.ends != b.ends {
                 parts.push("underlay addresses".into());
             }
+            if a.impair != b.impair {
+                let s = |i: &Option<crate::impair::Impairment>| {
+                    i.as_ref().map_or("none".to_string(), |i| i.summary())
+                };
+                parts.push(format!("impair {} -> {}", s(&a.impair), s(&b.impair)));
+            }
             if parts.is_empty() {
                 parts.push("settings".into());
             }

@@ -119,3 +119,11 @@ port = 8472
     assert_eq!(vxlan(&second, "x", "v0").0.vni, auto.vni);
     assert_ne!(vxlan(&second, "x", "v1").0.vni, auto.vni);
 }
+
+#[test]
+fn a_bad_only_machine_is_one_problem_not_one_per_node() {
+    let text = "name = \"x\"\n[machines.a]\nunderlay = \"127.0.0.1\"\n[nodes.br]\nkind = \"bridge\"\n[nodes.h]\nattach = \"br\"\n";
+    let errs = weft_topo::parse(text).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("cannot be an underlay address"));
+}

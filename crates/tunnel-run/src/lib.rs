@@ -7,6 +7,7 @@
 //! (virtio-net headers, TSO), which are split into inner packets here and
 //! coalesced again on the way in.
 
+pub mod impaired;
 mod pipeline;
 pub mod tap;
 
@@ -15,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use socket2::Socket;
@@ -62,6 +64,12 @@ pub struct Options {
     /// Use the offloads the kernel has (TSO, UDP GSO/GRO); off only
     /// to compare, or to work around a kernel that mishandles them.
     pub offload: bool,
+    /// Impairment of the inner packets this end receives (a lab's tunnel
+    /// link with `impair`; the lab gives the seed).
+    pub impair: Option<weft_topo::impair::Impairment>,
+    /// A control socket to retune the impairment at run time
+    /// ([`impaired::Control`]).
+    pub control: Option<PathBuf>,
 }
 
 /// Notices handshakes that keep failing and says why, at most once per
@@ -307,11 +315,23 @@ struct DevWriter {
     gro: tun_rs::GROTable,
     /// TAP: the buffers to write after coalescing.
     write: Vec<usize>,
+    /// The impairment of what is received: when on, [`DevWriter::flush`]
+    /// hands the packets to it and writes those it releases.
+    imp: Arc<impaired::Impairing>,
+    start: Instant,
+    due: Vec<impaired::Held>,
+    /// A packet written on its own (a corrupted one), behind a blank
+    /// virtio-net header where the device takes one.
+    single: Vec<u8>,
 }
 
 impl DevWriter {
-    fn new() -> DevWriter {
+    fn new(imp: Arc<impaired::Impairing>, start: Instant) -> DevWriter {
         DevWriter {
+            imp,
+            start,
+            due: Vec::new(),
+            single: Vec::new(),
             // Coalescing appends segments in place, so each buffer can
             // grow to the largest packet the TUN takes.
             bufs: (0..WRITE_BATCH)
@@ -341,7 +361,61 @@ impl DevWriter {
         self.n == self.bufs.len()
     }
 
+    /// Writes the packets decrypted so far, or with impairment on, hands
+    /// them to it and writes what it releases.
     fn flush(&mut self, dev: &SyncDevice, kind: DevKind, io_c: &mut IoCounters) {
+        if self.imp.on() {
+            let now = self.start.elapsed();
+            self.imp
+                .push(self.bufs[..self.n].iter().map(|b| &b[VNET..]), now);
+            self.n = 0;
+            self.release(dev, kind, io_c);
+            return;
+        }
+        self.write(dev, kind, io_c);
+    }
+
+    /// How long the receiving thread may wait, at most `most`: until the
+    /// impairment's next release.
+    fn wait(&self, most: Duration) -> Duration {
+        self.imp.wait(self.start.elapsed(), most)
+    }
+
+    /// Writes what the impairment releases by now, in order; a corrupted
+    /// packet alone, never coalesced (so the kernel checks its checksum).
+    fn release(&mut self, dev: &SyncDevice, kind: DevKind, io_c: &mut IoCounters) {
+        if !self.imp.on() {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.imp.due(self.start.elapsed(), &mut due);
+        for h in due.drain(..) {
+            if h.corrupted {
+                self.write(dev, kind, io_c);
+                self.single.clear();
+                if kind != DevKind::Plain {
+                    self.single.resize(VNET, 0);
+                }
+                self.single.extend_from_slice(&h.pkt);
+                if dev.send(&self.single).is_err() {
+                    io_c.device_errors += 1;
+                }
+                continue;
+            }
+            if self.full() {
+                self.write(dev, kind, io_c);
+            }
+            let b = &mut self.bufs[self.n];
+            b.clear();
+            b.resize(VNET, 0);
+            b.extend_from_slice(&h.pkt);
+            self.n += 1;
+        }
+        self.due = due;
+        self.write(dev, kind, io_c);
+    }
+
+    fn write(&mut self, dev: &SyncDevice, kind: DevKind, io_c: &mut IoCounters) {
         if self.n == 0 {
             return;
         }
@@ -387,13 +461,42 @@ pub fn run(o: &Options, t: Tunnel, start: Instant, stop: &AtomicBool) -> Result<
         offloads.udp_gso = udp::gso_supported(u.as_raw_fd());
         offloads.udp_gro = udp::enable_gro(u.as_raw_fd());
     }
+    let imp = Arc::new(impaired::Impairing::new(o.impair.clone()));
+    // Without its control socket the tunnel still carries traffic; only
+    // `weft impair` cannot reach it (a path longer than a socket address
+    // takes, for instance), which it then says.
+    let ctl = o.control.as_ref().and_then(|p| {
+        impaired::Control::bind(p)
+            .map_err(|e| {
+                eprintln!(
+                    "weft tunnel: warning: no control socket at {}: {e}; `weft impair` cannot retune this end",
+                    p.display()
+                )
+            })
+            .ok()
+    });
+    let io = Io {
+        dev,
+        kind,
+        imp,
+        ctl,
+    };
     if let Some(sock) = udp {
         if std::env::var_os("WEFT_TUNNEL_ONE_THREAD").is_none() {
-            return pipeline::run(o, t, start, stop, dev, kind, sock, offloads);
+            return pipeline::run(o, t, start, stop, io, sock, offloads);
         }
-        return run_one_thread(o, t, start, stop, dev, kind, Some(sock), offloads);
+        return run_one_thread(o, t, start, stop, io, Some(sock), offloads);
     }
-    run_one_thread(o, t, start, stop, dev, kind, None, offloads)
+    run_one_thread(o, t, start, stop, io, None, offloads)
+}
+
+/// The device, and the impairment of what is written to it with its
+/// control socket.
+struct Io {
+    dev: SyncDevice,
+    kind: DevKind,
+    imp: Arc<impaired::Impairing>,
+    ctl: Option<impaired::Control>,
 }
 
 /// The tunnel on one thread: TCP always, UDP only to compare
@@ -404,11 +507,16 @@ fn run_one_thread(
     mut t: Tunnel,
     start: Instant,
     stop: &AtomicBool,
-    dev: SyncDevice,
-    kind: DevKind,
+    io: Io,
     udp: Option<Socket>,
     mut offloads: Offloads,
 ) -> Result<Tunnel> {
+    let Io {
+        dev,
+        kind,
+        imp,
+        ctl,
+    } = io;
     let mut io_c = IoCounters::default();
     let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let listener = match (o.transport, o.connect) {
@@ -430,7 +538,7 @@ fn run_one_thread(
     let mut insizes = vec![0usize; BATCH];
     let mut plan = udp::TxPlan::new(BATCH * (size + OVERHEAD) + 4096, offloads.udp_gso);
     let mut scratch = udp::TxScratch::default();
-    let mut writer = DevWriter::new();
+    let mut writer = DevWriter::new(imp.clone(), start);
     let mut tcp_out = vec![0u8; size + OVERHEAD];
     let mut next_tick = Instant::now();
     let mut next_status = Instant::now();
@@ -465,16 +573,25 @@ fn run_one_thread(
         if let Some(l) = &listener {
             fds.push(l.as_raw_fd());
         }
+        if let Some(c) = &ctl {
+            fds.push(c.fd());
+        }
         let conn_base = fds.len();
         fds.extend(conns.iter().map(|c| c.stream.as_raw_fd()));
         let wait = next_tick
             .saturating_duration_since(Instant::now())
-            .min(TICK);
+            .min(writer.wait(TICK));
         weft_sys::fdio::poll_readable(&fds, wait, &mut ready)
             .map_err(|e| os("waiting for the device and sockets (poll)", e))?;
         // One clock reading per round: a round lasts well under a
         // millisecond, far below any protocol timer.
         let now = start.elapsed();
+        if let Some(c) = &ctl {
+            if ready[conn_base - 1] {
+                c.serve(&imp);
+            }
+        }
+        writer.release(&dev, kind, &mut io_c);
 
         // Device to peer: up to BATCH packets, encrypted back to back
         // into the send plan (grouped for GSO as they go).
@@ -623,12 +740,12 @@ fn run_one_thread(
                 eprintln!("weft tunnel: warning: {w}");
             }
             if let Some(path) = &o.status_file {
-                let _ = write_status(path, o, &t, &io_c, &offloads, start, watch.current());
+                let _ = write_status(path, o, &t, &io_c, &offloads, &imp, start, watch.current());
             }
         }
     }
     if let Some(path) = &o.status_file {
-        let _ = write_status(path, o, &t, &io_c, &offloads, start, watch.current());
+        let _ = write_status(path, o, &t, &io_c, &offloads, &imp, start, watch.current());
     }
     Ok(t)
 }
@@ -753,12 +870,14 @@ fn unix_secs(start: Instant, at: Duration) -> f64 {
 }
 
 /// The status file `weft status` reads (shape in docs/tunnel.md).
+#[allow(clippy::too_many_arguments)]
 fn write_status(
     path: &std::path::Path,
     o: &Options,
     t: &Tunnel,
     io_c: &IoCounters,
     off: &Offloads,
+    imp: &impaired::Impairing,
     start: Instant,
     warning: Option<&str>,
 ) -> io::Result<()> {
@@ -786,6 +905,7 @@ fn write_status(
         "offloads": { "tso": off.tso, "udp_gso": off.udp_gso, "udp_gro": off.udp_gro },
         "warning": warning,
         "tso_reads": io_c.tso_reads, "gso_sends": io_c.gso_sends, "gro_datagrams": io_c.gro_datagrams,
+        "impair": imp.status(),
     });
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;

@@ -20,8 +20,9 @@ use weft_sys::tundev::DevKind;
 use weft_sys::udpbatch as udp;
 use weft_tunnel::{Incoming, Open, Prepared, Received, Seal, Transmit, Tunnel, OVERHEAD};
 
+use crate::impaired::{Control, Impairing};
 use crate::{
-    flush_plan, os, read_batch, write_status, DevWriter, HandshakeWatch, IoCounters, Offloads,
+    flush_plan, os, read_batch, write_status, DevWriter, HandshakeWatch, Io, IoCounters, Offloads,
     Options, Result, BATCH, TICK, VNET,
 };
 
@@ -58,11 +59,16 @@ pub(crate) fn run(
     t: Tunnel,
     start: Instant,
     stop: &AtomicBool,
-    dev: SyncDevice,
-    kind: DevKind,
+    io: Io,
     sock: Socket,
     offloads: Offloads,
 ) -> Result<Tunnel> {
+    let Io {
+        dev,
+        kind,
+        imp,
+        ctl,
+    } = io;
     let size = usize::from(o.mtu) + 14 + OVERHEAD + 64;
     let sh = Shared {
         t: Mutex::new(t),
@@ -72,8 +78,12 @@ pub(crate) fn run(
     let done = || stop.load(Ordering::SeqCst) || sh.failed.load(Ordering::SeqCst);
     let res = std::thread::scope(|s| {
         let out = s.spawn(|| device_to_peer(&sh, &dev, kind, &sock, size, offloads, start, &done));
-        let inn = s.spawn(|| peer_to_device(&sh, &dev, kind, &sock, size, offloads, start, &done));
-        let timers = timers(o, &sh, &sock, start, &done);
+        let imp_in = imp.clone();
+        let inn = s.spawn(|| {
+            let writer = DevWriter::new(imp_in, start);
+            peer_to_device(&sh, &dev, kind, &sock, writer, size, offloads, start, &done)
+        });
+        let timers = timers(o, &sh, &sock, (&imp, ctl.as_ref()), start, &done);
         for h in [out, inn] {
             match h.join() {
                 Ok(Ok(())) => {}
@@ -86,14 +96,25 @@ pub(crate) fn run(
     let t = sh.t.into_inner().unwrap_or_else(|e| e.into_inner());
     if let Some(path) = &o.status_file {
         let (io_c, off) = sh.stats.into_inner().unwrap_or_else(|e| e.into_inner());
-        let _ = write_status(path, o, &t, &io_c, &off, start, None);
+        let _ = write_status(path, o, &t, &io_c, &off, &imp, start, None);
     }
     res.map(|()| t)
 }
 
 /// Wait up to a tick for `fd` to be readable. Errors end the tunnel.
 fn wait(sh: &Shared, fd: i32, what: &str, ready: &mut Vec<bool>) -> Result<bool> {
-    match weft_sys::fdio::poll_readable(&[fd], TICK, ready) {
+    wait_for(sh, fd, what, ready, TICK)
+}
+
+/// Wait up to `most` for `fd` to be readable.
+fn wait_for(
+    sh: &Shared,
+    fd: i32,
+    what: &str,
+    ready: &mut Vec<bool>,
+    most: Duration,
+) -> Result<bool> {
+    match weft_sys::fdio::poll_readable(&[fd], most, ready) {
         Ok(_) => Ok(ready[0]),
         Err(e) => {
             sh.failed.store(true, Ordering::SeqCst);
@@ -176,6 +197,7 @@ fn peer_to_device(
     dev: &SyncDevice,
     kind: DevKind,
     sock: &Socket,
+    mut writer: DevWriter,
     size: usize,
     mut off: Offloads,
     start: Instant,
@@ -183,7 +205,6 @@ fn peer_to_device(
 ) -> Result<()> {
     let mut io_c = IoCounters::default();
     let mut rb = udp::RxBatch::new(size.max(2048), off.udp_gro);
-    let mut writer = DevWriter::new();
     let mut plan = udp::TxPlan::new(64 << 10, off.udp_gso);
     let mut scratch = udp::TxScratch::default();
     let mut dgrams: Vec<Datagram> = Vec::with_capacity(udp::MSGS);
@@ -193,7 +214,10 @@ fn peer_to_device(
     let fd = sock.as_raw_fd();
     let sock = Some(sock);
     while !done() {
-        if !wait(sh, fd, "UDP socket", &mut ready)? {
+        let readable = wait_for(sh, fd, "UDP socket", &mut ready, writer.wait(TICK))?;
+        // Packets the impairment releases now (none without it).
+        writer.release(dev, kind, &mut io_c);
+        if !readable {
             continue;
         }
         let mut rounds = 0;
@@ -279,10 +303,12 @@ fn timers(
     o: &Options,
     sh: &Shared,
     sock: &Socket,
+    (imp, ctl): (&Impairing, Option<&Control>),
     start: Instant,
     done: &dyn Fn() -> bool,
 ) -> Result<()> {
     let mut io_c = IoCounters::default();
+    let mut ctl_ready = vec![];
     let mut off = sh.stats.lock().unwrap_or_else(|e| e.into_inner()).1;
     let mut plan = udp::TxPlan::new(64 << 10, false);
     let mut scratch = udp::TxScratch::default();
@@ -313,13 +339,30 @@ fn timers(
                 }
                 if let Some(path) = &o.status_file {
                     let (c, f) = sh.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    let _ = write_status(path, o, &t, &c, &f, start, watch.current());
+                    let _ = write_status(path, o, &t, &c, &f, imp, start, watch.current());
                 }
             }
         }
         flush_plan(sock, &mut plan, &mut scratch, &mut io_c, &mut off);
         sh.count(&mut io_c, &off);
-        std::thread::sleep(TICK.min(next_status.saturating_duration_since(Instant::now())));
+        let pause = TICK.min(next_status.saturating_duration_since(Instant::now()));
+        match ctl {
+            // `weft impair` is answered within the pause, not after it.
+            Some(c) => {
+                let deadline = Instant::now() + pause;
+                while !done() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    let _ = weft_sys::fdio::poll_readable(&[c.fd()], left, &mut ctl_ready);
+                    if ctl_ready.first() == Some(&true) {
+                        c.serve(imp);
+                    }
+                }
+            }
+            None => std::thread::sleep(pause),
+        }
     }
     Ok(())
 }

@@ -152,6 +152,24 @@ impl Lab {
         o.status.success()
     }
 
+    /// Pings (one probe at a time) until one is answered or `limit`
+    /// passes; how long it took. For what comes up in its own time: a
+    /// tunnel's session, a spanning tree settling, a port back up.
+    pub fn ping_within(
+        &self,
+        node: &str,
+        target: &str,
+        limit: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
+            if self.ping(node, target, None) {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["status", &self.name, "--json"])).unwrap()
     }
@@ -159,35 +177,38 @@ impl Lab {
     /// The status entry of one interface.
     pub fn iface(&self, node: &str, iface: &str) -> serde_json::Value {
         let s = self.status_json();
-        let n = s[0]["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == node)
-            .unwrap_or_else(|| panic!("no node {node}"))
-            .clone();
-        n["interfaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == iface)
-            .unwrap_or_else(|| panic!("no iface {node}:{iface}"))
+        iface_in(&s, node, iface)
+            .unwrap_or_else(|| panic!("no iface {node}:{iface} in {s:#}"))
             .clone()
+    }
+
+    /// The MAC address of an interface, as status reports it.
+    pub fn mac(&self, node: &str, iface: &str) -> String {
+        let i = self.iface(node, iface);
+        i["mac"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no MAC for {node}:{iface}: {i}"))
+            .to_string()
+    }
+
+    /// `weft up -q` on the lab's file, running in the background (its
+    /// output thrown away).
+    pub fn spawn_up(&self) -> std::process::Child {
+        use std::process::Stdio;
+        self.weft()
+            .args(["up", "-q", self.file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// Start `weft up` on the lab's file and SIGKILL it (no destructor, no
     /// cleanup of any kind runs) once `namespaces` of its namespaces exist.
     /// Returns how many existed after the kill.
     pub fn kill_up_when(&self, namespaces: usize) -> usize {
-        use std::process::Stdio;
         use std::time::{Duration, Instant};
-        let mut child = self
-            .weft()
-            .args(["up", "-q", self.file.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = self.spawn_up();
         let t0 = Instant::now();
         while self.namespaces().len() < namespaces && t0.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(2));
@@ -229,6 +250,29 @@ impl Lab {
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 
+    /// Waits (up to 30 s) until something listens on TCP port `port` in
+    /// `node`: a server the test started in the background.
+    pub fn wait_listening(&self, node: &str, port: u16) {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        loop {
+            let o = Command::new("ss")
+                .args(["-N", &self.netns(node), "-Hltn", "sport", "="])
+                .arg(format!(":{port}"))
+                .output()
+                .unwrap();
+            if o.status.success() && !o.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "nothing listens on TCP port {port} in {node}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// RX and TX packet counters of an interface, from sysfs-free netlink
     /// statistics (`ip -s -j link`).
     pub fn counters(&self, node: &str, iface: &str) -> (u64, u64) {
@@ -261,6 +305,35 @@ impl Drop for Lab {
             panic!("weft down left namespaces behind: {left:?}");
         }
     }
+}
+
+/// The entry of interface `node:iface` in `weft status --json` output.
+pub fn iface_in<'a>(
+    status: &'a serde_json::Value,
+    node: &str,
+    iface: &str,
+) -> Option<&'a serde_json::Value> {
+    status[0]["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == node)?["interfaces"]
+        .as_array()?
+        .iter()
+        .find(|i| i["name"] == iface)
+}
+
+/// A lab file (`name = "x"`): switch `sw` (its `extra` lines after `kind`)
+/// and hosts `{host}1`..`{host}{n}`, host i with 10.`net`.0.i/24 on eth0,
+/// cabled to the switch's port p{i}.
+pub fn switched_hosts(sw: &str, host: &str, net: u8, n: u8, extra: &str) -> String {
+    let mut t = format!("name = \"x\"\n[nodes.{sw}]\nkind = \"switch\"\n{extra}\n");
+    for i in 1..=n {
+        t += &format!("[nodes.{host}{i}.interfaces.eth0]\naddresses = [\"10.{net}.0.{i}/24\"]\n");
+    }
+    for i in 1..=n {
+        t += &format!("[[links]]\nendpoints = [\"{host}{i}:eth0\", \"{sw}:p{i}\"]\n");
+    }
+    t
 }
 
 /// Sends `n` numbered datagrams from `from` to `to` (2 ms apart) and

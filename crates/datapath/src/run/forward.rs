@@ -102,13 +102,19 @@ impl Dp {
     }
 
     pub(super) fn flush(&mut self, rx: &RxBatch) {
+        self.flush_from(Some(rx));
+    }
+
+    /// Sends every queued frame; without a receive batch, only the ones
+    /// the datapath holds itself (`Src::Owned`) can be queued.
+    pub(super) fn flush_from(&mut self, rx: Option<&RxBatch>) {
         let mut tx: Vec<TxFrame<'_>> = Vec::new();
         for &to in &self.dirty {
             tx.clear();
             for (src, vnet) in &self.queues[to] {
                 match *src {
                     Src::Rx(i, tag) => {
-                        let Some((_, frame)) = rx.frame(i) else {
+                        let Some((_, frame)) = rx.and_then(|rx| rx.frame(i)) else {
                             continue;
                         };
                         let out = tag.apply(frame);

@@ -11,7 +11,7 @@ use weft_sys::port::{TxFrame, VnetHdr, VNET_F_NEEDS_CSUM};
 use weft_topo::impair::Impairment;
 use weft_topo::Lab;
 
-use super::{Dp, Port};
+use super::{Dp, Port, Src};
 use crate::control::ImpairInfo;
 
 /// A frame held by an impairment queue.
@@ -229,6 +229,7 @@ impl Dp {
             for h in ins {
                 self.switch_held(g, h, now);
             }
+            self.flush_from(None);
         }
         if let Some(i) = i {
             let (s, p) = (self.ports[g].switch, &self.ports[g].name);
@@ -248,11 +249,14 @@ impl Dp {
     }
 
     /// Sends (or switches, for frames coming in) every frame that is due.
+    /// The frames due out of one port leave in one batch (one system call,
+    /// not one per frame: at 64 bytes the call is most of the cost).
     pub(super) fn release_impaired(&mut self, now: Instant) {
+        let mut due: Vec<Held> = Vec::new();
         for g in 0..self.ports.len() {
             while let Some(imp) = self.ports[g].imp.as_mut() {
                 if let Some(h) = imp.out.as_mut().and_then(|q| q.pop_due(now)) {
-                    self.send_owned(g, &h);
+                    due.push(h);
                     continue;
                 }
                 if let Some(h) = imp.inn.as_mut().and_then(|q| q.pop_due(now)) {
@@ -260,6 +264,31 @@ impl Dp {
                     continue;
                 }
                 break;
+            }
+            if !due.is_empty() {
+                self.send_held(g, &due);
+                due.clear();
+            }
+        }
+        // What the frames that came in were switched to.
+        self.flush_from(None);
+    }
+
+    fn send_held(&mut self, g: usize, held: &[Held]) {
+        let p = &mut self.ports[g];
+        if let Some(sock) = &p.sock {
+            let tx: Vec<TxFrame<'_>> = held
+                .iter()
+                .map(|h| TxFrame {
+                    vnet: h.vnet,
+                    head: &h.frame,
+                    tag: None,
+                    tail: &[],
+                })
+                .collect();
+            match sock.send_batch(&tx) {
+                Ok((_, dropped)) => p.tx_errors += dropped as u64,
+                Err(_) => p.tx_errors += 1,
             }
         }
     }
@@ -296,8 +325,9 @@ impl Dp {
         self.acts = acts;
     }
 
-    /// Sends what the core said about `frame`, one frame at a time (the
-    /// slow path: only frames that were held come here).
+    /// Queues what the core said about `frame` (only frames that were
+    /// held come here) as frames of the datapath's own, sent by the next
+    /// [`flush_from`](Dp::flush_from) in one batch per port.
     fn send_actions(
         &mut self,
         s: usize,
@@ -319,18 +349,11 @@ impl Dp {
             if take_out(&mut self.ports[to], v, &out, now) {
                 continue;
             }
-            let p = &mut self.ports[to];
-            if let Some(sock) = &p.sock {
-                let f = TxFrame {
-                    vnet: v,
-                    head: out.head,
-                    tag: out.tag,
-                    tail: out.tail,
-                };
-                if sock.send_batch(&[f]).is_err() {
-                    p.tx_errors += 1;
-                }
+            if self.queues[to].is_empty() {
+                self.dirty.push(to);
             }
+            self.owned.push(out.to_vec());
+            self.queues[to].push((Src::Owned(self.owned.len() - 1), v));
         }
     }
 }

@@ -32,14 +32,11 @@ impl Dp {
                 message: format!("bad request: {e}"),
             },
             Ok(Request::Status) => {
-                // What the tc BPF switches forwarded since the last
-                // harvest belongs in the answer.
+                // What the kernel forwarded since the last harvest (the tc
+                // BPF switches, the u32 rules) belongs in the answer: the
+                // counters then add up to the kernel's at this moment.
                 for s in 0..self.switches.len() {
-                    if self.switches[s].fast.is_bpf() {
-                        let now = self.now();
-                        let sw = &mut self.switches[s];
-                        sw.fast.harvest_bpf(&mut sw.core, now);
-                    }
+                    self.harvest_fast(s);
                 }
                 Reply::Status(self.status())
             }

@@ -246,8 +246,12 @@ mod tests {
         f
     }
 
-    fn arrived(s: &PacketSocket, rx: &mut RxBatch, want: &[u8]) -> bool {
-        for _ in 0..40 {
+    /// Whether `want` arrives on `s` within `limit`. A frame that must
+    /// arrive gets long (a loaded machine runs the veth's softirq late);
+    /// one that must not is looked for briefly.
+    fn arrived(s: &PacketSocket, rx: &mut RxBatch, want: &[u8], limit: Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
             let n = s.recv_batch(rx).unwrap();
             if (0..n).any(|i| rx.frame(i).is_some_and(|(_, f)| f == want)) {
                 return true;
@@ -290,10 +294,10 @@ mod tests {
             nl.flush().unwrap();
             let x1 = PacketSocket::open("x1").unwrap();
             let x2 = PacketSocket::open("x2").unwrap();
-            for _ in 0..200 {
-                if x1.carrier().unwrap() && x2.carrier().unwrap() {
-                    break;
-                }
+            // Frames sent before the carrier is up are dropped.
+            let t0 = std::time::Instant::now();
+            while !(x1.carrier().unwrap() && x2.carrier().unwrap()) {
+                assert!(t0.elapsed() < Duration::from_secs(10), "no carrier");
                 std::thread::sleep(Duration::from_millis(5));
             }
             let mut rx = RxBatch::new(16);
@@ -309,12 +313,15 @@ mod tests {
             };
             let hit = ipv4_frame(mac);
             send(&hit);
-            assert!(arrived(&x2, &mut rx, &hit), "the filter did not redirect");
+            assert!(
+                arrived(&x2, &mut rx, &hit, Duration::from_secs(10)),
+                "the filter did not redirect"
+            );
             // Another destination is left alone.
             let miss = ipv4_frame([0x02, 0xaa, 0, 0, 0, 3]);
             send(&miss);
             assert!(
-                !arrived(&x2, &mut rx, &miss),
+                !arrived(&x2, &mut rx, &miss, Duration::from_millis(200)),
                 "a frame for another MAC was redirected"
             );
             // Removed, the filter redirects no more.
@@ -322,7 +329,7 @@ mod tests {
             nl.flush().unwrap();
             send(&hit);
             assert!(
-                !arrived(&x2, &mut rx, &hit),
+                !arrived(&x2, &mut rx, &hit, Duration::from_millis(200)),
                 "the filter outlived its removal"
             );
             nl.push(del_clsact(s1), "del clsact".into());
@@ -361,10 +368,10 @@ mod stats_tests {
             nl.flush().unwrap();
             let x1 = PacketSocket::open("x1").unwrap();
             let x2 = PacketSocket::open("x2").unwrap();
-            for _ in 0..200 {
-                if x1.carrier().unwrap() && x2.carrier().unwrap() {
-                    break;
-                }
+            // Frames sent before the carrier is up are dropped.
+            let t0 = std::time::Instant::now();
+            while !(x1.carrier().unwrap() && x2.carrier().unwrap()) {
+                assert!(t0.elapsed() < Duration::from_secs(10), "no carrier");
                 std::thread::sleep(Duration::from_millis(5));
             }
             let mut before = ingress_stats(&mut nl, s1).unwrap();
@@ -401,9 +408,19 @@ mod stats_tests {
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
-            let mut after = ingress_stats(&mut nl, s1).unwrap();
-            after.sort_by_key(|s| s.prio);
+            // veth hands each frame to its peer's backlog: the rule counts
+            // it when the softirq runs, which a loaded machine delays.
+            let t0 = std::time::Instant::now();
+            let after = loop {
+                let mut after = ingress_stats(&mut nl, s1).unwrap();
+                after.sort_by_key(|s| s.prio);
+                if after.first().is_some_and(|s| s.packets >= 150)
+                    || t0.elapsed() > Duration::from_secs(10)
+                {
+                    break after;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
             assert_eq!(after.len(), 2, "{after:?}");
             assert_eq!(after[0].packets, 150, "{after:?}");
             assert_eq!(

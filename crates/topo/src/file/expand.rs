@@ -694,8 +694,16 @@ impl Cx<'_> {
         {
             None | Some(("veth", _)) => {}
             Some(("tunnel", _)) => {
-                self.no_link_impair("tunnel", link.get_ref().impair.as_ref());
-                return self.add_tunnel(lab, link);
+                let before = lab.tunnels.len();
+                self.add_tunnel(lab, link);
+                // The tunnel processes impair the inner packets.
+                if let (Some(raw), true) = (&link.get_ref().impair, lab.tunnels.len() > before) {
+                    let [a, b] = &lab.tunnels[before].ends;
+                    let who = format!("tunnel link `{}` — `{}`", a.endpoint, b.endpoint);
+                    let imp = self.impairment(&who, raw);
+                    lab.tunnels[before].impair = imp;
+                }
+                return;
             }
             Some(("vxlan", _)) => {
                 return self.add_vxlan(lab, link);

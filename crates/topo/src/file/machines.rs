@@ -193,6 +193,9 @@ impl Cx<'_> {
                 None
             }
             None if lab.machines.len() == 1 => lab.machines.keys().next().cloned(),
+            // The only machine declared had an error of its own, already
+            // reported: its nodes' placement follows from it.
+            None if lab.machines.is_empty() && self.machines.span.len() == 1 => None,
             None if declared => {
                 self.err(
                     Some(span.clone()),

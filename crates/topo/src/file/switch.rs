@@ -528,18 +528,6 @@ impl Cx<'_> {
         port.impair = Some((imp, raw.span()));
     }
 
-    /// Tunnel links' ends are TUN/TAP devices served by `weft tunnel`,
-    /// which does not impair (yet).
-    pub(super) fn no_link_impair(&mut self, kind: &str, raw: Option<&Spanned<RawImpair>>) {
-        if let Some(r) = raw {
-            self.err(
-                Some(r.span()),
-                format!("impair is not available on a {kind} link"),
-                format!("impair the switch port the {kind}'s traffic crosses instead"),
-            );
-        }
-    }
-
     pub(super) fn impairment(&mut self, who: &str, raw: &Spanned<RawImpair>) -> Option<Impairment> {
         impair::from_raw(who, raw, &mut |span, msg| self.err(span, msg, ""))
     }

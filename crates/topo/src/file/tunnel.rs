@@ -175,6 +175,7 @@ impl Cx<'_> {
             port,
             tcp,
             across,
+            impair: None,
         });
         self.tunnel_spans.push(spans);
     }

@@ -1,0 +1,281 @@
+//! The bundled example labs that teach one thing each, brought up through
+//! the real binary from their files as a user would (their configuration
+//! directories beside them) and checked for what their comments promise:
+//! examples/failover.toml (OSPF rerouting around a link taken down),
+//! examples/nat-lte.toml (two NAT behaviours, a wire and a switch port
+//! impaired with presets, a port forward) and examples/vlan-office.toml
+//! (VLANs across a trunk, a router between them, services and names).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Lab;
+
+/// Waits for `f` (bounded by a deadline generous for a loaded machine).
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An example and its directory of files (bound into nodes, relative to
+/// the lab file), copied under a unique lab name.
+fn example_with_dir(tag: &str, example: &str, dir: &str) -> Lab {
+    let lab = Lab::example(tag, &format!("{example}.toml"));
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(common::root().join("examples").join(dir))
+        .arg(lab.file.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    lab
+}
+
+/// The smallest round trip `ping` printed, in ms (`rtt min/avg/max/mdev
+/// = a/b/c/d ms`), or None when nothing came back.
+fn min_rtt_ms(lab: &Lab, from: &str, to: &str, count: &str) -> Option<f64> {
+    let o = lab.run(&[
+        "exec", &lab.name, from, "--", "ping", "-n", "-c", count, "-i", "0.2", "-W", "3", to,
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().find(|l| l.contains("min/avg/max"))?;
+    let nums = line.split('=').nth(1)?.trim();
+    nums.split('/').next()?.trim().parse().ok()
+}
+
+/// The source address and port each of three sockets of `srv` (ports
+/// 7000 to 7002) sees one UDP socket of `from` come from: its NAT's
+/// mappings towards three destinations. Sent again every 200 ms until
+/// each arrived (the links lose a little), at most 20 s. Also the
+/// socket's own port.
+fn mappings(lab: &Lab, from: &str) -> (Vec<std::net::SocketAddr>, u16) {
+    use std::net::UdpSocket;
+    let bind = |node: &str, a: &str| {
+        let a = a.to_string();
+        weft_sys::netns::run_in_named(&lab.netns(node), move || UdpSocket::bind(a))
+            .unwrap()
+            .unwrap()
+    };
+    let rx: Vec<UdpSocket> = (7000..7003)
+        .map(|p| bind("srv", &format!("198.51.100.10:{p}")))
+        .collect();
+    for r in &rx {
+        r.set_nonblocking(true).unwrap();
+    }
+    let tx = bind(from, "0.0.0.0:0");
+    let mut seen: Vec<Option<std::net::SocketAddr>> = vec![None; rx.len()];
+    let t0 = Instant::now();
+    while seen.iter().any(Option::is_none) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{from}: datagrams to srv did not arrive: {seen:?}"
+        );
+        for (i, r) in rx.iter().enumerate() {
+            if seen[i].is_none() {
+                tx.send_to(b"hi", r.local_addr().unwrap()).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut buf = [0u8; 16];
+        for (i, r) in rx.iter().enumerate() {
+            if let Ok((_, a)) = r.recv_from(&mut buf) {
+                seen[i].get_or_insert(a);
+            }
+        }
+    }
+    (
+        seen.into_iter().map(Option::unwrap).collect(),
+        tx.local_addr().unwrap().port(),
+    )
+}
+
+fn need_busybox() {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("busybox").exists()));
+    assert!(
+        found,
+        "this test needs busybox on PATH (Debian's busybox-static; the README's test command installs it)"
+    );
+}
+
+#[test]
+fn failover_ospf_takes_the_long_way_while_the_direct_link_is_down() {
+    assert!(
+        Path::new("/usr/lib/frr/ospfd").exists(),
+        "this test needs Debian's frr package (the README's test command installs it)"
+    );
+    let lab = example_with_dir("failover", "failover", "failover");
+    let out = lab.up();
+    assert!(out.contains("1 check(s) passed"), "{out}");
+    // up returned once r1 and r3 route over the direct link (their
+    // ospfd's `ready`): h1 -> h2 does not pass r2.
+    let t = lab.ok(&["trace", &lab.name, "h1", "h2"]);
+    assert!(t.contains("router: r1 forwards it"), "{t}");
+    assert!(t.contains("router: r3 forwards it"), "{t}");
+    assert!(!t.contains("router: r2"), "{t}");
+    assert!(t.contains("delivered"), "{t}");
+
+    let via = |dev: &str| {
+        let r = lab.ip("r1", &["route", "show", "10.3.3.0/24"]);
+        r.contains("proto ospf") && r.contains(&format!("dev {dev}"))
+    };
+    lab.ok(&["link", &lab.name, "r1", "r3", "down"]);
+    // The carrier is gone at once; ospfd recomputes within a moment.
+    wait_for("r1 routes h2's network through r2", 60, || via("eth-r2"));
+    wait_for("h1 reaches h2 the long way", 60, || {
+        lab.ping("h1", "h2", None)
+    });
+    let t = lab.ok(&["trace", &lab.name, "h1", "h2"]);
+    assert!(t.contains("router: r2 forwards it"), "{t}");
+    assert!(t.contains("delivered"), "{t}");
+
+    lab.ok(&["link", &lab.name, "r1", "r3", "up"]);
+    // The adjacency comes back (hello 1 s) and the cheaper path wins.
+    wait_for("r1 routes over the direct link again", 60, || via("eth-r3"));
+    wait_for("h1 reaches h2 again", 60, || lab.ping("h1", "h2", None));
+    lab.ok(&["down", &lab.name]);
+}
+
+#[test]
+fn nat_lte_the_server_sees_only_the_nats_and_the_phone_waits_for_lte() {
+    need_busybox();
+    let lab = example_with_dir("natlte", "nat-lte", "nat-lte");
+    let out = lab.up();
+    assert!(out.contains("3 check(s) passed"), "{out}");
+    // The laptop's link got a wire; the carrier's uplink is a switch port.
+    let st = lab.ok(&["status", &lab.name]);
+    assert!(st.contains("wifi") || st.contains("delay 3ms"), "{st}");
+    assert!(st.contains("delay 35ms"), "{st}");
+
+    // LTE: 35 ms +- 10 ms each way, so no round trip under 50 ms.
+    let rtt = min_rtt_ms(&lab, "phone", "srv", "5").expect("the phone's pings came back");
+    assert!(rtt >= 50.0, "phone -> srv min rtt {rtt} ms");
+
+    // The server sees the NATs' outside addresses, never the inside ones.
+    for from in ["laptop", "phone"] {
+        let o = lab.run(&[
+            "exec",
+            &lab.name,
+            from,
+            "--",
+            "busybox",
+            "wget",
+            "-qO-",
+            "http://srv/",
+        ]);
+        let body = String::from_utf8_lossy(&o.stdout);
+        assert!(body.contains("hello from srv"), "{from}: {body}");
+    }
+    // busybox httpd -v logs `[::ffff:ADDR]:PORT: response:200`.
+    let saw = |logs: &str, addr: &str| {
+        logs.contains(&format!("{addr}]:"))
+            || logs.contains(&format!(" {addr}:"))
+            || logs.starts_with(&format!("{addr}:"))
+    };
+    let mut logs = String::new();
+    wait_for("srv's log names both NATs", 30, || {
+        logs = lab.ok(&["logs", &lab.name, "srv"]);
+        saw(&logs, "198.51.100.1") && saw(&logs, "198.51.100.2")
+    });
+    assert!(
+        !logs.contains("192.168.1.") && !logs.contains("100.64.0."),
+        "{logs}"
+    );
+
+    // The two NAT types: the home router keeps one external port for
+    // the laptop's socket, whatever the destination, and preserves its
+    // number; the carrier's symmetric NAT maps each destination anew.
+    let (home, port) = mappings(&lab, "laptop");
+    assert!(
+        home.iter().all(|a| a.ip().to_string() == "198.51.100.1"),
+        "{home:?}"
+    );
+    assert!(
+        home.iter().all(|a| a.port() == port),
+        "{home:?}, laptop's port {port}"
+    );
+    let (cgn, _) = mappings(&lab, "phone");
+    assert!(
+        cgn.iter().all(|a| a.ip().to_string() == "198.51.100.2"),
+        "{cgn:?}"
+    );
+    let mut ports: Vec<u16> = cgn.iter().map(|a| a.port()).collect();
+    ports.dedup();
+    assert!(ports.len() > 1, "a symmetric NAT gives new ports: {cgn:?}");
+
+    // A forward from outside keeps the client's address: the laptop's
+    // server sees srv itself.
+    let o = lab.run(&[
+        "exec",
+        &lab.name,
+        "srv",
+        "--",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://198.51.100.1:8080/",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hello from srv"));
+    wait_for("the laptop's log names srv", 30, || {
+        saw(&lab.ok(&["logs", &lab.name, "laptop"]), "198.51.100.10")
+    });
+
+    // The same link at run time: a satellite (300 ms +- 5 ms each way).
+    lab.ok(&[
+        "impair",
+        &lab.name,
+        "cgn",
+        "inet",
+        "--preset",
+        "satellite",
+        "--seed",
+        "3",
+    ]);
+    let rtt = min_rtt_ms(&lab, "phone", "srv", "3").expect("pings over the satellite");
+    assert!(
+        rtt >= 590.0,
+        "phone -> srv min rtt {rtt} ms over a satellite"
+    );
+    // The file's LTE comes back with the next up (a warning says so).
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("runtime change undone"), "{err}");
+    let rtt = min_rtt_ms(&lab, "phone", "srv", "3").expect("pings over LTE again");
+    assert!(
+        (50.0..590.0).contains(&rtt),
+        "phone -> srv min rtt {rtt} ms"
+    );
+}
+
+#[test]
+fn vlan_office_vlans_cross_the_trunk_and_meet_only_in_the_router() {
+    need_busybox();
+    let lab = example_with_dir("office", "vlan-office", "vlan-office");
+    let out = lab.up();
+    assert!(out.contains("3 check(s) passed"), "{out}");
+    // The guest VLAN works for its own hosts...
+    assert!(lab.ping("guest", "printer", None));
+    // ...and rogue, in it with a staff address, reaches no staff host:
+    // the same subnet, another VLAN.
+    assert!(!lab.ping("rogue", "web", None));
+    assert!(!lab.ping("rogue", "pc", None));
+    // sw2 learned hosts of both VLANs through its trunk.
+    let fdb = lab.ok(&["fdb", &lab.name, "sw2"]);
+    let on_trunk = |vlan: &str| {
+        fdb.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() >= 2 && w[0] == "trunk" && w[1] == vlan
+        })
+    };
+    assert!(on_trunk("10") && on_trunk("20"), "{fdb}");
+}
