@@ -7,11 +7,11 @@
 //! bridge `br` (10.0.0.1/16) in the first, and in each host an `eth0` cabled
 //! by a veth to a bridge port `hI`, with 10.0.x.y/16, lo up and a default
 //! route via the bridge: the end state `weft up` makes of the same star
-//! (no IPv6 link-local addresses: weft sets `net.ipv6.conf.default.
-//! addr_gen_mode = 1` in each namespace; the floor sets it once in the
-//! bridge's and per link on each `eth0` by netlink, which is cheaper, see
-//! `worker`; `STARFLOOR_SYSCTL=1` writes the sysctl in every host as weft
-//! does), without weft's bookkeeping (no state file, no journal, no
+//! (no IPv6 link-local addresses: weft sets `addrgenmode none` on every
+//! interface it makes; the floor writes `net.ipv6.conf.default.
+//! addr_gen_mode = 1` once in the bridge's namespace and sets it per link on
+//! each `eth0` by netlink; `STARFLOOR_SYSCTL=1` writes the sysctl in every
+//! host instead, as weft did before), without weft's bookkeeping (no state file, no journal, no
 //! aliases, no readiness wait). `starfloor down PREFIX N` removes the names
 //! as `ip netns del` does.
 //!
