@@ -225,9 +225,13 @@ impl Finish {
                 "netns", ns,
             ])?;
             let text = ip(&["-n", OBSERVER, "-o", "link", "show", obs_if])?;
+            // `ip` also says "Peer netns reference is invalid" on stderr
+            // (merged here) when it meets a peer in a namespace being
+            // destroyed: read the index from the device's own line.
             *slot = text
-                .split(':')
-                .next()
+                .lines()
+                .find(|l| l.contains(&format!(": {obs_if}@")))
+                .and_then(|l| l.split(':').next())
                 .and_then(|s| s.trim().parse().ok())
                 .ok_or_else(|| format!("cannot read ifindex from {text:?}"))?;
         }
