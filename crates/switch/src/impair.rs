@@ -141,6 +141,21 @@ pub struct ImpairCounters {
     pub released: u64,
 }
 
+impl std::ops::AddAssign<&ImpairCounters> for ImpairCounters {
+    /// Adds another queue's counts: what a queue replaced at run time had
+    /// counted stays in the totals a port, wire or tunnel end reports.
+    fn add_assign(&mut self, o: &ImpairCounters) {
+        self.offered += o.offered;
+        self.lost += o.lost;
+        self.burst_lost += o.burst_lost;
+        self.corrupted += o.corrupted;
+        self.queue_full += o.queue_full;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.released += o.released;
+    }
+}
+
 #[derive(Debug)]
 struct Held<T> {
     at: Instant,

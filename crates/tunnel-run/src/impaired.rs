@@ -68,17 +68,6 @@ struct State {
     flush: Vec<Held>,
 }
 
-fn add(a: &mut ImpairCounters, b: &ImpairCounters) {
-    a.offered += b.offered;
-    a.lost += b.lost;
-    a.burst_lost += b.burst_lost;
-    a.corrupted += b.corrupted;
-    a.queue_full += b.queue_full;
-    a.duplicated += b.duplicated;
-    a.reordered += b.reordered;
-    a.released += b.released;
-}
-
 /// The impairment of one tunnel end's receive direction, shared by the
 /// thread that writes to the device and the one that serves the control
 /// socket. Without settings (and nothing held) [`Impairing::on`] is false
@@ -121,7 +110,7 @@ impl Impairing {
         let mut st = self.lock();
         if let Some(mut old) = st.q.take() {
             let held = old.drain();
-            add(&mut st.past, old.counters());
+            st.past += old.counters();
             st.flush.extend(held);
         }
         st.q = settings
@@ -198,7 +187,7 @@ impl Impairing {
         let st = self.lock();
         let mut c = st.past;
         if let Some(q) = &st.q {
-            add(&mut c, q.counters());
+            c += q.counters();
         }
         serde_json::json!({
             "settings": st.settings.as_ref().map(|i| i.summary()),
