@@ -184,22 +184,26 @@ impl KernelSwitch {
         ifindex: impl Fn(usize) -> u32,
         slow: impl Fn(usize) -> bool,
     ) -> io::Result<()> {
-        let from = (
-            core.config_generation(),
-            (0..self.n)
-                .map(|i| {
-                    let id = PortId(i);
-                    (
-                        core.port_forwarding(id),
-                        core.port_usable(id),
-                        slow(usize::from(i)),
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
+        // Checked in place: this runs after every batch of frames, and the
+        // ports change rarely, so the key is built only when they did.
+        let generation = core.config_generation();
+        let state = |i: u16| {
+            let id = PortId(i);
+            (
+                core.port_forwarding(id),
+                core.port_usable(id),
+                slow(usize::from(i)),
+            )
+        };
+        let same_ports = self.ports_from.as_ref().is_some_and(|(g, v)| {
+            *g == generation
+                && v.len() == usize::from(self.n)
+                && (0..self.n).all(|i| v[usize::from(i)] == state(i))
+        });
         let fc = core.fdb_counters();
         let sig = (core.fdb().len(), fc.learned, fc.moves, fc.aged, fc.flushed);
-        if self.ports_from.as_ref() != Some(&from) {
+        if !same_ports {
+            let from = (generation, (0..self.n).map(state).collect());
             self.sync_ports(core, &ifindex, &slow)?;
             self.ports_from = Some(from);
             // The entries' flags come from the ports.
