@@ -891,6 +891,12 @@ impl Stp {
 
     /// Earliest time `tick` has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        // `tick` does nothing without a spanning tree, so the hello set
+        // by `start` never moves on: reporting it would make every poll
+        // due at once, and the datapath spin on an idle switch.
+        if self.mode == StpMode::Off {
+            return None;
+        }
         let mut t = self.hello_due;
         for p in &self.ports {
             for d in [p.info_expires, p.fd_timer, p.tc_while]

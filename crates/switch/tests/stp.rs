@@ -368,3 +368,31 @@ fn info_expires_when_bpdus_stop() {
     assert_eq!(sw.stp_status().root_port, None);
     assert_eq!(sw.stp_status().root_id, sw.stp_status().bridge_id);
 }
+
+/// A caller sleeps until `poll_at`: once `tick` has run, the next poll is
+/// ahead of the clock in every mode, or a datapath spins on an idle
+/// switch (it did, with the spanning tree off).
+#[test]
+fn after_a_tick_the_next_poll_is_in_the_future_in_every_mode() {
+    for mode in [StpMode::Off, StpMode::Stp, StpMode::Rstp] {
+        let mut cfg = SwitchConfig::new(
+            mac(0x100),
+            vec![PortConfig::access(1), PortConfig::access(1)],
+        );
+        cfg.stp.mode = mode;
+        let mut sw = Switch::new(cfg);
+        let mut out = Actions::new();
+        let mut now = Instant::from_secs(5);
+        for _ in 0..100 {
+            sw.tick(now, &mut out);
+            let next = sw.poll_at();
+            assert!(next > now, "{mode:?}: next poll {next:?} at {now:?}");
+            now = next;
+        }
+        // The polls are paced by timers (hello, ageing), not back to back.
+        assert!(
+            now >= Instant::from_secs(5) + Duration::from_secs(10),
+            "{mode:?}: 100 polls within {now:?}"
+        );
+    }
+}
