@@ -61,6 +61,7 @@ pub struct TunnelArgs {
     peer: Option<String>,
     /// Local port, or address:port. Default 5000 (VTun's port).
     #[arg(long)]
+    #[serde(default, deserialize_with = "port_or_address")]
     listen: Option<String>,
     /// udp (default) or tcp (for networks that block UDP; the end with
     /// --peer connects, the other listens).
@@ -103,6 +104,25 @@ pub struct TunnelArgs {
     #[arg(long, hide = true)]
     #[serde(skip)]
     control: Option<PathBuf>,
+}
+
+/// `listen = 5000` in the file, as the flag's `--listen 5000`; a string
+/// (`"0.0.0.0:5000"`) as it is.
+fn port_or_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Listen {
+        Port(u16),
+        Text(String),
+    }
+    Ok(Some(
+        match Listen::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("listen takes a port (5000) or \"address:port\"")
+        })? {
+            Listen::Port(p) => p.to_string(),
+            Listen::Text(t) => t,
+        },
+    ))
 }
 
 pub fn keygen(a: &KeygenArgs) -> Result<ExitCode, Failure> {
@@ -338,4 +358,41 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
         c.drops_total()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TunnelArgs;
+
+    /// docs/tunnel.md shows a `weft tunnel -c` file: the reader takes
+    /// every key of it (crates/topo/tests/docs.rs checks the lab files).
+    #[test]
+    fn the_config_file_in_the_docs_parses() {
+        let page = include_str!("../../../docs/tunnel.md");
+        let blocks: Vec<&str> = page
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .filter(|b| b.contains("peer-key"))
+            .collect();
+        assert!(!blocks.is_empty(), "docs/tunnel.md shows no tunnel file");
+        for b in blocks {
+            let f: TunnelArgs = toml::from_str(b).unwrap_or_else(|e| panic!("{e}\n{b}"));
+            assert!(f.dev.is_some() && f.key.is_some() && f.peer_key.is_some());
+        }
+    }
+
+    #[test]
+    fn listen_takes_a_port_or_an_address() {
+        let f: TunnelArgs = toml::from_str("listen = 5000").unwrap();
+        assert_eq!(f.listen.as_deref(), Some("5000"));
+        let f: TunnelArgs = toml::from_str("listen = \"127.0.0.1:5001\"").unwrap();
+        assert_eq!(f.listen.as_deref(), Some("127.0.0.1:5001"));
+        let f: TunnelArgs = toml::from_str("dev = \"wt0\"").unwrap();
+        assert_eq!(f.listen, None);
+        let e = toml::from_str::<TunnelArgs>("listen = 70000")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("listen takes a port"), "{e}");
+    }
 }

@@ -1,0 +1,131 @@
+//! Every lab snippet in README.md and docs/*.md is one a user can paste:
+//! each ```toml block with a `name` is a whole lab and parses as it is;
+//! every other block is a part of one, and once given a name it draws no
+//! complaint but about what lies outside it (the nodes, ports, paths and
+//! gateways the surrounding text supplies). A misspelt key, a value of
+//! the wrong form or a setting the format dropped fails here, with the
+//! page and line, instead of on the reader's machine.
+//!
+//! Two kinds of block are not lab files and are checked elsewhere:
+//! Cargo manifests (library.md; examples/lib-test builds from one) and
+//! `weft tunnel -c` files (tunnel.md; crates/cli/src/tunnel.rs parses
+//! that block with the tunnel's own reader).
+
+use std::path::{Path, PathBuf};
+
+use weft_topo::parse;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn pages() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    v.sort();
+    v.push(root().join("README.md"));
+    v
+}
+
+/// The ```toml blocks of a page: (line of the opening fence, text).
+fn toml_blocks(page: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(usize, String)> = None;
+    for (i, line) in page.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
+        match cur.take() {
+            None if fence && line.trim_start().trim_start_matches('`').trim() == "toml" => {
+                cur = Some((i + 1, String::new()))
+            }
+            None => {}
+            Some(b) if fence => out.push(b),
+            Some((n, mut text)) => {
+                text.push_str(line);
+                text.push('\n');
+                cur = Some((n, text));
+            }
+        }
+    }
+    assert!(cur.is_none(), "a ```toml block is never closed");
+    out
+}
+
+/// Complaints that only say a part of a lab refers to what the rest of
+/// the lab (not shown) would declare.
+const OUTSIDE: &[&str] = &[
+    "there is no node",
+    "which is not a node",
+    "no link uses it",
+    "there is no port",
+    "is not a port of",
+    "the host path",
+    "is not reachable",
+    "is not in any subnet",
+    "has the interfaces",
+    "uses dev",
+];
+
+#[test]
+fn every_lab_snippet_in_the_docs_parses() {
+    let mut labs = 0;
+    let mut parts = 0;
+    let mut failures = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let name = page.strip_prefix(root()).unwrap().display().to_string();
+        for (line, block) in toml_blocks(&text) {
+            let at = format!("{name}:{line}");
+            let table: toml::Table = match block.parse() {
+                Ok(t) => t,
+                Err(e) => {
+                    failures.push(format!("{at}: not TOML: {e}"));
+                    continue;
+                }
+            };
+            if ["package", "dependencies", "dev-dependencies"]
+                .iter()
+                .any(|k| table.contains_key(*k))
+                || table.contains_key("peer-key")
+            {
+                continue;
+            }
+            if table.contains_key("name") {
+                labs += 1;
+                if let Err(e) = parse(&block) {
+                    failures.push(format!("{at}: a whole lab, refused: {:#?}", e.0));
+                }
+                continue;
+            }
+            parts += 1;
+            let named = format!("name = \"doc\"\n{block}");
+            if let Err(e) = parse(&named) {
+                for d in e.0 {
+                    let said = format!("{} {}", d.message, d.help.as_deref().unwrap_or(""));
+                    if !OUTSIDE.iter().any(|w| said.contains(w)) {
+                        failures.push(format!("{at}: {said}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "lab snippets in the docs a user cannot paste:\n{}",
+        failures.join("\n")
+    );
+    // The pages have whole labs and many parts; an extractor that finds
+    // none would pass everything.
+    assert!(labs >= 3 && parts >= 20, "found {labs} labs, {parts} parts");
+}
+
+#[test]
+fn the_block_reader_finds_blocks_and_their_lines() {
+    let page = "text\n```toml\na = 1\n```\n```sh\nx\n```\n  ```toml\nb = 2\n  ```\n";
+    assert_eq!(
+        toml_blocks(page),
+        vec![(2, "a = 1\n".to_string()), (8, "b = 2\n".to_string())]
+    );
+}
