@@ -4,7 +4,10 @@
 //! examples/failover.toml (OSPF rerouting around a link taken down),
 //! examples/nat-lte.toml (two NAT behaviours, a wire and a switch port
 //! impaired with presets, a port forward) and examples/vlan-office.toml
-//! (VLANs across a trunk, a router between them, services and names).
+//! (VLANs across a trunk, a router between them, services and names),
+//! examples/switch-impair.toml (a port impaired, a mirror, a static MAC,
+//! and the run-time commands its comment shows). And every file in
+//! examples/ is brought up by some test.
 
 mod common;
 
@@ -278,4 +281,115 @@ fn vlan_office_vlans_cross_the_trunk_and_meet_only_in_the_router() {
         })
     };
     assert!(on_trunk("10") && on_trunk("20"), "{fdb}");
+}
+
+#[test]
+fn switch_impair_delays_mirrors_and_takes_the_commands_in_its_comment() {
+    let lab = Lab::example("imp", "switch-impair.toml");
+    lab.up();
+    // 40 ms +- 5 ms each way on h1's port: no round trip under 70 ms.
+    let rtt = min_rtt_ms(&lab, "h1", "10.90.0.2", "5").expect("h1's pings came back");
+    assert!(rtt >= 70.0, "h1 -> h2 min rtt {rtt} ms");
+    // h2's MAC is a static entry, so frames to it are never flooded.
+    let fdb = lab.ok(&["fdb", &lab.name, "sw"]);
+    assert!(
+        fdb.lines()
+            .any(|l| l.contains("02:00:00:00:00:02") && l.contains("static")),
+        "{fdb}"
+    );
+    // The mirror: h3's port sees h1's ICMP (h3 sends none, and with h2's
+    // MAC static and h1's learned none is flooded to it). Pings go on
+    // until the capture has its two frames or gives up.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let cap = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                lab.ping("h1", "10.90.0.2", None);
+            }
+        });
+        let pcap = lab.file.with_file_name("mirror.pcapng");
+        let o = lab.run(&[
+            "capture",
+            &lab.name,
+            "h3:eth0",
+            "-w",
+            pcap.to_str().unwrap(),
+            "-c",
+            "2",
+            "--duration",
+            "60",
+            "icmp",
+        ]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        o
+    });
+    let err = String::from_utf8_lossy(&cap.stderr);
+    assert!(
+        cap.status.success() && err.contains("2 packet(s) captured"),
+        "{err}"
+    );
+
+    // The commands of the file's comment, as written there.
+    let out = lab.ok(&[
+        "impair", &lab.name, "h1", "sw", "--delay", "100ms", "--loss", "5%", "--seed", "3",
+    ]);
+    assert!(out.contains("delay 100ms"), "{out}");
+    let rtt = min_rtt_ms(&lab, "h1", "10.90.0.2", "5").expect("h1's pings came back");
+    assert!(rtt >= 190.0, "h1 -> h2 min rtt {rtt} ms after weft impair");
+    lab.ok(&["link", &lab.name, "h2", "sw", "down"]);
+    assert!(!lab.ping("h1", "10.90.0.2", None));
+    lab.ok(&["link", &lab.name, "h2", "sw", "up"]);
+    wait_for("h2 answers after its link is up", 60, || {
+        lab.ping("h1", "10.90.0.2", None)
+    });
+    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("runtime change undone"),
+        "{err}"
+    );
+    let st = lab.ok(&["status", &lab.name]);
+    assert!(st.contains("impair delay 40ms jitter 5ms loss 1%"), "{st}");
+}
+
+/// Each example is a promise to a reader: some test must build it. A
+/// file in examples/ that no test names is one nobody runs.
+#[test]
+fn every_example_is_brought_up_by_a_test() {
+    let mut tests = String::new();
+    for dir in ["crates/cli/tests", "crates/lab/tests"] {
+        for e in std::fs::read_dir(common::root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rs") {
+                tests.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut untested = Vec::new();
+    let mut n = 0;
+    for e in std::fs::read_dir(common::root().join("examples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension() != Some("toml".as_ref()) {
+            continue;
+        }
+        n += 1;
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        // Named as a file ("veth.toml", "examples/veth.toml"), or by
+        // name to a helper that adds the extension
+        // (example_with_dir(tag, "nat-lte", dir)).
+        let as_file = ['"', '/']
+            .iter()
+            .any(|c| tests.contains(&format!("{c}{name}.toml")));
+        let as_name = tests
+            .lines()
+            .any(|l| l.contains("example") && l.contains(&format!("\"{name}\"")));
+        if !as_file && !as_name {
+            untested.push(name.to_string());
+        }
+    }
+    assert!(n >= 20, "only {n} examples found");
+    assert!(
+        untested.is_empty(),
+        "examples no test brings up: {untested:?}"
+    );
 }
