@@ -383,6 +383,16 @@ impl Error {
                 format!("`weft down {lab}` removes the lab")
             }
             Error::Up { error, .. } => return error.help(),
+            // The two ways podman's runtime fails on some machines
+            // (sandboxes, cgroups v1/v2 hybrids): the log says so, but
+            // not that a containers.conf fixes it.
+            Error::Service { log, .. }
+                if log.iter().any(|l| {
+                    l.contains("error setting rlimit") || (l.contains("crun") && l.contains("cgroup"))
+                }) =>
+            {
+                "podman's runtime cannot start containers on this machine: use runc and lower limits in a containers.conf named by CONTAINERS_CONF (docs/topology.md, Containers: `image`)".into()
+            }
             _ => return None,
         })
     }
@@ -405,5 +415,18 @@ mod tests {
             &e,
             Error::Topo(t) if matches!(**t, weft_topo::Error::OutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn a_container_the_runtime_refuses_points_to_containers_conf() {
+        let e = |line: &str| Error::Service {
+            node: "web".into(),
+            service: "container".into(),
+            detail: "it exited (exit status: 126) before it was ready".into(),
+            log: vec![line.to_string()].into(),
+        };
+        let h = e("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied").help();
+        assert!(h.is_some_and(|h| h.contains("CONTAINERS_CONF")));
+        assert_eq!(e("httpd: bind: Address in use").help(), None);
     }
 }
