@@ -105,6 +105,22 @@ fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), weft_sys::Error>) -> Result<()
             ));
         }
     }
+    // podman inside weft's user namespace takes itself for root and
+    // reaches for the machine's storage (/var/lib/containers), which is
+    // not the user's: it failed with "permission denied" and weft then
+    // said the image was missing.
+    if let Some(n) = lab.nodes.values().find(|n| n.container.is_some()) {
+        return Err(Error::invalid_help(
+            format!(
+                "node {} runs an image: weft without root does not run containers yet (podman \
+                 in weft's user namespace takes itself for root and cannot use the machine's \
+                 image storage)",
+                n.name
+            ),
+            "run weft as root for this lab, or run the program as a service of the node \
+             ([nodes.NODE.services.NAME]) instead of an image",
+        ));
+    }
     Ok(())
 }
 
@@ -155,6 +171,14 @@ mod tests {
         let l = lab("name = \"rl-b\"\n[nodes.a]\nbinds = [\"tmpfs:/run/frr\"]\n");
         let e = refuse(&l, || Ok(())).unwrap_err();
         assert!(e.to_string().contains("node a has `binds`"), "{e}");
+        assert!(e.help().unwrap().contains("root"));
+    }
+
+    #[test]
+    fn a_container_is_refused_naming_the_node() {
+        let l = lab("name = \"rl-c\"\n[nodes.web]\nimage = \"localhost/x\"\n");
+        let e = refuse(&l, || Ok(())).unwrap_err();
+        assert!(e.to_string().contains("node web runs an image"), "{e}");
         assert!(e.help().unwrap().contains("root"));
     }
 
