@@ -261,6 +261,15 @@ fn missing_program(
     (!found).then(|| program.clone())
 }
 
+/// Whether `podman image inspect --format '{{json .Config.Cmd}}|{{json
+/// .Config.Entrypoint}}'` names a command; None when it cannot be read.
+fn image_has_command(inspect: &str) -> Option<bool> {
+    let (cmd, entry) = inspect.trim().split_once('|')?;
+    let words = |j: &str| serde_json::from_str::<Option<Vec<String>>>(j).ok();
+    let (cmd, entry) = (words(cmd)?, words(entry)?);
+    Some(cmd.is_some_and(|v| !v.is_empty()) || entry.is_some_and(|v| !v.is_empty()))
+}
+
 /// What must hold before a lab with workloads is built: podman and every
 /// image present, every `user` known. Checked before anything is made.
 pub fn preflight(lab: &Lab) -> Result<(), Error> {
@@ -297,6 +306,36 @@ pub fn preflight(lab: &Lab) -> Result<(), Error> {
                 return Err(Error::Missing {
                     what: format!("node {node}: there is no local image `{image}`"),
                     help: "weft pulls nothing: build or load it first (podman build, podman load, podman import); `podman images` lists the local ones".into(),
+                });
+            }
+        }
+        // An image made with `podman import` (docs/topology.md's tiny
+        // one) has no command of its own: podman would refuse to start it
+        // only after the network was built, and the lab rolled back.
+        for n in lab.nodes.values() {
+            let Some(c) = n.container.as_ref().filter(|c| c.command.is_empty()) else {
+                continue;
+            };
+            let out = std::process::Command::new("podman")
+                .args(["image", "inspect", "--format"])
+                .arg("{{json .Config.Cmd}}|{{json .Config.Entrypoint}}")
+                .arg(&c.image)
+                .stderr(Stdio::null())
+                .output();
+            let has = out
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| image_has_command(&String::from_utf8_lossy(&o.stdout)));
+            if has == Some(false) {
+                return Err(Error::Missing {
+                    what: format!(
+                        "node {}: the image `{}` has no command of its own (no CMD or ENTRYPOINT), and the node gives none",
+                        n.name, c.image
+                    ),
+                    help: format!(
+                        "give the node one: command = [\"httpd\", \"-f\", \"-p\", \"80\"] under [nodes.{}], or build the image with a CMD",
+                        n.name
+                    ),
                 });
             }
         }
@@ -1227,6 +1266,18 @@ mod tests {
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_image_without_cmd_or_entrypoint_has_no_command() {
+        assert_eq!(image_has_command("null|null\n"), Some(false));
+        assert_eq!(image_has_command("[]|null"), Some(false));
+        assert_eq!(image_has_command("[\"/bin/sh\"]|null"), Some(true));
+        assert_eq!(
+            image_has_command("null|[\"/docker-entrypoint.sh\"]"),
+            Some(true)
+        );
+        assert_eq!(image_has_command("no such image"), None);
     }
 
     #[test]
