@@ -181,6 +181,17 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
     out
 }
 
+/// Impairment settings and the seed in use, which the settings name
+/// already when the file or `weft impair` gave one (`seed 7 (seed 7)`
+/// said it twice).
+fn seeded(settings: &str, seed: u64) -> String {
+    if settings.ends_with(&format!("seed {seed}")) || settings.contains(&format!("seed {seed} ")) {
+        settings.to_string()
+    } else {
+        format!("{settings} (seed {seed})")
+    }
+}
+
 /// A wire's settings and, per direction, what became of the frames.
 fn wire_status(out: &mut String, w: &weft_datapath::control::WireInfo) {
     let _ = writeln!(
@@ -189,7 +200,7 @@ fn wire_status(out: &mut String, w: &weft_datapath::control::WireInfo) {
         w.link[0],
         w.link[1],
         match (&w.settings, w.seed) {
-            (Some(s), Some(seed)) => format!("impair {s} (seed {seed})"),
+            (Some(s), Some(seed)) => format!("impair {}", seeded(s, seed)),
             _ => "not impaired (frames pass unchanged)".to_string(),
         }
     );
@@ -281,8 +292,13 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
         if let Some(i) = &p.impair {
             let _ = writeln!(
                 out,
-                "        impair {} (seed {}): lost {}, queue full {}, duplicated {}, reordered {}, held {}",
-                i.settings, i.seed, i.lost, i.queue_full, i.duplicated, i.reordered, i.held
+                "        impair {}: lost {}, queue full {}, duplicated {}, reordered {}, held {}",
+                seeded(&i.settings, i.seed),
+                i.lost,
+                i.queue_full,
+                i.duplicated,
+                i.reordered,
+                i.held
             );
         }
     }
@@ -708,4 +724,17 @@ fn owner_of(lab: &weft_topo::Lab, ip: std::net::IpAddr) -> Option<String> {
                 .find(|(_, a)| **a == ip)
                 .map(|(n, _)| format!("node {n}"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seed_is_said_once() {
+        assert_eq!(super::seeded("delay 40ms seed 7", 7), "delay 40ms seed 7");
+        assert_eq!(super::seeded("delay 5ms", 281), "delay 5ms (seed 281)");
+        assert_eq!(
+            super::seeded("delay 5ms seed 70", 7),
+            "delay 5ms seed 70 (seed 7)"
+        );
+    }
 }
