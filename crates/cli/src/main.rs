@@ -80,6 +80,7 @@ enum Cmd {
     },
     /// Show labs, their nodes, interfaces, addresses, bridges and ports.
     Status {
+        /// A lab's name (or its file); all labs without it.
         lab: Option<String>,
         /// Machine-readable output (shape in docs/status.md).
         #[arg(long)]
@@ -384,10 +385,14 @@ fn main() -> ExitCode {
             machine,
             keep_processes,
         } => down(&lab, no_wait, machine.as_deref(), keep_processes),
-        Cmd::Status { lab, json, machine } => {
-            let key = lab.map(|l| weft::machines::key(&l, machine.as_deref()));
-            status(key.as_deref(), json)
-        }
+        // The file too, as `down` and `check` take it.
+        Cmd::Status { lab, json, machine } => match lab.map(|l| name_or_file(&l)).transpose() {
+            Err(e) => Err(e),
+            Ok(lab) => {
+                let key = lab.map(|l| weft::machines::key(&l, machine.as_deref()));
+                status(key.as_deref(), json)
+            }
+        },
         Cmd::Check { lab } => check(&lab),
         Cmd::Ping {
             lab,
@@ -906,6 +911,15 @@ fn down(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A lab's name, or the name in a lab file given instead (`weft status`).
+fn name_or_file(lab: &str) -> Result<String, Failure> {
+    if lab.ends_with(".toml") || Path::new(lab).is_file() {
+        lab_name_of(Path::new(lab), "status")
+    } else {
+        Ok(lab.to_string())
+    }
 }
 
 /// The lab name of a file, even a file that no longer passes the checks

@@ -348,7 +348,9 @@ fn switch_impair_delays_mirrors_and_takes_the_commands_in_its_comment() {
         o.status.success() && err.contains("runtime change undone"),
         "{err}"
     );
-    let st = lab.ok(&["status", &lab.name]);
+    // The file stands for the lab, as for `down` and `check`.
+    let st = lab.ok(&["status", lab.file.to_str().unwrap()]);
+    assert!(st.contains(&format!("lab {} (", lab.name)), "{st}");
     assert!(st.contains("impair delay 40ms jitter 5ms loss 1%"), "{st}");
 }
 
