@@ -7,7 +7,8 @@
 //! (VLANs across a trunk, a router between them, services and names),
 //! examples/switch-impair.toml (a port impaired, a mirror, a static MAC,
 //! and the run-time commands its comment shows). And every file in
-//! examples/ is brought up by some test.
+//! examples/ is brought up by some test, and docs/status.md's example of
+//! `weft status --json` has the keys the command prints.
 
 mod common;
 
@@ -393,5 +394,50 @@ fn every_example_is_brought_up_by_a_test() {
     assert!(
         untested.is_empty(),
         "examples no test brings up: {untested:?}"
+    );
+}
+
+/// Every key path of a JSON value (`[].nodes[].name`).
+fn key_paths(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{at}.{k}");
+                out.insert(p.clone());
+                key_paths(x, &p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                key_paths(x, &format!("{at}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// docs/status.md shows `weft status --json` of examples/bridge.toml: a
+/// program written from it finds every key there, and the page names
+/// every key the command prints.
+#[test]
+fn status_json_of_the_bridge_example_has_the_keys_docs_status_md_shows() {
+    let page = std::fs::read_to_string(common::root().join("docs/status.md")).unwrap();
+    let shown = page
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/status.md has a ```json example");
+    let shown: serde_json::Value = serde_json::from_str(shown).unwrap();
+    let lab = Lab::example("stdoc", "bridge.toml");
+    lab.up();
+    let got = lab.status_json();
+    let (mut a, mut b) = (Default::default(), Default::default());
+    key_paths(&shown, "", &mut a);
+    key_paths(&got, "", &mut b);
+    let only_doc: Vec<_> = a.difference(&b).collect();
+    let only_got: Vec<_> = b.difference(&a).collect();
+    assert!(
+        only_doc.is_empty() && only_got.is_empty(),
+        "docs/status.md's example and weft status --json differ: only in the page {only_doc:?}, only printed {only_got:?}"
     );
 }
