@@ -204,3 +204,43 @@ fn a_vlan_mismatch_on_the_userspace_switch_is_named() {
     let (ok, out) = trace(&lab, &["a1", "a2"]);
     assert!(ok, "{out}");
 }
+
+/// A router on the way without a route to the target: the request dies
+/// there, and the verdict says so rather than blaming the target's
+/// rp_filter (which it read for the router's interface name).
+#[test]
+fn a_router_without_a_route_is_where_the_request_dies() {
+    let lab = Lab::from_text(
+        "trrt",
+        r#"name = "x"
+[nodes.h1]
+routes = ["default via 10.1.0.1"]
+[nodes.h1.interfaces.eth0]
+addresses = ["10.1.0.2/24"]
+[nodes.r1]
+sysctls = { "net.ipv4.ip_forward" = "1" }
+[nodes.r1.interfaces.eth-h1]
+addresses = ["10.1.0.1/24"]
+[nodes.r1.interfaces.eth-h2]
+addresses = ["10.2.0.1/24"]
+[nodes.h2.interfaces.eth0]
+addresses = ["10.3.0.10/24"]
+[[links]]
+endpoints = ["h1:eth0", "r1:eth-h1"]
+[[links]]
+endpoints = ["h2:eth0", "r1:eth-h2"]
+"#,
+    );
+    lab.up();
+    let (ok, out) = trace(&lab, &["h1", "h2"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("3. router: r1 forwards, but has no route to 10.3.0.10"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6. dropped at a router: the request got as far as r1:eth-h1"),
+        "{out}"
+    );
+    assert!(!out.contains("rp_filter"), "{out}");
+}

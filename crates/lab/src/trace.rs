@@ -688,7 +688,12 @@ pub fn trace(
         Verdict::Unanswered
     } else {
         let last = req.last().cloned().unwrap_or_default();
-        let rp = target_owner.as_ref().and_then(|o| {
+        // rp_filter is the target's own check: only when the request got
+        // there (not when a router on the way dropped it; the target has
+        // no interface named like the router's, and an empty value read
+        // as "on" blamed it).
+        let at_target = |o: &&Endpoint| last.split(':').next() == Some(o.node.as_str());
+        let rp = target_owner.as_ref().filter(at_target).and_then(|o| {
             let all = sysctl_in(&lab.nodes[&o.node].netns, "net.ipv4.conf.all.rp_filter")?;
             let dev = sysctl_in(
                 &lab.nodes[&o.node].netns,
@@ -701,7 +706,27 @@ pub fn trace(
             (all != "0" || dev != "0")
                 .then(|| format!("rp_filter is on in {} (all={all}, {last}={dev})", o.node))
         });
+        // A router on the way that said it cannot forward (3.) is where
+        // the request died.
+        let reached_target = target_owner.as_ref().is_some_and(|o| {
+            req.iter()
+                .any(|p| p.split(':').next() == Some(o.node.as_str()))
+        });
+        let router = steps
+            .iter()
+            .find(|l| {
+                l.starts_with("3. router:")
+                    && (l.contains("has no route") || l.contains("does not forward"))
+            })
+            .cloned();
         match rp {
+            None if router.is_some() && !reached_target => {
+                steps.push(format!(
+                    "6. dropped at a router: the request got as far as {last}; {}",
+                    router.unwrap().trim_start_matches("3. router: ")
+                ));
+                Verdict::NoRoute
+            }
             Some(why) => {
                 steps.push(format!("6. dropped on arrival at {last}: the request arrived, no reply left. {why}: the kernel drops a packet whose source it would not route back out of the interface it came in on (or whose source is one of its own addresses without accept_local)"));
                 Verdict::RpFilter
