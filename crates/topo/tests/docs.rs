@@ -6,6 +6,8 @@
 //! the wrong form or a setting the format dropped fails here, with the
 //! page and line, instead of on the reader's machine.
 //!
+//! Links between the pages lead to files and headings that exist.
+//!
 //! Two kinds of block are not lab files and are checked elsewhere:
 //! Cargo manifests (library.md; examples/lib-test builds from one) and
 //! `weft tunnel -c` files (tunnel.md; crates/cli/src/tunnel.rs parses
@@ -127,5 +129,116 @@ fn the_block_reader_finds_blocks_and_their_lines() {
     assert_eq!(
         toml_blocks(page),
         vec![(2, "a = 1\n".to_string()), (8, "b = 2\n".to_string())]
+    );
+}
+
+/// The lines of a page outside fenced code blocks, numbered from 1. A
+/// line of three backticks followed by more backticks is an inline code
+/// span, not a fence (CommonMark: a backtick fence's info string has
+/// none).
+fn prose(page: &str) -> Vec<(usize, &str)> {
+    let mut code = false;
+    let mut out = Vec::new();
+    for (i, line) in page.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("```") {
+            if !rest.trim_matches('`').contains('`') {
+                code = !code;
+                continue;
+            }
+        }
+        if !code {
+            out.push((i + 1, line));
+        }
+    }
+    out
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped,
+/// spaces as `-`; a repeated one gets `-1`, `-2`...
+fn anchors(page: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (_, line) in prose(page) {
+        let Some(h) = line.strip_prefix('#') else {
+            continue;
+        };
+        let h = h.trim_start_matches('#');
+        if !h.starts_with(' ') {
+            continue;
+        }
+        let slug: String = h
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let n = seen.iter().filter(|s| **s == slug).count();
+        seen.push(slug.clone());
+        out.push(if n == 0 { slug } else { format!("{slug}-{n}") });
+    }
+    out
+}
+
+/// Every relative link in README.md and docs/ leads to a file that
+/// exists and, with `#anchor`, to a heading of that page.
+#[test]
+fn every_link_in_the_docs_leads_somewhere() {
+    let mut broken = Vec::new();
+    let mut n = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let dir = page.parent().unwrap();
+        let name = page.strip_prefix(root()).unwrap().display().to_string();
+        for (line, l) in prose(&text) {
+            for part in l.split("](").skip(1) {
+                let Some(target) = part.split(')').next() else {
+                    continue;
+                };
+                if target.contains("://") || target.contains(' ') || target.starts_with("mailto:") {
+                    continue;
+                }
+                n += 1;
+                let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+                let file = if path.is_empty() {
+                    page.clone()
+                } else {
+                    dir.join(path)
+                };
+                if !file.exists() {
+                    broken.push(format!("{name}:{line}: {target}: no file {path}"));
+                    continue;
+                }
+                if !anchor.is_empty() && (path.is_empty() || path.ends_with(".md")) {
+                    let t = std::fs::read_to_string(&file).unwrap();
+                    if !anchors(&t).iter().any(|a| a == anchor) {
+                        broken.push(format!("{name}:{line}: {target}: no heading #{anchor}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links that lead nowhere:\n{}",
+        broken.join("\n")
+    );
+    assert!(n > 50, "only {n} links found");
+}
+
+#[test]
+fn anchors_are_githubs() {
+    let page = "# weft\n## Switches: `kind = \"switch\"`\n```sh\n# not a heading\n```\n## Runtime control: `weft link` and `weft impair`\n## A b\n## A b\n``` `x` inline ```\n## After\n";
+    assert_eq!(
+        anchors(page),
+        [
+            "weft",
+            "switches-kind--switch",
+            "runtime-control-weft-link-and-weft-impair",
+            "a-b",
+            "a-b-1",
+            "after"
+        ]
     );
 }
