@@ -24,6 +24,12 @@ pub enum Kind {
     /// Ports and flags (SYN 0x02, RST 0x04, ACK 0x10).
     Tcp(u16, u16, u8),
     OtherIp(u8),
+    /// An 802.3 frame (its type field is a length, under 0x0600) with an
+    /// LLC header: its DSAP (0x42: spanning tree BPDUs) and length.
+    Llc {
+        dsap: u8,
+        len: u16,
+    },
     Other(u16),
 }
 
@@ -96,6 +102,14 @@ pub fn summarize(data: &[u8], link: Link) -> Option<Summary> {
                 kind: l4_kind(*l3.get(6)?, l3.get(40..)?, true),
             })
         }
+        t if t < 0x0600 && link == Link::Ethernet => Some(Summary {
+            src: None,
+            dst: None,
+            kind: Kind::Llc {
+                dsap: *l3.first()?,
+                len: t,
+            },
+        }),
         t => Some(Summary {
             src: None,
             dst: None,
@@ -150,6 +164,8 @@ impl std::fmt::Display for Summary {
                 write!(f, "{s}.{a} > {d}.{b}: TCP [{flags}]")
             }
             Kind::OtherIp(p) => write!(f, "{s} > {d}: IP protocol {p}"),
+            Kind::Llc { dsap: 0x42, len } => write!(f, "STP BPDU, 802.3 length {len}"),
+            Kind::Llc { dsap, len } => write!(f, "802.3 LLC, dsap {dsap:#04x}, length {len}"),
             Kind::Other(t) => write!(f, "ethertype {t:#06x}"),
         }
     }
@@ -173,6 +189,19 @@ pub fn reinsert_vlan(frame: &[u8], tci: u16, tpid: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_802_3_frame_is_named_by_its_llc_not_as_an_ethertype() {
+        // An RSTP BPDU as a weft switch sends it: to 01:80:c2:00:00:00,
+        // length 39, LLC 42 42 03, then the BPDU.
+        let mut f = vec![0x01, 0x80, 0xc2, 0, 0, 0, 0x02, 0, 0, 0, 0, 1, 0x00, 0x27];
+        f.extend_from_slice(&[0x42, 0x42, 0x03, 0x00, 0x00, 0x02, 0x02]);
+        let s = summarize(&f, Link::Ethernet).unwrap();
+        assert_eq!(s.to_string(), "STP BPDU, 802.3 length 39");
+        f[14] = 0xaa;
+        let s = summarize(&f, Link::Ethernet).unwrap();
+        assert_eq!(s.to_string(), "802.3 LLC, dsap 0xaa, length 39");
+    }
 
     #[test]
     fn vlan_tag_goes_back_after_the_macs() {
