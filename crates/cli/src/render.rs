@@ -440,6 +440,22 @@ pub fn ping(
     // Refused before the header is printed: an unknown node is not a ping.
     weft::node_netns(lab, node)?;
     let ip = weft::resolve_target(&built.lab, target)?;
+    // An -I the kernel does not know, and the file does not either: name
+    // the node's interfaces (the kernel's answer names neither). One made
+    // by hand in the node is the kernel's to judge.
+    let unknown_iface = |e: weft::Error| -> Failure {
+        match (&iface, built.lab.nodes.get(node)) {
+            (Some(i), Some(n)) if !n.interfaces.contains_key(i) => {
+                let has: Vec<&str> = n.interfaces.keys().map(String::as_str).collect();
+                format!(
+                    "{e}\nnode {node} has no interface {i} in the lab's file (its interfaces: {}); -I takes one of them",
+                    has.join(", ")
+                )
+                .into()
+            }
+            _ => e.into(),
+        }
+    };
     let opts = PingOptions {
         count,
         interval: std::time::Duration::from_secs_f64(interval.max(0.0)),
@@ -476,7 +492,8 @@ pub fn ping(
             println!("From {from} icmp_seq={seq} {text}");
         }
         PingEvent::Timeout { seq } => println!("no reply to icmp_seq={seq}"),
-    })?;
+    })
+    .map_err(unknown_iface)?;
     println!("--- {target} ping statistics from {node} ---");
     let errs = if summary.errors > 0 {
         format!(", +{} errors", summary.errors)

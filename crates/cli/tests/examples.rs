@@ -441,3 +441,19 @@ fn status_json_of_the_bridge_example_has_the_keys_docs_status_md_shows() {
         "docs/status.md's example and weft status --json differ: only in the page {only_doc:?}, only printed {only_got:?}"
     );
 }
+
+/// README: `weft ping NAME NODE TARGET [-I IFACE]`. A wrong IFACE is
+/// answered with the node's interfaces, not only the kernel's ENODEV.
+#[test]
+fn ping_with_an_unknown_interface_names_the_nodes_interfaces() {
+    let lab = Lab::example("pingi", "bridge.toml");
+    lab.up();
+    let o = lab.run(&["ping", &lab.name, "ns1", "ns2", "-I", "eth0", "-c", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("node ns1 has no interface eth0 in the lab's file (its interfaces: lo, tap1)"),
+        "{err}"
+    );
+    assert!(lab.ping("ns1", "ns2", Some("tap1")));
+}
