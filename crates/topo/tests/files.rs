@@ -325,6 +325,12 @@ fn hosts_attached_to_a_switch_get_addresses_from_its_subnet() {
         lab.nodes["h1"].routes[0].to_string(),
         "default via 10.40.0.1"
     );
+    // r holds the gateway address: no default route via itself.
+    assert!(
+        lab.nodes["r"].routes.is_empty(),
+        "{:?}",
+        lab.nodes["r"].routes
+    );
     let port = &lab.nodes["sw"].interfaces["h1"];
     assert_eq!(port.master, None, "a switch port has no kernel master");
     assert!(lab.nodes["sw"]

@@ -167,9 +167,7 @@ impl Cx<'_> {
                         .copied();
                     if let Some(a) = kept {
                         eth0.addresses.push(a);
-                        if route_via_subnet
-                            && eth0.addresses.iter().any(|a| a.contains(&net.addr()))
-                        {
+                        if route_via_subnet && via_gateway(&eth0.addresses, net.addr()) {
                             gateways.push(net.addr());
                         }
                         continue;
@@ -186,7 +184,7 @@ impl Cx<'_> {
                         }
                     }
                 }
-                if route_via_subnet && eth0.addresses.iter().any(|a| a.contains(&net.addr())) {
+                if route_via_subnet && via_gateway(&eth0.addresses, net.addr()) {
                     gateways.push(net.addr());
                 }
             }
@@ -225,6 +223,13 @@ impl Cx<'_> {
 
 /// The next free host address of `net`, from offset `*cursor` on, keeping the
 /// subnet's prefix length.
+/// Whether a host with these addresses routes by default via `gw`: one
+/// of them is in its subnet, and none is `gw` itself (the router holding
+/// the gateway address would otherwise route via itself).
+fn via_gateway(addresses: &[IpNet], gw: IpAddr) -> bool {
+    addresses.iter().any(|a| a.contains(&gw)) && !addresses.iter().any(|a| a.addr() == gw)
+}
+
 fn allocate(net: &IpNet, cursor: &mut u128, used: &HashSet<IpAddr>) -> Option<IpNet> {
     let base = net.trunc();
     let (start, last): (u128, u128) = match base {
