@@ -128,9 +128,22 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     if let Some(d) = &a.direction {
         i.direction = Direction::parse(d).map_err(|e| format!("--{e}"))?;
     }
-    i.check()
-        .map_err(|e| format!("--{}: {e}", e.setting().unwrap_or("impair")))?;
+    i.check().map_err(|e| {
+        format!(
+            "--{}: {}",
+            e.setting().unwrap_or("impair"),
+            in_flags(&e.to_string())
+        )
+    })?;
     Ok(i)
+}
+
+/// The model's advice names the file's keys (`add delay = "10ms"`); on
+/// the command line the same advice is a flag.
+fn in_flags(why: &str) -> String {
+    why.replace("add delay = \"10ms\"", "add --delay 10ms")
+        .replace("add rate = \"10mbit\"", "add --rate 10mbit")
+        .replace("write exit = \"25%\"", "write --burst ENTER,25%")
 }
 
 pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
@@ -156,4 +169,32 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
         None => println!("{what}: impairment cleared"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advice_names_flags() {
+        let imp = |args: &[&str]| {
+            let mut i = weft_topo::impair::Impairment::default();
+            for a in args {
+                match *a {
+                    "reorder" => i.reorder_ppm = 10_000,
+                    "queue" => i.queue = Some(10),
+                    _ => unreachable!(),
+                }
+            }
+            super::in_flags(&i.check().unwrap_err().to_string())
+        };
+        assert!(
+            imp(&["reorder"]).ends_with("add --delay 10ms or so"),
+            "{}",
+            imp(&["reorder"])
+        );
+        assert!(
+            imp(&["queue"]).ends_with("add --rate 10mbit or so"),
+            "{}",
+            imp(&["queue"])
+        );
+    }
 }
