@@ -116,7 +116,7 @@ pub enum Error {
         detail: String,
     },
     /// A service or container that did not start or become ready.
-    #[error("node {node}, service {service}: {detail}{}", if log.is_empty() { String::new() } else { format!("\nits last log lines (weft logs LAB {node}:{service}):\n  {}", log.join("\n  ")) })]
+    #[error("node {node}, service {service}: {detail}{}", if log.is_empty() { String::new() } else { format!("\n{}", log.join("\n")) })]
     Service {
         /// The node the service runs in.
         node: String,
@@ -124,7 +124,9 @@ pub enum Error {
         service: String,
         /// What went wrong (its exit status, the readiness check that failed).
         detail: String,
-        /// The last lines of its log.
+        /// Its log's last lines, indented, after a line naming the `weft
+        /// logs` command that shows it all (the lab's name is there, not
+        /// in a field of its own: the error stays small).
         log: Box<[String]>,
     },
     /// A node's private files (its mount namespace and binds) could not
