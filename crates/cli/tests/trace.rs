@@ -41,7 +41,7 @@ fn experiment_5_dies_at_arp() {
     assert!(!ok, "{out}");
     assert!(
         out.contains(
-            "ARP who-has 192.168.2.1: seen on ns1:veth0, ns2:veth1; ARP reply: seen on nowhere"
+            "ARP who-has 192.168.2.1: seen on ns1:veth0, ns2:veth1; ARP reply: seen nowhere"
         ),
         "{out}"
     );
@@ -197,7 +197,7 @@ fn a_vlan_mismatch_on_the_userspace_switch_is_named() {
     );
     // The capture proves it: the ARP request never reaches b1's port.
     assert!(
-        out.contains("ARP who-has 10.13.0.11: seen on a1:eth0, sw1:a1; ARP reply: seen on nowhere"),
+        out.contains("ARP who-has 10.13.0.11: seen on a1:eth0, sw1:a1; ARP reply: seen nowhere"),
         "{out}"
     );
     // Same VLAN across the trunk: delivered.

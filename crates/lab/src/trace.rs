@@ -610,6 +610,14 @@ pub fn trace(
             v.join(", ")
         }
     };
+    // "seen on a, b", or "seen nowhere".
+    let seen = |v: &[String]| {
+        if v.is_empty() {
+            "nowhere".to_string()
+        } else {
+            format!("on {}", v.join(", "))
+        }
+    };
     steps.push(format!(
         "5. probe: one {} from {node} to {dst}, captured on {}",
         probe.name(),
@@ -617,24 +625,24 @@ pub fn trace(
     ));
     if !arp_req.is_empty() {
         steps.push(format!(
-            "   ARP who-has {next_hop}: seen on {}; ARP reply: seen on {}",
-            list(&arp_req),
-            list(&arp_rep)
+            "   ARP who-has {next_hop}: seen {}; ARP reply: seen {}",
+            seen(&arp_req),
+            seen(&arp_rep)
         ));
     }
     steps.push(format!(
-        "   {} seen on {}; {} seen on {}",
+        "   {} seen {}; {} seen {}",
         match probe {
             Probe::Icmp => "echo request".to_string(),
             p => p.name(),
         },
-        list(&req),
+        seen(&req),
         match probe {
             Probe::Icmp => "echo reply",
             Probe::Udp(_) => "the answer (a datagram back, or ICMP port unreachable)",
             Probe::Tcp(_) => "the answer (SYN-ACK: open, RST: closed)",
         },
-        list(&rep)
+        seen(&rep)
     ));
     let verdict = if answered {
         let over_lo: Vec<&String> = rep.iter().filter(|p| p.ends_with(":lo")).collect();
