@@ -319,18 +319,30 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
 pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, Failure> {
     use weft_datapath::control::{Reply, Request};
     let built = weft::built(lab)?;
+    // Which nodes `weft fdb` takes, for the refusals.
+    let switches: Vec<&str> = built
+        .lab
+        .nodes
+        .values()
+        .filter(|n| n.kind == weft_topo::NodeKind::Switch)
+        .map(|n| n.name.as_str())
+        .collect();
+    let these = if switches.is_empty() {
+        format!("lab {lab} has no weft switch")
+    } else {
+        format!("its switches: {}", switches.join(", "))
+    };
     match built.lab.nodes.get(switch) {
         Some(n) if n.kind == weft_topo::NodeKind::Switch => {}
-        Some(n) => {
-            let kind = match n.kind {
-                weft_topo::NodeKind::Bridge => "bridge",
-                _ => "host",
-            };
+        Some(n) if n.kind == weft_topo::NodeKind::Bridge => {
             return Err(format!(
-                "{switch} is a {kind} node, not a switch; for a kernel bridge run `weft exec {lab} {switch} -- bridge fdb show`"
+                "{switch} is a kernel bridge, not a weft switch ({these}); its table: `weft exec {lab} {switch} -- bridge fdb show`"
             ).into());
         }
-        None => return Err(format!("lab {lab} has no node {switch}").into()),
+        Some(_) => {
+            return Err(format!("{switch} is a host node, not a switch ({these})").into());
+        }
+        None => return Err(format!("lab {lab} has no node {switch} ({these})").into()),
     }
     let reply = weft::datapath::query(
         lab,

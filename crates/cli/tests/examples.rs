@@ -292,6 +292,13 @@ fn switch_impair_delays_mirrors_and_takes_the_commands_in_its_comment() {
     let rtt = min_rtt_ms(&lab, "h1", "10.90.0.2", "5").expect("h1's pings came back");
     assert!(rtt >= 70.0, "h1 -> h2 min rtt {rtt} ms");
     // h2's MAC is a static entry, so frames to it are never flooded.
+    // A host is not a switch; the refusal names the switches.
+    let o = lab.run(&["fdb", &lab.name, "h1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("h1 is a host node, not a switch (its switches: sw)"),
+        "{err}"
+    );
     let fdb = lab.ok(&["fdb", &lab.name, "sw"]);
     assert!(
         fdb.lines()
