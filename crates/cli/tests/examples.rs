@@ -344,6 +344,13 @@ fn switch_impair_delays_mirrors_and_takes_the_commands_in_its_comment() {
     assert!(out.contains("delay 100ms"), "{out}");
     let rtt = min_rtt_ms(&lab, "h1", "10.90.0.2", "5").expect("h1's pings came back");
     assert!(rtt >= 190.0, "h1 -> h2 min rtt {rtt} ms after weft impair");
+    // Hosts are not cabled to each other: the refusal shows h1's cable.
+    let o = lab.run(&["link", &lab.name, "h1", "h2", "down"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("h1's cables: h1:eth0 — sw:p1"),
+        "{err}"
+    );
     lab.ok(&["link", &lab.name, "h2", "sw", "down"]);
     assert!(!lab.ping("h1", "10.90.0.2", None));
     lab.ok(&["link", &lab.name, "h2", "sw", "up"]);

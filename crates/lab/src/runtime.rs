@@ -128,7 +128,8 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
         // Only the far end of a wire is known here: look from the near end.
         return find_link(lab, b, a).map(|(x, y)| (y, x));
     }
-    let found: Vec<(Endpoint, Endpoint)> = lab
+    // Every cable of A: (its interface, the far end).
+    let cables: Vec<(String, Endpoint)> = lab
         .nodes
         .get(&an)
         .into_iter()
@@ -141,24 +142,39 @@ pub fn find_link(lab: &Lab, a: &str, b: &str) -> Result<(Endpoint, Endpoint), Er
                     Some(w) => w.link.iter().find(|e| e.node != an || e.iface != i.name)?,
                     None => peer,
                 };
-                (peer.node == bn).then(|| (i.name.clone(), peer.clone()))
+                Some((i.name.clone(), peer.clone()))
             }
             _ => None,
         })
+        .collect();
+    let found: Vec<(Endpoint, Endpoint)> = cables
+        .iter()
         .filter(|(i, p)| {
-            (ai.is_none() || ai.as_ref() == Some(i))
+            p.node == bn
+                && (ai.is_none() || ai.as_ref() == Some(i))
                 && (bi.is_none() || bi.as_ref() == Some(&p.iface))
         })
-        .map(|(i, p)| (Endpoint::new(&an, &i), p))
+        .map(|(i, p)| (Endpoint::new(&an, i), p.clone()))
         .collect();
     match found.len() {
         1 => Ok(found.into_iter().next().expect("one")),
         0 => Err(Error::invalid_help(
             format!("lab {} has no link between {a} and {b}", lab.name),
-            format!(
-                "`weft status {}` lists the interfaces and their peers",
-                lab.name
-            ),
+            if cables.is_empty() {
+                format!(
+                    "{an} has no cables; `weft status {}` lists the interfaces and their peers",
+                    lab.name
+                )
+            } else {
+                format!(
+                    "{an}'s cables: {}",
+                    cables
+                        .iter()
+                        .map(|(i, p)| format!("{an}:{i} — {p}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
         )),
         n => Err(Error::invalid_help(
             format!(
