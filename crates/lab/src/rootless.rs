@@ -175,14 +175,6 @@ mod tests {
     }
 
     #[test]
-    fn a_container_is_refused_naming_the_node() {
-        let l = lab("name = \"rl-c\"\n[nodes.web]\nimage = \"localhost/x\"\n");
-        let e = refuse(&l, || Ok(())).unwrap_err();
-        assert!(e.to_string().contains("node web runs an image"), "{e}");
-        assert!(e.help().unwrap().contains("root"));
-    }
-
-    #[test]
     fn a_tap_needs_a_usable_dev_net_tun() {
         let l = lab("name = \"rl-t\"\n[nodes.a.interfaces.tap0]\nkind = \"tap\"\n");
         refuse(&l, || Ok(())).unwrap();
@@ -198,5 +190,13 @@ mod tests {
                 .contains("a:tap0 is a TUN/TAP device, and /dev/net/tun (mode 600)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_container_is_refused_naming_the_node() {
+        let l = lab("name = \"rl-c\"\n[nodes.web]\nimage = \"localhost/x\"\n");
+        let e = refuse(&l, || Ok(())).unwrap_err();
+        assert!(e.to_string().contains("node web runs an image"), "{e}");
+        assert!(e.help().unwrap().contains("root"));
     }
 }
