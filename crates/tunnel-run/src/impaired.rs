@@ -158,8 +158,9 @@ impl Impairing {
     }
 
     /// How long a thread waiting for packets may sleep before the next
-    /// release, at most `most`; rounded up to a millisecond (poll's unit),
-    /// so a wait never wakes just before the release and spins.
+    /// release, at most `most`; to the nanosecond (the wait,
+    /// `fdio::poll_readable`, keeps it), so a release is not up to a
+    /// millisecond late.
     pub fn wait(&self, now: Duration, most: Duration) -> Duration {
         if !self.on() {
             return most;
@@ -172,7 +173,7 @@ impl Impairing {
             None => most,
             Some(t) => {
                 let ns = t.as_nanos().saturating_sub(now.as_nanos() as u64);
-                Duration::from_millis(ns.div_ceil(1_000_000)).min(most)
+                Duration::from_nanos(ns).min(most)
             }
         }
     }
@@ -290,6 +291,12 @@ mod tests {
         imp.due(ms(9), &mut out);
         assert!(out.is_empty());
         assert_eq!(imp.wait(ms(9), ms(100)), ms(1));
+        let ns = |n| Duration::from_nanos(n);
+        assert_eq!(
+            imp.wait(ns(9_999_700), ms(100)),
+            ns(300),
+            "not rounded to a millisecond"
+        );
         imp.due(ms(10), &mut out);
         let pkts: Vec<&[u8]> = out.iter().map(|h| &h.pkt[..]).collect();
         assert_eq!(pkts, [&b"one"[..], &b"two"[..]]);
