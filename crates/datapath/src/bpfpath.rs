@@ -497,6 +497,10 @@ impl KernelSwitch {
 mod tests {
     use super::*;
     use weft_switch::{Action, Actions, PortConfig};
+    use weft_wire::testing::{frame, mac};
+
+    /// Payload bytes of the test frames: untagged, a minimum-size frame.
+    const MIN: usize = 46;
 
     fn bpf_or_skip() -> bool {
         if let Some(why) = weft_sys::bpf::unavailable() {
@@ -504,23 +508,6 @@ mod tests {
             return false;
         }
         true
-    }
-
-    fn mac(n: u8) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0, n])
-    }
-
-    fn frame(dst: MacAddr, src: MacAddr, vid: Option<u16>) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst.0);
-        f.extend_from_slice(&src.0);
-        if let Some(v) = vid {
-            f.extend_from_slice(&[0x81, 0x00]);
-            f.extend_from_slice(&v.to_be_bytes());
-        }
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.resize(f.len() + 46, 0xab);
-        f
     }
 
     /// The core's decision as a verdict: the ports and lengths it sends to.
@@ -587,10 +574,10 @@ mod tests {
         let t = Instant::from_secs(1);
         // Unknown: userspace learns.
         sync(&mut ks, &core);
-        let a = frame(mac(2), mac(1), None);
+        let a = frame(mac(2), mac(1), &[], MIN);
         assert_eq!(ks.test_decide(0, &a).unwrap(), Verdict::Userspace);
         core_decides(&mut core, 0, &a, t);
-        let b = frame(mac(1), mac(2), Some(10));
+        let b = frame(mac(1), mac(2), &[10], MIN);
         sync(&mut ks, &core);
         assert_eq!(
             ks.test_decide(2, &b).unwrap(),
@@ -618,10 +605,13 @@ mod tests {
         // A tagged frame on an access port, a VLAN the trunk does not
         // carry, a group address: userspace (which drops or floods).
         for (port, f) in [
-            (0, frame(mac(2), mac(1), Some(10))),
-            (2, frame(mac(1), mac(2), Some(30))),
-            (0, frame(MacAddr([0xff; 6]), mac(1), None)),
-            (0, frame(MacAddr([1, 0x80, 0xc2, 0, 0, 0]), mac(1), None)),
+            (0, frame(mac(2), mac(1), &[10], MIN)),
+            (2, frame(mac(1), mac(2), &[30], MIN)),
+            (0, frame(MacAddr([0xff; 6]), mac(1), &[], MIN)),
+            (
+                0,
+                frame(MacAddr([1, 0x80, 0xc2, 0, 0, 0]), mac(1), &[], MIN),
+            ),
         ] {
             assert_eq!(ks.test_decide(port, &f).unwrap(), Verdict::Userspace);
         }
@@ -650,8 +640,8 @@ mod tests {
         let mut core = Switch::new(cfg.clone());
         let mut ks = KernelSwitch::load(&cfg).unwrap();
         let t = Instant::from_secs(1);
-        let a = frame(mac(2), mac(1), None);
-        let b = frame(mac(1), mac(2), None);
+        let a = frame(mac(2), mac(1), &[], MIN);
+        let b = frame(mac(1), mac(2), &[], MIN);
         core_decides(&mut core, 0, &a, t);
         core_decides(&mut core, 1, &b, t);
         sync(&mut ks, &core);
@@ -680,8 +670,8 @@ mod tests {
         let mut core = Switch::new(cfg.clone());
         let mut ks = KernelSwitch::load(&cfg).unwrap();
         let t = Instant::from_secs(1);
-        let a = frame(mac(2), mac(1), None);
-        let b = frame(mac(1), mac(2), Some(10));
+        let a = frame(mac(2), mac(1), &[], MIN);
+        let b = frame(mac(1), mac(2), &[10], MIN);
         core_decides(&mut core, 0, &a, t);
         core_decides(&mut core, 1, &b, t);
         sync(&mut ks, &core);
@@ -745,8 +735,8 @@ mod tests {
         let mut core = Switch::new(cfg.clone());
         let mut ks = KernelSwitch::load(&cfg).unwrap();
         let t = Instant::from_secs(1);
-        let a = frame(mac(2), mac(1), None);
-        let b = frame(mac(1), mac(2), Some(10));
+        let a = frame(mac(2), mac(1), &[], MIN);
+        let b = frame(mac(1), mac(2), &[10], MIN);
         core_decides(&mut core, 0, &a, t);
         core_decides(&mut core, 1, &b, t);
         sync(&mut ks, &core);
@@ -773,8 +763,8 @@ mod tests {
         // port's flags: mac(2) in VLAN 20 on the trunk reaches the access
         // port of VLAN 20, tag popped.
         core.set_link(PortId(0), true, t, &mut out);
-        let c = frame(mac(3), mac(2), Some(20));
-        let d = frame(mac(2), mac(3), None);
+        let c = frame(mac(3), mac(2), &[20], MIN);
+        let d = frame(mac(2), mac(3), &[], MIN);
         core_decides(&mut core, 1, &c, t);
         core_decides(&mut core, 2, &d, t);
         sync(&mut ks, &core);

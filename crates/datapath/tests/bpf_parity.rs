@@ -16,6 +16,7 @@ use weft_fuzz::SwitchObserver;
 use weft_switch::{
     Action, Actions, Instant, PortConfig, PortId, PortMode, StpMode, Switch, SwitchConfig,
 };
+use weft_wire::testing::frame;
 use weft_wire::MacAddr;
 
 fn bpf_or_skip() -> bool {
@@ -195,7 +196,7 @@ fn bytes(g: &Gen, cfg: &SwitchConfig) -> (PortId, Vec<u8>) {
         if n == 0xff {
             MacAddr::BROADCAST
         } else {
-            MacAddr([2, 0, 0, 0, 0, n])
+            weft_wire::testing::mac(n)
         }
     };
     let home = u16::from(g.src - 1) % 5;
@@ -214,18 +215,11 @@ fn bytes(g: &Gen, cfg: &SwitchConfig) -> (PortId, Vec<u8>) {
             Some(v[usize::from(g.src) % v.len()])
         }
     };
-    let mut f = Vec::new();
-    f.extend_from_slice(&mac(g.dst).0);
-    f.extend_from_slice(&mac(g.src).0);
-    if let Some(v) = tag {
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&(v | 0x6000).to_be_bytes());
-        if g.double {
-            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
-        }
+    let mut tags: Vec<u16> = tag.map(|v| v | 0x6000).into_iter().collect();
+    if g.double && !tags.is_empty() {
+        tags.push(10);
     }
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.resize(f.len() + g.len, 0x5a);
+    let f = frame(mac(g.dst), mac(g.src), &tags, g.len);
     (PortId(port), f)
 }
 
