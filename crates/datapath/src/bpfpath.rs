@@ -437,6 +437,29 @@ pub enum Verdict {
     Dropped,
 }
 
+impl Verdict {
+    /// The userspace core's decision on `frame` (its actions) in the same
+    /// terms, for the tests that hold the kernel switch to the core's.
+    pub fn of_core(frame: &[u8], out: &weft_switch::Actions) -> Verdict {
+        let mut sent: Vec<(u16, usize)> = out
+            .as_slice()
+            .iter()
+            .map(|a| match *a {
+                weft_switch::Action::Forward { port, tag } => (port.0, tag.out_len(frame.len())),
+                weft_switch::Action::Transmit { port, start, end } => {
+                    (port.0, (end - start) as usize)
+                }
+            })
+            .collect();
+        sent.sort_unstable();
+        if sent.is_empty() {
+            Verdict::Dropped
+        } else {
+            Verdict::Sent(sent)
+        }
+    }
+}
+
 impl KernelSwitch {
     /// Runs core port `port`'s programs on `frame` (`BPF_PROG_TEST_RUN`,
     /// no device involved: redirects are decided, not carried out) and
@@ -496,7 +519,7 @@ impl KernelSwitch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_switch::{Action, Actions, PortConfig};
+    use weft_switch::{Actions, PortConfig};
     use weft_wire::testing::{frame, mac};
 
     /// Payload bytes of the test frames: untagged, a minimum-size frame.
@@ -514,20 +537,7 @@ mod tests {
     fn core_decides(core: &mut Switch, port: u16, f: &[u8], now: Instant) -> Verdict {
         let mut out = Actions::new();
         core.receive(PortId(port), f, now, &mut out);
-        let mut sent: Vec<(u16, usize)> = out
-            .as_slice()
-            .iter()
-            .map(|a| match *a {
-                Action::Forward { port, tag } => (port.0, tag.out_len(f.len())),
-                Action::Transmit { port, start, end } => (port.0, (end - start) as usize),
-            })
-            .collect();
-        sent.sort_unstable();
-        if sent.is_empty() {
-            Verdict::Dropped
-        } else {
-            Verdict::Sent(sent)
-        }
+        Verdict::of_core(f, &out)
     }
 
     fn sync(ks: &mut KernelSwitch, core: &Switch) {

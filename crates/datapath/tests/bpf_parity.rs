@@ -7,8 +7,6 @@
 //! itself must be exactly the core's decision (ports, tags, lengths);
 //! what it leaves to userspace is the core's anyway.
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use weft_datapath::bpfpath::{KernelSwitch, Verdict};
@@ -25,23 +23,6 @@ fn bpf_or_skip() -> bool {
         return false;
     }
     true
-}
-
-fn core_verdict(f: &[u8], out: &Actions) -> Verdict {
-    let mut sent: Vec<(u16, usize)> = out
-        .as_slice()
-        .iter()
-        .map(|a| match *a {
-            Action::Forward { port, tag } => (port.0, tag.out_len(f.len())),
-            Action::Transmit { port, start, end } => (port.0, (end - start) as usize),
-        })
-        .collect();
-    sent.sort_unstable();
-    if sent.is_empty() {
-        Verdict::Dropped
-    } else {
-        Verdict::Sent(sent)
-    }
 }
 
 /// Runs the program beside the core and compares.
@@ -95,32 +76,12 @@ impl SwitchObserver for Parity {
             return;
         }
         self.decided += 1;
-        let want = core_verdict(frame, out);
+        let want = Verdict::of_core(frame, out);
         assert_eq!(
             v, want,
             "{port}: the program and the core disagree on {frame:02x?}"
         );
     }
-}
-
-fn corpus() -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/switch");
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= 3,
-        "corpus {} has {} inputs",
-        dir.display(),
-        v.len()
-    );
-    v
 }
 
 #[test]
@@ -129,7 +90,7 @@ fn the_fuzz_corpus_gets_the_same_decisions() {
         return;
     }
     let mut p = Parity::new();
-    for (path, bytes) in corpus() {
+    for (path, bytes) in weft_fuzz::corpus("switch") {
         eprintln!("{}", path.display());
         weft_fuzz::switch_observed(&bytes, &mut p);
     }
