@@ -243,9 +243,7 @@ fn impaired_tunnel_links_replay_a_seed_and_retune_at_run_time() {
 
     // `weft up` of the file: its settings again, the PRNG from seed 5, so
     // the first run's datagrams are lost again.
-    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
-    assert!(o.status.success());
-    let said = String::from_utf8_lossy(&o.stderr);
+    let said = lab.up_said();
     assert!(
         said.contains("impair tunnel m1:wt0 back to the file's delay 10ms loss 20%"),
         "{said}"
