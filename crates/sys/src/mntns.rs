@@ -156,7 +156,8 @@ fn attempt(
     );
     let mut set = nix::sched::CpuSet::new();
     if let Some(c) = cpu {
-        set.set(c).map_err(|e| Refused::Other(Error::os(what("CPU set"), e)))?;
+        set.set(c)
+            .map_err(|e| Refused::Other(Error::os(what("CPU set"), e)))?;
     }
     let (to_parent_r, to_parent_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os(what("pipe"), e))?;
