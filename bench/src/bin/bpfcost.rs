@@ -10,25 +10,11 @@
 
 use weft_datapath::bpfpath::KernelSwitch;
 use weft_switch::{Actions, Instant, PortConfig, PortId, Switch, SwitchConfig};
+use weft_wire::testing::{frame, mac};
 use weft_wire::MacAddr;
 
-fn mac(n: u8) -> MacAddr {
-    MacAddr([2, 0, 0, 0, 0, n])
-}
-
-fn frame(dst: MacAddr, src: MacAddr, vid: Option<u16>) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    if let Some(v) = vid {
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&v.to_be_bytes());
-    }
-    f.extend_from_slice(&[0x08, 0x00]);
-    // An Ethernet/IPv4/UDP frame with a 64-byte payload.
-    f.resize(f.len() + 20 + 8 + 64, 0x5a);
-    f
-}
+/// An Ethernet/IPv4/UDP frame with a 64-byte payload.
+const PAYLOAD: usize = 20 + 8 + 64;
 
 fn main() {
     let repeat: u32 = std::env::args()
@@ -54,12 +40,12 @@ fn main() {
     let mut ks = KernelSwitch::load(&cfg).expect("the programs load");
     let t = Instant::from_secs(1);
     let mut out = Actions::new();
-    let a = frame(mac(2), mac(1), None);
+    let a = frame(mac(2), mac(1), &[], PAYLOAD);
     core.receive(PortId(0), &a, t, &mut out);
-    core.receive(PortId(1), &frame(mac(1), mac(2), None), t, &mut out);
+    core.receive(PortId(1), &frame(mac(1), mac(2), &[], PAYLOAD), t, &mut out);
     for i in 0..200u8 {
         let m = MacAddr([2, 0, 0, 1, 0, i]);
-        core.receive(PortId(2), &frame(mac(1), m, Some(20)), t, &mut out);
+        core.receive(PortId(2), &frame(mac(1), m, &[20], PAYLOAD), t, &mut out);
     }
     ks.sync(&core, |i| 100_000 + i as u32, |_| false).unwrap();
     let cases: [(&str, usize, Vec<u8>); 3] = [
@@ -70,12 +56,12 @@ fn main() {
         (
             "unknown destination (to userspace)",
             0,
-            frame(mac(9), mac(1), None),
+            frame(mac(9), mac(1), &[], PAYLOAD),
         ),
         (
             "broadcast (to userspace)",
             0,
-            frame(MacAddr::BROADCAST, mac(1), None),
+            frame(MacAddr::BROADCAST, mac(1), &[], PAYLOAD),
         ),
     ];
     for (name, port, f) in &cases {

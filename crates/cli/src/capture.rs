@@ -128,7 +128,7 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         Err(weft::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)
         }
-        Err(e) => return Err(e.to_string().into()),
+        Err(e) => return Err(e.into()),
     };
     let why = match ended {
         Ended::Count => "count reached",

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use miette::{LabeledSpan, NamedSource};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -76,9 +75,11 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Err(errs) => {
-            for e in &errs.0 {
-                show(&c.file, &text, e);
-            }
+            let diags: Vec<_> = errs.0.iter().map(|e| diagnostic(&text, e)).collect();
+            eprint!(
+                "{}",
+                crate::render::file_diagnostics(&c.file, &text, &diags, false)
+            );
             Err(format!(
                 "{} was not imported: {} problem(s)",
                 c.file.display(),
@@ -89,27 +90,18 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// One error, with the input's line when it is in the input itself.
-fn show(path: &Path, text: &str, e: &weft_import::ImportError) {
-    let span = e
-        .origin
-        .as_ref()
-        .filter(|o| o.file.is_none())
-        .and_then(|o| weft_import::line_span(text, o.line));
-    let pos = match &e.origin {
-        Some(o) if o.file.is_none() => format!("{}:{}: ", path.display(), o.line),
-        Some(o) => format!("{}: {}: ", path.display(), o),
-        None => format!("{}: ", path.display()),
+/// One error as a file problem, shown like `weft up`'s (its position
+/// once, its words once): at its line when it is in the input itself; a
+/// line of a file the input reads (`ip -batch FILE`) is named in its words.
+fn diagnostic(text: &str, e: &weft_import::ImportError) -> weft_topo::Diagnostic {
+    let (message, span) = match &e.origin {
+        Some(o) if o.file.is_none() => (e.message.clone(), weft_import::line_span(text, o.line)),
+        Some(o) => (format!("{o}: {}", e.message), None),
+        None => (e.message.clone(), None),
     };
-    eprintln!("{pos}error: {}", e.message);
-    let mut md = miette::MietteDiagnostic::new(e.message.clone())
-        .with_labels(span.map(|s| LabeledSpan::at(s, "here")));
-    if let Some(h) = e.help.as_ref().filter(|h| !h.is_empty()) {
-        md = md.with_help(h.clone());
+    weft_topo::Diagnostic {
+        message,
+        span,
+        help: e.help.clone().filter(|h| !h.is_empty()),
     }
-    let report = miette::Report::new(md).with_source_code(NamedSource::new(
-        path.display().to_string(),
-        text.to_string(),
-    ));
-    eprintln!("{report:?}");
 }

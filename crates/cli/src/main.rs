@@ -305,7 +305,11 @@ fn main() -> ExitCode {
     // exec must stay single-threaded until it has entered the namespace, so
     // it runs before anything that could start a thread.
     if let Cmd::Exec { lab, node, cmd } = &cli.cmd {
-        let r = weft::exec_target(lab, node).map_err(|e| e.to_string());
+        // Its causes and its help, as every other command prints them.
+        let r = weft::exec_target(lab, node).map_err(|e| match e.help() {
+            Some(h) => format!("{}\nhelp: {h}", chain(&e)),
+            None => chain(&e),
+        });
         let err = match r {
             Ok(weft::ExecTarget::Netns(ns)) => match weft_sys::exec::exec_in(&ns, cmd) {
                 Err(e) => e.to_string(),

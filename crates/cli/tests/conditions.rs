@@ -435,9 +435,7 @@ fn weft_impair_retunes_a_wire_and_status_counts_each_way() {
     );
 
     // `weft up` of the file: the file's delay again.
-    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
-    assert!(o.status.success());
-    let said = String::from_utf8_lossy(&o.stderr);
+    let said = lab.up_said();
     assert!(
         said.contains("impair wire ~h1.eth0 back to the file's delay 10ms"),
         "{said}"
@@ -603,9 +601,7 @@ fn weft_impair_puts_a_wire_into_a_plain_kernel_link_at_run_time() {
     );
 
     // The file has no wires: `weft up` takes them out.
-    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
-    assert!(o.status.success());
-    let said = String::from_utf8_lossy(&o.stderr);
+    let said = lab.up_said();
     assert!(said.contains("wire ~h1.eth0 removed"), "{said}");
     assert!(!lab.namespaces().contains(&lab.netns("~h1.eth0")));
     assert!(!lab.namespaces().contains(&lab.netns("~br.p4")));

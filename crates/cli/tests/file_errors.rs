@@ -119,3 +119,73 @@ fn control_characters_from_the_file_never_reach_the_terminal() {
         );
     }
 }
+
+/// `weft` with `args`, from a private state directory; its standard error.
+fn stderr_of(args: &[&str]) -> String {
+    let out = std::process::Command::new(common::weft_bin())
+        .env(
+            "WEFT_STATE_DIR",
+            std::env::temp_dir().join(format!("weft-file-errors-{}-state", std::process::id())),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn every_problem_is_printed_once_at_its_position() {
+    let dir = std::env::temp_dir().join(format!("weft-file-errors-{}-once", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A line of a file the script reads (`ip -batch`) is named in the words.
+    let script = dir.join("s.sh");
+    std::fs::write(&script, "ip netns add a\nip -batch links.txt\n").unwrap();
+    std::fs::write(
+        dir.join("links.txt"),
+        "link add x type veth peer name y\nlink set zz up\n",
+    )
+    .unwrap();
+    let bridge = common::root().join("tests/import/seed000-bridge.sh");
+    let bad_yaml = common::root().join("tests/import/clab/bad-yaml.clab.yml");
+    let lab = dir.join("lab.toml");
+    std::fs::write(&lab, "name = \"x\"\n[nodes.a]\nfoo = 1\n").unwrap();
+    // (command, where, the words of the problem, its help)
+    let cases: [(&[&str], String, &str, &str); 4] = [
+        (
+            &["import", "script", bridge.to_str().unwrap()],
+            "seed000-bridge.sh:51:1: error\n".into(),
+            "there is no device `tap1` in namespace `ns2`",
+            "is in namespace `ns1`",
+        ),
+        (
+            &["import", "script", script.to_str().unwrap()],
+            "s.sh: error\n".into(),
+            "links.txt line 2: there is no device `zz`",
+            "create `zz` before this line",
+        ),
+        (
+            &["import", "clab", bad_yaml.to_str().unwrap()],
+            "bad-yaml.clab.yml:6:1: error\n".into(),
+            "did not find expected key",
+            "a containerlab topology",
+        ),
+        (
+            &["up", "--dry-run", lab.to_str().unwrap()],
+            "lab.toml:3:1: error\n".into(),
+            "unknown key `foo` in [nodes.a]",
+            "the keys here are",
+        ),
+    ];
+    for (args, at, words, help) in cases {
+        let err = stderr_of(args);
+        for s in [at.as_str(), words, help] {
+            assert_eq!(
+                err.matches(s).count(),
+                1,
+                "{args:?}: `{s}` not once in:\n{err}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

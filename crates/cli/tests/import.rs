@@ -323,7 +323,8 @@ fn seed000_bridge_script_is_refused_at_the_foreign_route_line() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("seed000-bridge.sh:51: error: there is no device `tap1` in namespace `ns2`"),
+        err.contains("seed000-bridge.sh:51:1: error\n")
+            && err.contains("there is no device `tap1` in namespace `ns2`"),
         "{err}"
     );
 }

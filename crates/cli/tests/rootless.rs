@@ -22,7 +22,7 @@ struct User {
 impl User {
     fn new(n: u32) -> User {
         common::require_root();
-        let uid = 60000 + (std::process::id() % 2000) * 4 + n;
+        let uid = 60000 + (std::process::id() % 2000) * 8 + n;
         let dir = std::env::temp_dir().join(format!("weft-rl-{uid}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("run")).unwrap();
@@ -196,6 +196,37 @@ fn a_user_builds_uses_and_removes_a_lab_and_the_machine_sees_nothing() {
     assert!(out.contains("removed 3 namespace(s)"), "{out}");
     u.wait_keeper_gone();
     assert_eq!(host_links(), links);
+}
+
+/// A node's private files without root: its mount namespace is bound to
+/// its file by the keeper (the kernel refuses that bind to a process that
+/// joined the user namespace), and a service and `weft exec` see the binds.
+#[test]
+fn a_user_gives_a_node_private_files() {
+    let u = User::new(4);
+    let name = format!("rl-{}", u.uid);
+    let data = u.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("motd"), "from the user\n").unwrap();
+    for p in [&data, &data.join("motd")] {
+        std::os::unix::fs::chown(p, Some(u.uid), Some(u.uid)).unwrap();
+    }
+    let file = u.file(
+        "binds",
+        &format!(
+            "name = \"{name}\"\n[nodes.a]\nbinds = [\"./data:/mnt\", \"tmpfs:/media\"]\n\
+             [nodes.a.services.w]\ncommand = [\"sh\", \"-c\", \"cp /mnt/motd /media/copy && exec sleep 600\"]\n\
+             ready = {{ command = [\"test\", \"-f\", \"/media/copy\"] }}\n"
+        ),
+    );
+    let out = u.ok(&["up", file.to_str().unwrap()]);
+    assert!(out.contains(&format!("lab {name} is up")), "{out}");
+    let seen = u.ok(&["exec", &name, "a", "--", "cat", "/mnt/motd", "/media/copy"]);
+    assert_eq!(seen, "from the user\nfrom the user\n");
+    // The tmpfs is the node's own: not in the user's view.
+    assert!(!Path::new("/media/copy").exists());
+    u.ok(&["down", &name]);
+    u.wait_keeper_gone();
 }
 
 #[test]

@@ -343,9 +343,7 @@ impair = { delay = "50ms" }
     );
 
     // `weft up` of the file puts the file's impairment back.
-    let o = lab.run(&["up", lab.file.to_str().unwrap()]);
-    assert!(o.status.success());
-    let said = String::from_utf8_lossy(&o.stderr);
+    let said = lab.up_said();
     assert!(said.contains("runtime change undone"), "{said}");
     assert!(lab.status_json()[0]["runtime"].is_null());
     let (_, rtt) = ping_stats(&lab, "h1", "10.63.0.2", 3);

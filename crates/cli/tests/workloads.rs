@@ -757,3 +757,193 @@ fn logs_follow_prints_what_a_service_writes_next() {
         "{seen}"
     );
 }
+
+/// The files the repository's Containerfile puts into the image `weft k8s`
+/// runs: the run stage's Debian packages (`apt-get install ...`), its
+/// directories (`mkdir -p ...`).
+fn containerfile_run_stage() -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(common::root().join("Containerfile")).unwrap();
+    let stage = text.rsplit_once("\nFROM ").expect("a run stage").1;
+    // Continued lines joined, as the shell reads them.
+    let words: Vec<&str> = stage.split_whitespace().filter(|w| *w != "\\").collect();
+    let after = |cmd: &[&str]| -> Vec<String> {
+        let at = words
+            .windows(cmd.len())
+            .position(|w| w == cmd)
+            .unwrap_or_else(|| panic!("no `{}` in the run stage", cmd.join(" ")));
+        words[at + cmd.len()..]
+            .iter()
+            .take_while(|w| !w.starts_with('&') && !w.contains(['[', ']']) && **w != "COPY")
+            .filter(|w| !w.starts_with('-'))
+            .map(|w| w.to_string())
+            .take_while(|w| w != "RUN" && w != "ENTRYPOINT")
+            .collect()
+    };
+    (after(&["apt-get", "install"]), after(&["mkdir"]))
+}
+
+/// Copy `file` into the tree `root` at the same path, with the shared
+/// libraries it loads (as the packages' dependencies would bring them).
+fn copy_with_libraries(root: &Path, file: &Path, to: &Path) {
+    let dst = root.join(to.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::copy(file, &dst).unwrap_or_else(|e| panic!("copying {}: {e}", file.display()));
+    let ldd = Command::new("ldd").arg(file).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let lib = match line.split_once("=>") {
+            Some((_, r)) => r.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(lib) = lib.filter(|l| l.starts_with('/')) {
+            let d = root.join(&lib[1..]);
+            if !d.exists() {
+                std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+                std::fs::copy(lib, &d).unwrap();
+            }
+        }
+    }
+}
+
+/// An image laid out as the Containerfile's run stage, from this
+/// machine's files (nothing is pulled: the tests may not depend on the
+/// network): weft, the run stage's packages as Debian installed them here
+/// (`dpkg -L`) with their libraries, its directories, and busybox for the
+/// test's shell. `with_packages` false leaves the packages out.
+fn containerfile_image(tag: &str, with_packages: bool) -> String {
+    let (packages, dirs) = containerfile_run_stage();
+    let image = format!("localhost/weft-test-{tag}-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("weft-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_with_libraries(
+        &dir,
+        Path::new(common::weft_bin()),
+        Path::new("/usr/local/bin/weft"),
+    );
+    copy_with_libraries(&dir, Path::new("/bin/busybox"), Path::new("/bin/busybox"));
+    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
+    for d in dirs.iter().chain(&["/tmp".to_string(), "/etc".to_string()]) {
+        std::fs::create_dir_all(dir.join(d.trim_start_matches('/'))).unwrap();
+    }
+    for p in packages.iter().filter(|_| with_packages) {
+        let list = Command::new("dpkg").args(["-L", p]).output().unwrap();
+        assert!(
+            list.status.success(),
+            "the Containerfile installs {p}, which this machine lacks (apt-get install {p})"
+        );
+        for f in String::from_utf8_lossy(&list.stdout).lines() {
+            let f = Path::new(f);
+            if f.is_file() && !f.starts_with("/usr/share") {
+                copy_with_libraries(&dir, f, f);
+            }
+        }
+    }
+    let tar = dir.with_extension("tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let ok = Command::new("podman")
+        .arg("import")
+        .arg(&tar)
+        .arg(&image)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "podman import");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&tar);
+    image
+}
+
+/// The Containerfile's run stage installs nftables because weft runs
+/// `nft` for a NAT node: in an image laid out as that stage, a lab with
+/// `[nat.gw]` comes up and its host reaches the outside through the NAT;
+/// without the packages, `up` is refused for want of `nft`. (Building the
+/// Containerfile itself pulls its base images and Debian's packages from
+/// the network, which the tests may not use.)
+#[test]
+fn the_containerfile_image_runs_a_nat_lab() {
+    common::require_root();
+    let (packages, _) = containerfile_run_stage();
+    assert_eq!(packages, ["nftables"], "the run stage's packages changed");
+    let Some((busybox, env)) = busybox_image() else {
+        return;
+    };
+    // weft in a pod needs NET_ADMIN and SYS_ADMIN (docs/scale.md): here, a
+    // privileged container. Some sandboxes that run containers refuse it.
+    let privileged = Command::new("podman")
+        .args(["run", "--rm", "--privileged", "--network", "none", &busybox])
+        .args(["sh", "-c", "true"])
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !privileged {
+        eprintln!(
+            "SKIPPED: podman cannot run a privileged container on this machine; the \
+             Containerfile's nftables is not tested here"
+        );
+        return;
+    }
+    let lab = r#"name = "rvimg"
+[nodes.gw]
+kind = "bridge"
+addresses = ["192.168.1.1/24"]
+[nodes.gw.interfaces.wan]
+port = false
+addresses = ["198.51.100.1/24"]
+[nodes.out.interfaces.eth0]
+addresses = ["198.51.100.2/24"]
+[nodes.h]
+attach = "gw"
+[[links]]
+endpoints = ["gw:wan", "out:eth0"]
+[nat.gw]
+uplink = "wan"
+"#;
+    let dir = std::env::temp_dir().join(format!("weft-rvimg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lab.toml"), lab).unwrap();
+    // `out` has no route to the host's network: only the NAT's rewrite
+    // brings the answer back.
+    let script = "weft up /lab/lab.toml && weft ping rvimg h 198.51.100.2 -c 1 -W 5; s=$?; weft down rvimg; exit $s";
+    let run = |image: &str| {
+        Command::new("podman")
+            .args(["run", "--rm", "--privileged", "--network", "none"])
+            .arg("-v")
+            .arg(format!("{}:/lab:ro", dir.display()))
+            .args(["--entrypoint", "/bin/sh", image, "-c", script])
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap()
+    };
+    for (tag, with) in [("image", true), ("image-bare", false)] {
+        let image = containerfile_image(tag, with);
+        let o = run(&image);
+        let _ = Command::new("podman")
+            .args(["rmi", "-f", &image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if with {
+            assert!(o.status.success(), "{said}");
+            assert!(said.contains("1 received"), "{said}");
+        } else {
+            assert!(!o.status.success(), "up without nft: {said}");
+            assert!(said.contains("NAT needs the `nft` program"), "{said}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -437,6 +437,29 @@ pub enum Verdict {
     Dropped,
 }
 
+impl Verdict {
+    /// The userspace core's decision on `frame` (its actions) in the same
+    /// terms, for the tests that hold the kernel switch to the core's.
+    pub fn of_core(frame: &[u8], out: &weft_switch::Actions) -> Verdict {
+        let mut sent: Vec<(u16, usize)> = out
+            .as_slice()
+            .iter()
+            .map(|a| match *a {
+                weft_switch::Action::Forward { port, tag } => (port.0, tag.out_len(frame.len())),
+                weft_switch::Action::Transmit { port, start, end } => {
+                    (port.0, (end - start) as usize)
+                }
+            })
+            .collect();
+        sent.sort_unstable();
+        if sent.is_empty() {
+            Verdict::Dropped
+        } else {
+            Verdict::Sent(sent)
+        }
+    }
+}
+
 impl KernelSwitch {
     /// Runs core port `port`'s programs on `frame` (`BPF_PROG_TEST_RUN`,
     /// no device involved: redirects are decided, not carried out) and
@@ -496,7 +519,11 @@ impl KernelSwitch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_switch::{Action, Actions, PortConfig};
+    use weft_switch::{Actions, PortConfig};
+    use weft_wire::testing::{frame, mac};
+
+    /// Payload bytes of the test frames: untagged, a minimum-size frame.
+    const MIN: usize = 46;
 
     fn bpf_or_skip() -> bool {
         if let Some(why) = weft_sys::bpf::unavailable() {
@@ -506,41 +533,11 @@ mod tests {
         true
     }
 
-    fn mac(n: u8) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0, n])
-    }
-
-    fn frame(dst: MacAddr, src: MacAddr, vid: Option<u16>) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&dst.0);
-        f.extend_from_slice(&src.0);
-        if let Some(v) = vid {
-            f.extend_from_slice(&[0x81, 0x00]);
-            f.extend_from_slice(&v.to_be_bytes());
-        }
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.resize(f.len() + 46, 0xab);
-        f
-    }
-
     /// The core's decision as a verdict: the ports and lengths it sends to.
     fn core_decides(core: &mut Switch, port: u16, f: &[u8], now: Instant) -> Verdict {
         let mut out = Actions::new();
         core.receive(PortId(port), f, now, &mut out);
-        let mut sent: Vec<(u16, usize)> = out
-            .as_slice()
-            .iter()
-            .map(|a| match *a {
-                Action::Forward { port, tag } => (port.0, tag.out_len(f.len())),
-                Action::Transmit { port, start, end } => (port.0, (end - start) as usize),
-            })
-            .collect();
-        sent.sort_unstable();
-        if sent.is_empty() {
-            Verdict::Dropped
-        } else {
-            Verdict::Sent(sent)
-        }
+        Verdict::of_core(f, &out)
     }
 
     fn sync(ks: &mut KernelSwitch, core: &Switch) {
@@ -587,10 +584,10 @@ mod tests {
         let t = Instant::from_secs(1);
         // Unknown: userspace learns.
         sync(&mut ks, &core);
-        let a = frame(mac(2), mac(1), None);
+        let a = frame(mac(2), mac(1), &[], MIN);
         assert_eq!(ks.test_decide(0, &a).unwrap(), Verdict::Userspace);
         core_decides(&mut core, 0, &a, t);
-        let b = frame(mac(1), mac(2), Some(10));
+        let b = frame(mac(1), mac(2), &[10], MIN);
         sync(&mut ks, &core);
         assert_eq!(
             ks.test_decide(2, &b).unwrap(),
@@ -618,10 +615,13 @@ mod tests {
         // A tagged frame on an access port, a VLAN the trunk does not
         // carry, a group address: userspace (which drops or floods).
         for (port, f) in [
-            (0, frame(mac(2), mac(1), Some(10))),
-            (2, frame(mac(1), mac(2), Some(30))),
-            (0, frame(MacAddr([0xff; 6]), mac(1), None)),
-            (0, frame(MacAddr([1, 0x80, 0xc2, 0, 0, 0]), mac(1), None)),
+            (0, frame(mac(2), mac(1), &[10], MIN)),
+            (2, frame(mac(1), mac(2), &[30], MIN)),
+            (0, frame(MacAddr([0xff; 6]), mac(1), &[], MIN)),
+            (
+                0,
+                frame(MacAddr([1, 0x80, 0xc2, 0, 0, 0]), mac(1), &[], MIN),
+            ),
         ] {
             assert_eq!(ks.test_decide(port, &f).unwrap(), Verdict::Userspace);
         }
@@ -650,8 +650,8 @@ mod tests {
         let mut core = Switch::new(cfg.clone());
         let mut ks = KernelSwitch::load(&cfg).unwrap();
         let t = Instant::from_secs(1);
-        let a = frame(mac(2), mac(1), None);
-        let b = frame(mac(1), mac(2), None);
+        let a = frame(mac(2), mac(1), &[], MIN);
+        let b = frame(mac(1), mac(2), &[], MIN);
         core_decides(&mut core, 0, &a, t);
         core_decides(&mut core, 1, &b, t);
         sync(&mut ks, &core);
@@ -680,8 +680,8 @@ mod tests {
         let mut core = Switch::new(cfg.clone());
         let mut ks = KernelSwitch::load(&cfg).unwrap();
         let t = Instant::from_secs(1);
-        let a = frame(mac(2), mac(1), None);
-        let b = frame(mac(1), mac(2), Some(10));
+        let a = frame(mac(2), mac(1), &[], MIN);
+        let b = frame(mac(1), mac(2), &[10], MIN);
         core_decides(&mut core, 0, &a, t);
         core_decides(&mut core, 1, &b, t);
         sync(&mut ks, &core);
@@ -745,8 +745,8 @@ mod tests {
         let mut core = Switch::new(cfg.clone());
         let mut ks = KernelSwitch::load(&cfg).unwrap();
         let t = Instant::from_secs(1);
-        let a = frame(mac(2), mac(1), None);
-        let b = frame(mac(1), mac(2), Some(10));
+        let a = frame(mac(2), mac(1), &[], MIN);
+        let b = frame(mac(1), mac(2), &[10], MIN);
         core_decides(&mut core, 0, &a, t);
         core_decides(&mut core, 1, &b, t);
         sync(&mut ks, &core);
@@ -773,8 +773,8 @@ mod tests {
         // port's flags: mac(2) in VLAN 20 on the trunk reaches the access
         // port of VLAN 20, tag popped.
         core.set_link(PortId(0), true, t, &mut out);
-        let c = frame(mac(3), mac(2), Some(20));
-        let d = frame(mac(2), mac(3), None);
+        let c = frame(mac(3), mac(2), &[20], MIN);
+        let d = frame(mac(2), mac(3), &[], MIN);
         core_decides(&mut core, 1, &c, t);
         core_decides(&mut core, 2, &d, t);
         sync(&mut ks, &core);

@@ -7,8 +7,6 @@
 //! itself must be exactly the core's decision (ports, tags, lengths);
 //! what it leaves to userspace is the core's anyway.
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use weft_datapath::bpfpath::{KernelSwitch, Verdict};
@@ -16,6 +14,7 @@ use weft_fuzz::SwitchObserver;
 use weft_switch::{
     Action, Actions, Instant, PortConfig, PortId, PortMode, StpMode, Switch, SwitchConfig,
 };
+use weft_wire::testing::frame;
 use weft_wire::MacAddr;
 
 fn bpf_or_skip() -> bool {
@@ -24,23 +23,6 @@ fn bpf_or_skip() -> bool {
         return false;
     }
     true
-}
-
-fn core_verdict(f: &[u8], out: &Actions) -> Verdict {
-    let mut sent: Vec<(u16, usize)> = out
-        .as_slice()
-        .iter()
-        .map(|a| match *a {
-            Action::Forward { port, tag } => (port.0, tag.out_len(f.len())),
-            Action::Transmit { port, start, end } => (port.0, (end - start) as usize),
-        })
-        .collect();
-    sent.sort_unstable();
-    if sent.is_empty() {
-        Verdict::Dropped
-    } else {
-        Verdict::Sent(sent)
-    }
 }
 
 /// Runs the program beside the core and compares.
@@ -94,32 +76,12 @@ impl SwitchObserver for Parity {
             return;
         }
         self.decided += 1;
-        let want = core_verdict(frame, out);
+        let want = Verdict::of_core(frame, out);
         assert_eq!(
             v, want,
             "{port}: the program and the core disagree on {frame:02x?}"
         );
     }
-}
-
-fn corpus() -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/switch");
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= 3,
-        "corpus {} has {} inputs",
-        dir.display(),
-        v.len()
-    );
-    v
 }
 
 #[test]
@@ -128,7 +90,7 @@ fn the_fuzz_corpus_gets_the_same_decisions() {
         return;
     }
     let mut p = Parity::new();
-    for (path, bytes) in corpus() {
+    for (path, bytes) in weft_fuzz::corpus("switch") {
         eprintln!("{}", path.display());
         weft_fuzz::switch_observed(&bytes, &mut p);
     }
@@ -195,7 +157,7 @@ fn bytes(g: &Gen, cfg: &SwitchConfig) -> (PortId, Vec<u8>) {
         if n == 0xff {
             MacAddr::BROADCAST
         } else {
-            MacAddr([2, 0, 0, 0, 0, n])
+            weft_wire::testing::mac(n)
         }
     };
     let home = u16::from(g.src - 1) % 5;
@@ -214,18 +176,11 @@ fn bytes(g: &Gen, cfg: &SwitchConfig) -> (PortId, Vec<u8>) {
             Some(v[usize::from(g.src) % v.len()])
         }
     };
-    let mut f = Vec::new();
-    f.extend_from_slice(&mac(g.dst).0);
-    f.extend_from_slice(&mac(g.src).0);
-    if let Some(v) = tag {
-        f.extend_from_slice(&[0x81, 0x00]);
-        f.extend_from_slice(&(v | 0x6000).to_be_bytes());
-        if g.double {
-            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
-        }
+    let mut tags: Vec<u16> = tag.map(|v| v | 0x6000).into_iter().collect();
+    if g.double && !tags.is_empty() {
+        tags.push(10);
     }
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.resize(f.len() + g.len, 0x5a);
+    let f = frame(mac(g.dst), mac(g.src), &tags, g.len);
     (PortId(port), f)
 }
 

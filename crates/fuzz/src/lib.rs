@@ -21,6 +21,33 @@ use weft_wire::{
     VlanHeader,
 };
 
+/// The stored inputs of a target (`corpus/TARGET/`: seeds and every crash
+/// the fuzzer once found), sorted by file name, for the tests that replay
+/// them (this crate's drivers, the tc BPF switch's parity with the core).
+/// Panics on fewer than 3: an empty corpus would make those tests pass
+/// without running anything.
+pub fn corpus(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading the corpus {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 3,
+        "corpus {} has {} inputs",
+        dir.display(),
+        v.len()
+    );
+    v
+}
+
 /// Reads the input a field at a time; past the end every field is zero.
 struct Reader<'a> {
     data: &'a [u8],

@@ -2,35 +2,10 @@
 //! any crash the fuzzer once found), then random inputs. A crash file that
 //! libFuzzer writes goes into `corpus/TARGET/` and stays a test from then on.
 
-use std::path::PathBuf;
-
 use proptest::prelude::*;
 
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
-        .join(target);
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading the corpus {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    v.sort();
-    // An empty corpus would make these tests pass without running anything.
-    assert!(
-        v.len() >= 3,
-        "corpus {} has {} inputs",
-        dir.display(),
-        v.len()
-    );
-    v
-}
-
 fn run_corpus(target: &str, f: fn(&[u8])) {
-    for (path, bytes) in corpus(target) {
+    for (path, bytes) in weft_fuzz::corpus(target) {
         let r = std::panic::catch_unwind(|| f(&bytes));
         assert!(r.is_ok(), "{} fails", path.display());
     }

@@ -32,27 +32,6 @@ fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), weft_sys::Error>) -> Result<()
             root,
         ));
     }
-    // A node's private files live in a mount namespace kept by binding its
-    // /proc/PID/ns/mnt onto a file (weft_sys::mntns). Inside the keeper's
-    // user namespace the kernel refuses that bind (EINVAL, also for
-    // util-linux's `unshare --mount=FILE` there), so the lab would be
-    // built and then rolled back; say so before anything is built.
-    // (A node running an image has its binds mounted by podman instead.)
-    if let Some(n) = lab
-        .nodes
-        .values()
-        .find(|n| !n.binds.is_empty() && n.container.is_none())
-    {
-        return Err(Error::invalid_help(
-            format!(
-                "node {} has `binds` (private files): weft without root cannot keep a node's \
-                 own mount namespace yet (the kernel refuses to bind it inside weft's user \
-                 namespace)",
-                n.name
-            ),
-            "run weft as root for this lab, or leave `binds` out (services run without them)",
-        ));
-    }
     let mut tuntap = None;
     for n in lab.nodes.values() {
         for i in n.interfaces.values() {
@@ -164,14 +143,6 @@ mod tests {
         let share = weft_topo::machines::share(&whole, &m).unwrap();
         let e = refuse(&share, || Ok(())).unwrap_err();
         assert!(e.to_string().contains("spans machines"), "{e}");
-    }
-
-    #[test]
-    fn private_files_are_refused_naming_the_node() {
-        let l = lab("name = \"rl-b\"\n[nodes.a]\nbinds = [\"tmpfs:/run/frr\"]\n");
-        let e = refuse(&l, || Ok(())).unwrap_err();
-        assert!(e.to_string().contains("node a has `binds`"), "{e}");
-        assert!(e.help().unwrap().contains("root"));
     }
 
     #[test]

@@ -90,6 +90,62 @@ pub fn create(holder: &Path, ns_name: &str, mounts: &[Mount]) -> Result<()> {
             etc.push((c(&e.path())?, c(&Path::new("/etc").join(e.file_name()))?));
         }
     }
+    let name = CString::new(ns_name).map_err(|_| Error::Invalid(what("NUL in name")))?;
+    // The kernel lets a process bind a mount namespace only if it is
+    // newer than the process's own (`mnt_ns_loop`), by id; ids come from
+    // per-CPU batches, so one made later on another CPU can be older. The
+    // machine's first namespace is older than all, but weft's user
+    // namespace's (without root) or a container's is not: on that refusal
+    // the namespace is made again on each CPU in turn; on the CPU that
+    // made the caller's, any later one is newer.
+    let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut r = attempt(holder, &netfd, &name, &plan, &etc, None, &what);
+    for &cpu in &cpus {
+        match &r {
+            Err(Refused::Bind(nix::errno::Errno::EINVAL)) => {}
+            _ => break,
+        }
+        r = attempt(holder, &netfd, &name, &plan, &etc, Some(cpu), &what);
+    }
+    r.map_err(|e| match e {
+        Refused::Bind(errno) => Error::os(what("binding it to its file"), errno),
+        Refused::Other(e) => e,
+    })
+}
+
+/// Why an attempt failed: the bind of the namespace to its file (which
+/// another CPU may fix), or anything else.
+enum Refused {
+    Bind(nix::errno::Errno),
+    Other(Error),
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Other(e)
+    }
+}
+
+/// The mounts of `plan` and `etc`.
+type Plan = [(Option<CString>, CString, String)];
+
+/// One try at [`create`]: a child (on `cpu`, if given) makes the namespace
+/// and its mounts, and this process binds it to `holder`.
+fn attempt(
+    holder: &Path,
+    netfd: &OwnedFd,
+    name: &CString,
+    plan: &Plan,
+    etc: &[(CString, CString)],
+    cpu: Option<usize>,
+    what: &dyn Fn(&str) -> String,
+) -> std::result::Result<(), Refused> {
     let cs = |s: &str| CString::new(s).expect("no NUL");
     let (root, sys, sysfs, tmpfs, mode) = (
         cs("/"),
@@ -98,7 +154,11 @@ pub fn create(holder: &Path, ns_name: &str, mounts: &[Mount]) -> Result<()> {
         cs("tmpfs"),
         cs("mode=0755"),
     );
-    let name = CString::new(ns_name).map_err(|_| Error::Invalid(what("NUL in name")))?;
+    let mut set = nix::sched::CpuSet::new();
+    if let Some(c) = cpu {
+        set.set(c)
+            .map_err(|e| Refused::Other(Error::os(what("CPU set"), e)))?;
+    }
     let (to_parent_r, to_parent_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::os(what("pipe"), e))?;
     let (to_child_r, to_child_w) =
@@ -107,7 +167,7 @@ pub fn create(holder: &Path, ns_name: &str, mounts: &[Mount]) -> Result<()> {
     // prepared above, then _exit; it never returns into Rust code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Error::os(what("fork"), std::io::Error::last_os_error()));
+        return Err(Error::os(what("fork"), std::io::Error::last_os_error()).into());
     }
     if pid == 0 {
         // SAFETY: see the fork above; raw system calls only.
@@ -119,6 +179,10 @@ pub fn create(holder: &Path, ns_name: &str, mounts: &[Mount]) -> Result<()> {
                 libc::write(to_parent_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
                 libc::_exit(1)
             };
+            // A CPU the caller may not use leaves the child where it is.
+            if cpu.is_some() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+            }
             if libc::setns(netfd.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 fail(0, 0);
             }
@@ -178,7 +242,10 @@ pub fn create(holder: &Path, ns_name: &str, mounts: &[Mount]) -> Result<()> {
     let mut msg = [0u8; 6];
     let n = nix::unistd::read(&to_parent_r, &mut msg).unwrap_or(0);
     let result = if n == 6 && msg[0] == 255 {
-        bind_holder(pid, holder).map_err(|e| Error::os(what("binding it to its file"), e))
+        bind_holder(pid, holder).map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) => Refused::Bind(nix::errno::Errno::EINVAL),
+            _ => Refused::Other(Error::os(what("binding it to its file"), e)),
+        })
     } else if n == 6 {
         let errno =
             nix::errno::Errno::from_raw(i32::from_le_bytes([msg[2], msg[3], msg[4], msg[5]]));
@@ -195,9 +262,9 @@ pub fn create(holder: &Path, ns_name: &str, mounts: &[Mount]) -> Result<()> {
             }
             _ => step.to_string(),
         };
-        Err(Error::os(what(&detail), errno))
+        Err(Error::os(what(&detail), errno).into())
     } else {
-        Err(Error::Invalid(what("the helper process died")))
+        Err(Error::Invalid(what("the helper process died")).into())
     };
     let _ = nix::unistd::write(&to_child_w, &[1]);
     drop(to_child_w);

@@ -1,11 +1,15 @@
 //! Link impairment settings (delay, jitter, loss, duplicate, reorder, rate,
 //! seed) as the file and `weft impair` write them, and their checks. The
-//! switch datapath applies them; this kernel has no netem.
+//! switch datapath and the tunnel processes apply them, through
+//! [`core_config`]; this kernel has no netem.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+use weft_switch::impair::{GilbertElliott, ImpairConfig};
 
 use crate::Error;
 
@@ -100,6 +104,31 @@ pub struct Impairment {
     /// settings then apply to `out` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound: Option<Box<Impairment>>,
+}
+
+/// The impairment core's settings for `i` (one direction), with its PRNG
+/// seeded by `seed`: the one mapping for every place that impairs (the
+/// datapath's wires and switch ports, the tunnel ends). The core's own
+/// bounds (queue limits, the longest backlog) stay its defaults.
+pub fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
+    ImpairConfig {
+        delay: Duration::from_micros(i.delay_us),
+        jitter: Duration::from_micros(i.jitter_us),
+        loss_ppm: i.loss_ppm,
+        burst: i.burst.map(|b| GilbertElliott {
+            enter_ppm: b.enter_ppm,
+            exit_ppm: b.exit_ppm,
+            bad_loss_ppm: b.loss_ppm,
+            good_loss_ppm: b.good_loss_ppm,
+        }),
+        corrupt_ppm: i.corrupt_ppm,
+        duplicate_ppm: i.duplicate_ppm,
+        reorder_ppm: i.reorder_ppm,
+        rate_bps: i.rate_bps.unwrap_or(0),
+        queue: i.queue.unwrap_or(0) as usize,
+        seed,
+        ..ImpairConfig::default()
+    }
 }
 
 /// The named presets, each with the figures it stands for; see
@@ -509,6 +538,55 @@ const PPM_ALL: u64 = 1_000_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_become_the_cores_config_field_by_field() {
+        let i = Impairment {
+            delay_us: 20_000,
+            jitter_us: 3_000,
+            loss_ppm: 1_000,
+            burst: Some(Burst {
+                enter_ppm: 10_000,
+                exit_ppm: 300_000,
+                loss_ppm: 500_000,
+                good_loss_ppm: 7,
+            }),
+            corrupt_ppm: 2,
+            duplicate_ppm: 3,
+            reorder_ppm: 4,
+            rate_bps: Some(10_000_000),
+            queue: Some(50),
+            seed: Some(9),
+            ..Default::default()
+        };
+        let c = core_config(&i, 42);
+        assert_eq!(c.delay, Duration::from_millis(20));
+        assert_eq!(c.jitter, Duration::from_millis(3));
+        assert_eq!(c.loss_ppm, 1_000);
+        assert_eq!(
+            c.burst,
+            Some(GilbertElliott {
+                enter_ppm: 10_000,
+                exit_ppm: 300_000,
+                bad_loss_ppm: 500_000,
+                good_loss_ppm: 7,
+            })
+        );
+        assert_eq!((c.corrupt_ppm, c.duplicate_ppm, c.reorder_ppm), (2, 3, 4));
+        assert_eq!((c.rate_bps, c.queue), (10_000_000, 50));
+        assert_eq!(
+            c.seed, 42,
+            "the caller's seed (a direction's stream), not the file's"
+        );
+        let d = ImpairConfig::default();
+        assert_eq!(
+            (c.limit, c.limit_bytes, c.max_backlog),
+            (d.limit, d.limit_bytes, d.max_backlog)
+        );
+        // Unlimited and unbounded are the core's zeros.
+        let c = core_config(&Impairment::default(), 0);
+        assert_eq!((c.rate_bps, c.queue, c.burst), (0, 0, None));
+    }
 
     #[test]
     fn values_parse_like_tc_writes_them() {

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use weft_switch::impair::{GilbertElliott, Impair, ImpairConfig, ImpairCounters};
-use weft_topo::impair::Impairment;
+use weft_switch::impair::{Impair, ImpairCounters};
+use weft_topo::impair::{core_config, Impairment};
 
 /// One received inner packet held by the impairment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,30 +27,6 @@ pub struct Held {
     pub pkt: Vec<u8>,
     /// A bit was flipped: write it alone, so the receiver's checksum sees it.
     pub corrupted: bool,
-}
-
-/// The core's settings for `i`, with the PRNG seeded by `seed`. The same
-/// mapping as the datapath's wires and switch ports (the datapath keeps
-/// its own copy private to its run loop).
-pub fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
-    ImpairConfig {
-        delay: Duration::from_micros(i.delay_us),
-        jitter: Duration::from_micros(i.jitter_us),
-        loss_ppm: i.loss_ppm,
-        burst: i.burst.map(|b| GilbertElliott {
-            enter_ppm: b.enter_ppm,
-            exit_ppm: b.exit_ppm,
-            bad_loss_ppm: b.loss_ppm,
-            good_loss_ppm: b.good_loss_ppm,
-        }),
-        corrupt_ppm: i.corrupt_ppm,
-        duplicate_ppm: i.duplicate_ppm,
-        reorder_ppm: i.reorder_ppm,
-        rate_bps: i.rate_bps.unwrap_or(0),
-        queue: i.queue.unwrap_or(0) as usize,
-        seed,
-        ..ImpairConfig::default()
-    }
 }
 
 fn at(now: Duration) -> weft_switch::Instant {
@@ -158,8 +134,9 @@ impl Impairing {
     }
 
     /// How long a thread waiting for packets may sleep before the next
-    /// release, at most `most`; rounded up to a millisecond (poll's unit),
-    /// so a wait never wakes just before the release and spins.
+    /// release, at most `most`; to the nanosecond (the wait,
+    /// `fdio::poll_readable`, keeps it), so a release is not up to a
+    /// millisecond late.
     pub fn wait(&self, now: Duration, most: Duration) -> Duration {
         if !self.on() {
             return most;
@@ -172,7 +149,7 @@ impl Impairing {
             None => most,
             Some(t) => {
                 let ns = t.as_nanos().saturating_sub(now.as_nanos() as u64);
-                Duration::from_millis(ns.div_ceil(1_000_000)).min(most)
+                Duration::from_nanos(ns).min(most)
             }
         }
     }
@@ -290,6 +267,12 @@ mod tests {
         imp.due(ms(9), &mut out);
         assert!(out.is_empty());
         assert_eq!(imp.wait(ms(9), ms(100)), ms(1));
+        let ns = |n| Duration::from_nanos(n);
+        assert_eq!(
+            imp.wait(ns(9_999_700), ms(100)),
+            ns(300),
+            "not rounded to a millisecond"
+        );
         imp.due(ms(10), &mut out);
         let pkts: Vec<&[u8]> = out.iter().map(|h| &h.pkt[..]).collect();
         assert_eq!(pkts, [&b"one"[..], &b"two"[..]]);

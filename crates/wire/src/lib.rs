@@ -3,12 +3,14 @@
 //! `new_checked` validates the length once so the accessors cannot panic,
 //! and `Repr` types with `parse` / `emit` / `buffer_len`.
 //!
-//! Nothing here allocates or performs I/O, and no input makes it panic.
+//! Nothing here performs I/O, no input makes it panic, and nothing but
+//! [`testing`] (frames for other crates' tests and benchmarks) allocates.
 #![forbid(unsafe_code)]
 
 pub mod bpdu;
 pub mod ethernet;
 pub mod mac;
+pub mod testing;
 pub mod vlan;
 
 pub use bpdu::{

@@ -113,6 +113,15 @@ impl Lab {
         self.ok(&["up", self.file.to_str().unwrap()])
     }
 
+    /// `weft up` of the lab's file, required to succeed: what it said on
+    /// standard error (the runtime changes it put back, warnings).
+    pub fn up_said(&self) -> String {
+        let o = self.run(&["up", self.file.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "weft up failed: {said}");
+        said
+    }
+
     /// Rewrite the lab's file (keeping the lab's name).
     pub fn rewrite(&self, text: &str) {
         let text: String = text

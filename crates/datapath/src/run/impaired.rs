@@ -3,12 +3,10 @@
 //! when their time comes. Ports without impairment never come here, so
 //! their frames are not copied.
 
-use std::time::Duration;
-
-use weft_switch::impair::{Fate, GilbertElliott, Impair, ImpairConfig};
+use weft_switch::impair::{Fate, Impair};
 use weft_switch::{Action, Actions, Instant};
 use weft_sys::port::{TxFrame, VnetHdr, VNET_F_NEEDS_CSUM};
-use weft_topo::impair::Impairment;
+use weft_topo::impair::{core_config, Impairment};
 use weft_topo::Lab;
 
 use super::{Dp, Port, Src};
@@ -37,27 +35,6 @@ pub(super) const IN_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// so a run replays the same way without one too.
 pub fn derived_seed(lab: &str, switch: &str, port: &str) -> u64 {
     crate::config::stable_hash(&[lab, switch, port])
-}
-
-pub(super) fn core_config(i: &Impairment, seed: u64) -> ImpairConfig {
-    ImpairConfig {
-        delay: Duration::from_micros(i.delay_us),
-        jitter: Duration::from_micros(i.jitter_us),
-        loss_ppm: i.loss_ppm,
-        burst: i.burst.map(|b| GilbertElliott {
-            enter_ppm: b.enter_ppm,
-            exit_ppm: b.exit_ppm,
-            bad_loss_ppm: b.loss_ppm,
-            good_loss_ppm: b.good_loss_ppm,
-        }),
-        corrupt_ppm: i.corrupt_ppm,
-        duplicate_ppm: i.duplicate_ppm,
-        reorder_ppm: i.reorder_ppm,
-        rate_bps: i.rate_bps.unwrap_or(0),
-        queue: i.queue.unwrap_or(0) as usize,
-        seed,
-        ..ImpairConfig::default()
-    }
 }
 
 impl PortImpair {

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use weft_switch::impair::{Fate, Impair, ImpairCounters};
 use weft_switch::Instant;
 use weft_sys::port::{PacketSocket, Poller, Ready, RxBatch, TxFrame};
-use weft_topo::impair::{Direction, Impairment};
+use weft_topo::impair::{core_config, Direction, Impairment};
 use weft_topo::Lab;
 
-use super::impaired::{core_config, corrupt, derived_seed, Held, IN_STREAM};
+use super::impaired::{corrupt, derived_seed, Held, IN_STREAM};
 use super::{io_err, Error, RX_BATCH};
 use crate::control::{Reply, WireInfo, WireWay};
 

@@ -21,7 +21,9 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::Request;
 
 /// Settings of the kernel bridge; times in centiseconds (the kernel's
-/// clock_t), `None` leaves the kernel's default.
+/// clock_t), `None` leaves the kernel's default. The same fields as
+/// `weft_topo::BridgeOptions`, kept apart on purpose: this crate depends on
+/// no weft crate, and the pure model on no OS crate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BridgeSettings {
     pub stp: bool,
