@@ -219,3 +219,86 @@ fn no_weft_process_spins_while_its_lab_is_idle() {
         );
     }
 }
+
+const DOWN_LAB: &str = r#"name = "x"
+[nodes.sw]
+kind = "switch"
+[nodes.h1.interfaces.eth0]
+addresses = ["10.69.0.1/24"]
+[nodes.h2.interfaces.eth0]
+addresses = ["10.69.0.2/24"]
+[[links]]
+endpoints = ["h1:eth0", "sw:p1"]
+[[links]]
+endpoints = ["h2:eth0", "sw:p2"]
+
+[nodes.h3.interfaces.k0]
+addresses = ["10.169.0.1/24"]
+[nodes.h4.interfaces.k0]
+addresses = ["10.169.0.2/24"]
+[[links]]
+endpoints = ["h3:k0", "h4:k0"]
+impair = { delay = "5ms" }
+"#;
+
+/// CPU time of a process over `secs` of idling, as a share of one CPU.
+fn idle_share(pid: u32, secs: u64) -> f64 {
+    let t0 = (ticks(pid).expect("running"), Instant::now());
+    std::thread::sleep(Duration::from_secs(secs));
+    let used = ticks(pid).expect("still running") - t0.0;
+    used as f64 / 100.0 / t0.1.elapsed().as_secs_f64()
+}
+
+/// A switch port set down on the switch's side (`ip link set p1 down`,
+/// as docs/switch.md has it) and a wire whose far end went away with its
+/// node: the kernel flags each socket with an error that polling reports
+/// until it is read, and the datapath (its main loop, then its wires'
+/// thread) once spun on it at a whole CPU.
+#[test]
+fn no_spin_when_a_switch_port_goes_down_or_a_wires_end_goes_away() {
+    let lab = Lab::from_text("idledn", DOWN_LAB);
+    lab.up();
+    let procs = weft_processes(&lab);
+    let (&pid, _) = procs
+        .iter()
+        .find(|(_, a)| a[1] == "datapath")
+        .unwrap_or_else(|| panic!("no datapath among {procs:#?}"));
+    assert!(lab.ping("h3", "10.169.0.2", None), "across the wire");
+
+    let ip = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ip {args:?}: {o:?}");
+    };
+    ip(&["-n", &lab.netns("sw"), "link", "set", "p1", "down"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let share = idle_share(pid, 3);
+    eprintln!("datapath with a port down: {:.1} % of a CPU", share * 100.0);
+    assert!(
+        share < 0.10,
+        "the datapath used {:.0} % of a CPU with a port down: a busy loop",
+        share * 100.0
+    );
+    ip(&["-n", &lab.netns("sw"), "link", "set", "p1", "up"]);
+    assert!(
+        lab.ping_within("h1", "10.69.0.2", Duration::from_secs(30))
+            .is_some(),
+        "the port came back"
+    );
+
+    // h4 goes, and with it the wire's far end (the veth pair dies whole).
+    ip(&["netns", "del", &lab.netns("h4")]);
+    std::thread::sleep(Duration::from_millis(500));
+    let share = idle_share(pid, 3);
+    eprintln!(
+        "datapath with a wire's end gone: {:.1} % of a CPU",
+        share * 100.0
+    );
+    assert!(
+        share < 0.10,
+        "the datapath used {:.0} % of a CPU with a wire's end gone: a busy loop",
+        share * 100.0
+    );
+}

@@ -256,6 +256,18 @@ fn serve(
                 continue;
             }
             let (k, s) = (r.token as usize / 2, r.token as usize % 2);
+            if r.error {
+                // The end went down (ENETDOWN) or away: read the error, or
+                // every wait reports it again at once and the thread spins;
+                // an end whose interface is gone (its node was removed) is
+                // no longer watched.
+                let _ = socks[k][s].take_error();
+                if socks[k][s].carrier().is_err() {
+                    tracing::warn!(wire = %wires[k].name, end = s, "the wire's interface is gone; no longer watched");
+                    let _ = poller.remove(socks[k][s].as_fd());
+                    continue;
+                }
+            }
             read(&mut wires[k], &socks[k], s, &mut rx, &now);
         }
         let t = now();
