@@ -105,7 +105,10 @@ fn presets_asymmetry_burst_and_corruption_reach_the_datapath() {
     assert_eq!(settings(&lab), "burst enter 5% exit 20% loss 100% seed 3");
 
     // Every frame towards h1 corrupted: its checksums fail, no echo
-    // request is answered.
+    // request is answered. First the pings pass with nothing set (with the
+    // burst above still on, whether they pass rests on the seed and on no
+    // ARP refresh drawing from it in between, which a slow run can meet).
+    lab.ok(&["impair", &lab.name, "h1", "sw", "--clear"]);
     assert_eq!(rtts(&lab, 3).len(), 3);
     lab.ok(&[
         "impair",
@@ -242,9 +245,7 @@ fn impaired_kernel_links_replay_a_seed_and_hold_their_settings() {
             got.len(),
             d[0]
         );
-        // Never early; late only by the machine's load.
-        assert!(d[0] >= 9.9, "{kind}: {:?}", &d[..3]);
-        assert!(median < 40.0, "{kind}: median {median}");
+        common::assert_delays(kind, &d, 10.0);
     }
 
     // Another seed drops other datagrams; the first seed again, the same.
@@ -590,7 +591,7 @@ fn weft_impair_puts_a_wire_into_a_plain_kernel_link_at_run_time() {
         d[0],
         d[d.len() / 2]
     );
-    assert!(d[0] >= 9.9 && d[d.len() / 2] < 40.0, "{:?}", &d[..3]);
+    common::assert_delays("inserted wire", &d, 10.0);
     let bridged = datagrams(&lab, "h3", "h4", "10.70.0.4", 50);
     assert_eq!(bridged.len(), 50, "delay only");
     assert!(bridged.iter().all(|(_, d)| *d >= 9.9));

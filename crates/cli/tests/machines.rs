@@ -597,8 +597,7 @@ fn an_impaired_vxlan_link_has_a_wire_on_its_first_ends_machine() {
         d[0],
         d[d.len() / 2]
     );
-    assert!(d[0] >= 9.9, "never early: {:?}", &d[..3]);
-    assert!(d[d.len() / 2] < 40.0, "median {}", d[d.len() / 2]);
+    common::assert_delays("vxlan", &d, 10.0);
 
     // Retuned at run time on machine a (the share that has the wire),
     // twice with one seed: the same datagrams lost.

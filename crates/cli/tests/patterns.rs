@@ -75,27 +75,30 @@ impl Drop for Server {
     }
 }
 
-/// Connect from a namespace; what the server said, or the error.
+/// Connect from a namespace; what the server said, or the error. Every
+/// caller expects an answer: the 20 s bounds are for a hang, not for
+/// speed (a loaded machine may be slow to connect and to answer).
 fn tcp_from(netns: &str, to: &str) -> Result<String, String> {
     let addr: SocketAddr = to.parse().unwrap();
     let mut s = weft_sys::netns::run_in_named(netns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        TcpStream::connect_timeout(&addr, Duration::from_secs(20))
     })
     .unwrap()
     .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out.trim().to_string())
 }
 
-/// One UDP datagram from a namespace; (answer, who answered).
+/// One UDP datagram from a namespace; (answer, who answered). Every
+/// caller expects one: 20 s, as for [`tcp_from`].
 fn udp_from(netns: &str, to: &str) -> Result<(String, SocketAddr), String> {
     let addr: SocketAddr = to.parse().unwrap();
     let s = weft_sys::netns::run_in_named(netns, || UdpSocket::bind("0.0.0.0:0"))
         .unwrap()
         .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.send_to(b"who", addr).map_err(|e| e.to_string())?;
     let mut buf = [0u8; 64];
     let (n, from) = s.recv_from(&mut buf).map_err(|e| e.to_string())?;

@@ -312,6 +312,16 @@ fn a_killed_keeper_leaves_nothing_after_the_next_command() {
         .args(["-KILL", &keeper.to_string()])
         .status()
         .unwrap();
+    // kill returns once the signal is sent: a weft in the moment before
+    // the keeper is gone (or a zombie) would find it alive and join it.
+    let t0 = Instant::now();
+    while users_processes(u.uid).contains(&keeper) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "keeper {keeper} survived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let o = u.weft(&["status"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

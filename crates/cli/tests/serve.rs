@@ -1,6 +1,6 @@
 //! `weft serve` driven in headless Chromium through chromedriver's
 //! WebDriver HTTP API (a small client below): the page loads, draws every
-//! node and cable, a click on "down" shows the link down within a second,
+//! node and cable, a click on "down" redraws the page at once with the link down,
 //! a capture downloads and tshark reads it, a screenshot is saved; and
 //! requests without the token are refused.
 
@@ -357,7 +357,7 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
     // Every node and every cable of the lab is drawn.
     d.wait_for(
         "document.querySelectorAll('#graph g.node').length == 6 && document.querySelectorAll('#graph .cable').length == 6",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
     );
     let names = d.script(
         "return [...document.querySelectorAll('#graph g.node')].map(n => n.dataset.node).sort();",
@@ -379,7 +379,7 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
     );
     d.wait_for(
         "document.querySelectorAll('#events li').length > 0",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
     );
 
     // Traffic (h2 pings h3 five times a second): its rate shows on the
@@ -398,30 +398,34 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
     );
     d.wait_for(
         "[...document.querySelectorAll('#graph text.rate')].some(t => t.dataset.cable == 'h2:eth0|s2:h2' && /[1-9][0-9.]* (B|kB)\\/s/.test(t.textContent))",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
     );
     d.click_at("#graph .hit[data-a='h2:eth0']");
     d.wait_for(
         "/[1-9][0-9]* frames\\/s/.test((document.querySelector('#cable-traffic .rate-ab') || {}).textContent)",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
     );
     let shown = d.script("return document.getElementById('cable-traffic').textContent;");
     let shown = shown.as_str().unwrap();
     assert!(shown.contains("h2:eth0 → s2:h2"), "{shown}");
     assert!(shown.contains("s2:h2 → h2:eth0"), "{shown}");
 
-    // Click the cable, then "down": drawn down within a second.
+    // Click the cable, then "down": the page redraws as soon as the
+    // change is made, not at its next periodic redraw, and that redraw
+    // shows the cable down. (Not a time bound: on a loaded machine taking
+    // a switch port down and drawing the lab may take more than a second.)
     d.click_at("#graph .hit[data-a='h1:eth0']");
     d.wait_for(
         "document.getElementById('link-down')",
-        Duration::from_secs(2),
+        Duration::from_secs(30),
     );
+    let changes = "window.weftRedraws.filter(r => r.why == 'change').length";
+    let before = d.script(&format!("return {changes};"));
     d.click("#link-down");
-    let took = d.wait_for(
-        "document.querySelector(\"#graph .cable[data-a='h1:eth0'][data-state='down']\")",
-        Duration::from_secs(5),
-    );
-    assert!(took < Duration::from_secs(1), "drawn down after {took:?}");
+    d.wait_for(&format!("{changes} > {before}"), Duration::from_secs(30));
+    let state =
+        d.script("const c = document.querySelector(\"#graph .cable[data-a='h1:eth0']\"); return c ? c.dataset.state : null;");
+    assert_eq!(state, json!("down"), "the redraw after the change");
     let t = lab.ok(&["graph", &lab.name]);
     assert!(t.contains("h1:eth0  <-- up / down --> s1:h1"), "{t}");
 
@@ -429,18 +433,21 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
     d.click_at("#graph g.node[data-node='h2'] > text");
     d.wait_for(
         "document.getElementById('node-interfaces')",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
     );
     d.click("#exec-ip-addr");
     d.wait_for(
         "document.getElementById('exec-out').textContent.includes('10.80.0.2/24')",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
     );
 
     // A capture of the s1-s2 cable downloads as pcapng; tshark reads it
     // (RSTP's hellos are on it every 2 s).
     d.click_at("#graph .hit[data-a='s1:to-s2']");
-    d.wait_for("document.getElementById('capture')", Duration::from_secs(2));
+    d.wait_for(
+        "document.getElementById('capture')",
+        Duration::from_secs(30),
+    );
     d.script("document.getElementById('capture-seconds').value = '2.5'; return 0;");
     d.click("#capture");
     let t0 = Instant::now();
@@ -481,15 +488,18 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
 
     // Back up from the page.
     d.click_at("#graph .hit[data-a='h1:eth0']");
-    d.wait_for("document.getElementById('link-up')", Duration::from_secs(2));
+    d.wait_for(
+        "document.getElementById('link-up')",
+        Duration::from_secs(30),
+    );
     d.click("#link-up");
     d.wait_for(
         "document.querySelector(\"#graph .cable[data-a='h1:eth0'][data-state='up']\")",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
     );
     d.wait_for(
         "[...document.querySelectorAll('#events li')].some(l => l.textContent.includes('serve.action link'))",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
     );
     let kept = lab.ok(&[
         "events",

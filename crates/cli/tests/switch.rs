@@ -3,7 +3,7 @@
 //! bridge running STP.
 
 mod common;
-use common::{switched_hosts, Lab};
+use common::{switched_hosts, tcp_transfer, Lab};
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,53 +56,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A TCP transfer of `bytes` from `client` to `server_ip` (on `server`);
-/// returns the bytes the server read until the client closed. Every byte
-/// written arrives unless the path breaks (the count is exact, where
-/// iperf3's server stops counting when its client says it is done).
-fn tcp_transfer(lab: &Lab, server: &str, server_ip: &str, client: &str, bytes: u64) -> u64 {
-    use std::io::{Read, Write};
-    use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-    const LIMIT: Duration = Duration::from_secs(60);
-    let ip: IpAddr = server_ip.parse().unwrap();
-    let in_ns = |node: &str| lab.netns(node);
-    let listener =
-        weft_sys::netns::run_in_named(&in_ns(server), move || TcpListener::bind((ip, 0)))
-            .unwrap()
-            .unwrap();
-    let to = SocketAddr::new(ip, listener.local_addr().unwrap().port());
-    let reader = std::thread::spawn(move || -> std::io::Result<u64> {
-        let (mut c, _) = listener.accept()?;
-        c.set_read_timeout(Some(LIMIT))?;
-        let (mut buf, mut n) = (vec![0u8; 1 << 16], 0u64);
-        loop {
-            match c.read(&mut buf)? {
-                0 => return Ok(n),
-                k => n += k as u64,
-            }
-        }
-    });
-    let mut c = weft_sys::netns::run_in_named(&in_ns(client), move || {
-        TcpStream::connect_timeout(&to, LIMIT)
-    })
-    .unwrap()
-    .unwrap_or_else(|e| panic!("connecting to {to} from {client}: {e}"));
-    c.set_write_timeout(Some(LIMIT)).unwrap();
-    let chunk = vec![0x5a_u8; 1 << 16];
-    let mut left = bytes;
-    while left > 0 {
-        let k = left.min(chunk.len() as u64) as usize;
-        c.write_all(&chunk[..k])
-            .unwrap_or_else(|e| panic!("sending to {to}, {left} bytes left: {e}"));
-        left -= k as u64;
-    }
-    drop(c);
-    reader
-        .join()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("receiving on {to}: {e}"))
 }
 
 #[test]
@@ -235,8 +188,10 @@ fn exp8_triangle_with_rstp_converges_without_a_storm() {
         "exactly one port blocks the loop: {blocked:?}"
     );
     assert!(blocked[0].contains("alternate"), "{blocked:?}");
-    // RSTP: no 2 x forward_delay (30 s) wait.
-    assert!(took < Duration::from_secs(10), "up took {took:?}");
+    // RSTP: no 2 x forward_delay (30 s) wait. The bound sits below
+    // those 30 s, not near what `up` takes on an idle machine: building
+    // the lab is slow on a loaded one.
+    assert!(took < Duration::from_secs(25), "up took {took:?}");
 
     let before = total_rx(&lab);
     for (a, b) in [("h1", "h2"), ("h1", "h3"), ("h2", "h3"), ("h3", "h1")] {

@@ -187,9 +187,7 @@ fn impaired_tunnel_links_replay_a_seed_and_retune_at_run_time() {
             d[0],
             d[d.len() / 2]
         );
-        // Never early; late only by the machine's load.
-        assert!(d[0] >= 9.9, "{what}: {:?}", &d[..3]);
-        assert!(d[d.len() / 2] < 40.0, "{what}: median {}", d[d.len() / 2]);
+        common::assert_delays(what, &d, 10.0);
     };
     let first = common::datagrams(&lab, "m1", "m2", "10.9.0.2", n);
     check("m1 -> m2", &first);

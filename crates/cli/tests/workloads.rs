@@ -712,8 +712,14 @@ fn the_next_up_recovers_from_a_killed_supervisor_or_a_killed_up() {
         .unwrap(),
     )
     .unwrap();
-    let sup = sup["pid"].as_u64().unwrap().to_string();
-    Command::new("kill").args(["-KILL", &sup]).status().unwrap();
+    let sup = sup["pid"].as_u64().unwrap() as u32;
+    Command::new("kill")
+        .args(["-KILL", &sup.to_string()])
+        .status()
+        .unwrap();
+    // kill returns once the signal is sent: an up in the moment before
+    // the supervisor is gone finds it running and has nothing to do.
+    wait_for("the supervisor gone", 30, || !alive(sup));
     assert!(alive(second));
     lab.up();
     let third = pid_of(&lab, "a:s");

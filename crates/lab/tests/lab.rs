@@ -99,16 +99,15 @@ fn udp_rtt(lab: &Lab) -> Option<Duration> {
     r
 }
 
-/// The fastest of up to ten UDP echoes, stopping at the first under
-/// `bound`. An impairment's delay holds back every echo; without it, a
-/// loaded machine may still hold back one echo or several, never all.
+/// The fastest of the UDP echoes sent for up to 30 s, stopping at the
+/// first under `bound`. An impairment's delay holds back every echo;
+/// without it, a loaded machine may still hold back one echo or many in a
+/// row, never all of them for 30 s.
 fn fastest_rtt(lab: &Lab, bound: Duration) -> Duration {
+    let t0 = Instant::now();
     let mut best = Duration::MAX;
-    for _ in 0..10 {
+    while best >= bound && t0.elapsed() < Duration::from_secs(30) {
         best = best.min(udp_rtt(lab).expect("the echo came back"));
-        if best < bound {
-            break;
-        }
     }
     best
 }
@@ -143,7 +142,7 @@ fn a_lab_from_code_carries_udp_through_an_impaired_switch_and_goes_on_drop() {
     link.up().unwrap();
     let t0 = Instant::now();
     while !lab.ping("a", "b").unwrap() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the link came back");
+        assert!(t0.elapsed() < Duration::from_secs(30), "the link came back");
     }
     lab.link("a", "sw").unwrap().clear_impair().unwrap();
     let rtt = fastest_rtt(&lab, Duration::from_millis(55));

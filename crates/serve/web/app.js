@@ -134,11 +134,21 @@ function drawRates(g, readAt, traffic) {
 // the rates in the page, and until the browser painted it.
 window.weftRedraws = [];
 let etag = "";
+// Redraws are numbered as they ask: an answer older than the one drawn is
+// not drawn. (A periodic redraw asked before a click's change and answered
+// after the change's own redraw would put the old state back for a second.)
+let asked = 0;
+let drawn = 0;
 
-async function redraw() {
+// why: "tick" (the periodic redraw) or "change" (right after a change the
+// page made); crates/cli/tests/serve.rs reads it back.
+async function redraw(why = "tick") {
+  const n = ++asked;
   const t0 = performance.now();
   const j = await (await api("live", { etag })).json();
   const t1 = performance.now();
+  if (n < drawn) return;
+  drawn = n;
   const g = document.getElementById("graph");
   if (j.svg !== null) {
     g.innerHTML = j.svg;
@@ -163,7 +173,7 @@ async function redraw() {
   await new Promise((ok) => requestAnimationFrame(() => setTimeout(ok, 0)));
   const t3 = performance.now();
   window.weftRedraws.push({
-    status_ms: j.timing.status_ms, svg_ms: j.timing.svg_ms, request_ms: t1 - t0,
+    why, status_ms: j.timing.status_ms, svg_ms: j.timing.svg_ms, request_ms: t1 - t0,
     dom_ms: t2 - t1, paint_ms: t3 - t2, total_ms: t3 - t0,
     drawing_changed: j.svg !== null, bytes: j.svg ? j.svg.length : 0,
   });
@@ -236,7 +246,7 @@ async function change(what, params) {
   try {
     const r = await api(what, params, "POST");
     out.textContent = JSON.stringify(await r.json());
-    await redraw();
+    await redraw("change");
   } catch (e) {
     out.textContent = "refused: " + e.message;
   }

@@ -73,7 +73,7 @@ fn the_client_is_cut_off_while_its_link_is_down() {
     link.up().unwrap();
     let t0 = Instant::now();
     while !lab.ping("c", "srv").unwrap() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the link came back");
+        assert!(t0.elapsed() < Duration::from_secs(30), "the link came back");
     }
     let (addr, t) = server(&lab);
     let answer = lab

@@ -20,6 +20,11 @@ impl Dp {
         }
         let now = self.now();
         let (s, id) = (self.ports[g].switch, self.ports[g].id);
+        if let Some(sock) = &self.ports[g].sock {
+            // The interface went down (ENETDOWN): read the error, or every
+            // wait reports it again at once and the datapath spins.
+            let _ = sock.take_error();
+        }
         let up = match &self.ports[g].sock {
             None => false,
             Some(sock) => match sock.carrier() {

@@ -111,6 +111,15 @@ impl PacketSocket {
         Ok(flags & want == want)
     }
 
+    /// Takes the socket's pending error, which `poll` reports (POLLERR)
+    /// until it is read: the kernel sets ENETDOWN when the interface goes
+    /// down or away, and with the RX ring no receive call ever reads it,
+    /// so every wait would return at once (a loop polling this socket
+    /// would spin a whole CPU).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        socket2::SockRef::from(&self.fd).take_error()
+    }
+
     /// Stops the socket from receiving untagged IPv4 and IPv6 frames with
     /// these (source, destination) MACs (the kernel fast path forwards
     /// those), with a classic BPF filter run before the frame is copied;
