@@ -92,7 +92,8 @@ fn sysctl_in(netns: &str, key: &str) -> Option<String> {
 /// Follows a packet through the routers after `first` (the interface it
 /// entered by) until it reaches the target's node, a node that does not
 /// forward, or one without a route; each hop is a step and its two
-/// interfaces join the capture points.
+/// interfaces join the capture points. Returns why a router on the way
+/// drops the packet (it does not forward, or has no route), if one does.
 fn follow_routers(
     lab: &Lab,
     dst: IpAddr,
@@ -100,7 +101,7 @@ fn follow_routers(
     target: Option<&Endpoint>,
     points: &mut Vec<Endpoint>,
     steps: &mut Vec<String>,
-) {
+) -> Option<String> {
     let key = if dst.is_ipv4() {
         "net.ipv4.ip_forward"
     } else {
@@ -109,37 +110,35 @@ fn follow_routers(
     let mut at = first.clone();
     for _ in 0..32 {
         if target.is_some_and(|t| t.node == at.node) {
-            return;
+            return None;
         }
-        let Some(n) = lab.nodes.get(&at.node) else {
-            return;
-        };
+        let n = lab.nodes.get(&at.node)?;
         if n.switch.is_some() || lab.iface(&at).is_some_and(|i| i.master.is_some()) {
-            return;
+            return None;
         }
         if sysctl_in(&n.netns, key).as_deref() != Some("1") {
-            steps.push(format!(
-                "3. router: the packet enters {at}, and {} does not forward ({key} = 0): it is dropped there",
+            let why = format!(
+                "the packet enters {at}, and {} does not forward ({key} = 0): it is dropped there",
                 at.node
-            ));
-            return;
+            );
+            steps.push(format!("3. router: {why}"));
+            return Some(why);
         }
         let Ok(mut h) = NsHandle::open(&at.node, &n.netns) else {
-            return;
+            return None;
         };
         let r = match h.nl.route_get(dst, None) {
             Ok(r) => r,
             Err(e) => {
-                steps.push(format!(
-                    "3. router: {} forwards, but has no route to {dst} ({e}); a routing daemon there may not have learned it yet",
+                let why = format!(
+                    "{} forwards, but has no route to {dst} ({e}); a routing daemon there may not have learned it yet",
                     at.node
-                ));
-                return;
+                );
+                steps.push(format!("3. router: {why}"));
+                return Some(why);
             }
         };
-        let Some(out) = r.oif.and_then(|o| ep_of(lab, &at.node, o, &h)) else {
-            return;
-        };
+        let out = r.oif.and_then(|o| ep_of(lab, &at.node, o, &h))?;
         steps.push(format!(
             "3. router: {} forwards it (`ip route get {dst}` there: {} route out of {}{}; configured by weft or learned by a routing daemon)",
             at.node,
@@ -148,7 +147,7 @@ fn follow_routers(
             r.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
         ));
         let Some(IfaceKind::Veth { peer: next }) = lab.iface(&out).map(|i| &i.kind) else {
-            return;
+            return None;
         };
         for e in [at.clone(), out.clone(), next.clone()] {
             if !points.contains(&e) {
@@ -161,7 +160,7 @@ fn follow_routers(
         // are found by the next hop's address.
         if lab.iface(&next).is_some_and(|i| i.master.is_some()) {
             let gw = r.gateway.unwrap_or(dst);
-            let Some(o) = owner(lab, gw) else { return };
+            let o = owner(lab, gw)?;
             steps.push(format!(
                 "3. bridge: {next} is a port of bridge {}; the frame goes on to {o}, which has {gw}",
                 next.node
@@ -179,6 +178,7 @@ fn follow_routers(
             at = next;
         }
     }
+    None
 }
 
 /// A switch port's VLAN membership, described and as a list.
@@ -476,11 +476,13 @@ pub fn trace(
     // target forwards by its own kernel's routes (configured by weft or
     // learned by a routing daemon such as FRR: to the kernel they are all
     // routes).
+    let mut router_drop = None;
     if let Some(p) = &peer {
         let is_port = lab.iface(p).is_some_and(|i| i.master.is_some());
         let is_switch = lab.nodes[&p.node].switch.is_some();
         if !is_port && !is_switch {
-            follow_routers(lab, dst, p, target_owner.as_ref(), &mut points, &mut steps);
+            router_drop =
+                follow_routers(lab, dst, p, target_owner.as_ref(), &mut points, &mut steps);
         }
     }
     if let Some(o) = &target_owner {
@@ -720,18 +722,11 @@ pub fn trace(
             req.iter()
                 .any(|p| p.split(':').next() == Some(o.node.as_str()))
         });
-        let router = steps
-            .iter()
-            .find(|l| {
-                l.starts_with("3. router:")
-                    && (l.contains("has no route") || l.contains("does not forward"))
-            })
-            .cloned();
         match rp {
-            None if router.is_some() && !reached_target => {
+            None if router_drop.is_some() && !reached_target => {
                 steps.push(format!(
                     "6. dropped at a router: the request got as far as {last}; {}",
-                    router.unwrap().trim_start_matches("3. router: ")
+                    router_drop.take().unwrap_or_default()
                 ));
                 Verdict::NoRoute
             }

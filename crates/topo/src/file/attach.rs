@@ -221,8 +221,6 @@ impl Cx<'_> {
     }
 }
 
-/// The next free host address of `net`, from offset `*cursor` on, keeping the
-/// subnet's prefix length.
 /// Whether a host with these addresses routes by default via `gw`: one
 /// of them is in its subnet, and none is `gw` itself (the router holding
 /// the gateway address would otherwise route via itself).
@@ -230,6 +228,8 @@ fn via_gateway(addresses: &[IpNet], gw: IpAddr) -> bool {
     addresses.iter().any(|a| a.contains(&gw)) && !addresses.iter().any(|a| a.addr() == gw)
 }
 
+/// The next free host address of `net`, from offset `*cursor` on, keeping the
+/// subnet's prefix length.
 fn allocate(net: &IpNet, cursor: &mut u128, used: &HashSet<IpAddr>) -> Option<IpNet> {
     let base = net.trunc();
     let (start, last): (u128, u128) = match base {
