@@ -356,6 +356,20 @@ impl Watch {
         self.pending.push(e);
     }
 
+    /// Switch `s` was taken out (`remove`) or made again: what was seen
+    /// of it is forgotten, so that the next look compares the switches
+    /// now at each index with what was seen of them.
+    pub(crate) fn forget(&mut self, s: usize, remove: bool) {
+        if s < self.seen.len() {
+            if remove {
+                self.seen.remove(s);
+            } else {
+                self.seen[s] = SwitchSeen::default();
+            }
+        }
+        self.stp_dirty = true;
+    }
+
     /// Whether [`observe`](Self::observe) has anything to do now.
     pub(crate) fn due(&self) -> bool {
         let now = std::time::Instant::now();

@@ -83,16 +83,18 @@ pub fn stop(lab: &str) -> Result<bool, Error> {
     Ok(was)
 }
 
+/// Interfaces of switch or wire nodes removed and made again, as
+/// `(node, iface)`; `(node, "")`: the node's namespace (all of them).
+pub type Remade = std::collections::BTreeSet<(String, String)>;
+
 /// Makes the datapath match `lab`: starts it when the lab has switches and
-/// none runs (or it died); stops it when the lab has no switch left. A
-/// change of switch settings goes to the running datapath, which keeps
-/// its learned MACs and spanning tree; it is restarted only when that
-/// cannot be (a switch added or removed, the STP protocol changed) or
-/// `ports_changed` (a switch port's interface was removed and made again,
-/// so its socket would point at the removed one). Ports added or removed
-/// are opened or closed by the running datapath.
-/// Returns true if a datapath was (re)started.
-pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool, Error> {
+/// none runs (or it died); stops it when the lab has no switch left. Any
+/// other change goes to the running datapath, which keeps its pid, its
+/// learned MACs and spanning tree: switches added or removed, settings
+/// changed (a switch whose STP protocol changed starts over alone), ports
+/// added, removed or (in `remade`) made again, wires added, removed or
+/// changed. Returns true if a datapath was (re)started.
+pub fn ensure(lab: &Lab, exe: Option<&Path>, remade: &Remade) -> Result<bool, Error> {
     let name = lab.name.as_str();
     if !has_switches(lab) {
         stop(name)?;
@@ -100,23 +102,23 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool
     }
     let want = switches_of(lab);
     if let Some(r) = running(name) {
-        if !ports_changed && r.switches == want {
+        if remade.is_empty() && r.switches == want {
             return Ok(false);
         }
-        if !ports_changed {
-            match reconfigure(lab, &r.switches) {
-                Ok(()) => {
-                    save_record(
-                        name,
-                        &Record {
-                            switches: want,
-                            ..r
-                        },
-                    )?;
-                    return Ok(false);
-                }
-                Err(e) => tracing::info!("restarting the datapath of lab {name}: {e}"),
+        match reconfigure(lab, &r.switches, remade) {
+            Ok(()) => {
+                save_record(
+                    name,
+                    &Record {
+                        switches: want,
+                        ..r
+                    },
+                )?;
+                return Ok(false);
             }
+            // Only a datapath that cannot take the edit (one of an older
+            // weft, or one that failed it half-way) comes here.
+            Err(e) => tracing::warn!("restarting the datapath of lab {name}: {e}"),
         }
     }
     stop(name)?;
@@ -171,28 +173,64 @@ fn without_impair(switches: &serde_json::Value) -> serde_json::Value {
     v
 }
 
-/// Sends the running datapath every switch of `lab` whose settings
-/// differ from the recorded `before`, then the impairments. An error means
-/// the datapath could not take a change in place.
-fn reconfigure(lab: &Lab, before: &serde_json::Value) -> Result<(), Error> {
+/// Sends the running datapath what changed in `lab` since the recorded
+/// `before`: switches removed, added or changed, ports made again
+/// (`remade`), the wires, then the impairments. An error means the
+/// datapath could not take a change in place.
+fn reconfigure(lab: &Lab, before: &serde_json::Value, remade: &Remade) -> Result<(), Error> {
     let old: Vec<weft_topo::Node> =
         serde_json::from_value(without_impair(before)).unwrap_or_default();
     let new: Vec<weft_topo::Node> =
         serde_json::from_value(without_impair(&switches_of(lab))).unwrap_or_default();
-    let names = |v: &[weft_topo::Node]| v.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
-    if names(&old) != names(&new) {
-        return Err(Error::Datapath {
-            lab: lab.name.clone(),
-            detail: "switches were added or removed".into(),
-        });
-    }
-    for (o, n) in old.iter().zip(&new) {
-        if o != n {
-            let req = Request::Configure {
-                node: Box::new(lab.nodes[&n.name].clone()),
-            };
-            expect_done(&lab.name, query(&lab.name, &req)?)?;
+    let ask = |req: Request| expect_done(&lab.name, query(&lab.name, &req)?);
+    let is_switch = |n: &weft_topo::Node| n.kind == NodeKind::Switch;
+    let find = |v: &[weft_topo::Node], name: &str| v.iter().find(|n| n.name == name).cloned();
+    let whole = |n: &str| remade.contains(&(n.to_string(), String::new()));
+    for o in old.iter().filter(|o| is_switch(o)) {
+        let kept = find(&new, &o.name).filter(|n| is_switch(n));
+        if kept.is_none() || whole(&o.name) {
+            ask(Request::RemoveSwitch {
+                switch: o.name.clone(),
+            })?;
         }
+    }
+    for n in new.iter().filter(|n| is_switch(n)) {
+        let node = Box::new(lab.nodes[&n.name].clone());
+        match find(&old, &n.name).filter(|o| is_switch(o)) {
+            Some(_) if whole(&n.name) => ask(Request::AddSwitch { node })?,
+            None => ask(Request::AddSwitch { node })?,
+            Some(o) => {
+                if &o != n {
+                    ask(Request::Configure { node })?;
+                }
+                // Ports there before and now whose interface was made
+                // again (a port new to the switch was opened just now).
+                let had = |p: &String| o.switch.as_ref().is_some_and(|s| s.ports.contains_key(p));
+                for p in n
+                    .switch
+                    .iter()
+                    .flat_map(|s| s.ports.keys())
+                    .filter(|p| had(p))
+                {
+                    if remade.contains(&(n.name.clone(), p.clone())) {
+                        ask(Request::Reopen {
+                            switch: n.name.clone(),
+                            port: p.clone(),
+                        })?;
+                    }
+                }
+            }
+        }
+    }
+    let wires = |v: &[weft_topo::Node]| {
+        v.iter()
+            .filter(|n| n.wire.is_some())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (was, now) = (wires(&old), wires(&new));
+    if was != now || now.iter().any(|w| remade.iter().any(|(n, _)| n == &w.name)) {
+        ask(Request::Wires { nodes: now })?;
     }
     retune(lab, before)
 }
