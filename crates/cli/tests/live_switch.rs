@@ -157,7 +157,8 @@ fn a_switch_is_added_and_removed_in_place() {
     assert!(lab.up().contains("up to date"));
 }
 
-/// b1's STP protocol changes (rstp -> off -> rstp): b1 alone starts over.
+/// b1's STP protocol changes (rstp -> off -> rstp), then its FDB size:
+/// b1 alone starts over.
 #[test]
 fn a_switch_changes_its_stp_protocol_in_place() {
     let base = lab_text("", HB2_ON_B1);
@@ -173,6 +174,12 @@ fn a_switch_changes_its_stp_protocol_in_place() {
     untouched(&lab, &b, &out);
     assert_eq!(switch(&lab, "b1")["stp"], "rstp");
     assert!(lab.ping("hb2", "10.82.0.1", None));
+    // The FDB's size cannot change in a running core either: b1 again.
+    lab.rewrite(&lab_text("fdb_size = 64", HB2_ON_B1));
+    let out = lab.up();
+    untouched(&lab, &b, &out);
+    assert_eq!(switch(&lab, "b1")["fdb_max"], 64);
+    assert!(lab.ping("hb1", "10.82.0.2", None));
 }
 
 /// b1's port p2 cabled from hb2 to a new host hb4: the interface is made
