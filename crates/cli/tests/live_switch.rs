@@ -229,7 +229,8 @@ fn a_wire_is_added_changed_and_removed_in_place() {
     assert!(lab.ping("hw1", "10.83.0.2", None));
     let w = wires(&lab);
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0]["out"]["passed"].as_u64().unwrap() > 0, "{w:?}");
+    let passed = w[0]["out"]["passed"].as_u64().unwrap();
+    assert!(passed > 0, "{w:?}");
     lab.rewrite(&lab_text(
         "",
         &format!("{HB2_ON_B1}{hosts}{}", link("impair = { delay = \"2ms\" }")),
@@ -238,6 +239,8 @@ fn a_wire_is_added_changed_and_removed_in_place() {
     untouched(&lab, &b, &out);
     let w = wires(&lab);
     assert!(w[0]["settings"].as_str().unwrap().contains("2ms"), "{w:?}");
+    // The wire was kept: its counters run on over the change.
+    assert!(w[0]["out"]["passed"].as_u64().unwrap() >= passed, "{w:?}");
     assert!(lab.ping("hw2", "10.83.0.1", None));
     lab.rewrite(&base);
     let out = lab.up();
