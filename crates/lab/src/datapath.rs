@@ -17,7 +17,8 @@ use crate::{state, Error, Event};
 struct Record {
     pid: u32,
     start_time: u64,
-    /// The switch nodes it was started for; a change restarts it.
+    /// The switch and wire nodes it serves now: `up` sends it what
+    /// changed since.
     switches: serde_json::Value,
 }
 

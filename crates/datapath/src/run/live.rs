@@ -3,6 +3,8 @@
 //! learned MACs and the spanning tree survive. Ports added get sockets and
 //! new core ports; ports removed are closed and their core ports disabled
 //! (core port ids never shift, as the FDB and STP name ports by them).
+//! Switches are added and removed, ports re-cabled and wires changed on
+//! the running process too: only a datapath that died is started again.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -78,10 +80,9 @@ fn core_layout(
 impl Dp {
     /// Applies a switch node's new settings (VLANs, STP priority and
     /// timers, port costs, static MACs, mirror selection, ageing, ports
-    /// added or removed). Refused, with nothing changed, when something
-    /// that cannot change in place differs (the MAC, the STP protocol, the
-    /// mirror's output port, the FDB size): the caller restarts the
-    /// datapath then.
+    /// added or removed). When something the core cannot change in place
+    /// differs (the MAC, the STP protocol, the mirror's output port, the
+    /// FDB size), this switch alone is made again.
     pub(super) fn reconfigure(&mut self, node: &weft_topo::Node) -> Reply {
         let Some(s) = self.switches.iter().position(|s| s.name == node.name) else {
             return Reply::Error {

@@ -201,8 +201,8 @@ impl Exec<'_> {
         });
         let remade = remade_switch_ports(ops, [self.new, self.old.unwrap_or(self.new)]);
         // Anything but the datapath's own removal (done before the kernel
-        // work): a switch added, changed or removed is told to the running
-        // datapath, or restarts it.
+        // work): a switch or wire added, changed or removed, or a port
+        // made again, is told to the running datapath (or starts one).
         let told = dp.iter().any(|&i| {
             !matches!(
                 ops[i],
