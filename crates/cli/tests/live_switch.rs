@@ -249,8 +249,9 @@ fn a_wire_is_added_changed_and_removed_in_place() {
     assert!(lab.ping("hw1", "10.83.0.2", None));
 }
 
-/// A port taken off a switch on the tc BPF fast path (two VLANs): the
-/// kernel switch is made again for the ports left, not turned off.
+/// A port taken off a switch on the tc BPF fast path (two VLANs), then
+/// another re-cabled: the kernel switch is made again for the ports as
+/// they are, not turned off.
 #[test]
 fn the_tc_bpf_switch_stays_on_when_a_port_is_removed() {
     // hb3 and hb4 in VLAN 20 on p3 and p4; hb1 (and hb2) in VLAN 1.
@@ -277,4 +278,26 @@ fn the_tc_bpf_switch_stays_on_when_a_port_is_removed() {
     assert!(fdb_has(&lab, "b1", &mac3, "p3"));
     // VLANs still apart, whichever path decides.
     assert!(!lab.ping("hb1", "10.82.0.3", None));
+    // p4 re-cabled to a new host: the kernel switch goes onto the new
+    // interface.
+    let hb5 = vlan20
+        .replace("hb4", "hb5")
+        .replace("10.82.0.4", "10.82.0.5");
+    lab.rewrite(&lab_text("", &hb5));
+    let out = lab.up();
+    untouched(&lab, &b, &out);
+    let now = switch(&lab, "b1")["fastpath"].as_str().unwrap().to_string();
+    if how == bpf {
+        assert_eq!(now, bpf, "the tc BPF switch went off");
+        let filters = lab.ok(&[
+            "exec", &lab.name, "b1", "--", "tc", "filter", "show", "dev", "p4", "ingress",
+        ]);
+        assert!(
+            filters.contains("weft_switch"),
+            "no classifier on the new p4: {filters}"
+        );
+    }
+    assert!(lab.ping("hb5", "10.82.0.3", None));
+    let mac5 = lab.mac("hb5", "eth0");
+    assert!(fdb_has(&lab, "b1", &mac5, "p4"));
 }
