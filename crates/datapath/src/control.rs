@@ -335,6 +335,26 @@ mod tests {
             serde_json::to_string(&Request::Status).unwrap(),
             r#"{"cmd":"status"}"#
         );
+        // The live edits `weft up` sends (docs/switch.md).
+        assert_eq!(
+            serde_json::to_string(&Request::RemoveSwitch {
+                switch: "s1".into()
+            })
+            .unwrap(),
+            r#"{"cmd":"remove_switch","switch":"s1"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Reopen {
+                switch: "s1".into(),
+                port: "p2".into()
+            })
+            .unwrap(),
+            r#"{"cmd":"reopen","switch":"s1","port":"p2"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Wires { nodes: Vec::new() }).unwrap(),
+            r#"{"cmd":"wires","nodes":[]}"#
+        );
         let r: Reply =
             serde_json::from_str(r#"{"reply":"error","message":"no switch x"}"#).unwrap();
         assert!(matches!(r, Reply::Error { message } if message == "no switch x"));
