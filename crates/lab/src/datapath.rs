@@ -183,7 +183,7 @@ fn reconfigure(lab: &Lab, before: &serde_json::Value, remade: &Remade) -> Result
         serde_json::from_value(without_impair(before)).unwrap_or_default();
     let new: Vec<weft_topo::Node> =
         serde_json::from_value(without_impair(&switches_of(lab))).unwrap_or_default();
-    let ask = |req: Request| expect_done(&lab.name, query(&lab.name, &req)?);
+    let ask = |req: Request| expect_done(&lab.name, edit(&lab.name, &req)?);
     let is_switch = |n: &weft_topo::Node| n.kind == NodeKind::Switch;
     let find = |v: &[weft_topo::Node], name: &str| v.iter().find(|n| n.name == name).cloned();
     let whole = |n: &str| remade.contains(&(n.to_string(), String::new()));
@@ -281,6 +281,17 @@ fn unexpected(lab: &str, reply: &Reply) -> Error {
         lab: lab.to_string(),
         detail: format!("unexpected answer {}", reply.kind()),
     }
+}
+
+/// How long a live edit may take: a switch added or made again opens its
+/// ports and may load a tc BPF program per port, which on a loaded
+/// machine takes far longer than a status query.
+const EDIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends the lab's running datapath a live edit and waits for its answer.
+fn edit(lab: &str, req: &Request) -> Result<Reply, Error> {
+    control::request(&control_path(lab), req, EDIT_TIMEOUT)
+        .map_err(|e| Error::io(format!("changing the switch datapath of lab {lab}"), e))
 }
 
 /// Asks the lab's datapath something.
