@@ -15,6 +15,29 @@ fn datapath_pid(lab: &Lab) -> u32 {
     v["pid"].as_u64().unwrap() as u32
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = s[s.rfind(')').unwrap() + 1..].split_whitespace().collect();
+    // utime and stime, fields 14 and 15, in clock ticks (100 per second).
+    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// The idle datapath sleeps: a thread an edit stopped or started anew
+/// does not spin. The bound is far above an idle datapath's use and far
+/// below a spinning thread's on any but a saturated machine.
+fn sleeps(pid: u32) {
+    let (cpu0, t0) = (cpu_secs(pid), std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let used = cpu_secs(pid) - cpu0;
+    assert!(
+        used < 0.4,
+        "idle datapath: {used:.2} s CPU in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
 fn switches(lab: &Lab) -> Vec<serde_json::Value> {
     lab.status_json()[0]["switches"]
         .as_array()
@@ -155,6 +178,7 @@ fn a_switch_is_added_and_removed_in_place() {
     assert!(switches(&lab).iter().all(|s| s["name"] != "b2"));
     assert!(lab.ping("hb1", "10.82.0.2", None));
     assert!(lab.up().contains("up to date"));
+    sleeps(b.pid);
 }
 
 /// b1's STP protocol changes (rstp -> off -> rstp), then its FDB size:
@@ -180,6 +204,7 @@ fn a_switch_changes_its_stp_protocol_in_place() {
     untouched(&lab, &b, &out);
     assert_eq!(switch(&lab, "b1")["fdb_max"], 64);
     assert!(lab.ping("hb1", "10.82.0.2", None));
+    sleeps(b.pid);
 }
 
 /// b1's port p2 cabled from hb2 to a new host hb4: the interface is made
@@ -241,11 +266,13 @@ fn a_wire_is_added_changed_and_removed_in_place() {
     assert!(w[0]["settings"].as_str().unwrap().contains("2ms"), "{w:?}");
     // The wire was kept: its counters run on over the change.
     assert!(w[0]["out"]["passed"].as_u64().unwrap() >= passed, "{w:?}");
+    sleeps(b.pid);
     assert!(lab.ping("hw2", "10.83.0.1", None));
     lab.rewrite(&base);
     let out = lab.up();
     untouched(&lab, &b, &out);
     assert!(wires(&lab).is_empty());
+    sleeps(b.pid);
     assert!(lab.ping("hw1", "10.83.0.2", None));
 }
 
