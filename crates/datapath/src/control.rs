@@ -24,7 +24,9 @@ pub enum Request {
         impair: Option<weft_topo::impair::Impairment>,
     },
     /// Applies a switch node's changed settings in place (learned MACs
-    /// and the spanning tree stay); refused when its ports changed.
+    /// and the spanning tree stay). What the core cannot change in place
+    /// (the STP protocol, the MAC, the mirror's output, the FDB size)
+    /// makes that switch's core again, the other switches untouched.
     Configure {
         node: Box<weft_topo::Node>,
     },
@@ -40,6 +42,32 @@ pub enum Request {
     Wire {
         wire: String,
         impair: Option<weft_topo::impair::Impairment>,
+    },
+    /// Starts serving a switch node added to the lab (its ports opened in
+    /// its namespace, a core of its own); the other switches go on.
+    #[serde(rename = "add_switch")]
+    AddSwitch {
+        node: Box<weft_topo::Node>,
+    },
+    /// Stops serving a switch node taken out of the lab (its ports
+    /// closed, its kernel fast path removed).
+    #[serde(rename = "remove_switch")]
+    RemoveSwitch {
+        switch: String,
+    },
+    /// Opens a switch port's socket again, on the interface of that name
+    /// as it is now (the old one was removed and made again: re-cabled).
+    /// The core port keeps its id and settings; what was learned on it
+    /// goes, as when a cable is pulled.
+    Reopen {
+        switch: String,
+        port: String,
+    },
+    /// The lab's wires now (wire nodes): every wire's ends are opened
+    /// again, wires gone are closed, new ones start; a kept wire keeps
+    /// its counters and, if unchanged, its queues.
+    Wires {
+        nodes: Vec<weft_topo::Node>,
     },
 }
 
@@ -306,6 +334,26 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Status).unwrap(),
             r#"{"cmd":"status"}"#
+        );
+        // The live edits `weft up` sends (docs/switch.md).
+        assert_eq!(
+            serde_json::to_string(&Request::RemoveSwitch {
+                switch: "s1".into()
+            })
+            .unwrap(),
+            r#"{"cmd":"remove_switch","switch":"s1"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Reopen {
+                switch: "s1".into(),
+                port: "p2".into()
+            })
+            .unwrap(),
+            r#"{"cmd":"reopen","switch":"s1","port":"p2"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Wires { nodes: Vec::new() }).unwrap(),
+            r#"{"cmd":"wires","nodes":[]}"#
         );
         let r: Reply =
             serde_json::from_str(r#"{"reply":"error","message":"no switch x"}"#).unwrap();

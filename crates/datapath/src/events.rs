@@ -356,6 +356,20 @@ impl Watch {
         self.pending.push(e);
     }
 
+    /// Switch `s` was taken out (`remove`) or made again: what was seen
+    /// of it is forgotten, so that the next look compares the switches
+    /// now at each index with what was seen of them.
+    pub(crate) fn forget(&mut self, s: usize, remove: bool) {
+        if s < self.seen.len() {
+            if remove {
+                self.seen.remove(s);
+            } else {
+                self.seen[s] = SwitchSeen::default();
+            }
+        }
+        self.stp_dirty = true;
+    }
+
     /// Whether [`observe`](Self::observe) has anything to do now.
     pub(crate) fn due(&self) -> bool {
         let now = std::time::Instant::now();
@@ -494,6 +508,30 @@ mod tests {
         assert_eq!(mv.len(), 1, "{evs:?}");
         assert_eq!(mv[0].data["from"], "p0");
         assert_eq!(mv[0].port.as_deref(), Some("p2"));
+    }
+
+    /// A switch removed by a live edit: the one that moves into its index
+    /// is compared with what was seen of itself, not of the removed one.
+    #[test]
+    fn a_removed_switch_is_forgotten_and_the_next_one_keeps_its_baseline() {
+        let dir = std::env::temp_dir().join(format!("weft-events-forget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = Watch::new(&dir);
+        let (mut gone, kept) = (switch(), switch());
+        let mut out = Actions::new();
+        gone.set_link(PortId(1), false, Instant::from_secs(1), &mut out);
+        w.observe(vec![
+            ("s1", &gone, PORTS.to_vec()),
+            ("s2", &kept, PORTS.to_vec()),
+        ]);
+        let read = || std::fs::read_to_string(dir.join(FILE)).unwrap_or_default();
+        let before = read();
+        w.forget(0, true);
+        w.observe(vec![("s2", &kept, PORTS.to_vec())]);
+        let new = read()[before.len()..].to_string();
+        let stp: Vec<&str> = new.lines().filter(|l| l.contains("\"stp.")).collect();
+        assert!(stp.is_empty(), "s2 did not change: {stp:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

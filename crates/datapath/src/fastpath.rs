@@ -160,7 +160,7 @@ impl Drop for Kernel {
     /// Classifiers left behind would go on forwarding with maps no one
     /// updates.
     fn drop(&mut self) {
-        for &ix in &self.ifindex {
+        for &ix in self.ifindex.iter().filter(|&&ix| ix != 0) {
             self.nl.push(tc::del_clsact(ix), String::new());
         }
         let _ = self.nl.flush();
@@ -220,34 +220,42 @@ impl FastPath {
     /// sockets and the classifiers on the ports' ingress (in the switch's
     /// namespace, through `nl`). Off, with the reason for `weft status`,
     /// when bpf(2) is not allowed or the verifier refuses the program.
+    /// Core ports `retired[i]` (taken out by a live edit: disabled in the
+    /// core, which never forwards to them) have no socket and are left
+    /// out.
     pub fn with_bpf(
         mut nl: Netlink,
         cfg: &SwitchConfig,
         socks: &[Option<&PacketSocket>],
+        retired: &[bool],
     ) -> FastPath {
         if let Some(why) = weft_sys::bpf::unavailable() {
             return FastPath::off(why);
         }
-        let Some(socks) = socks
-            .iter()
-            .copied()
-            .collect::<Option<Vec<&PacketSocket>>>()
-        else {
+        let gone = |i: usize| retired.get(i).copied().unwrap_or(false);
+        if (0..socks.len()).any(|i| socks[i].is_none() && !gone(i)) {
             return FastPath::off("a port could not be opened");
-        };
+        }
         let ks = match KernelSwitch::load(cfg) {
             Ok(k) => k,
             Err(e) => return FastPath::off(format!("tc BPF: {e}")),
         };
-        let ifindex: Vec<u32> = socks.iter().map(|s| s.ifindex()).collect();
-        for &ix in &ifindex {
-            nl.push(tc::del_clsact(ix), String::new());
+        // Interface index 0 (none) in the retired ports' slots: the maps
+        // mark them unusable, as the core has them disabled.
+        let ifindex: Vec<u32> = socks.iter().map(|s| s.map_or(0, |s| s.ifindex())).collect();
+        let live: Vec<(usize, &PacketSocket)> = socks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i, s)))
+            .collect();
+        for &(_, s) in &live {
+            nl.push(tc::del_clsact(s.ifindex()), String::new());
         }
         let _ = nl.flush();
         // Socket filters first: with the maps still empty they take
         // nothing away, and once the classifiers run, every frame one
         // forwards is already kept from the socket.
-        for (i, s) in socks.iter().enumerate() {
+        for &(i, s) in &live {
             let Some(p) = ks.socket_filter(i) else {
                 continue;
             };
@@ -255,7 +263,8 @@ impl FastPath {
                 return FastPath::off(format!("tc BPF: socket filter on {}: {e}", s.ifname()));
             }
         }
-        for (i, s) in socks.iter().enumerate() {
+        let socks: Vec<&PacketSocket> = live.iter().map(|&(_, s)| s).collect();
+        for (i, s) in live {
             let Some(p) = ks.classifier(i) else { continue };
             nl.push(
                 tc::add_clsact(s.ifindex()),

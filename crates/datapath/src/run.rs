@@ -79,6 +79,8 @@ struct Sw {
     /// The loop warning was logged for the current suspicion.
     loop_warned: bool,
     fast: FastPath,
+    /// The configuration in force, on the core's port ids.
+    cfg: weft_switch::SwitchConfig,
 }
 
 /// Where a queued output frame's bytes are.
@@ -129,25 +131,14 @@ pub fn run(lab: &Lab, control: &Path) -> Result<(), Error> {
         fast_on: std::env::var("WEFT_SWITCH_FASTPATH").map_or(true, |v| v != "off"),
         wires: None,
     };
+    dp.lab_name = lab.name.clone();
     for node in lab.nodes.values() {
-        let Some((names, cfg)) = switch_config(&lab.name, node) else {
-            continue;
-        };
-        let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
         let s = dp.switches.len();
-        let global = dp.open_ports(s, &node.netns, names, 0)?;
-        let fast = dp.choose_fast(&node.name, &node.netns, &global, &cfg);
-        dp.switches.push(Sw {
-            name: node.name.clone(),
-            netns: node.netns.clone(),
-            core: Switch::new(cfg),
-            ports: global,
-            modes,
-            loop_warned: false,
-            fast,
-        });
+        if let Some(sw) = dp.new_switch(s, node)? {
+            dp.switches.push(sw);
+        }
     }
-    dp.wires = wire::start(lab)?;
+    dp.wires = wire::start(&lab.name, lab.nodes.values(), Vec::new())?;
     if dp.switches.is_empty() && dp.wires.is_none() {
         return Err(Error::NoSwitch(lab.name.clone()));
     }
@@ -255,6 +246,28 @@ impl Dp {
         Instant::from_nanos(self.clock.elapsed().as_nanos() as u64)
     }
 
+    /// Switch `node` as switch index `s`: its ports opened in its
+    /// namespace, a new core, its kernel fast path; `None` if the node is
+    /// not a switch.
+    fn new_switch(&mut self, s: usize, node: &weft_topo::Node) -> Result<Option<Sw>, Error> {
+        let Some((names, cfg)) = switch_config(&self.lab_name, node) else {
+            return Ok(None);
+        };
+        let modes = cfg.ports.iter().map(|p| mode_text(&p.mode)).collect();
+        let global = self.open_ports(s, &node.netns, names, 0)?;
+        let fast = self.choose_fast(&node.name, &node.netns, &global, &cfg);
+        Ok(Some(Sw {
+            name: node.name.clone(),
+            netns: node.netns.clone(),
+            core: Switch::new(cfg.clone()),
+            ports: global,
+            modes,
+            loop_warned: false,
+            fast,
+            cfg,
+        }))
+    }
+
     /// Opens AF_PACKET sockets on the ports `names` of switch `s`, whose
     /// core ids start at `first`, and watches them; returns their global
     /// indexes. A port that cannot be opened stays down.
@@ -330,20 +343,16 @@ impl Dp {
     }
 
     /// The tc BPF switch on ports `global`. It needs a socket on every
-    /// core port: a port removed while running keeps its slot in the core
-    /// and so turns it off until the datapath starts again.
+    /// core port but those a live edit removed: their slots stay in the
+    /// core, disabled, and get neither classifier nor socket filter.
     fn bpf_for(&self, netns: &str, global: &[usize], cfg: &weft_switch::SwitchConfig) -> FastPath {
-        if global.iter().any(|&g| self.ports[g].retired) {
-            return FastPath::off(
-                "tc BPF: a port was removed while running (on again when the datapath restarts)",
-            );
-        }
         let socks: Vec<Option<&PacketSocket>> = global
             .iter()
             .map(|&g| self.ports[g].sock.as_ref())
             .collect();
+        let retired: Vec<bool> = global.iter().map(|&g| self.ports[g].retired).collect();
         match weft_sys::netns::run_in_named(netns, Netlink::open) {
-            Ok(Ok(nl)) => FastPath::with_bpf(nl, cfg, &socks),
+            Ok(Ok(nl)) => FastPath::with_bpf(nl, cfg, &socks, &retired),
             Ok(Err(e)) => FastPath::off(format!("no netlink socket ({e})")),
             Err(e) => FastPath::off(format!("no netlink socket ({e})")),
         }

@@ -17,7 +17,8 @@ use crate::{state, Error, Event};
 struct Record {
     pid: u32,
     start_time: u64,
-    /// The switch nodes it was started for; a change restarts it.
+    /// The switch and wire nodes it serves now: `up` sends it what
+    /// changed since.
     switches: serde_json::Value,
 }
 
@@ -83,16 +84,18 @@ pub fn stop(lab: &str) -> Result<bool, Error> {
     Ok(was)
 }
 
+/// Interfaces of switch or wire nodes removed and made again, as
+/// `(node, iface)`; `(node, "")`: the node's namespace (all of them).
+pub type Remade = std::collections::BTreeSet<(String, String)>;
+
 /// Makes the datapath match `lab`: starts it when the lab has switches and
-/// none runs (or it died); stops it when the lab has no switch left. A
-/// change of switch settings goes to the running datapath, which keeps
-/// its learned MACs and spanning tree; it is restarted only when that
-/// cannot be (a switch added or removed, the STP protocol changed) or
-/// `ports_changed` (a switch port's interface was removed and made again,
-/// so its socket would point at the removed one). Ports added or removed
-/// are opened or closed by the running datapath.
-/// Returns true if a datapath was (re)started.
-pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool, Error> {
+/// none runs (or it died); stops it when the lab has no switch left. Any
+/// other change goes to the running datapath, which keeps its pid, its
+/// learned MACs and spanning tree: switches added or removed, settings
+/// changed (a switch whose STP protocol changed starts over alone), ports
+/// added, removed or (in `remade`) made again, wires added, removed or
+/// changed. Returns true if a datapath was (re)started.
+pub fn ensure(lab: &Lab, exe: Option<&Path>, remade: &Remade) -> Result<bool, Error> {
     let name = lab.name.as_str();
     if !has_switches(lab) {
         stop(name)?;
@@ -100,23 +103,23 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, ports_changed: bool) -> Result<bool
     }
     let want = switches_of(lab);
     if let Some(r) = running(name) {
-        if !ports_changed && r.switches == want {
+        if remade.is_empty() && r.switches == want {
             return Ok(false);
         }
-        if !ports_changed {
-            match reconfigure(lab, &r.switches) {
-                Ok(()) => {
-                    save_record(
-                        name,
-                        &Record {
-                            switches: want,
-                            ..r
-                        },
-                    )?;
-                    return Ok(false);
-                }
-                Err(e) => tracing::info!("restarting the datapath of lab {name}: {e}"),
+        match reconfigure(lab, &r.switches, remade) {
+            Ok(()) => {
+                save_record(
+                    name,
+                    &Record {
+                        switches: want,
+                        ..r
+                    },
+                )?;
+                return Ok(false);
             }
+            // Only a datapath that cannot take the edit (one of an older
+            // weft, or one that failed it half-way) comes here.
+            Err(e) => tracing::warn!("restarting the datapath of lab {name}: {e}"),
         }
     }
     stop(name)?;
@@ -171,30 +174,77 @@ fn without_impair(switches: &serde_json::Value) -> serde_json::Value {
     v
 }
 
-/// Sends the running datapath every switch of `lab` whose settings
-/// differ from the recorded `before`, then the impairments. An error means
-/// the datapath could not take a change in place.
-fn reconfigure(lab: &Lab, before: &serde_json::Value) -> Result<(), Error> {
+/// Sends the running datapath what changed in `lab` since the recorded
+/// `before` ([`edits`]), then the impairments. An error means the
+/// datapath could not take a change in place.
+fn reconfigure(lab: &Lab, before: &serde_json::Value, remade: &Remade) -> Result<(), Error> {
+    for req in edits(lab, before, remade) {
+        expect_done(&lab.name, edit(&lab.name, &req)?)?;
+    }
+    retune(lab, before)
+}
+
+/// The live edits that take a datapath serving `before` (as recorded) to
+/// `lab`, in order: switches removed (or whose namespace was made again),
+/// switches added (or made again) and changed, ports whose interface was
+/// made again (`remade`) opened again, the wires. Port impairments are
+/// [`retune`]'s.
+fn edits(lab: &Lab, before: &serde_json::Value, remade: &Remade) -> Vec<Request> {
     let old: Vec<weft_topo::Node> =
         serde_json::from_value(without_impair(before)).unwrap_or_default();
     let new: Vec<weft_topo::Node> =
         serde_json::from_value(without_impair(&switches_of(lab))).unwrap_or_default();
-    let names = |v: &[weft_topo::Node]| v.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
-    if names(&old) != names(&new) {
-        return Err(Error::Datapath {
-            lab: lab.name.clone(),
-            detail: "switches were added or removed".into(),
-        });
-    }
-    for (o, n) in old.iter().zip(&new) {
-        if o != n {
-            let req = Request::Configure {
-                node: Box::new(lab.nodes[&n.name].clone()),
-            };
-            expect_done(&lab.name, query(&lab.name, &req)?)?;
+    let mut out = Vec::new();
+    let is_switch = |n: &weft_topo::Node| n.kind == NodeKind::Switch;
+    let find = |v: &[weft_topo::Node], name: &str| v.iter().find(|n| n.name == name).cloned();
+    let whole = |n: &str| remade.contains(&(n.to_string(), String::new()));
+    for o in old.iter().filter(|o| is_switch(o)) {
+        let kept = find(&new, &o.name).filter(|n| is_switch(n));
+        if kept.is_none() || whole(&o.name) {
+            out.push(Request::RemoveSwitch {
+                switch: o.name.clone(),
+            });
         }
     }
-    retune(lab, before)
+    for n in new.iter().filter(|n| is_switch(n)) {
+        let node = Box::new(lab.nodes[&n.name].clone());
+        match find(&old, &n.name).filter(|o| is_switch(o)) {
+            Some(_) if whole(&n.name) => out.push(Request::AddSwitch { node }),
+            None => out.push(Request::AddSwitch { node }),
+            Some(o) => {
+                if &o != n {
+                    out.push(Request::Configure { node });
+                }
+                // Ports there before and now whose interface was made
+                // again (a port new to the switch was opened just now).
+                let had = |p: &String| o.switch.as_ref().is_some_and(|s| s.ports.contains_key(p));
+                for p in n
+                    .switch
+                    .iter()
+                    .flat_map(|s| s.ports.keys())
+                    .filter(|p| had(p))
+                {
+                    if remade.contains(&(n.name.clone(), p.clone())) {
+                        out.push(Request::Reopen {
+                            switch: n.name.clone(),
+                            port: p.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let wires = |v: &[weft_topo::Node]| {
+        v.iter()
+            .filter(|n| n.wire.is_some())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (was, now) = (wires(&old), wires(&new));
+    if was != now || now.iter().any(|w| remade.iter().any(|(n, _)| n == &w.name)) {
+        out.push(Request::Wires { nodes: now });
+    }
+    out
 }
 
 /// Sets on the running datapath every port impairment of `lab` that
@@ -242,6 +292,17 @@ fn unexpected(lab: &str, reply: &Reply) -> Error {
         lab: lab.to_string(),
         detail: format!("unexpected answer {}", reply.kind()),
     }
+}
+
+/// How long a live edit may take: a switch added or made again opens its
+/// ports and may load a tc BPF program per port, which on a loaded
+/// machine takes far longer than a status query.
+const EDIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends the lab's running datapath a live edit and waits for its answer.
+fn edit(lab: &str, req: &Request) -> Result<Reply, Error> {
+    control::request(&control_path(lab), req, EDIT_TIMEOUT)
+        .map_err(|e| Error::io(format!("changing the switch datapath of lab {lab}"), e))
 }
 
 /// Asks the lab's datapath something.
@@ -330,5 +391,106 @@ pub fn wait_ready(
             });
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "x"
+[nodes.s1]
+kind = "switch"
+[nodes.s2]
+kind = "switch"
+[nodes.h1.interfaces.eth0]
+addresses = ["10.0.0.1/24"]
+[nodes.h2.interfaces.eth0]
+addresses = ["10.0.0.2/24"]
+[nodes.h3.interfaces.eth0]
+addresses = ["10.0.1.3/24"]
+[nodes.h4.interfaces.eth0]
+addresses = ["10.0.1.4/24"]
+[[links]]
+endpoints = ["h1:eth0", "s1:p1"]
+[[links]]
+endpoints = ["h2:eth0", "s2:p1"]
+[[links]]
+endpoints = ["h3:eth0", "h4:eth0"]
+"#;
+
+    fn lab(text: &str) -> Lab {
+        weft_topo::parse(text).unwrap().lab
+    }
+
+    /// The requests' names and their subjects, in order.
+    fn kinds(reqs: &[Request]) -> Vec<String> {
+        reqs.iter()
+            .map(|r| match r {
+                Request::AddSwitch { node } => format!("add {}", node.name),
+                Request::RemoveSwitch { switch } => format!("remove {switch}"),
+                Request::Configure { node } => format!("configure {}", node.name),
+                Request::Reopen { switch, port } => format!("reopen {switch}:{port}"),
+                Request::Wires { nodes } => format!("wires {}", nodes.len()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn plan(before: &str, after: &str, remade: &[(&str, &str)]) -> Vec<String> {
+        let rec = switches_of(&lab(before));
+        let remade: Remade = remade
+            .iter()
+            .map(|(n, i)| (n.to_string(), i.to_string()))
+            .collect();
+        kinds(&edits(&lab(after), &rec, &remade))
+    }
+
+    #[test]
+    fn nothing_changed_is_no_request() {
+        assert!(plan(BASE, BASE, &[]).is_empty());
+    }
+
+    #[test]
+    fn switches_added_removed_and_changed_are_each_one_request() {
+        let added = format!(
+            "{BASE}[nodes.s3]\nkind = \"switch\"\n[[links]]\nendpoints = [\"s2:u\", \"s3:u\"]\n"
+        );
+        // s2 gains port u: changed; s3 is new.
+        assert_eq!(plan(BASE, &added, &[]), ["configure s2", "add s3"]);
+        assert_eq!(plan(&added, BASE, &[]), ["remove s3", "configure s2"]);
+        let rstp_off = BASE.replacen("kind = \"switch\"", "kind = \"switch\"\nstp = \"off\"", 1);
+        assert_eq!(plan(BASE, &rstp_off, &[]), ["configure s1"]);
+    }
+
+    #[test]
+    fn a_port_made_again_is_reopened_and_a_namespace_made_again_restarts_that_switch() {
+        // h1 re-cabled from s1:p1 to s1's new p1 peer h5.
+        let recabled = BASE
+            .replace("[\"h1:eth0\", \"s1:p1\"]", "[\"h5:eth0\", \"s1:p1\"]")
+            .replace("[nodes.h1.interfaces.eth0]", "[nodes.h5.interfaces.eth0]");
+        assert_eq!(
+            plan(BASE, &recabled, &[("s1", "p1")]),
+            ["configure s1", "reopen s1:p1"]
+        );
+        // Only the interface made again (same settings): reopened alone.
+        assert_eq!(plan(BASE, BASE, &[("s2", "p1")]), ["reopen s2:p1"]);
+        assert_eq!(plan(BASE, BASE, &[("s2", "")]), ["remove s2", "add s2"]);
+    }
+
+    #[test]
+    fn wires_added_removed_or_changed_send_the_whole_set() {
+        let wired = BASE.replace(
+            "endpoints = [\"h3:eth0\", \"h4:eth0\"]",
+            "endpoints = [\"h3:eth0\", \"h4:eth0\"]\nimpair = { delay = \"5ms\" }",
+        );
+        assert_eq!(plan(BASE, &wired, &[]), ["wires 1"]);
+        assert_eq!(plan(&wired, BASE, &[]), ["wires 0"]);
+        let slower = wired.replace("5ms", "7ms");
+        assert_eq!(plan(&wired, &slower, &[]), ["wires 1"]);
+        assert!(plan(&wired, &wired, &[]).is_empty());
+        // A wire's end made again (its host's veth): opened again.
+        assert_eq!(plan(&wired, &wired, &[("~h3.eth0", "w0")]), ["wires 1"]);
     }
 }

@@ -165,11 +165,11 @@ pub enum Res {
     Route,
     Nat(crate::nat::Nat),
     /// The wires it carries (impaired kernel links), by wire node: a
-    /// change restarts it.
+    /// change is a live edit of the running datapath.
     Datapath(Box<BTreeMap<String, crate::wire::Wire>>),
     Switch(Box<SwitchOptions>),
     /// A wire's settings in the datapath (crate::wire), under its node's
-    /// `ResKey::Switch`: a change restarts the datapath.
+    /// `ResKey::Switch`: a change is a live edit of the running datapath.
     Wire(Box<crate::wire::Wire>),
     /// The tunnel link the end belongs to.
     Tunnel(Box<TunnelLink>),
@@ -457,7 +457,7 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                     parts.push(format!("- wire {}", y.link[0]));
                 }
             }
-            format!("{}: {} (restarts)", describe(key, to), parts.join(", "))
+            format!("{}: {} (in place)", describe(key, to), parts.join(", "))
         }
         (ResKey::Service { .. }, Res::Service(a), Res::Service(b)) => {
             let mut parts = Vec::new();

@@ -3,6 +3,8 @@
 //! learned MACs and the spanning tree survive. Ports added get sockets and
 //! new core ports; ports removed are closed and their core ports disabled
 //! (core port ids never shift, as the FDB and STP name ports by them).
+//! Switches are added and removed, ports re-cabled and wires changed on
+//! the running process too: only a datapath that died is started again.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -78,10 +80,9 @@ fn core_layout(
 impl Dp {
     /// Applies a switch node's new settings (VLANs, STP priority and
     /// timers, port costs, static MACs, mirror selection, ageing, ports
-    /// added or removed). Refused, with nothing changed, when something
-    /// that cannot change in place differs (the MAC, the STP protocol, the
-    /// mirror's output port, the FDB size): the caller restarts the
-    /// datapath then.
+    /// added or removed). When something the core cannot change in place
+    /// differs (the MAC, the STP protocol, the mirror's output port, the
+    /// FDB size), this switch alone is made again.
     pub(super) fn reconfigure(&mut self, node: &weft_topo::Node) -> Reply {
         let Some(s) = self.switches.iter().position(|s| s.name == node.name) else {
             return Reply::Error {
@@ -112,9 +113,10 @@ impl Dp {
             trial.add_port(p.clone(), now);
         }
         if let Err(e) = trial.reconfigure(layout.clone(), now) {
-            return Reply::Error {
-                message: format!("switch {}: {e}", node.name),
-            };
+            // Not a change the core takes in place (the STP protocol, the
+            // MAC, ...): this switch alone starts again.
+            tracing::info!(switch = %node.name, "{e}: the switch's core is made again");
+            return self.remake_switch(s, node);
         }
         // Forwarding decisions may change: rules in the kernel go first.
         self.invalidate_fast(s);
@@ -145,6 +147,7 @@ impl Dp {
         }
         let sw = &mut self.switches[s];
         sw.modes = layout.ports.iter().map(|p| mode_text(&p.mode)).collect();
+        sw.cfg = layout.clone();
         let ports_changed = !gone.is_empty() || !added.is_empty();
         let refused = fastpath::refused(&cfg);
         let rebuild = match refused {
@@ -193,6 +196,192 @@ impl Dp {
         self.send_generated(s, &acts);
         self.acts = acts;
         Reply::Done
+    }
+
+    /// Starts serving switch `node`, added to the lab.
+    pub(super) fn add_switch(&mut self, node: &weft_topo::Node) -> Reply {
+        if self.switches.iter().any(|s| s.name == node.name) {
+            return Reply::Error {
+                message: format!("switch {} is already served", node.name),
+            };
+        }
+        let s = self.switches.len();
+        match self.new_switch(s, node) {
+            Ok(Some(sw)) => self.switches.push(sw),
+            Ok(None) => {
+                return Reply::Error {
+                    message: format!("{} is not a switch", node.name),
+                }
+            }
+            Err(e) => {
+                return Reply::Error {
+                    message: format!("switch {}: {e}", node.name),
+                }
+            }
+        }
+        self.started(s, node);
+        tracing::info!(switch = %node.name, "switch added in place");
+        Reply::Done
+    }
+
+    /// Stops serving switch `name`, taken out of the lab; the others go
+    /// on as they were.
+    pub(super) fn remove_switch(&mut self, name: &str) -> Reply {
+        let Some(s) = self.switches.iter().position(|s| s.name == name) else {
+            return Reply::Error {
+                message: self.no_switch(name),
+            };
+        };
+        self.close_switch(s);
+        self.switches.remove(s);
+        // Global ports name their switch by index: those after it move
+        // down one; its own (all retired) name none.
+        for p in &mut self.ports {
+            if p.switch == s {
+                p.switch = usize::MAX;
+            } else if p.switch > s && p.switch != usize::MAX {
+                p.switch -= 1;
+            }
+        }
+        self.offload.clear();
+        self.watch.forget(s, true);
+        tracing::info!(switch = %name, "switch removed in place");
+        Reply::Done
+    }
+
+    /// Makes switch `s` again from `node` (new sockets, a new core, its
+    /// port impairments from the file): what it learned and its spanning
+    /// tree state start over, the other switches go on as they were.
+    fn remake_switch(&mut self, s: usize, node: &weft_topo::Node) -> Reply {
+        self.close_switch(s);
+        match self.new_switch(s, node) {
+            Ok(Some(sw)) => self.switches[s] = sw,
+            Ok(None) => {
+                return Reply::Error {
+                    message: format!("{} is not a switch", node.name),
+                }
+            }
+            Err(e) => {
+                return Reply::Error {
+                    message: format!("switch {}: {e}", node.name),
+                }
+            }
+        }
+        self.offload.clear();
+        self.watch.forget(s, false);
+        self.started(s, node);
+        Reply::Done
+    }
+
+    /// A switch just made at index `s`: its ports' impairments from the
+    /// file, its carriers, its first BPDUs.
+    fn started(&mut self, s: usize, node: &weft_topo::Node) {
+        if let Some(sw) = &node.switch {
+            for (pname, p) in &sw.ports {
+                if let (Some(i), Some(g)) = (&p.impair, self.port_index(&node.name, pname)) {
+                    self.set_impair(g, Some(i.clone()));
+                }
+            }
+        }
+        for g in self.switches[s].ports.clone() {
+            self.check_carrier(g);
+        }
+        let now = self.now();
+        let mut acts = std::mem::take(&mut self.acts);
+        self.switches[s].core.tick(now, &mut acts);
+        self.send_generated(s, &acts);
+        self.acts = acts;
+    }
+
+    /// Closes every port of switch `s` and takes its kernel fast path
+    /// off (its classifiers and rules removed).
+    fn close_switch(&mut self, s: usize) {
+        self.invalidate_fast(s);
+        self.switches[s].fast = FastPath::off("removed");
+        for g in self.switches[s].ports.clone() {
+            let p = &mut self.ports[g];
+            if let Some(sock) = p.sock.take() {
+                let _ = self.poller.remove(sock.as_fd());
+            }
+            p.retired = true;
+            p.carrier = false;
+            p.imp = None;
+            self.queues[g].clear();
+        }
+    }
+
+    /// Opens port `port` of switch `switch` again: its interface was
+    /// removed and made again (cabled to another node), so the socket
+    /// points at one that is gone. The core port keeps its id and
+    /// settings; it sees its link go down (what was learned on it goes,
+    /// the spanning tree hears) and up again with the new carrier.
+    pub(super) fn reopen(&mut self, switch: &str, port: &str) -> Reply {
+        let Some(g) = self.port_index(switch, port) else {
+            return self.no_port(switch, port);
+        };
+        let (s, id) = (self.ports[g].switch, self.ports[g].id);
+        // The kernel switch's classifiers and the rules sit on the old
+        // interface: folded in and taken off first.
+        self.harvest_fast(s);
+        self.invalidate_fast(s);
+        self.switches[s].fast = FastPath::off("being rebuilt");
+        if let Some(sock) = self.ports[g].sock.take() {
+            let _ = self.poller.remove(sock.as_fd());
+        }
+        self.queues[g].clear();
+        let netns = self.switches[s].netns.clone();
+        let name = port.to_string();
+        let opened = weft_sys::netns::run_in_named(&netns, move || {
+            weft_sys::port::PacketSocket::open(&name)
+        });
+        let now = self.now();
+        let mut acts = std::mem::take(&mut self.acts);
+        self.switches[s].core.set_link(id, false, now, &mut acts);
+        self.send_generated(s, &acts);
+        self.acts = acts;
+        self.ports[g].carrier = false;
+        let result = match opened {
+            Ok(Ok(sock)) => match self.poller.add(sock.as_fd(), g as u64) {
+                Ok(()) => {
+                    self.ports[g].sock = Some(sock);
+                    Reply::Done
+                }
+                Err(e) => Reply::Error {
+                    message: format!("switch {switch}: watching port {port}: {e}"),
+                },
+            },
+            Ok(Err(e)) => Reply::Error {
+                message: format!("switch {switch}: opening port {port} again: {e}"),
+            },
+            Err(e) => Reply::Error {
+                message: format!("switch {switch}: opening port {port} again: {e}"),
+            },
+        };
+        self.check_carrier(g);
+        let (name, global, cfg) = {
+            let sw = &self.switches[s];
+            (sw.name.clone(), sw.ports.clone(), sw.cfg.clone())
+        };
+        self.switches[s].fast = self.choose_fast(&name, &netns, &global, &cfg);
+        tracing::info!(switch = %switch, port = %port, "port opened again in place");
+        result
+    }
+
+    /// The lab's wires are now those among `nodes`: the wires' thread
+    /// stops and starts again on them (every end opened anew, as one may
+    /// have been made again), kept wires going on with their counters.
+    pub(super) fn rewire(&mut self, nodes: &[weft_topo::Node]) -> Reply {
+        let kept = self.wires.take().map(|w| w.stop()).unwrap_or_default();
+        match super::wire::start(&self.lab_name, nodes.iter(), kept) {
+            Ok(w) => {
+                self.wires = w;
+                tracing::info!(wires = nodes.len(), "wires changed in place");
+                Reply::Done
+            }
+            Err(e) => Reply::Error {
+                message: format!("opening the wires: {e}"),
+            },
+        }
     }
 
     /// Takes port `g` out of its switch for good: its core port is

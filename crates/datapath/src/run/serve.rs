@@ -58,6 +58,10 @@ impl Dp {
                     message: format!("no wire {wire}: this lab has none"),
                 },
             },
+            Ok(Request::AddSwitch { node }) => self.add_switch(&node),
+            Ok(Request::RemoveSwitch { switch }) => self.remove_switch(&switch),
+            Ok(Request::Reopen { switch, port }) => self.reopen(&switch, &port),
+            Ok(Request::Wires { nodes }) => self.rewire(&nodes),
             Ok(Request::Link { switch, port, up }) => match self.port_index(&switch, &port) {
                 Some(g) => {
                     self.set_admin(g, up);

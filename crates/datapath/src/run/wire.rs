@@ -21,19 +21,22 @@ use weft_switch::impair::{Fate, Impair, ImpairCounters};
 use weft_switch::Instant;
 use weft_sys::port::{PacketSocket, Poller, Ready, RxBatch, TxFrame};
 use weft_topo::impair::{core_config, Direction, Impairment};
-use weft_topo::Lab;
 
 use super::impaired::{corrupt, derived_seed, Held, IN_STREAM};
 use super::{io_err, Error, RX_BATCH};
 use crate::control::{Reply, WireInfo, WireWay};
 
 /// What the wires' thread and the control socket share about one wire.
-struct Wire {
+pub(super) struct Wire {
     name: String,
     /// The link's two ends, as the file wrote them (`h1:eth0`).
     link: [String; 2],
     /// The impairment in force; `None`: frames pass straight through.
     settings: Option<Impairment>,
+    /// The file's impairment when last applied: a live edit of the lab
+    /// sets the wire again only when the file's changed (else what `weft
+    /// impair` set stays).
+    file: Impairment,
     /// The lab's name, for the seed derived from the names.
     lab: String,
     seed: u64,
@@ -121,6 +124,7 @@ impl Wire {
 pub(super) struct WireCtl {
     wires: Arc<Mutex<Vec<Wire>>>,
     wake: UnixStream,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 fn lock(w: &Mutex<Vec<Wire>>) -> MutexGuard<'_, Vec<Wire>> {
@@ -130,6 +134,17 @@ fn lock(w: &Mutex<Vec<Wire>>) -> MutexGuard<'_, Vec<Wire>> {
 }
 
 impl WireCtl {
+    /// Stops the wires' thread, which closes their sockets, and hands
+    /// the wires back (counters, queues) for [`start`] to go on with.
+    pub(super) fn stop(mut self) -> Vec<Wire> {
+        // The thread ends when its end of the wake-up socket reads EOF.
+        let _ = self.wake.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *lock(&self.wires))
+    }
+
     pub(super) fn status(&self) -> Vec<WireInfo> {
         lock(&self.wires).iter().map(Wire::info).collect()
     }
@@ -162,12 +177,18 @@ impl WireCtl {
 /// Token of the wake-up socket in the wires' epoll set.
 const WAKE: u64 = u64::MAX;
 
-/// Opens every wire of `lab` and serves them on a thread; `None` when the
-/// lab has none.
-pub(super) fn start(lab: &Lab) -> Result<Option<WireCtl>, Error> {
+/// Opens every wire among `nodes` (of lab `lab`) and serves them on a
+/// thread; `None` when there is none. A wire of `kept` (a thread stopped
+/// by a live edit) with the same name and link goes on with its counters
+/// and queues, set again only if the file's impairment changed.
+pub(super) fn start<'a>(
+    lab: &str,
+    nodes: impl Iterator<Item = &'a weft_topo::Node>,
+    mut kept: Vec<Wire>,
+) -> Result<Option<WireCtl>, Error> {
     let mut wires = Vec::new();
     let mut socks = Vec::new();
-    for node in lab.nodes.values() {
+    for node in nodes {
         let Some(w) = &node.wire else { continue };
         let ends = weft_sys::netns::run_in_named(&node.netns, || {
             weft_topo::wire::ENDS.map(PacketSocket::open)
@@ -177,11 +198,25 @@ pub(super) fn start(lab: &Lab) -> Result<Option<WireCtl>, Error> {
             a.map_err(io_err(format!("opening wire {} end w0", node.name)))?,
             b.map_err(io_err(format!("opening wire {} end w1", node.name)))?,
         ]);
+        let link = w.link.clone().map(|e| e.to_string());
+        if let Some(k) = kept
+            .iter()
+            .position(|k| k.name == node.name && k.link == link)
+        {
+            let mut wire = kept.swap_remove(k);
+            if wire.file != w.impair {
+                wire.file = w.impair.clone();
+                wire.set(Some(w.impair.clone()));
+            }
+            wires.push(wire);
+            continue;
+        }
         let mut wire = Wire {
             name: node.name.clone(),
-            link: w.link.clone().map(|e| e.to_string()),
+            link,
             settings: None,
-            lab: lab.name.clone(),
+            file: w.impair.clone(),
+            lab: lab.to_string(),
             seed: 0,
             q: [None, None],
             before: Default::default(),
@@ -213,7 +248,7 @@ pub(super) fn start(lab: &Lab) -> Result<Option<WireCtl>, Error> {
         .map_err(io_err("watching the wires' wake-up socket"))?;
     let shared = Arc::new(Mutex::new(wires));
     let theirs = shared.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("weft-wires".into())
         .spawn(move || serve(theirs, socks, poller, woken))
         .map_err(io_err("starting the wires' thread"))?;
@@ -221,6 +256,7 @@ pub(super) fn start(lab: &Lab) -> Result<Option<WireCtl>, Error> {
     Ok(Some(WireCtl {
         wires: shared,
         wake,
+        thread: Some(thread),
     }))
 }
 
@@ -252,7 +288,14 @@ fn serve(
         for r in &ready {
             if r.token == WAKE {
                 let mut sink = [0u8; 64];
-                while matches!(woken.read(&mut sink), Ok(n) if n > 0) {}
+                loop {
+                    match woken.read(&mut sink) {
+                        // WireCtl::stop: the sockets close with the thread.
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
                 continue;
             }
             let (k, s) = (r.token as usize / 2, r.token as usize % 2);

@@ -18,12 +18,12 @@ use weft_topo::{Lab, NodeKind, Op, ResKey};
 use super::Exec;
 use crate::{datapath, names, services, tunnels, Error, Event};
 
-/// Whether operations remove an interface of a switch node and make it
-/// again (a port cabled to another node, a switch node made again): the
-/// datapath's socket on it would point at the removed interface, so the
-/// datapath is restarted. Ports only added or only removed are live edits
-/// of the running datapath.
-pub(crate) fn touches_switch_ports(ops: &[Op], labs: [&Lab; 2]) -> bool {
+/// The interfaces of switch (and wire) nodes that operations remove and
+/// make again (a port cabled to another node; `(node, "")`: the node's
+/// namespace, so all of them): the datapath's sockets on them point at
+/// the removed ones and are opened again. Ports only added or only
+/// removed are plain live edits of the running datapath.
+pub(crate) fn remade_switch_ports(ops: &[Op], labs: [&Lab; 2]) -> datapath::Remade {
     // A wire's ends are the datapath's sockets too.
     let is_switch = |n: &str| {
         labs.iter().any(|l| {
@@ -57,7 +57,7 @@ pub(crate) fn touches_switch_ports(ops: &[Op], labs: [&Lab; 2]) -> bool {
             _ => {}
         }
     }
-    removed.intersection(&added).next().is_some()
+    removed.intersection(&added).cloned().collect()
 }
 
 fn is_workload(k: &ResKey) -> bool {
@@ -199,22 +199,10 @@ impl Exec<'_> {
         let (dp, _) = select(ops, |k| {
             matches!(k, ResKey::Datapath { .. } | ResKey::Switch { .. })
         });
-        // Wires are opened when the datapath starts: one added, removed or
-        // changed (its impairment in the file) restarts it, and its PRNG
-        // starts again from the seed.
-        let wires = |l: &Lab| {
-            l.nodes
-                .values()
-                .filter(|n| n.wire.is_some())
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        let rewired = self.old.is_some_and(|o| wires(o) != wires(self.new));
-        let recreated =
-            touches_switch_ports(ops, [self.new, self.old.unwrap_or(self.new)]) || rewired;
+        let remade = remade_switch_ports(ops, [self.new, self.old.unwrap_or(self.new)]);
         // Anything but the datapath's own removal (done before the kernel
-        // work): a switch added, changed or removed is told to the running
-        // datapath, or restarts it.
+        // work): a switch or wire added, changed or removed, or a port
+        // made again, is told to the running datapath (or starts one).
         let told = dp.iter().any(|&i| {
             !matches!(
                 ops[i],
@@ -224,10 +212,10 @@ impl Exec<'_> {
                 }
             )
         });
-        if told || recreated {
+        if told || !remade.is_empty() {
             // A (re)started datapath reads its switches from the state.
             self.save_applying()?;
-            self.restarted = datapath::ensure(self.new, self.exe.as_deref(), recreated)?;
+            self.restarted = datapath::ensure(self.new, self.exe.as_deref(), &remade)?;
         }
         // Removed switches' settings counted with the kernel removals.
         self.applied
