@@ -3,7 +3,7 @@
 use crate::Failure;
 use std::process::ExitCode;
 
-use weft_topo::impair::{self, Direction, Impairment};
+use weft_topo::impair::{self, Direction, Impairment, Spelling};
 
 pub fn link(lab: &str, a: &str, b: &str, state: &str) -> Result<ExitCode, Failure> {
     let up = match state {
@@ -128,22 +128,9 @@ fn settings(a: &ImpairArgs) -> Result<Impairment, Failure> {
     if let Some(d) = &a.direction {
         i.direction = Direction::parse(d).map_err(|e| format!("--{e}"))?;
     }
-    i.check().map_err(|e| {
-        format!(
-            "--{}: {}",
-            e.setting().unwrap_or("impair"),
-            in_flags(&e.to_string())
-        )
-    })?;
+    // The advice names the flags itself (`--queue ...: add --rate 10mbit`).
+    i.check_as(Spelling::Flags).map_err(|e| e.to_string())?;
     Ok(i)
-}
-
-/// The model's advice names the file's keys (`add delay = "10ms"`); on
-/// the command line the same advice is a flag.
-fn in_flags(why: &str) -> String {
-    why.replace("add delay = \"10ms\"", "add --delay 10ms")
-        .replace("add rate = \"10mbit\"", "add --rate 10mbit")
-        .replace("write exit = \"25%\"", "write --burst ENTER,25%")
 }
 
 pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
@@ -173,28 +160,34 @@ pub fn impair(a: &ImpairArgs) -> Result<ExitCode, Failure> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: super::ImpairArgs,
+    }
+
+    /// What `weft impair polab h1 sw ARGS` refuses, before any lab is looked at.
+    fn refusal(args: &[&str]) -> String {
+        let argv = ["impair", "polab", "h1", "sw"].iter().chain(args);
+        let cmd = Cmd::try_parse_from(argv).expect("the flags parse");
+        match super::settings(&cmd.args) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{args:?} was accepted"),
+        }
+    }
+
     #[test]
     fn advice_names_flags() {
-        let imp = |args: &[&str]| {
-            let mut i = weft_topo::impair::Impairment::default();
-            for a in args {
-                match *a {
-                    "reorder" => i.reorder_ppm = 10_000,
-                    "queue" => i.queue = Some(10),
-                    _ => unreachable!(),
-                }
-            }
-            super::in_flags(&i.check().unwrap_err().to_string())
-        };
-        assert!(
-            imp(&["reorder"]).ends_with("add --delay 10ms or so"),
-            "{}",
-            imp(&["reorder"])
-        );
-        assert!(
-            imp(&["queue"]).ends_with("add --rate 10mbit or so"),
-            "{}",
-            imp(&["queue"])
-        );
+        for (args, said) in [
+            (&["--reorder", "1%"][..], "--reorder sends some frames at once, ahead of the delayed ones, so it needs a delay: add --delay 10ms or so"),
+            (&["--queue", "10"], "--queue is the buffer in front of a rate limit: add --rate 10mbit or so"),
+            (&["--delay", "1ms", "--jitter", "2ms"], "--jitter is larger than --delay: a frame cannot leave before it came; write a --jitter of at most the delay"),
+            (&["--burst", "1%,0%"], "--burst exit is 0%: the link would stay bad for ever once it turned bad; write --burst ENTER,25% or so"),
+            (&["--preset", "lte", "--queue", "0"], "--queue 0 is out of range: write 1 to 100000 frames"),
+        ] {
+            assert_eq!(refusal(args), said, "{args:?}");
+        }
     }
 }

@@ -269,41 +269,93 @@ pub fn parse_rate(s: &str) -> Result<u64, Error> {
     Ok(bps.round() as u64)
 }
 
+/// How the settings were written, so a check's advice names what the
+/// user would type: a key of the file or a flag of `weft impair`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spelling {
+    /// `delay = "10ms"` in a lab file.
+    File,
+    /// `--delay 10ms` on the command line.
+    Flags,
+}
+
+impl Spelling {
+    /// A setting's name as written: `delay` or `--delay`.
+    fn key(self, key: &str) -> String {
+        match self {
+            Spelling::File => key.to_string(),
+            Spelling::Flags => format!("--{key}"),
+        }
+    }
+
+    /// A setting with a value as written: `delay = "10ms"` or `--delay 10ms`.
+    fn set(self, key: &str, value: &str) -> String {
+        match self {
+            Spelling::File => format!("{key} = \"{value}\""),
+            Spelling::Flags => format!("--{key} {value}"),
+        }
+    }
+
+    /// The burst's exit chance, a key of its own in the file's `burst`
+    /// table and the second value of `--burst`.
+    fn burst_exit(self, value: &str) -> String {
+        match self {
+            Spelling::File => Spelling::File.set("exit", value),
+            Spelling::Flags => format!("--burst ENTER,{value}"),
+        }
+    }
+}
+
 impl Impairment {
-    /// Checks that hold between the values; each error names the key.
+    /// Checks that hold between the values, with advice in the file's
+    /// spelling; each error names the key.
     pub fn check(&self) -> Result<(), Error> {
+        self.check_as(Spelling::File)
+    }
+
+    /// [`Impairment::check`] with the advice spelled as the settings were
+    /// written.
+    pub fn check_as(&self, spelling: Spelling) -> Result<(), Error> {
         let conflict = |key, why: String| Err(Error::Impair { key, why });
+        let k = |key: &str| spelling.key(key);
+        let set = |key: &str, v: &str| spelling.set(key, v);
         if self.jitter_us > self.delay_us {
-            return conflict("jitter", "jitter is larger than delay: a frame cannot leave before it came; write a jitter of at most the delay".into());
+            return conflict("jitter", format!("{} is larger than {}: a frame cannot leave before it came; write a {} of at most the delay", k("jitter"), k("delay"), k("jitter")));
         }
         if let Some(q) = self.queue {
             if self.rate_bps.is_none() {
                 return conflict(
                     "queue",
-                    "queue is the buffer in front of a rate limit: add rate = \"10mbit\" or so"
-                        .into(),
+                    format!(
+                        "{} is the buffer in front of a rate limit: add {} or so",
+                        k("queue"),
+                        set("rate", "10mbit")
+                    ),
                 );
             }
             if !(1..=100_000).contains(&q) {
                 return conflict(
                     "queue",
-                    format!("queue {q} is out of range: write 1 to 100000 frames"),
+                    format!(
+                        "{} {q} is out of range: write 1 to 100000 frames",
+                        k("queue")
+                    ),
                 );
             }
         }
         if let Some(b) = &self.burst {
             if b.exit_ppm == 0 {
-                return conflict("burst", "burst exit is 0%: the link would stay bad for ever once it turned bad; write exit = \"25%\" or so".into());
+                return conflict("burst", format!("{} exit is 0%: the link would stay bad for ever once it turned bad; write {} or so", k("burst"), spelling.burst_exit("25%")));
             }
         }
         if let Some(i) = &self.inbound {
             if self.direction != Direction::Both {
-                return conflict("direction", "direction with separate in settings: the top-level settings are then the out direction's; remove direction".into());
+                return conflict("direction", format!("{} with separate in settings: the top-level settings are then the out direction's; remove {}", k("direction"), k("direction")));
             }
-            i.check()?;
+            i.check_as(spelling)?;
         }
         if self.reorder_ppm > 0 && self.delay_us == 0 {
-            return conflict("reorder", "reorder sends some frames at once, ahead of the delayed ones, so it needs a delay: add delay = \"10ms\" or so".into());
+            return conflict("reorder", format!("{} sends some frames at once, ahead of the delayed ones, so it needs a delay: add {} or so", k("reorder"), set("delay", "10ms")));
         }
         Ok(())
     }

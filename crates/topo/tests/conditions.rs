@@ -79,13 +79,17 @@ fn bad_conditions_are_refused_at_their_position() {
     assert!(m.contains("preset `5g` is not known"), "{m}");
     let m = err(r#"{ queue = 10 }"#, "10");
     assert!(
-        m.contains("queue is the buffer in front of a rate limit"),
+        m.contains("queue is the buffer in front of a rate limit: add rate = \"10mbit\" or so"),
         "{m}"
     );
     let m = err(r#"{ corrupt = "5" }"#, "\"5\"");
     assert!(m.contains("impair corrupt"), "{m}");
     let m = err(r#"{ burst = { enter = "1%", exit = "0%" } }"#, "{");
     assert!(m.contains("burst exit is 0%"), "{m}");
+    assert!(m.ends_with("write exit = \"25%\" or so"), "{m}");
+    // Advice inside the `in` table is in the file's spelling too.
+    let m = err(r#"{ delay = "5ms", in = { reorder = "1%" } }"#, "\"1%\"");
+    assert!(m.ends_with("add delay = \"10ms\" or so"), "{m}");
     let m = err(r#"{ in = { delay = "1" } }"#, "\"1\"");
     assert!(m.contains("(in): impair delay"), "{m}");
 }
