@@ -184,8 +184,8 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
 /// Impairment settings and the seed in use, which the settings name
 /// already when the file or `weft impair` gave one (`seed 7 (seed 7)`
 /// said it twice).
-fn seeded(settings: &str, seed: u64) -> String {
-    if settings.ends_with(&format!("seed {seed}")) || settings.contains(&format!("seed {seed} ")) {
+fn seeded(settings: &str, seed: u64, given: bool) -> String {
+    if given {
         settings.to_string()
     } else {
         format!("{settings} (seed {seed})")
@@ -200,7 +200,7 @@ fn wire_status(out: &mut String, w: &weft_datapath::control::WireInfo) {
         w.link[0],
         w.link[1],
         match (&w.settings, w.seed) {
-            (Some(s), Some(seed)) => format!("impair {}", seeded(s, seed)),
+            (Some(s), Some(seed)) => format!("impair {}", seeded(s, seed, w.seed_given)),
             _ => "not impaired (frames pass unchanged)".to_string(),
         }
     );
@@ -293,7 +293,7 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             let _ = writeln!(
                 out,
                 "        impair {}: lost {}, queue full {}, duplicated {}, reordered {}, held {}",
-                seeded(&i.settings, i.seed),
+                seeded(&i.settings, i.seed, i.seed_given),
                 i.lost,
                 i.queue_full,
                 i.duplicated,
@@ -759,11 +759,13 @@ fn owner_of(lab: &weft_topo::Lab, ip: std::net::IpAddr) -> Option<String> {
 mod tests {
     #[test]
     fn the_seed_is_said_once() {
-        assert_eq!(super::seeded("delay 40ms seed 7", 7), "delay 40ms seed 7");
-        assert_eq!(super::seeded("delay 5ms", 281), "delay 5ms (seed 281)");
         assert_eq!(
-            super::seeded("delay 5ms seed 70", 7),
-            "delay 5ms seed 70 (seed 7)"
+            super::seeded("delay 40ms seed 7", 7, true),
+            "delay 40ms seed 7"
+        );
+        assert_eq!(
+            super::seeded("delay 5ms", 281, false),
+            "delay 5ms (seed 281)"
         );
     }
 }

@@ -103,6 +103,12 @@ fn presets_asymmetry_burst_and_corruption_reach_the_datapath() {
         "impair", &lab.name, "h1", "sw", "--burst", "5%,20%", "--seed", "3",
     ]);
     assert_eq!(settings(&lab), "burst enter 5% exit 20% loss 100% seed 3");
+    // The seed given is said once, as a setting, not again as the one in use.
+    let human = lab.ok(&["status", &lab.name]);
+    assert!(
+        human.contains("impair burst enter 5% exit 20% loss 100% seed 3: lost"),
+        "{human}"
+    );
 
     // Every frame towards h1 corrupted: its checksums fail, no echo
     // request is answered. First the pings pass with nothing set (with the

@@ -306,6 +306,7 @@ impair = { delay = "50ms" }
     assert!(rtt.iter().any(|r| *r < 100.0), "unimpaired: {rtt:?}");
     let p1 = port(&lab, "p1");
     assert_eq!(p1["impair"]["settings"], "delay 50ms", "{p1}");
+    assert_eq!(p1["impair"]["seed_given"], false, "{p1}");
     assert!(p1["impair"]["delayed"].as_u64().unwrap() >= 6, "{p1}");
     let human = lab.ok(&["status", &lab.name]);
     assert!(human.contains("impair delay 50ms (seed "), "{human}");

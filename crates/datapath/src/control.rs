@@ -114,6 +114,10 @@ pub struct WireInfo {
     /// The seed in use (given, or derived from the names); `None` when
     /// cleared.
     pub seed: Option<u64>,
+    /// The settings gave the seed (the file or `weft impair --seed`), so
+    /// `settings` names it already; else it was derived from the names.
+    #[serde(default)]
+    pub seed_given: bool,
     pub out: WireWay,
     #[serde(rename = "in")]
     pub back: WireWay,
@@ -255,6 +259,10 @@ pub struct ImpairInfo {
     pub settings: String,
     /// The seed in use (given, or derived from the names).
     pub seed: u64,
+    /// The settings gave the seed (the file or `weft impair --seed`), so
+    /// `settings` names it already; else it was derived from the names.
+    #[serde(default)]
+    pub seed_given: bool,
     /// Dropped by `loss` (also in `drops` as `impair-loss`).
     pub lost: u64,
     /// Dropped because the queue was full or the rate's backlog too long

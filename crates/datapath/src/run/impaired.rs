@@ -70,6 +70,7 @@ impl PortImpair {
         ImpairInfo {
             settings: self.settings.summary(),
             seed: self.seed,
+            seed_given: self.settings.seed.is_some(),
             lost: o.lost + i.lost,
             queue_full: o.queue_full + i.queue_full,
             duplicated: o.duplicated + i.duplicated,

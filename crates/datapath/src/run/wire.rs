@@ -113,6 +113,7 @@ impl Wire {
             link: self.link.clone(),
             settings: self.settings.as_ref().map(|i| i.summary()),
             seed: self.settings.as_ref().map(|_| self.seed),
+            seed_given: self.settings.as_ref().is_some_and(|i| i.seed.is_some()),
             out: way(0),
             back: way(1),
             tx_errors: self.tx_errors,
