@@ -211,6 +211,13 @@ fn a_service_that_fails_rolls_the_lab_back_naming_it_with_its_log() {
         for w in &words {
             assert!(err.contains(w), "{tag}: no {w:?} in {err}");
         }
+        if tag == "exit" {
+            let tail = format!(
+                "weft: its last log lines (weft logs {} a:s):\nweft:   boom-on-stderr\n",
+                lab.name
+            );
+            assert!(err.contains(&tail), "{tag}: no {tail:?} in {err}");
+        }
         assert!(err.contains("was new, so it was removed"), "{tag}: {err}");
         assert!(t0.elapsed() < Duration::from_secs(20), "{tag}: took {:?}", t0.elapsed());
         assert!(lab.namespaces().is_empty(), "{tag}: rolled back");

@@ -116,17 +116,21 @@ pub enum Error {
         detail: String,
     },
     /// A service or container that did not start or become ready.
-    #[error("node {node}, service {service}: {detail}{}", if log.is_empty() { String::new() } else { format!("\n{}", log.join("\n")) })]
+    #[error(
+        "node {node}, service {service}: {detail}{}",
+        log_tail(lab, node, service, log)
+    )]
     Service {
+        /// The lab the service belongs to.
+        lab: String,
         /// The node the service runs in.
         node: String,
         /// The service's name in the file.
         service: String,
         /// What went wrong (its exit status, the readiness check that failed).
         detail: String,
-        /// Its log's last lines, indented, after a line naming the `weft
-        /// logs` command that shows it all (the lab's name is there, not
-        /// in a field of its own: the error stays small).
+        /// Its log's last lines as the service wrote them (the message
+        /// adds the `weft logs` command that shows it all).
         log: Box<[String]>,
     },
     /// A node's private files (its mount namespace and binds) could not
@@ -300,6 +304,20 @@ impl Outcome {
     }
 }
 
+/// The lines of a service's log below its failure, indented, after the
+/// command that prints the whole log; nothing when the log is empty.
+fn log_tail(lab: &str, node: &str, service: &str, log: &[String]) -> String {
+    if log.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("\nits last log lines (weft logs {lab} {node}:{service}):");
+    for l in log {
+        s.push_str("\n  ");
+        s.push_str(l);
+    }
+    s
+}
+
 fn failed_lines(failed: &[CheckResult]) -> String {
     failed
         .iter()
@@ -422,6 +440,7 @@ mod tests {
     #[test]
     fn a_container_the_runtime_refuses_points_to_containers_conf() {
         let e = |line: &str| Error::Service {
+            lab: "po".into(),
             node: "web".into(),
             service: "container".into(),
             detail: "it exited (exit status: 126) before it was ready".into(),
@@ -430,5 +449,30 @@ mod tests {
         let h = e("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied").help();
         assert!(h.is_some_and(|h| h.contains("CONTAINERS_CONF")));
         assert_eq!(e("httpd: bind: Address in use").help(), None);
+    }
+
+    #[test]
+    fn a_failed_service_keeps_its_log_lines_raw_and_says_them_indented() {
+        let e = |log: &[&str]| Error::Service {
+            lab: "po".into(),
+            node: "r1".into(),
+            service: "zebra".into(),
+            detail: "it exited (exit status: 1) before it was ready".into(),
+            log: log.iter().map(|l| l.to_string()).collect(),
+        };
+        let lines = ["zebra: starting", "zebra: no config"];
+        let Error::Service { log, .. } = e(&lines) else {
+            unreachable!()
+        };
+        assert_eq!(&log[..], lines);
+        assert_eq!(
+            e(&lines).to_string(),
+            "node r1, service zebra: it exited (exit status: 1) before it was ready\n\
+             its last log lines (weft logs po r1:zebra):\n  zebra: starting\n  zebra: no config"
+        );
+        assert_eq!(
+            e(&[]).to_string(),
+            "node r1, service zebra: it exited (exit status: 1) before it was ready"
+        );
     }
 }

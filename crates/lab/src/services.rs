@@ -575,22 +575,12 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result
 }
 
 fn failure(lab: &str, u: &Unit, s: &UnitStatus) -> Error {
-    let lines = tail(&log_path(lab, &u.id), 10);
-    let log = if lines.is_empty() {
-        lines
-    } else {
-        std::iter::once(format!(
-            "its last log lines (weft logs {lab} {}:{}):",
-            u.id.node, u.id.service
-        ))
-        .chain(lines.into_iter().map(|l| format!("  {l}")))
-        .collect()
-    };
     Error::Service {
+        lab: lab.to_string(),
         node: u.id.node.clone(),
         service: u.id.service.clone(),
         detail: s.detail.clone(),
-        log: log.into(),
+        log: tail(&log_path(lab, &u.id), 10).into(),
     }
 }
 

@@ -386,16 +386,17 @@ impl Run<'_> {
         let outcome = match r {
             Ok(()) if !self.had_nodes => Outcome::Removed,
             Ok(()) => Outcome::Restored,
-            Err(Rollback { error, left }) => Outcome::RollbackFailed {
-                error: error.to_string(),
-                left,
+            Err(r) => Outcome::RollbackFailed {
+                error: r.error.to_string(),
+                left: r.left,
             },
         };
         self.up_error(e, outcome)
     }
 }
 
-/// Undoing failed: why, and the plan lines that were not undone.
+/// Undoing failed: why, and the plan lines that were not undone (boxed
+/// where returned: the rare path need not widen every `Result`).
 struct Rollback {
     error: Error,
     left: Vec<String>,
@@ -412,10 +413,12 @@ fn rollback(
     had_nodes: bool,
     applied: &[weft_topo::Op],
     opts: &UpOptions,
-) -> Result<(), Rollback> {
-    let fail = |error: Error| Rollback {
-        error,
-        left: Vec::new(),
+) -> Result<(), Box<Rollback>> {
+    let fail = |error: Error| {
+        Box::new(Rollback {
+            error,
+            left: Vec::new(),
+        })
     };
     if !had_nodes {
         let mut errs = Vec::new();
@@ -453,10 +456,10 @@ fn rollback(
     st.unfinished = false;
     state::save(name, st).map_err(fail)?;
     if let Err((error, left)) = r {
-        return Err(Rollback {
+        return Err(Box::new(Rollback {
             error,
             left: Plan { ops: left }.lines(),
-        });
+        }));
     }
     let nets: Vec<String> = old.nodes.values().map(|n| n.netns.clone()).collect();
     state::journal_reset(name, &nets).map_err(fail)?;
