@@ -173,12 +173,42 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                     wire_status(&mut out, w);
                 }
             }
+            for svc in lab.services.iter().filter(|s| s.node == n.name) {
+                let _ = writeln!(out, "    {}", service_line(svc));
+            }
         }
         for t in &lab.tunnels {
             let _ = writeln!(out, "  {}", tunnel_line(t));
         }
     }
     out
+}
+
+/// `service web: running, pid 4242`, `container weft-x.web: exited
+/// with code 1`, `service s: restarting (exited with code 3), restarts 2`.
+fn service_line(s: &weft::services::ServiceStatus) -> String {
+    let what = match &s.container {
+        Some(c) => format!("container {c}"),
+        None => format!("service {}", s.name),
+    };
+    let ended = |e: &Option<weft::services::Exit>| match e {
+        Some(e) => format!("exited with {e}"),
+        None => "exited".to_string(),
+    };
+    let mut cols = vec![match s.state {
+        "exited" => ended(&s.exit),
+        "restarting" => format!("restarting ({})", ended(&s.exit)),
+        "failed" => format!("failed: {}", s.detail),
+        "gone" => "gone (its process ended unwatched; `weft up` starts it again)".into(),
+        other => other.to_string(),
+    }];
+    if let Some(p) = s.pid {
+        cols.push(format!("pid {p}"));
+    }
+    if s.restarts > 0 {
+        cols.push(format!("restarts {}", s.restarts));
+    }
+    format!("{what}: {}", cols.join(", "))
 }
 
 /// Impairment settings and the seed in use, which the settings name

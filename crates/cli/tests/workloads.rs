@@ -313,6 +313,95 @@ command = ["sleep", "1001"]
     });
 }
 
+/// The lab's services as `weft status --json` shows them, by `node:name`.
+fn status_services(lab: &Lab) -> std::collections::BTreeMap<String, serde_json::Value> {
+    lab.status_json()[0]["services"]
+        .as_array()
+        .expect("services is an array")
+        .iter()
+        .map(|s| {
+            (
+                format!(
+                    "{}:{}",
+                    s["node"].as_str().unwrap(),
+                    s["name"].as_str().unwrap()
+                ),
+                s.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn status_shows_each_service_running_exited_or_restarting() {
+    let lab = lab_with("svcstat", "");
+    // The two that end wait for the test to say so: no race with readiness.
+    let go = lab.file.parent().unwrap().join("go");
+    let wait_go = format!("while [ ! -e {} ]; do sleep 0.05; done", go.display());
+    lab.rewrite(&format!(
+        r#"{PAIR}
+[nodes.a.services.up]
+command = ["sleep", "1000"]
+[nodes.a.services.once]
+command = ["sh", "-c", "{wait_go}; exit 4"]
+restart = "no"
+[nodes.b.services.flaky]
+command = ["sh", "-c", "{wait_go}; exit 3"]
+restart = "always"
+"#
+    ));
+    lab.up();
+    let s = status_services(&lab);
+    assert_eq!(
+        s.keys().collect::<Vec<_>>(),
+        ["a:once", "a:up", "b:flaky"],
+        "{s:?}"
+    );
+    let up_pid = pid_of(&lab, "a:up");
+    assert_eq!(s["a:up"]["state"], "running", "{s:?}");
+    assert_eq!(s["a:up"]["pid"], up_pid, "{s:?}");
+    assert_eq!(s["a:up"]["restarts"], 0, "{s:?}");
+    assert_eq!(s["a:up"]["container"], serde_json::Value::Null, "{s:?}");
+    std::fs::write(&go, "").unwrap();
+    wait_for("once exited and flaky restarted", 30, || {
+        let s = status_services(&lab);
+        s["a:once"]["state"] == "exited" && s["b:flaky"]["restarts"].as_u64() >= Some(1)
+    });
+    let s = status_services(&lab);
+    assert_eq!(s["a:once"]["exit"]["code"], 4, "{s:?}");
+    assert_eq!(s["a:once"]["pid"], serde_json::Value::Null, "{s:?}");
+    let flaky = &s["b:flaky"];
+    match flaky["state"].as_str() {
+        Some("restarting") => assert_eq!(flaky["exit"]["code"], 3, "{s:?}"),
+        Some("running") => assert!(flaky["pid"].is_u64(), "{s:?}"),
+        other => panic!("flaky is {other:?}: {s:?}"),
+    }
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(
+        text.contains(&format!("    service up: running, pid {up_pid}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("    service once: exited with code 4\n"),
+        "{text}"
+    );
+    // Between restarts it says how the last run ended; running, its pid.
+    let flaky_line = text
+        .lines()
+        .find(|l| l.starts_with("    service flaky: "))
+        .unwrap_or_else(|| panic!("no flaky in {text}"));
+    assert!(
+        (flaky_line.starts_with("    service flaky: restarting (exited with code 3), restarts ")
+            || flaky_line.starts_with("    service flaky: running, pid "))
+            && flaky_line.contains(", restarts "),
+        "{text}"
+    );
+    // Each under its node.
+    let b_at = text.find("  host b ").unwrap_or_else(|| panic!("{text}"));
+    assert!(text.find("service up:").unwrap() < b_at, "{text}");
+    assert!(text.find("service flaky:").unwrap() > b_at, "{text}");
+}
+
 #[test]
 fn logs_are_capped() {
     let lab = lab_with(
@@ -559,6 +648,15 @@ fn a_container_runs_in_its_node_and_exec_enters_it() {
         "{inside}"
     );
     let cname = lab.netns("a");
+    let s = status_services(&lab);
+    assert_eq!(s["a:container"]["container"], cname.as_str(), "{s:?}");
+    assert_eq!(s["a:container"]["state"], "running", "{s:?}");
+    let pid = s["a:container"]["pid"].as_u64().expect("podman run's pid");
+    let text = run(&["status", &lab.name]);
+    assert!(
+        text.contains(&format!("    container {cname}: running, pid {pid}\n")),
+        "{text}"
+    );
     let out = run(&["down", &lab.name]);
     assert!(out.contains("stopped service a:container"), "{out}");
     let ps = Command::new("podman")

@@ -126,6 +126,113 @@ pub struct UnitStatus {
     /// A container's name, for `podman rm` after a crash.
     #[serde(default)]
     pub cleanup: Vec<String>,
+    /// How its process last ended, until it is started again.
+    #[serde(default)]
+    pub exit: Option<Exit>,
+}
+
+/// How a service's process ended: its exit code, or the signal that
+/// killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The code it passed to `exit`; `None` when a signal ended it.
+    pub code: Option<i32>,
+    /// The signal that ended it.
+    pub signal: Option<i32>,
+}
+
+impl From<std::process::ExitStatus> for Exit {
+    fn from(st: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        Exit {
+            code: st.code(),
+            signal: st.signal(),
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "code {c}"),
+            (None, Some(s)) => write!(f, "signal {s}"),
+            (None, None) => write!(f, "an unknown status"),
+        }
+    }
+}
+
+/// One service or container of a lab as `weft status` shows it: the
+/// file's name for it, and what its supervisor last recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    /// The node it runs in.
+    pub node: String,
+    /// The service's name in the file; `container` for the node's image.
+    pub name: String,
+    /// The name podman knows the node's container by (`podman exec NAME`);
+    /// `None` for a service.
+    pub container: Option<String>,
+    /// Its process (for a container, `podman run`'s), while one runs.
+    pub pid: Option<u32>,
+    /// `waiting` (for those it runs after), `starting` (not ready yet),
+    /// `running`, `restarting` (exited, started again after a pause),
+    /// `exited` (not restarted, by its `restart`), `failed` (did not
+    /// start or become ready), `gone` (recorded running, but its process
+    /// is not there and no supervisor watches it: `weft up` restarts it).
+    pub state: &'static str,
+    /// How its process last ended, for `restarting`, `exited`, `failed`.
+    pub exit: Option<Exit>,
+    /// Restarts by its `restart` policy since `weft up` started it.
+    pub restarts: u32,
+    /// The supervisor's words: `ready after 0.2 s`, `exited (exit
+    /// status: 3); restarting`.
+    pub detail: String,
+}
+
+/// The services and containers of lab `lab` as its supervisor last wrote
+/// them, in the order of the file's nodes and services; empty when the
+/// lab runs none.
+pub fn services_status(lab: &str) -> Vec<ServiceStatus> {
+    let Some(spec) = load_spec(lab) else {
+        return Vec::new();
+    };
+    let recorded = status(lab).unwrap_or_default();
+    let watched = supervised(lab);
+    spec.units
+        .iter()
+        .map(|u| {
+            let r = recorded.units.get(&u.id.to_string());
+            let proc_id = r.and_then(|r| {
+                Some(ProcId {
+                    pid: r.pid?,
+                    start_time: r.start_time?,
+                })
+            });
+            let state = match r.map(|r| r.phase) {
+                None | Some(Phase::Waiting) => "waiting",
+                Some(Phase::Starting | Phase::Ready)
+                    if !watched && !proc_id.is_some_and(process::is_running) =>
+                {
+                    "gone"
+                }
+                Some(Phase::Starting) => "starting",
+                Some(Phase::Ready) => "running",
+                Some(Phase::Backoff) => "restarting",
+                Some(Phase::Exited) => "exited",
+                Some(Phase::Failed) => "failed",
+            };
+            ServiceStatus {
+                node: u.id.node.clone(),
+                name: u.id.service.clone(),
+                container: (u.id.service == CONTAINER_SERVICE).then(|| container_name(&u.netns)),
+                pid: proc_id.map(|p| p.pid),
+                state,
+                exit: r.and_then(|r| r.exit),
+                restarts: r.map_or(0, |r| r.restarts),
+                detail: r.map(|r| r.detail.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -802,6 +909,8 @@ struct Run {
     since: Instant,
     restarts: u32,
     detail: String,
+    /// How its process last ended, until it is started again.
+    exit: Option<Exit>,
     /// A ready command being tried.
     probe: Option<(Child, Instant)>,
     next_probe: Instant,
@@ -818,6 +927,7 @@ impl Run {
             since: Instant::now(),
             restarts: 0,
             detail: String::new(),
+            exit: None,
             probe: None,
             next_probe: Instant::now(),
         }
@@ -1042,6 +1152,7 @@ fn exited(r: &mut Run) -> Option<String> {
     match c.try_wait() {
         Ok(Some(st)) => {
             r.child = None;
+            r.exit = Some(st.into());
             Some(st.to_string())
         }
         _ => None,
@@ -1051,6 +1162,7 @@ fn exited(r: &mut Run) -> Option<String> {
 fn start(lab: &str, r: &mut Run) {
     r.since = Instant::now();
     r.detail.clear();
+    r.exit = None;
     let u = &r.unit;
     let log = log_path(lab, &u.id);
     // io::Error keeps the kind of what failed; the text says which step.
@@ -1220,6 +1332,7 @@ fn write_status(lab: &str, generation: u64, runs: &BTreeMap<ServiceRef, Run>) {
                         restarts: r.restarts,
                         detail: r.detail.clone(),
                         cleanup: r.unit.cleanup.clone(),
+                        exit: r.exit,
                     },
                 )
             })

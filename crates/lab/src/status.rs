@@ -32,6 +32,8 @@ pub struct LabStatus {
     pub wires: Option<Option<Vec<weft_datapath::control::WireInfo>>>,
     /// One entry per end of each `kind = "tunnel"` link.
     pub tunnels: Vec<crate::tunnels::TunnelStatus>,
+    /// The services and containers the lab runs, node by node.
+    pub services: Vec<crate::services::ServiceStatus>,
     /// Changes made at run time (`weft link`, `weft impair`) that the
     /// file does not have; the next `weft up` undoes them.
     pub runtime: Option<crate::runtime::Overrides>,
@@ -351,6 +353,7 @@ pub fn status_of(n: &str, st: &state::State) -> LabStatus {
             name: n.to_string(),
             machine: st.lab.machine.clone(),
             tunnels: crate::tunnels::status(&st.lab),
+            services: crate::services::services_status(n),
             source: st.source.as_ref().map(|p| p.display().to_string()),
             switches: crate::datapath::has_switches(&st.lab)
                 .then(|| dp.clone().map(|s| s.switches)),
