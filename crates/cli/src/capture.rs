@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use weft::capture::{Capture, Ended};
+use weft::capture::{Capture, Change, Ended, Point};
 use weft_see::filter::Link;
 use weft_see::pcapng::{self, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 
@@ -96,9 +96,13 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
             };
             let mut w = pcapng::Writer::new(out, &ifaces, flush_each)
                 .map_err(|e| format!("writing {path}: {e}"))?;
-            let r = cap.run(stop, deadline, a.count, |p| {
-                w.packet(p.point as u32, p.ts_ns, p.data, p.orig_len)
-            });
+            let r = cap.run_watching(
+                stop,
+                deadline,
+                a.count,
+                |p| w.packet(p.point as u32, p.ts_ns, p.data, p.orig_len),
+                say_change,
+            );
             let fin = w.finish();
             if path != "-" {
                 fin.map_err(|e| format!("writing {path}: {e}"))?;
@@ -107,8 +111,9 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         }
         None => {
             let mut out = std::io::stdout().lock();
-            cap.run(stop, deadline, a.count, |p| {
-                let s = weft_see::decode::summarize(p.data, cap.links[p.point])
+            let links = cap.links.clone();
+            let each = |p: &weft::capture::Packet| {
+                let s = weft_see::decode::summarize(p.data, links[p.point])
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| format!("{} bytes", p.data.len()));
                 writeln!(
@@ -119,7 +124,8 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
                     if p.outgoing { "out" } else { "in " }
                 )?;
                 out.flush()
-            })
+            };
+            cap.run_watching(stop, deadline, a.count, each, say_change)
         }
     };
     let (ended, n) = match result {
@@ -134,9 +140,32 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         Ended::Count => "count reached",
         Ended::Duration => "duration over",
         Ended::Stopped => "stopped",
+        Ended::Gone => "every node captured on is gone: the lab was taken down",
     };
     eprintln!("weft capture: {n} packet(s) captured ({why})");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the user, on stderr, what happened to an interface captured on
+/// and what the capture does about it; `so_far` is the packets from it.
+fn say_change(p: &Point, c: Change, so_far: u64) {
+    let what = p.label();
+    match c {
+        Change::Down => eprintln!(
+            "weft capture: {what} went down after {so_far} packet(s); captured again once it is up"
+        ),
+        Change::Up => eprintln!("weft capture: {what} is up again"),
+        Change::Gone => eprintln!(
+            "weft capture: {what} went away after {so_far} packet(s) (deleted, as a live edit does when it re-cables a link); waiting for an interface of that name, Ctrl-C ends the capture"
+        ),
+        Change::Back => eprintln!(
+            "weft capture: {what} is there again (a new interface of that name); capturing on it"
+        ),
+        Change::NodeGone => eprintln!(
+            "weft capture: {what}: node {} is gone (the lab was taken down), after {so_far} packet(s)",
+            p.node
+        ),
+    }
 }
 
 /// `HH:MM:SS.uuuuuu` (UTC) of a timestamp.

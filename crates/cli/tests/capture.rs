@@ -407,3 +407,124 @@ fn a_bridge_node_name_captures_every_port() {
         }
     }
 }
+
+/// `weft capture` with its stderr lines handed over one by one.
+fn start_watched(lab: &Lab, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut c = lab
+        .weft()
+        .arg("capture")
+        .arg(&lab.name)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = BufReader::new(c.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            eprintln!("{l}");
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    said(&rx, "listening on");
+    (c, rx)
+}
+
+/// The next stderr line that contains `what` (bounded by a generous wait).
+fn said(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(e) => panic!("weft capture never said {what:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn an_interface_that_goes_down_or_is_made_anew_is_captured_on_and_said() {
+    let v1 = r#"
+name = "cap"
+[nodes.ns1.interfaces.veth0]
+addresses = ["10.1.1.2/24"]
+[nodes.ns2.interfaces.veth1]
+addresses = ["10.1.1.3/24"]
+[nodes.ns3]
+[[links]]
+endpoints = ["ns1:veth0", "ns2:veth1"]
+"#;
+    // The same veth0 cabled to another node: a live edit makes it anew.
+    let v2 = r#"
+name = "cap"
+[nodes.ns1.interfaces.veth0]
+addresses = ["10.1.1.2/24"]
+[nodes.ns2]
+[nodes.ns3.interfaces.veth2]
+addresses = ["10.1.1.4/24"]
+[[links]]
+endpoints = ["ns1:veth0", "ns3:veth2"]
+"#;
+    let lab = Lab::from_text("capre", v1);
+    lab.up();
+    let file = lab.file.parent().unwrap().join("re.pcapng");
+    let (c, rx) = start_watched(&lab, &["ns1:veth0", "-w", file.to_str().unwrap(), "icmp"]);
+    assert!(lab.ping("ns1", "10.1.1.3", None));
+
+    lab.ip("ns1", &["link", "set", "veth0", "down"]);
+    let l = said(&rx, "ns1:veth0 went down after ");
+    let before: u64 = l
+        .split("went down after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{l}"));
+    assert_eq!(before, 2, "the echo and its reply: {l}");
+    lab.ip("ns1", &["link", "set", "veth0", "up"]);
+    assert!(lab
+        .ping_within("ns1", "10.1.1.3", Duration::from_secs(20))
+        .is_some());
+    said(&rx, "ns1:veth0 is up again");
+
+    lab.rewrite(v2);
+    lab.up();
+    said(&rx, "ns1:veth0 went away after ");
+    said(&rx, "ns1:veth0 is there again");
+    assert!(lab
+        .ping_within("ns1", "10.1.1.4", Duration::from_secs(20))
+        .is_some());
+    std::thread::sleep(Duration::from_millis(100));
+    sigint(&c);
+    let end = said(&rx, "packet(s) captured (stopped)");
+    wait_ok(c, 30);
+
+    let (ifs, pkts) = parse_pcapng(&std::fs::read(&file).unwrap());
+    assert_eq!(
+        ifs,
+        [("ns1:veth0".to_string(), 1)],
+        "one block for the point"
+    );
+    assert!(end.contains(&format!(" {} packet(s)", pkts.len())), "{end}");
+    let to = |dst: [u8; 4]| {
+        pkts.iter()
+            .filter(|(_, f, _)| is_echo(f, 8) && f[30..34] == dst)
+            .count()
+    };
+    assert!(
+        to([10, 1, 1, 3]) >= 2,
+        "before and after the down: {pkts:?}"
+    );
+    assert!(to([10, 1, 1, 4]) >= 1, "on the new veth0: {pkts:?}");
+
+    // Taking the lab down ends a capture on it, the file complete.
+    let (c, rx) = start_watched(&lab, &["ns1:veth0", "-w", file.to_str().unwrap()]);
+    lab.ok(&["down", &lab.name]);
+    said(&rx, "ns1:veth0: node ns1 is gone (the lab was taken down)");
+    said(&rx, "packet(s) captured (every node captured on is gone");
+    wait_ok(c, 30);
+    parse_pcapng(&std::fs::read(&file).unwrap());
+}

@@ -132,7 +132,44 @@ pub struct Capture {
     /// What each point carries (Ethernet, or bare IP on a TUN).
     pub links: Vec<Link>,
     socks: Vec<PacketSocket>,
+    /// Each point's compiled filter, to open its socket again when its
+    /// interface is made anew.
+    progs: Vec<Option<Vec<packet::FilterInsn>>>,
 }
+
+/// What happened to a capture point's interface while capturing.
+///
+/// A socket bound to an interface that is set down stays bound and sees
+/// packets again once it is up; one whose interface is deleted (a live
+/// edit re-cables a link: a new veth of the same name) is opened again
+/// on the new interface, under the same point (the file keeps one
+/// interface block per point). Only when the point's node is gone (the
+/// lab was taken down) does it stop for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Set down (`ip link set IFACE down`, or its peer's end went away).
+    Down,
+    /// Carrying packets again after [`Change::Down`].
+    Up,
+    /// Deleted; waiting for an interface of the same name.
+    Gone,
+    /// An interface of the same name is there again; captured from now.
+    Back,
+    /// The node's namespace is gone: nothing more comes from this point.
+    NodeGone,
+}
+
+/// One point's socket, as its interface comes and goes.
+enum Sock {
+    Live(PacketSocket),
+    /// Down, not deleted: the kernel feeds the socket again when it is up.
+    Down(PacketSocket),
+    Gone,
+    NodeGone,
+}
+
+/// How often a point whose interface is down or gone is looked at.
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// One captured packet, as it was on the wire (VLAN tag put back).
 pub struct Packet<'a> {
@@ -151,6 +188,8 @@ pub enum Ended {
     Count,
     Duration,
     Stopped,
+    /// Every point's node is gone (the lab was taken down).
+    Gone,
 }
 
 impl Capture {
@@ -159,6 +198,7 @@ impl Capture {
     pub fn open(points: Vec<Point>, filter: Option<&Expr>) -> Result<Capture, Error> {
         let mut socks = Vec::new();
         let mut links = Vec::new();
+        let mut progs = Vec::new();
         for p in &points {
             let ns = weft_sys::netns::open(&p.netns)?;
             // The link type decides the filter's offsets: ask first.
@@ -198,17 +238,68 @@ impl Capture {
                 })?;
             socks.push(s);
             links.push(link);
+            progs.push(prog);
         }
         Ok(Capture {
             points,
             links,
             socks,
+            progs,
         })
+    }
+
+    /// The point's interface index in its namespace, `None` when it has
+    /// none of that name; `Err` when the namespace is gone.
+    fn index_now(&self, i: usize) -> Result<Option<u32>, ()> {
+        let p = &self.points[i];
+        let name = p.iface.clone();
+        weft_sys::netns::run_in_named(&p.netns, move || weft_sys::if_index(&name)).map_err(|_| ())
+    }
+
+    /// A socket on the point's interface made anew, when it is there and
+    /// of the same link type (the file's interface block says which).
+    fn reopen(&self, i: usize) -> Result<Option<PacketSocket>, ()> {
+        let p = &self.points[i];
+        let ns = weft_sys::netns::open(&p.netns).map_err(|_| ())?;
+        let Ok(s) = packet::open_in(ns.as_ref_fd(), &p.iface, self.progs[i].as_deref()) else {
+            return Ok(None);
+        };
+        let link = if s.hatype == packet::ARPHRD_NONE {
+            Link::RawIp
+        } else {
+            Link::Ethernet
+        };
+        Ok((link == self.links[i]).then_some(s))
+    }
+
+    /// Receive until `stop` is set, `deadline` passes or `count` packets
+    /// were handed to `on_packet`, carrying on over interfaces that go
+    /// down or are made anew (see [`Change`]); the points' changes go to
+    /// `on_change` with the packets of that point handed over so far.
+    pub fn run_watching(
+        self,
+        stop: &AtomicBool,
+        deadline: Option<Instant>,
+        count: Option<u64>,
+        on_packet: impl FnMut(&Packet) -> std::io::Result<()>,
+        on_change: impl FnMut(&Point, Change, u64),
+    ) -> Result<(Ended, u64), Error> {
+        self.receive(stop, deadline, count, on_packet, on_change)
     }
 
     /// Receive until `stop` is set, `deadline` passes or `count` packets
     /// were handed to `on_packet`. Returns why it ended and the count.
-    ///
+    /// [`Capture::run_watching`] without the notices.
+    pub fn run(
+        self,
+        stop: &AtomicBool,
+        deadline: Option<Instant>,
+        count: Option<u64>,
+        on_packet: impl FnMut(&Packet) -> std::io::Result<()>,
+    ) -> Result<(Ended, u64), Error> {
+        self.receive(stop, deadline, count, on_packet, |_, _, _| {})
+    }
+
     /// Packets of all points are handed over in the order of their
     /// kernel timestamps. The sockets are drained one after another, so a
     /// packet can reach one socket after that socket was drained but
@@ -216,21 +307,29 @@ impl Capture {
     /// stamps a received frame when it is queued for the stack, a moment
     /// before the packet socket sees it. So each packet is held until it
     /// is [`HOLD_NS`] old, and a later one can still be put before it.
-    pub fn run(
-        &self,
+    fn receive(
+        mut self,
         stop: &AtomicBool,
         deadline: Option<Instant>,
         count: Option<u64>,
         mut on_packet: impl FnMut(&Packet) -> std::io::Result<()>,
+        mut on_change: impl FnMut(&Point, Change, u64),
     ) -> Result<(Ended, u64), Error> {
         let mut buf = vec![0u8; filter::SNAPLEN as usize];
         let mut n = 0u64;
-        let refs: Vec<&PacketSocket> = self.socks.iter().collect();
+        let mut socks: Vec<Sock> = std::mem::take(&mut self.socks)
+            .into_iter()
+            .map(Sock::Live)
+            .collect();
+        // Packets handed over, per point, for the notices.
+        let mut given = vec![0u64; socks.len()];
+        let mut next_check = Instant::now() + RECHECK;
         // Held packets, kept sorted by (timestamp, point).
         let mut held: std::collections::VecDeque<Held> = std::collections::VecDeque::new();
         let mut emit = |held: &mut std::collections::VecDeque<Held>,
                         upto: Option<u64>,
-                        n: &mut u64|
+                        n: &mut u64,
+                        given: &mut [u64]|
          -> Result<bool, Error> {
             while held
                 .front()
@@ -246,11 +345,16 @@ impl Capture {
                 })
                 .map_err(|e| Error::io("writing the capture", e))?;
                 *n += 1;
+                given[h.point] += 1;
                 if count.is_some_and(|c| *n >= c) {
                     return Ok(true);
                 }
             }
             Ok(false)
+        };
+        // A point's packets so far: handed over, and held to be.
+        let so_far = |given: &[u64], held: &std::collections::VecDeque<Held>, i: usize| {
+            given[i] + held.iter().filter(|h| h.point == i).count() as u64
         };
         loop {
             // Once stopped, take what is already queued on the sockets
@@ -262,7 +366,7 @@ impl Capture {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        emit(&mut held, None, &mut n)?;
+                        emit(&mut held, None, &mut n, &mut given)?;
                         return Ok((Ended::Duration, n));
                     }
                     (d - now).min(Duration::from_millis(100))
@@ -273,14 +377,69 @@ impl Capture {
                 let due = Duration::from_nanos(first.ts_ns.saturating_add(HOLD_NS));
                 wait = wait.min(due.saturating_sub(wall_clock()));
             }
-            let ready = packet::wait_readable(&refs, wait)?;
+            if socks.iter().all(|s| matches!(s, Sock::NodeGone)) {
+                emit(&mut held, None, &mut n, &mut given)?;
+                return Ok((Ended::Gone, n));
+            }
+            let (idx, refs): (Vec<usize>, Vec<&PacketSocket>) = socks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s {
+                    Sock::Live(p) | Sock::Down(p) => Some((i, p)),
+                    Sock::Gone | Sock::NodeGone => None,
+                })
+                .unzip();
+            if refs.len() < socks.len() {
+                wait = wait.min(next_check.saturating_duration_since(Instant::now()));
+            }
+            let ready: Vec<usize> = if refs.is_empty() {
+                std::thread::sleep(wait);
+                Vec::new()
+            } else {
+                packet::wait_readable(&refs, wait)?
+                    .into_iter()
+                    .map(|k| idx[k])
+                    .collect()
+            };
+            drop(refs);
             if stopping && ready.is_empty() {
-                emit(&mut held, None, &mut n)?;
+                emit(&mut held, None, &mut n, &mut given)?;
                 return Ok((Ended::Stopped, n));
             }
             let mut fresh = Vec::new();
             for i in ready {
-                while let Some(r) = self.socks[i].recv(&mut buf)? {
+                while let Sock::Live(p) | Sock::Down(p) = &socks[i] {
+                    let r = match p.recv(&mut buf) {
+                        Ok(Some(r)) => r,
+                        Ok(None) => break,
+                        // The kernel's word that the interface went down
+                        // or away (said once, then the socket waits).
+                        Err(e) if e.errno() == Some(libc::ENETDOWN) => {
+                            if let Sock::Live(p) = std::mem::replace(&mut socks[i], Sock::Gone) {
+                                // Deleted rather than set down: the look
+                                // just below says that instead.
+                                let there =
+                                    matches!(self.index_now(i), Ok(Some(x)) if x == p.ifindex);
+                                socks[i] = Sock::Down(p);
+                                if there {
+                                    on_change(
+                                        &self.points[i],
+                                        Change::Down,
+                                        so_far(&given, &held, i),
+                                    );
+                                }
+                            }
+                            next_check = Instant::now();
+                            break;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    if matches!(socks[i], Sock::Down(_)) {
+                        if let Sock::Down(p) = std::mem::replace(&mut socks[i], Sock::Gone) {
+                            socks[i] = Sock::Live(p);
+                        }
+                        on_change(&self.points[i], Change::Up, so_far(&given, &held, i));
+                    }
                     let data = match (r.vlan, self.links[i]) {
                         (Some((tci, tpid)), Link::Ethernet) => {
                             weft_see::decode::reinsert_vlan(&buf[..r.len], tci, tpid)
@@ -304,11 +463,64 @@ impl Capture {
                 held.extend(fresh);
                 held.make_contiguous().sort_by_key(|h| (h.ts_ns, h.point));
             }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + RECHECK;
+                for (i, sock) in socks.iter_mut().enumerate() {
+                    for c in self.recheck(sock, i) {
+                        on_change(&self.points[i], c, so_far(&given, &held, i));
+                    }
+                }
+            }
             let upto = (wall_clock().as_nanos() as u64).saturating_sub(HOLD_NS);
-            if emit(&mut held, Some(upto), &mut n)? {
+            if emit(&mut held, Some(upto), &mut n, &mut given)? {
                 return Ok((Ended::Count, n));
             }
         }
+    }
+
+    /// Looks at one point again: its node still there, a down interface
+    /// not deleted meanwhile, a deleted one made anew. Returns what
+    /// changed, in order.
+    fn recheck(&self, sock: &mut Sock, i: usize) -> Vec<Change> {
+        let mut out = Vec::new();
+        if matches!(sock, Sock::NodeGone) {
+            return out;
+        }
+        // `weft down` removed the namespace: the socket alone would keep
+        // it (and its interfaces) alive, quiet for ever.
+        if !weft_sys::netns::exists(&self.points[i].netns) {
+            *sock = Sock::NodeGone;
+            out.push(Change::NodeGone);
+            return out;
+        }
+        if let Sock::Down(p) = sock {
+            match self.index_now(i) {
+                Ok(Some(x)) if x == p.ifindex => return out,
+                Ok(_) => {
+                    *sock = Sock::Gone;
+                    out.push(Change::Gone);
+                }
+                Err(()) => {
+                    *sock = Sock::NodeGone;
+                    out.push(Change::NodeGone);
+                    return out;
+                }
+            }
+        }
+        if let Sock::Gone = sock {
+            match self.reopen(i) {
+                Ok(Some(s)) => {
+                    *sock = Sock::Live(s);
+                    out.push(Change::Back);
+                }
+                Ok(None) => {}
+                Err(()) => {
+                    *sock = Sock::NodeGone;
+                    out.push(Change::NodeGone);
+                }
+            }
+        }
+        out
     }
 }
 
