@@ -616,3 +616,68 @@ fn an_impaired_vxlan_link_has_a_wire_on_its_first_ends_machine() {
     assert_eq!(runs[0], runs[1], "seed 8 replays over vxlan");
     assert_ne!(runs[0], ids(&first), "another seed, other losses");
 }
+
+/// A round whose check runs for two minutes: SIGTERM ends the agent (its
+/// share taken down) long before the check would.
+#[test]
+fn the_agent_ends_promptly_on_sigterm_in_a_slow_round() {
+    use std::io::{BufRead, BufReader};
+    let lab = Lab::from_text("agterm", "name = \"x\"\n");
+    let mark = lab.file.parent().unwrap().join("checking");
+    lab.rewrite(&format!(
+        r#"name = "x"
+[machines.a]
+underlay = "192.0.2.1"
+[nodes.h1]
+machine = "a"
+[[checks]]
+from = "h1"
+command = ["sh", "-c", "touch {}; exec sleep 120"]
+timeout = 120
+"#,
+        mark.display()
+    ));
+    let mut agent = lab
+        .weft()
+        .args(["agent", lab.file.to_str().unwrap(), "--machine", "a"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = BufReader::new(agent.stderr.take().unwrap());
+    let said = std::thread::spawn(move || {
+        err.lines()
+            .map_while(Result::ok)
+            .inspect(|l| eprintln!("{l}"))
+            .collect::<Vec<_>>()
+    });
+    let t0 = Instant::now();
+    while !mark.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the check never started"
+        );
+        assert!(agent.try_wait().unwrap().is_none(), "the agent ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lab.namespaces().len(), 1, "{:?}", lab.namespaces());
+    sh(&["kill", "-TERM", &agent.id().to_string()]);
+    let t1 = Instant::now();
+    let st = loop {
+        if let Some(st) = agent.try_wait().unwrap() {
+            break st;
+        }
+        // A bound for a hang only: the check alone would hold it 120 s.
+        if t1.elapsed() > Duration::from_secs(60) {
+            let _ = agent.kill();
+            panic!("the agent did not end within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = said.join().unwrap().join("\n");
+    assert!(st.success(), "{st}: {said}");
+    assert!(
+        said.contains(&format!("share {}@a down", lab.name)),
+        "{said}"
+    );
+    assert!(lab.namespaces().is_empty(), "{:?}", lab.namespaces());
+}

@@ -11,7 +11,8 @@
 //! restarts a dead datapath and dead tunnel processes. Then the share's
 //! checks run, and the readiness file exists exactly while the share is
 //! built and they pass. SIGTERM or SIGINT: the share is taken down
-//! ([`crate::down`]) and the agent returns.
+//! ([`crate::down`]) and the agent returns, without waiting for the
+//! round's name lookups or checks (only for an `up` under way).
 //!
 //! Two agents for one machine would undo each other's work: the first
 //! holds an flock on `STATE/agents/LAB@M.lock` (released by the kernel
@@ -105,18 +106,61 @@ pub enum Round {
     Changed,
     /// It already matched the file.
     Unchanged,
+    /// `stop` was set while it looked up names or ran checks; it left
+    /// them unfinished.
+    Stopped,
+}
+
+/// Runs `f` on a thread of its own until it returns or `stop` is set;
+/// `None` on stop, the thread left to end by itself. Only for what
+/// changes nothing a stopping agent must wait for: name lookups (a
+/// resolver can take tens of seconds per name) and checks (each up to its
+/// timeout; a command check's process dies with the share's namespaces).
+fn unless_stopped<T: Send + 'static>(
+    stop: &AtomicBool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(v) => return Some(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the agent's round thread panicked")
+            }
+        }
+    }
 }
 
 /// One round: read, place, resolve, `up`, check. Ok(true) when ready.
+/// `opts.stop` ends it early, except while `up` changes the share (that
+/// holds the lab's lock; its waits, for ports and services to be ready,
+/// are bounded by their timeouts).
 pub fn round(opts: &AgentOptions) -> Result<(Round, bool), Error> {
     let parsed = crate::parse_file(&opts.file).map_err(Error::File)?;
     let dir = std::fs::canonicalize(&opts.file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let share = crate::machines::prepare(&parsed.lab, Some(&opts.machine), opts.machines, &dir)?;
+    let (lab, machine, spread) = (parsed.lab, opts.machine.clone(), opts.machines);
+    let Some(share) = unless_stopped(opts.stop, move || {
+        crate::machines::prepare(&lab, Some(&machine), spread, &dir)
+    }) else {
+        return Ok((Round::Stopped, false));
+    };
+    let share = share?;
     let up = UpOptions {
         source: Some(std::fs::canonicalize(&opts.file).unwrap_or(opts.file.clone())),
+        // Run below, where a stop does not wait for them; a failing one
+        // keeps the share (not ready) rather than undoing it.
+        run_checks: false,
         ..Default::default()
     };
     let r = crate::up(&share, &up)?;
@@ -137,7 +181,11 @@ pub fn round(opts: &AgentOptions) -> Result<(Round, bool), Error> {
             share.name
         ));
     }
-    let checks = crate::check(&share.name)?;
+    let name = share.name.clone();
+    let Some(checks) = unless_stopped(opts.stop, move || crate::check(&name)) else {
+        return Ok((Round::Stopped, false));
+    };
+    let checks = checks?;
     let failed: Vec<String> = checks
         .results
         .iter()
@@ -176,6 +224,7 @@ pub fn run(opts: &AgentOptions) -> Result<(), Error> {
     let mut last_error: Option<String> = None;
     while !opts.stop.load(Ordering::SeqCst) {
         match round(opts) {
+            Ok((Round::Stopped, _)) => break,
             Ok((_, ok)) => {
                 if last_error.take().is_some() {
                     (opts.log)("round succeeded");

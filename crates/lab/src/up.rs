@@ -35,6 +35,11 @@ pub struct UpOptions<'a> {
     /// How long to wait for the lab to become usable; default: as long
     /// as the spanning tree timers in force need (the root's).
     pub ready_timeout: Option<Duration>,
+    /// Run the file's checks after a change, undoing the run when one
+    /// fails (default). Off for a caller that runs them itself and keeps
+    /// what was built either way (`weft agent`: a check may wait for a
+    /// peer machine, and the agent must not wait on it to stop).
+    pub run_checks: bool,
 }
 
 impl Default for UpOptions<'_> {
@@ -47,6 +52,7 @@ impl Default for UpOptions<'_> {
             progress: &|_| {},
             datapath_exe: None,
             ready_timeout: None,
+            run_checks: true,
         }
     }
 }
@@ -208,6 +214,8 @@ pub fn up(lab: &topo::Lab, opts: &UpOptions) -> Result<UpReport, Error> {
     let mut results = Vec::new();
     if changed || unfinished {
         warnings.splice(0..0, nat_warnings(lab));
+    }
+    if (changed || unfinished) && opts.run_checks {
         results = checks::run_all(lab);
         let failed: Vec<CheckResult> = results.iter().filter(|r| !r.ok).cloned().collect();
         if !failed.is_empty() {
