@@ -3,23 +3,14 @@
 //! role changes and topology changes in order, with timestamps.
 
 mod common;
-use common::Lab;
+use common::{kept_events as kept, Kill, Lab};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `weft events LAB --json` running, its lines parsed on a thread; the
 /// command ends when the guard is dropped.
@@ -70,24 +61,6 @@ fn follow_ready(lab: &Lab) -> (Kill, mpsc::Receiver<Value>) {
         );
         n += 1;
     }
-}
-
-/// What the lab's stream keeps (`weft events --json --since all
-/// --no-follow`): the text and its events.
-fn kept(lab: &Lab) -> (String, Vec<Value>) {
-    let text = lab.ok(&[
-        "events",
-        &lab.name,
-        "--json",
-        "--since",
-        "all",
-        "--no-follow",
-    ]);
-    let all = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (text, all)
 }
 
 /// Events until one matches `done` (or `limit` passes).
@@ -473,18 +446,7 @@ fn a_quiet_up_records_its_plan_and_checks_too() {
     );
     let out = lab.ok(&["up", "-q", lab.file.to_str().unwrap()]);
     assert!(out.is_empty(), "{out}");
-    let kept = lab.ok(&[
-        "events",
-        &lab.name,
-        "--json",
-        "--since",
-        "all",
-        "--no-follow",
-    ]);
-    let evs: Vec<Value> = kept
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (kept, evs) = kept(&lab);
     assert!(
         evs.iter()
             .any(|e| e["type"] == "lab.up" && e["added"].as_u64() > Some(0)),

@@ -13,11 +13,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{weft_bin, Lab};
+use common::{cpu_ticks as ticks, weft_bin, Kill, Lab};
 
 const LAB: &str = r#"name = "x"
 [nodes.sw]
@@ -64,24 +63,6 @@ underlay = ["10.78.0.1", "10.78.0.2"]
 [nodes.h3.services.idle]
 command = ["sleep", "3600"]
 "#;
-
-/// Killed (by PID) on drop.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// CPU time (user + system, all threads) of a process, in clock ticks
-/// (100 a second on Linux whatever the kernel's HZ); None once it is gone.
-fn ticks(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
-    Some(rest[11].parse::<u64>().ok()? + rest[12].parse::<u64>().ok()?)
-}
 
 /// The weft processes of this lab: the weft binary, run with this lab's
 /// state directory or naming the lab; by PID, with their command lines.
@@ -134,18 +115,7 @@ fn no_weft_process_spins_while_its_lab_is_idle() {
             .spawn()
             .unwrap(),
     );
-    let mut serve = lab
-        .weft()
-        .args(["serve", &lab.name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let serve = Kill(serve);
+    let (serve, first) = common::serve(&lab, Stdio::null());
     assert!(
         first.contains("http://127.0.0.1:"),
         "weft serve said {first:?}"

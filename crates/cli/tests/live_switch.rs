@@ -7,22 +7,7 @@
 //! traffic passes where the edit put it.
 
 mod common;
-use common::Lab;
-
-fn datapath_pid(lab: &Lab) -> u32 {
-    let p = lab.state.join("labs").join(&lab.name).join("datapath.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    v["pid"].as_u64().unwrap() as u32
-}
-
-/// CPU time (user + system) a process has used, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest: Vec<&str> = s[s.rfind(')').unwrap() + 1..].split_whitespace().collect();
-    // utime and stime, fields 14 and 15, in clock ticks (100 per second).
-    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
+use common::{cpu_secs, datapath_pid, Lab};
 
 /// The idle datapath sleeps: a thread an edit stopped or started anew
 /// does not spin. The bound is far above an idle datapath's use and far

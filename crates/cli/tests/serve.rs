@@ -5,24 +5,15 @@
 //! requests without the token are refused.
 
 mod common;
-use common::Lab;
+use common::{kept_events, Kill, Lab};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One HTTP/1.1 exchange on its own connection: status and body (read by
 /// its length, or its chunks: chromedriver keeps the connection open).
@@ -218,17 +209,7 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
     need("/usr/bin/chromedriver");
     let lab = Lab::example("serve", "switch-triangle.toml");
     lab.up();
-    let mut serve = lab
-        .weft()
-        .args(["serve", &lab.name])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let _serve = Kill(serve);
+    let (_serve, first) = common::serve(&lab, Stdio::inherit());
     let url = first
         .split_whitespace()
         .find(|w| w.starts_with("http://127.0.0.1:"))
@@ -267,14 +248,7 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
         t.contains("h2:eth0  <=========> s2:h2"),
         "the refused change happened: {t}"
     );
-    let kept = lab.ok(&[
-        "events",
-        &lab.name,
-        "--json",
-        "--since",
-        "all",
-        "--no-follow",
-    ]);
+    let (kept, _) = kept_events(&lab);
     assert!(kept.matches("\"serve.refused\"").count() >= 3, "{kept}");
     // No CORS: nothing tells a browser another origin may read answers.
     let mut s = TcpStream::connect(&addr).unwrap();
@@ -501,14 +475,7 @@ fn page_draws_the_lab_takes_a_link_down_downloads_a_capture_and_refuses_without_
         "[...document.querySelectorAll('#events li')].some(l => l.textContent.includes('serve.action link'))",
         Duration::from_secs(30),
     );
-    let kept = lab.ok(&[
-        "events",
-        &lab.name,
-        "--json",
-        "--since",
-        "all",
-        "--no-follow",
-    ]);
+    let (kept, _) = kept_events(&lab);
     assert!(kept.contains("\"serve.action\""), "{kept}");
     lab.ok(&["down", &lab.name]);
 }

@@ -3,36 +3,10 @@
 //! bridge running STP.
 
 mod common;
-use common::{switched_hosts, tcp_transfer, Lab};
+use common::{alive, cpu_secs, datapath_pid, switched_hosts, tcp_transfer, Lab};
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn datapath_pid(lab: &Lab) -> u32 {
-    let p = lab.state.join("labs").join(&lab.name).join("datapath.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    v["pid"].as_u64().unwrap() as u32
-}
-
-/// CPU time (user + system) a process has used, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest: Vec<&str> = s[s.rfind(')').unwrap() + 1..].split_whitespace().collect();
-    // utime and stime, fields 14 and 15, in clock ticks (100 per second
-    // on Linux whatever the kernel's HZ).
-    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
-/// Alive and not a zombie (this machine's init may not reap).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            let rest = &s[s.rfind(')').unwrap() + 1..];
-            rest.split_whitespace().next() != Some("Z")
-        })
-        .unwrap_or(false)
-}
 
 fn switches(lab: &Lab) -> Vec<serde_json::Value> {
     lab.status_json()[0]["switches"]

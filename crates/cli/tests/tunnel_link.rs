@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Lab;
+use common::{alive, Lab};
 
 fn tunnels(lab: &Lab) -> Vec<serde_json::Value> {
     lab.status_json()[0]["tunnels"].as_array().unwrap().clone()
@@ -28,15 +28,6 @@ fn wait_up(lab: &Lab) -> Vec<serde_json::Value> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !matches!(
-            s.rsplit_once(')').map(|x| x.1.trim_start().as_bytes()[0]),
-            Some(b'Z')
-        )
-    })
 }
 
 #[test]
@@ -172,23 +163,7 @@ fn impaired_tunnel_links_replay_a_seed_and_retune_at_run_time() {
     wait_up(&lab);
     let n = 300;
     let ids = |v: &[(u32, f64)]| v.iter().map(|(i, _)| *i).collect::<Vec<u32>>();
-    let check = |what: &str, got: &[(u32, f64)]| {
-        // 20% loss: 240 of 300 expected, within 5 standard deviations.
-        assert!(
-            (205..=275).contains(&got.len()),
-            "{what}: {} of {n} arrived",
-            got.len()
-        );
-        let mut d: Vec<f64> = got.iter().map(|(_, d)| *d).collect();
-        d.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        eprintln!(
-            "{what}: {} of {n} arrived, one-way delay min {:.2} median {:.2} ms",
-            got.len(),
-            d[0],
-            d[d.len() / 2]
-        );
-        common::assert_delays(what, &d, 10.0);
-    };
+    let check = |what: &str, got: &[(u32, f64)]| common::assert_lossy_arrivals(what, got, n, 10.0);
     let first = common::datagrams(&lab, "m1", "m2", "10.9.0.2", n);
     check("m1 -> m2", &first);
     // m2 impairs what it receives: it counts every datagram and each loss.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Lab;
+use common::{alive, Lab};
 
 const PAIR: &str = r#"
 name = "x"
@@ -56,15 +56,6 @@ fn pid_of(lab: &Lab, id: &str) -> u32 {
         .find(|s| s.0 == id)
         .unwrap_or_else(|| panic!("no service {id}"))
         .1
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie is not alive: its namespaces are gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| !r.trim_start().starts_with('Z'))
-    })
 }
 
 /// Processes whose network namespace is one of the lab's.
@@ -515,6 +506,31 @@ fn sigkill_of_up_while_services_start_then_down_leaves_nothing() {
     }
 }
 
+/// Makes the directory tree `dir` the local image `image` (`podman
+/// import` of its tar), then removes the tree.
+fn import_tree(dir: &Path, image: &str) {
+    let tar = dir.with_extension("tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let ok = Command::new("podman")
+        .arg("import")
+        .arg(&tar)
+        .arg(image)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "podman import");
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(&tar);
+}
+
 /// A tiny local image (busybox-static and its applet links, imported with
 /// `podman import`: nothing is pulled). None, said loudly, when podman
 /// cannot run containers on this machine.
@@ -534,26 +550,7 @@ fn busybox_image() -> Option<(String, Vec<(String, String)>)> {
         ] {
             let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(a));
         }
-        let tar = dir.with_extension("tar");
-        assert!(Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .args(["-cf"])
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success());
-        let ok = Command::new("podman")
-            .arg("import")
-            .arg(&tar)
-            .arg(&image)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "podman import");
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(&tar);
+        import_tree(&dir, &image);
     }
     // Some machines (cgroups v1/v2 hybrids, low rlimits in a sandbox) need
     // runc and lower limits: podman takes them from CONTAINERS_CONF.
@@ -948,27 +945,7 @@ fn containerfile_image(tag: &str, with_packages: bool) -> String {
             }
         }
     }
-    let tar = dir.with_extension("tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
-    let ok = Command::new("podman")
-        .arg("import")
-        .arg(&tar)
-        .arg(&image)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "podman import");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&tar);
+    import_tree(&dir, &image);
     image
 }
 

@@ -461,3 +461,108 @@ pub fn tcp_transfer(lab: &Lab, server: &str, server_ip: &str, client: &str, byte
         .unwrap()
         .unwrap_or_else(|e| panic!("receiving on {to}: {e}"))
 }
+
+/// A child process killed (and reaped) when the test lets go of it,
+/// failing or not.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU time (user + system, all threads) of a process, in clock ticks
+/// (100 a second on Linux whatever the kernel's HZ); None once it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = s[s.rfind(')')? + 1..].split_whitespace().collect();
+    // utime and stime, fields 14 and 15.
+    Some(rest[11].parse::<u64>().ok()? + rest[12].parse::<u64>().ok()?)
+}
+
+/// CPU time (user + system) a running process has used, in seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    cpu_ticks(pid).unwrap_or_else(|| panic!("process {pid} is gone")) as f64 / 100.0
+}
+
+/// The process exists and is not a zombie (this machine's init may not
+/// reap, and a zombie's namespaces are gone).
+pub fn alive(pid: impl Into<u64>) -> bool {
+    let pid = pid.into();
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// The PID of the lab's switch datapath, from its record.
+pub fn datapath_pid(lab: &Lab) -> u32 {
+    let p = lab.state.join("labs").join(&lab.name).join("datapath.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    v["pid"].as_u64().unwrap() as u32
+}
+
+/// What the lab's stream keeps (`weft events --json --since all
+/// --no-follow`): the text and its events.
+pub fn kept_events(lab: &Lab) -> (String, Vec<serde_json::Value>) {
+    let text = lab.ok(&[
+        "events",
+        &lab.name,
+        "--json",
+        "--since",
+        "all",
+        "--no-follow",
+    ]);
+    let all = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (text, all)
+}
+
+/// `weft serve LAB` started, and the first line it printed (the page's
+/// address, with its token).
+pub fn serve(lab: &Lab, stderr: std::process::Stdio) -> (Kill, String) {
+    use std::io::BufRead;
+    let mut serve = lab
+        .weft()
+        .args(["serve", &lab.name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (Kill(serve), first)
+}
+
+/// The one-way delays of datagrams (as [`datagrams`] returns them), in
+/// milliseconds, smallest first.
+pub fn sorted_delays(got: &[(u32, f64)]) -> Vec<f64> {
+    let mut d: Vec<f64> = got.iter().map(|(_, d)| *d).collect();
+    d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    d
+}
+
+/// Datagrams (as [`datagrams`] returns them) of 300 sent over a link that
+/// loses 20% and delays `delay` ms: 240 arrive, within 5 standard
+/// deviations, and their delays pass [`assert_delays`].
+pub fn assert_lossy_arrivals(what: &str, got: &[(u32, f64)], n: u32, delay: f64) {
+    assert!(
+        (205..=275).contains(&got.len()),
+        "{what}: {} of {n} arrived",
+        got.len()
+    );
+    let d = sorted_delays(got);
+    eprintln!(
+        "{what}: {} of {n} arrived, one-way delay min {:.2} median {:.2} ms",
+        got.len(),
+        d[0],
+        d[d.len() / 2]
+    );
+    assert_delays(what, &d, delay);
+}
