@@ -147,7 +147,7 @@ pub struct Capture {
 /// lab was taken down) does it stop for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// Set down (`ip link set IFACE down`, or its peer's end went away).
+    /// Set down (`ip link set IFACE down` in its node).
     Down,
     /// Carrying packets again after [`Change::Down`].
     Up,
