@@ -4,6 +4,8 @@ mod common;
 
 use common::Lab;
 
+/// `weft trace LAB ARGS`: whether it succeeded, and what it printed
+/// (stdout, then stderr).
 fn trace(lab: &Lab, args: &[&str]) -> (bool, String) {
     let mut a = vec!["trace", lab.name.as_str()];
     a.extend_from_slice(args);
@@ -15,12 +17,26 @@ fn trace(lab: &Lab, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// A trace that proves delivery (it exits 0): what it printed.
+fn traced(lab: &Lab, args: &[&str]) -> String {
+    let (ok, out) = trace(lab, args);
+    assert!(ok, "{out}");
+    out
+}
+
+/// A trace that finds where the probe dies (it exits non-zero): what
+/// it printed.
+fn refused(lab: &Lab, args: &[&str]) -> String {
+    let (ok, out) = trace(lab, args);
+    assert!(!ok, "{out}");
+    out
+}
+
 #[test]
 fn experiment_4_reply_returns_over_lo() {
     let lab = Lab::example("tr4", "same-ns.toml");
     lab.up();
-    let (ok, out) = trace(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
-    assert!(ok, "{out}");
+    let out = traced(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
     assert!(
         out.contains("out of veth0, source address 192.168.2.11"),
         "{out}"
@@ -37,8 +53,7 @@ fn experiment_4_reply_returns_over_lo() {
 fn experiment_5_dies_at_arp() {
     let lab = Lab::example("tr5", "unaddressed.toml");
     lab.up();
-    let (ok, out) = trace(&lab, &["ns1", "192.168.2.1"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["ns1", "192.168.2.1"]);
     assert!(
         out.contains(
             "ARP who-has 192.168.2.1: seen on ns1:veth0, ns2:veth1; ARP reply: seen nowhere"
@@ -56,8 +71,7 @@ fn experiment_5_dies_at_arp() {
 fn no_route() {
     let lab = Lab::example("trnr", "veth.toml");
     lab.up();
-    let (ok, out) = trace(&lab, &["ns1", "10.9.9.9"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["ns1", "10.9.9.9"]);
     assert!(out.contains("has no route to 10.9.9.9"), "{out}");
 }
 
@@ -65,8 +79,7 @@ fn no_route() {
 fn through_a_bridge_and_back() {
     let lab = Lab::example("trbr", "bridge.toml");
     lab.up();
-    let (ok, out) = trace(&lab, &["ns1", "ns2"]);
-    assert!(ok, "{out}");
+    let out = traced(&lab, &["ns1", "ns2"]);
     assert!(
         out.contains("br0:br-tap1 is a port of bridge br0 in br0 (STP state forwarding)"),
         "{out}"
@@ -101,8 +114,7 @@ fn same_ns(sysctls: &str) -> String {
 fn same_namespace_pair_without_accept_local_is_explained() {
     let lab = Lab::from_text("tral", &same_ns(""));
     lab.up();
-    let (ok, out) = trace(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
     assert!(
         out.contains("is an address of host itself") && out.contains("accept_local"),
         "{out}"
@@ -116,8 +128,7 @@ fn same_namespace_pair_with_rp_filter_on_is_explained() {
         &same_ns("sysctls = { \"net.ipv4.conf.all.rp_filter\" = 1, \"net.ipv4.conf.veth0.accept_local\" = 1, \"net.ipv4.conf.veth1.accept_local\" = 1 }"),
     );
     lab.up();
-    let (ok, out) = trace(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["host", "192.168.2.1", "-I", "veth0"]);
     assert!(
         out.contains("rp_filter is on") && out.contains("set rp_filter = 0"),
         "{out}"
@@ -138,8 +149,7 @@ fn a_bridge_port_that_does_not_forward_is_named() {
             .success();
         assert!(ok);
     }
-    let (ok, out) = trace(&lab, &["a", "b"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["a", "b"]);
     assert!(
         out.contains("br0:a is listening")
             || out.contains("br0:a is learning")
@@ -154,8 +164,7 @@ fn udp_and_tcp_probes_prove_delivery_by_their_answers() {
     let lab = Lab::example("trport", "bridge.toml");
     lab.up();
     // UDP to a closed port: ICMP port unreachable comes back.
-    let (ok, out) = trace(&lab, &["ns1", "ns2", "--udp", "5353"]);
-    assert!(ok, "{out}");
+    let out = traced(&lab, &["ns1", "ns2", "--udp", "5353"]);
     assert!(
         out.contains(
             "UDP datagram to port 5353 seen on ns1:tap1, br0:br-tap1, br0:br-tap2, ns2:tap2"
@@ -168,8 +177,7 @@ fn udp_and_tcp_probes_prove_delivery_by_their_answers() {
     })
     .unwrap()
     .unwrap();
-    let (ok, out) = trace(&lab, &["ns1", "192.168.50.2", "--tcp", "8080"]);
-    assert!(ok, "{out}");
+    let out = traced(&lab, &["ns1", "192.168.50.2", "--tcp", "8080"]);
     assert!(out.contains("TCP SYN to port 8080 seen on"), "{out}");
     assert!(
         out.contains("SYN-ACK: open, RST: closed) seen on ns2:tap2"),
@@ -177,16 +185,14 @@ fn udp_and_tcp_probes_prove_delivery_by_their_answers() {
     );
     drop(listener);
     // TCP to a closed port: refused, but delivered.
-    let (ok, out) = trace(&lab, &["ns1", "192.168.50.2", "--tcp", "8081"]);
-    assert!(ok, "{out}");
+    traced(&lab, &["ns1", "192.168.50.2", "--tcp", "8081"]);
 }
 
 #[test]
 fn a_vlan_mismatch_on_the_userspace_switch_is_named() {
     let lab = Lab::example("trvlan", "switch-vlan.toml");
     lab.up();
-    let (ok, out) = trace(&lab, &["a1", "b1"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["a1", "b1"]);
     assert!(
         out.contains("dropped at the switch: sw1:a1 is an access port of VLAN 10 and sw1:b1"),
         "{out}"
@@ -201,8 +207,7 @@ fn a_vlan_mismatch_on_the_userspace_switch_is_named() {
         "{out}"
     );
     // Same VLAN across the trunk: delivered.
-    let (ok, out) = trace(&lab, &["a1", "a2"]);
-    assert!(ok, "{out}");
+    traced(&lab, &["a1", "a2"]);
 }
 
 /// A router on the way without a route to the target: the request dies
@@ -232,8 +237,7 @@ endpoints = ["h2:eth0", "r1:eth-h2"]
 "#,
     );
     lab.up();
-    let (ok, out) = trace(&lab, &["h1", "h2"]);
-    assert!(!ok, "{out}");
+    let out = refused(&lab, &["h1", "h2"]);
     assert!(
         out.contains("3. router: r1 forwards, but has no route to 10.3.0.10"),
         "{out}"
