@@ -13,7 +13,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Lab;
@@ -28,20 +27,6 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// An example and its directory of files (bound into nodes, relative to
-/// the lab file), copied under a unique lab name.
-fn example_with_dir(tag: &str, example: &str, dir: &str) -> Lab {
-    let lab = Lab::example(tag, &format!("{example}.toml"));
-    let st = Command::new("cp")
-        .arg("-r")
-        .arg(common::root().join("examples").join(dir))
-        .arg(lab.file.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    lab
 }
 
 /// The smallest round trip `ping` printed, in ms (`rtt min/avg/max/mdev
@@ -117,7 +102,7 @@ fn failover_ospf_takes_the_long_way_while_the_direct_link_is_down() {
         Path::new("/usr/lib/frr/ospfd").exists(),
         "this test needs Debian's frr package (the README's test command installs it)"
     );
-    let lab = example_with_dir("failover", "failover", "failover");
+    let lab = Lab::example_with_dir("failover", "failover");
     let out = lab.up();
     assert!(out.contains("1 check(s) passed"), "{out}");
     // up returned once r1 and r3 route over the direct link (their
@@ -152,7 +137,7 @@ fn failover_ospf_takes_the_long_way_while_the_direct_link_is_down() {
 #[test]
 fn nat_lte_the_server_sees_only_the_nats_and_the_phone_waits_for_lte() {
     need_busybox();
-    let lab = example_with_dir("natlte", "nat-lte", "nat-lte");
+    let lab = Lab::example_with_dir("natlte", "nat-lte");
     let out = lab.up();
     assert!(out.contains("3 check(s) passed"), "{out}");
     // The laptop's link got a wire; the carrier's uplink is a switch port.
@@ -264,7 +249,7 @@ fn nat_lte_the_server_sees_only_the_nats_and_the_phone_waits_for_lte() {
 #[test]
 fn vlan_office_vlans_cross_the_trunk_and_meet_only_in_the_router() {
     need_busybox();
-    let lab = example_with_dir("office", "vlan-office", "vlan-office");
+    let lab = Lab::example_with_dir("office", "vlan-office");
     let out = lab.up();
     assert!(out.contains("3 check(s) passed"), "{out}");
     // The guest VLAN works for its own hosts...
@@ -393,7 +378,7 @@ fn every_example_is_brought_up_by_a_test() {
         let name = p.file_stem().unwrap().to_str().unwrap();
         // Named as a file ("veth.toml", "examples/veth.toml"), or by
         // name to a helper that adds the extension
-        // (example_with_dir(tag, "nat-lte", dir)).
+        // (Lab::example_with_dir(tag, "nat-lte")).
         let as_file = ['"', '/']
             .iter()
             .any(|c| tests.contains(&format!("{c}{name}.toml")));

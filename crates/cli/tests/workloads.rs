@@ -683,27 +683,13 @@ fn a_missing_image_is_refused_before_anything_is_built() {
     assert!(lab.namespaces().is_empty());
 }
 
-/// An example with its configuration directory beside it (its binds are
-/// relative to the file).
-fn routing_example(tag: &str, example: &str) -> Lab {
-    let lab = Lab::example(tag, &format!("{example}.toml"));
-    let st = Command::new("cp")
-        .arg("-r")
-        .arg(common::root().join("examples").join(example))
-        .arg(lab.file.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    lab
-}
-
 #[test]
 fn ospf_routers_converge_before_up_returns_and_trace_follows_them() {
     assert!(
         Path::new("/usr/lib/frr/ospfd").exists(),
         "this test needs Debian's frr package (the README's test command installs it)"
     );
-    let lab = routing_example("ospf", "ospf");
+    let lab = Lab::example_with_dir("ospf", "ospf");
     let out = lab.up();
     assert!(out.contains("1 check(s) passed"), "{out}");
     // Every route between the hosts came from OSPF, none from weft.
@@ -738,7 +724,7 @@ fn bgp_between_two_autonomous_systems() {
         Path::new("/usr/lib/frr/bgpd").exists(),
         "this test needs Debian's frr package (the README's test command installs it)"
     );
-    let lab = routing_example("bgp", "bgp");
+    let lab = Lab::example_with_dir("bgp", "bgp");
     let out = lab.up();
     assert!(out.contains("1 check(s) passed"), "{out}");
     assert!(lab

@@ -87,6 +87,21 @@ impl Lab {
         Lab::from_text(tag, &text)
     }
 
+    /// An example and the directory of the same name beside it (files its
+    /// nodes bind, relative to the lab file), copied under a unique lab
+    /// name.
+    pub fn example_with_dir(tag: &str, example: &str) -> Lab {
+        let lab = Lab::example(tag, &format!("{example}.toml"));
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(root().join("examples").join(example))
+            .arg(lab.file.parent().unwrap())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        lab
+    }
+
     pub fn weft(&self) -> Command {
         let mut c = Command::new(weft_bin());
         c.env("WEFT_STATE_DIR", &self.state).env_remove("RUST_LOG");
