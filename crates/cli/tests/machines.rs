@@ -304,15 +304,23 @@ fn netns_ino(path: &str) -> u64 {
     std::fs::metadata(path).unwrap().ino()
 }
 
+/// Key pairs for machines a and b beside the lab file (`a.key`,
+/// `b.key`); their public keys.
+fn machine_keys(lab: &Lab) -> Vec<String> {
+    let dir = lab.file.parent().unwrap();
+    ["a", "b"]
+        .iter()
+        .map(|m| {
+            let k = dir.join(format!("{m}.key"));
+            lab.ok(&["keygen", k.to_str().unwrap()]).trim().to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn tunnel_link_between_two_machines_runs_each_end_in_its_machine() {
     let lab = Lab::from_text("xt", "name = \"x\"\n");
-    let dir = lab.file.parent().unwrap().to_path_buf();
-    let mut keys = Vec::new();
-    for m in ["a", "b"] {
-        let k = dir.join(format!("{m}.key"));
-        keys.push(lab.ok(&["keygen", k.to_str().unwrap()]).trim().to_string());
-    }
+    let keys = machine_keys(&lab);
     lab.rewrite(&format!(
         r#"name = "x"
 [machines.a]
@@ -400,12 +408,7 @@ endpoints = ["h1:wt0", "h2:wt0"]
 #[test]
 fn a_machine_with_the_wrong_key_is_refused_before_building() {
     let lab = Lab::from_text("xk", "name = \"x\"\n");
-    let dir = lab.file.parent().unwrap().to_path_buf();
-    let mut keys = Vec::new();
-    for m in ["a", "b"] {
-        let k = dir.join(format!("{m}.key"));
-        keys.push(lab.ok(&["keygen", k.to_str().unwrap()]).trim().to_string());
-    }
+    let keys = machine_keys(&lab);
     // b's public key under a: a's private key does not match it.
     lab.rewrite(&format!(
         "name = \"x\"\n[machines.a]\nunderlay = \"192.0.2.1\"\npublic_key = \"{}\"\nprivate_key = \"a.key\"\n[machines.b]\nunderlay = \"192.0.2.2\"\npublic_key = \"{}\"\n[nodes.h1]\nmachine = \"a\"\n[nodes.h2]\nmachine = \"b\"\n[[links]]\nkind = \"tunnel\"\nendpoints = [\"h1:wt0\", \"h2:wt0\"]\n",
