@@ -23,26 +23,7 @@ endpoints = ["ns1:veth0", "ns2:veth1"]
 /// Start `weft capture` and wait until its sockets are bound (it says so
 /// on stderr), so nothing sent afterwards can be missed.
 fn start(lab: &Lab, args: &[&str], stdout: Stdio) -> Child {
-    let mut c = lab
-        .weft()
-        .arg("capture")
-        .arg(&lab.name)
-        .args(args)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(c.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "weft capture said: {line}");
-    // Keep draining stderr so the child never blocks on it.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = err.read_to_string(&mut rest);
-        eprint!("{rest}");
-    });
-    c
+    start_watched(lab, args, stdout).0
 }
 
 fn sigint(c: &Child) {
@@ -408,28 +389,34 @@ fn a_bridge_node_name_captures_every_port() {
     }
 }
 
-/// `weft capture` with its stderr lines handed over one by one.
-fn start_watched(lab: &Lab, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+/// [`start`], with the rest of its stderr lines handed over one by one
+/// (and shown, for a failing test).
+fn start_watched(
+    lab: &Lab,
+    args: &[&str],
+    stdout: Stdio,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut c = lab
         .weft()
         .arg("capture")
         .arg(&lab.name)
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let err = BufReader::new(c.stderr.take().unwrap());
+    let mut err = BufReader::new(c.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "weft capture said: {line}");
     let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining stderr so the child never blocks on it, read or not.
     std::thread::spawn(move || {
         for l in err.lines().map_while(Result::ok) {
             eprintln!("{l}");
-            if tx.send(l).is_err() {
-                break;
-            }
+            let _ = tx.send(l);
         }
     });
-    said(&rx, "listening on");
     (c, rx)
 }
 
@@ -472,7 +459,11 @@ endpoints = ["ns1:veth0", "ns3:veth2"]
     let lab = Lab::from_text("capre", v1);
     lab.up();
     let file = lab.file.parent().unwrap().join("re.pcapng");
-    let (c, rx) = start_watched(&lab, &["ns1:veth0", "-w", file.to_str().unwrap(), "icmp"]);
+    let (c, rx) = start_watched(
+        &lab,
+        &["ns1:veth0", "-w", file.to_str().unwrap(), "icmp"],
+        Stdio::null(),
+    );
     assert!(lab.ping("ns1", "10.1.1.3", None));
 
     lab.ip("ns1", &["link", "set", "veth0", "down"]);
@@ -521,7 +512,11 @@ endpoints = ["ns1:veth0", "ns3:veth2"]
     assert!(to([10, 1, 1, 4]) >= 1, "on the new veth0: {pkts:?}");
 
     // Taking the lab down ends a capture on it, the file complete.
-    let (c, rx) = start_watched(&lab, &["ns1:veth0", "-w", file.to_str().unwrap()]);
+    let (c, rx) = start_watched(
+        &lab,
+        &["ns1:veth0", "-w", file.to_str().unwrap()],
+        Stdio::null(),
+    );
     lab.ok(&["down", &lab.name]);
     said(&rx, "ns1:veth0: node ns1 is gone (the lab was taken down)");
     said(&rx, "packet(s) captured (every node captured on is gone");
