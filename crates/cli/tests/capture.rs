@@ -464,9 +464,20 @@ endpoints = ["ns1:veth0", "ns3:veth2"]
         &["ns1:veth0", "-w", file.to_str().unwrap(), "icmp"],
         Stdio::null(),
     );
+    // Stopped, the capture reads the ping's packets only after the
+    // kernel's word that veth0 went down: they still count before it.
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
     assert!(lab.ping("ns1", "10.1.1.3", None));
-
     lab.ip("ns1", &["link", "set", "veth0", "down"]);
+    signal("-CONT");
     let l = said(&rx, "ns1:veth0 went down after ");
     let before: u64 = l
         .split("went down after ")

@@ -323,6 +323,8 @@ impl Capture {
             .collect();
         // Packets handed over, per point, for the notices.
         let mut given = vec![0u64; socks.len()];
+        // ENETDOWN read, packets queued before it not yet.
+        let mut down_pending = vec![false; socks.len()];
         let mut next_check = Instant::now() + RECHECK;
         // Held packets, kept sorted by (timestamp, point).
         let mut held: std::collections::VecDeque<Held> = std::collections::VecDeque::new();
@@ -407,33 +409,31 @@ impl Capture {
                 return Ok((Ended::Stopped, n));
             }
             let mut fresh = Vec::new();
+            // Sockets whose interface went down, read to their end.
+            let mut drained = Vec::new();
             for i in ready {
                 while let Sock::Live(p) | Sock::Down(p) = &socks[i] {
                     let r = match p.recv(&mut buf) {
                         Ok(Some(r)) => r,
-                        Ok(None) => break,
-                        // The kernel's word that the interface went down
-                        // or away (said once, then the socket waits).
-                        Err(e) if e.errno() == Some(libc::ENETDOWN) => {
-                            if let Sock::Live(p) = std::mem::replace(&mut socks[i], Sock::Gone) {
-                                // Deleted rather than set down: the look
-                                // just below says that instead.
-                                let there =
-                                    matches!(self.index_now(i), Ok(Some(x)) if x == p.ifindex);
-                                socks[i] = Sock::Down(p);
-                                if there {
-                                    on_change(
-                                        &self.points[i],
-                                        Change::Down,
-                                        so_far(&given, &held, i),
-                                    );
-                                }
+                        Ok(None) => {
+                            if down_pending[i] {
+                                drained.push(i);
                             }
-                            next_check = Instant::now();
                             break;
+                        }
+                        // The kernel's word that the interface went down
+                        // or away, said once and before the packets still
+                        // queued, which came before it went: those are
+                        // read first, then the point counts as down.
+                        Err(e) if e.errno() == Some(libc::ENETDOWN) => {
+                            down_pending[i] = matches!(socks[i], Sock::Live(_));
+                            next_check = Instant::now();
+                            continue;
                         }
                         Err(e) => return Err(e.into()),
                     };
+                    // A down socket gets packets again once its interface
+                    // is up (the kernel hooks it in again).
                     if matches!(socks[i], Sock::Down(_)) {
                         if let Sock::Down(p) = std::mem::replace(&mut socks[i], Sock::Gone) {
                             socks[i] = Sock::Live(p);
@@ -454,7 +454,9 @@ impl Capture {
                         orig_len,
                         outgoing: r.pkttype == libc::PACKET_OUTGOING,
                     });
-                    if fresh.len() >= 256 {
+                    // Not for one that went down: nothing more comes to it,
+                    // and once drained it must be marked down.
+                    if fresh.len() >= 256 && !down_pending[i] {
                         break;
                     }
                 }
@@ -462,6 +464,18 @@ impl Capture {
             if !fresh.is_empty() {
                 held.extend(fresh);
                 held.make_contiguous().sort_by_key(|h| (h.ts_ns, h.point));
+            }
+            for i in drained {
+                down_pending[i] = false;
+                if let Sock::Live(p) = std::mem::replace(&mut socks[i], Sock::Gone) {
+                    // Deleted rather than set down: the look just below
+                    // says that instead.
+                    let there = matches!(self.index_now(i), Ok(Some(x)) if x == p.ifindex);
+                    socks[i] = Sock::Down(p);
+                    if there {
+                        on_change(&self.points[i], Change::Down, so_far(&given, &held, i));
+                    }
+                }
             }
             if Instant::now() >= next_check {
                 next_check = Instant::now() + RECHECK;
