@@ -229,6 +229,45 @@ fn a_user_gives_a_node_private_files() {
     u.wait_keeper_gone();
 }
 
+/// Debian's PATH for a user who is not root has no sbin directory, where
+/// `nft` is: weft looks there too (it said nft was not installed).
+#[test]
+fn a_user_whose_path_has_no_sbin_gets_nat() {
+    let u = User::new(5);
+    let name = format!("rl-{}", u.uid);
+    let file = u.file(
+        "nat",
+        &format!(
+            "name = \"{name}\"\n[nodes.gw]\nkind = \"bridge\"\naddresses = [\"10.7.0.1/24\"]\n\
+             [nodes.gw.interfaces.wan]\nport = false\naddresses = [\"203.0.113.1/24\"]\n\
+             [nodes.c]\nattach = \"gw\"\n\
+             [nodes.srv.interfaces.eth0]\naddresses = [\"203.0.113.10/24\"]\n\
+             [[links]]\nendpoints = [\"gw:wan\", \"srv:eth0\"]\n\
+             [nat.gw]\nuplink = \"wan\"\n"
+        ),
+    );
+    let user_path = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games";
+    let run = |args: &[&str]| {
+        let o = u
+            .command(common::weft_bin())
+            .env("PATH", user_path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "weft {args:?} with PATH={user_path} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&["up", "-q", file.to_str().unwrap()]);
+    // srv has no route to 10.7.0.0/24: only the masquerade makes it answer.
+    run(&["ping", &name, "c", "srv", "-c", "1"]);
+    run(&["down", &name]);
+    u.wait_keeper_gone();
+}
+
 #[test]
 fn what_needs_the_machines_namespace_is_refused_before_anything_is_built() {
     let u = User::new(1);
