@@ -395,6 +395,17 @@ impl Error {
             {
                 "podman's runtime cannot start containers on this machine: use runc and lower limits in a containers.conf named by CONTAINERS_CONF (docs/topology.md, Containers: `image`)".into()
             }
+            // Exit status 0 is no crash: the command did its work and
+            // ended, which a shell without a terminal does at once.
+            Error::Service { node, service, detail, .. }
+                if detail.contains("(exit status: 0) before it was ready") =>
+            {
+                if service == weft_topo::workload::CONTAINER_SERVICE {
+                    format!("a container's command must keep running until `weft down` (an image's shell ends at once without a terminal): give the node one that does, e.g. command = [\"sleep\", \"infinity\"] under [nodes.{node}]")
+                } else {
+                    "a service's command must keep running until `weft down`: run one that stays in the foreground (a daemon's `-d`/`--foreground` option, not its forking mode)".into()
+                }
+            }
             _ => return None,
         })
     }
@@ -430,5 +441,25 @@ mod tests {
         let h = e("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied").help();
         assert!(h.is_some_and(|h| h.contains("CONTAINERS_CONF")));
         assert_eq!(e("httpd: bind: Address in use").help(), None);
+    }
+
+    #[test]
+    fn a_command_that_ends_at_once_is_told_to_keep_running() {
+        let e = |service: &str| Error::Service {
+            node: "client1".into(),
+            service: service.into(),
+            detail: "it exited (exit status: 0) before it was ready".into(),
+            log: Box::new([]),
+        };
+        let h = e("container").help().unwrap();
+        assert!(
+            h.contains("command = [\"sleep\", \"infinity\"] under [nodes.client1]"),
+            "{h}"
+        );
+        let h = e("web").help().unwrap();
+        assert!(
+            h.contains("keep running") && !h.contains("nodes.client1"),
+            "{h}"
+        );
     }
 }
