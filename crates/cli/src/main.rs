@@ -162,7 +162,7 @@ enum Cmd {
     },
     /// A local web page drawing the lab live, with its events, nodes'
     /// interfaces and routes, and buttons for links, impairment and
-    /// captures (every request needs the token printed at start).
+    /// captures (its /api/ requests need the token printed at start).
     Serve {
         /// The lab; may be left out when there is only one.
         lab: Option<String>,
