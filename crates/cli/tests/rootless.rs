@@ -286,6 +286,22 @@ fn what_needs_the_machines_namespace_is_refused_before_anything_is_built() {
         err.contains("edge:wan is a macvlan on the machine's interface lo") && err.contains("root"),
         "{err}"
     );
+    // A service as another user: only the user exists inside.
+    let file = u.file(
+        "svcuser",
+        &format!(
+            "name = \"{name}\"\n[nodes.web.services.http]\ncommand = [\"sleep\", \"60\"]\n\
+             user = \"nobody\"\n"
+        ),
+    );
+    let o = u.weft(&["up", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("node web, service http runs as user nobody")
+            && err.contains("leave `user` out"),
+        "{err}"
+    );
     let list = u.ok(&["enter", "--", "ls", "/run/netns"]);
     assert!(list.trim().is_empty(), "{list}");
     u.wait_keeper_gone();

@@ -395,6 +395,14 @@ impl Error {
             {
                 "podman's runtime cannot start containers on this machine: use runc and lower limits in a containers.conf named by CONTAINERS_CONF (docs/topology.md, Containers: `image`)".into()
             }
+            // chown to a uid the user namespace does not map fails with
+            // EINVAL: only the user's own uid exists in weft's user
+            // namespace without root (FRR's daemons chown to frr).
+            Error::Service { log, .. }
+                if log.iter().any(|l| l.contains("chown") && l.contains("Invalid argument")) =>
+            {
+                "the user it gives files to does not exist in this user namespace: without root, weft's holds only you, so daemons that chown to their own user (FRR's) cannot run; run weft as root for this lab (docs/library.md, Without root)".into()
+            }
             // Exit status 0 is no crash: the command did its work and
             // ended, which a shell without a terminal does at once.
             Error::Service { node, service, detail, .. }
@@ -441,6 +449,19 @@ mod tests {
         let h = e("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied").help();
         assert!(h.is_some_and(|h| h.contains("CONTAINERS_CONF")));
         assert_eq!(e("httpd: bind: Address in use").help(), None);
+    }
+
+    #[test]
+    fn a_chown_refused_by_the_user_namespace_says_to_be_root() {
+        let e = Error::Service {
+            node: "r1".into(),
+            service: "zebra".into(),
+            detail: "it exited (exit status: 1) before it was ready".into(),
+            log: vec!["  chown: changing ownership of '/run/frr': Invalid argument".to_string()]
+                .into(),
+        };
+        let h = e.help().unwrap();
+        assert!(h.contains("run weft as root") && h.contains("FRR"), "{h}");
     }
 
     #[test]
