@@ -250,10 +250,17 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             sw.root_path_cost
         )
     };
+    // The protocol's name before "bridge"; none when it is off ("switch
+    // off bridge ..." read as a switch that is off).
+    let proto = if sw.stp == "off" {
+        String::new()
+    } else {
+        format!(" {}", sw.stp)
+    };
     let _ = writeln!(
         out,
-        "    switch {} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
-        sw.stp, sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
+        "    switch{proto} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
+        sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
     );
     if !sw.fastpath.is_empty() {
         let _ = writeln!(
