@@ -97,7 +97,14 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 if !i.present {
                     cols.push("MISSING".into());
                 } else {
-                    cols.push(format!("{:<14}", i.state.clone().unwrap_or_default()));
+                    // Set up but without a carrier (a TUN/TAP no program
+                    // holds, a veth whose peer is down) is what `ip` calls
+                    // NO-CARRIER: "down" read as `up = false`.
+                    let state = match (i.state.as_deref(), i.admin_up, i.carrier) {
+                        (Some("down"), Some(true), Some(false)) => "no carrier".to_string(),
+                        (st, _, _) => st.unwrap_or_default().to_string(),
+                    };
+                    cols.push(format!("{state:<14}"));
                     if let Some(m) = &i.mac {
                         cols.push(m.clone());
                     } else if i.kind == "tun" {
