@@ -368,6 +368,13 @@ impl Error {
             Error::NoLab(_) => "`weft status` lists the labs".into(),
             Error::VniTaken { .. } => "another VXLAN device of this machine's namespace already uses it (another lab, or `ip -d link show type vxlan`); give the link another `vni` or `port`".into(),
             Error::OnlyShares { shares, .. } => format!("name one, like {}", shares[0]),
+            // One the node never had (a typo): the message lists its
+            // interfaces, and "removed by hand" would mislead.
+            Error::NoInterface { iface, known, .. }
+                if !known.is_empty() && !known.split(", ").any(|k| k == iface) =>
+            {
+                return None
+            }
             Error::NoInterface { .. } => {
                 "was it removed by hand? `weft up` recreates what the file says".into()
             }
@@ -462,6 +469,17 @@ mod tests {
         };
         let h = e.help().unwrap();
         assert!(h.contains("run weft as root") && h.contains("FRR"), "{h}");
+    }
+
+    #[test]
+    fn an_interface_the_node_never_had_is_not_said_removed_by_hand() {
+        let e = |iface: &str| Error::NoInterface {
+            node: "ns1".into(),
+            iface: iface.into(),
+            known: "lo, tap1".into(),
+        };
+        assert_eq!(e("eth9").help(), None);
+        assert!(e("tap1").help().is_some_and(|h| h.contains("removed by hand")));
     }
 
     #[test]
