@@ -470,4 +470,19 @@ fn ping_with_an_unknown_interface_names_the_nodes_interfaces() {
         "{err}"
     );
     assert!(lab.ping("ns1", "ns2", Some("tap1")));
+    // trace -I and capture of a NODE:IFACE the node never had: its
+    // interfaces, and no "was it removed by hand?".
+    for args in [
+        vec!["trace", &lab.name, "ns1", "ns2", "-I", "eth0"],
+        vec!["capture", &lab.name, "ns1:eth0", "-c", "1"],
+    ] {
+        let o = lab.run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains("node ns1: interface eth0 is not there (its interfaces: lo, tap1)")
+                && !err.contains("removed by hand"),
+            "{args:?}: {err}"
+        );
+    }
 }

@@ -479,7 +479,9 @@ mod tests {
             known: "lo, tap1".into(),
         };
         assert_eq!(e("eth9").help(), None);
-        assert!(e("tap1").help().is_some_and(|h| h.contains("removed by hand")));
+        assert!(e("tap1")
+            .help()
+            .is_some_and(|h| h.contains("removed by hand")));
     }
 
     #[test]
