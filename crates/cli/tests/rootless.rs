@@ -286,6 +286,11 @@ fn what_needs_the_machines_namespace_is_refused_before_anything_is_built() {
         err.contains("edge:wan is a macvlan on the machine's interface lo") && err.contains("root"),
         "{err}"
     );
+    // A lab the user did not build: root's may have that name.
+    let o = u.weft(&["status", "rl-nosuch"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("only the labs you built"), "{err}");
     // A service as another user: only the user exists inside.
     let file = u.file(
         "svcuser",

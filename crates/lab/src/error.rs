@@ -365,6 +365,11 @@ impl Error {
                 libc::ERANGE => "a bridge timer is out of the range the kernel accepts with STP on".into(),
                 _ => return None,
             },
+            // Without root the user sees only labs built in their own user
+            // namespace: root's lab of that name exists, and is not theirs.
+            Error::NoLab(_) if weft_sys::userns::inside() => {
+                "`weft status` lists your labs; without root weft sees only the labs you built, not root's or other users'".into()
+            }
             Error::NoLab(_) => "`weft status` lists the labs".into(),
             Error::VniTaken { .. } => "another VXLAN device of this machine's namespace already uses it (another lab, or `ip -d link show type vxlan`); give the link another `vni` or `port`".into(),
             Error::OnlyShares { shares, .. } => format!("name one, like {}", shares[0]),
