@@ -263,7 +263,7 @@ fn a_user_whose_path_has_no_sbin_gets_nat() {
     };
     run(&["up", "-q", file.to_str().unwrap()]);
     // srv has no route to 10.7.0.0/24: only the masquerade makes it answer.
-    run(&["ping", &name, "c", "srv", "-c", "1"]);
+    run(&["ping", &name, "c", "srv", "-c", "5", "-W", "2"]);
     run(&["down", &name]);
     u.wait_keeper_gone();
 }
