@@ -84,7 +84,14 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
             } else {
                 "  MISSING (weft up recreates it)"
             };
-            let _ = writeln!(out, "  {} {} [netns {}]{missing}", n.kind, n.name, n.netns);
+            // A wire's node (`~NODE.IFACE`, a name the file cannot give)
+            // is a host to the kernel, but no host of the lab.
+            let kind = if n.name.starts_with('~') {
+                "wire"
+            } else {
+                n.kind
+            };
+            let _ = writeln!(out, "  {kind} {} [netns {}]{missing}", n.name, n.netns);
             for i in &n.interfaces {
                 if i.kind == "loopback"
                     && i.addresses

@@ -537,4 +537,7 @@ fn every_switch_and_wire_key_is_in_docs_status_md() {
         }
     }
     assert!(missing.is_empty(), "not in docs/status.md: {missing:?}");
+    // The text status names the wire's node as a wire, not a host.
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("\n  wire ~b.eth1 [netns "), "{text}");
 }
