@@ -431,6 +431,63 @@ impl Error {
     }
 }
 
+/// The help for what people meet as users (newuser pass): one
+/// constructor for a failed service, so that a field added to
+/// `Error::Service` is added once here.
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+
+    fn service(node: &str, service: &str, detail: &str, log: &[&str]) -> Error {
+        Error::Service {
+            node: node.into(),
+            service: service.into(),
+            detail: detail.into(),
+            log: log.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_chown_refused_by_the_user_namespace_says_to_be_root() {
+        let e = service(
+            "r1",
+            "zebra",
+            "it exited (exit status: 1) before it was ready",
+            &["chown: changing ownership of '/run/frr': Invalid argument"],
+        );
+        let h = e.help().unwrap();
+        assert!(h.contains("run weft as root") && h.contains("FRR"), "{h}");
+    }
+
+    #[test]
+    fn a_command_that_ends_at_once_is_told_to_keep_running() {
+        let detail = "it exited (exit status: 0) before it was ready";
+        let h = service("client1", "container", detail, &[]).help().unwrap();
+        assert!(
+            h.contains("command = [\"sleep\", \"infinity\"] under [nodes.client1]"),
+            "{h}"
+        );
+        let h = service("client1", "web", detail, &[]).help().unwrap();
+        assert!(
+            h.contains("keep running") && !h.contains("nodes.client1"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn an_interface_the_node_never_had_is_not_said_removed_by_hand() {
+        let e = |iface: &str| Error::NoInterface {
+            node: "ns1".into(),
+            iface: iface.into(),
+            known: "lo, tap1".into(),
+        };
+        assert_eq!(e("eth9").help(), None);
+        assert!(e("tap1")
+            .help()
+            .is_some_and(|h| h.contains("removed by hand")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,51 +518,5 @@ mod tests {
         let h = e("Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied").help();
         assert!(h.is_some_and(|h| h.contains("CONTAINERS_CONF")));
         assert_eq!(e("httpd: bind: Address in use").help(), None);
-    }
-
-    #[test]
-    fn a_chown_refused_by_the_user_namespace_says_to_be_root() {
-        let e = Error::Service {
-            node: "r1".into(),
-            service: "zebra".into(),
-            detail: "it exited (exit status: 1) before it was ready".into(),
-            log: vec!["  chown: changing ownership of '/run/frr': Invalid argument".to_string()]
-                .into(),
-        };
-        let h = e.help().unwrap();
-        assert!(h.contains("run weft as root") && h.contains("FRR"), "{h}");
-    }
-
-    #[test]
-    fn an_interface_the_node_never_had_is_not_said_removed_by_hand() {
-        let e = |iface: &str| Error::NoInterface {
-            node: "ns1".into(),
-            iface: iface.into(),
-            known: "lo, tap1".into(),
-        };
-        assert_eq!(e("eth9").help(), None);
-        assert!(e("tap1")
-            .help()
-            .is_some_and(|h| h.contains("removed by hand")));
-    }
-
-    #[test]
-    fn a_command_that_ends_at_once_is_told_to_keep_running() {
-        let e = |service: &str| Error::Service {
-            node: "client1".into(),
-            service: service.into(),
-            detail: "it exited (exit status: 0) before it was ready".into(),
-            log: Box::new([]),
-        };
-        let h = e("container").help().unwrap();
-        assert!(
-            h.contains("command = [\"sleep\", \"infinity\"] under [nodes.client1]"),
-            "{h}"
-        );
-        let h = e("web").help().unwrap();
-        assert!(
-            h.contains("keep running") && !h.contains("nodes.client1"),
-            "{h}"
-        );
     }
 }
