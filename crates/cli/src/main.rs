@@ -861,7 +861,10 @@ fn logs(lab: &str, target: &str, follow: bool) -> Result<ExitCode, Failure> {
     let node = target.split(':').next().unwrap_or_default();
     let st = weft::built_with(lab, node)?;
     let mut out = std::io::stdout().lock();
-    weft::services::logs(&st.lab, target, follow, &mut out, &|| false)?;
+    // `weft logs -f ... | head` ends once head has what it wanted, not
+    // at the service's next line.
+    let gone = || weft_sys::reader_gone(std::os::fd::AsFd::as_fd(&std::io::stdout()));
+    weft::services::logs(&st.lab, target, follow, &mut out, &gone)?;
     Ok(ExitCode::SUCCESS)
 }
 
