@@ -503,14 +503,22 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result
             // A supervisor that died left its services running: they are
             // stopped, and the new one starts every service afresh.
             stop_recorded(name);
+            // The running program is weft only for the command: a test
+            // using the library would run its own binary as `supervise`
+            // (the harness then ran no test and exited).
             let exe = match exe {
                 Some(e) => e.to_path_buf(),
-                None => std::env::current_exe()
-                    .map_err(|e| Error::io("finding the weft binary to start services", e))?,
+                None => crate::context::helper_exe()?,
             };
-            let p = process::spawn_detached(
+            // The state directory too, as the datapath gets it: a
+            // context's is not the supervisor's default.
+            let env = crate::context::helper_env();
+            let env: Vec<(&str, &std::ffi::OsStr)> =
+                env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+            let p = process::spawn_detached_env(
                 &exe,
                 &["supervise", name],
+                &env,
                 &dir(name).join("supervisor.log"),
             )
             .map_err(|e| {
