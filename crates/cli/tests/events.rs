@@ -541,4 +541,32 @@ fn followers_end_when_their_reader_goes_even_with_nothing_to_write() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    // `weft capture LAB a:eth0 icmp | head -1`: the link is quiet after
+    // the one ping.
+    let mut child = lab
+        .weft()
+        .args(["capture", &lab.name, "a:eth0", "icmp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    assert!((0..20).any(|_| lab.ping("a", "b", None)));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("ICMP echo"), "{line}");
+    drop(out);
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("weft capture still ran 30 s after its reader went");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
