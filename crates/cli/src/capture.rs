@@ -60,6 +60,20 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         Some(weft_see::filter::parse(&filter_words).map_err(|e| format!("filter: {e}"))?)
     };
     let stop = weft_sys::packet::stop_on_signals()?;
+    // Lines or `-w -` on stdout: `| head -3` ends the capture once head
+    // has its lines, also on a link gone quiet (it waited for the next
+    // packet to be killed by SIGPIPE), and quietly, as a closed pipe does.
+    static READER_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if a.write.as_deref().is_none_or(|w| w == "-") {
+        std::thread::spawn(move || loop {
+            if weft_sys::reader_gone(std::os::fd::AsFd::as_fd(&std::io::stdout())) {
+                READER_GONE.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        });
+    }
     let cap = Capture::open(points, filter.as_ref())?;
     let names: Vec<String> = cap.points.iter().map(|p| p.label()).collect();
     eprintln!(
@@ -136,6 +150,9 @@ pub fn run(a: Args) -> Result<ExitCode, Failure> {
         }
         Err(e) => return Err(e.into()),
     };
+    if READER_GONE.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(ExitCode::SUCCESS);
+    }
     let why = match ended {
         Ended::Count => "count reached",
         Ended::Duration => "duration over",

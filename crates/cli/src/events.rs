@@ -3,6 +3,7 @@
 
 use crate::Failure;
 use std::io::Write as _;
+use std::os::fd::AsFd as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -76,6 +77,11 @@ pub fn run(lab: &str, json: bool, since: Option<&str>, follow: bool) -> Result<E
             }
         }
         if out.flush().is_err() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Nothing may be written for a long time: `| head` that has
+        // what it wanted must not wait for the next event.
+        if weft_sys::reader_gone(std::io::stdout().as_fd()) {
             return Ok(ExitCode::SUCCESS);
         }
         if !tail.lab_exists() {

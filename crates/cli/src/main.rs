@@ -162,7 +162,7 @@ enum Cmd {
     },
     /// A local web page drawing the lab live, with its events, nodes'
     /// interfaces and routes, and buttons for links, impairment and
-    /// captures (every request needs the token printed at start).
+    /// captures (its /api/ requests need the token printed at start).
     Serve {
         /// The lab; may be left out when there is only one.
         lab: Option<String>,
@@ -861,7 +861,10 @@ fn logs(lab: &str, target: &str, follow: bool) -> Result<ExitCode, Failure> {
     let node = target.split(':').next().unwrap_or_default();
     let st = weft::built_with(lab, node)?;
     let mut out = std::io::stdout().lock();
-    weft::services::logs(&st.lab, target, follow, &mut out, &|| false)?;
+    // `weft logs -f ... | head` ends once head has what it wanted, not
+    // at the service's next line.
+    let gone = || weft_sys::reader_gone(std::os::fd::AsFd::as_fd(&std::io::stdout()));
+    weft::services::logs(&st.lab, target, follow, &mut out, &gone)?;
     Ok(ExitCode::SUCCESS)
 }
 

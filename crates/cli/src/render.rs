@@ -84,7 +84,14 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
             } else {
                 "  MISSING (weft up recreates it)"
             };
-            let _ = writeln!(out, "  {} {} [netns {}]{missing}", n.kind, n.name, n.netns);
+            // A wire's node (`~NODE.IFACE`, a name the file cannot give)
+            // is a host to the kernel, but no host of the lab.
+            let kind = if n.name.starts_with('~') {
+                "wire"
+            } else {
+                n.kind
+            };
+            let _ = writeln!(out, "  {kind} {} [netns {}]{missing}", n.name, n.netns);
             for i in &n.interfaces {
                 if i.kind == "loopback"
                     && i.addresses
@@ -97,7 +104,14 @@ pub fn status_table(labs: &[weft::LabStatus]) -> String {
                 if !i.present {
                     cols.push("MISSING".into());
                 } else {
-                    cols.push(format!("{:<14}", i.state.clone().unwrap_or_default()));
+                    // Set up but without a carrier (a TUN/TAP no program
+                    // holds, a veth whose peer is down) is what `ip` calls
+                    // NO-CARRIER: "down" read as `up = false`.
+                    let state = match (i.state.as_deref(), i.admin_up, i.carrier) {
+                        (Some("down"), Some(true), Some(false)) => "no carrier".to_string(),
+                        (st, _, _) => st.unwrap_or_default().to_string(),
+                    };
+                    cols.push(format!("{state:<14}"));
                     if let Some(m) = &i.mac {
                         cols.push(m.clone());
                     } else if i.kind == "tun" {
@@ -280,10 +294,17 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             sw.root_path_cost
         )
     };
+    // The protocol's name before "bridge"; none when it is off ("switch
+    // off bridge ..." read as a switch that is off).
+    let proto = if sw.stp == "off" {
+        String::new()
+    } else {
+        format!(" {}", sw.stp)
+    };
     let _ = writeln!(
         out,
-        "    switch {} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
-        sw.stp, sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
+        "    switch{proto} bridge {}: {root}; fdb {}/{}, {} topology change(s)",
+        sw.bridge_id, sw.fdb_entries, sw.fdb_max, sw.topology_changes
     );
     if !sw.fastpath.is_empty() {
         let _ = writeln!(

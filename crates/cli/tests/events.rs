@@ -457,3 +457,78 @@ fn a_quiet_up_records_its_plan_and_checks_too() {
         "{kept}"
     );
 }
+
+/// `weft events LAB | head -N` and `weft logs LAB NODE -f | head -N` end
+/// once head has its lines, though nothing more is written (an idle lab,
+/// a quiet service): before, each waited for its next line to be killed
+/// by SIGPIPE. The bound is for a hang.
+#[test]
+fn followers_end_when_their_reader_goes_even_with_nothing_to_write() {
+    let lab = Lab::from_text(
+        "evpipe",
+        "name = \"x\"\n[nodes.a.interfaces.eth0]\naddresses = [\"10.62.0.1/24\"]\n\
+         [nodes.b.interfaces.eth0]\naddresses = [\"10.62.0.2/24\"]\n\
+         [[links]]\nendpoints = [\"a:eth0\", \"b:eth0\"]\n\
+         [nodes.a.services.s]\ncommand = [\"sh\", \"-c\", \"echo hello; exec sleep 600\"]\n",
+    );
+    lab.up();
+    for (args, first) in [
+        (
+            vec!["events", lab.name.as_str(), "--since", "all"],
+            "lab.up",
+        ),
+        (vec!["logs", lab.name.as_str(), "a:s", "-f"], "hello"),
+    ] {
+        let mut child = lab
+            .weft()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.contains(first), "{args:?}: {line}");
+        drop(out);
+        let t0 = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("weft {args:?} still ran 30 s after its reader went");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // `weft capture LAB a:eth0 icmp | head -1`: the link is quiet after
+    // the one ping.
+    let mut child = lab
+        .weft()
+        .args(["capture", &lab.name, "a:eth0", "icmp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    assert!((0..20).any(|_| lab.ping("a", "b", None)));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("ICMP echo"), "{line}");
+    drop(out);
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("weft capture still ran 30 s after its reader went");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

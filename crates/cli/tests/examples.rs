@@ -455,4 +455,74 @@ fn ping_with_an_unknown_interface_names_the_nodes_interfaces() {
         "{err}"
     );
     assert!(lab.ping("ns1", "ns2", Some("tap1")));
+    // trace -I and capture of a NODE:IFACE the node never had: its
+    // interfaces, and no "was it removed by hand?".
+    for args in [
+        vec!["trace", &lab.name, "ns1", "ns2", "-I", "eth0"],
+        vec!["capture", &lab.name, "ns1:eth0", "-c", "1"],
+    ] {
+        let o = lab.run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains("node ns1: interface eth0 is not there (its interfaces: lo, tap1)")
+                && !err.contains("removed by hand"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// docs/status.md's Switch and Wire tables name every key `weft status
+/// --json` prints for a switch (its ports, their impairment, the FDB and
+/// VLAN counters) and a wire: a program written from the page finds them.
+#[test]
+fn every_switch_and_wire_key_is_in_docs_status_md() {
+    let page = std::fs::read_to_string(common::root().join("docs/status.md")).unwrap();
+    let section = |title: &str| {
+        let from = page.find(title).unwrap_or_else(|| panic!("{title}"));
+        let rest = &page[from + title.len()..];
+        rest[..rest.find("\n#").unwrap_or(rest.len())].to_string()
+    };
+    let lab = Lab::from_text(
+        "stkeys",
+        "name = \"x\"\n[nodes.sw]\nkind = \"switch\"\n\
+         [nodes.sw.interfaces.p1]\nimpair = { delay = \"1ms\" }\n\
+         [nodes.a.interfaces.eth0]\naddresses = [\"10.61.0.1/24\"]\n\
+         [nodes.b.interfaces.eth0]\naddresses = [\"10.61.0.2/24\"]\n\
+         [nodes.c.interfaces.eth1]\naddresses = [\"10.61.0.3/24\"]\n\
+         [[links]]\nendpoints = [\"a:eth0\", \"sw:p1\"]\n\
+         [[links]]\nendpoints = [\"b:eth0\", \"sw:p2\"]\n\
+         [[links]]\nendpoints = [\"b:eth1\", \"c:eth1\"]\nimpair = { delay = \"1ms\" }\n",
+    );
+    lab.up();
+    // Frames through the switch, so that it has VLAN counters to show
+    // (a reply within 1 s each try; the bound is for a hang).
+    assert!((0..20).any(|_| lab.ping("a", "b", None)));
+    let got = &lab.status_json()[0];
+    let mut missing = Vec::new();
+    for (key, title) in [("switches", "### Switch\n"), ("wires", "### Wire\n")] {
+        let doc = section(title);
+        let items = got[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}: {got:#}"));
+        assert!(!items.is_empty(), "no {key}: {got:#}");
+        let mut paths = std::collections::BTreeSet::new();
+        for x in items {
+            key_paths(x, "", &mut paths);
+        }
+        for p in paths {
+            // Drop counters are keyed by reason (listed in the page's text).
+            if p.contains(".drops.") {
+                continue;
+            }
+            let last = p.rsplit('.').next().unwrap().trim_end_matches("[]");
+            if !doc.contains(&format!("`{last}`")) {
+                missing.push(format!("{key}{p}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/status.md: {missing:?}");
+    // The text status names the wire's node as a wire, not a host.
+    let text = lab.ok(&["status", &lab.name]);
+    assert!(text.contains("\n  wire ~b.eth1 [netns "), "{text}");
 }

@@ -72,6 +72,12 @@ fn exp3_tun_has_no_mac_tap_has_one_and_both_can_be_deleted() {
     assert!(lab
         .ip("vm", &["link", "show", "dev", "tap0"])
         .contains("link/ether"));
+    // Up, but no program holds them: no carrier, which `weft status`
+    // says rather than "down" (read as `up = false`).
+    assert_eq!(tun["admin_up"], true, "{tun}");
+    let status = lab.ok(&["status", &lab.name]);
+    let line = status.lines().find(|l| l.contains("tun0")).unwrap();
+    assert!(line.contains(" no carrier "), "{status}");
     // Deleting: drop tap0 from the file.
     let text = std::fs::read_to_string(&lab.file).unwrap();
     let cut = text.find("[nodes.vm.interfaces.tap0]").unwrap();

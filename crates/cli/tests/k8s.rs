@@ -19,11 +19,13 @@ fn k8s(text: &str, args: &[&str]) -> std::process::Output {
     o
 }
 
+/// The YAML stream's documents (crates/k8s's golden test checks that
+/// kubectl reads the stream the same way).
 fn docs(o: &std::process::Output) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .split("\n---\n")
-        .map(|d| serde_json::from_str(d).unwrap())
+    serde_yaml_ng::Deserializer::from_str(&String::from_utf8_lossy(&o.stdout))
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
         .collect()
 }
 

@@ -229,6 +229,45 @@ fn a_user_gives_a_node_private_files() {
     u.wait_keeper_gone();
 }
 
+/// Debian's PATH for a user who is not root has no sbin directory, where
+/// `nft` is: weft looks there too (it said nft was not installed).
+#[test]
+fn a_user_whose_path_has_no_sbin_gets_nat() {
+    let u = User::new(5);
+    let name = format!("rl-{}", u.uid);
+    let file = u.file(
+        "nat",
+        &format!(
+            "name = \"{name}\"\n[nodes.gw]\nkind = \"bridge\"\naddresses = [\"10.7.0.1/24\"]\n\
+             [nodes.gw.interfaces.wan]\nport = false\naddresses = [\"203.0.113.1/24\"]\n\
+             [nodes.c]\nattach = \"gw\"\n\
+             [nodes.srv.interfaces.eth0]\naddresses = [\"203.0.113.10/24\"]\n\
+             [[links]]\nendpoints = [\"gw:wan\", \"srv:eth0\"]\n\
+             [nat.gw]\nuplink = \"wan\"\n"
+        ),
+    );
+    let user_path = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games";
+    let run = |args: &[&str]| {
+        let o = u
+            .command(common::weft_bin())
+            .env("PATH", user_path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "weft {args:?} with PATH={user_path} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&["up", "-q", file.to_str().unwrap()]);
+    // srv has no route to 10.7.0.0/24: only the masquerade makes it answer.
+    run(&["ping", &name, "c", "srv", "-c", "5", "-W", "2"]);
+    run(&["down", &name]);
+    u.wait_keeper_gone();
+}
+
 #[test]
 fn what_needs_the_machines_namespace_is_refused_before_anything_is_built() {
     let u = User::new(1);
@@ -245,6 +284,27 @@ fn what_needs_the_machines_namespace_is_refused_before_anything_is_built() {
     assert!(!o.status.success());
     assert!(
         err.contains("edge:wan is a macvlan on the machine's interface lo") && err.contains("root"),
+        "{err}"
+    );
+    // A lab the user did not build: root's may have that name.
+    let o = u.weft(&["status", "rl-nosuch"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("only the labs you built"), "{err}");
+    // A service as another user: only the user exists inside.
+    let file = u.file(
+        "svcuser",
+        &format!(
+            "name = \"{name}\"\n[nodes.web.services.http]\ncommand = [\"sleep\", \"60\"]\n\
+             user = \"nobody\"\n"
+        ),
+    );
+    let o = u.weft(&["up", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("node web, service http runs as user nobody")
+            && err.contains("leave `user` out"),
         "{err}"
     );
     let list = u.ok(&["enter", "--", "ls", "/run/netns"]);

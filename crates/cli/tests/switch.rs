@@ -215,7 +215,13 @@ fn exp8_triangle_without_stp_storm_is_bounded_and_detected() {
     let sws = switches(&lab);
     let flagged: Vec<_> = sws.iter().filter(|s| s["loop_suspected"] == true).collect();
     assert!(!flagged.is_empty(), "the loop was not detected: {sws:?}");
-    assert!(lab.ok(&["status", &lab.name]).contains("LOOP SUSPECTED"));
+    let status = lab.ok(&["status", &lab.name]);
+    assert!(status.contains("LOOP SUSPECTED"), "{status}");
+    // No "switch off bridge ...", which read as a switch that is off.
+    assert!(
+        status.contains("    switch bridge ") && status.contains(": spanning tree off;"),
+        "{status}"
+    );
     eprintln!(
         "storm: {} frames/s through the loop, {} frames since the ping, {} MAC moves/s on {}, datapath {cpu:.2} s CPU in {wall:.2} s",
         b - a,

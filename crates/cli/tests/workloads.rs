@@ -667,6 +667,35 @@ fn a_container_runs_in_its_node_and_exec_enters_it() {
     );
 }
 
+/// A container whose command ends at once (a shell without a terminal, as
+/// an imported containerlab node's image may have) is running only for a
+/// moment: `up` fails naming it and saying what to give, instead of
+/// calling the lab up with the container gone.
+#[test]
+fn a_container_whose_command_ends_at_once_fails_up() {
+    let Some((image, env)) = busybox_image() else {
+        return;
+    };
+    let lab = lab_with("ctrend", "");
+    lab.rewrite(&format!(
+        "{PAIR}\n[nodes.a]\nimage = \"{image}\"\ncommand = [\"sh\"]\n"
+    ));
+    let o = lab
+        .weft()
+        .envs(env.iter().cloned())
+        .args(["up", lab.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("node a, service container: it exited (exit status: 0) before it was ready")
+            && err.contains("command = [\"sleep\", \"infinity\"]"),
+        "{err}"
+    );
+    assert!(lab.namespaces().is_empty());
+}
+
 #[test]
 fn a_missing_image_is_refused_before_anything_is_built() {
     let lab = lab_with(

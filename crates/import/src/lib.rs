@@ -108,7 +108,54 @@ pub fn script(
     })?;
     let mut m = model::Model::new(batch);
     m.run(&stmts, model::ROOT)?;
-    emit::finish(m, lab, "script")
+    let mut imported = emit::finish(m, lab, "script")?;
+    // First: it explains the warnings about `$` that follow.
+    if let Some(w) = prompt_warning(source, stmts.is_empty()) {
+        imported.warnings.insert(0, w);
+    }
+    Ok(imported)
+}
+
+/// Commands copied from an article or a terminal with their prompt
+/// (`# ip link add ...` as root, `$ ip ...`): `#` makes the line a
+/// comment, so a script of them imports as an empty lab without a word,
+/// and `$` reads as a program. Said once, at the first such line. A `#`
+/// line is taken for a prompt only when the input has no command at all
+/// (scripts keep commands commented out on purpose, as the seed's own).
+fn prompt_warning(source: &str, no_commands: bool) -> Option<Warning> {
+    const PROGRAMS: &[&str] = &[
+        "ip",
+        "brctl",
+        "tunctl",
+        "vconfig",
+        "ovs-vsctl",
+        "sysctl",
+        "ifconfig",
+        "echo",
+        "sudo",
+    ];
+    source.lines().enumerate().find_map(|(i, l)| {
+        let l = l.trim_start();
+        let (prompt, rest) = l.split_at_checked(1)?;
+        let program = rest.strip_prefix(' ')?.split_whitespace().next()?;
+        let counts = match prompt {
+            "$" => true,
+            "#" => no_commands,
+            _ => false,
+        };
+        (counts && PROGRAMS.contains(&program)).then(|| Warning {
+            origin: Some(Origin {
+                file: None,
+                line: i + 1,
+            }),
+            message: format!(
+                "`{}` looks like a command copied with its shell prompt `{prompt} `: weft import \
+                 reads a `#` line as a comment and `$` as a program, so nothing of such lines \
+                 is imported; remove the prompts (`sed 's/^[#$] //' FILE`) and import again",
+                l.chars().take(40).collect::<String>()
+            ),
+        })
+    })
 }
 
 /// Import a containerlab topology (`*.clab.yml`). The lab keeps the
@@ -152,4 +199,47 @@ pub fn line_span(text: &str, line: usize) -> Option<Range<usize>> {
         start += l.len();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(source: &str) -> Vec<String> {
+        script(source, "p", &|_| None)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn commands_copied_with_a_root_prompt_are_said_to_be() {
+        // Seed 002 prints its commands so: every line a comment.
+        let w = warnings("# ip link add veth0 type veth peer name veth1\n# ip link set veth0 up\n");
+        assert!(
+            w.iter().any(
+                |w| w.starts_with("line 1: `# ip link add veth0 type veth pe")
+                    && w.contains("shell prompt `# `")
+            ),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_dollar_prompt_is_said_even_among_commands() {
+        let w = warnings("ip netns add a\n$ ip netns add b\n");
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("line 2: `$ ip netns add b`") && w.contains("prompt `$ `")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn commands_commented_out_beside_real_ones_are_left_alone() {
+        let w = warnings("ip netns add ns1\n# ip netns exec ns1 ifconfig lo up\n# a comment\n");
+        assert!(!w.iter().any(|w| w.contains("prompt")), "{w:?}");
+    }
 }

@@ -11,9 +11,11 @@
 //!   built and its checks pass).
 //!
 //! Built from k8s-openapi's typed structures, so a field that is misspelt
-//! or of the wrong type does not compile; printed as JSON documents
-//! separated by `---`, which is a YAML stream that `kubectl apply -f`
-//! takes.
+//! or of the wrong type does not compile; printed as a YAML stream (the
+//! documents separated by `---`), which `kubectl apply -f` takes. Not
+//! JSON documents with `---` between them: kubectl reads a stream that
+//! starts with `{` as JSON, and stops at the first `---` with "invalid
+//! character '-'", having read only the ConfigMap.
 
 use std::collections::BTreeMap;
 
@@ -227,16 +229,15 @@ pub fn objects(s: &Spec) -> Result<(ConfigMap, Service, StatefulSet), Error> {
 pub fn render(s: &Spec) -> Result<String, Error> {
     let (c, v, t) = objects(s)?;
     let docs = [
-        serde_json::to_string_pretty(&c),
-        serde_json::to_string_pretty(&v),
-        serde_json::to_string_pretty(&t),
+        serde_yaml_ng::to_string(&c),
+        serde_yaml_ng::to_string(&v),
+        serde_yaml_ng::to_string(&t),
     ];
     Ok(docs
         .into_iter()
         .map(|d| d.expect("k8s-openapi types serialize"))
         .collect::<Vec<_>>()
-        .join("\n---\n")
-        + "\n")
+        .join("---\n"))
 }
 
 /// An RFC 1123 label (what a StatefulSet's pods need, as their names are

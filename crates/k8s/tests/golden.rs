@@ -26,22 +26,55 @@ fn golden(name: &str, s: &Spec) {
         "output differs from {} (WEFT_BLESS=1 to accept)",
         path.display()
     );
-    let docs: Vec<&str> = want.split("\n---\n").collect();
-    assert_eq!(docs.len(), 3);
-    fn round<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &str) {
-        let v: serde_json::Value = serde_json::from_str(doc).unwrap();
-        let typed: T = serde_json::from_str(doc).unwrap();
-        assert_eq!(serde_json::to_value(&typed).unwrap(), v);
+    let docs = kubectl_reads(&want).unwrap();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"]);
+    fn round<T: serde::de::DeserializeOwned + serde::Serialize>(v: &serde_json::Value) {
+        let typed: T = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(&serde_json::to_value(&typed).unwrap(), v);
     }
-    round::<ConfigMap>(docs[0]);
-    round::<Service>(docs[1]);
-    round::<StatefulSet>(docs[2]);
+    round::<ConfigMap>(&docs[0]);
+    round::<Service>(&docs[1]);
+    round::<StatefulSet>(&docs[2]);
+}
+
+/// The documents of a stream as `kubectl apply -f` reads them
+/// (apimachinery's `NewYAMLOrJSONDecoder`): a stream whose first
+/// character after white space is `{` is a sequence of JSON values, any
+/// other a YAML stream of documents separated by `---`.
+fn kubectl_reads(stream: &str) -> Result<Vec<serde_json::Value>, String> {
+    use serde::Deserialize;
+    if stream.trim_start().starts_with('{') {
+        serde_json::Deserializer::from_str(stream)
+            .into_iter::<serde_json::Value>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())
+    } else {
+        serde_yaml_ng::Deserializer::from_str(stream)
+            .map(|d| serde_json::Value::deserialize(d).map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+/// The reader above refuses what `weft k8s` used to print (JSON documents
+/// with `---` between them, of which kubectl applied only the first), and
+/// takes both forms kubectl does.
+#[test]
+fn kubectl_reads_yaml_streams_and_json_sequences_not_json_with_separators() {
+    assert!(kubectl_reads("{\"kind\": \"A\"}\n---\n{\"kind\": \"B\"}\n").is_err());
+    assert_eq!(
+        kubectl_reads("{\"kind\": \"A\"}\n{\"kind\": \"B\"}\n")
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(kubectl_reads("kind: A\n---\nkind: B\n").unwrap().len(), 2);
 }
 
 #[test]
 fn spread_lab_matches_golden() {
     golden(
-        "demo-spread.json",
+        "demo-spread.yaml",
         &Spec {
             lab: "demo",
             file: LAB,
@@ -56,7 +89,7 @@ fn spread_lab_matches_golden() {
 #[test]
 fn lab_with_its_own_machines_matches_golden() {
     golden(
-        "demo-machines.json",
+        "demo-machines.yaml",
         &Spec {
             lab: "demo",
             file: LAB,

@@ -22,7 +22,9 @@ static INSTALLED: RwLock<Option<Installed>> = RwLock::new(None);
 #[derive(Clone, Debug)]
 struct Installed {
     state_dir: Option<PathBuf>,
-    weft_exe: PathBuf,
+    /// None: the lookup found none, which only a lab with a switch, a
+    /// wire, a tunnel or services minds (asked again then, for its error).
+    weft_exe: Option<PathBuf>,
 }
 
 /// Where labs keep their state and where helper processes come from.
@@ -134,7 +136,11 @@ impl Context {
     /// Make this context the process's: its state directory (if it names
     /// one) and its helper binary.
     pub(crate) fn install(&self) -> Result<(), Error> {
-        let exe = self.find_weft_exe()?;
+        // A binary named by the context must exist; one the lookup does
+        // not find is needed only by labs with helper processes: a lab of
+        // kernel nodes (hosts, bridges, NAT) builds without it, as
+        // docs/library.md says.
+        let exe = kept_exe(self.find_weft_exe(), self.weft_exe.is_some())?;
         let mut g = INSTALLED.write().unwrap_or_else(|p| p.into_inner());
         if let (Some(old), Some(new)) = (
             g.as_ref().and_then(|i| i.state_dir.as_ref()),
@@ -160,6 +166,17 @@ impl Context {
             weft_exe: exe,
         });
         Ok(())
+    }
+}
+
+/// What `install` keeps of the lookup: the binary, or none when the
+/// lookup found none (deferred to the first helper); a binary the context
+/// named that does not exist is an error at once.
+fn kept_exe(found: Result<PathBuf, Error>, named: bool) -> Result<Option<PathBuf>, Error> {
+    match found {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if named => Err(e),
+        Err(_) => Ok(None),
     }
 }
 
@@ -195,7 +212,11 @@ pub(crate) fn state_dir() -> Option<PathBuf> {
 /// else the running program (the `weft` command itself).
 pub(crate) fn helper_exe() -> Result<PathBuf, Error> {
     if let Some(i) = INSTALLED.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        return Ok(i.weft_exe.clone());
+        return match &i.weft_exe {
+            Some(p) => Ok(p.clone()),
+            // Built since, or the error that says how to provide one.
+            None => Context::new().find_weft_exe(),
+        };
     }
     if let Some(e) = std::env::var_os("WEFT_EXE") {
         return Ok(PathBuf::from(e));
@@ -231,6 +252,15 @@ mod tests {
         );
         assert_eq!(in_target_dir(&d.join("other/deps/t")), None);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn no_binary_found_is_no_error_until_a_helper_needs_one() {
+        let none = || Err(missing("no weft binary found".into()));
+        assert!(matches!(kept_exe(none(), false), Ok(None)));
+        assert!(kept_exe(none(), true).is_err());
+        let p = PathBuf::from("/x/weft");
+        assert_eq!(kept_exe(Ok(p.clone()), false).unwrap(), Some(p));
     }
 
     #[test]

@@ -383,9 +383,21 @@ impl Error {
                 libc::ERANGE => "a bridge timer is out of the range the kernel accepts with STP on".into(),
                 _ => return None,
             },
+            // Without root the user sees only labs built in their own user
+            // namespace: root's lab of that name exists, and is not theirs.
+            Error::NoLab(_) if weft_sys::userns::inside() => {
+                "`weft status` lists your labs; without root weft sees only the labs you built, not root's or other users'".into()
+            }
             Error::NoLab(_) => "`weft status` lists the labs".into(),
             Error::VniTaken { .. } => "another VXLAN device of this machine's namespace already uses it (another lab, or `ip -d link show type vxlan`); give the link another `vni` or `port`".into(),
             Error::OnlyShares { shares, .. } => format!("name one, like {}", shares[0]),
+            // One the node never had (a typo): the message lists its
+            // interfaces, and "removed by hand" would mislead.
+            Error::NoInterface { iface, known, .. }
+                if !known.is_empty() && !known.split(", ").any(|k| k == iface) =>
+            {
+                return None
+            }
             Error::NoInterface { .. } => {
                 "was it removed by hand? `weft up` recreates what the file says".into()
             }
@@ -413,8 +425,84 @@ impl Error {
             {
                 "podman's runtime cannot start containers on this machine: use runc and lower limits in a containers.conf named by CONTAINERS_CONF (docs/topology.md, Containers: `image`)".into()
             }
+            // chown to a uid the user namespace does not map fails with
+            // EINVAL: only the user's own uid exists in weft's user
+            // namespace without root (FRR's daemons chown to frr).
+            Error::Service { log, .. }
+                if log.iter().any(|l| l.contains("chown") && l.contains("Invalid argument")) =>
+            {
+                "the user it gives files to does not exist in this user namespace: without root, weft's holds only you, so daemons that chown to their own user (FRR's) cannot run; run weft as root for this lab (docs/library.md, Without root)".into()
+            }
+            // Exit status 0 is no crash: the command did its work and
+            // ended, which a shell without a terminal does at once.
+            Error::Service { node, service, detail, .. }
+                if detail.contains("(exit status: 0) before it was ready") =>
+            {
+                if service == weft_topo::workload::CONTAINER_SERVICE {
+                    format!("a container's command must keep running until `weft down` (an image's shell ends at once without a terminal): give the node one that does, e.g. command = [\"sleep\", \"infinity\"] under [nodes.{node}]")
+                } else {
+                    "a service's command must keep running until `weft down`: run one that stays in the foreground (a daemon's `-d`/`--foreground` option, not its forking mode)".into()
+                }
+            }
             _ => return None,
         })
+    }
+}
+
+/// The help for what people meet as users (newuser pass): one
+/// constructor for a failed service, so that a field added to
+/// `Error::Service` is added once here.
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+
+    fn service(node: &str, service: &str, detail: &str, log: &[&str]) -> Error {
+        Error::Service {
+            node: node.into(),
+            service: service.into(),
+            detail: detail.into(),
+            log: log.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_chown_refused_by_the_user_namespace_says_to_be_root() {
+        let e = service(
+            "r1",
+            "zebra",
+            "it exited (exit status: 1) before it was ready",
+            &["chown: changing ownership of '/run/frr': Invalid argument"],
+        );
+        let h = e.help().unwrap();
+        assert!(h.contains("run weft as root") && h.contains("FRR"), "{h}");
+    }
+
+    #[test]
+    fn a_command_that_ends_at_once_is_told_to_keep_running() {
+        let detail = "it exited (exit status: 0) before it was ready";
+        let h = service("client1", "container", detail, &[]).help().unwrap();
+        assert!(
+            h.contains("command = [\"sleep\", \"infinity\"] under [nodes.client1]"),
+            "{h}"
+        );
+        let h = service("client1", "web", detail, &[]).help().unwrap();
+        assert!(
+            h.contains("keep running") && !h.contains("nodes.client1"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn an_interface_the_node_never_had_is_not_said_removed_by_hand() {
+        let e = |iface: &str| Error::NoInterface {
+            node: "ns1".into(),
+            iface: iface.into(),
+            known: "lo, tap1".into(),
+        };
+        assert_eq!(e("eth9").help(), None);
+        assert!(e("tap1")
+            .help()
+            .is_some_and(|h| h.contains("removed by hand")));
     }
 }
 

@@ -84,6 +84,24 @@ fn refuse(lab: &Lab, tun: impl Fn() -> Result<(), weft_sys::Error>) -> Result<()
             ));
         }
     }
+    // Only the user's own uid is mapped (to root) inside: setuid to any
+    // other failed at the service's start with a bare "Operation not
+    // permitted", after the network was built.
+    for n in lab.nodes.values() {
+        for (name, svc) in &n.services {
+            if let Some(u) = svc.user.as_deref().filter(|u| !matches!(*u, "root" | "0")) {
+                return Err(Error::invalid_help(
+                    format!(
+                        "node {}, service {name} runs as user {u}: without root, weft's user \
+                         namespace holds only you (as its root), so a service cannot become \
+                         another user",
+                        n.name
+                    ),
+                    "leave `user` out (the service then runs as you), or run weft as root",
+                ));
+            }
+        }
+    }
     // podman inside weft's user namespace takes itself for root and
     // reaches for the machine's storage (/var/lib/containers), which is
     // not the user's: it failed with "permission denied" and weft then
@@ -161,6 +179,24 @@ mod tests {
                 .contains("a:tap0 is a TUN/TAP device, and /dev/net/tun (mode 600)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_service_as_another_user_is_refused_naming_it() {
+        let svc = |user: &str| {
+            lab(&format!(
+                "name = \"rl-s\"\n[nodes.web.services.http]\ncommand = [\"sleep\", \"9\"]\n{user}"
+            ))
+        };
+        let e = refuse(&svc("user = \"nobody\"\n"), || Ok(())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("node web, service http runs as user nobody"),
+            "{e}"
+        );
+        assert!(e.help().unwrap().contains("leave `user` out"));
+        refuse(&svc(""), || Ok(())).unwrap();
+        refuse(&svc("user = \"root\"\n"), || Ok(())).unwrap();
     }
 
     #[test]

@@ -318,13 +318,7 @@ pub fn units_of(lab: &Lab) -> Vec<Unit> {
                 env: BTreeMap::new(),
                 user: None,
                 ready: Ready::Command {
-                    argv: vec![
-                        "sh".into(),
-                        "-c".into(),
-                        // Quiet: before podman made the container, its
-                        // "no such container" would fill the log.
-                        format!("test \"$(podman container inspect --format '{{{{.State.Running}}}}' {cname} 2>/dev/null)\" = true"),
-                    ],
+                    argv: container_ready(&cname),
                 },
                 after: Vec::new(),
                 restart: Restart::No,
@@ -342,6 +336,24 @@ pub fn units_of(lab: &Lab) -> Vec<Unit> {
         }
     }
     out
+}
+
+/// A container counts as ready as a service without `ready` does: running,
+/// and still running 0.2 s later. Running once is not enough: a command
+/// that ends at once (an image's shell, with no terminal) is running for
+/// a moment while `podman run` is still busy, and the lab was called up
+/// with the container already gone.
+fn container_ready(cname: &str) -> Vec<String> {
+    let secs = STARTED_AFTER.as_secs_f64();
+    vec![
+        "sh".into(),
+        "-c".into(),
+        // Quiet: before podman made the container, its "no such
+        // container" would fill the log.
+        format!(
+            "r() {{ test \"$(podman container inspect --format '{{{{.State.Running}}}}' {cname} 2>/dev/null)\" = true; }}; r && sleep {secs} && r"
+        ),
+    ]
 }
 
 /// The program a service's `command` starts, when it is not there: a
@@ -598,14 +610,22 @@ pub fn ensure(lab: &Lab, exe: Option<&Path>, progress: &dyn Fn(Event)) -> Result
             // A supervisor that died left its services running: they are
             // stopped, and the new one starts every service afresh.
             stop_recorded(name);
+            // The running program is weft only for the command: a test
+            // using the library would run its own binary as `supervise`
+            // (the harness then ran no test and exited).
             let exe = match exe {
                 Some(e) => e.to_path_buf(),
-                None => std::env::current_exe()
-                    .map_err(|e| Error::io("finding the weft binary to start services", e))?,
+                None => crate::context::helper_exe()?,
             };
-            let p = process::spawn_detached(
+            // The state directory too, as the datapath gets it: a
+            // context's is not the supervisor's default.
+            let env = crate::context::helper_env();
+            let env: Vec<(&str, &std::ffi::OsStr)> =
+                env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+            let p = process::spawn_detached_env(
                 &exe,
                 &["supervise", name],
+                &env,
                 &dir(name).join("supervisor.log"),
             )
             .map_err(|e| {
@@ -1376,6 +1396,50 @@ fn cap_log(path: &Path) {
 
 #[cfg(test)]
 mod tests {
+
+    /// The container's readiness script against a stand-in `podman` that
+    /// answers `Running` from a list, one answer per call.
+    fn container_ready_with(answers: &[&str]) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "weft-ready-{}-{}",
+            std::process::id(),
+            answers.join("-")
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, a) in answers.iter().enumerate() {
+            std::fs::write(dir.join(format!("answer{i}")), a).unwrap();
+        }
+        let podman = dir.join("podman");
+        std::fs::write(
+            &podman,
+            format!(
+                "#!/bin/sh\nn=$(cat {d}/calls 2>/dev/null || echo 0)\necho $((n+1)) > {d}/calls\ncat {d}/answer$n\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let argv = container_ready("weft-x.a");
+        let path = format!("{}:/usr/bin:/bin", dir.display());
+        let ok = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("PATH", path)
+            .status()
+            .unwrap()
+            .success();
+        let _ = std::fs::remove_dir_all(&dir);
+        ok
+    }
+
+    #[test]
+    fn a_container_is_ready_when_it_is_still_running_a_moment_later() {
+        assert!(container_ready_with(&["true", "true"]));
+        // Running for a moment, then gone: a shell that ended at once.
+        assert!(!container_ready_with(&["true", "false"]));
+        assert!(!container_ready_with(&["false", "true"]));
+    }
     use super::*;
 
     fn argv(a: &[&str]) -> Vec<String> {

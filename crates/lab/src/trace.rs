@@ -323,10 +323,14 @@ pub fn trace(
     let mut steps = Vec::new();
     let mut h = NsHandle::open(node, &n.netns)?;
     let oif = match iface {
-        Some(i) => Some(*h.index.get(i).ok_or_else(|| Error::NoInterface {
-            node: node.to_string(),
-            iface: i.to_string(),
-            known: String::new(),
+        Some(i) => Some(*h.index.get(i).ok_or_else(|| {
+            let mut known: Vec<&str> = h.index.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            Error::NoInterface {
+                node: node.to_string(),
+                iface: i.to_string(),
+                known: known.join(", "),
+            }
         })?),
         None => None,
     };

@@ -329,6 +329,27 @@ fn a_tunnel_is_run_by_the_weft_binary_and_finds_the_labs_state() {
     assert!(lab.ping("m1", "10.9.0.2").unwrap());
 }
 
+/// A service is started by `weft supervise LAB`, run by the weft binary
+/// the context found, not by this test binary (which, run as `supervise`,
+/// ran no test and exited: the lab was refused).
+#[test]
+fn a_service_is_supervised_by_the_weft_binary() {
+    let _g = shared();
+    let lab = Lab::from_toml_with(
+        &ctx(),
+        "name = \"svc\"\n[nodes.a.services.s]\ncommand = [\"sh\", \"-c\", \"echo started; exec sleep 600\"]\n",
+    )
+    .unwrap();
+    let log = std::fs::read_to_string(
+        state_dir()
+            .join("labs")
+            .join(lab.name())
+            .join("services/a.s.log"),
+    )
+    .unwrap();
+    assert_eq!(log, "started\n");
+}
+
 #[test]
 fn bad_input_is_refused_with_its_position_and_nothing_is_built() {
     let _g = shared();

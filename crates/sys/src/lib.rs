@@ -93,6 +93,24 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Whether whoever reads `fd` is gone: the reading end of a pipe was
+/// closed, or a terminal hung up (`poll` reports POLLERR or POLLHUP). A
+/// command that follows a stream (`weft events`, `weft logs -f`) writes
+/// only when something happens, so `weft events LAB | head -3` would
+/// otherwise wait for the next event before SIGPIPE ends it; it asks this
+/// between writes.
+pub fn reader_gone(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd, without waiting.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    r > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 /// A program's UDP socket bound to local `port` in the calling thread's
 /// network namespace: its inode and the pid of a process holding it.
 /// Sockets the kernel holds itself (a VXLAN device's) are in the table
@@ -176,5 +194,21 @@ mod udp_tests {
         assert_eq!(pid, std::process::id());
         drop(s);
         assert_eq!(super::udp_port_holder(port).unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_pipe_whose_reader_closed_is_seen_without_writing() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        assert!(!super::reader_gone(writer.as_fd()));
+        drop(reader);
+        assert!(super::reader_gone(writer.as_fd()));
+        // A file has no reader to lose.
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(!super::reader_gone(f.as_fd()));
     }
 }

@@ -2,6 +2,7 @@
 //! (its rules name interfaces and addresses), removed before anything else.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use weft_sys::spawn::{command_in, View};
@@ -11,6 +12,29 @@ use weft_topo::{Op, Res, ResKey};
 use super::Exec;
 use crate::Error;
 
+/// Where Debian and most distributions put administration programs. They
+/// are on root's `PATH` but not on other users' (Debian's default user
+/// `PATH` has no sbin directory), and weft runs labs for any user.
+const SBIN: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// The program `name` as found on `path` (the `PATH` variable's value),
+/// else in one of `sbin`, else `name` itself (so running it fails with
+/// "not found"). Written here rather than taken from a crate: `which`
+/// looks only on `PATH`, and the sbin directories are the point.
+fn system_program(name: &str, path: Option<&std::ffi::OsStr>, sbin: &[&str]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let on_path = path.map(|p| std::env::split_paths(p).collect::<Vec<_>>());
+    on_path
+        .unwrap_or_default()
+        .into_iter()
+        .chain(sbin.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// Run `nft ARGS` in a namespace with `input` on stdin; its stdout.
 pub(crate) fn nft(
     node: &str,
@@ -19,7 +43,8 @@ pub(crate) fn nft(
     input: Option<&str>,
 ) -> Result<String, Error> {
     let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let mut cmd = command_in(netns, "nft", &argv, View::NetOnly)?;
+    let program = system_program("nft", std::env::var_os("PATH").as_deref(), SBIN);
+    let mut cmd = command_in(netns, &program.to_string_lossy(), &argv, View::NetOnly)?;
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -30,7 +55,11 @@ pub(crate) fn nft(
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Missing {
-                what: format!("node {node}: NAT needs the `nft` program, which is not installed"),
+                what: format!(
+                    "node {node}: NAT needs the `nft` program, which is not installed \
+                     (looked on PATH and in {})",
+                    SBIN.join(", ")
+                ),
                 help: "Debian: apt-get install nftables".into(),
             }
         } else {
@@ -167,5 +196,55 @@ impl Exec<'_> {
         self.applied.sort_unstable();
         self.applied.dedup();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A directory with an executable `nft` and a non-executable `tc`.
+    fn sbin_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("weft-sbin-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, mode) in [("nft", 0o755), ("tc", 0o644)] {
+            std::fs::write(d.join(name), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(d.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_user_path_without_sbin_still_finds_nft_there() {
+        let d = sbin_dir("user");
+        let sbin = [d.to_str().unwrap()];
+        // Debian's default PATH for a user who is not root.
+        let user_path = std::ffi::OsStr::new("/nonexistent/bin:/nonexistent/usr/bin");
+        assert_eq!(system_program("nft", Some(user_path), &sbin), d.join("nft"));
+        assert_eq!(system_program("nft", None, &sbin), d.join("nft"));
+        // Not executable, or not there: the bare name, which fails to run.
+        assert_eq!(
+            system_program("tc", Some(user_path), &sbin),
+            PathBuf::from("tc")
+        );
+        assert_eq!(
+            system_program("nope", Some(user_path), &sbin),
+            PathBuf::from("nope")
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn path_comes_before_sbin() {
+        let first = sbin_dir("first");
+        let second = sbin_dir("second");
+        let path = std::env::join_paths([&first]).unwrap();
+        let sbin = [second.to_str().unwrap()];
+        assert_eq!(system_program("nft", Some(&path), &sbin), first.join("nft"));
+        for d in [first, second] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
