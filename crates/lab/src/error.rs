@@ -458,6 +458,7 @@ mod help_tests {
 
     fn service(node: &str, service: &str, detail: &str, log: &[&str]) -> Error {
         Error::Service {
+            lab: "lab".into(),
             node: node.into(),
             service: service.into(),
             detail: detail.into(),
