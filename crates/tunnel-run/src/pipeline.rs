@@ -262,14 +262,14 @@ fn worker(e: &Ends, imp: &Impairing, done: &dyn Fn() -> bool) -> Result<()> {
                     .map_err(|x| sh.fail("re-arming the socket (epoll)", x))?;
             }
             None => {
-                // Packets the impairment releases now; a worker inside
-                // the direction releases them itself.
+                // Packets the impairment releases now. Waiting for a
+                // batch the other worker runs (rather than trying again at
+                // once) keeps this one from spinning on a due packet.
                 if imp.on() {
-                    if let Ok(mut i) = sh.inn.try_lock() {
-                        let i = &mut *i;
-                        i.writer.release(e.dev, e.kind, &mut i.io_c);
-                        sh.count(&mut i.io_c, &i.off);
-                    }
+                    let mut i = lock(&sh.inn);
+                    let i = &mut *i;
+                    i.writer.release(e.dev, e.kind, &mut i.io_c);
+                    sh.count(&mut i.io_c, &i.off);
                 }
             }
         }
