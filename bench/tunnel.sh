@@ -26,7 +26,7 @@ W=$PWD/target/release/weft
 [ -x "$W" ] || { echo "build first: cargo build --release -p weft-cli" >&2; exit 1; }
 export WEFT_STATE_DIR=$(mktemp -d /tmp/weft-bench-tunnel.XXXXXX)
 D=$WEFT_STATE_DIR
-LAB=tun-bench
+LAB=${WEFT_BENCH_LAB:-tun-bench}
 missing=()
 for c in iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools openvpn:openvpn vtund:vtun; do
   command -v "${c%%:*}" >/dev/null || missing+=("${c#*:}")
