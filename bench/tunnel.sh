@@ -10,6 +10,9 @@
 #
 #   cargo build --release -p weft-cli && sudo bench/tunnel.sh [--write] [SECONDS] [ROUNDS]
 #
+# The lab is named tun-bench, or $WEFT_BENCH_LAB when set (a name of your
+# own keeps it apart from a lab of that name someone else has up).
+#
 # Installs what it compares with (iperf3 wireguard-go wireguard-tools
 # openvpn vtun) with apt-get when missing.
 #
