@@ -35,8 +35,8 @@ use weft_tunnel::{Incoming, Open, Prepared, Received, Seal, Transmit, Tunnel, OV
 
 use crate::impaired::{Control, Impairing};
 use crate::{
-    flush_plan, os, read_batch, write_status, DevWriter, HandshakeWatch, Io, IoCounters, Offloads,
-    Options, Result, BATCH, TICK, VNET,
+    flush_plan, os, read_batch, status, store_status, write_status, DevWriter, HandshakeWatch, Io,
+    IoCounters, Offloads, Options, Result, BATCH, TICK, VNET,
 };
 
 /// What the threads share.
@@ -447,6 +447,10 @@ fn timers(
     let sock = Some(sock);
     while !done() {
         let up_now;
+        // Built under the protocol lock, written after it: the workers
+        // need the lock for every batch, and a file write on a busy
+        // machine can take milliseconds.
+        let mut report = None;
         {
             let mut t = sh.tunnel();
             t.tick(start.elapsed());
@@ -463,13 +467,20 @@ fn timers(
             if Instant::now() >= next_status {
                 next_status = Instant::now() + Duration::from_secs(1);
                 let now = start.elapsed();
-                if let Some(w) = watch.check(now, t.counters(), t.is_up(now)) {
-                    eprintln!("weft tunnel: warning: {w}");
-                }
-                if let Some(path) = &o.status_file {
+                let warn = watch.check(now, t.counters(), t.is_up(now));
+                let st = o.status_file.as_ref().map(|path| {
                     let (c, f) = sh.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    let _ = write_status(path, o, &t, &c, &f, imp, start, watch.current());
-                }
+                    (path, status(o, &t, &c, &f, imp, start, watch.current()))
+                });
+                report = Some((warn, st));
+            }
+        }
+        if let Some((warn, st)) = report {
+            if let Some(w) = warn {
+                eprintln!("weft tunnel: warning: {w}");
+            }
+            if let Some((path, v)) = st {
+                let _ = store_status(path, &v);
             }
         }
         flush_plan(sock, &mut plan, &mut scratch, &mut io_c, &mut off);
