@@ -10,6 +10,9 @@
 #
 #   cargo build --release -p weft-cli && sudo bench/tunnel.sh [--write] [SECONDS] [ROUNDS]
 #
+# The lab is named tun-bench, or $WEFT_BENCH_LAB when set (a name of your
+# own keeps it apart from a lab of that name someone else has up).
+#
 # Installs what it compares with (iperf3 wireguard-go wireguard-tools
 # openvpn vtun) with apt-get when missing.
 #
@@ -26,7 +29,7 @@ W=$PWD/target/release/weft
 [ -x "$W" ] || { echo "build first: cargo build --release -p weft-cli" >&2; exit 1; }
 export WEFT_STATE_DIR=$(mktemp -d /tmp/weft-bench-tunnel.XXXXXX)
 D=$WEFT_STATE_DIR
-LAB=tun-bench
+LAB=${WEFT_BENCH_LAB:-tun-bench}
 missing=()
 for c in iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools openvpn:openvpn vtund:vtun; do
   command -v "${c%%:*}" >/dev/null || missing+=("${c#*:}")

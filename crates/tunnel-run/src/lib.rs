@@ -884,6 +884,27 @@ fn write_status(
     start: Instant,
     warning: Option<&str>,
 ) -> io::Result<()> {
+    store_status(path, &status(o, t, io_c, off, imp, start, warning))
+}
+
+/// Write `v` as the status file at `path` (whole, by a rename).
+fn store_status(path: &std::path::Path, v: &serde_json::Value) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The status `weft status` reads (shape in docs/tunnel.md).
+#[allow(clippy::too_many_arguments)]
+fn status(
+    o: &Options,
+    t: &Tunnel,
+    io_c: &IoCounters,
+    off: &Offloads,
+    imp: &impaired::Impairing,
+    start: Instant,
+    warning: Option<&str>,
+) -> serde_json::Value {
     let c = t.counters();
     let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
         .iter()
@@ -910,9 +931,7 @@ fn write_status(
         "tso_reads": io_c.tso_reads, "gso_sends": io_c.gso_sends, "gro_datagrams": io_c.gro_datagrams,
         "impair": imp.status(),
     });
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;
-    std::fs::rename(&tmp, path)
+    v
 }
 
 #[cfg(test)]
