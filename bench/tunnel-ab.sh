@@ -11,7 +11,8 @@
 #   sudo bench/tunnel-ab.sh ROUNDS KPPS VARIANT...
 #
 # VARIANT: a weft binary, optionally with one environment setting for it
-# (BIN:NAME=VALUE), or `underlay` for the bare veth. Copy each build to its
+# (BIN:NAME=VALUE) and flags for both its ends (BIN@FLAG,FLAG, e.g.
+# BIN@--cipher=chacha20-poly1305), or `underlay` for the bare veth. Copy each build to its
 # own file first (cargo replaces target/release/weft). The lab is tun-ab,
 # or $WEFT_BENCH_LAB when set; everything started is killed by PID and the
 # lab removed at the end. Prints one line per measurement; compare the
@@ -41,10 +42,11 @@ EOT
 i=0; VS=(); declare -A P1 P2 ADDR
 for spec in "$@"; do
   if [ "$spec" = underlay ]; then ADDR[$i]=10.78.0.2; P1[$i]=; P2[$i]=; VS+=($i); i=$((i+1)); continue; fi
+  flags=; [[ $spec == *@* ]] && { flags=${spec#*@}; flags=${flags//,/ }; spec=${spec%%@*}; }
   bin=${spec%%:*}; env=; [[ $spec == *:* ]] && env=${spec#*:}
   port=$((5200 + i)); net=10.9.$((50 + i))
-  ip netns exec $N1 env $env "$bin" tunnel --dev wab$i --mode tun --listen $port --key "$D/a.key" --peer-key "$(cat "$D/b.key.pub")" --peer 10.78.0.2:$port --address $net.1/24 --status "$D/w$i-1.json" >>"$D/log" 2>&1 & P1[$i]=$!; PIDS+=($!)
-  ip netns exec $N2 env $env "$bin" tunnel --dev wab$i --mode tun --listen $port --key "$D/b.key" --peer-key "$(cat "$D/a.key.pub")" --address $net.2/24 --status "$D/w$i-2.json" >>"$D/log" 2>&1 & P2[$i]=$!; PIDS+=($!)
+  ip netns exec $N1 env $env "$bin" tunnel $flags --dev wab$i --mode tun --listen $port --key "$D/a.key" --peer-key "$(cat "$D/b.key.pub")" --peer 10.78.0.2:$port --address $net.1/24 --status "$D/w$i-1.json" >>"$D/log" 2>&1 & P1[$i]=$!; PIDS+=($!)
+  ip netns exec $N2 env $env "$bin" tunnel $flags --dev wab$i --mode tun --listen $port --key "$D/b.key" --peer-key "$(cat "$D/a.key.pub")" --address $net.2/24 --status "$D/w$i-2.json" >>"$D/log" 2>&1 & P2[$i]=$!; PIDS+=($!)
   ADDR[$i]=$net.2; VS+=($i); i=$((i+1))
 done
 for v in "${VS[@]}"; do for _ in $(seq 50); do ip netns exec $N1 ping -c1 -W0.2 ${ADDR[$v]} >/dev/null 2>&1 && break; sleep 0.2; done; done
