@@ -165,12 +165,12 @@ pub enum DropReason {
     Auth,
     /// A data packet for a session past its reject time.
     Expired,
-    /// A handshake whose cipher offer or pick this end does not accept
-    /// (the two ends name different ciphers in their `cipher` settings).
-    Cipher,
     /// A packet to send with no session and the waiting queue full, or
     /// bigger than a data message carries.
     NoSession,
+    /// A handshake whose cipher offer or pick this end does not accept
+    /// (the two ends name different ciphers in their `cipher` settings).
+    Cipher,
 }
 
 impl DropReason {
@@ -1002,4 +1002,22 @@ fn mac1_ok(key: &[u8; 32], d: &[u8]) -> bool {
         .expect("a 32-byte key fits BLAKE2s");
     m.update(body);
     m.verify_slice(tag).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+
+    /// `Counters::drops` is indexed by the reason's discriminant and read
+    /// back in `ALL`'s order: the two orders must be one.
+    #[test]
+    fn drop_reasons_are_listed_in_their_index_order_with_distinct_names() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+    }
 }
