@@ -336,6 +336,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
+    let cipher = a.cipher.unwrap_or_default();
     let t = Tunnel::new(
         Config {
             private_key: key,
@@ -343,13 +344,23 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
             endpoint: peer,
             timers,
             wall_clock_at_zero: wall,
-            cipher: a.cipher.unwrap_or_default(),
+            cipher,
         },
         start.elapsed(),
     );
     let stop = weft_tunnel_run::stop_on_signals();
+    // What `auto` will pick depends on the peer too: say this end's half.
+    let pick = match cipher {
+        CipherChoice::Auto if weft_tunnel::aes_is_fast() => {
+            " (aes-256-gcm where the peer has AES instructions too)"
+        }
+        CipherChoice::Auto => {
+            " (chacha20-poly1305 unless the peer names aes-256-gcm: no AES instructions here)"
+        }
+        CipherChoice::Only(_) => "",
+    };
     eprintln!(
-        "weft tunnel: {} {} (mtu {mtu}) <-> {} over {} {listen}, peer {}",
+        "weft tunnel: {} {} (mtu {mtu}) <-> {} over {} {listen}, peer {}, cipher {cipher}{pick}",
         match mode {
             Mode::Tun => "tun",
             Mode::Tap => "tap",

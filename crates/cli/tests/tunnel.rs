@@ -403,6 +403,10 @@ fn each_cipher_carries_ping_and_tcp_and_auto_picks_the_fast_one() {
         // The next pair opens the same devices, as a restarted tunnel does.
         drop((a, b));
     }
+    // The last pair's start-up line says the setting and this end's half
+    // of the pick.
+    let log = std::fs::read_to_string(s.dir.join("m1.log")).unwrap();
+    assert!(log.contains(", cipher auto ("), "{log}");
 }
 
 #[test]
