@@ -3,8 +3,8 @@
 //! The handshake is always `Noise_KK_25519_ChaChaPoly_BLAKE2s`; its two
 //! split keys then key the data cipher the responder picked from the
 //! initiator's offer (docs/tunnel.md, "Cipher"). AES-256-GCM is ~3.4x
-//! faster than ChaCha20-Poly1305 on a CPU with AES-NI and much slower
-//! without, so each end says whether it is fast here.
+//! faster than ChaCha20-Poly1305 on a CPU with AES-NI, and slower without
+//! (ring's software AES), so each end says whether it is fast here.
 
 use std::fmt;
 use std::str::FromStr;
