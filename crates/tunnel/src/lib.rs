@@ -315,6 +315,7 @@ impl Seal {
                 .seal(self.counter, &mut out[HEADER..], packet.len())
     }
 
+    /// The data cipher of the packet's session.
     pub fn cipher(&self) -> Cipher {
         self.keys.cipher()
     }
