@@ -10,6 +10,9 @@
 #
 #   cargo build --release -p weft-cli && sudo bench/tunnel.sh [--write] [SECONDS] [ROUNDS]
 #
+# The lab is named tun-bench, or $WEFT_BENCH_LAB when set (a name of your
+# own keeps it apart from a lab of that name someone else has up).
+#
 # Installs what it compares with (iperf3 wireguard-go wireguard-tools
 # openvpn vtun) with apt-get when missing.
 #
@@ -26,7 +29,7 @@ W=$PWD/target/release/weft
 [ -x "$W" ] || { echo "build first: cargo build --release -p weft-cli" >&2; exit 1; }
 export WEFT_STATE_DIR=$(mktemp -d /tmp/weft-bench-tunnel.XXXXXX)
 D=$WEFT_STATE_DIR
-LAB=tun-bench
+LAB=${WEFT_BENCH_LAB:-tun-bench}
 missing=()
 for c in iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools openvpn:openvpn vtund:vtun; do
   command -v "${c%%:*}" >/dev/null || missing+=("${c#*:}")
@@ -75,14 +78,16 @@ declare -A WHY    # path -> why it is not measured
 PATHS=(underlay)
 ADDR[underlay]=10.77.0.2
 
-# weft: TUN (offloads on), TUN with --no-offload, TUN on one thread (the
-# loop before the directions ran apart, to compare), TAP; one port and
-# device each.
+# weft: TUN (offloads on, cipher auto: AES-256-GCM on a CPU with AES-NI),
+# TUN with ChaCha20-Poly1305 (the cipher on CPUs without), TUN with
+# --no-offload, TUN on one thread (the loop before the directions ran
+# apart, to compare), TAP; one port and device each.
 "$W" keygen "$D/a.key" >/dev/null; "$W" keygen "$D/b.key" >/dev/null
 i=0
-for v in "tun::" "tun:--no-offload:" "tun::1" "tap::"; do
+for v in "tun::" "tun:--cipher=chacha20-poly1305:" "tun:--no-offload:" "tun::1" "tap::"; do
   mode=${v%%:*}; rest=${v#*:}; extra=${rest%%:*}; one=${rest#*:}
-  name="weft $mode${extra:+ (no offload)}${one:+ (one thread)}"
+  case $extra in --no-offload) tag=" (no offload)";; --cipher=*) tag=" (${extra#--cipher=})";; *) tag=;; esac
+  name="weft $mode$tag${one:+ (one thread)}"
   port=$((5000 + i)); net=10.9.$((10 + i))
   bg1 env ${one:+WEFT_TUNNEL_ONE_THREAD=1} "$W" tunnel --dev wt$i --mode $mode $extra --listen $port --key "$D/a.key" --peer-key "$(cat "$D/b.key.pub")" \
       --peer 10.77.0.2:$port --address $net.1/24 --status "$D/wt$i-1.json"
@@ -230,6 +235,8 @@ done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # Offloads weft's TUN end actually used (from its status file).
 offl=$(python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["offloads"]; print(", ".join(k for k,v in o.items() if v) or "none")' "$D/wt0-1.json" 2>/dev/null || echo "?")
+# The cipher its session picked (cipher = auto).
+ciph=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cipher"])' "$D/wt0-1.json" 2>/dev/null || echo "?")
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo, hi}'; }
@@ -248,7 +255,7 @@ wt=${MT[weft tun]:-0}; wp=${MT[weft tap]:-0}
 table="| path | TCP throughput, median (range) | weft TUN / this | weft TAP / this | 64 B UDP flat out: received, median (range) | loss | 64 B at ${offer_kpps} kpps: received | loss | ping RTT | added RTT |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a/b; else print "-" }'; }
-for p in underlay "weft tun" "weft tun (no offload)" "weft tun (one thread)" "weft tap" wireguard-go openvpn vtun; do
+for p in underlay "weft tun" "weft tun (chacha20-poly1305)" "weft tun (no offload)" "weft tun (one thread)" "weft tap" wireguard-go openvpn vtun; do
   if [ -n "${MT[$p]:-}" ]; then
     added=$(awk -v a="${MR[$p]}" -v b="$base_rtt" 'BEGIN { printf "%+.3f ms", a-b }')
     table+=$'\n'"| $p | $(printf %.2f "${MT[$p]}") Gbit/s ($(echo "${TP[$p]}" | range)) | $(ratio "$wt" "${MT[$p]}") | $(ratio "$wp" "${MT[$p]}") | $(printf %.0f "${MP[$p]}") kpps ($(echo "${PP[$p]}" | range0)) | $(printf %.1f "${ML[$p]}") % | $(printf %.0f "${MFR[$p]}") kpps | $(printf %.2f "${MFL[$p]}") % | $(printf %.3f "${MR[$p]}") ms | $added |"
@@ -275,7 +282,7 @@ targets_line=$(awk -v t="$wt" -v u="${MT[underlay]:-0}" -v p="${MFR[weft tun]:-0
     tcp, (tcp >= 0.5) ? "meets" : "BELOW", l, (l < 1) ? "meets" : "OVER", pr, fr, add, (add < 0.1) ? "meets" : "OVER"
 }')
 echo "$table"
-echo "load average at start: $load_start; at end: $load_end; weft TUN offloads: $offl"
+echo "load average at start: $load_start; at end: $load_end; weft TUN offloads: $offl; cipher: $ciph"
 echo "$floor_line"
 echo "$targets_line"
 # Package versions, never by running the programs in the host namespace.
@@ -289,7 +296,7 @@ veth, every path measured once per round for $ROUNDS rounds in rotating
 order; 64-byte UDP payloads from one iperf3 sending as fast as it can
 ($T s), received packets per second and the share lost, then (after
 those rounds, the same rotation) paced at 80 % of the underlay's
-flat-out median ($offer_kpps kpps); medians, with the range of the rounds. weft's TUN end used: $offl.
+flat-out median ($offer_kpps kpps); medians, with the range of the rounds. weft's TUN end used: $offl; its cipher (auto): $ciph.
 
 $table
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use weft_sys::tuntap::Mode;
-use weft_tunnel::{Config, PrivateKey, PublicKey, Timers, Tunnel};
+use weft_tunnel::{CipherChoice, Config, PrivateKey, PublicKey, Timers, Tunnel};
 use weft_tunnel_run::{Options, Transport};
 
 #[derive(Args)]
@@ -39,7 +39,7 @@ pub enum TransportArg {
 pub struct TunnelArgs {
     /// A TOML file with any of these settings (keys named like the flags:
     /// dev, mode, key, peer-key, peer, listen, transport, address, mtu,
-    /// underlay-mtu, keepalive, status, no-offload).
+    /// underlay-mtu, keepalive, cipher, status, no-offload).
     #[arg(long, short = 'c')]
     #[serde(skip)]
     config: Option<PathBuf>,
@@ -81,6 +81,12 @@ pub struct TunnelArgs {
     /// dead-peer detection). Default off.
     #[arg(long)]
     keepalive: Option<u64>,
+    /// The data cipher: auto (the default: AES-256-GCM where both ends
+    /// have AES instructions, else ChaCha20-Poly1305), chacha20-poly1305 or
+    /// aes-256-gcm (only that one; a peer naming the other never connects).
+    #[arg(long, value_parser = |s: &str| s.parse::<CipherChoice>())]
+    #[serde(default, deserialize_with = "cipher_choice")]
+    cipher: Option<CipherChoice>,
     /// Write the tunnel's status (JSON) to this file every second.
     #[arg(long)]
     status: Option<PathBuf>,
@@ -104,6 +110,12 @@ pub struct TunnelArgs {
     #[arg(long, hide = true)]
     #[serde(skip)]
     control: Option<PathBuf>,
+}
+
+/// `cipher = "..."` in the file, refused at its position if misspelled.
+fn cipher_choice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CipherChoice>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// `listen = 5000` in the file, as the flag's `--listen 5000`; a string
@@ -207,6 +219,7 @@ fn merge(mut a: TunnelArgs) -> Result<TunnelArgs, Failure> {
         mtu: a.mtu.or(f.mtu),
         underlay_mtu: a.underlay_mtu.or(f.underlay_mtu),
         keepalive: a.keepalive.or(f.keepalive),
+        cipher: a.cipher.or(f.cipher),
         status: a.status.or(rel(f.status)),
         no_offload: a.no_offload || f.no_offload,
         netns: a.netns.or(f.netns),
@@ -323,6 +336,7 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
+    let cipher = a.cipher.unwrap_or_default();
     let t = Tunnel::new(
         Config {
             private_key: key,
@@ -330,12 +344,23 @@ pub fn run(a: TunnelArgs) -> Result<ExitCode, Failure> {
             endpoint: peer,
             timers,
             wall_clock_at_zero: wall,
+            cipher,
         },
         start.elapsed(),
     );
     let stop = weft_tunnel_run::stop_on_signals();
+    // What `auto` will pick depends on the peer too: say this end's half.
+    let pick = match cipher {
+        CipherChoice::Auto if weft_tunnel::aes_is_fast() => {
+            " (aes-256-gcm where the peer has AES instructions too)"
+        }
+        CipherChoice::Auto => {
+            " (chacha20-poly1305 unless the peer names aes-256-gcm: no AES instructions here)"
+        }
+        CipherChoice::Only(_) => "",
+    };
     eprintln!(
-        "weft tunnel: {} {} (mtu {mtu}) <-> {} over {} {listen}, peer {}",
+        "weft tunnel: {} {} (mtu {mtu}) <-> {} over {} {listen}, peer {}, cipher {cipher}{pick}",
         match mode {
             Mode::Tun => "tun",
             Mode::Tap => "tap",

@@ -259,13 +259,13 @@ fn tun_mode_carries_ping_and_tcp() {
     });
     assert_eq!(st["endpoint"], "10.77.0.1:5000");
     assert_eq!(st["mode"], "tun");
-    // Device to peer, peer to device, timers.
-    assert_eq!(threads(&st), 3, "one thread per direction and the timers");
-    // The MTU leaves room for the outer headers.
-    assert!(s
-        .lab
-        .ip("m1", &["link", "show", "wt0"])
-        .contains("mtu 1440"));
+    // Two workers sharing both directions, and the timers.
+    assert_eq!(threads(&st), 3, "two workers and the timers");
+    // The MTU leaves room for the outer headers; the ring is longer than
+    // TUN's default 500, which drops bursts.
+    let link = s.lab.ip("m1", &["link", "show", "wt0"]);
+    assert!(link.contains("mtu 1440"), "{link}");
+    assert!(link.contains("qlen 4096"), "{link}");
     let st = a.status();
     assert_eq!(
         st["drops"]
@@ -374,6 +374,114 @@ fn tcp_transport_carries_ping_and_tcp_and_reconnects() {
             .is_some(),
         "no traffic after the listener restarted"
     );
+}
+
+#[test]
+fn each_cipher_carries_ping_and_tcp_and_auto_picks_the_fast_one() {
+    let s = Setup::new("ciphers");
+    let fast = if weft_tunnel::aes_is_fast() {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    };
+    for (flag, want) in [
+        ("aes-256-gcm", "aes-256-gcm"),
+        ("chacha20-poly1305", "chacha20-poly1305"),
+        ("auto", fast),
+    ] {
+        let (a, b) = s.pair_with("tun", "udp", &["--cipher", flag]);
+        assert!(
+            s.lab.ping_within("m1", "10.9.0.2", FIRST_PING).is_some(),
+            "{flag}"
+        );
+        assert_eq!(s.tcp_bytes(), TCP_BYTES, "{flag}");
+        let st = b.wait_status("traffic", |v| v["rx_packets"].as_u64() > Some(100));
+        assert_eq!(st["cipher"], want, "{flag}: {st:#}");
+        let st = a.wait_status("traffic", |v| v["tx_packets"].as_u64() > Some(100));
+        assert_eq!(st["cipher"], want, "{flag}: {st:#}");
+        assert_eq!(st["drops"]["auth"], 0, "{flag}: {st:#}");
+        // The next pair opens the same devices, as a restarted tunnel does.
+        drop((a, b));
+    }
+    // The last pair's start-up line says the setting and this end's half
+    // of the pick.
+    let log = std::fs::read_to_string(s.dir.join("m1.log")).unwrap();
+    assert!(log.contains(", cipher auto ("), "{log}");
+}
+
+#[test]
+fn ends_naming_different_ciphers_never_connect_and_say_why() {
+    let s = Setup::new("ciphermis");
+    let (k1, k2) = (s.pubkey("m1"), s.pubkey("m2"));
+    let _a = s.tunnel(
+        "m1",
+        "m1.key",
+        &[
+            "--dev",
+            "wt0",
+            "--peer-key",
+            &k2,
+            "--peer",
+            "10.77.0.2:5000",
+            "--address",
+            "10.9.0.1/24",
+            "--cipher",
+            "aes-256-gcm",
+        ],
+    );
+    let b = s.tunnel(
+        "m2",
+        "m2.key",
+        &[
+            "--dev",
+            "wt0",
+            "--peer-key",
+            &k1,
+            "--address",
+            "10.9.0.2/24",
+            "--cipher",
+            "chacha20-poly1305",
+        ],
+    );
+    let st = b.wait_status("a cipher warning", |v| {
+        v["drops"]["cipher"].as_u64() >= Some(1) && v["warning"].is_string()
+    });
+    assert_eq!(st["up"], false);
+    assert_eq!(st["handshakes"], 0);
+    let w = st["warning"].as_str().unwrap();
+    assert!(w.contains("--cipher"), "{w}");
+    assert!(s
+        .lab
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(2))
+        .is_none());
+}
+
+#[test]
+fn a_misspelled_cipher_is_refused_before_anything_starts() {
+    let o = Command::new(weft_bin())
+        .args(["tunnel", "--cipher", "aes", "--peer-key", "x"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cipher `aes` is not known"), "{err}");
+    assert!(err.contains("\"aes-256-gcm\""), "{err}");
+    // In a config file: at its line.
+    let dir = std::env::temp_dir().join(format!("weft-cipher-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("t.toml");
+    std::fs::write(&f, "dev = \"wt9\"\ncipher = \"chacha20\"\n").unwrap();
+    let o = Command::new(weft_bin())
+        .arg("tunnel")
+        .arg("-c")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cipher `chacha20` is not known"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

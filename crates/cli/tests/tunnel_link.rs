@@ -95,6 +95,41 @@ fn the_first_ping_after_up_crosses_a_tunnel_link() {
     }
 }
 
+#[test]
+fn a_tunnel_links_cipher_reaches_both_ends_and_a_change_restarts_them() {
+    let lab = Lab::from_text("tciph", &impaired("cipher = \"chacha20-poly1305\""));
+    lab.up();
+    let ciphers = |want: &str| {
+        let t0 = Instant::now();
+        loop {
+            let t = wait_up(&lab);
+            if t.iter().all(|e| e["state"]["cipher"] == want) {
+                return t;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the ends never used {want}: {t:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let t = ciphers("chacha20-poly1305");
+    assert!(lab
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(30))
+        .is_some());
+    lab.rewrite(&impaired("cipher = \"aes-256-gcm\""));
+    let out = lab.up();
+    assert!(
+        out.contains("cipher chacha20-poly1305 -> aes-256-gcm"),
+        "{out}"
+    );
+    let t2 = ciphers("aes-256-gcm");
+    assert_ne!(t[0]["pid"], t2[0]["pid"], "restarted");
+    assert!(lab
+        .ping_within("m1", "10.9.0.2", Duration::from_secs(30))
+        .is_some());
+}
+
 /// Two quiet machines (no IPv6, so nothing of their own crosses) and a
 /// TUN tunnel link with `impair`: the test's datagrams are all the
 /// tunnel carries, so a seed replays.

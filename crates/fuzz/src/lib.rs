@@ -347,6 +347,7 @@ impl Pair {
             endpoint: Some(addr(ep)),
             timers: Timers::default(),
             wall_clock_at_zero: wall,
+            cipher: Default::default(),
         };
         let now = Duration::from_secs(1);
         let mut p = Pair {

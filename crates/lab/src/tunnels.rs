@@ -155,6 +155,9 @@ pub(crate) fn tunnel_args(
         "--control".into(),
         control_path(status).display().to_string(),
     ]);
+    if let Some(c) = &t.cipher {
+        a.extend(["--cipher".into(), c.clone()]);
+    }
     let i = usize::from(me.endpoint != t.ends[0].endpoint);
     if let Some(imp) = t.impair.as_ref().and_then(|x| receive_impair(lab, t, x, i)) {
         a.extend([
@@ -452,4 +455,16 @@ pub(crate) fn set_end_impair(
         "{what}: {}",
         reply["error"].as_str().unwrap_or("no answer")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The lab file's `cipher` spellings are the ones `weft tunnel --cipher` takes.
+    #[test]
+    fn the_files_cipher_names_are_the_tunnels() {
+        assert_eq!(weft_topo::TUNNEL_CIPHERS, weft_tunnel::CipherChoice::NAMES);
+        for n in weft_topo::TUNNEL_CIPHERS {
+            assert!(n.parse::<weft_tunnel::CipherChoice>().is_ok(), "{n}");
+        }
+    }
 }

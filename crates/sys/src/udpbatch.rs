@@ -249,6 +249,11 @@ pub struct TxScratch {
     msgs: Vec<(Range<usize>, usize, u16)>,
 }
 
+// SAFETY: the raw pointers in the scratch are filled in by each `send`
+// and used only during its system call; between calls they are dead
+// values, so the scratch may move to (or be locked by) another thread.
+unsafe impl Send for TxScratch {}
+
 /// What [`send`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendResult {
@@ -436,6 +441,12 @@ pub struct RxBatch {
     /// GRO segment size per message (0: one datagram).
     pub segs: Vec<usize>,
 }
+
+// SAFETY: the headers' raw pointers point into this batch's own heap
+// buffers and are rewritten before every `recvmmsg`; they are used only
+// during that call, so the batch may move to (or be locked by) another
+// thread.
+unsafe impl Send for RxBatch {}
 
 impl RxBatch {
     /// `size`: the largest datagram expected; with `gro`, room for a glued run.

@@ -73,7 +73,15 @@ pub struct TunnelLink {
     /// so the second end's process; `in` the first's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impair: Option<crate::impair::Impairment>,
+    /// `cipher = "..."` on the link, one of [`TUNNEL_CIPHERS`] other than
+    /// "auto"; None: auto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
 }
+
+/// The spellings of a tunnel link's `cipher` (weft-tunnel's
+/// `CipherChoice::NAMES`; the lab's tests check they agree).
+pub const TUNNEL_CIPHERS: [&str; 3] = ["auto", "chacha20-poly1305", "aes-256-gcm"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelEnd {

@@ -438,6 +438,10 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
                 };
                 parts.push(format!("impair {} -> {}", s(&a.impair), s(&b.impair)));
             }
+            if a.cipher != b.cipher {
+                let c = |c: &Option<String>| c.clone().unwrap_or_else(|| "auto".into());
+                parts.push(format!("cipher {} -> {}", c(&a.cipher), c(&b.cipher)));
+            }
             if parts.is_empty() {
                 parts.push("settings".into());
             }

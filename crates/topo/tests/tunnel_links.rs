@@ -55,3 +55,42 @@ underlay = ["fd00::1", "fd00::2"]
     assert_eq!(lab.nodes["a"].interfaces["t0"].mtu, Some(1420));
     assert_eq!(lab.nodes["b"].interfaces["t1"].mtu, Some(1300));
 }
+
+#[test]
+fn a_tunnel_names_its_cipher_and_a_misspelled_one_is_refused_at_its_place() {
+    let link = |cipher: &str| {
+        format!(
+            "name = \"t\"\n[nodes.a.interfaces.eth0]\naddresses = [\"10.0.0.1/24\"]\n[nodes.b.interfaces.eth0]\naddresses = [\"10.0.0.2/24\"]\n[[links]]\nendpoints = [\"a:eth0\", \"b:eth0\"]\n[[links]]\nkind = \"tunnel\"\n{cipher}endpoints = [\"a:t0\", \"b:t0\"]\nunderlay = [\"10.0.0.1\", \"10.0.0.2\"]\n"
+        )
+    };
+    for (line, want) in [
+        ("", None),
+        ("cipher = \"auto\"\n", None),
+        ("cipher = \"aes-256-gcm\"\n", Some("aes-256-gcm")),
+        (
+            "cipher = \"chacha20-poly1305\"\n",
+            Some("chacha20-poly1305"),
+        ),
+    ] {
+        let lab = parse(&link(line)).unwrap().lab;
+        assert_eq!(lab.tunnels[0].cipher.as_deref(), want, "{line}");
+    }
+    let src = link("cipher = \"aes-128-gcm\"\n");
+    let e = parse(&src).unwrap_err().0;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line_col(&src), Some((10, 10)));
+    assert!(e[0].message.contains("`aes-128-gcm`"), "{:?}", e[0]);
+    assert!(
+        e[0].help.as_deref().unwrap().contains("\"aes-256-gcm\""),
+        "{:?}",
+        e[0]
+    );
+    // On a veth link the key is refused, not ignored.
+    let src = "name = \"t\"\n[[links]]\ncipher = \"auto\"\nendpoints = [\"a:e\", \"b:e\"]\n[nodes.a]\n[nodes.b]\n";
+    let e = parse(src).unwrap_err().0;
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("`cipher` is a tunnel link's key")),
+        "{e:?}"
+    );
+}

@@ -79,9 +79,9 @@ pub struct Options {
 pub struct HandshakeWatch {
     every: Duration,
     last_said: Option<Duration>,
-    /// bad_mac and handshake_auth drops and initiations already accounted
-    /// for (reported, or followed by a session).
-    seen: (u64, u64, u64),
+    /// bad_mac and handshake_auth drops, initiations and cipher drops
+    /// already accounted for (reported, or followed by a session).
+    seen: (u64, u64, u64, u64),
     /// The initiation count, and when it last changed.
     inits: (u64, Duration),
     /// The last warning, until a session comes up.
@@ -93,7 +93,7 @@ impl HandshakeWatch {
         HandshakeWatch {
             every,
             last_said: None,
-            seen: (0, 0, 0),
+            seen: (0, 0, 0, 0),
             inits: (0, Duration::ZERO),
             current: None,
         }
@@ -105,25 +105,27 @@ impl HandshakeWatch {
         let mac = c.dropped(DropReason::BadMac);
         let auth = c.dropped(DropReason::HandshakeAuth);
         let inits = c.handshakes_initiated;
+        let cipher = c.dropped(DropReason::Cipher);
         if inits != self.inits.0 {
             self.inits = (inits, now);
         }
         if up {
             self.current = None;
-            self.seen = (mac, auth, inits);
+            self.seen = (mac, auth, inits, cipher);
             return None;
         }
         let (new_mac, new_auth) = (mac - self.seen.0, auth - self.seen.1);
+        let new_cipher = cipher - self.seen.3;
         // Two initiations (one retry, so the peer had time to start), the
         // last a second ago, and nothing came back: no answer.
         let unanswered = inits - self.seen.2;
         let silent = unanswered >= 2 && now >= self.inits.1 + Duration::from_secs(1);
-        if (new_mac + new_auth == 0 && !silent)
+        if (new_mac + new_auth + new_cipher == 0 && !silent)
             || self.last_said.is_some_and(|l| now < l + self.every)
         {
             return None;
         }
-        self.seen = (mac, auth, inits);
+        self.seen = (mac, auth, inits, cipher);
         self.last_said = Some(now);
         let mut why = Vec::new();
         if new_auth > 0 {
@@ -136,13 +138,23 @@ impl HandshakeWatch {
                 "{new_mac} handshake message(s) had a wrong MAC (bad_mac): the peer's --peer-key is not this end's public key"
             ));
         }
-        if why.is_empty() {
+        if new_cipher > 0 {
             why.push(format!(
-                "{unanswered} handshake initiation(s) got no answer: the peer is not running or not reachable, or its --peer-key is not this end's public key (it then drops them without a word)"
+                "{new_cipher} handshake message(s) from the peer offered or picked no cipher this end accepts (cipher): the two ends' --cipher settings name different ciphers"
             ));
         }
+        if why.is_empty() {
+            why.push(format!(
+                "{unanswered} handshake initiation(s) got no answer: the peer is not running or not reachable, or its --peer-key is not this end's public key, or its --cipher names another cipher (it then drops them without a word)"
+            ));
+        }
+        let check = if new_mac + new_auth == 0 && new_cipher > 0 {
+            "set both ends' --cipher to auto (the default) or to the same cipher"
+        } else {
+            "check both ends' keys (`weft keygen FILE` prints the public key and writes it to FILE.pub)"
+        };
         let w = format!(
-            "handshakes with the peer are failing, so no traffic passes: {}; check both ends' keys (`weft keygen FILE` prints the public key and writes it to FILE.pub)",
+            "handshakes with the peer are failing, so no traffic passes: {}; {check}",
             why.join("; ")
         );
         self.current = Some(w.clone());
@@ -884,6 +896,27 @@ fn write_status(
     start: Instant,
     warning: Option<&str>,
 ) -> io::Result<()> {
+    store_status(path, &status(o, t, io_c, off, imp, start, warning))
+}
+
+/// Write `v` as the status file at `path` (whole, by a rename).
+fn store_status(path: &std::path::Path, v: &serde_json::Value) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The status `weft status` reads (shape in docs/tunnel.md).
+#[allow(clippy::too_many_arguments)]
+fn status(
+    o: &Options,
+    t: &Tunnel,
+    io_c: &IoCounters,
+    off: &Offloads,
+    imp: &impaired::Impairing,
+    start: Instant,
+    warning: Option<&str>,
+) -> serde_json::Value {
     let c = t.counters();
     let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
         .iter()
@@ -898,6 +931,7 @@ fn write_status(
         "peer_key": t.peer().to_base64(),
         "endpoint": t.endpoint().map(|e| e.to_string()),
         "up": t.is_up(start.elapsed()),
+        "cipher": t.cipher().map(|c| c.name()),
         "last_handshake_unix": t.last_handshake().map(|h| unix_secs(start, h)),
         "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
         "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
@@ -910,9 +944,7 @@ fn write_status(
         "tso_reads": io_c.tso_reads, "gso_sends": io_c.gso_sends, "gro_datagrams": io_c.gro_datagrams,
         "impair": imp.status(),
     });
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&v)?)?;
-    std::fs::rename(&tmp, path)
+    v
 }
 
 #[cfg(test)]

@@ -387,6 +387,21 @@ fn failing_handshakes_are_reported_with_the_likely_key_and_rate_limited() {
 }
 
 #[test]
+fn a_cipher_the_peer_does_not_accept_is_named_in_the_warning() {
+    use weft_tunnel::{Counters, DropReason};
+    let mut w = HandshakeWatch::new(Duration::from_secs(30));
+    let mut c = Counters::default();
+    let s = Duration::from_secs;
+    c.drops[DropReason::Cipher as usize] = 1;
+    let m = w.check(s(1), &c, false).expect("a warning");
+    assert!(
+        m.contains("(cipher)") && m.contains("--cipher to auto") && !m.contains("keygen"),
+        "{m}"
+    );
+    assert_eq!(w.check(s(40), &c, false), None, "nothing new");
+}
+
+#[test]
 fn unanswered_handshakes_are_reported_after_a_retry() {
     use weft_tunnel::Counters;
     let mut w = HandshakeWatch::new(Duration::from_secs(30));

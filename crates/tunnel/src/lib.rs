@@ -15,8 +15,11 @@
 //!   refused, and both carry a keyed BLAKE2s MAC ("mac1", as in WireGuard)
 //!   so that random packets are refused after one hash, before any
 //!   Diffie-Hellman; valid-looking handshakes are rate limited.
+//!   The initiator offers data ciphers under the first message's
+//!   encryption; the responder picks one ([`CipherChoice`], [`Cipher`]).
 //! - Data: a 16-byte header (type, receiver index, 64-bit counter) and the
-//!   ChaCha20-Poly1305 ciphertext with the counter as nonce. The receiver
+//!   ChaCha20-Poly1305 or AES-256-GCM ciphertext (keys: the handshake's
+//!   split) with the counter as nonce. The receiver
 //!   looks the index up (unknown: dropped, no crypto), checks the counter
 //!   against its replay window, decrypts, then moves the window.
 //! - Rekeying after a time or a volume, keepalives, dead-peer detection,
@@ -39,18 +42,22 @@ use std::time::Duration;
 use blake2::digest::{consts::U16, Mac};
 use blake2::{Blake2s256, Blake2sMac, Digest};
 use snow::params::NoiseParams;
-use snow::{HandshakeState, StatelessTransportState};
+use snow::HandshakeState;
 
+pub mod cipher;
 pub mod keys;
 pub mod replay;
 
+pub use cipher::{aes_is_fast, Cipher, CipherChoice};
+use cipher::{Keys, TAG};
 pub use keys::{KeyError, PrivateKey, PublicKey};
 
 /// The Noise protocol name.
 pub const NOISE: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
 /// Mixed into every handshake: a different protocol or version never
 /// completes a handshake with this one.
-pub const PROLOGUE: &[u8] = b"weft-tunnel v1";
+/// v2: the first message offers data ciphers, the second names the pick.
+pub const PROLOGUE: &[u8] = b"weft-tunnel v2";
 
 /// Bytes a data packet adds to the packet it carries (header and tag).
 pub const OVERHEAD: usize = HEADER + TAG;
@@ -62,15 +69,16 @@ pub const UDP6_OVERHEAD: usize = 40 + 8 + OVERHEAD;
 pub const MAX_PACKET: usize = 65535 - TAG;
 
 const HEADER: usize = 16;
-const TAG: usize = 16;
 const MAC: usize = 16;
 const TYPE_INIT: u8 = 1;
 const TYPE_RESP: u8 = 2;
 const TYPE_DATA: u8 = 4;
-/// type+index, then Noise `e, es, ss` with an 8-byte timestamp payload.
-const INIT_LEN: usize = 8 + 32 + 8 + TAG + MAC;
-/// type+index+index, then Noise `e, ee, se` with no payload.
-const RESP_LEN: usize = 12 + 32 + TAG + MAC;
+/// type+index, then Noise `e, es, ss` with a payload of an 8-byte
+/// timestamp and the cipher offer byte.
+const INIT_LEN: usize = 8 + 32 + INIT_PAYLOAD + TAG + MAC;
+const INIT_PAYLOAD: usize = 9;
+/// type+index+index, then Noise `e, ee, se` with the picked cipher's byte.
+const RESP_LEN: usize = 12 + 32 + 1 + TAG + MAC;
 /// Packets held while no session exists (the newest are kept).
 const QUEUE: usize = 64;
 /// Nonces stop well before 2^64 so a counter never wraps.
@@ -124,6 +132,8 @@ pub struct Config {
     /// Unix time is right) at the caller's time zero. Handshake timestamps
     /// are built from it, so a restarted peer's handshakes are newer.
     pub wall_clock_at_zero: u64,
+    /// The data ciphers this end offers and accepts.
+    pub cipher: CipherChoice,
 }
 
 /// Why a datagram or packet was dropped.
@@ -158,10 +168,13 @@ pub enum DropReason {
     /// A packet to send with no session and the waiting queue full, or
     /// bigger than a data message carries.
     NoSession,
+    /// A handshake whose cipher offer or pick this end does not accept
+    /// (the two ends name different ciphers in their `cipher` settings).
+    Cipher,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadMac,
@@ -175,6 +188,7 @@ impl DropReason {
         DropReason::Auth,
         DropReason::Expired,
         DropReason::NoSession,
+        DropReason::Cipher,
     ];
 
     /// A stable snake_case name (status output, JSON).
@@ -193,6 +207,7 @@ impl DropReason {
             DropReason::Auth => "auth",
             DropReason::Expired => "expired",
             DropReason::NoSession => "no_session",
+            DropReason::Cipher => "cipher",
         }
     }
 }
@@ -214,7 +229,7 @@ pub struct Counters {
     /// Times the peer's address changed.
     pub roams: u64,
     /// Drops, indexed like [`DropReason::ALL`].
-    pub drops: [u64; 13],
+    pub drops: [u64; DropReason::ALL.len()],
 }
 
 impl Counters {
@@ -281,7 +296,7 @@ pub enum Incoming {
 /// One data packet to encrypt: its session's keys and its counter.
 #[derive(Clone)]
 pub struct Seal {
-    keys: Arc<StatelessTransportState>,
+    keys: Arc<Keys>,
     remote_index: u32,
     counter: u64,
 }
@@ -293,18 +308,23 @@ impl Seal {
         out[..4].copy_from_slice(&[TYPE_DATA, 0, 0, 0]);
         out[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         out[8..16].copy_from_slice(&self.counter.to_le_bytes());
-        let n = self
-            .keys
-            .write_message(self.counter, packet, &mut out[HEADER..])
-            .expect("the caller sized the buffer");
-        HEADER + n
+        out[HEADER..HEADER + packet.len()].copy_from_slice(packet);
+        HEADER
+            + self
+                .keys
+                .seal(self.counter, &mut out[HEADER..], packet.len())
+    }
+
+    /// The data cipher of the packet's session.
+    pub fn cipher(&self) -> Cipher {
+        self.keys.cipher()
     }
 }
 
 /// One received data packet to decrypt.
 #[derive(Clone)]
 pub struct Open {
-    keys: Arc<StatelessTransportState>,
+    keys: Arc<Keys>,
     index: u32,
     counter: u64,
 }
@@ -317,9 +337,9 @@ impl Open {
         if out.len() < datagram.len() || datagram.len() < OVERHEAD {
             return None;
         }
-        self.keys
-            .read_message(self.counter, &datagram[HEADER..], out)
-            .ok()
+        let body = &datagram[HEADER..];
+        out[..body.len()].copy_from_slice(body);
+        self.keys.open(self.counter, &mut out[..body.len()])
     }
 }
 
@@ -327,7 +347,7 @@ struct Session {
     local_index: u32,
     remote_index: u32,
     /// Shared with [`Seal`] and [`Open`] jobs in flight on other threads.
-    keys: Arc<StatelessTransportState>,
+    keys: Arc<Keys>,
     send_counter: u64,
     sent_bytes: u64,
     window: replay::ReplayWindow,
@@ -346,6 +366,8 @@ pub struct Tunnel {
     peer: PublicKey,
     leader: bool,
     params: NoiseParams,
+    /// This end's cipher offer byte (from the config and the CPU).
+    offer: u8,
     /// mac1 key of messages addressed to us, and to the peer.
     mac_in: [u8; 32],
     mac_out: [u8; 32],
@@ -385,6 +407,7 @@ impl Tunnel {
             leader: local_pub < cfg.peer,
             peer: cfg.peer,
             params: NOISE.parse().expect("a valid Noise protocol name"),
+            offer: cfg.cipher.offer(aes_is_fast()),
             endpoint: cfg.endpoint,
             timers: cfg.timers,
             wall0: cfg.wall_clock_at_zero,
@@ -420,6 +443,11 @@ impl Tunnel {
 
     pub fn peer(&self) -> PublicKey {
         self.peer
+    }
+
+    /// The data cipher of the current session.
+    pub fn cipher(&self) -> Option<Cipher> {
+        self.current.as_ref().map(|s| s.keys.cipher())
     }
 
     /// When the last handshake completed (caller's time).
@@ -645,8 +673,11 @@ impl Tunnel {
         m[0] = TYPE_INIT;
         m[4..8].copy_from_slice(&index.to_le_bytes());
         let ts = self.wall0.saturating_add(now.as_nanos() as u64);
+        let mut payload = [0u8; INIT_PAYLOAD];
+        payload[..8].copy_from_slice(&ts.to_be_bytes());
+        payload[8] = self.offer;
         let n = hs
-            .write_message(&ts.to_be_bytes(), &mut m[8..INIT_LEN - MAC])
+            .write_message(&payload, &mut m[8..INIT_LEN - MAC])
             .expect("the first KK message fits");
         debug_assert_eq!(n, INIT_LEN - MAC - 8);
         let mac = mac1(&self.mac_out, &m[..INIT_LEN - MAC]);
@@ -700,33 +731,33 @@ impl Tunnel {
             return self.drop(DropReason::RateLimited, Received::Dropped);
         }
         let mut hs = self.handshake(false);
-        let mut ts = [0u8; 64];
-        match hs.read_message(&d[8..INIT_LEN - MAC], &mut ts) {
-            Ok(8) => {}
+        let mut payload = [0u8; 64];
+        match hs.read_message(&d[8..INIT_LEN - MAC], &mut payload) {
+            Ok(INIT_PAYLOAD) => {}
             _ => return self.drop(DropReason::HandshakeAuth, Received::Dropped),
         }
-        let ts = u64::from_be_bytes(ts[..8].try_into().expect("8 bytes"));
+        let ts = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
         if ts <= self.peer_timestamp {
             return self.drop(DropReason::HandshakeReplay, Received::Dropped);
         }
         self.peer_timestamp = ts;
+        let Some(cipher) = cipher::choose(payload[8], self.offer) else {
+            return self.drop(DropReason::Cipher, Received::Dropped);
+        };
         let remote_index = u32::from_le_bytes(d[4..8].try_into().expect("4 bytes"));
         let index = self.new_index();
         let mut m = vec![0u8; RESP_LEN];
         m[0] = TYPE_RESP;
         m[4..8].copy_from_slice(&index.to_le_bytes());
         m[8..12].copy_from_slice(&remote_index.to_le_bytes());
-        hs.write_message(&[], &mut m[12..RESP_LEN - MAC])
+        hs.write_message(&[cipher.byte()], &mut m[12..RESP_LEN - MAC])
             .expect("the second KK message fits");
         let mac = mac1(&self.mac_out, &m[..RESP_LEN - MAC]);
         m[RESP_LEN - MAC..].copy_from_slice(&mac);
-        let keys = hs
-            .into_stateless_transport_mode()
-            .expect("a finished handshake");
         self.next = Some(Session {
             local_index: index,
             remote_index,
-            keys: Arc::new(keys),
+            keys: Arc::new(data_keys(hs, cipher)),
             send_counter: 0,
             sent_bytes: 0,
             window: Default::default(),
@@ -757,17 +788,20 @@ impl Tunnel {
         let mut init = self.init.take().expect("checked above");
         let mut buf = [0u8; 64];
         match init.hs.read_message(&d[12..RESP_LEN - MAC], &mut buf) {
-            Ok(0) => {}
+            Ok(1) => {}
             _ => {
                 // A forged answer spends this attempt; the retry timer
                 // starts a new one.
                 return self.drop(DropReason::HandshakeAuth, Received::Dropped);
             }
         }
-        let keys = init
-            .hs
-            .into_stateless_transport_mode()
-            .expect("a finished handshake");
+        // Authentic, so the peer's own choice: one this end did not offer
+        // means the peer is broken, not attacked; refuse the session.
+        let cipher = match Cipher::from_byte(buf[0]) {
+            Some(c) if cipher::choose(c.byte(), self.offer) == Some(c) => c,
+            _ => return self.drop(DropReason::Cipher, Received::Dropped),
+        };
+        let keys = data_keys(init.hs, cipher);
         let remote_index = u32::from_le_bytes(d[4..8].try_into().expect("4 bytes"));
         self.previous = self.current.take();
         self.current = Some(Session {
@@ -941,6 +975,13 @@ impl Tunnel {
     }
 }
 
+/// A finished handshake's data keys: Noise's split, keying `cipher`.
+fn data_keys(mut hs: HandshakeState, cipher: Cipher) -> Keys {
+    debug_assert!(hs.is_handshake_finished());
+    let (first, second) = hs.dangerously_get_raw_split();
+    Keys::new(cipher, hs.is_initiator(), &first, &second)
+}
+
 fn mac_key(responder: &PublicKey) -> [u8; 32] {
     let mut h = Blake2s256::new();
     h.update(b"weft-tunnel mac1");
@@ -962,4 +1003,22 @@ fn mac1_ok(key: &[u8; 32], d: &[u8]) -> bool {
         .expect("a 32-byte key fits BLAKE2s");
     m.update(body);
     m.verify_slice(tag).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+
+    /// `Counters::drops` is indexed by the reason's discriminant and read
+    /// back in `ALL`'s order: the two orders must be one.
+    #[test]
+    fn drop_reasons_are_listed_in_their_index_order_with_distinct_names() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+    }
 }

@@ -723,6 +723,7 @@ impl Cx<'_> {
             ("underlay", l.underlay.as_ref().map(|m| m.span())),
             ("port", l.port.as_ref().map(|m| m.span())),
             ("transport", l.transport.as_ref().map(|m| m.span())),
+            ("cipher", l.cipher.as_ref().map(|m| m.span())),
             ("vni", l.vni.as_ref().map(|m| m.span())),
         ] {
             if span.is_some() {

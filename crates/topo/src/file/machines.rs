@@ -216,6 +216,7 @@ impl Cx<'_> {
             ("mode", l.mode.as_ref().map(|m| m.span())),
             ("underlay", l.underlay.as_ref().map(|m| m.span())),
             ("transport", l.transport.as_ref().map(|m| m.span())),
+            ("cipher", l.cipher.as_ref().map(|m| m.span())),
         ] {
             if span.is_some() {
                 self.err(

@@ -149,6 +149,8 @@ pub(super) struct RawLink {
     pub(super) underlay: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) port: Option<Spanned<u16>>,
     pub(super) transport: Option<Spanned<String>>,
+    /// The data cipher of a `kind = "tunnel"` link.
+    pub(super) cipher: Option<Spanned<String>>,
     /// VXLAN network identifier of a `kind = "vxlan"` link.
     pub(super) vni: Option<Spanned<u32>>,
     pub(super) impair: Option<Spanned<switch::RawImpair>>,

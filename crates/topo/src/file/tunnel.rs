@@ -169,6 +169,19 @@ impl Cx<'_> {
             Some(p) => *p.get_ref(),
             None => FIRST_PORT.saturating_add(lab.tunnels.len() as u16),
         };
+        let cipher = match &l.cipher {
+            None => None,
+            Some(c) if c.get_ref() == "auto" => None,
+            Some(c) if TUNNEL_CIPHERS.contains(&c.get_ref().as_str()) => Some(c.get_ref().clone()),
+            Some(c) => {
+                self.err(
+                    Some(c.span()),
+                    format!("tunnel cipher `{}` is not known", c.get_ref()),
+                    "write cipher = \"auto\" (the default: AES-256-GCM where both ends' CPUs have AES instructions), \"chacha20-poly1305\" or \"aes-256-gcm\"",
+                );
+                None
+            }
+        };
         lab.tunnels.push(TunnelLink {
             ends,
             tap,
@@ -176,6 +189,7 @@ impl Cx<'_> {
             tcp,
             across,
             impair: None,
+            cipher,
         });
         self.tunnel_spans.push(spans);
     }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use weft_tunnel::{Config, PrivateKey, Received, Sent, Timers, Tunnel};
+use weft_tunnel::{CipherChoice, Config, PrivateKey, Received, Sent, Timers, Tunnel};
 
 pub const STEP: Duration = Duration::from_millis(100);
 
@@ -46,6 +46,7 @@ pub fn config(
         endpoint,
         timers: timers.clone(),
         wall_clock_at_zero: wall,
+        cipher: Default::default(),
     }
 }
 
@@ -56,17 +57,25 @@ impl Pair {
     }
 
     pub fn with(timers: Timers, a_knows_b: bool, b_knows_a: bool) -> Pair {
+        Pair::with_ciphers(timers, a_knows_b, b_knows_a, [CipherChoice::Auto; 2])
+    }
+
+    /// As [`Pair::with`], with each end's cipher setting.
+    pub fn with_ciphers(
+        timers: Timers,
+        a_knows_b: bool,
+        b_knows_a: bool,
+        ciphers: [CipherChoice; 2],
+    ) -> Pair {
         let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
         let (aa, ab) = (addr("10.0.0.1:5000"), addr("10.0.0.2:5000"));
         let now = Duration::ZERO;
-        let a = Tunnel::new(
-            config(&ka, &kb, a_knows_b.then_some(ab), &timers, 1_000),
-            now,
-        );
-        let b = Tunnel::new(
-            config(&kb, &ka, b_knows_a.then_some(aa), &timers, 2_000),
-            now,
-        );
+        let mut ca = config(&ka, &kb, a_knows_b.then_some(ab), &timers, 1_000);
+        ca.cipher = ciphers[0];
+        let mut cb = config(&kb, &ka, b_knows_a.then_some(aa), &timers, 2_000);
+        cb.cipher = ciphers[1];
+        let a = Tunnel::new(ca, now);
+        let b = Tunnel::new(cb, now);
         let mut p = Pair {
             a: End {
                 t: a,
