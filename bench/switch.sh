@@ -28,6 +28,8 @@ export SENDERS=${SENDERS:-1}
 W=$PWD/target/release/weft
 G=$PWD/target/release/swgen
 C=$PWD/target/release/swcore
+# Optional: the AF_XDP send path's floor.
+X=$PWD/target/release/xsktx
 for b in "$W" "$G" "$C"; do
   [ -x "$b" ] || { echo "missing $b: cargo build --release -p weft-cli -p weft-bench" >&2; exit 1; }
 done
@@ -368,31 +370,38 @@ PYP
 # in the sender's context, so its CPU per frame includes h2's whole
 # receive stack, as a switch's sending does. Records setup "txfloor":
 # udp-gen (kpps received), udp-gen-cpu (the sender's own CPU µs per frame).
+# $1: the setup name to record ("txfloor": swgen's sendmmsg; "txfloor-xdp":
+# xsktx, the same frames through an AF_XDP TX ring).
 tx_floor() {
-  local mac
+  local name=$1 mac cmd
   mac=$(ip netns exec "${H2[weft-user]}" cat /sys/class/net/eth0/address)
+  if [ "$name" = txfloor ]; then
+    cmd=("$G" send --ifname p2 --dst-mac "$mac" --src-ip "${IP2[weft-user]%.*}.1" \
+      --dst-ip "${IP2[weft-user]}" --port 9003 --secs "$T")
+  else
+    cmd=("$X" p2 "$mac" "${IP2[weft-user]%.*}.1" "${IP2[weft-user]}" 9003 "$T")
+  fi
   ip netns exec "${H2[weft-user]}" taskset -c 1 "$G" recv --port 9003 --secs $((T + 5)) >"$D/frecv.out" 2>&1 & local rp=$!
   sleep 0.3
   python3 -c '
 import resource, subprocess, sys
 subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"))
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(r.ru_utime + r.ru_stime)' "$D/fsend.out" ip netns exec "weft-$LAB2.sw" "$G" send --ifname p2 \
-    --dst-mac "$mac" --src-ip "${IP2[weft-user]%.*}.1" --dst-ip "${IP2[weft-user]}" --port 9003 \
-    --secs "$T" >"$D/fcpu.out" || true
+print(r.ru_utime + r.ru_stime)' "$D/fsend.out" ip netns exec "weft-$LAB2.sw" "${cmd[@]}" >"$D/fcpu.out" || true
   wait $rp || true
-  python3 - "$D/fsend.out" "$D/frecv.out" "$D/fcpu.out" >> "$R" <<'PYF'
+  python3 - "$D/fsend.out" "$D/frecv.out" "$D/fcpu.out" "$name" >> "$R" <<'PYF'
 import json, sys
+n = sys.argv[4]
 try:
     sent = json.loads(open(sys.argv[1]).read().splitlines()[-1])
     got = json.loads(open(sys.argv[2]).read().splitlines()[-1])
     cpu = float(open(sys.argv[3]).read())
 except (IndexError, ValueError, OSError, KeyError):
     sys.exit(0)
-print("txfloor udp-gen %.1f" % (got["pps"] / 1e3))
-print("txfloor udp-gen-sent %.1f" % (sent["pps"] / 1e3))
+print("%s udp-gen %.1f" % (n, got["pps"] / 1e3))
+print("%s udp-gen-sent %.1f" % (n, sent["pps"] / 1e3))
 if sent["sent"]:
-    print("txfloor udp-gen-cpu %.3f" % (cpu / sent["sent"] * 1e6))
+    print("%s udp-gen-cpu %.3f" % (n, cpu / sent["sent"] * 1e6))
 PYF
 }
 
@@ -421,7 +430,11 @@ for r in $(seq "$ROUNDS"); do
     with_cpu "$s" tcp-cpu tcp "$s"
     with_cpu "$s" udp-iperf-cpu udp_iperf "$s"
     with_cpu "$s" udp-gen-cpu udp_gen "$s"
-    if [ "$s" = weft-user ]; then log "round $r: txfloor"; tx_floor; fi
+    if [ "$s" = weft-user ]; then
+      log "round $r: the send path alone"
+      tx_floor txfloor
+      [ -x "$X" ] && tx_floor txfloor-xdp
+    fi
   done
 done
 # Userspace paths offered a paced rate rather than a flood far above what
@@ -578,6 +591,9 @@ if fl and flc:
     if wc and oc:
         t += ", against %.2f µs a frame for weft's datapath (%.2f above that floor) and %.2f for Open vSwitch's; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
             wc, wc - flc, min(oc), min(oc) / 2)
+    xl, xc = med("txfloor-xdp", "udp-gen"), med("txfloor-xdp", "udp-gen-cpu")
+    if xl and xc:
+        t += "; through an AF_XDP TX ring instead (`xsktx`, what weft's ports use for plain frames) %.0f kpps at %.2f µs" % (xl, xc)
     utarget.append(t)
 brow = []
 try:
