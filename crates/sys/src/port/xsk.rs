@@ -28,10 +28,11 @@ use std::time::Duration;
 
 use super::{cvt, TxFrame};
 
-/// UMEM chunks (one frame each) and TX/completion ring size: 512 KiB of
-/// UMEM per port, room for 256 frames in flight (the datapath sends at
-/// most one batch of 32 per port at a time).
-const SLOTS: u32 = 256;
+/// UMEM chunks (one frame each) and TX/completion ring size: 128 KiB of
+/// UMEM per port (pinned by the kernel), room for 64 frames in flight; a
+/// frame's chunk is free again as soon as the veth hands its copy on (the
+/// datapath sends at most a batch of 32 per port at a time).
+const SLOTS: u32 = 64;
 const CHUNK: u32 = 2048;
 /// Largest frame sent this way.
 pub(super) const XSK_MAX_FRAME: usize = CHUNK as usize;
@@ -208,9 +209,24 @@ impl XskTx {
     /// error means the socket is no longer usable (the device went down
     /// or away): frames may still sit in its ring, so drop the socket.
     pub(super) fn send(&self, frames: &[TxFrame<'_>]) -> io::Result<()> {
-        let mut i = 0;
+        let (mut i, mut waits) = (0, 0);
         while i < frames.len() {
             let free = SLOTS - self.reclaim();
+            if free == 0 {
+                // Every chunk still in the kernel: wait for completions,
+                // a bounded time (a socket that never completes is dropped
+                // by the caller, which then sends with AF_PACKET).
+                waits += 1;
+                if waits > 100 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "AF_XDP completions stopped",
+                    ));
+                }
+                std::thread::sleep(Duration::from_micros(100));
+                continue;
+            }
+            waits = 0;
             let n = (free as usize).min(frames.len() - i);
             let descs = self.tx.base.wrapping_add(self.off.tx.desc as usize) as *mut libc::xdp_desc;
             for f in &frames[i..i + n] {
