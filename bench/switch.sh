@@ -96,6 +96,12 @@ ip link add up0 netns wsb-br2a type veth peer name up0 netns wsb-br2b
 for b in a b; do ip -n wsb-br2$b link set up0 up; ip -n wsb-br2$b link set up0 master br0; done
 ip -n wsb-br2a link set p1 master br0; ip -n wsb-br2b link set p2 master br0
 
+# --- the send path alone: a veth from wsb-fl (p2) into a host ----------
+# (its own pair: weft's datapath holds an AF_XDP socket on its ports'
+# queue, which a second one could not bind)
+mkns wsb-fl; mkns wsb-fl-h2
+cable wsb-fl-h2 wsb-fl 10.99.9.2 p2
+
 # --- Open vSwitch, userspace datapath ----------------------------------
 # $1 instance name, $2 its namespace, $3 "tso" or "off".
 ovs() {
@@ -365,8 +371,8 @@ PYP
 
 # The send path alone, the floor under any userspace switch on veth
 # ports: `swgen send` writes prebuilt 64 B frames (64 per sendmmsg,
-# PACKET_QDISC_BYPASS) straight into the weft-user switch's port towards
-# h2, flooded, without receiving or deciding anything. The veth delivers
+# PACKET_QDISC_BYPASS) straight into a veth (p2 in wsb-fl) towards a host,
+# flooded, without receiving or deciding anything. The veth delivers
 # in the sender's context, so its CPU per frame includes h2's whole
 # receive stack, as a switch's sending does. Records setup "txfloor":
 # udp-gen (kpps received), udp-gen-cpu (the sender's own CPU µs per frame).
@@ -374,20 +380,20 @@ PYP
 # xsktx, the same frames through an AF_XDP TX ring).
 tx_floor() {
   local name=$1 mac cmd
-  mac=$(ip netns exec "${H2[weft-user]}" cat /sys/class/net/eth0/address)
+  mac=$(ip netns exec wsb-fl-h2 cat /sys/class/net/eth0/address)
   if [ "$name" = txfloor ]; then
-    cmd=("$G" send --ifname p2 --dst-mac "$mac" --src-ip "${IP2[weft-user]%.*}.1" \
-      --dst-ip "${IP2[weft-user]}" --port 9003 --secs "$T")
+    cmd=("$G" send --ifname p2 --dst-mac "$mac" --src-ip 10.99.9.1 \
+      --dst-ip 10.99.9.2 --port 9003 --secs "$T")
   else
-    cmd=("$X" p2 "$mac" "${IP2[weft-user]%.*}.1" "${IP2[weft-user]}" 9003 "$T")
+    cmd=("$X" p2 "$mac" 10.99.9.1 10.99.9.2 9003 "$T")
   fi
-  ip netns exec "${H2[weft-user]}" taskset -c 1 "$G" recv --port 9003 --secs $((T + 5)) >"$D/frecv.out" 2>&1 & local rp=$!
+  ip netns exec wsb-fl-h2 taskset -c 1 "$G" recv --port 9003 --secs $((T + 5)) >"$D/frecv.out" 2>&1 & local rp=$!
   sleep 0.3
   python3 -c '
 import resource, subprocess, sys
 subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"))
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(r.ru_utime + r.ru_stime)' "$D/fsend.out" ip netns exec "weft-$LAB2.sw" "${cmd[@]}" >"$D/fcpu.out" || true
+print(r.ru_utime + r.ru_stime)' "$D/fsend.out" ip netns exec wsb-fl "${cmd[@]}" >"$D/fcpu.out" || true
   wait $rp || true
   python3 - "$D/fsend.out" "$D/frecv.out" "$D/fcpu.out" "$name" >> "$R" <<'PYF'
 import json, sys
@@ -587,7 +593,7 @@ fl, flc = med("txfloor", "udp-gen"), med("txfloor", "udp-gen-cpu")
 oc = [x for x in (med("ovs-off", "udp-gen-cpu"), med("ovs-tso", "udp-gen-cpu")) if x]
 wc = med("weft-user", "udp-gen-cpu")
 if fl and flc:
-    t = "the send path alone (`swgen` straight into the switch's port towards h2: no receive, no decision) carries %.0f kpps at %.2f µs of CPU per frame" % (fl, flc)
+    t = "the send path alone (`swgen` straight into a veth towards a host: no receive, no decision) carries %.0f kpps at %.2f µs of CPU per frame" % (fl, flc)
     if wc and oc:
         t += ", against %.2f µs a frame for weft's datapath (%.2f above that floor) and %.2f for Open vSwitch's; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
             wc, wc - flc, min(oc), min(oc) / 2)
