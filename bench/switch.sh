@@ -590,16 +590,16 @@ if l2 is not None:
         med("weft-user", "udp-paced-ovs2x-offered") or 0, med("weft-user", "udp-paced-ovs2x") or 0, l2))
 # The floor under any userspace switch here: the send path alone.
 fl, flc = med("txfloor", "udp-gen"), med("txfloor", "udp-gen-cpu")
+xl, xc = med("txfloor-xdp", "udp-gen"), med("txfloor-xdp", "udp-gen-cpu")
 oc = [x for x in (med("ovs-off", "udp-gen-cpu"), med("ovs-tso", "udp-gen-cpu")) if x]
 wc = med("weft-user", "udp-gen-cpu")
 if fl and flc:
     t = "the send path alone (`swgen` straight into a veth towards a host: no receive, no decision) carries %.0f kpps at %.2f µs of CPU per frame" % (fl, flc)
-    if wc and oc:
-        t += ", against %.2f µs a frame for weft's datapath (%.2f above that floor) and %.2f for Open vSwitch's; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
-            wc, wc - flc, min(oc), min(oc) / 2)
-    xl, xc = med("txfloor-xdp", "udp-gen"), med("txfloor-xdp", "udp-gen-cpu")
     if xl and xc:
-        t += "; through an AF_XDP TX ring instead (`xsktx`, what weft's ports use for plain frames) %.0f kpps at %.2f µs" % (xl, xc)
+        t += "; through an AF_XDP TX ring instead (`xsktx`, as weft's ports send plain frames) %.0f kpps at %.2f µs" % (xl, xc)
+    if wc and oc:
+        t += "; weft's datapath takes %.2f µs a frame (%.2f above the %s floor), Open vSwitch's %.2f; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
+            wc, wc - (xc if xc else flc), "AF_XDP" if xc else "sendmmsg", min(oc), min(oc) / 2)
     utarget.append(t)
 brow = []
 try:
