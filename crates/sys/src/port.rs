@@ -46,6 +46,7 @@ mod poll;
 mod ring;
 mod socket;
 mod vnet;
+mod xsk;
 
 pub use batch::{RxBatch, TxFrame};
 pub use filter::MAX_SKIP_PAIRS;
