@@ -496,11 +496,21 @@ impl PacketSocket {
                         sent += run.len();
                         continue;
                     }
-                    Some(Err(e)) => {
-                        // Frames may be left in its ring: never again.
-                        *self.xsk.borrow_mut() = None;
-                        self.xsk_on.set(false);
-                        *self.xsk_why.borrow_mut() = format!("AF_XDP failed: {e}");
+                    Some(Err((taken, e))) => {
+                        // Closing the socket discards what its ring still
+                        // holds; those and the rest go by sendmmsg, in
+                        // order, after the ones the kernel took.
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            *self.xsk.borrow_mut() = None;
+                            self.xsk_on.set(false);
+                            *self.xsk_why.borrow_mut() = format!("AF_XDP failed: {e}");
+                        }
+                        let taken = taken.min(run.len());
+                        sent += taken;
+                        let (s, d) = self.send_mmsg(&run[taken..])?;
+                        sent += s;
+                        dropped += d;
+                        continue;
                     }
                     None => {}
                 }

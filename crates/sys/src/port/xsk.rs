@@ -205,22 +205,41 @@ impl XskTx {
     }
 
     /// Sends `frames` (each at most [`XSK_MAX_FRAME`] bytes, no offload)
-    /// in order, and returns once the kernel has taken all of them. An
-    /// error means the socket is no longer usable (the device went down
-    /// or away): frames may still sit in its ring, so drop the socket.
-    pub(super) fn send(&self, frames: &[TxFrame<'_>]) -> io::Result<()> {
+    /// in order, and returns once the kernel has taken all of them. On
+    /// an error, send `frames[taken..]` another way; with
+    /// [`io::ErrorKind::WouldBlock`] (every chunk still in flight too
+    /// long) the socket stays usable, any other error means it is not
+    /// (the device went down or away, or the kernel stopped taking
+    /// frames): drop it. The kernel took the first `taken`
+    /// (the ring's consumer), and takes frames from the ring only inside
+    /// this thread's `sendto`, so none of the rest leaves once the socket
+    /// is closed. When completions stall, `taken` is exact; when the
+    /// kernel stops mid-ring, a few frames it took may not show in the
+    /// consumer yet (it publishes it lazily) and leave twice.
+    pub(super) fn send(&self, frames: &[TxFrame<'_>]) -> Result<(), (usize, io::Error)> {
+        let start = self.prod.get();
+        self.send_all(frames).map_err(|e| {
+            let cons = self.tx.word(self.off.tx.consumer).load(Ordering::Acquire);
+            (cons.wrapping_sub(start) as usize, e)
+        })
+    }
+
+    fn send_all(&self, frames: &[TxFrame<'_>]) -> io::Result<()> {
         let (mut i, mut waits) = (0, 0);
         while i < frames.len() {
             let free = SLOTS - self.reclaim();
             if free == 0 {
-                // Every chunk still in the kernel: wait for completions,
-                // a bounded time (a socket that never completes is dropped
-                // by the caller, which then sends with AF_PACKET).
+                // Every chunk still in the kernel: a chunk is free when
+                // the receiving side's softirq has taken its copy, which
+                // on a loaded machine may run late (in ksoftirqd). Wait a
+                // bounded time, then the caller sends the rest with
+                // AF_PACKET and keeps this socket (the frames in flight
+                // have left: the ring is empty).
                 waits += 1;
                 if waits > 100 {
                     return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "AF_XDP completions stopped",
+                        io::ErrorKind::WouldBlock,
+                        "AF_XDP completions late",
                     ));
                 }
                 std::thread::sleep(Duration::from_micros(100));
