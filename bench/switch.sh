@@ -337,6 +337,19 @@ import json,sys
 got = json.loads(open(sys.argv[1]).read().splitlines()[-1])["received"]
 sent = sum(json.load(open(f))["sent"] for f in sys.argv[2:])
 print("%.3f" % (max(0.0, 100.0 * (1 - got / sent)) if sent else float("nan")))' "$D/recv.out" "$D"/send*.out 2>/dev/null || echo nan)"
+  # The generator's and the receiver's own CPU per frame (the model of
+  # the best rate any switch could reach: sender + switch + receiver).
+  python3 - "$s" "$D/recv.out" "$D"/send*.out >> "$R" <<'PYC' || true
+import json, sys
+s = sys.argv[1]
+got = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+sends = [json.loads(open(f).read().splitlines()[-1]) for f in sys.argv[3:]]
+sent = sum(x["sent"] for x in sends)
+if sent and all("cpu_us" in x for x in sends):
+    print(s, "udp-gen-sndcpu", "%.3f" % (sum(x["cpu_us"] for x in sends) / sent))
+if got.get("received") and "cpu_us" in got:
+    print(s, "udp-gen-rcvcpu", "%.3f" % (got["cpu_us"] / got["received"]))
+PYC
   rm -f "$D"/send*.out
 }
 
@@ -366,6 +379,10 @@ print(s, "udp-paced-" + label, "%.1f" % (got["pps"] / 1e3))
 print(s, "udp-paced-" + label + "-offered", "%.1f" % (sent["pps"] / 1e3))
 if sent["sent"] > 0:
     print(s, "udp-paced-" + label + "-loss", "%.2f" % max(0.0, 100.0 * (1 - got["received"] / sent["sent"])))
+    if "cpu_us" in sent:
+        print(s, "udp-paced-" + label + "-sndcpu", "%.3f" % (sent["cpu_us"] / sent["sent"]))
+if got["received"] > 0 and "cpu_us" in got:
+    print(s, "udp-paced-" + label + "-rcvcpu", "%.3f" % (got["cpu_us"] / got["received"]))
 PYP
 }
 
@@ -460,7 +477,7 @@ for s in ovs-off ovs-tso weft-user; do
 done
 for i in $(seq "${SEARCH_STEPS:-6}"); do
   for s in "${LL[@]}"; do
-    udp_paced "$s" "${K[$s]}" search
+    with_cpu "$s" udp-paced-search-cpu udp_paced "$s" "${K[$s]}" search
     l=$(last_of "$s" udp-paced-search-loss)
     log "lossless search step $i: $s paced at ${K[$s]} kpps: $l % lost"
     if awk -v l="$l" 'BEGIN { exit !(l <= 1.0) }'; then LO[$s]=${K[$s]}; else HI[$s]=${K[$s]}; fi
@@ -601,6 +618,33 @@ if fl and flc:
         t += "; weft's datapath takes %.2f µs a frame (%.2f above the %s floor), Open vSwitch's %.2f; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
             wc, wc - (xc if xc else flc), "AF_XDP" if xc else "sendmmsg", min(oc), min(oc) / 2)
     utarget.append(t)
+# The model: a frame costs CPU in three processes (the generator, whose
+# sends also run the switch's receive into its port's socket; the switch,
+# whose sends run the receiving host's stack; the receiver), so with the
+# three alone on the 2 CPUs a path carries at most
+# min(2 / (snd + sw + rcv), 1 / max(snd, sw, rcv)) frames per µs; on a
+# loaded machine, where each gets about the same share of a CPU, the
+# dearest of the three decides: share / max(snd, sw, rcv). The best any
+# userspace switch could do here: weft's generator and receiver costs,
+# and for the switch the AF_XDP send floor plus the core's decision.
+def costs(p):
+    c = (med(p, "udp-gen-sndcpu"), med(p, "udp-gen-cpu"), med(p, "udp-gen-rcvcpu"))
+    return c if all(c) else None
+def bounds(c):
+    return min(2.0 / sum(c), 1.0 / max(c)) * 1e3, 1.0 / max(c)
+ovs_c = [(p, costs(p)) for p in ("ovs-off", "ovs-tso") if costs(p)]
+wc3 = costs("weft-user")
+core_ns = next((1e9 / json.loads(l)["fps"] for l in open(core) if '"learned unicast, 2 ports"' in l), 100.0)
+if ovs_c and wc3 and xc:
+    ob = max(ovs_c, key=lambda pc: bounds(pc[1])[0])
+    bc = (wc3[0], xc + core_ns / 1e3, wc3[2])
+    m = ["The model (CPU µs per 64 B frame, flooded medians: generator + switch + receiver):"]
+    for name, c in (("Open vSwitch (" + {"ovs-off": "offloads off", "ovs-tso": "userspace TSO"}[ob[0]] + ")", ob[1]), ("weft", wc3), ("any userspace switch at the AF_XDP send floor", bc)):
+        m.append("%s %.2f + %.2f + %.2f = %.2f: alone on 2 CPUs at most %.0f kpps" % (name, c[0], c[1], c[2], sum(c), bounds(c)[0]))
+    m.append("so against Open vSwitch, weft can reach %.2fx on an idle machine and %.2fx on a loaded one (equal shares: the dearest process decides), and any userspace switch %.2fx and %.2fx" % (
+        bounds(wc3)[0] / bounds(ob[1])[0], bounds(wc3)[1] / bounds(ob[1])[1],
+        bounds(bc)[0] / bounds(ob[1])[0], bounds(bc)[1] / bounds(ob[1])[1]))
+    utarget.append("; ".join(m))
 brow = []
 try:
     bl = [json.loads(l) for l in open(bpfcost) if l.startswith("{")]

@@ -17,9 +17,14 @@ use std::time::{Duration, Instant};
 /// check, a ping answered).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Ethernet frame sizes sent: the smallest, a full 1500-byte MTU, the
-/// UMEM chunk and one byte over, 2100, and a full 9000-byte MTU.
-const SIZES: [usize; 6] = [60, 1514, 2048, 2049, 2100, 9014];
+/// Ethernet frame sizes sent: the smallest, a full 1500-byte MTU, sizes
+/// around the end of a 2 KiB receive ring slot (its header and the
+/// offload header take some: larger frames are read from the socket's
+/// queue instead), the UMEM chunk and one byte over, 2100, and a full
+/// 9000-byte MTU.
+const SIZES: [usize; 12] = [
+    60, 1514, 1950, 1975, 1990, 2000, 2025, 2048, 2049, 2100, 4000, 9014,
+];
 
 fn lab_text() -> String {
     r#"name = "x"
