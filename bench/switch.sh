@@ -496,6 +496,8 @@ fi
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "$C" 1 > "$D/core.out"
+# KEEP=DIR keeps the raw figures (results, core.out) for a later look.
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$R" "$D/core.out" "$KEEP/"; fi
 B=$PWD/target/release/bpfcost
 if [ -x "$B" ]; then "$B" > "$D/bpfcost.out" 2>&1 || true; else : > "$D/bpfcost.out"; fi
 
