@@ -135,6 +135,13 @@ impl Dp {
                                     (p.storm.dropped > 0)
                                         .then(|| ("storm_control".to_string(), p.storm.dropped)),
                                 )
+                                .chain(
+                                    p.sock
+                                        .as_ref()
+                                        .map(|s| s.rx_dropped())
+                                        .filter(|&n| n > 0)
+                                        .map(|n| ("rx_ring_full".to_string(), n)),
+                                )
                                 .chain(p.imp.iter().flat_map(|i| i.drops()))
                                 .collect(),
                             impair: p.imp.as_ref().map(|i| i.info()),

@@ -13,8 +13,8 @@ use super::ring::RxRing;
 use super::xsk::{XskTx, XSK_MAX_FRAME};
 use super::{
     cvt, setsockopt_int, RxBatch, TxFrame, VnetHdr, ETH_P_ALL, HEADROOM, MAX_SKIP_PAIRS,
-    PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_VNET_HDR, RING_FRAME, SOL_PACKET,
-    TP_STATUS_COPY, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
+    PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_STATISTICS, PACKET_VNET_HDR, RING_FRAME,
+    SOL_PACKET, TP_STATUS_COPY, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
     VNET_F_NEEDS_CSUM, VNET_HDR_LEN,
 };
 
@@ -46,6 +46,9 @@ pub struct PacketSocket {
     mtu: Cell<u32>,
     /// When captures were last looked for.
     checked: Cell<std::time::Instant>,
+    /// Frames the kernel dropped because the socket had no room (the
+    /// receive ring full), so far.
+    rx_dropped: Cell<u64>,
 }
 
 impl PacketSocket {
@@ -124,6 +127,7 @@ impl PacketSocket {
             inode,
             mtu: Cell::new(1500),
             checked: Cell::new(std::time::Instant::now()),
+            rx_dropped: Cell::new(0),
         };
         s.refresh_tx();
         Ok(s)
@@ -293,6 +297,30 @@ impl PacketSocket {
     }
 
     /// Whether frames are read from a mapped ring (else with `recvmmsg`).
+    /// Frames the kernel dropped on their way into this socket since it
+    /// was opened, for want of room (the receive ring or the socket's
+    /// queue full: the process did not run for longer than they last).
+    pub fn rx_dropped(&self) -> u64 {
+        // struct tpacket_stats: packets, drops; reading resets them.
+        let mut st = [0u32; 2];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: the kernel writes at most len bytes into st.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.rx_dropped
+                .set(self.rx_dropped.get() + u64::from(st[1]));
+        }
+        self.rx_dropped.get()
+    }
+
     pub fn has_ring(&self) -> bool {
         self.ring.is_some()
     }

@@ -516,3 +516,52 @@ fn poller_sleeps_sub_millisecond_timeouts_with_nanosecond_resolution() {
     // rounded up to whole milliseconds.
     assert!(p.pwait2, "epoll_pwait2 fell back to epoll_wait");
 }
+
+#[test]
+fn frames_dropped_for_a_full_ring_are_counted() {
+    let mut g = NsGuard::default();
+    let ns = g.create("full");
+    ip(&[
+        "-n", &ns, "link", "add", "fa", "type", "veth", "peer", "name", "fb",
+    ]);
+    ip(&["-n", &ns, "link", "set", "fa", "up"]);
+    ip(&["-n", &ns, "link", "set", "fb", "up"]);
+    crate::netns::run_in_named(&ns, || {
+        let a = PacketSocket::open("fa").unwrap();
+        let b = PacketSocket::open("fb").unwrap();
+        assert!(b.has_ring(), "no receive ring on fb");
+        wait_carrier(&a);
+        // Frames sent, none read: once the ring's slots (512 or 2048) are
+        // taken, the kernel drops the rest for want of room, and says so.
+        let f = frame(None);
+        let tx: Vec<TxFrame<'_>> = (0..64)
+            .map(|_| TxFrame {
+                vnet: VnetHdr::default(),
+                head: &f,
+                tag: None,
+                tail: &[],
+            })
+            .collect();
+        let mut sent = 0;
+        let t0 = std::time::Instant::now();
+        // veth delivers in the sender's softirq, which may run late on a
+        // loaded machine (and drop on its own backlog): send until drops
+        // show, bounded.
+        while b.rx_dropped() == 0 {
+            assert!(
+                t0.elapsed() < PATIENCE && sent < 64 * 1024,
+                "{sent} frames sent into a ring, none counted dropped"
+            );
+            assert_eq!(a.send_batch(&tx).unwrap(), (64, 0));
+            sent += 64;
+            if sent >= 1024 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let n = b.rx_dropped();
+        assert!(sent >= 512, "dropped {n} after only {sent} frames");
+        // Reading the kernel's counter resets it: the socket adds up.
+        assert!(b.rx_dropped() >= n);
+    })
+    .unwrap();
+}
