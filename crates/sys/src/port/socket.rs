@@ -296,7 +296,6 @@ impl PacketSocket {
         .map(drop)
     }
 
-    /// Whether frames are read from a mapped ring (else with `recvmmsg`).
     /// Frames the kernel dropped on their way into this socket since it
     /// was opened, for want of room (the receive ring or the socket's
     /// queue full: the process did not run for longer than they last).
@@ -321,6 +320,7 @@ impl PacketSocket {
         self.rx_dropped.get()
     }
 
+    /// Whether frames are read from a mapped ring (else with `recvmmsg`).
     pub fn has_ring(&self) -> bool {
         self.ring.is_some()
     }
