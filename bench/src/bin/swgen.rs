@@ -294,10 +294,23 @@ fn send(
     }
     let dt = t0.elapsed().as_secs_f64();
     println!(
-        "{{\"sent\": {sent}, \"secs\": {dt:.4}, \"errors\": {errors}, \"pps\": {:.0}}}",
-        sent as f64 / dt
+        "{{\"sent\": {sent}, \"secs\": {dt:.4}, \"errors\": {errors}, \"pps\": {:.0}, \"cpu_us\": {}}}",
+        sent as f64 / dt,
+        cpu_us()
     );
     Ok(())
+}
+
+/// CPU time (user + system) this process has used, in µs: with the
+/// frame counts, what sending or receiving costs per frame (the bench's
+/// model of the rate any switch could reach here).
+fn cpu_us() -> u64 {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid rusage to fill.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
 }
 
 fn recv(port: u16, secs: f64) -> io::Result<()> {
@@ -349,7 +362,10 @@ fn recv(port: u16, secs: f64) -> io::Result<()> {
         _ => 0.0,
     };
     let pps = if dt > 0.0 { n as f64 / dt } else { 0.0 };
-    println!("{{\"received\": {n}, \"secs\": {dt:.4}, \"pps\": {pps:.0}}}");
+    println!(
+        "{{\"received\": {n}, \"secs\": {dt:.4}, \"pps\": {pps:.0}, \"cpu_us\": {}}}",
+        cpu_us()
+    );
     Ok(())
 }
 

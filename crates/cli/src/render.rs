@@ -313,6 +313,9 @@ fn switch_status(out: &mut String, lab: &weft::LabStatus, node: &str) {
             sw.fastpath, sw.fastpath_rules
         );
     }
+    if !sw.send_path.is_empty() {
+        let _ = writeln!(out, "    userspace path sends by {}", sw.send_path);
+    }
     if sw.loop_suspected {
         let _ = writeln!(
             out,

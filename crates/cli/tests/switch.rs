@@ -479,6 +479,9 @@ fn tcp_through_userspace_only_with_default_offloads() {
     // 20 MB is at least 300 GSO frames and their ACKs, all seen here.
     let seen = total_rx(&lab) - before;
     assert!(seen >= 300, "only {seen} frames went through the switch");
+    // Status says how plain frames left: AF_XDP, or per port why not.
+    let how = switches(&lab)[0]["send_path"].as_str().unwrap().to_string();
+    assert!(how == "AF_XDP" || how.contains("AF_PACKET ("), "{how}");
 }
 
 #[test]

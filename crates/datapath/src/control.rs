@@ -194,6 +194,10 @@ pub struct SwitchInfo {
     /// mirror, `WEFT_SWITCH_FASTPATH=off`, a kernel that refused a rule).
     #[serde(default)]
     pub fastpath: String,
+    /// How the datapath sends plain frames: `AF_XDP`, or per port
+    /// `p2 AF_PACKET (why)` (docs/switch.md, "Ports").
+    #[serde(default)]
+    pub send_path: String,
 }
 
 /// One VLAN's counters (`bridge -s vlan show`): frames classified into

@@ -135,6 +135,13 @@ impl Dp {
                                     (p.storm.dropped > 0)
                                         .then(|| ("storm_control".to_string(), p.storm.dropped)),
                                 )
+                                .chain(
+                                    p.sock
+                                        .as_ref()
+                                        .map(|s| s.rx_dropped())
+                                        .filter(|&n| n > 0)
+                                        .map(|n| ("rx_ring_full".to_string(), n)),
+                                )
                                 .chain(p.imp.iter().flat_map(|i| i.drops()))
                                 .collect(),
                             impair: p.imp.as_ref().map(|i| i.info()),
@@ -143,6 +150,22 @@ impl Dp {
                     })
                     .collect();
                 let lp = sw.core.loop_status();
+                let paths: Vec<(String, String)> = sw
+                    .ports
+                    .iter()
+                    .map(|&g| &self.ports[g])
+                    .filter(|p| !p.retired)
+                    .filter_map(|p| Some((p.name.clone(), p.sock.as_ref()?.tx_path())))
+                    .collect();
+                let send_path = if paths.iter().all(|(_, t)| t == "AF_XDP") {
+                    "AF_XDP".to_string()
+                } else {
+                    paths
+                        .iter()
+                        .map(|(n, t)| format!("{n} {t}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
                 SwitchInfo {
                     name: sw.name.clone(),
                     stp: match st.mode {
@@ -165,6 +188,7 @@ impl Dp {
                     topology_changes: st.topology_changes,
                     fastpath_rules: sw.fast.rules(),
                     fastpath: sw.fast.describe(),
+                    send_path,
                     fdb_entries: sw.core.fdb().len(),
                     fdb_max: sw.core.fdb().max_entries(),
                     fdb: FdbStats {

@@ -3,13 +3,16 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{
-    cvt, setsockopt_int, PACKET_COPY_THRESH, PACKET_RX_RING, PACKET_VERSION, RING_BLOCK,
-    RING_BLOCKS, RING_FRAME, SOL_PACKET, TPACKET_V2,
+    cvt, setsockopt_int, BIG_RINGS, PACKET_COPY_THRESH, PACKET_RX_RING, PACKET_VERSION, RING_BLOCK,
+    RING_BLOCKS, RING_BLOCKS_BIG, RING_FRAME, SOL_PACKET, TPACKET_V2,
 };
+
+/// Big rings of this process now (see [`BIG_RINGS`]).
+static BIG: AtomicUsize = AtomicUsize::new(0);
 
 /// A receive ring's mapping. Shared with the [`RxBatch`] that holds
 /// frames in it, so those stay valid even if the socket goes first.
@@ -17,6 +20,8 @@ use super::{
 pub(super) struct RxMap {
     base: *mut u8,
     len: usize,
+    /// Counted in [`BIG`] until unmapped.
+    big: bool,
 }
 
 impl RxMap {
@@ -40,6 +45,9 @@ impl Drop for RxMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in RxRing::new.
         unsafe { libc::munmap(self.base.cast(), self.len) };
+        if self.big {
+            BIG.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -65,23 +73,16 @@ impl RxRing {
         // Frames too large for a slot are queued whole on the socket and
         // flagged in their slot, instead of cut short.
         setsockopt_int(fd, SOL_PACKET, PACKET_COPY_THRESH, 1)?;
-        let req = libc::tpacket_req {
-            tp_block_size: RING_BLOCK as u32,
-            tp_block_nr: RING_BLOCKS as u32,
-            tp_frame_size: RING_FRAME as u32,
-            tp_frame_nr: (RING_BLOCK / RING_FRAME * RING_BLOCKS) as u32,
-        };
-        // SAFETY: req is a live tpacket_req of the size passed.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_RX_RING,
-                (&req as *const libc::tpacket_req).cast(),
-                std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-            )
-        })?;
-        let len = RING_BLOCK * RING_BLOCKS;
+        // A big ring while the process has fewer than BIG_RINGS; the
+        // usual one if not, or if the kernel has no room for it. Every
+        // claim on BIG is given back unless an RxMap holds it.
+        let big = BIG.fetch_add(1, Ordering::Relaxed) < BIG_RINGS
+            && set_ring(fd, RING_BLOCKS_BIG).is_ok();
+        if !big {
+            BIG.fetch_sub(1, Ordering::Relaxed);
+            set_ring(fd, RING_BLOCKS)?;
+        }
+        let len = RING_BLOCK * if big { RING_BLOCKS_BIG } else { RING_BLOCKS };
         // SAFETY: maps the ring the kernel just made for fd; checked below.
         let base = unsafe {
             libc::mmap(
@@ -94,15 +95,40 @@ impl RxRing {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            if big {
+                BIG.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Err(e);
         }
         Ok(RxRing {
             map: Arc::new(RxMap {
                 base: base.cast(),
                 len,
+                big,
             }),
             slots: len / RING_FRAME,
             next: Cell::new(0),
         })
     }
+}
+
+fn set_ring(fd: RawFd, blocks: usize) -> io::Result<()> {
+    let req = libc::tpacket_req {
+        tp_block_size: RING_BLOCK as u32,
+        tp_block_nr: blocks as u32,
+        tp_frame_size: RING_FRAME as u32,
+        tp_frame_nr: (RING_BLOCK / RING_FRAME * blocks) as u32,
+    };
+    // SAFETY: req is a live tpacket_req of the size passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_PACKET,
+            PACKET_RX_RING,
+            (&req as *const libc::tpacket_req).cast(),
+            std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }

@@ -1,7 +1,8 @@
 //! The AF_PACKET socket of one port: open, receive a batch, send a batch.
 
+use std::cell::{Cell, RefCell};
 use std::ffi::CString;
-use std::io;
+use std::io::{self, Read, Seek};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,11 +10,16 @@ use std::time::Duration;
 use super::batch::{Meta, TxScratch, SCRATCH};
 use super::filter::{aux_vlan, skip_filter};
 use super::ring::RxRing;
+use super::xsk::{XskTx, XSK_MAX_FRAME};
 use super::{
     cvt, setsockopt_int, RxBatch, TxFrame, VnetHdr, ETH_P_ALL, HEADROOM, MAX_SKIP_PAIRS,
-    PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_VNET_HDR, RING_FRAME, SOL_PACKET,
-    TP_STATUS_COPY, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, VNET_HDR_LEN,
+    PACKET_AUXDATA, PACKET_IGNORE_OUTGOING, PACKET_STATISTICS, PACKET_VNET_HDR, RING_FRAME,
+    SOL_PACKET, TP_STATUS_COPY, TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
+    VNET_F_NEEDS_CSUM, VNET_HDR_LEN,
 };
+
+/// How often a port sending through AF_XDP looks for captures on it.
+const TAP_CHECK: Duration = Duration::from_millis(5);
 
 /// An AF_PACKET socket bound to one interface of the calling thread's
 /// network namespace.
@@ -23,6 +29,26 @@ pub struct PacketSocket {
     ifname: String,
     ifindex: u32,
     ring: Option<RxRing>,
+    /// Plain frames leave through this AF_XDP socket (xsk.rs) while
+    /// `xsk_on`; `None` when it could not be opened or failed since.
+    xsk: RefCell<Option<XskTx>>,
+    /// No other packet socket captures on the interface (frames sent by
+    /// AF_XDP skip the packet taps); checked with the carrier.
+    xsk_on: Cell<bool>,
+    /// Why frames do not use AF_XDP, for `weft status`.
+    xsk_why: RefCell<String>,
+    /// The namespace's /proc/net/packet (opened in it) and this socket's
+    /// inode there, to see other sockets capturing on the interface.
+    taps: Option<RefCell<std::fs::File>>,
+    inode: u64,
+    /// The interface's MTU: larger frames take AF_PACKET, which refuses
+    /// them with an error the datapath counts.
+    mtu: Cell<u32>,
+    /// When captures were last looked for.
+    checked: Cell<std::time::Instant>,
+    /// Frames the kernel dropped because the socket had no room (the
+    /// receive ring full), so far.
+    rx_dropped: Cell<u64>,
 }
 
 impl PacketSocket {
@@ -70,12 +96,113 @@ impl PacketSocket {
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         })?;
-        Ok(PacketSocket {
+        let (xsk, why) = if std::env::var_os("WEFT_SWITCH_XSK").is_some_and(|v| v == "off") {
+            (None, "off: WEFT_SWITCH_XSK=off".to_string())
+        } else {
+            match XskTx::open(ifindex) {
+                Ok(x) => (Some(x), String::new()),
+                Err(e) => (None, format!("AF_XDP refused: {e}")),
+            }
+        };
+        // SAFETY: stat is plain data; fstat fills it for our own fd.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let inode = if unsafe { libc::fstat(r, &mut st) } == 0 {
+            st.st_ino
+        } else {
+            0
+        };
+        let taps = std::fs::File::open("/proc/thread-self/net/packet")
+            .ok()
+            .map(RefCell::new);
+        let s = PacketSocket {
             fd,
             ifname: ifname.to_string(),
             ifindex,
             ring,
-        })
+            xsk_on: Cell::new(false),
+            xsk: RefCell::new(xsk),
+            xsk_why: RefCell::new(why),
+            taps,
+            inode,
+            mtu: Cell::new(1500),
+            checked: Cell::new(std::time::Instant::now()),
+            rx_dropped: Cell::new(0),
+        };
+        s.refresh_tx();
+        Ok(s)
+    }
+
+    /// How plain frames leave: `"AF_XDP"`, or `"AF_PACKET (why)"`.
+    pub fn tx_path(&self) -> String {
+        if self.xsk_on.get() {
+            "AF_XDP".to_string()
+        } else {
+            format!("AF_PACKET ({})", self.xsk_why.borrow())
+        }
+    }
+
+    /// Rereads the MTU and whether another socket captures on the
+    /// interface, which decides whether AF_XDP may send.
+    fn refresh_tx(&self) {
+        self.checked.set(std::time::Instant::now());
+        // SAFETY: ifreq is plain data; zeroed is a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in ifr.ifr_name.iter_mut().zip(self.ifname.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFMTU fills the ifreq we pass.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) } == 0 {
+            // SAFETY: SIOCGIFMTU wrote the mtu member of the union.
+            self.mtu.set(unsafe { ifr.ifr_ifru.ifru_mtu } as u32);
+        }
+        if self.xsk.borrow().is_none() {
+            self.xsk_on.set(false);
+            return;
+        }
+        match self.other_taps() {
+            Some(0) => {
+                self.xsk_on.set(true);
+                self.xsk_why.borrow_mut().clear();
+            }
+            Some(_) => {
+                self.xsk_on.set(false);
+                *self.xsk_why.borrow_mut() =
+                    "a capture is running on the port, and AF_XDP frames skip it".to_string();
+            }
+            None => {
+                self.xsk_on.set(false);
+                *self.xsk_why.borrow_mut() =
+                    "cannot read /proc/net/packet to see captures on the port".to_string();
+            }
+        }
+    }
+
+    /// Packet sockets of this namespace other than this one that receive
+    /// from the interface (bound to it, or to every interface).
+    fn other_taps(&self) -> Option<usize> {
+        let mut f = self.taps.as_ref()?.borrow_mut();
+        f.rewind().ok()?;
+        let mut text = String::new();
+        f.read_to_string(&mut text).ok()?;
+        let mut n = 0;
+        // sk RefCnt Type Proto Iface R Rmem User Inode
+        for line in text.lines().skip(1) {
+            let c: Vec<&str> = line.split_whitespace().collect();
+            let (Some(proto), Some(iface), Some(inode)) = (c.get(3), c.get(4), c.get(8)) else {
+                continue;
+            };
+            let iface: u32 = iface.parse().ok()?;
+            let inode: u64 = inode.parse().ok()?;
+            // Protocol 0 receives nothing (a sender such as swgen).
+            if u16::from_str_radix(proto, 16).ok()? == 0 || inode == self.inode {
+                continue;
+            }
+            if iface == self.ifindex || iface == 0 {
+                n += 1;
+            }
+        }
+        Some(n)
     }
 
     pub fn ifname(&self) -> &str {
@@ -107,6 +234,7 @@ impl PacketSocket {
             // Same name, another device: the port we had is gone.
             return Err(io::Error::from_raw_os_error(libc::ENODEV));
         }
+        self.refresh_tx();
         let want = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
         Ok(flags & want == want)
     }
@@ -166,6 +294,30 @@ impl PacketSocket {
             )
         })
         .map(drop)
+    }
+
+    /// Frames the kernel dropped on their way into this socket since it
+    /// was opened, for want of room (the receive ring or the socket's
+    /// queue full: the process did not run for longer than they last).
+    pub fn rx_dropped(&self) -> u64 {
+        // struct tpacket_stats: packets, drops; reading resets them.
+        let mut st = [0u32; 2];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: the kernel writes at most len bytes into st.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.rx_dropped
+                .set(self.rx_dropped.get() + u64::from(st[1]));
+        }
+        self.rx_dropped.get()
     }
 
     /// Whether frames are read from a mapped ring (else with `recvmmsg`).
@@ -343,6 +495,62 @@ impl PacketSocket {
     /// kernel refuses (e.g. too large for the device) are dropped and
     /// counted in the second value.
     pub fn send_batch(&self, frames: &[TxFrame<'_>]) -> io::Result<(usize, usize)> {
+        // A capture that started since the last look must see what is sent
+        // (a few µs to read /proc/net/packet, at most every 5 ms).
+        if self.xsk_on.get() && self.checked.get().elapsed() > TAP_CHECK {
+            self.refresh_tx();
+        }
+        if !self.xsk_on.get() {
+            return self.send_mmsg(frames);
+        }
+        let max = XSK_MAX_FRAME.min(self.mtu.get() as usize + 18);
+        let plain = |f: &TxFrame<'_>| {
+            f.vnet.gso_type == 0
+                && f.vnet.flags & VNET_F_NEEDS_CSUM == 0
+                && f.head.len() + f.tag.map_or(0, |_| 4) + f.tail.len() <= max
+        };
+        let (mut sent, mut dropped) = (0, 0);
+        // In runs, each sent before the next starts, so frames leave in order.
+        let mut i = 0;
+        while i < frames.len() {
+            let p = plain(&frames[i]);
+            let n = frames[i..].iter().take_while(|f| plain(f) == p).count();
+            let run = &frames[i..i + n];
+            i += n;
+            if p {
+                let r = self.xsk.borrow().as_ref().map(|x| x.send(run));
+                match r {
+                    Some(Ok(())) => {
+                        sent += run.len();
+                        continue;
+                    }
+                    Some(Err((taken, e))) => {
+                        // Closing the socket discards what its ring still
+                        // holds; those and the rest go by sendmmsg, in
+                        // order, after the ones the kernel took.
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            *self.xsk.borrow_mut() = None;
+                            self.xsk_on.set(false);
+                            *self.xsk_why.borrow_mut() = format!("AF_XDP failed: {e}");
+                        }
+                        let taken = taken.min(run.len());
+                        sent += taken;
+                        let (s, d) = self.send_mmsg(&run[taken..])?;
+                        sent += s;
+                        dropped += d;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            let (s, d) = self.send_mmsg(run)?;
+            sent += s;
+            dropped += d;
+        }
+        Ok((sent, dropped))
+    }
+
+    fn send_mmsg(&self, frames: &[TxFrame<'_>]) -> io::Result<(usize, usize)> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let TxScratch { iov, hdrs, vnet } = &mut *s;

@@ -132,6 +132,134 @@ fn frames_cross_a_veth_with_tags_restored_and_carrier_tracked() {
     drop(a);
 }
 
+/// Plain frames leave through AF_XDP, frames needing an offload through
+/// AF_PACKET, in order; a capture on the port moves every frame to
+/// AF_PACKET (AF_XDP frames skip the packet taps), and the capture sees them.
+#[test]
+fn plain_frames_leave_by_af_xdp_until_a_capture_starts() {
+    let mut g = NsGuard::default();
+    let ns = g.create("xsk");
+    ip(&[
+        "-n", &ns, "link", "add", "pa", "type", "veth", "peer", "name", "pb",
+    ]);
+    ip(&["-n", &ns, "link", "set", "pa", "up"]);
+    ip(&["-n", &ns, "link", "set", "pb", "up"]);
+    crate::netns::run_in_named(&ns, || {
+        let a = PacketSocket::open("pa").unwrap();
+        let b = PacketSocket::open("pb").unwrap();
+        let mut rx = RxBatch::new(8);
+        wait_carrier(&a);
+        if a.tx_path() != "AF_XDP" {
+            eprintln!(
+                "SKIPPED the AF_XDP half: {} (the AF_PACKET path is tested above)",
+                a.tx_path()
+            );
+            return;
+        }
+        // Three frames told apart by their last byte; the middle one is an
+        // IPv4/UDP frame whose checksum is left to the receiver (AF_XDP has
+        // no offload header), so the three take both paths and must still
+        // arrive in order.
+        let mut udp = frame(None);
+        udp[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut iph = [
+            0x45u8, 0, 0, 60, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let sum: u32 = iph
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        iph[10..12].copy_from_slice(&sum.to_be_bytes());
+        udp[14..34].copy_from_slice(&iph);
+        // UDP 40000 -> 9999, length 40, checksum seed 0.
+        udp[34..42].copy_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 40, 0, 0]);
+        udp.truncate(74);
+        let fs: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| {
+                let mut f = if i == 1 { udp.clone() } else { frame(None) };
+                *f.last_mut().unwrap() = i;
+                f
+            })
+            .collect();
+        let csum = VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        let tx: Vec<TxFrame<'_>> = fs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| TxFrame {
+                vnet: if i == 1 { csum } else { VnetHdr::default() },
+                head: &f[..14],
+                tag: None,
+                tail: &f[14..],
+            })
+            .collect();
+        assert_eq!(a.send_batch(&tx).unwrap(), (3, 0));
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let t0 = std::time::Instant::now();
+        while got.len() < 3 {
+            assert!(
+                t0.elapsed() < PATIENCE,
+                "only {} of 3 frames arrived",
+                got.len()
+            );
+            let n = b.recv_batch(&mut rx).unwrap();
+            for i in 0..n {
+                if let Some((_, f)) = rx.frame(i) {
+                    let ours = f.get(12..14) == Some(&[0x88, 0xb5])
+                        || (f.get(12..14) == Some(&[0x08, 0x00])
+                            && f.get(36..38) == Some(&[0x27, 0x0f]));
+                    if ours {
+                        got.push(f.to_vec());
+                    }
+                }
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let last: Vec<u8> = got.iter().map(|f| *f.last().unwrap()).collect();
+        assert_eq!(last, [0, 1, 2], "frames out of order");
+        assert_eq!(got[0], fs[0]);
+        assert_eq!(got[2], fs[2]);
+        // The UDP frame arrives as sent except its checksum, which the
+        // kernel may fill in or leave to the receiver.
+        assert_eq!(got[1][..40], fs[1][..40]);
+        assert_eq!(got[1][42..], fs[1][42..]);
+
+        // A capture on pa: the next carrier check moves pa to AF_PACKET.
+        let cap = crate::packet::open_here("pa", None).unwrap();
+        a.carrier().unwrap();
+        assert!(a.tx_path().starts_with("AF_PACKET"), "{}", a.tx_path());
+        assert_eq!(a.send_batch(&tx[..1]).unwrap(), (1, 0));
+        assert_eq!(recv_one(&b, &mut rx).1, fs[0]);
+        let t0 = std::time::Instant::now();
+        let mut buf = [0u8; 2048];
+        loop {
+            if let Some(r) = cap.recv(&mut buf).unwrap() {
+                if buf[..r.len] == fs[0][..] {
+                    break;
+                }
+                continue;
+            }
+            assert!(
+                t0.elapsed() < PATIENCE,
+                "the capture never saw the frame sent"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The capture gone, AF_XDP again.
+        drop(cap);
+        a.carrier().unwrap();
+        assert_eq!(a.tx_path(), "AF_XDP");
+    })
+    .unwrap();
+}
+
 #[test]
 fn vnet_header_moves_with_a_tag() {
     let v = VnetHdr {
@@ -387,4 +515,53 @@ fn poller_sleeps_sub_millisecond_timeouts_with_nanosecond_resolution() {
     // This kernel (6.18) has epoll_pwait2: impairment delays are not
     // rounded up to whole milliseconds.
     assert!(p.pwait2, "epoll_pwait2 fell back to epoll_wait");
+}
+
+#[test]
+fn frames_dropped_for_a_full_ring_are_counted() {
+    let mut g = NsGuard::default();
+    let ns = g.create("full");
+    ip(&[
+        "-n", &ns, "link", "add", "fa", "type", "veth", "peer", "name", "fb",
+    ]);
+    ip(&["-n", &ns, "link", "set", "fa", "up"]);
+    ip(&["-n", &ns, "link", "set", "fb", "up"]);
+    crate::netns::run_in_named(&ns, || {
+        let a = PacketSocket::open("fa").unwrap();
+        let b = PacketSocket::open("fb").unwrap();
+        assert!(b.has_ring(), "no receive ring on fb");
+        wait_carrier(&a);
+        // Frames sent, none read: once the ring's slots (512 or 2048) are
+        // taken, the kernel drops the rest for want of room, and says so.
+        let f = frame(None);
+        let tx: Vec<TxFrame<'_>> = (0..64)
+            .map(|_| TxFrame {
+                vnet: VnetHdr::default(),
+                head: &f,
+                tag: None,
+                tail: &[],
+            })
+            .collect();
+        let mut sent = 0;
+        let t0 = std::time::Instant::now();
+        // veth delivers in the sender's softirq, which may run late on a
+        // loaded machine (and drop on its own backlog): send until drops
+        // show, bounded.
+        while b.rx_dropped() == 0 {
+            assert!(
+                t0.elapsed() < PATIENCE && sent < 64 * 1024,
+                "{sent} frames sent into a ring, none counted dropped"
+            );
+            assert_eq!(a.send_batch(&tx).unwrap(), (64, 0));
+            sent += 64;
+            if sent >= 1024 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let n = b.rx_dropped();
+        assert!(sent >= 512, "dropped {n} after only {sent} frames");
+        // Reading the kernel's counter resets it: the socket adds up.
+        assert!(b.rx_dropped() >= n);
+    })
+    .unwrap();
 }
