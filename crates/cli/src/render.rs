@@ -425,7 +425,7 @@ pub fn fdb(lab: &str, switch: &str, json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tunnel m1:wt0 <-> m2:wt0  pid 42  up  peer 10.77.0.2:5000  handshake 3 s ago  tx 1.2 MB  rx 3.4 MB  drops none`
+/// `tunnel m1:wt0 <-> m2:wt0  pid 42  up  peer 10.77.0.2:5000  aes-256-gcm  handshake 3 s ago  tx 1.2 MB  rx 3.4 MB  drops none`
 fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     let s = &t.state;
     let mut cols = vec![format!("tunnel {}:{} <-> {}", t.node, t.iface, t.peer)];
@@ -440,6 +440,10 @@ fn tunnel_line(t: &weft::tunnels::TunnelStatus) -> String {
     cols.push(if s["up"] == true { "up" } else { "no session" }.into());
     if let Some(e) = s["endpoint"].as_str() {
         cols.push(format!("peer {e}"));
+    }
+    // The cipher `auto` picked differs by CPU, and throughput with it.
+    if let Some(c) = s["cipher"].as_str() {
+        cols.push(c.to_string());
     }
     match s["last_handshake_unix"].as_f64() {
         Some(h) => {

@@ -139,6 +139,12 @@ fn a_bad_or_unknown_lab_name_is_refused_by_every_command_and_creates_nothing() {
                 if args[0] != "down" {
                     assert!(!o.status.success(), "weft {args:?} succeeded");
                     assert!(err.contains("no lab named nosuch"), "{args:?}: {err}");
+                    // The help says how to build it (as root; a user is
+                    // told whose labs they can see instead).
+                    assert!(
+                        err.contains("weft up FILE") || err.contains("labs you built"),
+                        "{args:?}: {err}"
+                    );
                 }
             } else {
                 assert!(!o.status.success(), "weft {args:?} succeeded");

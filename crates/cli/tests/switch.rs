@@ -129,6 +129,21 @@ fn exp6_killed_datapath_is_restarted_by_up() {
     lab.up();
     assert_ne!(datapath_pid(&lab), pid);
     assert!(lab.ping("ns1", "ns2", None));
+
+    // Killed and `weft up` at once, while the kernel may still be tearing
+    // the process down: up must not take it for a running datapath.
+    for _ in 0..3 {
+        let before = datapath_pid(&lab);
+        Command::new("kill")
+            .args(["-KILL", &before.to_string()])
+            .status()
+            .unwrap();
+        lab.up();
+        let now = datapath_pid(&lab);
+        assert_ne!(now, before, "weft up kept the killed datapath");
+        assert!(alive(now), "weft up left no datapath running");
+        assert!(lab.ping("ns1", "ns2", None));
+    }
 }
 
 #[test]

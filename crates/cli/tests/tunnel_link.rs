@@ -47,6 +47,10 @@ fn tunnel_links_are_started_shown_restarted_and_stopped() {
     let text = lab.ok(&["status", &lab.name]);
     assert!(text.contains("tunnel m1:wt0 <-> m2:wt0"), "{text}");
     assert!(text.contains("drops none"), "{text}");
+    let cipher = t[0]["state"]["cipher"]
+        .as_str()
+        .expect("a session has a cipher");
+    assert!(text.contains(&format!("  {cipher}  ")), "{text}");
 
     // A tunnel process dies: the next `weft up` starts it again.
     let pid = t[1]["pid"].as_u64().unwrap();

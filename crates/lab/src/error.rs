@@ -388,7 +388,7 @@ impl Error {
             Error::NoLab(_) if weft_sys::userns::inside() => {
                 "`weft status` lists your labs; without root weft sees only the labs you built, not root's or other users'".into()
             }
-            Error::NoLab(_) => "`weft status` lists the labs".into(),
+            Error::NoLab(_) => "it is not up: `weft up FILE` builds it; `weft status` lists the labs that are".into(),
             Error::VniTaken { .. } => "another VXLAN device of this machine's namespace already uses it (another lab, or `ip -d link show type vxlan`); give the link another `vni` or `port`".into(),
             Error::OnlyShares { shares, .. } => format!("name one, like {}", shares[0]),
             // One the node never had (a typo): the message lists its

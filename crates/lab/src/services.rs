@@ -809,14 +809,14 @@ fn stop_groups(procs: &[ProcId], grace: Duration) {
         let _ = process::signal_group(p.pid, libc::SIGTERM);
     }
     let t0 = Instant::now();
-    while procs.iter().any(|p| process::is_running(*p)) && t0.elapsed() < grace {
+    while procs.iter().any(|p| process::exists(*p)) && t0.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(10));
     }
     for p in procs {
         let _ = process::signal_group(p.pid, libc::SIGKILL);
     }
     let t1 = Instant::now();
-    while procs.iter().any(|p| process::is_running(*p)) && t1.elapsed() < Duration::from_secs(2) {
+    while procs.iter().any(|p| process::exists(*p)) && t1.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }

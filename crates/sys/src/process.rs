@@ -53,20 +53,53 @@ pub fn spawn_detached_env(
 
 /// Start time of a live (not zombie) process.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat(pid).map(|s| s.start_time)
+}
+
+struct Stat {
+    start_time: u64,
+    /// The kernel has begun tearing it down (PF_EXITING): a killed
+    /// process keeps its pid and start time for some milliseconds while
+    /// it closes its sockets and maps, and is not a zombie yet.
+    exiting: bool,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// include/linux/sched.h: set as do_exit starts.
+const PF_EXITING: u64 = 0x4;
+
+fn parse_stat(stat: &str) -> Option<Stat> {
     // The command name (field 2) may hold spaces and parentheses: fields
     // are counted after its last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state), so field 22 is fields[19].
+    // fields[0] is field 3 (state), so field N is fields[N - 3].
     if fields.first() == Some(&"Z") {
         return None;
     }
-    fields.get(19)?.parse().ok()
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    // Field 31: the thread's pending signals. A SIGKILL is put there the
+    // moment it is sent, before the process runs again to begin its exit.
+    let pending: u64 = fields.get(28)?.parse().ok()?;
+    Some(Stat {
+        start_time: fields.get(19)?.parse().ok()?,
+        exiting: flags & PF_EXITING != 0 || pending & (1 << (libc::SIGKILL - 1)) != 0,
+    })
 }
 
-/// True while the recorded process (same pid, same start) is alive.
+/// True while the recorded process (same pid, same start) is alive and
+/// not on its way out: one that was killed counts as gone at once, so
+/// whoever restarts it does not wait for the kernel to finish with it.
 pub fn is_running(p: ProcId) -> bool {
+    stat(p.pid).is_some_and(|s| s.start_time == p.start_time && !s.exiting)
+}
+
+/// True until the recorded process is gone entirely (exiting included):
+/// what a stop waits for before reusing what the process held.
+pub fn exists(p: ProcId) -> bool {
     start_time(p.pid) == Some(p.start_time)
 }
 
@@ -74,23 +107,28 @@ pub fn is_running(p: ProcId) -> bool {
 /// Does nothing if it is gone or the pid now belongs to another process.
 /// Returns true if it was running.
 pub fn stop(p: ProcId, grace: Duration) -> io::Result<bool> {
-    if !is_running(p) {
+    if !exists(p) {
         return Ok(false);
     }
-    signal(p.pid, libc::SIGTERM)?;
+    // One already exiting is waited for like one that took the signal:
+    // the caller may reuse what it held once this returns.
+    let was = is_running(p);
+    if was {
+        signal(p.pid, libc::SIGTERM)?;
+    }
     let t0 = Instant::now();
-    while is_running(p) {
+    while exists(p) {
         if t0.elapsed() > grace {
             signal(p.pid, libc::SIGKILL)?;
             let t1 = Instant::now();
-            while is_running(p) && t1.elapsed() < Duration::from_secs(2) {
+            while exists(p) && t1.elapsed() < Duration::from_secs(2) {
                 std::thread::sleep(Duration::from_millis(5));
             }
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(true)
+    Ok(was)
 }
 
 /// The short command name of a process (`/proc/PID/comm`).
@@ -288,5 +326,32 @@ mod tests {
         assert!(!is_running(p));
         assert!(start_time(std::process::id()).is_some());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Real lines of /proc/PID/stat (a name with spaces and a parenthesis).
+    #[test]
+    fn a_process_tearing_down_is_not_running_and_a_zombie_does_not_exist() {
+        let live = "4242 (weft (dp) x) S 1 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 3 0 987654 10000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_stat(live).unwrap();
+        assert_eq!(s.start_time, 987654);
+        assert!(!s.exiting);
+        // The same process after SIGKILL, in do_exit: flags | PF_EXITING.
+        let dying = live
+            .replace(" 4194560 ", " 4194564 ")
+            .replacen(") S ", ") R ", 1);
+        let s = parse_stat(&dying).unwrap();
+        assert_eq!(s.start_time, 987654);
+        assert!(s.exiting);
+        // Killed, not yet run since: SIGKILL (bit 8) pending, field 31.
+        let killed = live.replace(
+            " 18446744073709551615 1 1 0 0 0 0 ",
+            " 18446744073709551615 1 1 0 0 0 256 ",
+        );
+        assert_ne!(killed, live);
+        let s = parse_stat(&killed).unwrap();
+        assert!(s.exiting);
+        let zombie = live.replacen(") S ", ") Z ", 1);
+        assert!(parse_stat(&zombie).is_none());
+        assert!(parse_stat("4242 (x) S 1").is_none());
     }
 }
