@@ -600,9 +600,15 @@ if uw and ovs_flood:
 if ul is not None:
     utarget.append("the highest paced rate weft carries losing at most 1 %%: %.0f kpps (Open vSwitch's: %s)" % (
         ul, "%.0f" % ovs_ll if ovs_ll is not None else "n/a"))
+    # Two readings: lossless against lossless (like for like), and the
+    # strict one, against Open vSwitch's best figure even where it lost
+    # most of what it was offered.
+    if ovs_ll:
+        utarget.append("lossless against lossless %.2fx: target %s" % (
+            ul / ovs_ll, "met" if ul >= 2 * ovs_ll else "NOT met"))
     if ovs_any:
-        utarget.append("that is %.2fx the best Open vSwitch figure (%.0f): target %s" % (
-            ul / ovs_any, ovs_any, "met" if ul >= 2 * ovs_any else "NOT met"))
+        utarget.append("against the best Open vSwitch figure, lossy or not (%.0f), %.2fx: %s" % (
+            ovs_any, ul / ovs_any, "met" if ul >= 2 * ovs_any else "NOT met"))
 l2 = med("weft-user", "udp-paced-ovs2x-loss")
 if l2 is not None:
     utarget.append("offered twice Open vSwitch's flooded rate (%.0f kpps): %.0f arrive, %.2f %% lost" % (
@@ -617,8 +623,11 @@ if fl and flc:
     if xl and xc:
         t += "; through an AF_XDP TX ring instead (`xsktx`, as weft's ports send plain frames) %.0f kpps at %.2f µs" % (xl, xc)
     if wc and oc:
-        t += "; weft's datapath takes %.2f µs a frame (%.2f above the %s floor), Open vSwitch's %.2f; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
-            wc, wc - (xc if xc else flc), "AF_XDP" if xc else "sendmmsg", min(oc), min(oc) / 2)
+        d = wc - (xc if xc else flc)
+        # The datapath can come out below the floor (measured by another
+        # program, which batches differently): say so, not "-1.4 above".
+        t += "; weft's datapath takes %.2f µs a frame (%.2f %s the %s floor), Open vSwitch's %.2f; twice Open vSwitch's rate at the same CPU share needs at most %.2f µs a frame" % (
+            wc, abs(d), "above" if d >= 0 else "below", "AF_XDP" if xc else "sendmmsg", min(oc), min(oc) / 2)
     utarget.append(t)
 # The model: a frame costs CPU in three processes (the generator, whose
 # sends also run the switch's receive into its port's socket; the switch,
@@ -646,7 +655,7 @@ if ovs_c and wc3 and xc:
     m.append("so against Open vSwitch, weft can reach %.2fx on an idle machine and %.2fx on a loaded one (equal shares: the dearest process decides), and any userspace switch %.2fx and %.2fx" % (
         bounds(wc3)[0] / bounds(ob[1])[0], bounds(wc3)[1] / bounds(ob[1])[1],
         bounds(bc)[0] / bounds(ob[1])[0], bounds(bc)[1] / bounds(ob[1])[1]))
-    utarget.append("; ".join(m))
+    utarget.append(m[0] + " " + "; ".join(m[1:]))
 brow = []
 try:
     bl = [json.loads(l) for l in open(bpfcost) if l.startswith("{")]
