@@ -2,87 +2,9 @@
 //! userspace switch, through the real binary.
 
 mod common;
-use common::{switched_hosts, tcp_transfer, Lab};
+use common::{switched_hosts, tcp_transfer, Dump, Lab};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// tcpdump inside a node, printing one line per packet.
-struct Dump {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Dump {
-    fn start(lab: &Lab, node: &str, iface: &str, filter: &[&str]) -> Dump {
-        let mut args = vec![
-            "exec",
-            &lab.name,
-            node,
-            "--",
-            "tcpdump",
-            "-i",
-            iface,
-            "-n",
-            "-l",
-            "-e",
-            "--immediate-mode",
-        ];
-        args.extend(filter);
-        let mut child = lab
-            .weft()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // tcpdump says "listening on" once its socket is bound.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut said = String::new();
-        while !said.contains("listening on") {
-            let mut line = String::new();
-            if err.read_line(&mut line).unwrap() == 0 {
-                panic!("tcpdump exited: {said}");
-            }
-            said += &line;
-        }
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let l2 = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                l2.lock().unwrap().push(l);
-            }
-        });
-        Dump {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    /// Stops tcpdump (after a moment for the last packets) and returns its lines.
-    fn stop(mut self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let v = self.lines.lock().unwrap().clone();
-        v
-    }
-}
-
-impl Drop for Dump {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn fdb(lab: &Lab, sw: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value =

@@ -6,11 +6,9 @@
 //! above the 2 KiB chunk go through.
 
 mod common;
-use common::{tcp_transfer, Lab};
+use common::{tcp_transfer, Dump, Lab};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Generous bound for what a loaded machine does late (ARP, the capture
@@ -223,70 +221,21 @@ fn frames_of_every_size_cross_with_sendmmsg_only() {
     all_sizes_and_tcp(&lab);
 }
 
-/// tcpdump on a port of the switch, one line per frame (`-e`: with the
-/// frame's length).
-struct Dump {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Dump {
-    fn start(lab: &Lab, node: &str, iface: &str) -> Dump {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.netns(node), "tcpdump", "-i", iface])
-            .args(["-n", "-l", "-e", "--immediate-mode", "icmp"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // tcpdump says "listening on" once its socket is bound.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut said = String::new();
-        while !said.contains("listening on") {
-            let mut line = String::new();
-            if err.read_line(&mut line).unwrap() == 0 {
-                panic!("tcpdump exited: {said}");
-            }
-            said += &line;
-        }
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                l2.lock().unwrap().push(l);
-            }
-        });
-        Dump { child, lines }
-    }
-
-    /// Waits until an echo request of `frame` bytes was captured.
-    fn wait_request(&self, frame: usize) {
-        let t0 = Instant::now();
-        let want = format!("length {frame}:");
-        loop {
-            {
-                let l = self.lines.lock().unwrap();
-                if l.iter()
-                    .any(|l| l.contains(&want) && l.contains("echo request"))
-                {
-                    return;
-                }
-            }
-            assert!(
-                t0.elapsed() < PATIENCE,
-                "the capture never saw the {frame}-byte frame the switch sent: {:#?}",
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Dump {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until `dump` captured an echo request of `frame` bytes.
+fn wait_request(dump: &Dump, frame: usize) {
+    let t0 = Instant::now();
+    let want = format!("length {frame}:");
+    while !dump
+        .lines()
+        .iter()
+        .any(|l| l.contains(&want) && l.contains("echo request"))
+    {
+        assert!(
+            t0.elapsed() < PATIENCE,
+            "the capture never saw the {frame}-byte frame the switch sent: {:#?}",
+            dump.lines()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -295,7 +244,7 @@ fn frames_of_every_size_cross_and_are_captured_while_a_capture_runs() {
     let lab = Lab::from_text("frcap", &lab_text());
     up(&lab, true);
     let before = send_path(&lab);
-    let dump = Dump::start(&lab, "sw0", "p2");
+    let dump = Dump::start(&lab, "sw0", "p2", &["icmp"]);
     if before == "AF_XDP" {
         // The datapath looks for captures at its carrier checks: p2 then
         // sends with sendmmsg, which the capture sees.
@@ -313,7 +262,7 @@ fn frames_of_every_size_cross_and_are_captured_while_a_capture_runs() {
     }
     for f in SIZES {
         ping_frame(&lab, f);
-        dump.wait_request(f);
+        wait_request(&dump, f);
     }
     let n = 20_000_000;
     assert_eq!(tcp_transfer(&lab, "ns2", "10.62.0.2", "ns1", n), n);

@@ -581,3 +581,72 @@ pub fn assert_lossy_arrivals(what: &str, got: &[(u32, f64)], n: u32, delay: f64)
     );
     assert_delays(what, &d, delay);
 }
+
+/// tcpdump on one of a lab's interfaces, one line per packet (`-e`: with
+/// each frame's length), read on a thread; `start` returns once tcpdump
+/// says its socket is bound, so nothing sent after it is missed.
+pub struct Dump {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Dump {
+    pub fn start(lab: &Lab, node: &str, iface: &str, filter: &[&str]) -> Dump {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.netns(node), "tcpdump", "-i", iface])
+            .args(["-n", "-l", "-e", "--immediate-mode"])
+            .args(filter)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut said = String::new();
+        while !said.contains("listening on") {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap() == 0 {
+                panic!("tcpdump exited: {said}");
+            }
+            said += &line;
+        }
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let l2 = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(l);
+            }
+        });
+        Dump {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Stops tcpdump (after a moment for the last packets) and returns its lines.
+    pub fn stop(mut self) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.lines()
+    }
+}
+
+impl Drop for Dump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -32,6 +32,26 @@ fn wait_carrier(s: &PacketSocket) {
     }
 }
 
+/// A namespace of its own holding the veth pair `a` <-> `b`, both up
+/// (with `mtu` when given).
+fn veth_ns(g: &mut NsGuard, tag: &str, a: &str, b: &str, mtu: Option<&str>) -> String {
+    let ns = g.create(tag);
+    ip(&[
+        "-n", &ns, "link", "add", a, "type", "veth", "peer", "name", b,
+    ]);
+    for d in [a, b] {
+        match mtu {
+            Some(m) => {
+                ip(&["-n", &ns, "link", "set", d, "mtu", m, "up"]);
+            }
+            None => {
+                ip(&["-n", &ns, "link", "set", d, "up"]);
+            }
+        }
+    }
+    ns
+}
+
 fn recv_one(s: &PacketSocket, rx: &mut RxBatch) -> (VnetHdr, Vec<u8>) {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < PATIENCE {
@@ -55,12 +75,7 @@ fn recv_one(s: &PacketSocket, rx: &mut RxBatch) -> (VnetHdr, Vec<u8>) {
 #[test]
 fn frames_cross_a_veth_with_tags_restored_and_carrier_tracked() {
     let mut g = NsGuard::default();
-    let ns = g.create("pkt");
-    ip(&[
-        "-n", &ns, "link", "add", "pa", "type", "veth", "peer", "name", "pb",
-    ]);
-    ip(&["-n", &ns, "link", "set", "pa", "up"]);
-    ip(&["-n", &ns, "link", "set", "pb", "up"]);
+    let ns = veth_ns(&mut g, "pkt", "pa", "pb", None);
     crate::netns::run_in_named(&ns, || {
         let a = PacketSocket::open("pa").unwrap();
         let b = PacketSocket::open("pb").unwrap();
@@ -138,12 +153,7 @@ fn frames_cross_a_veth_with_tags_restored_and_carrier_tracked() {
 #[test]
 fn plain_frames_leave_by_af_xdp_until_a_capture_starts() {
     let mut g = NsGuard::default();
-    let ns = g.create("xsk");
-    ip(&[
-        "-n", &ns, "link", "add", "pa", "type", "veth", "peer", "name", "pb",
-    ]);
-    ip(&["-n", &ns, "link", "set", "pa", "up"]);
-    ip(&["-n", &ns, "link", "set", "pb", "up"]);
+    let ns = veth_ns(&mut g, "xsk", "pa", "pb", None);
     crate::netns::run_in_named(&ns, || {
         let a = PacketSocket::open("pa").unwrap();
         let b = PacketSocket::open("pb").unwrap();
@@ -285,12 +295,7 @@ fn vnet_header_moves_with_a_tag() {
 #[test]
 fn poller_reports_readable_sockets() {
     let mut g = NsGuard::default();
-    let ns = g.create("poll");
-    ip(&[
-        "-n", &ns, "link", "add", "qa", "type", "veth", "peer", "name", "qb",
-    ]);
-    ip(&["-n", &ns, "link", "set", "qa", "up"]);
-    ip(&["-n", &ns, "link", "set", "qb", "up"]);
+    let ns = veth_ns(&mut g, "poll", "qa", "qb", None);
     let (a, b) = crate::netns::run_in_named(&ns, || {
         (
             PacketSocket::open("qa").unwrap(),
@@ -331,13 +336,7 @@ fn poller_reports_readable_sockets() {
 #[test]
 fn frames_larger_than_a_ring_slot_arrive_whole_and_in_order() {
     let mut g = NsGuard::default();
-    let ns = g.create("big");
-    ip(&[
-        "-n", &ns, "link", "add", "ba", "type", "veth", "peer", "name", "bb",
-    ]);
-    for d in ["ba", "bb"] {
-        ip(&["-n", &ns, "link", "set", d, "mtu", "9000", "up"]);
-    }
+    let ns = veth_ns(&mut g, "big", "ba", "bb", Some("9000"));
     crate::netns::run_in_named(&ns, || {
         let a = PacketSocket::open("ba").unwrap();
         let b = PacketSocket::open("bb").unwrap();
@@ -411,12 +410,7 @@ fn frames_larger_than_a_ring_slot_arrive_whole_and_in_order() {
 #[test]
 fn skipped_destinations_do_not_reach_the_socket() {
     let mut g = NsGuard::default();
-    let ns = g.create("skip");
-    ip(&[
-        "-n", &ns, "link", "add", "ka", "type", "veth", "peer", "name", "kb",
-    ]);
-    ip(&["-n", &ns, "link", "set", "ka", "up"]);
-    ip(&["-n", &ns, "link", "set", "kb", "up"]);
+    let ns = veth_ns(&mut g, "skip", "ka", "kb", None);
     crate::netns::run_in_named(&ns, || {
         let a = PacketSocket::open("ka").unwrap();
         let b = PacketSocket::open("kb").unwrap();
@@ -520,12 +514,7 @@ fn poller_sleeps_sub_millisecond_timeouts_with_nanosecond_resolution() {
 #[test]
 fn frames_dropped_for_a_full_ring_are_counted() {
     let mut g = NsGuard::default();
-    let ns = g.create("full");
-    ip(&[
-        "-n", &ns, "link", "add", "fa", "type", "veth", "peer", "name", "fb",
-    ]);
-    ip(&["-n", &ns, "link", "set", "fa", "up"]);
-    ip(&["-n", &ns, "link", "set", "fb", "up"]);
+    let ns = veth_ns(&mut g, "full", "fa", "fb", None);
     crate::netns::run_in_named(&ns, || {
         let a = PacketSocket::open("fa").unwrap();
         let b = PacketSocket::open("fb").unwrap();
