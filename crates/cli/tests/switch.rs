@@ -900,6 +900,7 @@ fn switch_settings_change_on_the_running_datapath() {
     );
     assert!(out.contains("port p3"), "{out}");
     assert!(out.contains("static MACs"), "{out}");
+    assert!(out.contains(" (in place)"), "{out}");
     assert_eq!(datapath_pid(&lab), pid, "the datapath was restarted");
     let fdb: serde_json::Value =
         serde_json::from_str(&lab.ok(&["fdb", &lab.name, "sw0", "--json"])).unwrap();

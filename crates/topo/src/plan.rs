@@ -418,7 +418,11 @@ fn describe_change(key: &ResKey, from: &Res, to: &Res) -> String {
             )
         }
         (ResKey::Switch { node }, Res::Switch(a), Res::Switch(b)) => {
-            format!("switch {node}: {}", switch_changes(a, b).join(", "))
+            // Said like the wires' edits: the running datapath takes it.
+            format!(
+                "switch {node}: {} (in place)",
+                switch_changes(a, b).join(", ")
+            )
         }
         (ResKey::Tunnel { .. }, Res::Tunnel(a), Res::Tunnel(b)) => {
             let mut parts = Vec::new();
