@@ -328,7 +328,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Real lines of /proc/PID/stat (a name with spaces and a parenthesis).
+    /// Lines laid out as the kernel writes /proc/PID/stat (a name with
+    /// spaces and a parenthesis, 52 fields).
     #[test]
     fn a_process_tearing_down_is_not_running_and_a_zombie_does_not_exist() {
         let live = "4242 (weft (dp) x) S 1 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 3 0 987654 10000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
