@@ -14,7 +14,7 @@ use std::time::Duration;
 use weft_switch::{
     Action, Actions, Instant, MirrorConfig, PortConfig, PortId, StpMode, Switch, SwitchConfig,
 };
-use weft_tunnel::{Config, PrivateKey, Received, Sent, Timers, Tunnel};
+use weft_tunnel::{Cipher, CipherChoice, Config, PrivateKey, Received, Sent, Timers, Tunnel};
 use weft_wire::bpdu::BpduFlags;
 use weft_wire::{
     BpduPacket, BpduRepr, BridgeId, ConfigBpdu, EthernetFrame, L2Header, MacAddr, StpTime,
@@ -336,7 +336,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 impl Pair {
-    fn new() -> Pair {
+    fn new(cipher: Cipher) -> Pair {
         // Fixed keys: the fuzzer's runs differ only by its input (and by
         // the handshake's ephemeral keys, which no input can observe).
         let ka = PrivateKey::from_bytes([0x11; 32]);
@@ -347,7 +347,7 @@ impl Pair {
             endpoint: Some(addr(ep)),
             timers: Timers::default(),
             wall_clock_at_zero: wall,
-            cipher: Default::default(),
+            cipher: CipherChoice::Only(cipher),
         };
         let now = Duration::from_secs(1);
         let mut p = Pair {
@@ -404,7 +404,13 @@ const GENUINE: usize = 16;
 /// unauthenticated is answered; the session still works afterwards.
 pub fn tunnel_receive(data: &[u8]) {
     let mut r = Reader { data };
-    let mut p = Pair::new();
+    // Both data ciphers' receive paths, whichever this CPU favours.
+    let cipher = if r.u8().is_multiple_of(2) {
+        Cipher::ChaCha20Poly1305
+    } else {
+        Cipher::Aes256Gcm
+    };
+    let mut p = Pair::new(cipher);
     assert!(p.a.is_up(p.now) && p.b.is_up(p.now), "no session");
     let mut genuine = Vec::new();
     let mut payloads = Vec::new();

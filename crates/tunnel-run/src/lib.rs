@@ -130,7 +130,7 @@ impl HandshakeWatch {
         let mut why = Vec::new();
         if new_auth > 0 {
             why.push(format!(
-                "{new_auth} handshake message(s) from the peer failed authentication (handshake_auth): the peer's public key is not this end's --peer-key"
+                "{new_auth} handshake message(s) from the peer failed authentication (handshake_auth): the peer's public key is not this end's --peer-key, or the peer runs an older weft (tunnel protocol v1)"
             ));
         }
         if new_mac > 0 {

@@ -273,8 +273,7 @@ pub struct Transmit {
     pub data: Vec<u8>,
 }
 
-/// The result of [`Tunnel::prepare_send`].
-#[derive(Clone)]
+/// The result of [`Tunnel::prepare_send`] (not `Clone`: see [`Seal`]).
 pub enum Prepared {
     /// Encrypt the packet with this job and send it to this address.
     Seal(SocketAddr, Seal),
@@ -294,7 +293,9 @@ pub enum Incoming {
 }
 
 /// One data packet to encrypt: its session's keys and its counter.
-#[derive(Clone)]
+/// Sealing consumes it, and it is not `Clone`: a counter is a nonce, and
+/// two packets sealed under one (with AES-256-GCM, even once) give away
+/// the session.
 pub struct Seal {
     keys: Arc<Keys>,
     remote_index: u32,
@@ -304,7 +305,7 @@ pub struct Seal {
 impl Seal {
     /// Write the data message for `packet` into `out` (which needs
     /// `packet.len() + OVERHEAD` bytes); returns its length.
-    pub fn seal(&self, packet: &[u8], out: &mut [u8]) -> usize {
+    pub fn seal(self, packet: &[u8], out: &mut [u8]) -> usize {
         out[..4].copy_from_slice(&[TYPE_DATA, 0, 0, 0]);
         out[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         out[8..16].copy_from_slice(&self.counter.to_le_bytes());
@@ -977,9 +978,17 @@ impl Tunnel {
 
 /// A finished handshake's data keys: Noise's split, keying `cipher`.
 fn data_keys(mut hs: HandshakeState, cipher: Cipher) -> Keys {
-    debug_assert!(hs.is_handshake_finished());
-    let (first, second) = hs.dangerously_get_raw_split();
-    Keys::new(cipher, hs.is_initiator(), &first, &second)
+    // The raw split does not check, as snow's transport mode would: keys
+    // of an unfinished handshake are not keys.
+    assert!(
+        hs.is_handshake_finished(),
+        "data keys before the handshake finished"
+    );
+    let (mut first, mut second) = hs.dangerously_get_raw_split();
+    let keys = Keys::new(cipher, hs.is_initiator(), &first, &second);
+    zeroize::Zeroize::zeroize(&mut first);
+    zeroize::Zeroize::zeroize(&mut second);
+    keys
 }
 
 fn mac_key(responder: &PublicKey) -> [u8; 32] {

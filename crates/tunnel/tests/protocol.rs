@@ -380,7 +380,7 @@ fn packets_sealed_and_opened_on_other_threads_out_of_order_arrive_once() {
     // a takes the counters of a batch in order; threads encrypt it, in
     // reverse halves.
     let packets: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
-    let jobs: Vec<_> = packets
+    let mut jobs: Vec<_> = packets
         .iter()
         .map(|pk| match p.a.t.prepare_send(now, pk) {
             weft_tunnel::Prepared::Seal(_, j) => j,
@@ -393,14 +393,14 @@ fn packets_sealed_and_opened_on_other_threads_out_of_order_arrive_once() {
         .collect();
     std::thread::scope(|s| {
         let (lo, hi) = sealed.split_at_mut(32);
-        let (jl, jh) = jobs.split_at(32);
+        let jh = jobs.split_off(32);
         let (pl, ph) = packets.split_at(32);
         s.spawn(move || {
             for ((o, j), pk) in hi.iter_mut().zip(jh).zip(ph).rev() {
                 j.seal(pk, o);
             }
         });
-        for ((o, j), pk) in lo.iter_mut().zip(jl).zip(pl) {
+        for ((o, j), pk) in lo.iter_mut().zip(jobs).zip(pl) {
             j.seal(pk, o);
         }
     });
