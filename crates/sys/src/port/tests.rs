@@ -554,3 +554,57 @@ fn frames_dropped_for_a_full_ring_are_counted() {
     })
     .unwrap();
 }
+
+/// Frames sent while the far end is down are dropped by the kernel
+/// (`sendto` says EBUSY per frame): at once, without stalling the
+/// datapath's thread, and the port keeps AF_XDP for when it is up again.
+#[test]
+fn frames_to_a_peer_that_is_down_are_dropped_at_once() {
+    let mut g = NsGuard::default();
+    let ns = veth_ns(&mut g, "xdown", "da", "db", None);
+    crate::netns::run_in_named(&ns, || {
+        let a = PacketSocket::open("da").unwrap();
+        wait_carrier(&a);
+        if a.tx_path() != "AF_XDP" {
+            eprintln!(
+                "SKIPPED: {} (the AF_PACKET path drops at once)",
+                a.tx_path()
+            );
+            return;
+        }
+        ip(&["link", "set", "db", "down"]);
+        let t0 = std::time::Instant::now();
+        while a.carrier().unwrap() {
+            assert!(t0.elapsed() < PATIENCE, "da kept its carrier");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let f = frame(None);
+        let tx: Vec<TxFrame<'_>> = (0..64)
+            .map(|_| TxFrame {
+                vnet: VnetHdr::default(),
+                head: &f[..14],
+                tag: None,
+                tail: &f[14..],
+            })
+            .collect();
+        // The least of three tries, so a loaded machine's preemption does
+        // not count: a wait per frame or per batch would (100 µs each).
+        let took = (0..3)
+            .map(|_| {
+                let t0 = std::time::Instant::now();
+                for _ in 0..4 {
+                    let _ = a.send_batch(&tx);
+                }
+                t0.elapsed()
+            })
+            .min()
+            .unwrap();
+        eprintln!("256 frames to a down peer: {took:?}, path {}", a.tx_path());
+        assert!(
+            took < Duration::from_millis(20),
+            "256 frames to a down peer took {took:?}"
+        );
+        assert_eq!(a.tx_path(), "AF_XDP");
+    })
+    .unwrap();
+}

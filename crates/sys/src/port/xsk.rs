@@ -289,7 +289,7 @@ impl XskTx {
     /// Lets the kernel send what the TX ring holds, until it has taken
     /// every descriptor (it takes a budget of them per call).
     fn kick(&self) -> io::Result<()> {
-        let mut stuck = 0;
+        let (mut stuck, mut calls) = (0, 0);
         loop {
             let cons = self.tx.word(self.off.tx.consumer).load(Ordering::Acquire);
             if cons == self.prod.get() {
@@ -307,6 +307,15 @@ impl XskTx {
                 )
             };
             if r >= 0 {
+                // Each call takes up to the kernel's budget; a kernel that
+                // kept saying yes without taking any would spin here.
+                calls += 1;
+                if calls > 10_000 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "AF_XDP send ring not drained",
+                    ));
+                }
                 continue;
             }
             let e = io::Error::last_os_error();
